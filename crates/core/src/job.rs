@@ -1,0 +1,828 @@
+//! The v1 job message: the SQS body a user sends, parsed and validated into a
+//! [`JobRequest`], with one specific [`MessageError`] per broken rule.
+//!
+//! Fields are read by hand from the JSON object rather than through serde's
+//! derive so that every rejection names its field, its rule and what was
+//! found, in words a user can act on.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::limits::message as lim;
+
+/// Where a job asks to run. `Auto` lets berth choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Processor {
+    #[default]
+    Auto,
+    Lambda,
+    Ec2,
+    Fargate,
+}
+
+impl Processor {
+    pub const ALL: [Processor; 4] = [Self::Auto, Self::Lambda, Self::Ec2, Self::Fargate];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Lambda => "lambda",
+            Self::Ec2 => "ec2",
+            Self::Fargate => "fargate",
+        }
+    }
+}
+
+impl fmt::Display for Processor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A valid job message. Optional fields left out stay `None` until the job is
+/// resolved against its definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRequest {
+    pub job_id: String,
+    pub definition: String,
+    pub command: Option<Vec<String>>,
+    pub environment: BTreeMap<String, String>,
+    pub cpu: Option<u32>,
+    pub memory: Option<u32>,
+    pub gpu: Option<u32>,
+    pub timeout_seconds: Option<u32>,
+    pub processor: Processor,
+    pub max_attempts: Option<u32>,
+}
+
+/// The fields of a v1 job message, in the order the contract lists them.
+pub const FIELDS: [&str; 10] = [
+    "job_id",
+    "definition",
+    "command",
+    "environment",
+    "cpu",
+    "memory",
+    "gpu",
+    "timeout_seconds",
+    "processor",
+    "max_attempts",
+];
+
+/// Why a job message was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    #[error("message body is {size} bytes, more than the limit of {limit}")]
+    BodyTooLarge { size: usize, limit: usize },
+    #[error("message body is not JSON: {detail}")]
+    NotJson { detail: String },
+    #[error("message body must be a JSON object, found {found}")]
+    NotAnObject { found: &'static str },
+    #[error("unknown field `{field}` (the fields are: {})", FIELDS.join(", "))]
+    UnknownField { field: String },
+    #[error("`{field}`: {problem}")]
+    Field { field: String, problem: Problem },
+}
+
+impl MessageError {
+    /// A short stable code for metrics and tests, e.g. `cpu.range`.
+    pub fn code(&self) -> String {
+        match self {
+            Self::BodyTooLarge { .. } => "body.size".into(),
+            Self::NotJson { .. } => "body.json".into(),
+            Self::NotAnObject { .. } => "body.type".into(),
+            Self::UnknownField { .. } => "body.unknown_field".into(),
+            Self::Field { field, problem } => {
+                // Environment variables are named `environment.NAME`: keep the
+                // code independent of the name.
+                let field = field.split('.').next().unwrap_or(field);
+                format!("{field}.{}", problem.code())
+            }
+        }
+    }
+
+    /// The field the error is about, if it is about one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::UnknownField { field } | Self::Field { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    fn invalid(field: impl Into<String>, problem: Problem) -> Self {
+        Self::Field {
+            field: field.into(),
+            problem,
+        }
+    }
+}
+
+/// What is wrong with one field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    #[error("is required")]
+    Missing,
+    #[error("must be {expected}, found {found}")]
+    WrongType {
+        expected: &'static str,
+        found: String,
+    },
+    #[error("must be between {min} and {max}, found {found}")]
+    OutOfRange { min: u64, max: u64, found: String },
+    #[error("must be {min} to {max} characters long, found {found}")]
+    Length {
+        min: usize,
+        max: usize,
+        found: usize,
+    },
+    #[error("may contain only {allowed}, found {found:?}")]
+    Characters {
+        allowed: &'static str,
+        found: String,
+    },
+    #[error("must not be empty")]
+    Empty,
+    #[error("has {found} entries, more than the limit of {limit}")]
+    TooMany { found: usize, limit: usize },
+    #[error("is {found} bytes, more than the limit of {limit}")]
+    TooLarge { found: usize, limit: usize },
+    #[error("is reserved: names starting with {prefix} are set by berth")]
+    Reserved { prefix: &'static str },
+    #[error("must be one of {allowed}, found {found:?}")]
+    NotOneOf {
+        allowed: &'static str,
+        found: String,
+    },
+}
+
+impl Problem {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::WrongType { .. } => "type",
+            Self::OutOfRange { .. } => "range",
+            Self::Length { .. } => "length",
+            Self::Characters { .. } => "characters",
+            Self::Empty => "empty",
+            Self::TooMany { .. } => "count",
+            Self::TooLarge { .. } => "size",
+            Self::Reserved { .. } => "reserved",
+            Self::NotOneOf { .. } => "value",
+        }
+    }
+}
+
+const ID_CHARS: &str = "letters, digits, '_' and '-'";
+const ENV_NAME_CHARS: &str =
+    "letters, digits and '_', not starting with a digit ([A-Za-z_][A-Za-z0-9_]*)";
+
+/// Parses and validates a job message body. `message_id` (the SQS message id)
+/// becomes the job id when the body has none.
+pub fn parse(body: &str, message_id: &str) -> Result<JobRequest, MessageError> {
+    if body.len() > lim::MAX_BODY_BYTES {
+        return Err(MessageError::BodyTooLarge {
+            size: body.len(),
+            limit: lim::MAX_BODY_BYTES,
+        });
+    }
+    let value: Value = serde_json::from_str(body).map_err(|e| MessageError::NotJson {
+        detail: e.to_string(),
+    })?;
+    let Value::Object(mut obj) = value else {
+        return Err(MessageError::NotAnObject {
+            found: json_type(&value),
+        });
+    };
+    if let Some(field) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(MessageError::UnknownField {
+            field: field.clone(),
+        });
+    }
+
+    let job_id = match take(&mut obj, "job_id") {
+        Some(v) => string(v, "job_id")?,
+        None => message_id.to_owned(),
+    };
+    validate_job_id(&job_id).map_err(|p| MessageError::invalid("job_id", p))?;
+
+    let definition = match take(&mut obj, "definition") {
+        Some(v) => string(v, "definition")?,
+        None => return Err(MessageError::invalid("definition", Problem::Missing)),
+    };
+    validate_name(&definition, lim::DEFINITION_MAX_CHARS)
+        .map_err(|p| MessageError::invalid("definition", p))?;
+
+    let command = take(&mut obj, "command").map(command).transpose()?;
+    let environment = take(&mut obj, "environment")
+        .map(environment)
+        .transpose()?
+        .unwrap_or_default();
+
+    let cpu = take(&mut obj, "cpu")
+        .map(|v| integer(v, "cpu", lim::CPU_MIN, lim::CPU_MAX))
+        .transpose()?;
+    let memory = take(&mut obj, "memory")
+        .map(|v| integer(v, "memory", lim::MEMORY_MIN, lim::MEMORY_MAX))
+        .transpose()?;
+    let gpu = take(&mut obj, "gpu")
+        .map(|v| integer(v, "gpu", 0, lim::GPU_MAX))
+        .transpose()?;
+    let timeout_seconds = take(&mut obj, "timeout_seconds")
+        .map(|v| integer(v, "timeout_seconds", lim::TIMEOUT_MIN, lim::TIMEOUT_MAX))
+        .transpose()?;
+    let processor = take(&mut obj, "processor")
+        .map(processor)
+        .transpose()?
+        .unwrap_or_default();
+    let max_attempts = take(&mut obj, "max_attempts")
+        .map(|v| {
+            integer(
+                v,
+                "max_attempts",
+                lim::MAX_ATTEMPTS_MIN,
+                lim::MAX_ATTEMPTS_MAX,
+            )
+        })
+        .transpose()?;
+
+    Ok(JobRequest {
+        job_id,
+        definition,
+        command,
+        environment,
+        cpu,
+        memory,
+        gpu,
+        timeout_seconds,
+        processor,
+        max_attempts,
+    })
+}
+
+/// Checks a job id: 1 to 64 of `[A-Za-z0-9_-]`.
+pub fn validate_job_id(id: &str) -> Result<(), Problem> {
+    validate_name(id, lim::JOB_ID_MAX_CHARS)
+}
+
+/// Job ids and definition names: 1 to `max` of `[A-Za-z0-9_-]`.
+fn validate_name(s: &str, max: usize) -> Result<(), Problem> {
+    let chars = s.chars().count();
+    if chars == 0 || chars > max {
+        return Err(Problem::Length {
+            min: 1,
+            max,
+            found: chars,
+        });
+    }
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(Problem::Characters {
+            allowed: ID_CHARS,
+            found: s.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn take(obj: &mut Map<String, Value>, field: &str) -> Option<Value> {
+    // An explicit `null` reads as "not given": JSON writers often emit it
+    // for unset optional fields.
+    obj.remove(field).filter(|v| !v.is_null())
+}
+
+fn string(v: Value, field: &str) -> Result<String, MessageError> {
+    match v {
+        Value::String(s) => Ok(s),
+        other => Err(MessageError::invalid(field, wrong_type("a string", &other))),
+    }
+}
+
+fn integer(v: Value, field: &str, min: u64, max: u64) -> Result<u32, MessageError> {
+    let out_of_range = |found: String| Problem::OutOfRange { min, max, found };
+    let n = match &v {
+        Value::Number(n) => n,
+        other => {
+            return Err(MessageError::invalid(
+                field,
+                wrong_type("an integer", other),
+            ));
+        }
+    };
+    let found = n.to_string();
+    let value = if let Some(u) = n.as_u64() {
+        u
+    } else if n.is_i64() {
+        return Err(MessageError::invalid(field, out_of_range(found)));
+    } else {
+        return Err(MessageError::invalid(field, wrong_type("an integer", &v)));
+    };
+    if value < min || value > max {
+        return Err(MessageError::invalid(field, out_of_range(found)));
+    }
+    // Every maximum in `limits::message` fits a u32.
+    u32::try_from(value).map_err(|_| MessageError::invalid(field, out_of_range(found)))
+}
+
+fn command(v: Value) -> Result<Vec<String>, MessageError> {
+    let Value::Array(items) = v else {
+        return Err(MessageError::invalid(
+            "command",
+            wrong_type("an array of strings", &v),
+        ));
+    };
+    if items.is_empty() {
+        return Err(MessageError::invalid("command", Problem::Empty));
+    }
+    if items.len() > lim::COMMAND_MAX_ARGS {
+        return Err(MessageError::invalid(
+            "command",
+            Problem::TooMany {
+                found: items.len(),
+                limit: lim::COMMAND_MAX_ARGS,
+            },
+        ));
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            Value::String(s) => Ok(s),
+            other => Err(MessageError::invalid(
+                format!("command[{i}]"),
+                wrong_type("a string", &other),
+            )),
+        })
+        .collect()
+}
+
+fn environment(v: Value) -> Result<BTreeMap<String, String>, MessageError> {
+    let Value::Object(vars) = v else {
+        return Err(MessageError::invalid(
+            "environment",
+            wrong_type("an object of strings", &v),
+        ));
+    };
+    if vars.len() > lim::ENVIRONMENT_MAX_VARS {
+        return Err(MessageError::invalid(
+            "environment",
+            Problem::TooMany {
+                found: vars.len(),
+                limit: lim::ENVIRONMENT_MAX_VARS,
+            },
+        ));
+    }
+    let mut size = 0;
+    let mut out = BTreeMap::new();
+    for (name, value) in vars {
+        let field = format!("environment.{name}");
+        if !is_env_name(&name) {
+            return Err(MessageError::invalid(
+                "environment",
+                Problem::Characters {
+                    allowed: ENV_NAME_CHARS,
+                    found: name,
+                },
+            ));
+        }
+        if name.starts_with(lim::RESERVED_ENV_PREFIX) {
+            return Err(MessageError::invalid(
+                field,
+                Problem::Reserved {
+                    prefix: lim::RESERVED_ENV_PREFIX,
+                },
+            ));
+        }
+        let Value::String(value) = value else {
+            return Err(MessageError::invalid(field, wrong_type("a string", &value)));
+        };
+        size += name.len() + value.len();
+        out.insert(name, value);
+    }
+    if size > lim::ENVIRONMENT_MAX_BYTES {
+        return Err(MessageError::invalid(
+            "environment",
+            Problem::TooLarge {
+                found: size,
+                limit: lim::ENVIRONMENT_MAX_BYTES,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+fn processor(v: Value) -> Result<Processor, MessageError> {
+    const ALLOWED: &str = "auto, lambda, ec2, fargate";
+    let s = string(v, "processor")?;
+    Processor::ALL
+        .into_iter()
+        .find(|p| p.as_str() == s)
+        .ok_or(MessageError::invalid(
+            "processor",
+            Problem::NotOneOf {
+                allowed: ALLOWED,
+                found: s,
+            },
+        ))
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn wrong_type(expected: &'static str, found: &Value) -> Problem {
+    let mut shown = found.to_string();
+    if shown.len() > 40 {
+        let cut = (0..=40)
+            .rev()
+            .find(|&i| shown.is_char_boundary(i))
+            .unwrap_or(0);
+        shown.truncate(cut);
+        shown.push('…');
+    }
+    Problem::WrongType {
+        expected,
+        found: format!("{} {shown}", json_type(found)),
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ok(body: Value) -> JobRequest {
+        parse(&body.to_string(), "msg-1").unwrap_or_else(|e| panic!("{body} rejected: {e}"))
+    }
+
+    fn err(body: Value) -> MessageError {
+        match parse(&body.to_string(), "msg-1") {
+            Ok(job) => panic!("{body} accepted as {job:?}"),
+            Err(e) => e,
+        }
+    }
+
+    /// Merges `extra` into the smallest valid message.
+    fn with(extra: Value) -> Value {
+        let mut body = json!({"definition": "render"});
+        for (k, v) in extra.as_object().expect("an object") {
+            body[k] = v.clone();
+        }
+        body
+    }
+
+    #[test]
+    fn the_smallest_message_takes_every_default() {
+        let job = ok(json!({"definition": "render"}));
+        assert_eq!(
+            job.job_id, "msg-1",
+            "the SQS message id stands in for a missing job_id"
+        );
+        assert_eq!(job.definition, "render");
+        assert_eq!(job.processor, Processor::Auto);
+        assert!(job.command.is_none() && job.environment.is_empty());
+        assert!(job.cpu.is_none() && job.memory.is_none() && job.gpu.is_none());
+        assert!(job.timeout_seconds.is_none() && job.max_attempts.is_none());
+    }
+
+    #[test]
+    fn every_field_is_read() {
+        let job = ok(json!({
+            "job_id": "job_42-A", "definition": "render", "command": ["echo", "hi"],
+            "environment": {"MODE": "fast", "_X1": ""}, "cpu": 2048, "memory": 4096, "gpu": 1,
+            "timeout_seconds": 60, "processor": "ec2", "max_attempts": 3
+        }));
+        assert_eq!(job.job_id, "job_42-A");
+        assert_eq!(job.command, Some(vec!["echo".into(), "hi".into()]));
+        assert_eq!(
+            job.environment.get("MODE").map(String::as_str),
+            Some("fast")
+        );
+        assert_eq!(job.environment.get("_X1").map(String::as_str), Some(""));
+        assert_eq!(
+            (
+                job.cpu,
+                job.memory,
+                job.gpu,
+                job.timeout_seconds,
+                job.max_attempts
+            ),
+            (Some(2048), Some(4096), Some(1), Some(60), Some(3))
+        );
+        assert_eq!(job.processor, Processor::Ec2);
+    }
+
+    /// One row per rule of the contract's job-message table: a message that
+    /// keeps the rule, one that breaks it, and the error's code and text.
+    #[test]
+    fn each_rule_accepts_and_rejects() {
+        let long_id = "a".repeat(65);
+        let rows: Vec<(Value, Value, &str, &str)> = vec![
+            // job_id
+            (
+                json!({"job_id": "a"}),
+                json!({"job_id": ""}),
+                "job_id.length",
+                "`job_id`: must be 1 to 64 characters long, found 0",
+            ),
+            (
+                json!({"job_id": "a".repeat(64)}),
+                json!({"job_id": long_id}),
+                "job_id.length",
+                "found 65",
+            ),
+            (
+                json!({"job_id": "A-z_0"}),
+                json!({"job_id": "a/b"}),
+                "job_id.characters",
+                "found \"a/b\"",
+            ),
+            (
+                json!({"job_id": "x"}),
+                json!({"job_id": 7}),
+                "job_id.type",
+                "`job_id`: must be a string, found a number 7",
+            ),
+            // definition
+            (
+                json!({"definition": "etl-v2"}),
+                json!({"definition": null}),
+                "definition.missing",
+                "`definition`: is required",
+            ),
+            (
+                json!({"definition": "etl_v2"}),
+                json!({"definition": "etl v2"}),
+                "definition.characters",
+                "found \"etl v2\"",
+            ),
+            (
+                json!({"definition": "e"}),
+                json!({"definition": ""}),
+                "definition.length",
+                "found 0",
+            ),
+            // command
+            (
+                json!({"command": ["sh", "-c", "exit 0"]}),
+                json!({"command": "sh -c"}),
+                "command.type",
+                "must be an array of strings, found a string",
+            ),
+            (
+                json!({"command": ["x"]}),
+                json!({"command": []}),
+                "command.empty",
+                "`command`: must not be empty",
+            ),
+            (
+                json!({"command": ["x"]}),
+                json!({"command": ["x", 1]}),
+                "command[1].type",
+                "`command[1]`: must be a string, found a number 1",
+            ),
+            (
+                json!({"command": vec!["a"; 256]}),
+                json!({"command": vec!["a"; 257]}),
+                "command.count",
+                "257 entries, more than the limit of 256",
+            ),
+            // environment
+            (
+                json!({"environment": {"A_1": "v"}}),
+                json!({"environment": {"1A": "v"}}),
+                "environment.characters",
+                "found \"1A\"",
+            ),
+            (
+                json!({"environment": {"a": "v"}}),
+                json!({"environment": {"A-B": "v"}}),
+                "environment.characters",
+                "found \"A-B\"",
+            ),
+            (
+                json!({"environment": {"A": "1"}}),
+                json!({"environment": {"A": 1}}),
+                "environment.type",
+                "`environment.A`: must be a string, found a number 1",
+            ),
+            (
+                json!({"environment": {}}),
+                json!({"environment": ["A=1"]}),
+                "environment.type",
+                "must be an object of strings",
+            ),
+            (
+                json!({"environment": {"MY_BERTH": "x"}}),
+                json!({"environment": {"BERTH_JOB_ID": "x"}}),
+                "environment.reserved",
+                "`environment.BERTH_JOB_ID`: is reserved",
+            ),
+            (
+                json!({"environment": {"BIG": "x".repeat(lim::ENVIRONMENT_MAX_BYTES - 3)}}),
+                json!({"environment": {"BIG": "x".repeat(lim::ENVIRONMENT_MAX_BYTES - 2)}}),
+                "environment.size",
+                "`environment`: is 6145 bytes, more than the limit of 6144",
+            ),
+            // cpu
+            (
+                json!({"cpu": 128}),
+                json!({"cpu": 127}),
+                "cpu.range",
+                "`cpu`: must be between 128 and 196608, found 127",
+            ),
+            (
+                json!({"cpu": 196_608}),
+                json!({"cpu": 196_609}),
+                "cpu.range",
+                "found 196609",
+            ),
+            (
+                json!({"cpu": 1024}),
+                json!({"cpu": -5}),
+                "cpu.range",
+                "found -5",
+            ),
+            (
+                json!({"cpu": 1024}),
+                json!({"cpu": 1.5}),
+                "cpu.type",
+                "`cpu`: must be an integer, found a number 1.5",
+            ),
+            (
+                json!({"cpu": 1024}),
+                json!({"cpu": "1024"}),
+                "cpu.type",
+                "found a string \"1024\"",
+            ),
+            (
+                json!({"cpu": 1024}),
+                json!({"cpu": 1e30}),
+                "cpu.type",
+                "must be an integer",
+            ),
+            // memory
+            (
+                json!({"memory": 6}),
+                json!({"memory": 5}),
+                "memory.range",
+                "`memory`: must be between 6 and 25165824, found 5",
+            ),
+            (
+                json!({"memory": 512}),
+                json!({"memory": u64::MAX}),
+                "memory.range",
+                "found 18446744073709551615",
+            ),
+            // gpu
+            (
+                json!({"gpu": 0}),
+                json!({"gpu": 17}),
+                "gpu.range",
+                "`gpu`: must be between 0 and 16, found 17",
+            ),
+            (
+                json!({"gpu": 16}),
+                json!({"gpu": true}),
+                "gpu.type",
+                "found a boolean true",
+            ),
+            // timeout_seconds
+            (
+                json!({"timeout_seconds": 1}),
+                json!({"timeout_seconds": 0}),
+                "timeout_seconds.range",
+                "must be between 1 and 604800, found 0",
+            ),
+            (
+                json!({"timeout_seconds": 604_800}),
+                json!({"timeout_seconds": 604_801}),
+                "timeout_seconds.range",
+                "found 604801",
+            ),
+            // processor
+            (
+                json!({"processor": "fargate"}),
+                json!({"processor": "FARGATE"}),
+                "processor.value",
+                "`processor`: must be one of auto, lambda, ec2, fargate, found \"FARGATE\"",
+            ),
+            (
+                json!({"processor": "auto"}),
+                json!({"processor": ["ec2"]}),
+                "processor.type",
+                "must be a string",
+            ),
+            // max_attempts
+            (
+                json!({"max_attempts": 1}),
+                json!({"max_attempts": 0}),
+                "max_attempts.range",
+                "`max_attempts`: must be between 1 and 10, found 0",
+            ),
+            (
+                json!({"max_attempts": 10}),
+                json!({"max_attempts": 11}),
+                "max_attempts.range",
+                "found 11",
+            ),
+        ];
+        for (good, bad, code, text) in rows {
+            ok(with(good));
+            let e = err(with(bad.clone()));
+            assert_eq!(e.code(), code, "{bad}: {e}");
+            assert!(
+                e.to_string().contains(text),
+                "{bad}: {e:?} does not say {text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_by_name() {
+        let e = err(json!({"definition": "render", "cpus": 2}));
+        assert_eq!(
+            e,
+            MessageError::UnknownField {
+                field: "cpus".into()
+            }
+        );
+        assert!(
+            e.to_string()
+                .starts_with("unknown field `cpus` (the fields are: job_id, definition")
+        );
+        assert_eq!(e.field(), Some("cpus"));
+    }
+
+    #[test]
+    fn the_body_must_be_a_json_object_within_the_size_limit() {
+        let e = parse("{not json", "m").unwrap_err();
+        assert_eq!(e.code(), "body.json");
+        assert!(
+            e.to_string()
+                .starts_with("message body is not JSON: key must be a string"),
+            "{e}"
+        );
+        assert_eq!(
+            parse("[1]", "m").unwrap_err(),
+            MessageError::NotAnObject { found: "an array" }
+        );
+        assert_eq!(parse("", "m").unwrap_err().code(), "body.json");
+
+        let pad = |n: usize| format!(r#"{{"definition":"d","command":["{}"]}}"#, "x".repeat(n));
+        let fixed = pad(0).len();
+        assert!(parse(&pad(lim::MAX_BODY_BYTES - fixed), "m").is_ok());
+        assert_eq!(
+            parse(&pad(lim::MAX_BODY_BYTES - fixed + 1), "m").unwrap_err(),
+            MessageError::BodyTooLarge {
+                size: lim::MAX_BODY_BYTES + 1,
+                limit: lim::MAX_BODY_BYTES
+            }
+        );
+    }
+
+    #[test]
+    fn null_reads_as_not_given() {
+        let job = ok(json!({"definition": "render", "cpu": null, "job_id": null}));
+        assert_eq!((job.cpu, job.job_id.as_str()), (None, "msg-1"));
+    }
+
+    #[test]
+    fn a_message_id_that_is_not_a_valid_job_id_is_reported() {
+        let e = parse(r#"{"definition":"d"}"#, "bad id").unwrap_err();
+        assert_eq!(e.code(), "job_id.characters");
+    }
+
+    #[test]
+    fn unicode_is_measured_in_characters_and_refused_in_names() {
+        let e = err(json!({"definition": "rendér"}));
+        assert_eq!(e.code(), "definition.characters");
+        let e = err(json!({"definition": "d", "environment": {"NAMÉ": "x"}}));
+        assert_eq!(e.code(), "environment.characters");
+        // Values may hold any text.
+        ok(
+            json!({"definition": "d", "environment": {"GREETING": "héllo 🌍"}, "command": ["ëcho", "\u{0}"]}),
+        );
+        // Long wrong-type values are shown cut on a character boundary.
+        let e = err(json!({"definition": "d", "cpu": "é".repeat(100)}));
+        assert!(e.to_string().ends_with("…"), "{e}");
+    }
+}

@@ -1,0 +1,23 @@
+//! berth-core: berth's pure logic. No AWS SDK, no async runtime, no I/O: the
+//! functions feed it what they read from AWS and act on what it decides.
+//!
+//! - [`job`]: the v1 job message, parsed and validated;
+//! - [`definition`]: job definitions (the allowlist) and resolving a job;
+//! - [`limits`]: every limit of Lambda, Fargate, ECS and the message, with sources;
+//! - [`routing`]: where a job runs, and why;
+//! - [`capacity`]: `SchedulableContainers` and the scaling thresholds;
+//! - [`state`]: the job state machine;
+//! - [`stop`]: what a stopped ECS task means for its job.
+
+pub mod capacity;
+pub mod definition;
+pub mod job;
+pub mod limits;
+pub mod routing;
+pub mod state;
+pub mod stop;
+
+pub use definition::{JobDefinition, ResolveError, ResolvedJob, resolve};
+pub use job::{JobRequest, MessageError, Problem, Processor};
+pub use routing::{Decision, Plan, Route, RouteError};
+pub use state::JobStatus;

@@ -1,0 +1,173 @@
+//! The job state machine: the statuses a job record goes through and the
+//! changes allowed between them. The job store turns [`JobStatus::sources`]
+//! into conditional writes, so a duplicate delivery or a late event can never
+//! move a job backwards.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    Accepted,
+    Dispatched,
+    WaitingForCapacity,
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+    Rejected,
+}
+
+use JobStatus::*;
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 9] = [
+        Accepted,
+        Dispatched,
+        WaitingForCapacity,
+        Running,
+        Succeeded,
+        Failed,
+        TimedOut,
+        Cancelled,
+        Rejected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Accepted => "ACCEPTED",
+            Dispatched => "DISPATCHED",
+            WaitingForCapacity => "WAITING_FOR_CAPACITY",
+            Running => "RUNNING",
+            Succeeded => "SUCCEEDED",
+            Failed => "FAILED",
+            TimedOut => "TIMED_OUT",
+            Cancelled => "CANCELLED",
+            Rejected => "REJECTED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// An end state: nothing moves a job out of it.
+    pub fn is_final(self) -> bool {
+        matches!(self, Succeeded | Failed | TimedOut | Cancelled | Rejected)
+    }
+
+    /// A job can be created directly in these states (no record before).
+    pub fn is_initial(self) -> bool {
+        matches!(self, Accepted | Rejected)
+    }
+
+    /// The states a job may move to `self` from.
+    ///
+    /// - `DISPATCHED` and `WAITING_FOR_CAPACITY` are reached again from
+    ///   `DISPATCHED` / `RUNNING` when a new attempt starts (a retry after a
+    ///   failure of the job, or a re-dispatch after an interruption).
+    /// - `FAILED` may come straight from `ACCEPTED` or `WAITING_FOR_CAPACITY`
+    ///   when a launch fails permanently (say, a missing task definition).
+    pub fn sources(self) -> &'static [JobStatus] {
+        match self {
+            Accepted | Rejected => &[],
+            Dispatched => &[Accepted, WaitingForCapacity, Dispatched, Running],
+            WaitingForCapacity => &[Accepted, WaitingForCapacity, Dispatched, Running],
+            Running => &[Dispatched],
+            Succeeded | TimedOut => &[Dispatched, Running],
+            Failed => &[Accepted, WaitingForCapacity, Dispatched, Running],
+            Cancelled => &[Accepted, WaitingForCapacity, Dispatched, Running],
+        }
+    }
+
+    /// Whether a job in `self` may move to `to`.
+    pub fn can_become(self, to: JobStatus) -> bool {
+        to.sources().contains(&self)
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_leaves_an_end_state() {
+        for from in JobStatus::ALL.into_iter().filter(|s| s.is_final()) {
+            for to in JobStatus::ALL {
+                assert!(!from.can_become(to), "{from} -> {to} must not be allowed");
+            }
+        }
+    }
+
+    #[test]
+    fn the_usual_paths_are_allowed() {
+        let paths: &[&[JobStatus]] = &[
+            &[Accepted, Dispatched, Running, Succeeded],
+            &[
+                Accepted,
+                WaitingForCapacity,
+                WaitingForCapacity,
+                Dispatched,
+                Running,
+                Failed,
+            ],
+            &[Accepted, Dispatched, Succeeded], // RUNNING event missed or late
+            &[
+                Accepted, Dispatched, Running, Dispatched, Running, Succeeded,
+            ], // retry
+            &[Accepted, Dispatched, Running, TimedOut],
+            &[Accepted, WaitingForCapacity, Cancelled],
+            &[Accepted, Failed],
+        ];
+        for path in paths {
+            for pair in path.windows(2) {
+                assert!(
+                    pair[0].can_become(pair[1]),
+                    "{} -> {} in {path:?}",
+                    pair[0],
+                    pair[1]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn late_events_cannot_move_a_job_backwards() {
+        assert!(!Running.can_become(Accepted));
+        assert!(!Succeeded.can_become(Running));
+        assert!(!Cancelled.can_become(Dispatched));
+        assert!(
+            !Accepted.can_become(Running),
+            "RUNNING needs a launch first"
+        );
+        assert!(!WaitingForCapacity.can_become(Succeeded));
+    }
+
+    #[test]
+    fn only_accepted_and_rejected_start_a_record() {
+        for s in JobStatus::ALL {
+            assert_eq!(s.is_initial(), s.sources().is_empty(), "{s}");
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for s in JobStatus::ALL {
+            assert_eq!(JobStatus::parse(s.as_str()), Some(s));
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
+        }
+        assert_eq!(JobStatus::parse("running"), None);
+    }
+}
