@@ -1,0 +1,60 @@
+//! berth's AWS side shared by the functions: the settings each function reads
+//! from its environment once, and the SDK clients built once from one
+//! `SdkConfig` (which honours `AWS_ENDPOINT_URL`, so the same wiring talks to
+//! the local AWS).
+
+pub mod settings;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_sqs::config::SharedInterceptor;
+
+pub use settings::{Settings, SettingsError};
+
+/// Loads the shared SDK configuration from the environment (region,
+/// credentials, `AWS_ENDPOINT_URL[_<SERVICE>]`), with the SDK's standard
+/// retry mode.
+pub async fn load_sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest()).load().await
+}
+
+/// The AWS clients berth's functions use, built once per execution
+/// environment. Cloning is cheap: the clients share their connection pool.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub ecs: aws_sdk_ecs::Client,
+    pub lambda: aws_sdk_lambda::Client,
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+impl Clients {
+    pub fn new(config: &SdkConfig) -> Self {
+        Self::build(config, &[])
+    }
+
+    /// The same clients with `interceptors` on every one of them (the
+    /// integration tests isolate their state in the local AWS this way).
+    pub fn with_interceptors(config: &SdkConfig, interceptors: &[SharedInterceptor]) -> Self {
+        Self::build(config, interceptors)
+    }
+
+    fn build(config: &SdkConfig, interceptors: &[SharedInterceptor]) -> Self {
+        macro_rules! client {
+            ($sdk:ident) => {{
+                let mut builder = $sdk::config::Builder::from(config);
+                for i in interceptors {
+                    builder.push_interceptor(i.clone());
+                }
+                $sdk::Client::from_conf(builder.build())
+            }};
+        }
+        Self {
+            cloudwatch: client!(aws_sdk_cloudwatch),
+            dynamodb: client!(aws_sdk_dynamodb),
+            ecs: client!(aws_sdk_ecs),
+            lambda: client!(aws_sdk_lambda),
+            sqs: client!(aws_sdk_sqs),
+        }
+    }
+}

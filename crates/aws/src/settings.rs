@@ -1,0 +1,189 @@
+//! The functions' configuration, read from their environment once at start.
+//! The variable names are part of berth's contract (the template sets them,
+//! the tests rely on them).
+
+use berth_core::capacity::LargestContainer;
+
+pub const JOBS_TABLE: &str = "BERTH_JOBS_TABLE";
+pub const DEFINITIONS_TABLE: &str = "BERTH_DEFINITIONS_TABLE";
+pub const CLUSTER: &str = "BERTH_CLUSTER";
+pub const QUEUE_URL: &str = "BERTH_QUEUE_URL";
+pub const DLQ_URL: &str = "BERTH_DLQ_URL";
+pub const EC2_CAPACITY_PROVIDER: &str = "BERTH_EC2_CAPACITY_PROVIDER";
+pub const FARGATE_SUBNETS: &str = "BERTH_FARGATE_SUBNETS";
+pub const FARGATE_SECURITY_GROUPS: &str = "BERTH_FARGATE_SECURITY_GROUPS";
+pub const FARGATE_SPOT: &str = "BERTH_FARGATE_SPOT";
+pub const LARGEST_CPU: &str = "BERTH_LARGEST_CPU";
+pub const LARGEST_MEMORY: &str = "BERTH_LARGEST_MEMORY";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub jobs_table: String,
+    pub definitions_table: String,
+    pub cluster: String,
+    pub queue_url: Option<String>,
+    pub dlq_url: Option<String>,
+    pub ec2_capacity_provider: Option<String>,
+    pub fargate_subnets: Vec<String>,
+    pub fargate_security_groups: Vec<String>,
+    pub fargate_spot: bool,
+    /// Configured largest container; `None`: derive it from the definitions.
+    pub largest: Option<LargestContainer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    #[error("{name}={value:?}: expected {expected}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+impl Settings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup` (a variable's value, if set).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let optional = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let required = |name: &'static str| optional(name).ok_or(SettingsError::Missing(name));
+        let list = |name: &str| -> Vec<String> {
+            optional(name)
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let number = |name: &'static str| -> Result<Option<u32>, SettingsError> {
+            optional(name)
+                .map(|v| {
+                    v.parse::<u32>().map_err(|_| SettingsError::Invalid {
+                        name,
+                        value: v,
+                        expected: "a whole number",
+                    })
+                })
+                .transpose()
+        };
+        let fargate_spot = match optional(FARGATE_SPOT).as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(SettingsError::Invalid {
+                    name: FARGATE_SPOT,
+                    value: other.into(),
+                    expected: "true or false",
+                });
+            }
+        };
+        let largest = match (number(LARGEST_CPU)?, number(LARGEST_MEMORY)?) {
+            (None, None) => None,
+            (Some(cpu), Some(memory)) => {
+                Some(
+                    LargestContainer::new(cpu, memory).map_err(|e| SettingsError::Invalid {
+                        name: LARGEST_CPU,
+                        value: e.0.to_string(),
+                        expected: "positive values",
+                    })?,
+                )
+            }
+            (Some(_), None) => return Err(SettingsError::Missing(LARGEST_MEMORY)),
+            (None, Some(_)) => return Err(SettingsError::Missing(LARGEST_CPU)),
+        };
+        Ok(Self {
+            jobs_table: required(JOBS_TABLE)?,
+            definitions_table: required(DEFINITIONS_TABLE)?,
+            cluster: required(CLUSTER)?,
+            queue_url: optional(QUEUE_URL),
+            dlq_url: optional(DLQ_URL),
+            ec2_capacity_provider: optional(EC2_CAPACITY_PROVIDER),
+            fargate_subnets: list(FARGATE_SUBNETS),
+            fargate_security_groups: list(FARGATE_SECURITY_GROUPS),
+            fargate_spot,
+            largest,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn read(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    const BASE: [(&str, &str); 3] = [
+        (JOBS_TABLE, "jobs"),
+        (DEFINITIONS_TABLE, "defs"),
+        (CLUSTER, "berth"),
+    ];
+
+    #[test]
+    fn reads_every_variable() {
+        let mut vars = BASE.to_vec();
+        vars.extend([
+            (QUEUE_URL, "http://q"),
+            (FARGATE_SUBNETS, "subnet-1, subnet-2,"),
+            (FARGATE_SECURITY_GROUPS, "sg-1"),
+            (FARGATE_SPOT, "true"),
+            (LARGEST_CPU, "1024"),
+            (LARGEST_MEMORY, "4096"),
+            (EC2_CAPACITY_PROVIDER, " "),
+        ]);
+        let s = read(&vars).unwrap();
+        assert_eq!(
+            (
+                s.jobs_table.as_str(),
+                s.definitions_table.as_str(),
+                s.cluster.as_str()
+            ),
+            ("jobs", "defs", "berth")
+        );
+        assert_eq!(s.queue_url.as_deref(), Some("http://q"));
+        assert_eq!(s.fargate_subnets, ["subnet-1", "subnet-2"]);
+        assert_eq!(s.fargate_security_groups, ["sg-1"]);
+        assert!(s.fargate_spot);
+        assert_eq!(s.largest, Some(LargestContainer::new(1024, 4096).unwrap()));
+        assert_eq!(s.ec2_capacity_provider, None, "blank is unset");
+    }
+
+    #[test]
+    fn says_what_is_missing_or_wrong() {
+        assert_eq!(read(&BASE[..2]), Err(SettingsError::Missing(CLUSTER)));
+        let mut vars = BASE.to_vec();
+        vars.push((FARGATE_SPOT, "yes"));
+        assert_eq!(
+            read(&vars).unwrap_err().to_string(),
+            "BERTH_FARGATE_SPOT=\"yes\": expected true or false"
+        );
+        let mut vars = BASE.to_vec();
+        vars.push((LARGEST_CPU, "1024"));
+        assert_eq!(read(&vars), Err(SettingsError::Missing(LARGEST_MEMORY)));
+        vars.push((LARGEST_MEMORY, "4GiB"));
+        assert_eq!(
+            read(&vars).unwrap_err().to_string(),
+            "BERTH_LARGEST_MEMORY=\"4GiB\": expected a whole number"
+        );
+    }
+}
