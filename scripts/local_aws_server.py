@@ -1,0 +1,214 @@
+"""berth's local AWS: moto's server on loopback, with a translation layer in
+front of it for the Smithy RPC v2 CBOR protocol.
+
+The current aws-sdk-cloudwatch speaks RPC v2 CBOR, which moto does not. CloudWatch
+also speaks the AWS JSON 1.0 protocol, which moto does, with the same shapes: this
+layer decodes a CBOR request into JSON, lets moto answer it, and encodes the answer
+back into CBOR, converting timestamps, blobs and floating-point numbers by the
+service model (botocore's) so that the SDK reads exactly the types it expects.
+
+Started by `scripts/local-aws start`; it binds a free loopback port itself and writes
+it to `<state-dir>/port` once it listens.
+"""
+
+import argparse
+import base64
+import datetime
+import io
+import json
+import os
+import re
+import signal
+import sys
+
+import botocore.session
+import cbor2
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import make_server
+
+RPC_V2_PATH = re.compile(r"^/service/(?P<service>[^/]+)/operation/(?P<operation>[^/]+)$")
+
+# Smithy service names that speak RPC v2 CBOR, and their botocore names.
+CBOR_SERVICES = {"GraniteServiceVersion20100801": "cloudwatch"}
+
+_models = {}
+
+
+def service_model(name):
+    if name not in _models:
+        _models[name] = botocore.session.get_session().get_service_model(name)
+    return _models[name]
+
+
+def to_json(value, shape):
+    """A decoded CBOR value as the JSON protocol writes it."""
+    if value is None or shape is None:
+        return value
+    kind = shape.type_name
+    if kind == "structure":
+        return {
+            k: to_json(v, shape.members.get(k))
+            for k, v in value.items()
+            if k in shape.members
+        }
+    if kind == "list":
+        return [to_json(v, shape.member) for v in value]
+    if kind == "map":
+        return {k: to_json(v, shape.value) for k, v in value.items()}
+    if kind == "timestamp":
+        if isinstance(value, datetime.datetime):
+            return value.timestamp()
+        return value
+    if kind == "blob":
+        return base64.b64encode(value).decode() if isinstance(value, bytes) else value
+    return value
+
+
+def to_cbor(value, shape):
+    """A JSON protocol value as RPC v2 CBOR carries it."""
+    if value is None or shape is None:
+        return value
+    kind = shape.type_name
+    if kind == "structure":
+        return {
+            k: to_cbor(v, shape.members.get(k))
+            for k, v in value.items()
+            if k in shape.members
+        }
+    if kind == "list":
+        return [to_cbor(v, shape.member) for v in value]
+    if kind == "map":
+        return {k: to_cbor(v, shape.value) for k, v in value.items()}
+    if kind == "timestamp":
+        if isinstance(value, (int, float)):
+            return datetime.datetime.fromtimestamp(value, tz=datetime.timezone.utc)
+        if isinstance(value, str):
+            return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return value
+    if kind == "blob":
+        return base64.b64decode(value) if isinstance(value, str) else value
+    if kind in ("double", "float") and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+class RpcV2CborTranslator:
+    """WSGI middleware: RPC v2 CBOR in front, AWS JSON 1.0 to the app behind."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        match = RPC_V2_PATH.match(environ.get("PATH_INFO", ""))
+        if not match or match["service"] not in CBOR_SERVICES:
+            return self.app(environ, start_response)
+        model = service_model(CBOR_SERVICES[match["service"]])
+        try:
+            operation = model.operation_model(match["operation"])
+        except Exception:  # botocore raises OperationNotFoundError
+            return self._error(start_response, 404, "UnknownOperationException", match["operation"])
+
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length else b""
+        request = cbor2.loads(raw) if raw else {}
+        body = json.dumps(to_json(request, operation.input_shape) or {}).encode()
+
+        inner = dict(environ)
+        inner.update(
+            {
+                "PATH_INFO": "/",
+                "REQUEST_METHOD": "POST",
+                "CONTENT_TYPE": "application/x-amz-json-1.0",
+                "CONTENT_LENGTH": str(len(body)),
+                "HTTP_X_AMZ_TARGET": f"{match['service']}.{match['operation']}",
+                "wsgi.input": io.BytesIO(body),
+            }
+        )
+        inner.pop("HTTP_SMITHY_PROTOCOL", None)
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"] = status
+            captured["headers"] = headers
+            return lambda _data: None
+
+        chunks = self.app(inner, capture)
+        try:
+            answer = b"".join(chunks)
+        finally:
+            if hasattr(chunks, "close"):
+                chunks.close()
+
+        status = captured["status"]
+        data = json.loads(answer) if answer.strip() else {}
+        if int(status.split()[0]) < 300:
+            out = to_cbor(data, operation.output_shape) if operation.output_shape else {}
+        else:
+            out = {"__type": data.get("__type", "InternalFailure"), "message": data.get("message", "")}
+        encoded = cbor2.dumps(out or {}, datetime_as_timestamp=True)
+        headers = [
+            (k, v)
+            for k, v in captured["headers"]
+            if k.lower() not in ("content-type", "content-length", "x-amz-crc32")
+        ]
+        headers += [
+            ("Content-Type", "application/cbor"),
+            ("Content-Length", str(len(encoded))),
+            ("smithy-protocol", "rpc-v2-cbor"),
+        ]
+        start_response(status, headers)
+        return [encoded]
+
+    @staticmethod
+    def _error(start_response, code, kind, message):
+        encoded = cbor2.dumps({"__type": kind, "message": message})
+        start_response(
+            f"{code} Error",
+            [
+                ("Content-Type", "application/cbor"),
+                ("Content-Length", str(len(encoded))),
+                ("smithy-protocol", "rpc-v2-cbor"),
+            ],
+        )
+        return [encoded]
+
+
+def write(path, value):
+    with open(path + ".tmp", "w") as f:
+        f.write(str(value))
+    os.replace(path + ".tmp", path)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    if not args.host.startswith("127.") and args.host not in ("localhost", "::1"):
+        sys.exit(f"refusing to listen on {args.host}: the local AWS is for loopback only")
+
+    moto = DomainDispatcherApplication(create_backend_app)
+    server = make_server(
+        args.host,
+        args.port,
+        RpcV2CborTranslator(moto),
+        threaded=True,
+        request_handler=MotoRequestHandler,
+    )
+    write(os.path.join(args.state_dir, "pid"), os.getpid())
+    write(os.path.join(args.state_dir, "port"), server.server_port)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(f"local AWS listening on http://{args.host}:{server.server_port}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()
