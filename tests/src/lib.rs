@@ -1,0 +1,238 @@
+//! Support for berth's integration tests: the local AWS, started once per test
+//! process through `scripts/local-aws start` (or reused when it already runs),
+//! an isolated moto account per test, and berth's SDK clients pointed at it.
+//!
+//! Every client built here talks to a loopback endpoint only: the endpoint
+//! comes from the script and is checked before any client is built.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sqs::config::{Credentials, Intercept, SharedInterceptor};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use berth_aws::Clients;
+
+/// The running local AWS.
+#[derive(Debug, Clone)]
+pub struct LocalAws {
+    /// `http://127.0.0.1:PORT`
+    pub endpoint: String,
+    pub region: String,
+}
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Starts the local AWS, or reuses the one already running; once per process.
+pub fn local_aws() -> &'static LocalAws {
+    static LOCAL: OnceLock<LocalAws> = OnceLock::new();
+    LOCAL.get_or_init(|| {
+        let script = workspace_root().join("scripts/local-aws");
+        let out = Command::new(&script)
+            .arg("start")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "scripts/local-aws start failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let var = |name: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+                .unwrap_or_else(|| panic!("scripts/local-aws start printed no {name}:\n{stdout}"))
+                .to_owned()
+        };
+        let endpoint = var("AWS_ENDPOINT_URL");
+        assert_loopback(&endpoint);
+        LocalAws {
+            endpoint,
+            region: var("AWS_DEFAULT_REGION"),
+        }
+    })
+}
+
+/// Panics unless `url` is `http://` on a loopback address.
+pub fn assert_loopback(url: &str) {
+    let host = url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split(['/', ':']).next())
+        .unwrap_or_else(|| panic!("{url} is not an http:// URL"));
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    assert!(
+        loopback,
+        "{url} is not on loopback: tests talk to the local AWS only"
+    );
+}
+
+/// Adds moto's `x-moto-account-id` header: each account's state in the local
+/// AWS is its own, so tests running side by side do not see each other.
+#[derive(Debug)]
+struct MotoAccount(String);
+
+impl Intercept for MotoAccount {
+    fn name(&self) -> &'static str {
+        "MotoAccount"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        context
+            .request_mut()
+            .headers_mut()
+            .insert("x-moto-account-id", self.0.clone());
+        Ok(())
+    }
+}
+
+/// One test's own AWS account in the local AWS, with clients for it.
+#[derive(Debug, Clone)]
+pub struct TestAccount {
+    pub id: String,
+    pub local: LocalAws,
+    pub sdk_config: SdkConfig,
+    pub clients: Clients,
+    http: reqwest::Client,
+}
+
+impl TestAccount {
+    /// A fresh, empty account.
+    pub async fn new() -> Self {
+        let local = local_aws().clone();
+        let id = unique_account_id();
+        let sdk_config = aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(&local.endpoint)
+            .region(Region::new(local.region.clone()))
+            .credentials_provider(Credentials::new(
+                "testing",
+                "testing",
+                None,
+                None,
+                "local-aws",
+            ))
+            .load()
+            .await;
+        let interceptor = SharedInterceptor::new(MotoAccount(id.clone()));
+        let clients = Clients::with_interceptors(&sdk_config, &[interceptor]);
+        Self {
+            id,
+            local,
+            sdk_config,
+            clients,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Calls an EC2 Query API action (the tests need only a few EC2 calls,
+    /// to back ECS container instances) and returns the XML answer.
+    pub async fn ec2(&self, action: &str, params: &[(&str, &str)]) -> String {
+        let mut form = vec![("Action", action), ("Version", "2016-11-15")];
+        form.extend_from_slice(params);
+        // moto routes by the credential scope of the Authorization header;
+        // it does not check signatures.
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential=test/20260101/{}/ec2/aws4_request, SignedHeaders=host, Signature=0",
+            self.local.region
+        );
+        let resp = self
+            .http
+            .post(&self.local.endpoint)
+            .header("authorization", auth)
+            .header("x-moto-account-id", &self.id)
+            .form(&form)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("EC2 {action}: {e}"));
+        let status = resp.status();
+        let body = resp.text().await.unwrap();
+        assert!(
+            status.is_success(),
+            "EC2 {action} answered {status}: {body}"
+        );
+        body
+    }
+
+    /// Starts an EC2 instance in the local AWS and returns its id.
+    pub async fn run_instance(&self) -> String {
+        let xml = self
+            .ec2(
+                "RunInstances",
+                &[
+                    ("ImageId", "ami-12c6146b"),
+                    ("MinCount", "1"),
+                    ("MaxCount", "1"),
+                    ("InstanceType", "m5.xlarge"),
+                ],
+            )
+            .await;
+        xml_values(&xml, "instanceId")
+            .into_iter()
+            .next()
+            .expect("RunInstances returned an instance id")
+    }
+
+    /// Registers a new container instance (backed by a new EC2 instance)
+    /// with `cluster` and returns its ARN.
+    pub async fn add_container_instance(&self, cluster: &str) -> String {
+        let instance_id = self.run_instance().await;
+        let document =
+            serde_json::json!({ "instanceId": instance_id, "region": self.local.region });
+        self.clients
+            .ecs
+            .register_container_instance()
+            .cluster(cluster)
+            .instance_identity_document(document.to_string())
+            .send()
+            .await
+            .expect("RegisterContainerInstance")
+            .container_instance
+            .and_then(|ci| ci.container_instance_arn)
+            .expect("a container instance ARN")
+    }
+}
+
+/// The text of every `<tag>…</tag>` in `xml`, in order.
+pub fn xml_values(xml: &str, tag: &str) -> Vec<String> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    xml.split(&open)
+        .skip(1)
+        .filter_map(|rest| rest.split_once(&close).map(|(v, _)| v.to_owned()))
+        .collect()
+}
+
+/// A 12-digit account id no other test (in this or a recent run) uses.
+fn unique_account_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let base = (nanos / 1000 + u64::from(std::process::id()) * 7919) % 900_000_000_000;
+    format!(
+        "{:012}",
+        100_000_000_000 + (base + n * 104_729) % 900_000_000_000
+    )
+}

@@ -1,0 +1,6 @@
+//! berth's integration tests, against the local AWS with the real SDK
+//! clients. One test binary: each module is one area.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod smoke;
