@@ -1,0 +1,55 @@
+# berth: the commands the README names. `make test` needs nothing installed
+# beyond Rust and Python 3: it installs the rest into .venv/ on first use.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+VENV := .venv
+TOOLS_STAMP := $(VENV)/.tools-requirements
+export SAM_CLI_TELEMETRY := 0
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: test check lint unit integration template tools local-aws local-aws-stop clean
+
+## test: everything CI runs: format, lints, unit and integration tests, template checks
+test: check template
+	cargo test --workspace --all-targets
+
+## check: formatting and clippy
+check:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+## unit: the pure tests (no local AWS)
+unit:
+	cargo test -p berth-core -p berth-aws
+
+## integration: the tests against the local AWS
+integration:
+	cargo test -p berth-tests
+
+## template: sam validate --lint and cfn-lint on template.yaml
+template: tools
+	AWS_DEFAULT_REGION=us-east-1 sam validate --lint
+	cfn-lint template.yaml
+
+## tools: SAM CLI, cargo-lambda and cfn-lint, in .venv/
+tools: $(TOOLS_STAMP)
+$(TOOLS_STAMP): scripts/requirements/tools.txt
+	[ -x $(VENV)/bin/python ] || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
+	cp $< $@
+
+## local-aws: start the local AWS (or reuse it) and print its exports
+local-aws:
+	@scripts/local-aws start
+
+## local-aws-stop: stop the local AWS
+local-aws-stop:
+	@scripts/local-aws stop
+
+clean: local-aws-stop
+	cargo clean
+	rm -rf $(VENV) .local-aws .aws-sam
+
+help:
+	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## //'
