@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 ## test: everything CI runs: format, lints, unit and integration tests, template checks
 test: check template
-	cargo test --workspace --all-targets
+	cargo test --workspace
 
 ## check: formatting and clippy
 check:

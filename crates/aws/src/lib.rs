@@ -3,12 +3,18 @@
 //! `SdkConfig` (which honours `AWS_ENDPOINT_URL`, so the same wiring talks to
 //! the local AWS).
 
+pub mod definitions;
+pub mod error;
 pub mod settings;
+pub mod store;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_sqs::config::SharedInterceptor;
 
+pub use definitions::Definitions;
+pub use error::AwsError;
 pub use settings::{Settings, SettingsError};
+pub use store::JobStore;
 
 /// Loads the shared SDK configuration from the environment (region,
 /// credentials, `AWS_ENDPOINT_URL[_<SERVICE>]`), with the SDK's standard

@@ -5,6 +5,7 @@
 //! - [`definition`]: job definitions (the allowlist) and resolving a job;
 //! - [`limits`]: every limit of Lambda, Fargate, ECS and the message, with sources;
 //! - [`routing`]: where a job runs, and why;
+//! - [`launch`]: idempotency tokens, `startedBy`, capacity backoff;
 //! - [`capacity`]: `SchedulableContainers` and the scaling thresholds;
 //! - [`state`]: the job state machine;
 //! - [`stop`]: what a stopped ECS task means for its job.
@@ -12,6 +13,7 @@
 pub mod capacity;
 pub mod definition;
 pub mod job;
+pub mod launch;
 pub mod limits;
 pub mod routing;
 pub mod state;

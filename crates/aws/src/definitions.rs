@@ -1,0 +1,261 @@
+//! The job definitions table (partition key `name`): berth's allowlist,
+//! changed without redeploying code.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use berth_core::JobDefinition;
+
+use crate::AwsError;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// BatchGetItem reads at most 100 keys per call.
+const BATCH_GET_MAX_KEYS: usize = 100;
+
+/// What a lookup found for one name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Found(JobDefinition),
+    /// The item exists but is not a usable definition; the reason says why.
+    Malformed(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Definitions {
+    ddb: Client,
+    table: String,
+}
+
+impl Definitions {
+    pub fn new(ddb: Client, table: impl Into<String>) -> Self {
+        Self {
+            ddb,
+            table: table.into(),
+        }
+    }
+
+    /// Reads the definitions of `names` (BatchGetItem, 100 a call); a name
+    /// missing from the answer is not registered.
+    pub async fn get_many(&self, names: &[&str]) -> Result<HashMap<String, Lookup>, AwsError> {
+        let mut found = HashMap::new();
+        for chunk in names.chunks(BATCH_GET_MAX_KEYS) {
+            let keys = chunk.iter().map(|name| {
+                HashMap::from([("name".to_owned(), AttributeValue::S((*name).to_owned()))])
+            });
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys.collect()))
+                    .consistent_read(false)
+                    .build()
+                    .map_err(|e| AwsError {
+                        operation: "dynamodb:BatchGetItem",
+                        code: None,
+                        message: e.to_string(),
+                        retryable: false,
+                    })?,
+            );
+            // Unprocessed keys come back when DynamoDB throttles part of the
+            // batch: ask again for those (the SDK backs off between calls).
+            let mut rounds = 0;
+            while let Some(keys) = request.take() {
+                rounds += 1;
+                let out = self
+                    .ddb
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::from_sdk("dynamodb:BatchGetItem", e))?;
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    if let Some(AttributeValue::S(name)) = item.get("name") {
+                        found.insert(name.clone(), read(&item));
+                    }
+                }
+                request = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table));
+                if request.is_some() && rounds >= 5 {
+                    return Err(AwsError {
+                        operation: "dynamodb:BatchGetItem",
+                        code: Some("UnprocessedKeys".into()),
+                        message: "definitions still unprocessed after 5 rounds".into(),
+                        retryable: true,
+                    });
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Registers or replaces a definition.
+    pub async fn put(&self, def: &JobDefinition) -> Result<(), AwsError> {
+        self.ddb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item(def)))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("dynamodb:PutItem", e))?;
+        Ok(())
+    }
+}
+
+/// A definition as a table item.
+pub fn item(def: &JobDefinition) -> Item {
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let n = |v: u32| AttributeValue::N(v.to_string());
+    let mut item = HashMap::from([
+        ("name".to_owned(), s(&def.name)),
+        ("task_definition".to_owned(), s(&def.task_definition)),
+        ("container".to_owned(), s(&def.container)),
+        ("cpu".to_owned(), n(def.cpu)),
+        ("memory".to_owned(), n(def.memory)),
+        ("gpu".to_owned(), n(def.gpu)),
+        ("timeout_seconds".to_owned(), n(def.timeout_seconds)),
+        ("max_attempts".to_owned(), n(def.max_attempts)),
+        ("fargate".to_owned(), AttributeValue::Bool(def.fargate)),
+    ]);
+    if let Some(f) = &def.lambda_function {
+        item.insert("lambda_function".into(), s(f));
+    }
+    if let Some(cmd) = &def.command {
+        item.insert(
+            "command".into(),
+            AttributeValue::L(cmd.iter().map(|a| s(a)).collect()),
+        );
+    }
+    item
+}
+
+/// Reads a definitions-table item.
+pub fn read(item: &Item) -> Lookup {
+    let name = item
+        .get("name")
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default();
+    match parse(item, &name) {
+        Ok(def) => match def.validate() {
+            Ok(()) => Lookup::Found(def),
+            Err(e) => Lookup::Malformed(e.to_string()),
+        },
+        Err(why) => Lookup::Malformed(format!("job definition `{name}`: {why}")),
+    }
+}
+
+fn parse(item: &Item, name: &str) -> Result<JobDefinition, String> {
+    let text = |k: &str| -> Result<Option<String>, String> {
+        match item.get(k) {
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(AttributeValue::S(v)) => Ok(Some(v.clone())),
+            Some(_) => Err(format!("`{k}` must be a string")),
+        }
+    };
+    let required_text = |k: &str| {
+        text(k)?
+            .filter(|v| !v.is_empty())
+            .ok_or(format!("`{k}` is required"))
+    };
+    let number = |k: &str| -> Result<Option<u32>, String> {
+        match item.get(k) {
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(AttributeValue::N(v)) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("`{k}` must be a whole number, found {v}")),
+            Some(_) => Err(format!("`{k}` must be a number")),
+        }
+    };
+    let required_number = |k: &str| number(k)?.ok_or(format!("`{k}` is required"));
+    let command = match item.get("command") {
+        None | Some(AttributeValue::Null(_)) => None,
+        Some(AttributeValue::L(args)) => Some(
+            args.iter()
+                .map(|a| {
+                    a.as_s()
+                        .cloned()
+                        .map_err(|_| "`command` must be a list of strings".to_owned())
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(_) => return Err("`command` must be a list of strings".into()),
+    };
+    let fargate = match item.get("fargate") {
+        None | Some(AttributeValue::Null(_)) => false,
+        Some(AttributeValue::Bool(b)) => *b,
+        Some(_) => return Err("`fargate` must be a boolean".into()),
+    };
+    Ok(JobDefinition {
+        name: name.to_owned(),
+        task_definition: required_text("task_definition")?,
+        container: required_text("container")?,
+        lambda_function: text("lambda_function")?.filter(|v| !v.is_empty()),
+        command,
+        cpu: required_number("cpu")?,
+        memory: required_number("memory")?,
+        gpu: number("gpu")?.unwrap_or(0),
+        timeout_seconds: required_number("timeout_seconds")?,
+        max_attempts: required_number("max_attempts")?,
+        fargate,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def() -> JobDefinition {
+        JobDefinition {
+            name: "render".into(),
+            task_definition: "render:1".into(),
+            container: "main".into(),
+            lambda_function: Some("render-fn".into()),
+            command: Some(vec!["run".into()]),
+            cpu: 1024,
+            memory: 2048,
+            gpu: 0,
+            timeout_seconds: 60,
+            max_attempts: 2,
+            fargate: true,
+        }
+    }
+
+    #[test]
+    fn items_round_trip() {
+        assert_eq!(read(&item(&def())), Lookup::Found(def()));
+        let bare = JobDefinition {
+            lambda_function: None,
+            command: None,
+            ..def()
+        };
+        assert_eq!(read(&item(&bare)), Lookup::Found(bare));
+    }
+
+    #[test]
+    fn malformed_items_say_what_is_wrong() {
+        let mut i = item(&def());
+        i.remove("cpu");
+        assert_eq!(
+            read(&i),
+            Lookup::Malformed("job definition `render`: `cpu` is required".into())
+        );
+        let mut i = item(&def());
+        i.insert("memory".into(), AttributeValue::S("2048".into()));
+        assert_eq!(
+            read(&i),
+            Lookup::Malformed("job definition `render`: `memory` must be a number".into())
+        );
+        let mut i = item(&def());
+        i.insert("max_attempts".into(), AttributeValue::N("0".into()));
+        assert_eq!(
+            read(&i),
+            Lookup::Malformed(
+                "job definition `render`: `max_attempts` must be between 1 and 10, found 0".into()
+            )
+        );
+    }
+}

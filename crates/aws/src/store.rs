@@ -1,0 +1,449 @@
+//! The job store: one DynamoDB item per job (partition key `job_id`),
+//! shared by the driver, ecs-runner and the Lambda task runtime.
+//!
+//! Every change is a conditional write from the states berth-core's state
+//! machine allows it to come from, so a duplicate delivery or a late event
+//! can never launch a job twice or move a finished job backwards. Launches
+//! are claimed before they are made (`launch` counts the claims), so two
+//! deliveries of one message cannot both launch it.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use berth_core::launch::LaunchNumber;
+use berth_core::{JobStatus, ResolvedJob, Route};
+
+use crate::AwsError;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Attribute names of a job item.
+pub mod attr {
+    pub const JOB_ID: &str = "job_id";
+    pub const STATUS: &str = "status";
+    pub const MESSAGE_ID: &str = "message_id";
+    pub const DEFINITION: &str = "definition";
+    pub const JOB: &str = "job";
+    pub const RAW_BODY: &str = "raw_body";
+    pub const ROUTE: &str = "route";
+    pub const LAUNCH: &str = "launch";
+    pub const CLAIMED_AT: &str = "claimed_at";
+    pub const ATTEMPTS: &str = "attempts";
+    pub const MAX_ATTEMPTS: &str = "max_attempts";
+    pub const WAITS: &str = "waits";
+    pub const TASK_ARN: &str = "task_arn";
+    pub const REQUEST_ID: &str = "request_id";
+    pub const REASON: &str = "reason";
+    pub const EXIT_CODE: &str = "exit_code";
+    pub const CREATED_AT: &str = "created_at";
+    pub const UPDATED_AT: &str = "updated_at";
+    pub const DISPATCHED_AT: &str = "dispatched_at";
+    pub const DEADLINE: &str = "deadline";
+}
+
+/// Raw bodies kept with a rejection are cut to this many bytes, well inside
+/// DynamoDB's 400 KB item limit.
+pub const RAW_BODY_MAX_BYTES: usize = 64 * 1024;
+
+/// A job as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRecord {
+    pub job_id: String,
+    pub status: JobStatus,
+    /// The SQS message that created the record.
+    pub message_id: Option<String>,
+    pub definition: Option<String>,
+    /// The job as it runs (absent on rejections).
+    pub job: Option<ResolvedJob>,
+    pub raw_body: Option<String>,
+    pub route: Option<Route>,
+    /// Launches claimed so far (each try to place the job, also one that
+    /// found no room).
+    pub launch: LaunchNumber,
+    /// When the last launch was claimed, in epoch milliseconds.
+    pub claimed_at: Option<i64>,
+    /// Launches that started the job (a task placed, an invoke accepted).
+    pub attempts: u32,
+    pub max_attempts: Option<u32>,
+    /// Times the job found no capacity and waited.
+    pub waits: u32,
+    pub task_arn: Option<String>,
+    pub request_id: Option<String>,
+    pub reason: Option<String>,
+    pub exit_code: Option<i32>,
+    pub created_at: Option<i64>,
+    pub updated_at: Option<i64>,
+    pub dispatched_at: Option<i64>,
+    /// When a running job is past its timeout, in epoch seconds.
+    pub deadline: Option<i64>,
+}
+
+/// The outcome of a write that creates a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    New(JobRecord),
+    /// A record with that job id exists already; here it is.
+    Exists(JobRecord),
+}
+
+/// The outcome of a conditional change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changed {
+    Applied(JobRecord),
+    /// The record was not in a state the change may come from (or its
+    /// launch was not the one expected); here it is as it is.
+    Refused(Option<JobRecord>),
+}
+
+/// A change of status with what comes with it. Fields left `None` are kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Change {
+    pub route: Option<Route>,
+    pub task_arn: Option<String>,
+    pub request_id: Option<String>,
+    pub reason: Option<String>,
+    pub exit_code: Option<i32>,
+    pub deadline: Option<i64>,
+    /// Count a started attempt.
+    pub add_attempt: bool,
+    /// Count a wait for capacity.
+    pub add_wait: bool,
+    /// Apply only while the record's launch number is this one.
+    pub expect_launch: Option<LaunchNumber>,
+}
+
+/// What a rejected message leaves behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection<'a> {
+    pub job_id: &'a str,
+    pub message_id: &'a str,
+    pub reason: &'a str,
+    pub definition: Option<&'a str>,
+    /// The body, kept where it could not be read as a job.
+    pub raw_body: Option<&'a str>,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobStore {
+    ddb: Client,
+    table: String,
+}
+
+impl JobStore {
+    pub fn new(ddb: Client, table: impl Into<String>) -> Self {
+        Self {
+            ddb,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The record of `job_id`, read consistently.
+    pub async fn get(&self, job_id: &str) -> Result<Option<JobRecord>, AwsError> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.table)
+            .key(attr::JOB_ID, s(job_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("dynamodb:GetItem", e))?;
+        Ok(out.item.as_ref().and_then(record))
+    }
+
+    /// Records a valid job as `ACCEPTED`, with its first launch claimed.
+    pub async fn accept(
+        &self,
+        job: &ResolvedJob,
+        message_id: &str,
+        now_ms: i64,
+    ) -> Result<Created, AwsError> {
+        let json = serde_json::to_string(job).map_err(|e| AwsError {
+            operation: "dynamodb:PutItem",
+            code: None,
+            message: format!("cannot serialise job: {e}"),
+            retryable: false,
+        })?;
+        let mut item = base_item(&job.job_id, JobStatus::Accepted, message_id, now_ms);
+        item.insert(attr::DEFINITION.into(), s(&job.definition));
+        item.insert(attr::JOB.into(), s(&json));
+        item.insert(attr::MAX_ATTEMPTS.into(), n(job.max_attempts));
+        item.insert(attr::LAUNCH.into(), n(1));
+        item.insert(attr::CLAIMED_AT.into(), n(now_ms));
+        self.create(item).await
+    }
+
+    /// Records a message that will not run as `REJECTED`, with the reason.
+    pub async fn reject(&self, r: &Rejection<'_>, now_ms: i64) -> Result<Created, AwsError> {
+        let mut item = base_item(r.job_id, JobStatus::Rejected, r.message_id, now_ms);
+        item.insert(attr::REASON.into(), s(r.reason));
+        if let Some(d) = r.definition {
+            item.insert(attr::DEFINITION.into(), s(d));
+        }
+        if let Some(body) = r.raw_body {
+            item.insert(attr::RAW_BODY.into(), s(cut(body, RAW_BODY_MAX_BYTES)));
+        }
+        self.create(item).await
+    }
+
+    /// Claims launch `current + 1` of a job that is `ACCEPTED` or
+    /// `WAITING_FOR_CAPACITY` at launch `current`; only one caller wins.
+    pub async fn claim_launch(
+        &self,
+        job_id: &str,
+        current: LaunchNumber,
+        now_ms: i64,
+    ) -> Result<Changed, AwsError> {
+        let req = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::JOB_ID, s(job_id))
+            .update_expression("SET #launch = :next, #claimed = :now, #updated = :now")
+            .condition_expression("#status IN (:s0, :s1) AND #launch = :current")
+            .expression_attribute_names("#launch", attr::LAUNCH)
+            .expression_attribute_names("#claimed", attr::CLAIMED_AT)
+            .expression_attribute_names("#updated", attr::UPDATED_AT)
+            .expression_attribute_names("#status", attr::STATUS)
+            .expression_attribute_values(":next", n(current + 1))
+            .expression_attribute_values(":current", n(current))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":s0", s(JobStatus::Accepted.as_str()))
+            .expression_attribute_values(":s1", s(JobStatus::WaitingForCapacity.as_str()));
+        self.conditional_update(req).await
+    }
+
+    /// Moves a job to `to`, from the states berth-core allows, applying
+    /// `change`.
+    pub async fn transition(
+        &self,
+        job_id: &str,
+        to: JobStatus,
+        change: Change,
+        now_ms: i64,
+    ) -> Result<Changed, AwsError> {
+        let sources = to.sources();
+        if sources.is_empty() {
+            return Ok(Changed::Refused(self.get(job_id).await?));
+        }
+        let mut sets = vec!["#status = :to".to_owned(), "#updated = :now".to_owned()];
+        let mut adds = Vec::new();
+        let mut req = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::JOB_ID, s(job_id))
+            .expression_attribute_names("#status", attr::STATUS)
+            .expression_attribute_names("#updated", attr::UPDATED_AT)
+            .expression_attribute_values(":to", s(to.as_str()))
+            .expression_attribute_values(":now", n(now_ms));
+        let mut set = |name: &'static str, value: AttributeValue| {
+            let (placeholder, key) = (format!("#{name}"), format!(":{name}"));
+            sets.push(format!("{placeholder} = {key}"));
+            (placeholder, key, value)
+        };
+        let mut values = Vec::new();
+        if let Some(route) = change.route {
+            values.push(set(attr::ROUTE, s(route.as_str())));
+        }
+        if let Some(arn) = &change.task_arn {
+            values.push(set(attr::TASK_ARN, s(arn)));
+        }
+        if let Some(id) = &change.request_id {
+            values.push(set(attr::REQUEST_ID, s(id)));
+        }
+        if let Some(reason) = &change.reason {
+            values.push(set(attr::REASON, s(reason)));
+        }
+        if let Some(code) = change.exit_code {
+            values.push(set(attr::EXIT_CODE, n(code)));
+        }
+        if let Some(deadline) = change.deadline {
+            values.push(set(attr::DEADLINE, n(deadline)));
+        }
+        if to == JobStatus::Dispatched {
+            values.push(set(attr::DISPATCHED_AT, n(now_ms)));
+        }
+        for (placeholder, key, value) in values {
+            let name = &placeholder[1..];
+            req = req
+                .expression_attribute_names(&placeholder, name)
+                .expression_attribute_values(key, value);
+        }
+        for (wanted, name) in [
+            (change.add_attempt, attr::ATTEMPTS),
+            (change.add_wait, attr::WAITS),
+        ] {
+            if wanted {
+                adds.push(format!("#{name} :one"));
+                req = req.expression_attribute_names(format!("#{name}"), name);
+            }
+        }
+        if !adds.is_empty() {
+            req = req.expression_attribute_values(":one", n(1));
+        }
+
+        let placeholders: Vec<String> = (0..sources.len()).map(|i| format!(":from{i}")).collect();
+        for (p, st) in placeholders.iter().zip(sources) {
+            req = req.expression_attribute_values(p, s(st.as_str()));
+        }
+        let mut condition = format!("#status IN ({})", placeholders.join(", "));
+        if let Some(launch) = change.expect_launch {
+            condition.push_str(" AND #launch = :launch");
+            req = req
+                .expression_attribute_names("#launch", attr::LAUNCH)
+                .expression_attribute_values(":launch", n(launch));
+        }
+        let mut expression = format!("SET {}", sets.join(", "));
+        if !adds.is_empty() {
+            expression.push_str(&format!(" ADD {}", adds.join(", ")));
+        }
+        let req = req
+            .update_expression(expression)
+            .condition_expression(condition);
+        self.conditional_update(req).await
+    }
+
+    async fn create(&self, item: Item) -> Result<Created, AwsError> {
+        let result = self
+            .ddb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item.clone()))
+            .condition_expression("attribute_not_exists(#id)")
+            .expression_attribute_names("#id", attr::JOB_ID)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Created::New(
+                record(&item).ok_or_else(|| unreadable("dynamodb:PutItem"))?,
+            )),
+            Err(e) => {
+                if let Some(old) = e.as_service_error().and_then(|se| match se {
+                    aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => {
+                        Some(c.item.clone())
+                    }
+                    _ => None,
+                }) {
+                    let existing = match old.as_ref().and_then(record) {
+                        Some(r) => r,
+                        None => self.get(job_id_of(&item)).await?.ok_or_else(|| unreadable("dynamodb:PutItem"))?,
+                    };
+                    return Ok(Created::Exists(existing));
+                }
+                Err(AwsError::from_sdk("dynamodb:PutItem", e))
+            }
+        }
+    }
+
+    async fn conditional_update(
+        &self,
+        req: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    ) -> Result<Changed, AwsError> {
+        let req = req
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        match req.send().await {
+            Ok(out) => Ok(Changed::Applied(
+                out.attributes
+                    .as_ref()
+                    .and_then(record)
+                    .ok_or_else(|| unreadable("dynamodb:UpdateItem"))?,
+            )),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
+                    Ok(Changed::Refused(c.item.as_ref().and_then(record)))
+                }
+                _ => Err(AwsError::from_sdk("dynamodb:UpdateItem", e)),
+            },
+        }
+    }
+}
+
+fn base_item(job_id: &str, status: JobStatus, message_id: &str, now_ms: i64) -> Item {
+    HashMap::from([
+        (attr::JOB_ID.into(), s(job_id)),
+        (attr::STATUS.into(), s(status.as_str())),
+        (attr::MESSAGE_ID.into(), s(message_id)),
+        (attr::ATTEMPTS.into(), n(0)),
+        (attr::LAUNCH.into(), n(0)),
+        (attr::WAITS.into(), n(0)),
+        (attr::CREATED_AT.into(), n(now_ms)),
+        (attr::UPDATED_AT.into(), n(now_ms)),
+    ])
+}
+
+fn job_id_of(item: &Item) -> &str {
+    item.get(attr::JOB_ID)
+        .and_then(|v| v.as_s().ok())
+        .map_or("", String::as_str)
+}
+
+fn unreadable(operation: &'static str) -> AwsError {
+    AwsError {
+        operation,
+        code: None,
+        message: "the job item could not be read".into(),
+        retryable: false,
+    }
+}
+
+/// Reads a job item; `None` when it lacks a job id or a known status.
+pub fn record(item: &Item) -> Option<JobRecord> {
+    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+    let num = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+    };
+    let small = |k: &str| num(k).and_then(|v| u32::try_from(v).ok());
+    Some(JobRecord {
+        job_id: text(attr::JOB_ID)?,
+        status: JobStatus::parse(&text(attr::STATUS)?)?,
+        message_id: text(attr::MESSAGE_ID),
+        definition: text(attr::DEFINITION),
+        job: text(attr::JOB).and_then(|j| serde_json::from_str(&j).ok()),
+        raw_body: text(attr::RAW_BODY),
+        route: text(attr::ROUTE).and_then(|r| Route::parse(&r)),
+        launch: small(attr::LAUNCH).unwrap_or(0),
+        claimed_at: num(attr::CLAIMED_AT),
+        attempts: small(attr::ATTEMPTS).unwrap_or(0),
+        max_attempts: small(attr::MAX_ATTEMPTS),
+        waits: small(attr::WAITS).unwrap_or(0),
+        task_arn: text(attr::TASK_ARN),
+        request_id: text(attr::REQUEST_ID),
+        reason: text(attr::REASON),
+        exit_code: num(attr::EXIT_CODE).and_then(|v| i32::try_from(v).ok()),
+        created_at: num(attr::CREATED_AT),
+        updated_at: num(attr::UPDATED_AT),
+        dispatched_at: num(attr::DISPATCHED_AT),
+        deadline: num(attr::DEADLINE),
+    })
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// `text` cut to at most `max` bytes on a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let end = (0..=max)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    &text[..end]
+}

@@ -1,0 +1,105 @@
+//! How a launch is named: the idempotency token and the `startedBy` that tie
+//! an ECS task to its job and launch, and the backoff of a job waiting for
+//! capacity.
+
+use crate::limits::ecs;
+
+/// A job's launches are numbered from 1; each try to place the job (also one
+/// that found no room) takes the next number, so that a retry after "no
+/// room" is a new request while a retry of the same launch is not.
+pub type LaunchNumber = u32;
+
+/// Where a launch goes, as far as its token is concerned: the same launch
+/// number may try EC2 and then Fargate, which are different requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenScope {
+    Ec2,
+    Fargate,
+}
+
+/// RunTask's `clientToken` for one launch of a job: the same job, launch
+/// and scope always give the same token (so ECS starts it at most once);
+/// anything else gives another. At most 64 characters.
+pub fn client_token(job_id: &str, launch: LaunchNumber, scope: TokenScope) -> String {
+    let scope = match scope {
+        TokenScope::Ec2 => "e",
+        TokenScope::Fargate => "f",
+    };
+    let token = format!("berth-{:016x}-{launch}-{scope}", fnv1a64(job_id.as_bytes()));
+    debug_assert!(token.len() <= ecs::MAX_CLIENT_TOKEN_CHARS);
+    token
+}
+
+/// RunTask's `startedBy`: `<job_id>/<launch>` (ECS allows letters, digits,
+/// `-`, `_` and `/`, up to 128 characters; a job id is at most 64).
+pub fn started_by(job_id: &str, launch: LaunchNumber) -> String {
+    format!("{job_id}/{launch}")
+}
+
+/// The job id and launch number of a task berth started, from its
+/// `startedBy`; `None` for any other task.
+pub fn parse_started_by(started_by: &str) -> Option<(&str, LaunchNumber)> {
+    let (job_id, launch) = started_by.rsplit_once('/')?;
+    crate::job::validate_job_id(job_id).ok()?;
+    Some((job_id, launch.parse().ok()?))
+}
+
+/// First wait of a job that found no capacity, in seconds.
+pub const CAPACITY_BACKOFF_FIRST_SECONDS: u32 = 30;
+/// Longest single wait: 15 minutes, about how long a scale-out takes to
+/// bring an instance into the cluster.
+pub const CAPACITY_BACKOFF_MAX_SECONDS: u32 = 900;
+
+/// How long a job waits before its `waits`-th retry for capacity (0 for the
+/// first): doubling from 30 s up to 15 minutes.
+pub fn capacity_backoff_seconds(waits: u32) -> u32 {
+    CAPACITY_BACKOFF_FIRST_SECONDS
+        .saturating_mul(1u32.checked_shl(waits.min(16)).unwrap_or(u32::MAX))
+        .min(CAPACITY_BACKOFF_MAX_SECONDS)
+}
+
+/// FNV-1a, 64 bits: a stable hash for tokens (not for security).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_stable_short_and_distinct() {
+        let t = client_token("job-1", 1, TokenScope::Ec2);
+        assert_eq!(t, client_token("job-1", 1, TokenScope::Ec2));
+        assert!(t.len() <= 64, "{t}");
+        let long = "x".repeat(64);
+        assert!(client_token(&long, u32::MAX, TokenScope::Fargate).len() <= 64);
+        let others = [
+            client_token("job-2", 1, TokenScope::Ec2),
+            client_token("job-1", 2, TokenScope::Ec2),
+            client_token("job-1", 1, TokenScope::Fargate),
+        ];
+        assert!(others.iter().all(|o| *o != t), "{others:?}");
+    }
+
+    #[test]
+    fn started_by_round_trips() {
+        let s = started_by("job_1-A", 3);
+        assert_eq!(s, "job_1-A/3");
+        assert!(s.len() <= ecs::MAX_STARTED_BY_CHARS);
+        assert_eq!(parse_started_by(&s), Some(("job_1-A", 3)));
+        assert_eq!(parse_started_by("ecs-svc/1234"), Some(("ecs-svc", 1234)));
+        assert_eq!(parse_started_by("someone else"), None);
+        assert_eq!(parse_started_by("job/x"), None);
+        assert_eq!(parse_started_by("/3"), None);
+    }
+
+    #[test]
+    fn capacity_backoff_doubles_to_fifteen_minutes() {
+        let waits: Vec<u32> = (0..7).map(capacity_backoff_seconds).collect();
+        assert_eq!(waits, [30, 60, 120, 240, 480, 900, 900]);
+        assert_eq!(capacity_backoff_seconds(u32::MAX), 900);
+    }
+}
