@@ -68,6 +68,30 @@ impl AwsError {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LaunchError {
+    /// Another try may succeed (throttling, 5xx, a lost connection).
+    #[error("{0}")]
+    Retryable(AwsError),
+    /// The launch cannot succeed as configured (a missing task definition,
+    /// an invalid parameter): the job fails with this reason.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl LaunchError {
+    /// Splits a failed AWS call into retryable and permanent. Access denied
+    /// counts as retryable: it is fixed in IAM, and the job must survive
+    /// until then.
+    pub fn from_aws(err: AwsError) -> Self {
+        if err.retryable || err.is_code("AccessDeniedException") {
+            Self::Retryable(err)
+        } else {
+            Self::Permanent(err.to_string())
+        }
+    }
+}
+
 /// An error and its sources on one line.
 fn error_chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();

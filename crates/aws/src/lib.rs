@@ -12,7 +12,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_sqs::config::SharedInterceptor;
 
 pub use definitions::Definitions;
-pub use error::AwsError;
+pub use error::{AwsError, LaunchError};
 pub use settings::{Settings, SettingsError};
 pub use store::JobStore;
 

@@ -2,7 +2,33 @@
 //! an ECS task to its job and launch, and the backoff of a job waiting for
 //! capacity.
 
+use serde::{Deserialize, Serialize};
+
+use crate::definition::ResolvedJob;
 use crate::limits::ecs;
+
+/// Environment variables berth sets for every job.
+pub const ENV_JOB_ID: &str = "BERTH_JOB_ID";
+pub const ENV_LAUNCH: &str = "BERTH_LAUNCH";
+
+/// The payload of an asynchronous invoke of a Lambda task processor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LambdaTask {
+    pub job: ResolvedJob,
+    pub launch: LaunchNumber,
+}
+
+/// The job's environment with berth's own variables added.
+pub fn job_environment(job: &ResolvedJob, launch: LaunchNumber) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = job
+        .environment
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    env.push((ENV_JOB_ID.into(), job.job_id.clone()));
+    env.push((ENV_LAUNCH.into(), launch.to_string()));
+    env
+}
 
 /// A job's launches are numbered from 1; each try to place the job (also one
 /// that found no room) takes the next number, so that a retry after "no

@@ -1,20 +1,14 @@
-//! berth-driver: the SQS-triggered Lambda that validates, records, routes and dispatches jobs.
-//!
-//! Wiring only so far: its handler arrives with its own change. Until then
-//! every event is refused, so nothing is consumed that was not handled.
+//! berth-driver: the SQS-triggered Lambda that validates, records, routes and
+//! dispatches jobs. Wiring only; the handler is in the library.
 
-use lambda_runtime::{Error, LambdaEvent, run, service_fn, tracing};
+use berth_driver::{Driver, Tuning};
+use lambda_runtime::{Error, run, service_fn, tracing};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let _settings = berth_aws::Settings::from_env()?;
-    let _clients = berth_aws::Clients::new(&berth_aws::load_sdk_config().await);
-    run(service_fn(
-        |event: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| async move {
-            let _ = event;
-            Err::<(), Error>("berth-driver does not handle events in this version".into())
-        },
-    ))
-    .await
+    let settings = berth_aws::Settings::from_env()?;
+    let clients = berth_aws::Clients::new(&berth_aws::load_sdk_config().await);
+    let driver = Driver::new(&settings, &clients, Tuning::default());
+    run(service_fn(|event| driver.handle(event))).await
 }

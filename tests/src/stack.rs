@@ -1,0 +1,373 @@
+//! A berth deployment inside one test account of the local AWS: the queue
+//! and its dead-letter queue, the two tables, a cluster with container
+//! instances, task definitions and job definitions; and the SQS side of the
+//! event source mapping (receive, hand a real `SqsEvent` to the driver).
+
+use std::collections::HashMap;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use aws_sdk_ecs::types::{Compatibility, ContainerDefinition, NetworkMode};
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use berth_aws::store::JobRecord;
+use berth_aws::{Clients, Definitions, JobStore, Settings};
+use berth_core::JobDefinition;
+use berth_driver::{Driver, Tuning};
+
+use crate::{TestAccount, xml_values};
+
+pub const CLUSTER: &str = "berth";
+/// The container of every test task definition: 1024 CPU units, 2048 MiB,
+/// so three fit on one of the local AWS's container instances (4096 / 7482).
+pub const TASK_CPU: i32 = 1024;
+pub const TASK_MEMORY: i32 = 2048;
+
+pub struct Stack {
+    pub aws: TestAccount,
+    pub settings: Settings,
+    pub queue_url: String,
+    pub dlq_url: String,
+}
+
+impl Stack {
+    /// A deployment with `instances` container instances in its cluster.
+    pub async fn new(instances: usize) -> Self {
+        let aws = TestAccount::new().await;
+        let c = &aws.clients;
+        let dlq_url = c
+            .sqs
+            .create_queue()
+            .queue_name("berth-dlq")
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let queue_url = c
+            .sqs
+            .create_queue()
+            .queue_name("berth-jobs")
+            .attributes(QueueAttributeName::VisibilityTimeout, "120")
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        for (table, key) in [("berth-jobs", "job_id"), ("berth-definitions", "name")] {
+            c.dynamodb
+                .create_table()
+                .table_name(table)
+                .billing_mode(BillingMode::PayPerRequest)
+                .attribute_definitions(
+                    AttributeDefinition::builder()
+                        .attribute_name(key)
+                        .attribute_type(ScalarAttributeType::S)
+                        .build()
+                        .unwrap(),
+                )
+                .key_schema(
+                    KeySchemaElement::builder()
+                        .attribute_name(key)
+                        .key_type(KeyType::Hash)
+                        .build()
+                        .unwrap(),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+        c.ecs
+            .create_cluster()
+            .cluster_name(CLUSTER)
+            .send()
+            .await
+            .unwrap();
+        for _ in 0..instances {
+            aws.add_container_instance(CLUSTER).await;
+        }
+        // `render` may run on Fargate too (awsvpc); `train` is EC2 only.
+        for (family, network, fargate) in [
+            ("render", NetworkMode::Awsvpc, true),
+            ("train", NetworkMode::Bridge, false),
+        ] {
+            let mut compatibilities = vec![Compatibility::Ec2];
+            if fargate {
+                compatibilities.push(Compatibility::Fargate);
+            }
+            c.ecs
+                .register_task_definition()
+                .family(family)
+                .network_mode(network)
+                .set_requires_compatibilities(Some(compatibilities))
+                .cpu("1024")
+                .memory("2048")
+                .container_definitions(
+                    ContainerDefinition::builder()
+                        .name("main")
+                        .image("public.ecr.aws/docker/library/busybox:latest")
+                        .cpu(TASK_CPU)
+                        .memory(TASK_MEMORY)
+                        .essential(true)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+        let subnets = xml_values(&aws.ec2("DescribeSubnets", &[]).await, "subnetId");
+        let groups = xml_values(&aws.ec2("DescribeSecurityGroups", &[]).await, "groupId");
+        let vars = HashMap::from([
+            (berth_aws::settings::JOBS_TABLE, "berth-jobs".to_owned()),
+            (
+                berth_aws::settings::DEFINITIONS_TABLE,
+                "berth-definitions".to_owned(),
+            ),
+            (berth_aws::settings::CLUSTER, CLUSTER.to_owned()),
+            (berth_aws::settings::QUEUE_URL, queue_url.clone()),
+            (berth_aws::settings::DLQ_URL, dlq_url.clone()),
+            (
+                berth_aws::settings::FARGATE_SUBNETS,
+                subnets.first().cloned().unwrap_or_default(),
+            ),
+            (
+                berth_aws::settings::FARGATE_SECURITY_GROUPS,
+                groups.first().cloned().unwrap_or_default(),
+            ),
+        ]);
+        let settings = Settings::from_lookup(|name| vars.get(name).cloned()).unwrap();
+        let stack = Self {
+            aws,
+            settings,
+            queue_url,
+            dlq_url,
+        };
+        for def in [render(), train()] {
+            stack.definitions().put(&def).await.unwrap();
+        }
+        stack
+    }
+
+    pub fn clients(&self) -> &Clients {
+        &self.aws.clients
+    }
+
+    /// The driver as the function builds it, on this stack's clients.
+    pub fn driver(&self) -> Driver {
+        Driver::new(&self.settings, self.clients(), Tuning::default())
+    }
+
+    pub fn store(&self) -> JobStore {
+        JobStore::new(self.clients().dynamodb.clone(), &self.settings.jobs_table)
+    }
+
+    pub fn definitions(&self) -> Definitions {
+        Definitions::new(
+            self.clients().dynamodb.clone(),
+            &self.settings.definitions_table,
+        )
+    }
+
+    pub async fn record(&self, job_id: &str) -> JobRecord {
+        self.store()
+            .get(job_id)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no record for {job_id}"))
+    }
+
+    /// Sends job messages; returns their message ids.
+    pub async fn send(&self, bodies: &[&str]) -> Vec<String> {
+        let mut ids = Vec::new();
+        for body in bodies {
+            let out = self
+                .clients()
+                .sqs
+                .send_message()
+                .queue_url(&self.queue_url)
+                .message_body(*body)
+                .send()
+                .await
+                .unwrap();
+            ids.push(out.message_id.unwrap());
+        }
+        ids
+    }
+
+    /// Receives what the queue delivers now, as the records of an `SqsEvent`
+    /// (what Lambda's event source mapping hands the driver).
+    pub async fn receive(&self) -> Vec<SqsMessage> {
+        let mut records = Vec::new();
+        loop {
+            let out = self
+                .clients()
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .unwrap();
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return records;
+            }
+            records.extend(messages.into_iter().map(|m| self.to_record(m)));
+        }
+    }
+
+    fn to_record(&self, m: aws_sdk_sqs::types::Message) -> SqsMessage {
+        let mut r = SqsMessage::default();
+        r.message_id = m.message_id;
+        r.receipt_handle = m.receipt_handle;
+        r.body = m.body;
+        r.md5_of_body = m.md5_of_body;
+        r.attributes = m
+            .attributes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v))
+            .collect();
+        r.event_source = Some("aws:sqs".into());
+        r.event_source_arn = Some(format!(
+            "arn:aws:sqs:{}:{}:berth-jobs",
+            self.aws.local.region, self.aws.id
+        ));
+        r.aws_region = Some(self.aws.local.region.clone());
+        r
+    }
+
+    /// Hands `records` to the driver's Lambda handler, deletes the messages
+    /// it did not name as failures (as the event source mapping does), and
+    /// returns the ids it named.
+    pub async fn deliver(&self, driver: &Driver, records: Vec<SqsMessage>) -> Vec<String> {
+        let mut event = SqsEvent::default();
+        event.records = records.clone();
+        let response = driver
+            .handle(lambda_runtime::LambdaEvent::new(
+                event,
+                lambda_runtime::Context::default(),
+            ))
+            .await
+            .expect("the driver never fails a whole batch");
+        let failed: Vec<String> = response
+            .batch_item_failures
+            .into_iter()
+            .map(|f| f.item_identifier)
+            .collect();
+        for r in records {
+            if !failed.contains(r.message_id.as_ref().unwrap()) {
+                self.clients()
+                    .sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(r.receipt_handle.unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+        failed
+    }
+
+    /// The messages on the dead-letter queue: (body, berth-reason).
+    pub async fn dead_letters(&self) -> Vec<(String, String)> {
+        let out = self
+            .clients()
+            .sqs
+            .receive_message()
+            .queue_url(&self.dlq_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap();
+        out.messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
+                let reason = m
+                    .message_attributes
+                    .as_ref()
+                    .and_then(|a| a.get(berth_driver::REASON_ATTRIBUTE))
+                    .and_then(|v| v.string_value.clone())
+                    .unwrap_or_default();
+                (m.body.unwrap_or_default(), reason)
+            })
+            .collect()
+    }
+
+    /// The tasks berth started for `job_id`'s launch `launch`.
+    pub async fn tasks_of(&self, job_id: &str, launch: u32) -> Vec<aws_sdk_ecs::types::Task> {
+        let arns = self
+            .clients()
+            .ecs
+            .list_tasks()
+            .cluster(CLUSTER)
+            .started_by(berth_core::launch::started_by(job_id, launch))
+            .send()
+            .await
+            .unwrap()
+            .task_arns
+            .unwrap_or_default();
+        if arns.is_empty() {
+            return Vec::new();
+        }
+        self.clients()
+            .ecs
+            .describe_tasks()
+            .cluster(CLUSTER)
+            .set_tasks(Some(arns))
+            .include(aws_sdk_ecs::types::TaskField::Tags)
+            .send()
+            .await
+            .unwrap()
+            .tasks
+            .unwrap_or_default()
+    }
+
+    /// Every task in the cluster.
+    pub async fn task_count(&self) -> usize {
+        self.clients()
+            .ecs
+            .list_tasks()
+            .cluster(CLUSTER)
+            .send()
+            .await
+            .unwrap()
+            .task_arns
+            .unwrap_or_default()
+            .len()
+    }
+}
+
+/// `render`: an ECS job that may fall back to Fargate; no Lambda function.
+pub fn render() -> JobDefinition {
+    JobDefinition {
+        name: "render".into(),
+        task_definition: "render".into(),
+        container: "main".into(),
+        lambda_function: None,
+        command: None,
+        cpu: TASK_CPU as u32,
+        memory: TASK_MEMORY as u32,
+        gpu: 0,
+        timeout_seconds: 600,
+        max_attempts: 3,
+        fargate: true,
+    }
+}
+
+/// `train`: a GPU job, EC2 only.
+pub fn train() -> JobDefinition {
+    JobDefinition {
+        name: "train".into(),
+        task_definition: "train".into(),
+        gpu: 1,
+        fargate: false,
+        ..render()
+    }
+}
