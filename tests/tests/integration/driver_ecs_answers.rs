@@ -1,0 +1,230 @@
+//! ECS answers the local AWS cannot give (throttling, a real `RESOURCE:MEMORY`
+//! placement failure, an empty cluster, a missing task definition), given
+//! at the ECS client with `aws-smithy-mocks` while the queue and the tables
+//! stay in the local AWS.
+
+use aws_sdk_ecs::operation::run_task::RunTaskOutput;
+use aws_sdk_ecs::types::{Failure, LaunchType, Task};
+use aws_smithy_mocks::{RuleMode, mock, mock_client};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::http::StatusCode;
+use aws_smithy_types::body::SdkBody;
+use berth_core::{JobStatus, Route};
+use berth_driver::Driver;
+use berth_ecs_runner::{EcsLauncher, FargateNetwork};
+use berth_tests::stack::{CLUSTER, Stack};
+
+/// An ECS error answer as ECS sends it (AWS JSON 1.1).
+fn ecs_error(status: u16, code: &str, message: &str) -> HttpResponse {
+    let body = serde_json::json!({ "__type": code, "message": message }).to_string();
+    let mut response =
+        HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::from(body));
+    response
+        .headers_mut()
+        .insert("content-type", "application/x-amz-json-1.1");
+    response
+}
+
+fn task(arn: &str, launch_type: LaunchType) -> RunTaskOutput {
+    RunTaskOutput::builder()
+        .tasks(
+            Task::builder()
+                .task_arn(arn)
+                .launch_type(launch_type)
+                .build(),
+        )
+        .build()
+}
+
+/// The stack's driver with `ecs` in place of the local ECS.
+fn driver_with(stack: &Stack, ecs: aws_sdk_ecs::Client) -> Driver {
+    let network = FargateNetwork {
+        subnets: vec!["subnet-1".into()],
+        security_groups: vec!["sg-1".into()],
+        assign_public_ip: false,
+    };
+    Driver {
+        ecs: EcsLauncher::new(ecs, CLUSTER, None, network, false),
+        ..stack.driver()
+    }
+}
+
+#[tokio::test]
+async fn a_throttled_run_task_fails_only_its_own_record() {
+    let stack = Stack::new(0).await;
+    let throttled = mock!(aws_sdk_ecs::Client::run_task)
+        .match_requests(|r| r.started_by() == Some("slow/1"))
+        .then_http_response(|| ecs_error(400, "ThrottlingException", "Rate exceeded"));
+    let fine = mock!(aws_sdk_ecs::Client::run_task)
+        .match_requests(|r| r.started_by() != Some("slow/1"))
+        .then_compute_output(|r| {
+            task(
+                &format!(
+                    "arn:aws:ecs:us-east-1:1:task/berth/{}",
+                    r.started_by().unwrap()
+                ),
+                LaunchType::Ec2,
+            )
+        });
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&throttled, &fine]);
+
+    let ids = stack
+        .send(&[
+            r#"{"job_id":"slow","definition":"render"}"#,
+            r#"{"job_id":"quick","definition":"render"}"#,
+        ])
+        .await;
+    let failed = stack
+        .deliver(&driver_with(&stack, ecs), stack.receive().await)
+        .await;
+    assert_eq!(
+        failed,
+        vec![ids[0].clone()],
+        "only the throttled job comes back"
+    );
+    assert!(throttled.num_calls() >= 1);
+
+    let slow = stack.record("slow").await;
+    assert_eq!(
+        (slow.status, slow.attempts),
+        (JobStatus::Accepted, 0),
+        "kept for the next delivery"
+    );
+    let quick = stack.record("quick").await;
+    assert_eq!(
+        (quick.status, quick.route),
+        (JobStatus::Dispatched, Some(Route::Ec2))
+    );
+    assert_eq!(
+        quick.task_arn.as_deref(),
+        Some("arn:aws:ecs:us-east-1:1:task/berth/quick/1")
+    );
+}
+
+#[tokio::test]
+async fn a_server_error_is_retried_by_the_sdk_then_left_for_redelivery() {
+    let stack = Stack::new(0).await;
+    let broken = mock!(aws_sdk_ecs::Client::run_task)
+        .then_http_response(|| ecs_error(500, "ServerException", "internal error"));
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&broken]);
+    let ids = stack
+        .send(&[r#"{"job_id":"unlucky","definition":"render"}"#])
+        .await;
+    let failed = stack
+        .deliver(&driver_with(&stack, ecs), stack.receive().await)
+        .await;
+    assert_eq!(failed, ids);
+    assert_eq!(
+        broken.num_calls(),
+        3,
+        "the SDK's standard retry mode tries three times"
+    );
+    assert_eq!(stack.record("unlucky").await.status, JobStatus::Accepted);
+}
+
+#[tokio::test]
+async fn a_resource_memory_failure_sends_the_job_to_fargate() {
+    let stack = Stack::new(0).await;
+    // What real ECS answers when no instance has the memory.
+    let no_memory = mock!(aws_sdk_ecs::Client::run_task)
+        .match_requests(|r| r.launch_type() == Some(&LaunchType::Ec2))
+        .then_output(|| {
+            RunTaskOutput::builder()
+                .failures(
+                    Failure::builder()
+                        .arn("arn:aws:ecs:us-east-1:123456789012:container-instance/berth/0123456789abcdef")
+                        .reason("RESOURCE:MEMORY")
+                        .build(),
+                )
+                .build()
+        });
+    let fargate = mock!(aws_sdk_ecs::Client::run_task)
+        .match_requests(|r| {
+            r.launch_type() == Some(&LaunchType::Fargate)
+                && r.overrides().and_then(|o| o.memory()) == Some("2048")
+                && r.network_configuration().is_some()
+        })
+        .then_output(|| {
+            task(
+                "arn:aws:ecs:us-east-1:1:task/berth/fargate-1",
+                LaunchType::Fargate,
+            )
+        });
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&no_memory, &fargate]);
+
+    stack
+        .send(&[r#"{"job_id":"roomless","definition":"render"}"#])
+        .await;
+    let failed = stack
+        .deliver(&driver_with(&stack, ecs), stack.receive().await)
+        .await;
+    assert!(failed.is_empty());
+    assert_eq!((no_memory.num_calls(), fargate.num_calls()), (1, 1));
+    let r = stack.record("roomless").await;
+    assert_eq!(
+        (r.status, r.route),
+        (JobStatus::Dispatched, Some(Route::Fargate))
+    );
+    assert_eq!(
+        r.task_arn.as_deref(),
+        Some("arn:aws:ecs:us-east-1:1:task/berth/fargate-1")
+    );
+}
+
+#[tokio::test]
+async fn an_empty_cluster_is_no_room_not_an_error() {
+    let stack = Stack::new(0).await;
+    let empty = mock!(aws_sdk_ecs::Client::run_task)
+        .match_requests(|r| r.launch_type() == Some(&LaunchType::Ec2))
+        .then_http_response(|| {
+            ecs_error(
+                400,
+                "InvalidParameterException",
+                "No Container Instances were found in your cluster.",
+            )
+        });
+    let fargate = mock!(aws_sdk_ecs::Client::run_task)
+        .match_requests(|r| r.launch_type() == Some(&LaunchType::Fargate))
+        .then_output(|| task("arn:aws:ecs:us-east-1:1:task/berth/f", LaunchType::Fargate));
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&empty, &fargate]);
+    stack
+        .send(&[r#"{"job_id":"first-of-the-day","definition":"render"}"#])
+        .await;
+    assert!(
+        stack
+            .deliver(&driver_with(&stack, ecs), stack.receive().await)
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        stack.record("first-of-the-day").await.route,
+        Some(Route::Fargate)
+    );
+}
+
+#[tokio::test]
+async fn a_missing_task_definition_fails_the_job_with_the_reason() {
+    let stack = Stack::new(0).await;
+    let missing = mock!(aws_sdk_ecs::Client::run_task).then_http_response(|| {
+        ecs_error(
+            400,
+            "ClientException",
+            "Unable to describe task definition.",
+        )
+    });
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&missing]);
+    stack
+        .send(&[r#"{"job_id":"orphan","definition":"render"}"#])
+        .await;
+    let failed = stack
+        .deliver(&driver_with(&stack, ecs), stack.receive().await)
+        .await;
+    assert!(failed.is_empty(), "a permanent failure is not retried");
+    let r = stack.record("orphan").await;
+    assert_eq!(r.status, JobStatus::Failed);
+    assert_eq!(
+        r.reason.as_deref(),
+        Some("ecs:RunTask: ClientException: Unable to describe task definition.")
+    );
+    assert_eq!(missing.num_calls(), 1, "no retry of a permanent error");
+}
