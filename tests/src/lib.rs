@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod stack;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -151,12 +152,24 @@ impl TestAccount {
     /// Calls an EC2 Query API action (the tests need only a few EC2 calls,
     /// to back ECS container instances) and returns the XML answer.
     pub async fn ec2(&self, action: &str, params: &[(&str, &str)]) -> String {
-        let mut form = vec![("Action", action), ("Version", "2016-11-15")];
+        self.query("ec2", "2016-11-15", action, params).await
+    }
+
+    /// Calls a Query API action of `service` in this account and returns the
+    /// XML answer.
+    pub async fn query(
+        &self,
+        service: &str,
+        version: &str,
+        action: &str,
+        params: &[(&str, &str)],
+    ) -> String {
+        let mut form = vec![("Action", action), ("Version", version)];
         form.extend_from_slice(params);
         // moto routes by the credential scope of the Authorization header;
         // it does not check signatures.
         let auth = format!(
-            "AWS4-HMAC-SHA256 Credential=test/20260101/{}/ec2/aws4_request, SignedHeaders=host, Signature=0",
+            "AWS4-HMAC-SHA256 Credential=test/20260101/{}/{service}/aws4_request, SignedHeaders=host, Signature=0",
             self.local.region
         );
         let resp = self
@@ -167,12 +180,12 @@ impl TestAccount {
             .form(&form)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("EC2 {action}: {e}"));
+            .unwrap_or_else(|e| panic!("{service} {action}: {e}"));
         let status = resp.status();
         let body = resp.text().await.unwrap();
         assert!(
             status.is_success(),
-            "EC2 {action} answered {status}: {body}"
+            "{service} {action} answered {status}: {body}"
         );
         body
     }

@@ -469,7 +469,7 @@ impl Driver {
             Plan::Lambda { function } => {
                 return match self.lambda.invoke(function, job, launch).await {
                     Ok(request_id) => {
-                        self.dispatched(job, Route::Lambda, launch, None, Some(request_id))
+                        self.dispatched(job, Route::Lambda, launch, None, request_id)
                             .await
                     }
                     Err(e) => self.launch_failed(job, launch, e).await,

@@ -22,13 +22,13 @@ impl LambdaLauncher {
     }
 
     /// Queues launch `launch` of `job` on `function`; returns the
-    /// invocation's request id.
+    /// invocation's request id, when the service names it.
     pub async fn invoke(
         &self,
         function: &str,
         job: &ResolvedJob,
         launch: LaunchNumber,
-    ) -> Result<String, LaunchError> {
+    ) -> Result<Option<String>, LaunchError> {
         let payload = serde_json::to_vec(&LambdaTask {
             job: job.clone(),
             launch,
@@ -43,6 +43,9 @@ impl LambdaLauncher {
             .send()
             .await
             .map_err(|e| LaunchError::from_aws(AwsError::from_sdk("lambda:Invoke", e)))?;
-        Ok(out.request_id().unwrap_or_default().to_owned())
+        Ok(out
+            .request_id()
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned))
     }
 }

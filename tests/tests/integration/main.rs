@@ -5,4 +5,6 @@
 
 mod driver;
 mod driver_ecs_answers;
+mod events;
 mod smoke;
+mod watch;

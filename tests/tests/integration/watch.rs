@@ -1,0 +1,100 @@
+//! The real function binaries under `cargo lambda watch`, against the local
+//! AWS: the driver handles the events/ sample and launches a Lambda-sized job
+//! on a real Lambda function.
+
+use aws_lambda_events::event::sqs::SqsBatchResponse;
+use berth_aws::settings as var;
+use berth_core::launch::LambdaTask;
+use berth_core::{JobDefinition, JobStatus, Route};
+use berth_tests::stack::{Stack, render};
+use berth_tests::watch::LambdaWatch;
+
+#[tokio::test]
+async fn the_driver_dispatches_the_sample_event_under_cargo_lambda_watch() {
+    let stack = Stack::new(2).await;
+    let thumbnail = JobDefinition {
+        name: "thumbnail".into(),
+        lambda_function: Some("berth-test-recorder".into()),
+        ..render()
+    };
+    stack.definitions().put(&thumbnail).await.unwrap();
+    let recorded = std::env::temp_dir().join(format!("berth-recorder-{}", stack.aws.id));
+    std::fs::create_dir_all(&recorded).unwrap();
+
+    let s = &stack.settings;
+    let env = [
+        (var::JOBS_TABLE, s.jobs_table.clone()),
+        (var::DEFINITIONS_TABLE, s.definitions_table.clone()),
+        (var::CLUSTER, s.cluster.clone()),
+        (var::QUEUE_URL, stack.queue_url.clone()),
+        (var::DLQ_URL, stack.dlq_url.clone()),
+        (var::FARGATE_SUBNETS, s.fargate_subnets.join(",")),
+        (
+            var::FARGATE_SECURITY_GROUPS,
+            s.fargate_security_groups.join(","),
+        ),
+        ("BERTH_TEST_RECORDER_DIR", recorded.display().to_string()),
+    ];
+    let watch = LambdaWatch::start(&stack.aws, &env).await;
+
+    let answer = watch.invoke_file("berth-driver", "events/driver-sqs.json");
+    let response: SqsBatchResponse =
+        serde_json::from_value(answer.clone()).expect("an SqsBatchResponse");
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "{answer}\n{}",
+        watch.output()
+    );
+    assert_eq!(answer, serde_json::json!({ "batchItemFailures": [] }));
+
+    let expect = [
+        ("sample-lambda", Route::Lambda),
+        ("sample-ec2", Route::Ec2),
+        ("sample-fargate", Route::Fargate),
+        ("sample-gpu", Route::Ec2),
+    ];
+    for (job_id, route) in expect {
+        let r = stack.record(job_id).await;
+        assert_eq!(
+            (r.status, r.route),
+            (JobStatus::Dispatched, Some(route)),
+            "{job_id}: {r:?}"
+        );
+    }
+    let invalid = stack.record("0f1e2d3c-4b5a-4968-8776-a5b4c3d2e105").await;
+    assert_eq!(invalid.status, JobStatus::Rejected);
+    assert!(invalid.reason.unwrap().starts_with("unknown field `cpus`"));
+
+    // The invoke reached the function, with the job as its payload.
+    let lambda = stack.record("sample-lambda").await;
+    let files: Vec<_> = std::fs::read_dir(&recorded)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "one invocation: {files:?}");
+    let task: LambdaTask =
+        serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap();
+    assert_eq!(
+        (task.job.job_id.as_str(), task.launch),
+        ("sample-lambda", 1)
+    );
+    assert_eq!(
+        task.job.command,
+        Some(vec!["thumbnail".into(), "--size".into(), "256".into()])
+    );
+    assert_eq!(
+        task.job.environment.get("INPUT").map(String::as_str),
+        Some("s3://bucket/in.png")
+    );
+    // Lambda names the invocation in its answer; `cargo lambda watch` does
+    // not, and then nothing (rather than an empty id) is recorded.
+    let request_id = files[0].file_stem().unwrap().to_str().unwrap();
+    assert!(
+        lambda
+            .request_id
+            .as_deref()
+            .is_none_or(|id| id == request_id),
+        "{lambda:?}"
+    );
+    std::fs::remove_dir_all(&recorded).unwrap();
+}
