@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod proxy;
 pub mod stack;
 pub mod watch;
 
@@ -124,10 +125,17 @@ pub struct TestAccount {
 impl TestAccount {
     /// A fresh, empty account.
     pub async fn new() -> Self {
+        Self::via(&local_aws().endpoint).await
+    }
+
+    /// A fresh, empty account whose clients reach the local AWS through
+    /// `endpoint` (a loopback proxy in front of it).
+    pub async fn via(endpoint: &str) -> Self {
+        assert_loopback(endpoint);
         let local = local_aws().clone();
         let id = unique_account_id();
         let sdk_config = aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(&local.endpoint)
+            .endpoint_url(endpoint)
             .region(Region::new(local.region.clone()))
             .credentials_provider(Credentials::new(
                 "testing",

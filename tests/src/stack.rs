@@ -34,7 +34,11 @@ pub struct Stack {
 impl Stack {
     /// A deployment with `instances` container instances in its cluster.
     pub async fn new(instances: usize) -> Self {
-        let aws = TestAccount::new().await;
+        Self::in_account(TestAccount::new().await, instances).await
+    }
+
+    /// The same, in `aws`.
+    pub async fn in_account(aws: TestAccount, instances: usize) -> Self {
         let c = &aws.clients;
         let dlq_url = c
             .sqs
