@@ -198,6 +198,29 @@ impl TestAccount {
         body
     }
 
+    /// Creates an on-demand DynamoDB table with a string partition key.
+    pub async fn create_table(&self, table: &str, key: &str) {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        };
+        let attribute = AttributeDefinition::builder()
+            .attribute_name(key)
+            .attribute_type(ScalarAttributeType::S);
+        let schema = KeySchemaElement::builder()
+            .attribute_name(key)
+            .key_type(KeyType::Hash);
+        self.clients
+            .dynamodb
+            .create_table()
+            .table_name(table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attribute.build().unwrap())
+            .key_schema(schema.build().unwrap())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("CreateTable {table}: {e:?}"));
+    }
+
     /// Starts an EC2 instance in the local AWS and returns its id.
     pub async fn run_instance(&self) -> String {
         let xml = self

@@ -6,9 +6,6 @@
 use std::collections::HashMap;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use aws_sdk_ecs::types::{Compatibility, ContainerDefinition, NetworkMode};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use berth_aws::store::JobRecord;
@@ -60,27 +57,7 @@ impl Stack {
             .queue_url
             .unwrap();
         for (table, key) in [("berth-jobs", "job_id"), ("berth-definitions", "name")] {
-            c.dynamodb
-                .create_table()
-                .table_name(table)
-                .billing_mode(BillingMode::PayPerRequest)
-                .attribute_definitions(
-                    AttributeDefinition::builder()
-                        .attribute_name(key)
-                        .attribute_type(ScalarAttributeType::S)
-                        .build()
-                        .unwrap(),
-                )
-                .key_schema(
-                    KeySchemaElement::builder()
-                        .attribute_name(key)
-                        .key_type(KeyType::Hash)
-                        .build()
-                        .unwrap(),
-                )
-                .send()
-                .await
-                .unwrap();
+            aws.create_table(table, key).await;
         }
         c.ecs
             .create_cluster()

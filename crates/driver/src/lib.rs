@@ -735,17 +735,8 @@ fn log(message_id: &str, job_id: Option<&str>, outcome: &Outcome, elapsed: Durat
         }
         Outcome::Rejected { reason }
         | Outcome::DeadLettered { reason }
-        | Outcome::Failed { reason } => {
-            tracing::warn!(
-                job_id,
-                message_id,
-                decision,
-                reason = reason.as_str(),
-                elapsed_ms,
-                "job decision"
-            )
-        }
-        Outcome::Retry { reason } => {
+        | Outcome::Failed { reason }
+        | Outcome::Retry { reason } => {
             tracing::warn!(
                 job_id,
                 message_id,

@@ -4,6 +4,7 @@
 
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::operation::run_task::RunTaskOutput;
+use aws_sdk_ecs::operation::run_task::builders::RunTaskFluentBuilder;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, ContainerOverride,
     KeyValuePair, LaunchType, NetworkConfiguration, ResourceRequirement, ResourceType, Tag,
@@ -74,15 +75,7 @@ impl EcsLauncher {
         launch: LaunchNumber,
     ) -> Result<Placement, LaunchError> {
         let mut req = self
-            .ecs
-            .run_task()
-            .cluster(&self.cluster)
-            .task_definition(&job.task_definition)
-            .count(1)
-            .started_by(started_by(&job.job_id, launch))
-            .client_token(client_token(&job.job_id, launch, TokenScope::Ec2))
-            .set_tags(Some(tags(job, launch)))
-            .overrides(overrides(job, launch, None))
+            .run_task(job, launch, TokenScope::Ec2, None)
             .set_network_configuration(if job.fargate_allowed {
                 self.network()?.into()
             } else {
@@ -121,15 +114,7 @@ impl EcsLauncher {
     ) -> Result<Placement, LaunchError> {
         let network = self.network()?;
         let mut req = self
-            .ecs
-            .run_task()
-            .cluster(&self.cluster)
-            .task_definition(&job.task_definition)
-            .count(1)
-            .started_by(started_by(&job.job_id, launch))
-            .client_token(client_token(&job.job_id, launch, TokenScope::Fargate))
-            .set_tags(Some(tags(job, launch)))
-            .overrides(overrides(job, launch, Some(size)))
+            .run_task(job, launch, TokenScope::Fargate, Some(size))
             .network_configuration(network);
         req = if self.fargate_spot {
             req.capacity_provider_strategy(
@@ -146,6 +131,25 @@ impl EcsLauncher {
             Ok(out) => Ok(placement(out)),
             Err(e) => Err(LaunchError::from_aws(AwsError::from_sdk("ecs:RunTask", e))),
         }
+    }
+
+    /// One task of launch `launch` of `job`, named and tokened for `scope`.
+    fn run_task(
+        &self,
+        job: &ResolvedJob,
+        launch: LaunchNumber,
+        scope: TokenScope,
+        fargate: Option<FargateSize>,
+    ) -> RunTaskFluentBuilder {
+        self.ecs
+            .run_task()
+            .cluster(&self.cluster)
+            .task_definition(&job.task_definition)
+            .count(1)
+            .started_by(started_by(&job.job_id, launch))
+            .client_token(client_token(&job.job_id, launch, scope))
+            .set_tags(Some(tags(job, launch)))
+            .overrides(overrides(job, launch, fargate))
     }
 
     /// The `awsvpc` network of Fargate tasks (and of EC2 tasks of

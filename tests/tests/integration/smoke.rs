@@ -5,10 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit, Statistic};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ecs::types::{ContainerDefinition, LaunchType, Resource};
 use berth_tests::TestAccount;
 
@@ -79,26 +76,7 @@ async fn sqs_send_receive_delete() {
 async fn dynamodb_conditional_put_fails_the_second_time() {
     let aws = TestAccount::new().await;
     let ddb = &aws.clients.dynamodb;
-    ddb.create_table()
-        .table_name("jobs")
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("job_id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("job_id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    aws.create_table("jobs", "job_id").await;
 
     let put = || {
         ddb.put_item()
