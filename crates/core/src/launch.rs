@@ -84,6 +84,18 @@ pub fn capacity_backoff_seconds(waits: u32) -> u32 {
         .min(CAPACITY_BACKOFF_MAX_SECONDS)
 }
 
+/// How long a message waits before another try after a retryable error
+/// (throttling, 5xx, a launch in progress elsewhere), by how many times it
+/// was received: doubling from 10 s up to 5 minutes.
+pub fn retry_backoff_seconds(receive_count: u32) -> u32 {
+    10u32
+        .saturating_mul(
+            1u32.checked_shl(receive_count.saturating_sub(1).min(16))
+                .unwrap_or(u32::MAX),
+        )
+        .min(300)
+}
+
 /// FNV-1a, 64 bits: a stable hash for tokens (not for security).
 fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
@@ -120,6 +132,14 @@ mod tests {
         assert_eq!(parse_started_by("someone else"), None);
         assert_eq!(parse_started_by("job/x"), None);
         assert_eq!(parse_started_by("/3"), None);
+    }
+
+    #[test]
+    fn retry_backoff_doubles_to_five_minutes() {
+        let waits: Vec<u32> = (1..=7).map(retry_backoff_seconds).collect();
+        assert_eq!(waits, [10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(retry_backoff_seconds(0), 10);
+        assert_eq!(retry_backoff_seconds(u32::MAX), 300);
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! (the job store), route it and launch it, exactly once.
 //!
 //! The records of a batch are handled side by side, up to a bound. The
-//! answer names only the messages that need another delivery: a job waiting
-//! for capacity (with a backoff set on its message) or one whose launch hit a
-//! retryable AWS error. An invalid message is never retried: it is recorded
+//! answer names only the messages that need another delivery, each with a
+//! backoff set on its message: a job waiting for capacity, or one whose
+//! launch hit a retryable AWS error. An invalid message is never retried: it is recorded
 //! `REJECTED` with its reason, or, where it has no usable job id, sent to the
 //! dead-letter queue with the reason as a message attribute.
 
@@ -16,7 +16,7 @@ use aws_sdk_sqs::types::MessageAttributeValue;
 use berth_aws::definitions::Lookup;
 use berth_aws::store::{Change, Changed, Created, JobRecord, Rejection};
 use berth_aws::{Clients, Definitions, JobStore, LaunchError, Settings};
-use berth_core::launch::{LaunchNumber, capacity_backoff_seconds};
+use berth_core::launch::{LaunchNumber, capacity_backoff_seconds, retry_backoff_seconds};
 use berth_core::routing::{self, FargateSize, Plan};
 use berth_core::{JobRequest, JobStatus, MessageError, ResolvedJob, Route, job, resolve};
 use berth_ecs_runner::{EcsLauncher, FargateNetwork, Placement};
@@ -212,6 +212,11 @@ impl Driver {
                         },
                     ),
                 };
+                if let Outcome::Retry { .. } = outcome {
+                    let backoff = retry_backoff_seconds(receive_count(&message));
+                    self.set_visibility(&message, Duration::from_secs(u64::from(backoff)))
+                        .await;
+                }
                 log(&message_id, job_id.as_deref(), &outcome, started.elapsed());
                 Handled {
                     message_id,
