@@ -91,6 +91,30 @@ impl Definitions {
         Ok(found)
     }
 
+    /// Every usable definition (the table is small: one item per kind of
+    /// job). Malformed items are skipped with a warning.
+    pub async fn scan(&self) -> Result<Vec<JobDefinition>, AwsError> {
+        let mut pages = self
+            .ddb
+            .scan()
+            .table_name(&self.table)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::from_sdk("dynamodb:Scan", e))?;
+            for item in page.items.unwrap_or_default() {
+                match read(&item) {
+                    Lookup::Found(def) => out.push(def),
+                    Lookup::Malformed(why) => {
+                        tracing::warn!(problem = why.as_str(), "definition skipped")
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Registers or replaces a definition.
     pub async fn put(&self, def: &JobDefinition) -> Result<(), AwsError> {
         self.ddb

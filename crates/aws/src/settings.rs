@@ -2,7 +2,7 @@
 //! The variable names are part of berth's contract (the template sets them,
 //! the tests rely on them).
 
-use berth_core::capacity::LargestContainer;
+use berth_core::capacity::{LargestContainer, Thresholds};
 
 pub const JOBS_TABLE: &str = "BERTH_JOBS_TABLE";
 pub const DEFINITIONS_TABLE: &str = "BERTH_DEFINITIONS_TABLE";
@@ -15,6 +15,8 @@ pub const FARGATE_SECURITY_GROUPS: &str = "BERTH_FARGATE_SECURITY_GROUPS";
 pub const FARGATE_SPOT: &str = "BERTH_FARGATE_SPOT";
 pub const LARGEST_CPU: &str = "BERTH_LARGEST_CPU";
 pub const LARGEST_MEMORY: &str = "BERTH_LARGEST_MEMORY";
+pub const SCALE_OUT_THRESHOLD: &str = "BERTH_SCALE_OUT_THRESHOLD";
+pub const SCALE_IN_THRESHOLD: &str = "BERTH_SCALE_IN_THRESHOLD";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -29,6 +31,9 @@ pub struct Settings {
     pub fargate_spot: bool,
     /// Configured largest container; `None`: derive it from the definitions.
     pub largest: Option<LargestContainer>,
+    /// The scaling alarms' thresholds (scale out below, default 1; scale in
+    /// above), when the scale-in one is set.
+    pub thresholds: Option<Thresholds>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -104,7 +109,16 @@ impl Settings {
             (Some(_), None) => return Err(SettingsError::Missing(LARGEST_MEMORY)),
             (None, Some(_)) => return Err(SettingsError::Missing(LARGEST_CPU)),
         };
+        let thresholds = number(SCALE_IN_THRESHOLD)?.map(
+            |scale_in_above| -> Result<Thresholds, SettingsError> {
+                Ok(Thresholds {
+                    scale_out_below: number(SCALE_OUT_THRESHOLD)?.unwrap_or(1),
+                    scale_in_above,
+                })
+            },
+        );
         Ok(Self {
+            thresholds: thresholds.transpose()?,
             jobs_table: required(JOBS_TABLE)?,
             definitions_table: required(DEFINITIONS_TABLE)?,
             cluster: required(CLUSTER)?,
@@ -150,6 +164,7 @@ mod tests {
             (LARGEST_CPU, "1024"),
             (LARGEST_MEMORY, "4096"),
             (EC2_CAPACITY_PROVIDER, " "),
+            (SCALE_IN_THRESHOLD, "8"),
         ]);
         let s = read(&vars).unwrap();
         assert_eq!(
@@ -166,6 +181,14 @@ mod tests {
         assert!(s.fargate_spot);
         assert_eq!(s.largest, Some(LargestContainer::new(1024, 4096).unwrap()));
         assert_eq!(s.ec2_capacity_provider, None, "blank is unset");
+        assert_eq!(
+            s.thresholds,
+            Some(Thresholds {
+                scale_out_below: 1,
+                scale_in_above: 8
+            })
+        );
+        assert_eq!(read(&BASE).unwrap().thresholds, None);
     }
 
     #[test]

@@ -1,20 +1,30 @@
-//! berth-capacity-metric: the cron Lambda that publishes SchedulableContainers to CloudWatch.
-//!
-//! Wiring only so far: its handler arrives with its own change. Until then
-//! every event is refused, so nothing is consumed that was not handled.
+//! berth-capacity-metric: the scheduled Lambda that publishes
+//! SchedulableContainers to CloudWatch. Wiring only; the work is in the
+//! library.
 
+use berth_capacity_metric::CapacityMetric;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn, tracing};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let _settings = berth_aws::Settings::from_env()?;
-    let _clients = berth_aws::Clients::new(&berth_aws::load_sdk_config().await);
-    run(service_fn(
-        |event: LambdaEvent<serde_json::Value>| async move {
-            let _ = event;
-            Err::<(), Error>("berth-capacity-metric does not handle events in this version".into())
-        },
-    ))
+    let settings = berth_aws::Settings::from_env()?;
+    let clients = berth_aws::Clients::new(&berth_aws::load_sdk_config().await);
+    let metric = CapacityMetric {
+        ecs: clients.ecs.clone(),
+        cloudwatch: clients.cloudwatch.clone(),
+        definitions: berth_aws::Definitions::new(
+            clients.dynamodb.clone(),
+            &settings.definitions_table,
+        ),
+        cluster: settings.cluster.clone(),
+        largest: settings.largest,
+        thresholds: settings.thresholds,
+    };
+    // The schedule's event carries nothing the metric needs: take any.
+    run(service_fn(|_: LambdaEvent<serde_json::Value>| async {
+        let report = metric.run().await?;
+        Ok::<u64, Error>(report.schedulable_containers)
+    }))
     .await
 }

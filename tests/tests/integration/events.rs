@@ -1,6 +1,7 @@
 //! Every sample in events/ is what AWS sends the function it is for: each
 //! parses as its aws_lambda_events type, and a file no test knows fails.
 
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
 use berth_tests::workspace_root;
 
@@ -28,6 +29,12 @@ fn every_sample_event_parses_as_its_aws_type() {
                         "{name}"
                     );
                 }
+            }
+            n if n.starts_with("capacity-metric-schedule") => {
+                let event: EventBridgeEvent =
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(event.detail_type, "Scheduled Event", "{name}");
+                assert_eq!(event.source, "aws.events", "{name}");
             }
             _ => panic!("{name}: no test knows which event type it is; add it here"),
         }

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod capacity;
 mod driver;
 mod driver_ecs_answers;
 mod events;

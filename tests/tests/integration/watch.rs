@@ -1,6 +1,7 @@
 //! The real function binaries under `cargo lambda watch`, against the local
 //! AWS: the driver handles the events/ sample and launches a Lambda-sized job
-//! on a real Lambda function.
+//! on a real Lambda function; the capacity metric runs on its schedule
+//! sample.
 
 use aws_lambda_events::event::sqs::SqsBatchResponse;
 use berth_aws::settings as var;
@@ -10,7 +11,7 @@ use berth_tests::stack::{Stack, render};
 use berth_tests::watch::LambdaWatch;
 
 #[tokio::test]
-async fn the_driver_dispatches_the_sample_event_under_cargo_lambda_watch() {
+async fn the_functions_handle_their_samples_under_cargo_lambda_watch() {
     let stack = Stack::new(2).await;
     let thumbnail = JobDefinition {
         name: "thumbnail".into(),
@@ -97,4 +98,12 @@ async fn the_driver_dispatches_the_sample_event_under_cargo_lambda_watch() {
         "{lambda:?}"
     );
     std::fs::remove_dir_all(&recorded).unwrap();
+
+    // The capacity metric on its schedule sample: two instances holding 3
+    // largest containers each, two of them taken by the EC2 jobs above.
+    let schedulable = watch.invoke_file(
+        "berth-capacity-metric",
+        "events/capacity-metric-schedule.json",
+    );
+    assert_eq!(schedulable, serde_json::json!(4), "{}", watch.output());
 }
