@@ -184,6 +184,44 @@ pub fn check_scale_in(t: Thresholds, per_instance: u32) -> Result<(), ScaleInLoo
     })
 }
 
+/// The thresholds for a cluster of `instance_types` (their registered
+/// resources) and why, in words for the person setting the alarms.
+pub fn explain_thresholds(
+    instance_types: &[Resources],
+    largest: LargestContainer,
+    headroom: u32,
+) -> String {
+    let l = largest.resources();
+    let mut out = format!("largest container: {l}\n");
+    for r in instance_types {
+        out.push_str(&format!(
+            "instance {r}: holds min({} / {}, {} / {}) = min({}, {}) = {} largest containers\n",
+            r.cpu,
+            l.cpu,
+            r.memory,
+            l.memory,
+            r.cpu / l.cpu,
+            r.memory / l.memory,
+            containers_that_fit(*r, largest)
+        ));
+    }
+    let per_instance = most_per_instance(instance_types.iter().copied(), largest);
+    let t = thresholds(per_instance, headroom);
+    out.push_str(&format!(
+        "scale out when SchedulableContainers < {} (alarm LessThanThreshold {}): {} largest container(s) must always fit\n",
+        t.scale_out_below, t.scale_out_below, t.scale_out_below
+    ));
+    out.push_str(&format!(
+        "scale in  when SchedulableContainers > {} (alarm GreaterThanThreshold {}): removing one instance takes up \
+         to {per_instance} off the metric, so at {} or more at least {} still fit and no scale-out follows\n",
+        t.scale_in_above,
+        t.scale_in_above,
+        t.scale_in_above + 1,
+        t.scale_out_below
+    ));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -237,6 +275,25 @@ mod tests {
             "scale-in threshold 7 would loop: one instance holds 8 of the largest containers, so \
              removing it can drop SchedulableContainers from 8 to 0, below the scale-out threshold 1; \
              scale in only above 8"
+        );
+    }
+
+    #[test]
+    fn the_explanation_gives_the_seed_thresholds() {
+        let text = explain_thresholds(&[r(8192, 32_768)], largest(1024, 4096), 1);
+        assert!(
+            text.contains("min(8192 / 1024, 32768 / 4096) = min(8, 8) = 8 largest containers"),
+            "{text}"
+        );
+        assert!(
+            text.contains("scale out when SchedulableContainers < 1 (alarm LessThanThreshold 1)"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "scale in  when SchedulableContainers > 8 (alarm GreaterThanThreshold 8)"
+            ),
+            "{text}"
         );
     }
 
