@@ -8,7 +8,7 @@ TOOLS_STAMP := $(VENV)/.tools-requirements
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: test check unit integration template tools local-aws local-aws-stop clean help bench-driver
+.PHONY: test check unit integration template tools local-aws local-aws-stop clean help bench-driver bench-capacity
 
 ## test: everything CI runs: format, lints, unit and integration tests, template checks
 test: check template
@@ -57,3 +57,7 @@ help:
 ## bench-driver: the driver handler on batches of 1, 10 and 100 jobs, 20 ms added per AWS call
 bench-driver:
 	cargo bench -p berth-tests --bench driver
+
+## bench-capacity: the capacity metric over 1,000 and 10,000 container instances, 20 ms per ECS call
+bench-capacity:
+	cargo bench -p berth-tests --bench capacity

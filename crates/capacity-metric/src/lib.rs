@@ -13,7 +13,10 @@ use berth_core::capacity::{
     check_scale_in, most_per_instance, schedulable_containers,
 };
 use berth_core::limits::ecs::DESCRIBE_CONTAINER_INSTANCES_MAX;
-use futures::{StreamExt, TryStreamExt};
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 /// The metric's namespace and names.
 pub const NAMESPACE: &str = "berth";
@@ -115,14 +118,15 @@ impl CapacityMetric {
         .ok_or(MetricError::NoLargestContainer)
     }
 
-    /// Every ACTIVE or DRAINING container instance (with its registered
-    /// resources): listed 100 a page, described 100 a call, a few calls at
-    /// once.
+    /// Every container instance of the cluster with its registered
+    /// resources: listed 100 a page; each page described (100 a call) while
+    /// the next is listed, a few describes at once.
     async fn container_instances(
         &self,
     ) -> Result<(Vec<(ContainerInstance, Resources)>, (usize, usize)), AwsError> {
-        let mut arns = Vec::new();
-        let mut lists = 0;
+        let permits = Arc::new(Semaphore::new(DESCRIBE_CONCURRENCY));
+        let mut describing = JoinSet::new();
+        let (mut lists, mut describes) = (0, 0);
         let mut pages = self
             .ecs
             .list_container_instances()
@@ -133,32 +137,37 @@ impl CapacityMetric {
         while let Some(page) = pages.next().await {
             lists += 1;
             let page = page.map_err(|e| AwsError::from_sdk("ecs:ListContainerInstances", e))?;
-            arns.extend(page.container_instance_arns.unwrap_or_default());
-        }
-        let chunks: Vec<Vec<String>> = arns
-            .chunks(DESCRIBE_CONTAINER_INSTANCES_MAX)
-            .map(<[String]>::to_vec)
-            .collect();
-        let describes = chunks.len();
-        let described: Vec<Vec<EcsInstance>> = futures::stream::iter(chunks)
-            .map(|chunk| async move {
-                self.ecs
+            let arns = page.container_instance_arns.unwrap_or_default();
+            for chunk in arns.chunks(DESCRIBE_CONTAINER_INSTANCES_MAX) {
+                // Waits while DESCRIBE_CONCURRENCY describes are in flight.
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let request = self
+                    .ecs
                     .describe_container_instances()
                     .cluster(&self.cluster)
-                    .set_container_instances(Some(chunk))
-                    .send()
-                    .await
-                    .map(|out| out.container_instances.unwrap_or_default())
-                    .map_err(|e| AwsError::from_sdk("ecs:DescribeContainerInstances", e))
-            })
-            .buffer_unordered(DESCRIBE_CONCURRENCY)
-            .try_collect()
-            .await?;
-        let instances = described
-            .into_iter()
-            .flatten()
-            .map(|ci| read_instance(&ci))
-            .collect();
+                    .set_container_instances(Some(chunk.to_vec()));
+                describing.spawn(async move {
+                    let answer = request.send().await;
+                    drop(permit);
+                    answer
+                        .map(|out| out.container_instances.unwrap_or_default())
+                        .map_err(|e| AwsError::from_sdk("ecs:DescribeContainerInstances", e))
+                });
+                describes += 1;
+            }
+        }
+        let mut instances = Vec::new();
+        while let Some(done) = describing.join_next().await {
+            let described = done.map_err(|e| AwsError {
+                operation: "ecs:DescribeContainerInstances",
+                code: None,
+                message: e.to_string(),
+                retryable: true,
+            })??;
+            instances.extend(described.iter().map(read_instance));
+        }
         Ok((instances, (lists, describes)))
     }
 
