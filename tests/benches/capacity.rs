@@ -23,7 +23,7 @@ use berth_capacity_metric::CapacityMetric;
 use berth_core::capacity::{
     ContainerInstance, InstanceStatus, LargestContainer, Resources, schedulable_containers,
 };
-use berth_tests::TestAccount;
+use berth_tests::{TestAccount, thread_cpu};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
@@ -279,15 +279,4 @@ async fn fake_ecs(n: usize, latency: Duration) -> String {
         }
     });
     endpoint
-}
-
-/// CPU time of the calling thread (Linux: /proc/thread-self/schedstat).
-fn thread_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    Duration::from_nanos(
-        stat.split_whitespace()
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
-    )
 }

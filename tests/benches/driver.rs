@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use aws_sdk_ecs::types::{ContainerDefinition, NetworkMode};
 use berth_core::JobDefinition;
 use berth_driver::{Driver, Outcome, Tuning};
-use berth_tests::TestAccount;
 use berth_tests::proxy::LatencyProxy;
 use berth_tests::stack::Stack;
+use berth_tests::{TestAccount, thread_cpu};
 
 const SIZES: [usize; 3] = [1, 10, 100];
 const ROUNDS: usize = 5;
@@ -180,15 +180,4 @@ async fn run_batch(
             .unwrap();
     }
     (wall, cpu, calls)
-}
-
-/// CPU time of the calling thread (Linux: /proc/thread-self/schedstat).
-fn thread_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    Duration::from_nanos(
-        stat.split_whitespace()
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
-    )
 }

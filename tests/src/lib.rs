@@ -260,6 +260,18 @@ impl TestAccount {
     }
 }
 
+/// CPU time of the calling thread (Linux: /proc/thread-self/schedstat), for
+/// benchmarks that run the code they measure on one thread.
+pub fn thread_cpu() -> std::time::Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    std::time::Duration::from_nanos(
+        stat.split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    )
+}
+
 /// The text of every `<tag>…</tag>` in `xml`, in order.
 pub fn xml_values(xml: &str, tag: &str) -> Vec<String> {
     let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
