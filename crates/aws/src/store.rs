@@ -47,6 +47,9 @@ pub mod attr {
 /// DynamoDB's 400 KB item limit.
 pub const RAW_BODY_MAX_BYTES: usize = 64 * 1024;
 
+/// The launch number [`JobStore::accept`] claims.
+pub const FIRST_LAUNCH: LaunchNumber = 1;
+
 /// A job as the store holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobRecord {
@@ -83,18 +86,20 @@ pub struct JobRecord {
 /// The outcome of a write that creates a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Created {
-    New(JobRecord),
+    /// The record was written as asked.
+    New,
     /// A record with that job id exists already; here it is.
-    Exists(JobRecord),
+    Exists(Box<JobRecord>),
 }
 
 /// The outcome of a conditional change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Changed {
-    Applied(JobRecord),
+    /// The change was written as asked.
+    Applied,
     /// The record was not in a state the change may come from (or its
     /// launch was not the one expected); here it is as it is.
-    Refused(Option<JobRecord>),
+    Refused(Option<Box<JobRecord>>),
 }
 
 /// A change of status with what comes with it. Fields left `None` are kept.
@@ -157,7 +162,8 @@ impl JobStore {
         Ok(out.item.as_ref().and_then(record))
     }
 
-    /// Records a valid job as `ACCEPTED`, with its first launch claimed.
+    /// Records a valid job as `ACCEPTED`, with its first launch
+    /// ([`FIRST_LAUNCH`]) claimed.
     pub async fn accept(
         &self,
         job: &ResolvedJob,
@@ -174,7 +180,7 @@ impl JobStore {
         item.insert(attr::DEFINITION.into(), s(&job.definition));
         item.insert(attr::JOB.into(), s(&json));
         item.insert(attr::MAX_ATTEMPTS.into(), n(job.max_attempts));
-        item.insert(attr::LAUNCH.into(), n(1));
+        item.insert(attr::LAUNCH.into(), n(FIRST_LAUNCH));
         item.insert(attr::CLAIMED_AT.into(), n(now_ms));
         self.create(item).await
     }
@@ -194,6 +200,7 @@ impl JobStore {
 
     /// Claims launch `current + 1` of a job that is `ACCEPTED` or
     /// `WAITING_FOR_CAPACITY` at launch `current`; only one caller wins.
+    /// `Applied` means the caller now holds launch `current + 1`.
     pub async fn claim_launch(
         &self,
         job_id: &str,
@@ -230,62 +237,59 @@ impl JobStore {
     ) -> Result<Changed, AwsError> {
         let sources = to.sources();
         if sources.is_empty() {
-            return Ok(Changed::Refused(self.get(job_id).await?));
+            return Ok(Changed::Refused(self.get(job_id).await?.map(Box::new)));
         }
-        let mut sets = vec!["#status = :to".to_owned(), "#updated = :now".to_owned()];
-        let mut adds = Vec::new();
+        let mut fields: Vec<(&str, AttributeValue)> = vec![
+            (attr::STATUS, s(to.as_str())),
+            (attr::UPDATED_AT, n(now_ms)),
+        ];
+        let optional = [
+            (attr::ROUTE, change.route.map(|r| s(r.as_str()))),
+            (attr::TASK_ARN, change.task_arn.as_deref().map(s)),
+            (attr::REQUEST_ID, change.request_id.as_deref().map(s)),
+            (attr::REASON, change.reason.as_deref().map(s)),
+            (attr::EXIT_CODE, change.exit_code.map(n)),
+            (attr::DEADLINE, change.deadline.map(n)),
+            (
+                attr::DISPATCHED_AT,
+                (to == JobStatus::Dispatched).then(|| n(now_ms)),
+            ),
+        ];
+        fields.extend(
+            optional
+                .into_iter()
+                .filter_map(|(name, v)| v.map(|v| (name, v))),
+        );
+        let counters: Vec<&str> = [
+            (change.add_attempt, attr::ATTEMPTS),
+            (change.add_wait, attr::WAITS),
+        ]
+        .into_iter()
+        .filter_map(|(wanted, name)| wanted.then_some(name))
+        .collect();
+
         let mut req = self
             .ddb
             .update_item()
             .table_name(&self.table)
-            .key(attr::JOB_ID, s(job_id))
-            .expression_attribute_names("#status", attr::STATUS)
-            .expression_attribute_names("#updated", attr::UPDATED_AT)
-            .expression_attribute_values(":to", s(to.as_str()))
-            .expression_attribute_values(":now", n(now_ms));
-        let mut set = |name: &'static str, value: AttributeValue| {
-            let (placeholder, key) = (format!("#{name}"), format!(":{name}"));
-            sets.push(format!("{placeholder} = {key}"));
-            (placeholder, key, value)
-        };
-        let mut values = Vec::new();
-        if let Some(route) = change.route {
-            values.push(set(attr::ROUTE, s(route.as_str())));
-        }
-        if let Some(arn) = &change.task_arn {
-            values.push(set(attr::TASK_ARN, s(arn)));
-        }
-        if let Some(id) = &change.request_id {
-            values.push(set(attr::REQUEST_ID, s(id)));
-        }
-        if let Some(reason) = &change.reason {
-            values.push(set(attr::REASON, s(reason)));
-        }
-        if let Some(code) = change.exit_code {
-            values.push(set(attr::EXIT_CODE, n(code)));
-        }
-        if let Some(deadline) = change.deadline {
-            values.push(set(attr::DEADLINE, n(deadline)));
-        }
-        if to == JobStatus::Dispatched {
-            values.push(set(attr::DISPATCHED_AT, n(now_ms)));
-        }
-        for (placeholder, key, value) in values {
-            let name = &placeholder[1..];
+            .key(attr::JOB_ID, s(job_id));
+        let mut expression = String::from("SET ");
+        for (i, (name, value)) in fields.into_iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            expression.push_str(&format!("{sep}#{name} = :{name}"));
             req = req
-                .expression_attribute_names(&placeholder, name)
-                .expression_attribute_values(key, value);
+                .expression_attribute_names(format!("#{name}"), name)
+                .expression_attribute_values(format!(":{name}"), value);
         }
-        for (wanted, name) in [
-            (change.add_attempt, attr::ATTEMPTS),
-            (change.add_wait, attr::WAITS),
-        ] {
-            if wanted {
-                adds.push(format!("#{name} :one"));
+        if !counters.is_empty() {
+            let adds: Vec<String> = counters
+                .iter()
+                .map(|name| format!("#{name} :one"))
+                .collect();
+            expression.push_str(&format!(" ADD {}", adds.join(", ")));
+            for name in counters {
                 req = req.expression_attribute_names(format!("#{name}"), name);
             }
-        }
-        if !adds.is_empty() {
             req = req.expression_attribute_values(":one", n(1));
         }
 
@@ -293,16 +297,13 @@ impl JobStore {
         for (p, st) in placeholders.iter().zip(sources) {
             req = req.expression_attribute_values(p, s(st.as_str()));
         }
+        // `#status` is named by the SET above.
         let mut condition = format!("#status IN ({})", placeholders.join(", "));
         if let Some(launch) = change.expect_launch {
             condition.push_str(" AND #launch = :launch");
             req = req
                 .expression_attribute_names("#launch", attr::LAUNCH)
                 .expression_attribute_values(":launch", n(launch));
-        }
-        let mut expression = format!("SET {}", sets.join(", "));
-        if !adds.is_empty() {
-            expression.push_str(&format!(" ADD {}", adds.join(", ")));
         }
         let req = req
             .update_expression(expression)
@@ -311,20 +312,19 @@ impl JobStore {
     }
 
     async fn create(&self, item: Item) -> Result<Created, AwsError> {
+        let job_id = job_id_of(&item).to_owned();
         let result = self
             .ddb
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item.clone()))
+            .set_item(Some(item))
             .condition_expression("attribute_not_exists(#id)")
             .expression_attribute_names("#id", attr::JOB_ID)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(Created::New(
-                record(&item).ok_or_else(|| unreadable("dynamodb:PutItem"))?,
-            )),
+            Ok(_) => Ok(Created::New),
             Err(e) => {
                 if let Some(old) = e.as_service_error().and_then(|se| match se {
                     aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => {
@@ -334,9 +334,9 @@ impl JobStore {
                 }) {
                     let existing = match old.as_ref().and_then(record) {
                         Some(r) => r,
-                        None => self.get(job_id_of(&item)).await?.ok_or_else(|| unreadable("dynamodb:PutItem"))?,
+                        None => self.get(&job_id).await?.ok_or_else(|| unreadable("dynamodb:PutItem"))?,
                     };
-                    return Ok(Created::Exists(existing));
+                    return Ok(Created::Exists(Box::new(existing)));
                 }
                 Err(AwsError::from_sdk("dynamodb:PutItem", e))
             }
@@ -347,20 +347,15 @@ impl JobStore {
         &self,
         req: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
     ) -> Result<Changed, AwsError> {
+        // The caller knows what it wrote: only a refusal needs the item back.
         let req = req
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         match req.send().await {
-            Ok(out) => Ok(Changed::Applied(
-                out.attributes
-                    .as_ref()
-                    .and_then(record)
-                    .ok_or_else(|| unreadable("dynamodb:UpdateItem"))?,
-            )),
+            Ok(_) => Ok(Changed::Applied),
             Err(e) => match e.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
-                    Ok(Changed::Refused(c.item.as_ref().and_then(record)))
-                }
+                Some(UpdateItemError::ConditionalCheckFailedException(c)) => Ok(Changed::Refused(
+                    c.item.as_ref().and_then(record).map(Box::new),
+                )),
                 _ => Err(AwsError::from_sdk("dynamodb:UpdateItem", e)),
             },
         }

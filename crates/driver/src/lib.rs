@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::MessageAttributeValue;
 use berth_aws::definitions::Lookup;
-use berth_aws::store::{Change, Changed, Created, JobRecord, Rejection};
+use berth_aws::store::{Change, Changed, Created, FIRST_LAUNCH, JobRecord, Rejection};
 use berth_aws::{Clients, Definitions, JobStore, LaunchError, Settings};
 use berth_core::launch::{LaunchNumber, capacity_backoff_seconds, retry_backoff_seconds};
 use berth_core::routing::{self, FargateSize, Plan};
@@ -254,7 +254,7 @@ impl Driver {
 
     async fn reject(&self, message: &SqsMessage, r: &Rejection<'_>) -> Outcome {
         match self.store.reject(r, now_ms()).await {
-            Ok(Created::New(_)) => Outcome::Rejected {
+            Ok(Created::New) => Outcome::Rejected {
                 reason: r.reason.to_owned(),
             },
             Ok(Created::Exists(existing))
@@ -374,7 +374,7 @@ impl Driver {
         };
 
         let launch = match self.store.accept(&job, message_id, now_ms()).await {
-            Ok(Created::New(record)) => record.launch,
+            Ok(Created::New) => FIRST_LAUNCH,
             Ok(Created::Exists(record)) => {
                 match self.resume(&job, &decision.plan, message_id, &record).await {
                     Ok(launch) => launch,
@@ -444,7 +444,7 @@ impl Driver {
             .claim_launch(&job.job_id, record.launch, now_ms())
             .await
         {
-            Ok(Changed::Applied(r)) => Ok(r.launch),
+            Ok(Changed::Applied) => Ok(record.launch + 1),
             Ok(Changed::Refused(r)) => Err(match r {
                 Some(r)
                     if r.status.is_final()
@@ -552,7 +552,7 @@ impl Driver {
             .transition(&job.job_id, JobStatus::Dispatched, change, now)
             .await
         {
-            Ok(Changed::Applied(_)) => Outcome::Dispatched { route, launch, id },
+            Ok(Changed::Applied) => Outcome::Dispatched { route, launch, id },
             // The job moved on while it was launched (say, it was cancelled):
             // the launch stands recorded in the task's startedBy and tags.
             Ok(Changed::Refused(current)) => Outcome::Duplicate {
@@ -594,7 +594,7 @@ impl Driver {
             .transition(&job.job_id, JobStatus::WaitingForCapacity, change, now_ms())
             .await
         {
-            Ok(Changed::Applied(_)) => {}
+            Ok(Changed::Applied) => {}
             Ok(Changed::Refused(current)) => {
                 return Outcome::Duplicate {
                     status: current.map_or(JobStatus::Accepted, |r| r.status),
@@ -636,7 +636,7 @@ impl Driver {
             .transition(&job.job_id, JobStatus::Failed, change, now_ms())
             .await
         {
-            Ok(Changed::Applied(_)) => Outcome::Failed { reason },
+            Ok(Changed::Applied) => Outcome::Failed { reason },
             Ok(Changed::Refused(current)) => Outcome::Duplicate {
                 status: current.map_or(JobStatus::Accepted, |r| r.status),
             },
