@@ -64,16 +64,26 @@ impl JobStatus {
         matches!(self, Accepted | Rejected)
     }
 
+    /// A job in this state has a launch in the world (an ECS task or a
+    /// Lambda invocation) that may still be running.
+    pub fn is_launched(self) -> bool {
+        matches!(self, Dispatched | Running)
+    }
+
     /// The states a job may move to `self` from.
     ///
-    /// - `DISPATCHED` and `WAITING_FOR_CAPACITY` are reached again from
-    ///   `DISPATCHED` / `RUNNING` when a new attempt starts (a retry after a
-    ///   failure of the job, or a re-dispatch after an interruption).
+    /// - `ACCEPTED` is reached again from `DISPATCHED` / `RUNNING` when an
+    ///   attempt ended and the job goes back on the queue for another one (a
+    ///   retry after a failure of the job, or a re-dispatch after the
+    ///   infrastructure interrupted it).
+    /// - `DISPATCHED` and `WAITING_FOR_CAPACITY` are reached from
+    ///   `DISPATCHED` / `RUNNING` too, by a launch that was taken over.
     /// - `FAILED` may come straight from `ACCEPTED` or `WAITING_FOR_CAPACITY`
     ///   when a launch fails permanently (say, a missing task definition).
     pub fn sources(self) -> &'static [JobStatus] {
         match self {
-            Accepted | Rejected => &[],
+            Rejected => &[],
+            Accepted => &[Dispatched, Running],
             Dispatched => &[Accepted, WaitingForCapacity, Dispatched, Running],
             WaitingForCapacity => &[Accepted, WaitingForCapacity, Dispatched, Running],
             Running => &[Dispatched],
@@ -125,6 +135,9 @@ mod tests {
                 Accepted, Dispatched, Running, Dispatched, Running, Succeeded,
             ], // retry
             &[Accepted, Dispatched, Running, TimedOut],
+            &[
+                Accepted, Dispatched, Running, Accepted, Dispatched, Succeeded,
+            ], // re-dispatch
             &[Accepted, WaitingForCapacity, Cancelled],
             &[Accepted, Failed],
         ];
@@ -142,7 +155,7 @@ mod tests {
 
     #[test]
     fn late_events_cannot_move_a_job_backwards() {
-        assert!(!Running.can_become(Accepted));
+        assert!(!Succeeded.can_become(Accepted));
         assert!(!Succeeded.can_become(Running));
         assert!(!Cancelled.can_become(Dispatched));
         assert!(
@@ -153,9 +166,19 @@ mod tests {
     }
 
     #[test]
-    fn only_accepted_and_rejected_start_a_record() {
-        for s in JobStatus::ALL {
-            assert_eq!(s.is_initial(), s.sources().is_empty(), "{s}");
+    fn a_record_starts_accepted_or_rejected_and_only_a_launched_job_goes_back() {
+        let initial: Vec<JobStatus> = JobStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_initial())
+            .collect();
+        assert_eq!(initial, [Accepted, Rejected]);
+        assert!(Rejected.sources().is_empty());
+        for from in JobStatus::ALL {
+            assert_eq!(
+                from.can_become(Accepted),
+                from.is_launched(),
+                "{from} -> ACCEPTED"
+            );
         }
     }
 

@@ -2,6 +2,9 @@
 //! failed (counts against `max_attempts`), the infrastructure interrupted it
 //! (re-dispatched without counting), or someone stopped it on purpose.
 
+use crate::JobStatus;
+use crate::launch::retry_backoff_seconds;
+
 /// The facts of a stopped task, as ECS reports them in a Task State Change
 /// event or DescribeTasks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -30,6 +33,118 @@ pub enum StopOutcome {
     /// StopTask was called (by berth for a cancel or a timeout, or by
     /// someone else); the job record says which.
     StoppedByRequest { reason: String },
+}
+
+/// The `reason` berth gives StopTask when a job is cancelled.
+pub const CANCELLED_REASON: &str = "berth: cancelled";
+/// The `reason` berth gives StopTask when a job is past its timeout.
+pub const TIMED_OUT_REASON: &str = "berth: timed out";
+
+/// How many tries a job has had and may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tries {
+    /// Failures of the job itself so far (not counting this stop).
+    pub failures: u32,
+    /// The job's `max_attempts`: failures of its own it may have in all.
+    pub max_attempts: u32,
+    /// Interruptions by the infrastructure so far (not counting this stop).
+    pub interruptions: u32,
+    /// Interruptions re-dispatched at most, so nothing loops forever.
+    pub max_interruptions: u32,
+}
+
+/// What becomes of a job whose launch stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    Succeed,
+    /// Another attempt, after `delay_seconds`. A failure of the job counts
+    /// against `max_attempts`; an interruption does not.
+    Retry {
+        failure: bool,
+        reason: String,
+        exit_code: Option<i32>,
+        delay_seconds: u32,
+    },
+    /// The end: `FAILED`.
+    Fail {
+        reason: String,
+        exit_code: Option<i32>,
+    },
+    /// berth stopped it on purpose: it ends `CANCELLED` or `TIMED_OUT`.
+    Stopped {
+        status: JobStatus,
+        reason: String,
+    },
+}
+
+/// Decides what becomes of a job after `outcome`, given its `tries`.
+pub fn next(outcome: StopOutcome, tries: Tries) -> Next {
+    match outcome {
+        StopOutcome::Succeeded => Next::Succeed,
+        StopOutcome::JobFailed { exit_code, reason } => {
+            let failures = tries.failures.saturating_add(1);
+            if failures < tries.max_attempts {
+                Next::Retry {
+                    failure: true,
+                    reason: format!(
+                        "attempt failed ({failures} of {}): {reason}",
+                        tries.max_attempts
+                    ),
+                    exit_code,
+                    delay_seconds: retry_backoff_seconds(failures),
+                }
+            } else {
+                Next::Fail {
+                    reason: if tries.max_attempts > 1 {
+                        format!("failed {failures} times, the last: {reason}")
+                    } else {
+                        reason
+                    },
+                    exit_code,
+                }
+            }
+        }
+        StopOutcome::Interrupted { reason } => {
+            let interruptions = tries.interruptions.saturating_add(1);
+            if interruptions <= tries.max_interruptions {
+                Next::Retry {
+                    failure: false,
+                    reason: format!(
+                        "interrupted ({interruptions} of at most {}): {reason}",
+                        tries.max_interruptions
+                    ),
+                    exit_code: None,
+                    delay_seconds: 0,
+                }
+            } else {
+                Next::Fail {
+                    reason: format!(
+                        "interrupted {interruptions} times, more than the {} re-dispatches allowed; the last: {reason}",
+                        tries.max_interruptions
+                    ),
+                    exit_code: None,
+                }
+            }
+        }
+        StopOutcome::StoppedByRequest { reason } => {
+            if reason.starts_with(CANCELLED_REASON) {
+                Next::Stopped {
+                    status: JobStatus::Cancelled,
+                    reason,
+                }
+            } else if reason.starts_with(TIMED_OUT_REASON) {
+                Next::Stopped {
+                    status: JobStatus::TimedOut,
+                    reason,
+                }
+            } else {
+                Next::Fail {
+                    reason: format!("stopped outside berth: {reason}"),
+                    exit_code: None,
+                }
+            }
+        }
+    }
 }
 
 /// `stopCode` values that mean the capacity was taken back.
@@ -101,6 +216,108 @@ pub fn classify(stop: &EcsStop<'_>) -> StopOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TRIES: Tries = Tries {
+        failures: 0,
+        max_attempts: 3,
+        interruptions: 0,
+        max_interruptions: 2,
+    };
+
+    #[test]
+    fn failures_retry_until_max_attempts() {
+        let failed = || StopOutcome::JobFailed {
+            exit_code: Some(1),
+            reason: "exit code 1".into(),
+        };
+        let mut tries = TRIES;
+        let mut launches = 1;
+        loop {
+            match next(failed(), tries) {
+                Next::Retry {
+                    failure: true,
+                    exit_code: Some(1),
+                    delay_seconds,
+                    ..
+                } => {
+                    assert!(delay_seconds > 0);
+                    tries.failures += 1;
+                    launches += 1;
+                }
+                Next::Fail { reason, exit_code } => {
+                    assert_eq!(exit_code, Some(1));
+                    assert_eq!(reason, "failed 3 times, the last: exit code 1");
+                    break;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(launches, TRIES.max_attempts);
+        let once = Tries {
+            max_attempts: 1,
+            ..TRIES
+        };
+        assert_eq!(
+            next(failed(), once),
+            Next::Fail {
+                reason: "exit code 1".into(),
+                exit_code: Some(1)
+            }
+        );
+    }
+
+    #[test]
+    fn interruptions_do_not_count_as_attempts_but_are_capped() {
+        let spot = || StopOutcome::Interrupted {
+            reason: "SpotInterruption".into(),
+        };
+        // Even a job on its last attempt is re-dispatched after an interruption.
+        let last = Tries {
+            failures: 2,
+            ..TRIES
+        };
+        match next(spot(), last) {
+            Next::Retry {
+                failure: false,
+                delay_seconds: 0,
+                reason,
+                ..
+            } => assert_eq!(reason, "interrupted (1 of at most 2): SpotInterruption"),
+            other => panic!("{other:?}"),
+        }
+        let worn = Tries {
+            interruptions: 2,
+            ..TRIES
+        };
+        assert!(matches!(next(spot(), worn), Next::Fail { .. }));
+    }
+
+    #[test]
+    fn stops_by_request_end_as_berth_meant_them() {
+        let by = |r: &str| StopOutcome::StoppedByRequest { reason: r.into() };
+        assert!(matches!(
+            next(by(CANCELLED_REASON), TRIES),
+            Next::Stopped {
+                status: JobStatus::Cancelled,
+                ..
+            }
+        ));
+        assert!(matches!(
+            next(by(&format!("{TIMED_OUT_REASON} after 60 s")), TRIES),
+            Next::Stopped {
+                status: JobStatus::TimedOut,
+                ..
+            }
+        ));
+        assert_eq!(
+            next(by("Task stopped by user"), TRIES),
+            Next::Fail {
+                reason: "stopped outside berth: Task stopped by user".into(),
+                exit_code: None
+            }
+        );
+        assert_eq!(next(StopOutcome::Succeeded, TRIES), Next::Succeed);
+    }
 
     fn stop<'a>(code: &'a str, reason: &'a str, exit: Option<i32>) -> EcsStop<'a> {
         EcsStop {
