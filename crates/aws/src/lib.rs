@@ -5,6 +5,8 @@
 
 pub mod definitions;
 pub mod error;
+pub mod queue;
+pub mod schema;
 pub mod settings;
 pub mod store;
 
@@ -13,6 +15,7 @@ use aws_sdk_sqs::config::SharedInterceptor;
 
 pub use definitions::Definitions;
 pub use error::{AwsError, LaunchError};
+pub use queue::JobQueue;
 pub use settings::{Settings, SettingsError};
 pub use store::JobStore;
 

@@ -17,6 +17,10 @@ pub const LARGEST_CPU: &str = "BERTH_LARGEST_CPU";
 pub const LARGEST_MEMORY: &str = "BERTH_LARGEST_MEMORY";
 pub const SCALE_OUT_THRESHOLD: &str = "BERTH_SCALE_OUT_THRESHOLD";
 pub const SCALE_IN_THRESHOLD: &str = "BERTH_SCALE_IN_THRESHOLD";
+pub const MAX_INTERRUPTIONS: &str = "BERTH_MAX_INTERRUPTIONS";
+
+/// Interruptions by the infrastructure re-dispatched at most, by default.
+pub const DEFAULT_MAX_INTERRUPTIONS: u32 = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -29,6 +33,9 @@ pub struct Settings {
     pub fargate_subnets: Vec<String>,
     pub fargate_security_groups: Vec<String>,
     pub fargate_spot: bool,
+    /// How many times a job interrupted by the infrastructure (Spot
+    /// reclaim, host lost) is re-dispatched before it fails.
+    pub max_interruptions: u32,
     /// Configured largest container; `None`: derive it from the definitions.
     pub largest: Option<LargestContainer>,
     /// The scaling alarms' thresholds (scale out below, default 1; scale in
@@ -128,6 +135,7 @@ impl Settings {
             fargate_subnets: list(FARGATE_SUBNETS),
             fargate_security_groups: list(FARGATE_SECURITY_GROUPS),
             fargate_spot,
+            max_interruptions: number(MAX_INTERRUPTIONS)?.unwrap_or(DEFAULT_MAX_INTERRUPTIONS),
             largest,
         })
     }

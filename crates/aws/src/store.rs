@@ -41,7 +41,28 @@ pub mod attr {
     pub const UPDATED_AT: &str = "updated_at";
     pub const DISPATCHED_AT: &str = "dispatched_at";
     pub const DEADLINE: &str = "deadline";
+    pub const FAILURES: &str = "failures";
+    pub const INTERRUPTIONS: &str = "interruptions";
+    pub const HISTORY: &str = "history";
 }
+
+/// The jobs table's index by status (partition key `status`, sort key
+/// `updated_at`): the timeout sweep and listings read it.
+pub const STATUS_INDEX: &str = "by-status";
+
+/// The attributes the status index carries besides its keys and the
+/// table's: what a listing and the sweep need, not the job itself.
+pub const STATUS_INDEX_ATTRIBUTES: [&str; 9] = [
+    attr::ROUTE,
+    attr::LAUNCH,
+    attr::TASK_ARN,
+    attr::REQUEST_ID,
+    attr::DEADLINE,
+    attr::DEFINITION,
+    attr::REASON,
+    attr::ATTEMPTS,
+    attr::CREATED_AT,
+];
 
 /// Raw bodies kept with a rejection are cut to this many bytes, well inside
 /// DynamoDB's 400 KB item limit.
@@ -81,6 +102,69 @@ pub struct JobRecord {
     pub dispatched_at: Option<i64>,
     /// When a running job is past its timeout, in epoch seconds.
     pub deadline: Option<i64>,
+    /// Attempts that failed on the job's own account (they count against
+    /// `max_attempts`).
+    pub failures: u32,
+    /// Attempts the infrastructure interrupted (they do not).
+    pub interruptions: u32,
+    /// How each attempt ended, oldest first.
+    pub history: Vec<AttemptEnd>,
+}
+
+/// How one attempt (one launch that started the job) ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptEnd {
+    pub launch: LaunchNumber,
+    pub route: Option<Route>,
+    /// The ECS task ARN or Lambda request id.
+    pub id: Option<String>,
+    /// `SUCCEEDED`, `FAILED`, `INTERRUPTED`, `TIMED_OUT` or `CANCELLED`.
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub exit_code: Option<i32>,
+    /// Epoch milliseconds.
+    pub at: i64,
+}
+
+impl AttemptEnd {
+    fn to_value(&self) -> AttributeValue {
+        let mut m = HashMap::from([
+            ("launch".to_owned(), n(self.launch)),
+            ("outcome".to_owned(), s(&self.outcome)),
+            ("at".to_owned(), n(self.at)),
+        ]);
+        let optional = [
+            ("route", self.route.map(|r| s(r.as_str()))),
+            ("id", self.id.as_deref().map(s)),
+            ("reason", self.reason.as_deref().map(s)),
+            ("exit_code", self.exit_code.map(n)),
+        ];
+        m.extend(
+            optional
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v))),
+        );
+        AttributeValue::M(m)
+    }
+
+    fn from_value(v: &AttributeValue) -> Option<Self> {
+        let m = v.as_m().ok()?;
+        let text = |k: &str| m.get(k).and_then(|v| v.as_s().ok()).cloned();
+        let num = |k: &str| {
+            m.get(k)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<i64>().ok())
+        };
+        Some(Self {
+            launch: num("launch").and_then(|v| u32::try_from(v).ok())?,
+            route: text("route").and_then(|r| Route::parse(&r)),
+            id: text("id"),
+            outcome: text("outcome")?,
+            reason: text("reason"),
+            exit_code: num("exit_code").and_then(|v| i32::try_from(v).ok()),
+            at: num("at").unwrap_or(0),
+        })
+    }
 }
 
 /// The outcome of a write that creates a record.
@@ -115,6 +199,15 @@ pub struct Change {
     pub add_attempt: bool,
     /// Count a wait for capacity.
     pub add_wait: bool,
+    /// Count a failure of the job itself.
+    pub add_failure: bool,
+    /// Count an interruption by the infrastructure.
+    pub add_interruption: bool,
+    /// Release the launch claim: the launch ended and the next one is free
+    /// to be claimed by whichever delivery comes first.
+    pub release_claim: bool,
+    /// Append how an attempt ended to the history.
+    pub ended: Option<AttemptEnd>,
     /// Apply only while the record's launch number is this one.
     pub expect_launch: Option<LaunchNumber>,
 }
@@ -263,6 +356,8 @@ impl JobStore {
         let counters: Vec<&str> = [
             (change.add_attempt, attr::ATTEMPTS),
             (change.add_wait, attr::WAITS),
+            (change.add_failure, attr::FAILURES),
+            (change.add_interruption, attr::INTERRUPTIONS),
         ]
         .into_iter()
         .filter_map(|(wanted, name)| wanted.then_some(name))
@@ -273,14 +368,21 @@ impl JobStore {
             .update_item()
             .table_name(&self.table)
             .key(attr::JOB_ID, s(job_id));
-        let mut expression = String::from("SET ");
-        for (i, (name, value)) in fields.into_iter().enumerate() {
-            let sep = if i == 0 { "" } else { ", " };
-            expression.push_str(&format!("{sep}#{name} = :{name}"));
+        let mut sets: Vec<String> = Vec::new();
+        for (name, value) in fields {
+            sets.push(format!("#{name} = :{name}"));
             req = req
                 .expression_attribute_names(format!("#{name}"), name)
                 .expression_attribute_values(format!(":{name}"), value);
         }
+        if let Some(ended) = &change.ended {
+            sets.push("#history = list_append(if_not_exists(#history, :empty), :ended)".into());
+            req = req
+                .expression_attribute_names("#history", attr::HISTORY)
+                .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
+                .expression_attribute_values(":ended", AttributeValue::L(vec![ended.to_value()]));
+        }
+        let mut expression = format!("SET {}", sets.join(", "));
         if !counters.is_empty() {
             let adds: Vec<String> = counters
                 .iter()
@@ -291,6 +393,10 @@ impl JobStore {
                 req = req.expression_attribute_names(format!("#{name}"), name);
             }
             req = req.expression_attribute_values(":one", n(1));
+        }
+        if change.release_claim {
+            expression.push_str(" REMOVE #claimed");
+            req = req.expression_attribute_names("#claimed", attr::CLAIMED_AT);
         }
 
         let placeholders: Vec<String> = (0..sources.len()).map(|i| format!(":from{i}")).collect();
@@ -309,6 +415,64 @@ impl JobStore {
             .update_expression(expression)
             .condition_expression(condition);
         self.conditional_update(req).await
+    }
+
+    /// Jobs in `status` whose deadline (epoch seconds) is before `now_s`,
+    /// read from the status index (eventually consistent: the caller's
+    /// conditional writes are what make acting on them safe).
+    pub async fn past_deadline(
+        &self,
+        status: JobStatus,
+        now_s: i64,
+    ) -> Result<Vec<JobRecord>, AwsError> {
+        let query = self
+            .ddb
+            .query()
+            .table_name(&self.table)
+            .index_name(STATUS_INDEX)
+            .key_condition_expression("#status = :status")
+            .filter_expression("#deadline < :now")
+            .expression_attribute_names("#status", attr::STATUS)
+            .expression_attribute_names("#deadline", attr::DEADLINE)
+            .expression_attribute_values(":status", s(status.as_str()))
+            .expression_attribute_values(":now", n(now_s));
+        self.collect(query, usize::MAX).await
+    }
+
+    /// Up to `limit` jobs in `status`, the most recently changed first.
+    pub async fn in_status(
+        &self,
+        status: JobStatus,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, AwsError> {
+        let query = self
+            .ddb
+            .query()
+            .table_name(&self.table)
+            .index_name(STATUS_INDEX)
+            .key_condition_expression("#status = :status")
+            .expression_attribute_names("#status", attr::STATUS)
+            .expression_attribute_values(":status", s(status.as_str()))
+            .scan_index_forward(false);
+        self.collect(query, limit).await
+    }
+
+    async fn collect(
+        &self,
+        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, AwsError> {
+        let mut pages = query.into_paginator().send();
+        let mut records = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::from_sdk("dynamodb:Query", e))?;
+            records.extend(page.items().iter().filter_map(record));
+            if records.len() >= limit {
+                records.truncate(limit);
+                break;
+            }
+        }
+        Ok(records)
     }
 
     async fn create(&self, item: Item) -> Result<Created, AwsError> {
@@ -420,6 +584,13 @@ pub fn record(item: &Item) -> Option<JobRecord> {
         updated_at: num(attr::UPDATED_AT),
         dispatched_at: num(attr::DISPATCHED_AT),
         deadline: num(attr::DEADLINE),
+        failures: small(attr::FAILURES).unwrap_or(0),
+        interruptions: small(attr::INTERRUPTIONS).unwrap_or(0),
+        history: item
+            .get(attr::HISTORY)
+            .and_then(|v| v.as_l().ok())
+            .map(|l| l.iter().filter_map(AttemptEnd::from_value).collect())
+            .unwrap_or_default(),
     })
 }
 
