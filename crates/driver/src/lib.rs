@@ -14,10 +14,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::MessageAttributeValue;
 use berth_aws::definitions::Lookup;
+use berth_aws::queue::RELAUNCH_ATTRIBUTE;
 use berth_aws::store::{Change, Changed, Created, FIRST_LAUNCH, JobRecord, Rejection};
 use berth_aws::{Clients, Definitions, JobStore, LaunchError, Settings};
 use berth_core::launch::{LaunchNumber, capacity_backoff_seconds, retry_backoff_seconds};
 use berth_core::routing::{self, FargateSize, Plan};
+use berth_core::stop::CANCELLED_REASON;
 use berth_core::{JobRequest, JobStatus, MessageError, ResolvedJob, Route, job, resolve};
 use berth_ecs_runner::{EcsLauncher, FargateNetwork, Placement};
 use berth_lambda_task_processor::LambdaLauncher;
@@ -98,6 +100,10 @@ pub enum Outcome {
     Retry {
         reason: String,
     },
+    /// A re-queued attempt for a job that is not there to take it.
+    Ignored {
+        reason: String,
+    },
 }
 
 impl Outcome {
@@ -115,6 +121,7 @@ impl Outcome {
             Self::Duplicate { .. } => "duplicate",
             Self::Failed { .. } => "failed",
             Self::Retry { .. } => "retry",
+            Self::Ignored { .. } => "ignored",
         }
     }
 }
@@ -347,6 +354,9 @@ impl Driver {
                 raw_body: None,
             }
         }
+        if let Some(after) = relaunch_after(message) {
+            return self.relaunch(request, after, message).await;
+        }
         let definition = match definition {
             Some(Lookup::Found(d)) => Some(d),
             Some(Lookup::Malformed(why)) => {
@@ -376,7 +386,10 @@ impl Driver {
         let launch = match self.store.accept(&job, message_id, now_ms()).await {
             Ok(Created::New) => FIRST_LAUNCH,
             Ok(Created::Exists(record)) => {
-                match self.resume(&job, &decision.plan, message_id, &record).await {
+                match self
+                    .resume(&job, &decision.plan, Some(message_id), &record)
+                    .await
+                {
                     Ok(launch) => launch,
                     Err(outcome) => return outcome,
                 }
@@ -390,16 +403,62 @@ impl Driver {
         self.launch(message, &job, &decision.plan, launch).await
     }
 
+    /// Another attempt of a recorded job, put back on the queue after
+    /// launch `after` ended (see `berth_aws::queue`). The job runs as it was
+    /// recorded, not as its definition reads now.
+    async fn relaunch(
+        &self,
+        request: &JobRequest,
+        after: LaunchNumber,
+        message: &SqsMessage,
+    ) -> Outcome {
+        let record = match self.store.get(&request.job_id).await {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                return Outcome::Ignored {
+                    reason: format!("re-queued job `{}` is not recorded", request.job_id),
+                };
+            }
+            Err(e) => {
+                return Outcome::Retry {
+                    reason: e.to_string(),
+                };
+            }
+        };
+        let Some(job) = record.job.clone() else {
+            return Outcome::Ignored {
+                reason: format!("re-queued job `{}` has no recorded job", request.job_id),
+            };
+        };
+        if record.launch < after {
+            return Outcome::Ignored {
+                reason: format!(
+                    "re-queued after launch {after}, but job `{}` is at launch {}",
+                    job.job_id, record.launch
+                ),
+            };
+        }
+        let plan = match routing::route(&job) {
+            Ok(decision) => decision.plan,
+            Err(e) => return self.fail(&job, record.launch, e.to_string()).await,
+        };
+        match self.resume(&job, &plan, None, &record).await {
+            Ok(launch) => self.launch(message, &job, &plan, launch).await,
+            Err(outcome) => outcome,
+        }
+    }
+
     /// A job already recorded: decide whether this delivery launches it,
-    /// and with which launch number.
+    /// and with which launch number. `message_id` is the delivery's message
+    /// when it is the job's own message, `None` for a re-queued attempt.
     async fn resume(
         &self,
         job: &ResolvedJob,
         plan: &Plan,
-        message_id: &str,
+        message_id: Option<&str>,
         record: &JobRecord,
     ) -> Result<LaunchNumber, Outcome> {
-        if record.message_id.as_deref() != Some(message_id) {
+        if message_id.is_some() && record.message_id.as_deref() != message_id {
             // Another message with the same job id: the job id is the
             // idempotency key, the first one stands.
             return Err(Outcome::Duplicate {
@@ -414,9 +473,13 @@ impl Driver {
                 status: record.status,
             });
         }
+        // `ACCEPTED` with a claim: a launch was claimed and may be under way
+        // (or may have happened and not been recorded). Without one: the
+        // last launch ended and the next is free to claim.
+        let claimed = record.status == JobStatus::Accepted && record.claimed_at.is_some();
         let claim_age = now_ms() - record.claimed_at.unwrap_or(0);
         let lease = i64::try_from(self.tuning.claim_lease.as_millis()).unwrap_or(i64::MAX);
-        if record.status == JobStatus::Accepted && claim_age < lease {
+        if claimed && claim_age < lease {
             // Another delivery of this message is launching it right now.
             return Err(Outcome::Retry {
                 reason: format!("launch {} in progress", record.launch),
@@ -424,7 +487,7 @@ impl Driver {
         }
         // A launch that was claimed and never recorded may have happened:
         // find its task before launching again.
-        if record.status == JobStatus::Accepted && !matches!(plan, Plan::Lambda { .. }) {
+        if claimed && !matches!(plan, Plan::Lambda { .. }) {
             match self.ecs.find_task(&job.job_id, record.launch).await {
                 Ok(Some((task_arn, route))) => {
                     return Err(self
@@ -538,6 +601,7 @@ impl Driver {
             .or_else(|| request_id.clone())
             .unwrap_or_default();
         let now = now_ms();
+        let change_task = task_arn.clone();
         let change = Change {
             route: Some(route),
             task_arn,
@@ -553,11 +617,18 @@ impl Driver {
             .await
         {
             Ok(Changed::Applied) => Outcome::Dispatched { route, launch, id },
-            // The job moved on while it was launched (say, it was cancelled):
-            // the launch stands recorded in the task's startedBy and tags.
-            Ok(Changed::Refused(current)) => Outcome::Duplicate {
-                status: current.map_or(JobStatus::Accepted, |r| r.status),
-            },
+            // The job moved on while it was launched (it was cancelled): the
+            // task it started must not run.
+            Ok(Changed::Refused(current)) => {
+                let status = current.map_or(JobStatus::Accepted, |r| r.status);
+                if let (true, Some(task)) = (status.is_final(), &change_task)
+                    && let Err(e) = self.ecs.stop(task, CANCELLED_REASON).await
+                {
+                    // Its RUNNING event stops it again.
+                    tracing::warn!(job_id = job.job_id, task_arn = task, error = %e, "task of an ended job not stopped");
+                }
+                Outcome::Duplicate { status }
+            }
             Err(e) => Outcome::Retry {
                 reason: e.to_string(),
             },
@@ -682,6 +753,18 @@ pub fn usable_job_id(body: &str, message_id: &str) -> Option<String> {
     Some(id.to_owned())
 }
 
+/// The launch after which a job was put back on the queue, from the
+/// message's attribute (`None` for a job's own message).
+fn relaunch_after(message: &SqsMessage) -> Option<LaunchNumber> {
+    message
+        .message_attributes
+        .get(RELAUNCH_ATTRIBUTE)?
+        .string_value
+        .as_deref()?
+        .parse()
+        .ok()
+}
+
 fn receive_count(message: &SqsMessage) -> u32 {
     message
         .attributes
@@ -741,7 +824,8 @@ fn log(message_id: &str, job_id: Option<&str>, outcome: &Outcome, elapsed: Durat
         Outcome::Rejected { reason }
         | Outcome::DeadLettered { reason }
         | Outcome::Failed { reason }
-        | Outcome::Retry { reason } => {
+        | Outcome::Retry { reason }
+        | Outcome::Ignored { reason } => {
             tracing::warn!(
                 job_id,
                 message_id,

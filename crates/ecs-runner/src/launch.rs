@@ -176,6 +176,36 @@ impl EcsLauncher {
             .build())
     }
 
+    /// Stops `task_arn` with `reason` (shown as the task's stopped reason).
+    /// A task that has stopped already is no error.
+    pub async fn stop(&self, task_arn: &str, reason: &str) -> Result<(), AwsError> {
+        match self
+            .ecs
+            .stop_task()
+            .cluster(&self.cluster)
+            .task(task_arn)
+            .reason(reason)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let err = AwsError::from_sdk("ecs:StopTask", e);
+                // ECS answers a stop of a task it no longer knows with this.
+                if err.is_code("InvalidParameterException") && err.message.contains("not found") {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// The ECS client, for the lifecycle's other calls.
+    pub fn client(&self) -> &Client {
+        &self.ecs
+    }
+
     /// The task of `job`'s launch `launch` and where it runs, if one was
     /// started (used when a delivery takes over a launch whose outcome was
     /// never recorded).

@@ -1,0 +1,119 @@
+//! The ecs-runner function's events: EventBridge sends it ECS task state
+//! changes and EC2 Spot interruption warnings, and its schedule sends it a
+//! "Scheduled Event" for the timeout sweep.
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use serde_json::{Value, json};
+
+use crate::lifecycle::{Cancelled, Lifecycle, SpotWarning, TaskAction, TaskChange};
+use berth_aws::AwsError;
+
+pub const TASK_STATE_CHANGE: &str = "ECS Task State Change";
+pub const SPOT_WARNING: &str = "EC2 Spot Instance Interruption Warning";
+pub const SCHEDULED: &str = "Scheduled Event";
+
+/// Handles one event and says what was done, as JSON (the function's
+/// answer, handy under `cargo lambda invoke`). An AWS error that may pass
+/// is returned as an error, so Lambda's retries of the asynchronous
+/// invocation try again; an event berth cannot read is logged and dropped,
+/// since no retry would make it readable.
+pub async fn handle(
+    lifecycle: &Lifecycle,
+    event: EventBridgeEvent<Value>,
+) -> Result<Value, AwsError> {
+    let id = event.id.clone().unwrap_or_default();
+    match (event.source.as_str(), event.detail_type.as_str()) {
+        ("aws.ecs", TASK_STATE_CHANGE) => {
+            let task: TaskChange = match serde_json::from_value(event.detail) {
+                Ok(t) => t,
+                Err(e) => return Ok(unreadable(&id, TASK_STATE_CHANGE, &e)),
+            };
+            let action = lifecycle.task_changed(&task).await?;
+            let answer = task_answer(&task, &action);
+            match &action {
+                TaskAction::Ignored { why } => {
+                    tracing::info!(
+                        event_id = id,
+                        task_arn = task.task_arn,
+                        why,
+                        "task event ignored"
+                    );
+                }
+                _ => {
+                    tracing::info!(event_id = id, task_arn = task.task_arn, action = %answer, "task event")
+                }
+            }
+            Ok(answer)
+        }
+        ("aws.ec2", SPOT_WARNING) => {
+            let warning: SpotWarning = match serde_json::from_value(event.detail) {
+                Ok(w) => w,
+                Err(e) => return Ok(unreadable(&id, SPOT_WARNING, &e)),
+            };
+            let drained = lifecycle.drain(&warning.instance_id).await?;
+            tracing::info!(
+                event_id = id,
+                instance_id = warning.instance_id,
+                container_instance = drained.as_deref().unwrap_or(""),
+                "spot interruption warning"
+            );
+            Ok(json!({ "instance_id": warning.instance_id, "drained": drained }))
+        }
+        ("aws.events", SCHEDULED) => {
+            let sweep = lifecycle.sweep().await?;
+            for (job_id, error) in &sweep.errors {
+                tracing::warn!(
+                    job_id,
+                    error,
+                    "timeout not enforced; the next sweep tries again"
+                );
+            }
+            tracing::info!(
+                timed_out = sweep.timed_out.len(),
+                errors = sweep.errors.len(),
+                "timeout sweep"
+            );
+            Ok(json!({ "timed_out": sweep.timed_out, "errors": sweep.errors.len() }))
+        }
+        (source, detail_type) => {
+            tracing::warn!(
+                event_id = id,
+                source,
+                detail_type,
+                "event ignored: not one ecs-runner handles"
+            );
+            Ok(json!({ "ignored": format!("{source} / {detail_type}") }))
+        }
+    }
+}
+
+fn unreadable(id: &str, kind: &str, e: &serde_json::Error) -> Value {
+    tracing::error!(event_id = id, kind, error = %e, "event dropped: its detail cannot be read");
+    json!({ "ignored": format!("unreadable {kind}: {e}") })
+}
+
+fn task_answer(task: &TaskChange, action: &TaskAction) -> Value {
+    let (what, status, reason) = match action {
+        TaskAction::Ignored { why } => ("ignored", None, Some(why.clone())),
+        TaskAction::Running => ("running", Some("RUNNING"), None),
+        TaskAction::Ended { status, reason } => ("ended", Some(status.as_str()), reason.clone()),
+        TaskAction::Requeued { reason, .. } => ("requeued", Some("ACCEPTED"), Some(reason.clone())),
+        TaskAction::Stale { status } => ("stale", Some(status.as_str()), None),
+        TaskAction::StoppedStray { status } => ("stopped-stray", Some(status.as_str()), None),
+    };
+    json!({ "task_arn": task.task_arn, "action": what, "status": status, "reason": reason })
+}
+
+/// A cancel's answer as one line for people.
+pub fn describe_cancel(job_id: &str, c: &Cancelled) -> String {
+    match c {
+        Cancelled::Cancelled {
+            stopped_task: Some(t),
+        } => format!("{job_id}: CANCELLED, task {t} stopped"),
+        Cancelled::Cancelled { stopped_task: None } => format!("{job_id}: CANCELLED"),
+        Cancelled::AlreadyEnded { status } => {
+            format!("{job_id}: already {status}, nothing to cancel")
+        }
+        Cancelled::NotFound => format!("{job_id}: no such job"),
+    }
+}
