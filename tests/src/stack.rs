@@ -5,13 +5,17 @@
 
 use std::collections::HashMap;
 
+use aws_lambda_events::event::sqs::SqsMessageAttribute;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_ecs::types::{Compatibility, ContainerDefinition, NetworkMode};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use berth_aws::JobQueue;
 use berth_aws::store::JobRecord;
 use berth_aws::{Clients, Definitions, JobStore, Settings};
 use berth_core::JobDefinition;
 use berth_driver::{Driver, Tuning};
+use berth_ecs_runner::Lifecycle;
+use berth_ecs_runner::lifecycle::{ContainerChange, TaskChange};
 
 use crate::{TestAccount, xml_values};
 
@@ -56,9 +60,12 @@ impl Stack {
             .unwrap()
             .queue_url
             .unwrap();
-        for (table, key) in [("berth-jobs", "job_id"), ("berth-definitions", "name")] {
-            aws.create_table(table, key).await;
-        }
+        berth_aws::schema::create_jobs_table(&c.dynamodb, "berth-jobs")
+            .await
+            .unwrap();
+        berth_aws::schema::create_definitions_table(&c.dynamodb, "berth-definitions")
+            .await
+            .unwrap();
         c.ecs
             .create_cluster()
             .cluster_name(CLUSTER)
@@ -139,6 +146,68 @@ impl Stack {
         Driver::new(&self.settings, self.clients(), Tuning::default())
     }
 
+    /// ecs-runner's lifecycle as the function builds it, with no backoff
+    /// before a failed job's next attempt.
+    pub fn lifecycle(&self) -> Lifecycle {
+        let ecs = self.driver().ecs;
+        Lifecycle::new(
+            self.store(),
+            ecs,
+            JobQueue::new(self.clients().sqs.clone(), &self.queue_url),
+            self.settings.max_interruptions,
+        )
+        .with_retry_delay_cap(0)
+    }
+
+    /// An "ECS Task State Change" detail for the task of `job_id`'s
+    /// `launch`, as ECS would send it, in `last_status`.
+    pub async fn task_change(&self, job_id: &str, launch: u32, last_status: &str) -> TaskChange {
+        let task = self
+            .tasks_of(job_id, launch)
+            .await
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("no task for {job_id} launch {launch}"));
+        TaskChange {
+            cluster_arn: task.cluster_arn.clone().unwrap_or_default(),
+            task_arn: task.task_arn.clone().unwrap(),
+            last_status: last_status.into(),
+            desired_status: Some(
+                if last_status == "STOPPED" {
+                    "STOPPED"
+                } else {
+                    "RUNNING"
+                }
+                .into(),
+            ),
+            started_by: task.started_by.clone(),
+            launch_type: task.launch_type.as_ref().map(|l| l.as_str().to_owned()),
+            containers: vec![ContainerChange {
+                name: "main".into(),
+                last_status: Some(last_status.into()),
+                ..ContainerChange::default()
+            }],
+            ..TaskChange::default()
+        }
+    }
+
+    /// The same, STOPPED: `stop_code` and `reason` as ECS gives them, and
+    /// the job container's exit code.
+    pub async fn task_stopped(
+        &self,
+        job_id: &str,
+        launch: u32,
+        stop_code: &str,
+        reason: &str,
+        exit_code: Option<i32>,
+    ) -> TaskChange {
+        let mut change = self.task_change(job_id, launch, "STOPPED").await;
+        change.stop_code = Some(stop_code.into());
+        change.stopped_reason = Some(reason.into());
+        change.containers[0].exit_code = exit_code;
+        change
+    }
+
     pub fn store(&self) -> JobStore {
         JobStore::new(self.clients().dynamodb.clone(), &self.settings.jobs_table)
     }
@@ -188,6 +257,7 @@ impl Stack {
                 .queue_url(&self.queue_url)
                 .max_number_of_messages(10)
                 .message_system_attribute_names(MessageSystemAttributeName::All)
+                .message_attribute_names("All")
                 .wait_time_seconds(0)
                 .send()
                 .await
@@ -211,6 +281,17 @@ impl Stack {
             .unwrap_or_default()
             .into_iter()
             .map(|(k, v)| (k.as_str().to_owned(), v))
+            .collect();
+        r.message_attributes = m
+            .message_attributes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| {
+                let mut a = SqsMessageAttribute::default();
+                a.string_value = v.string_value;
+                a.data_type = Some(v.data_type);
+                (k, a)
+            })
             .collect();
         r.event_source = Some("aws:sqs".into());
         r.event_source_arn = Some(format!(

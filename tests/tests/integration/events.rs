@@ -3,6 +3,9 @@
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
+use berth_core::launch::parse_started_by;
+use berth_core::stop::{EcsStop, StopOutcome, classify};
+use berth_ecs_runner::lifecycle::{SpotWarning, TaskChange};
 use berth_tests::workspace_root;
 
 #[test]
@@ -30,7 +33,60 @@ fn every_sample_event_parses_as_its_aws_type() {
                     );
                 }
             }
-            n if n.starts_with("capacity-metric-schedule") => {
+            n if n.starts_with("ecs-runner-task-") => {
+                let event: EventBridgeEvent<TaskChange> =
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(
+                    (event.source.as_str(), event.detail_type.as_str()),
+                    ("aws.ecs", "ECS Task State Change"),
+                    "{name}"
+                );
+                let task = &event.detail;
+                assert!(
+                    task.started_by
+                        .as_deref()
+                        .and_then(parse_started_by)
+                        .is_some(),
+                    "{name}: startedBy names a job and launch"
+                );
+                let main = task.containers.iter().find(|c| c.name == "main");
+                let outcome = || {
+                    classify(&EcsStop {
+                        stop_code: task.stop_code.as_deref(),
+                        stopped_reason: task.stopped_reason.as_deref(),
+                        exit_code: main.and_then(|c| c.exit_code),
+                        container_reason: main.and_then(|c| c.reason.as_deref()),
+                    })
+                };
+                match n.trim_start_matches("ecs-runner-task-") {
+                    "running.json" => assert_eq!(task.last_status, "RUNNING"),
+                    "stopped-succeeded.json" => assert_eq!(outcome(), StopOutcome::Succeeded),
+                    "stopped-failed.json" => assert!(matches!(
+                        outcome(),
+                        StopOutcome::JobFailed {
+                            exit_code: Some(1),
+                            ..
+                        }
+                    )),
+                    "stopped-spot.json" => {
+                        assert!(matches!(outcome(), StopOutcome::Interrupted { .. }))
+                    }
+                    other => panic!("{name}: which task change is {other}?"),
+                }
+            }
+            n if n.starts_with("ecs-runner-spot-warning") => {
+                let event: EventBridgeEvent<SpotWarning> =
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(
+                    (event.source.as_str(), event.detail_type.as_str()),
+                    ("aws.ec2", "EC2 Spot Instance Interruption Warning"),
+                    "{name}"
+                );
+                assert!(event.detail.instance_id.starts_with("i-"), "{name}");
+            }
+            n if n.starts_with("capacity-metric-schedule")
+                || n.starts_with("ecs-runner-schedule") =>
+            {
                 let event: EventBridgeEvent =
                     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
                 assert_eq!(event.detail_type, "Scheduled Event", "{name}");

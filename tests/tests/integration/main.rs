@@ -7,5 +7,6 @@ mod capacity;
 mod driver;
 mod driver_ecs_answers;
 mod events;
+mod lifecycle;
 mod smoke;
 mod watch;
