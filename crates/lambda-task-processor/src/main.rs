@@ -1,22 +1,61 @@
-//! berth-lambda-task-processor: launches jobs as Lambda invokes, and runs them inside a Lambda function.
-//!
-//! Wiring only so far: its handler arrives with its own change. Until then
-//! every event is refused, so nothing is consumed that was not handled.
+//! berth-lambda-task-processor: the entrypoint of a Lambda container image
+//! that also holds a job's program. Each invocation (an asynchronous invoke
+//! by the driver, payload: the job and its launch) runs the job's command as
+//! a child process and records it in the job store.
 
+use std::time::{Duration, UNIX_EPOCH};
+
+use berth_aws::{JobQueue, JobStore, Settings};
+use berth_core::launch::LambdaTask;
+use berth_lambda_task_processor::{Ran, Runtime};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn, tracing};
+
+/// The image's own command for jobs and definitions that name none: a JSON
+/// array of strings, or words separated by spaces.
+const DEFAULT_COMMAND: &str = "BERTH_COMMAND";
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let _settings = berth_aws::Settings::from_env()?;
-    let _clients = berth_aws::Clients::new(&berth_aws::load_sdk_config().await);
-    run(service_fn(
-        |event: LambdaEvent<serde_json::Value>| async move {
-            let _ = event;
-            Err::<(), Error>(
-                "berth-lambda-task-processor does not handle events in this version".into(),
-            )
-        },
-    ))
+    let settings = Settings::from_env()?;
+    let clients = berth_aws::Clients::new(&berth_aws::load_sdk_config().await);
+    let default_command = std::env::var(DEFAULT_COMMAND).ok().and_then(|v| {
+        serde_json::from_str::<Vec<String>>(&v)
+            .ok()
+            .or_else(|| Some(v.split_whitespace().map(String::from).collect()))
+            .filter(|c: &Vec<String>| !c.is_empty())
+    });
+    let runtime = Runtime::new(
+        JobStore::new(clients.dynamodb.clone(), &settings.jobs_table),
+        settings
+            .queue_url
+            .as_ref()
+            .map(|url| JobQueue::new(clients.sqs.clone(), url)),
+        default_command,
+    );
+    let runtime = &runtime;
+    run(service_fn(move |event: LambdaEvent<LambdaTask>| async move {
+        let deadline = UNIX_EPOCH + Duration::from_millis(event.context.deadline);
+        let task = event.payload;
+        let ran = runtime
+            .run(&task, &event.context.request_id, deadline)
+            .await?;
+        match &ran {
+            Ran::Skipped { status } => tracing::info!(
+                job_id = task.job.job_id,
+                launch = task.launch,
+                status = status.map_or("unknown", |s| s.as_str()),
+                "launch not run: it is not the job's current one, or it ran already"
+            ),
+            Ran::Ended { status, exit_code, .. } => tracing::info!(
+                job_id = task.job.job_id,
+                launch = task.launch,
+                status = status.as_str(),
+                exit_code,
+                "job ended"
+            ),
+        }
+        Ok::<_, Error>(serde_json::json!({ "job_id": task.job.job_id, "launch": task.launch, "result": format!("{ran:?}") }))
+    }))
     .await
 }

@@ -9,4 +9,5 @@ mod driver_ecs_answers;
 mod events;
 mod lifecycle;
 mod smoke;
+mod task_processor;
 mod watch;

@@ -1,0 +1,455 @@
+//! The Lambda-side runtime: runs one launch of a job as a child process
+//! inside the function, and records it in the job store.
+//!
+//! Per invocation: take the launch (`DISPATCHED` → `RUNNING`, conditional on
+//! the launch number, so a duplicate or retried invocation runs nothing);
+//! run the job's command with its environment; copy its stdout and stderr
+//! to the function's log line by line as they come (nothing is buffered
+//! beyond a line, whatever the output's size); stop it with SIGTERM, then
+//! SIGKILL after a grace period, before the job's timeout or Lambda's own
+//! deadline, whichever comes first; record `SUCCEEDED`, `FAILED` (exit code
+//! and the last lines of stderr; another attempt while `max_attempts`
+//! allows) or `TIMED_OUT`.
+
+use std::collections::VecDeque;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use berth_aws::store::{AttemptEnd, Change, Changed};
+use berth_aws::{AwsError, JobQueue, JobStore};
+use berth_core::launch::{LambdaTask, job_environment};
+use berth_core::stop::{Next, StopOutcome, TIMED_OUT_REASON, Tries};
+use berth_core::{JobStatus, Route};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::Command;
+
+/// Lines of stderr kept for the record of a failed job.
+pub const STDERR_TAIL_LINES: usize = 20;
+/// Longest line kept in the tail, in bytes.
+const TAIL_LINE_MAX_BYTES: usize = 512;
+
+/// Which of the job's streams a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Where the job's output goes, a line at a time (the function's log by
+/// default: its own stdout and stderr).
+pub type Output = Arc<dyn Fn(Stream, &[u8]) + Send + Sync>;
+
+fn to_log() -> Output {
+    Arc::new(|stream, line| {
+        use std::io::Write;
+        // A log line that cannot be written is lost, not the job.
+        let _ = match stream {
+            Stream::Stdout => std::io::stdout().lock().write_all(line),
+            Stream::Stderr => std::io::stderr().lock().write_all(line),
+        };
+    })
+}
+
+#[derive(Clone)]
+pub struct Runtime {
+    store: JobStore,
+    output: Output,
+    queue: Option<JobQueue>,
+    /// The image's own command, for jobs and definitions that name none.
+    default_command: Option<Vec<String>>,
+    /// Between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    /// Kept free before Lambda's deadline to record the end.
+    pub margin: Duration,
+    /// How long to wait for the driver to record the launch it just made.
+    pub dispatch_wait: Duration,
+}
+
+/// What an invocation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ran {
+    /// Nothing: the launch is not the job's current one, or it ran already.
+    Skipped { status: Option<JobStatus> },
+    /// The job ran; how it ended.
+    Ended {
+        status: JobStatus,
+        exit_code: Option<i32>,
+        reason: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("store", &self.store)
+            .field("default_command", &self.default_command)
+            .field("grace", &self.grace)
+            .field("margin", &self.margin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    pub fn new(
+        store: JobStore,
+        queue: Option<JobQueue>,
+        default_command: Option<Vec<String>>,
+    ) -> Self {
+        Self {
+            store,
+            output: to_log(),
+            queue,
+            default_command,
+            grace: Duration::from_secs(2),
+            margin: Duration::from_secs(2),
+            dispatch_wait: Duration::from_secs(5),
+        }
+    }
+
+    /// Sends the job's output to `output` instead of the function's log.
+    pub fn with_output(mut self, output: Output) -> Self {
+        self.output = output;
+        self
+    }
+
+    /// Runs `task`, which must end by `lambda_deadline`.
+    pub async fn run(
+        &self,
+        task: &LambdaTask,
+        request_id: &str,
+        lambda_deadline: SystemTime,
+    ) -> Result<Ran, AwsError> {
+        let job = &task.job;
+        if let Some(skipped) = self.take(task, request_id).await? {
+            return Ok(skipped);
+        }
+        let Some(command) = job.command.clone().or_else(|| self.default_command.clone()) else {
+            return self
+                .end(
+                    task,
+                    Finish::failed(
+                        None,
+                        "no command: the job, its definition and the image name none".into(),
+                    ),
+                )
+                .await;
+        };
+        let Some((program, args)) = command.split_first() else {
+            return self
+                .end(task, Finish::failed(None, "empty command".into()))
+                .await;
+        };
+
+        // Stop before the job's timeout, and in time to stop it and record
+        // the end before Lambda's deadline.
+        let by_job = SystemTime::now() + Duration::from_secs(u64::from(job.timeout_seconds));
+        let by_lambda = lambda_deadline
+            .checked_sub(self.grace + self.margin)
+            .unwrap_or(UNIX_EPOCH);
+        let stop_at = by_job.min(by_lambda);
+        let budget = stop_at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+
+        let mut child = match Command::new(program)
+            .args(args)
+            .envs(job_environment(job, task.launch))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) => {
+                return self
+                    .end(
+                        task,
+                        Finish::failed(None, format!("cannot start `{program}`: {e}")),
+                    )
+                    .await;
+            }
+        };
+        let pgid = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .map(Pid::from_raw);
+        let stdout = child
+            .stdout
+            .take()
+            .map(|out| tokio::spawn(copy_lines(out, Stream::Stdout, self.output.clone(), 0)));
+        let stderr = child.stderr.take().map(|err| {
+            tokio::spawn(copy_lines(
+                err,
+                Stream::Stderr,
+                self.output.clone(),
+                STDERR_TAIL_LINES,
+            ))
+        });
+
+        let (status, timed_out) = match tokio::time::timeout(budget, child.wait()).await {
+            Ok(status) => (status, false),
+            Err(_) => {
+                signal(pgid, Signal::SIGTERM);
+                match tokio::time::timeout(self.grace, child.wait()).await {
+                    Ok(status) => (status, true),
+                    Err(_) => {
+                        signal(pgid, Signal::SIGKILL);
+                        (child.wait().await, true)
+                    }
+                }
+            }
+        };
+        // The whole group is done with: nothing it left behind outlives the job.
+        signal(pgid, Signal::SIGKILL);
+        if let Some(out) = stdout {
+            let _ = out.await;
+        }
+        let tail = match stderr {
+            Some(err) => err.await.unwrap_or_default(),
+            None => Vec::new(),
+        };
+
+        let finish = if timed_out {
+            let why = if stop_at == by_job {
+                format!("the job's timeout of {} s", job.timeout_seconds)
+            } else {
+                "the Lambda function's deadline".to_owned()
+            };
+            Finish {
+                outcome: None,
+                exit_code: None,
+                reason: format!("{TIMED_OUT_REASON}: stopped before {why}"),
+            }
+        } else {
+            match status {
+                Ok(status) => Finish::from_status(status, &tail),
+                Err(e) => Finish::failed(None, format!("lost the job's process: {e}")),
+            }
+        };
+        self.end(task, finish).await
+    }
+
+    /// Takes the launch: `DISPATCHED` → `RUNNING` at this launch. `Some`
+    /// when this invocation must not run the job.
+    async fn take(&self, task: &LambdaTask, request_id: &str) -> Result<Option<Ran>, AwsError> {
+        let job_id = &task.job.job_id;
+        let waited_since = tokio::time::Instant::now();
+        loop {
+            let record = self.store.get(job_id).await?;
+            let Some(record) = record else {
+                return Ok(Some(Ran::Skipped { status: None }));
+            };
+            let now = now_ms();
+            match record.status {
+                JobStatus::Dispatched if record.launch == task.launch => {
+                    let change = Change {
+                        request_id: Some(request_id.to_owned()),
+                        deadline: Some(now / 1000 + i64::from(task.job.timeout_seconds)),
+                        expect_launch: Some(task.launch),
+                        ..Change::default()
+                    };
+                    match self
+                        .store
+                        .transition(job_id, JobStatus::Running, change, now)
+                        .await?
+                    {
+                        Changed::Applied => return Ok(None),
+                        Changed::Refused(_) => continue,
+                    }
+                }
+                // The driver made this launch and has not recorded it yet.
+                JobStatus::Accepted
+                    if record.launch == task.launch
+                        && waited_since.elapsed() < self.dispatch_wait =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                status => {
+                    return Ok(Some(Ran::Skipped {
+                        status: Some(status),
+                    }));
+                }
+            }
+        }
+    }
+
+    async fn end(&self, task: &LambdaTask, finish: Finish) -> Result<Ran, AwsError> {
+        let job = &task.job;
+        let record = self.store.get(&job.job_id).await?;
+        let (failures, interruptions) = record
+            .as_ref()
+            .map_or((0, 0), |r| (r.failures, r.interruptions));
+        let next = match finish.outcome.clone() {
+            Some(outcome) => berth_core::stop::next(
+                outcome,
+                Tries {
+                    failures,
+                    max_attempts: job.max_attempts,
+                    interruptions,
+                    max_interruptions: 0,
+                },
+            ),
+            None => Next::Stopped {
+                status: JobStatus::TimedOut,
+                reason: finish.reason.clone(),
+            },
+        };
+        let now = now_ms();
+        let failed = matches!(finish.outcome, Some(StopOutcome::JobFailed { .. }));
+        let label = match &next {
+            Next::Succeed => "SUCCEEDED",
+            Next::Stopped { .. } => "TIMED_OUT",
+            _ => "FAILED",
+        };
+        let ended = AttemptEnd {
+            launch: task.launch,
+            route: Some(Route::Lambda),
+            id: record.as_ref().and_then(|r| r.request_id.clone()),
+            outcome: label.to_owned(),
+            reason: (label != "SUCCEEDED").then(|| finish.reason.clone()),
+            exit_code: finish.exit_code,
+            at: now,
+        };
+        let (status, reason, requeue) = match next {
+            Next::Succeed => (JobStatus::Succeeded, None, None),
+            Next::Retry {
+                reason,
+                delay_seconds,
+                ..
+            } if self.queue.is_some() => (JobStatus::Accepted, Some(reason), Some(delay_seconds)),
+            Next::Retry { reason, .. } | Next::Fail { reason, .. } => {
+                (JobStatus::Failed, Some(reason), None)
+            }
+            Next::Stopped { status, reason } => (status, Some(reason), None),
+        };
+        let change = Change {
+            reason: reason.clone(),
+            exit_code: finish.exit_code,
+            add_failure: failed,
+            release_claim: requeue.is_some(),
+            ended: Some(ended),
+            expect_launch: Some(task.launch),
+            ..Change::default()
+        };
+        match self
+            .store
+            .transition(&job.job_id, status, change, now)
+            .await?
+        {
+            Changed::Applied => {}
+            // Cancelled meanwhile, say: the record stands as it is.
+            Changed::Refused(r) => {
+                return Ok(Ran::Skipped {
+                    status: r.map(|r| r.status),
+                });
+            }
+        }
+        if let (Some(delay), Some(queue)) = (requeue, &self.queue) {
+            queue
+                .requeue(&job.job_id, &job.definition, task.launch, delay)
+                .await?;
+        }
+        Ok(Ran::Ended {
+            status,
+            exit_code: finish.exit_code,
+            reason,
+        })
+    }
+}
+
+/// How the process ended, before berth decides what follows.
+#[derive(Debug, Clone)]
+struct Finish {
+    /// `None` for a timeout.
+    outcome: Option<StopOutcome>,
+    exit_code: Option<i32>,
+    reason: String,
+}
+
+impl Finish {
+    fn failed(exit_code: Option<i32>, reason: String) -> Self {
+        Self {
+            outcome: Some(StopOutcome::JobFailed {
+                exit_code,
+                reason: reason.clone(),
+            }),
+            exit_code,
+            reason,
+        }
+    }
+
+    fn from_status(status: ExitStatus, tail: &[String]) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        let told = if tail.is_empty() {
+            String::new()
+        } else {
+            format!("; stderr ends:\n{}", tail.join("\n"))
+        };
+        match (status.code(), status.signal()) {
+            (Some(0), _) => Self {
+                outcome: Some(StopOutcome::Succeeded),
+                exit_code: Some(0),
+                reason: String::new(),
+            },
+            (Some(code), _) => Self::failed(Some(code), format!("exit code {code}{told}")),
+            (None, Some(sig)) => Self::failed(None, format!("killed by signal {sig}{told}")),
+            (None, None) => Self::failed(None, format!("ended without an exit code{told}")),
+        }
+    }
+}
+
+/// Copies `from` to `to` line by line as lines arrive; returns the last
+/// `keep` lines (each cut to a bounded length).
+async fn copy_lines(
+    from: impl AsyncRead + Unpin,
+    stream: Stream,
+    to: Output,
+    keep: usize,
+) -> Vec<String> {
+    let mut reader = BufReader::new(from);
+    let mut line = Vec::new();
+    let mut tail: VecDeque<String> = VecDeque::with_capacity(keep);
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                if !line.ends_with(b"\n") {
+                    line.push(b'\n');
+                }
+                to(stream, &line);
+                if keep > 0 {
+                    if tail.len() == keep {
+                        tail.pop_front();
+                    }
+                    let text = String::from_utf8_lossy(&line);
+                    let text = text.trim_end_matches(['\n', '\r']);
+                    let cut = (0..=TAIL_LINE_MAX_BYTES.min(text.len()))
+                        .rev()
+                        .find(|&i| text.is_char_boundary(i))
+                        .unwrap_or(0);
+                    tail.push_back(text[..cut].to_owned());
+                }
+            }
+        }
+    }
+    tail.into()
+}
+
+fn signal(group: Option<Pid>, sig: Signal) {
+    if let Some(group) = group {
+        // The group may be gone already; that is what we want.
+        let _ = killpg(group, sig);
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

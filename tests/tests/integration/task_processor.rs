@@ -1,0 +1,234 @@
+//! The Lambda-side runtime with real child processes, recording in the
+//! local AWS's job store.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use berth_aws::store::{Change, Created};
+use berth_core::launch::LambdaTask;
+use berth_core::{JobStatus, Route, job, resolve};
+use berth_lambda_task_processor::runtime::Stream;
+use berth_lambda_task_processor::{Ran, Runtime};
+use berth_tests::stack::{Stack, render};
+
+/// What the job wrote, line by line, with when each line arrived.
+type Lines = Arc<Mutex<Vec<(Stream, Instant, usize, String)>>>;
+
+/// A job recorded and dispatched on the Lambda route, as the driver leaves it.
+async fn dispatched(stack: &Stack, body: &str) -> LambdaTask {
+    let request = job::parse(body, "m-1").unwrap();
+    let definition = berth_core::JobDefinition {
+        lambda_function: Some("berth-task-demo".into()),
+        ..render()
+    };
+    let job = resolve(&request, Some(&definition)).unwrap();
+    let store = stack.store();
+    assert_eq!(store.accept(&job, "m-1", 0).await.unwrap(), Created::New);
+    let change = Change {
+        route: Some(Route::Lambda),
+        add_attempt: true,
+        expect_launch: Some(1),
+        ..Change::default()
+    };
+    store
+        .transition(&job.job_id, JobStatus::Dispatched, change, 1)
+        .await
+        .unwrap();
+    LambdaTask { job, launch: 1 }
+}
+
+fn runtime(stack: &Stack) -> (Runtime, Lines) {
+    let lines: Lines = Arc::default();
+    let sink = lines.clone();
+    let mut rt = Runtime::new(stack.store(), None, None).with_output(Arc::new(move |s, l| {
+        let text = String::from_utf8_lossy(l);
+        let mut v = sink.lock().unwrap();
+        // Keep the first characters only: the size is what the tests count.
+        v.push((s, Instant::now(), l.len(), text.chars().take(80).collect()));
+    }));
+    rt.grace = Duration::from_millis(500);
+    rt.margin = Duration::from_millis(200);
+    (rt, lines)
+}
+
+fn far() -> SystemTime {
+    SystemTime::now() + Duration::from_secs(900)
+}
+
+#[tokio::test]
+async fn a_job_that_succeeds_gets_its_environment_and_its_output_logged() {
+    let stack = Stack::new(0).await;
+    let (rt, lines) = runtime(&stack);
+    let task = dispatched(
+        &stack,
+        r#"{"job_id":"l-ok","definition":"render","environment":{"GREETING":"hello"},
+            "command":["sh","-c","echo \"$GREETING from $BERTH_JOB_ID/$BERTH_LAUNCH\"; test \"$GREETING\" = hello"]}"#,
+    )
+    .await;
+    let ran = rt.run(&task, "req-1", far()).await.unwrap();
+    assert_eq!(
+        ran,
+        Ran::Ended {
+            status: JobStatus::Succeeded,
+            exit_code: Some(0),
+            reason: None
+        }
+    );
+    let r = stack.record("l-ok").await;
+    assert_eq!((r.status, r.exit_code), (JobStatus::Succeeded, Some(0)));
+    assert_eq!(r.request_id.as_deref(), Some("req-1"));
+    assert_eq!(r.history[0].outcome, "SUCCEEDED");
+    let lines = lines.lock().unwrap();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0].0, Stream::Stdout);
+    assert_eq!(lines[0].3, "hello from l-ok/1\n");
+}
+
+#[tokio::test]
+async fn a_failing_job_records_its_exit_code_and_the_end_of_its_stderr() {
+    let stack = Stack::new(0).await;
+    let (rt, _) = runtime(&stack);
+    let task = dispatched(
+        &stack,
+        r#"{"job_id":"l-bad","definition":"render","max_attempts":1,
+            "command":["sh","-c","for i in $(seq 1 30); do echo line $i >&2; done; echo boom >&2; exit 3"]}"#,
+    )
+    .await;
+    let ran = rt.run(&task, "req-2", far()).await.unwrap();
+    assert!(
+        matches!(
+            &ran,
+            Ran::Ended {
+                status: JobStatus::Failed,
+                exit_code: Some(3),
+                ..
+            }
+        ),
+        "{ran:?}"
+    );
+    let r = stack.record("l-bad").await;
+    assert_eq!(
+        (r.status, r.exit_code, r.failures),
+        (JobStatus::Failed, Some(3), 1)
+    );
+    let reason = r.reason.unwrap();
+    assert!(
+        reason.starts_with("exit code 3; stderr ends:\n"),
+        "{reason}"
+    );
+    assert!(reason.ends_with("line 30\nboom"), "{reason}");
+    assert!(
+        !reason.contains("line 11\n"),
+        "only the last 20 lines: {reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_job_past_its_timeout_is_stopped_and_timed_out() {
+    let stack = Stack::new(0).await;
+    let (rt, _) = runtime(&stack);
+    // Ignores SIGTERM, so it takes SIGKILL after the grace period.
+    let task = dispatched(
+        &stack,
+        r#"{"job_id":"l-slow","definition":"render","timeout_seconds":1,
+            "command":["sh","-c","trap '' TERM; sleep 30"]}"#,
+    )
+    .await;
+    let started = Instant::now();
+    let ran = rt.run(&task, "req-3", far()).await.unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "stopped in {took:?}");
+    assert!(
+        matches!(&ran, Ran::Ended { status: JobStatus::TimedOut, reason: Some(r), .. } if r.contains("timeout of 1 s")),
+        "{ran:?}"
+    );
+    assert_eq!(stack.record("l-slow").await.status, JobStatus::TimedOut);
+
+    // Lambda's deadline comes first: stopped before it, with time to record.
+    let task = dispatched(
+        &stack,
+        r#"{"job_id":"l-deadline","definition":"render","timeout_seconds":600,"command":["sleep","30"]}"#,
+    )
+    .await;
+    let deadline = SystemTime::now() + Duration::from_secs(2);
+    let ran = rt.run(&task, "req-4", deadline).await.unwrap();
+    assert!(
+        SystemTime::now() < deadline,
+        "recorded before Lambda's deadline"
+    );
+    assert!(
+        matches!(&ran, Ran::Ended { status: JobStatus::TimedOut, reason: Some(r), .. } if r.contains("Lambda function's deadline")),
+        "{ran:?}"
+    );
+}
+
+#[tokio::test]
+async fn output_larger_than_a_lambda_response_is_streamed() {
+    let stack = Stack::new(0).await;
+    let (rt, lines) = runtime(&stack);
+    // 8 MB of output (Lambda answers at most 6 MB), after a first line and a pause.
+    let task = dispatched(
+        &stack,
+        r#"{"job_id":"l-big","definition":"render",
+            "command":["sh","-c","echo first; sleep 1; head -c 8000000 /dev/zero | tr '\\0' x | fold -w 99"]}"#,
+    )
+    .await;
+    let ran = rt.run(&task, "req-5", far()).await.unwrap();
+    assert!(
+        matches!(
+            ran,
+            Ran::Ended {
+                status: JobStatus::Succeeded,
+                ..
+            }
+        ),
+        "{ran:?}"
+    );
+    let lines = lines.lock().unwrap();
+    let bytes: usize = lines.iter().map(|l| l.2).sum();
+    assert!(bytes > 8_000_000, "{bytes}");
+    let first = lines[0].1;
+    let last = lines.last().unwrap().1;
+    assert_eq!(lines[0].3, "first\n");
+    assert!(
+        last.duration_since(first) >= Duration::from_millis(900),
+        "the first line was passed on while the job still ran"
+    );
+}
+
+#[tokio::test]
+async fn a_duplicate_invocation_runs_nothing() {
+    let stack = Stack::new(0).await;
+    let (rt, _) = runtime(&stack);
+    let marker = std::env::temp_dir().join(format!("berth-dup-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let body = format!(
+        r#"{{"job_id":"l-dup","definition":"render","command":["sh","-c","echo ran >> {}"]}}"#,
+        marker.display()
+    );
+    let task = dispatched(&stack, &body).await;
+    assert!(matches!(
+        rt.run(&task, "req-6", far()).await.unwrap(),
+        Ran::Ended {
+            status: JobStatus::Succeeded,
+            ..
+        }
+    ));
+    // Lambda delivers the same event again, and an older launch turns up.
+    assert_eq!(
+        rt.run(&task, "req-6-retry", far()).await.unwrap(),
+        Ran::Skipped {
+            status: Some(JobStatus::Succeeded)
+        }
+    );
+    let old = LambdaTask {
+        launch: 0,
+        ..task.clone()
+    };
+    assert!(matches!(
+        rt.run(&old, "req-7", far()).await.unwrap(),
+        Ran::Skipped { .. }
+    ));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "ran\n");
+    let _ = std::fs::remove_file(&marker);
+}
