@@ -3,7 +3,7 @@
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
-use berth_core::launch::parse_started_by;
+use berth_core::launch::{LambdaTask, parse_started_by};
 use berth_core::stop::{EcsStop, StopOutcome, classify};
 use berth_ecs_runner::lifecycle::{SpotWarning, TaskChange};
 use berth_tests::workspace_root;
@@ -92,9 +92,47 @@ fn every_sample_event_parses_as_its_aws_type() {
                 assert_eq!(event.detail_type, "Scheduled Event", "{name}");
                 assert_eq!(event.source, "aws.events", "{name}");
             }
+            n if n.starts_with("task-processor-invoke") => {
+                // What the driver's asynchronous invoke sends the function.
+                let task: LambdaTask =
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert!(task.launch >= 1, "{name}");
+                assert!(task.job.lambda_function.is_some(), "{name}");
+            }
             _ => panic!("{name}: no test knows which event type it is; add it here"),
         }
         seen += 1;
     }
     assert!(seen > 0, "events/ is empty");
+}
+
+/// The worked example's job definition (DynamoDB JSON, for `aws dynamodb
+/// put-item --item file://...`) reads as a definition berth can run on Lambda.
+#[test]
+fn the_lambda_image_example_definition_is_a_valid_definition() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use berth_aws::definitions::{Lookup, read};
+    let path = workspace_root().join("examples/lambda-image/definition.json");
+    let json: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let item = json
+        .into_iter()
+        .map(|(k, v)| {
+            let (kind, value) = v.as_object().unwrap().iter().next().unwrap();
+            let value = match kind.as_str() {
+                "S" => AttributeValue::S(value.as_str().unwrap().into()),
+                "N" => AttributeValue::N(value.as_str().unwrap().into()),
+                "BOOL" => AttributeValue::Bool(value.as_bool().unwrap()),
+                other => panic!("{k}: type {other} is not used by definitions"),
+            };
+            (k, value)
+        })
+        .collect();
+    match read(&item) {
+        Lookup::Found(d) => {
+            assert_eq!(d.name, "thumbnail");
+            assert_eq!(d.lambda_function.as_deref(), Some("berth-task-thumbnail"));
+        }
+        Lookup::Malformed(why) => panic!("{why}"),
+    }
 }

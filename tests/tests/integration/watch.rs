@@ -1,10 +1,11 @@
 //! The real function binaries under `cargo lambda watch`, against the local
 //! AWS: the driver handles the events/ sample and launches a Lambda-sized job
 //! on a real Lambda function; the capacity metric runs on its schedule
-//! sample.
+//! sample; the task processor runs its sample job.
 
 use aws_lambda_events::event::sqs::SqsBatchResponse;
 use berth_aws::settings as var;
+use berth_aws::store::Change;
 use berth_core::launch::LambdaTask;
 use berth_core::{JobDefinition, JobStatus, Route};
 use berth_tests::stack::{Stack, render};
@@ -106,4 +107,57 @@ async fn the_functions_handle_their_samples_under_cargo_lambda_watch() {
         "events/capacity-metric-schedule.json",
     );
     assert_eq!(schedulable, serde_json::json!(4), "{}", watch.output());
+
+    // The task processor's runtime on its sample invocation: it runs the
+    // job's command and records the job.
+    let sample: LambdaTask = serde_json::from_str(
+        &std::fs::read_to_string(
+            berth_tests::workspace_root().join("events/task-processor-invoke.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let store = stack.store();
+    store
+        .accept(&sample.job, "sample-message", 0)
+        .await
+        .unwrap();
+    let change = Change {
+        route: Some(Route::Lambda),
+        add_attempt: true,
+        expect_launch: Some(sample.launch),
+        ..Change::default()
+    };
+    store
+        .transition(&sample.job.job_id, JobStatus::Dispatched, change, 1)
+        .await
+        .unwrap();
+    let answer = watch.invoke_file(
+        "berth-lambda-task-processor",
+        "events/task-processor-invoke.json",
+    );
+    assert_eq!(answer["job_id"], "sample-task", "{answer}");
+    let r = stack.record("sample-task").await;
+    assert_eq!(
+        (r.status, r.exit_code),
+        (JobStatus::Succeeded, Some(0)),
+        "{r:?}\n{}",
+        watch.output()
+    );
+    let output = watch.output();
+    assert!(
+        output.contains("thumbnail of s3://bucket/in.png"),
+        "{output}"
+    );
+    assert!(output.contains("resized to 256"), "{output}");
+    // Lambda delivering the same event again runs nothing.
+    let again = watch.invoke_file(
+        "berth-lambda-task-processor",
+        "events/task-processor-invoke.json",
+    );
+    assert!(
+        again["result"].as_str().unwrap().starts_with("Skipped"),
+        "{again}"
+    );
+    assert_eq!(watch.output().matches("thumbnail of s3://").count(), 1);
 }
