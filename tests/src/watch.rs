@@ -54,11 +54,34 @@ impl TestAccount {
     }
 }
 
+/// The binaries `cargo lambda watch` runs in the tests.
+pub const FUNCTIONS: [&str; 5] = [
+    "berth-driver",
+    "berth-ecs-runner",
+    "berth-lambda-task-processor",
+    "berth-capacity-metric",
+    "berth-test-recorder",
+];
+
+/// Builds each function binary as `cargo lambda watch` will run it (`cargo
+/// run --bin NAME`), so that no invocation spends its deadline compiling.
+fn build_functions() {
+    for bin in FUNCTIONS {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--quiet", "--bin", bin])
+            .current_dir(workspace_root())
+            .status()
+            .expect("cargo build runs");
+        assert!(status.success(), "cargo build --bin {bin} failed");
+    }
+}
+
 impl LambdaWatch {
     /// Starts `cargo lambda watch` on a free loopback port; the functions it
     /// runs get `env` and act in `account`. Their Lambda client points back at
     /// the watch server, so an invoke from one function runs another.
     pub async fn start(account: &TestAccount, env: &[(&str, String)]) -> Self {
+        build_functions();
         let (key, secret) = account.access_key().await;
         let port = free_port();
         let log =
