@@ -3,7 +3,7 @@
 //! by the driver, payload: the job and its launch) runs the job's command as
 //! a child process and records it in the job store.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_aws::{JobQueue, JobStore, Settings};
 use berth_core::launch::LambdaTask;
@@ -13,6 +13,24 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn, tracing};
 /// The image's own command for jobs and definitions that name none: a JSON
 /// array of strings, or words separated by spaces.
 const DEFAULT_COMMAND: &str = "BERTH_COMMAND";
+
+/// The invocation's deadline. Lambda gives it in epoch milliseconds; an
+/// emulator may give something else (`cargo lambda watch` sends its invoke
+/// timeout): a deadline already past is taken as Lambda's longest, 900 s
+/// from now, so the job's own timeout decides.
+fn invocation_deadline(deadline_ms: u64) -> SystemTime {
+    let now = SystemTime::now();
+    let given = UNIX_EPOCH + Duration::from_millis(deadline_ms);
+    if given > now {
+        given
+    } else {
+        tracing::warn!(
+            deadline_ms,
+            "the invocation's deadline is already past; using 900 s from now"
+        );
+        now + Duration::from_secs(900)
+    }
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -35,7 +53,7 @@ async fn main() -> Result<(), Error> {
     );
     let runtime = &runtime;
     run(service_fn(move |event: LambdaEvent<LambdaTask>| async move {
-        let deadline = UNIX_EPOCH + Duration::from_millis(event.context.deadline);
+        let deadline = invocation_deadline(event.context.deadline);
         let task = event.payload;
         let ran = runtime
             .run(&task, &event.context.request_id, deadline)
