@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod capacity;
+mod cli;
 mod driver;
 mod driver_ecs_answers;
 mod events;

@@ -1,0 +1,365 @@
+//! The `berth` command line: what each command does, on the SDK clients it
+//! is given (the local AWS or an account, by the usual AWS environment) and
+//! the `BERTH_*` settings the functions use. `main.rs` parses and prints.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use berth_aws::store::JobRecord;
+use berth_aws::{AwsError, Clients, Definitions, JobStore, Settings};
+use berth_core::capacity::{
+    LargestContainer, Resources, Thresholds, check_scale_in, explain_thresholds, most_per_instance,
+};
+use berth_core::{JobDefinition, JobStatus, Route, job};
+use berth_ecs_runner::lifecycle::Cancelled;
+use berth_ecs_runner::{EcsLauncher, FargateNetwork, Lifecycle};
+
+/// Everything that ends a command, said in one line.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Input(String),
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A job to submit, from flags or a file.
+#[derive(Debug, Clone, Default)]
+pub struct Submission {
+    /// A JSON job message (v1), from a file or standard input.
+    pub body: Option<String>,
+    pub job_id: Option<String>,
+    pub definition: Option<String>,
+    pub command: Vec<String>,
+    pub environment: Vec<(String, String)>,
+    pub cpu: Option<u32>,
+    pub memory: Option<u32>,
+    pub gpu: Option<u32>,
+    pub timeout_seconds: Option<u32>,
+    pub processor: Option<String>,
+    pub max_attempts: Option<u32>,
+}
+
+impl Submission {
+    /// The job message this submission sends.
+    pub fn message(&self) -> Result<String, CliError> {
+        if let Some(body) = &self.body {
+            return Ok(body.clone());
+        }
+        let definition = self
+            .definition
+            .as_ref()
+            .ok_or_else(|| CliError::Input("a job needs --definition (or --file)".into()))?;
+        let mut m = serde_json::Map::new();
+        m.insert("definition".into(), definition.clone().into());
+        if let Some(id) = &self.job_id {
+            m.insert("job_id".into(), id.clone().into());
+        }
+        if !self.command.is_empty() {
+            m.insert("command".into(), self.command.clone().into());
+        }
+        if !self.environment.is_empty() {
+            let env: serde_json::Map<String, serde_json::Value> = self
+                .environment
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().into()))
+                .collect();
+            m.insert("environment".into(), env.into());
+        }
+        for (name, value) in [
+            ("cpu", self.cpu),
+            ("memory", self.memory),
+            ("gpu", self.gpu),
+            ("timeout_seconds", self.timeout_seconds),
+            ("max_attempts", self.max_attempts),
+        ] {
+            if let Some(v) = value {
+                m.insert(name.into(), v.into());
+            }
+        }
+        if let Some(p) = &self.processor {
+            m.insert("processor".into(), p.clone().into());
+        }
+        Ok(serde_json::Value::Object(m).to_string())
+    }
+}
+
+/// The CLI's view of a deployment.
+#[derive(Debug, Clone)]
+pub struct Berth {
+    pub settings: Settings,
+    pub clients: Clients,
+}
+
+impl Berth {
+    pub fn new(settings: Settings, clients: Clients) -> Self {
+        Self { settings, clients }
+    }
+
+    fn store(&self) -> JobStore {
+        JobStore::new(self.clients.dynamodb.clone(), &self.settings.jobs_table)
+    }
+
+    fn definitions(&self) -> Definitions {
+        Definitions::new(
+            self.clients.dynamodb.clone(),
+            &self.settings.definitions_table,
+        )
+    }
+
+    /// Checks the job as the driver will (the message, and that its
+    /// definition is registered), sends it, and returns its job id.
+    pub async fn submit(&self, submission: &Submission) -> Result<String, CliError> {
+        let body = submission.message()?;
+        // The message id is not known before sending; a placeholder stands
+        // in for it while checking.
+        let request = job::parse(&body, "pending").map_err(|e| CliError::Input(e.to_string()))?;
+        let found = self
+            .definitions()
+            .get_many(&[request.definition.as_str()])
+            .await?;
+        if !found.contains_key(&request.definition) {
+            return Err(CliError::Input(format!(
+                "unknown job definition `{}`: register it with `berth definitions put`",
+                request.definition
+            )));
+        }
+        let queue = self
+            .settings
+            .queue_url
+            .as_ref()
+            .ok_or_else(|| CliError::Input("BERTH_QUEUE_URL is not set".into()))?;
+        let sent = self
+            .clients
+            .sqs
+            .send_message()
+            .queue_url(queue)
+            .message_body(&body)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("sqs:SendMessage", e))?;
+        let named = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("job_id").and_then(|id| id.as_str()).map(String::from));
+        Ok(named.or(sent.message_id).unwrap_or_default())
+    }
+
+    /// The job's record.
+    pub async fn status(&self, job_id: &str) -> Result<JobRecord, CliError> {
+        self.store()
+            .get(job_id)
+            .await?
+            .ok_or_else(|| CliError::Failed(format!("no job `{job_id}`")))
+    }
+
+    /// Jobs, most recently changed first: in `status` (all when `None`),
+    /// on `route` (any when `None`).
+    pub async fn list(
+        &self,
+        status: Option<JobStatus>,
+        route: Option<Route>,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, CliError> {
+        let statuses: Vec<JobStatus> = match status {
+            Some(s) => vec![s],
+            None => JobStatus::ALL.to_vec(),
+        };
+        let mut jobs = Vec::new();
+        for s in statuses {
+            jobs.extend(self.store().in_status(s, usize::MAX).await?);
+        }
+        jobs.retain(|j| route.is_none() || j.route == route);
+        jobs.sort_by_key(|j| std::cmp::Reverse(j.updated_at));
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
+    pub async fn cancel(&self, job_id: &str, reason: Option<&str>) -> Result<String, CliError> {
+        let lifecycle = Lifecycle::new(
+            self.store(),
+            EcsLauncher::new(
+                self.clients.ecs.clone(),
+                &self.settings.cluster,
+                None,
+                FargateNetwork::default(),
+                false,
+            ),
+            berth_aws::JobQueue::new(
+                self.clients.sqs.clone(),
+                self.settings.queue_url.clone().unwrap_or_default(),
+            ),
+            self.settings.max_interruptions,
+        );
+        match lifecycle.cancel(job_id, reason).await? {
+            Cancelled::NotFound => Err(CliError::Failed(format!("no job `{job_id}`"))),
+            done => Ok(berth_ecs_runner::events::describe_cancel(job_id, &done)),
+        }
+    }
+
+    /// Registers (or replaces) the definitions in `file`: one JSON object,
+    /// or an array of them.
+    pub async fn put_definitions(&self, file: &Path) -> Result<Vec<String>, CliError> {
+        let text = read(file)?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| CliError::Input(format!("{}: not JSON: {e}", file.display())))?;
+        let list = match value {
+            serde_json::Value::Array(list) => list,
+            one => vec![one],
+        };
+        let mut defs = Vec::new();
+        for (i, v) in list.into_iter().enumerate() {
+            let def: JobDefinition = serde_json::from_value(v).map_err(|e| {
+                CliError::Input(format!("{}: definition {}: {e}", file.display(), i + 1))
+            })?;
+            def.validate().map_err(|e| {
+                CliError::Input(format!(
+                    "{}: definition `{}`: {e}",
+                    file.display(),
+                    def.name
+                ))
+            })?;
+            defs.push(def);
+        }
+        let store = self.definitions();
+        for def in &defs {
+            store.put(def).await?;
+        }
+        Ok(defs.into_iter().map(|d| d.name).collect())
+    }
+
+    pub async fn definitions_list(&self) -> Result<Vec<JobDefinition>, CliError> {
+        let mut defs = self.definitions().scan().await?;
+        defs.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(defs)
+    }
+}
+
+/// Reads a file, or standard input for `-`.
+pub fn read(file: &Path) -> Result<String, CliError> {
+    if file == Path::new("-") {
+        return std::io::read_to_string(std::io::stdin())
+            .map_err(|e| CliError::Input(format!("cannot read standard input: {e}")));
+    }
+    std::fs::read_to_string(file)
+        .map_err(|e| CliError::Input(format!("cannot read {}: {e}", file.display())))
+}
+
+/// A record, one `name: value` line each, for people.
+pub fn describe(r: &JobRecord) -> String {
+    let mut lines: BTreeMap<usize, String> = BTreeMap::new();
+    let mut add = |order: usize, name: &str, value: Option<String>| {
+        if let Some(v) = value {
+            lines.insert(order, format!("{name:<14}{v}"));
+        }
+    };
+    add(0, "job", Some(r.job_id.clone()));
+    add(1, "status", Some(r.status.to_string()));
+    add(2, "reason", r.reason.clone());
+    add(3, "definition", r.definition.clone());
+    add(4, "route", r.route.map(|x| x.to_string()));
+    add(
+        5,
+        "attempts",
+        Some(format!(
+            "{} of at most {} failing ({} failed, {} interrupted, {} waits for capacity)",
+            r.attempts,
+            r.max_attempts.map_or("?".into(), |m| m.to_string()),
+            r.failures,
+            r.interruptions,
+            r.waits
+        )),
+    );
+    add(6, "task", r.task_arn.clone());
+    add(7, "request", r.request_id.clone());
+    add(8, "exit code", r.exit_code.map(|c| c.to_string()));
+    let mut out: Vec<String> = lines.into_values().collect();
+    for h in &r.history {
+        out.push(format!(
+            "{:<14}launch {} {} {}{}",
+            "attempt",
+            h.launch,
+            h.route.map_or("-".into(), |r| r.to_string()),
+            h.outcome,
+            h.reason
+                .as_deref()
+                .map(|r| format!(": {}", first_line(r)))
+                .unwrap_or_default()
+        ));
+    }
+    out.join("\n")
+}
+
+/// Jobs as a table.
+pub fn table(jobs: &[JobRecord]) -> String {
+    let mut out = format!(
+        "{:<28} {:<21} {:<8} {:>8}  {}\n",
+        "JOB", "STATUS", "ROUTE", "ATTEMPTS", "REASON"
+    );
+    for j in jobs {
+        out.push_str(&format!(
+            "{:<28} {:<21} {:<8} {:>8}  {}\n",
+            j.job_id,
+            j.status.as_str(),
+            j.route.map_or("-", Route::as_str),
+            j.attempts,
+            j.reason.as_deref().map(first_line).unwrap_or("")
+        ));
+    }
+    out
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+/// `berth thresholds`: prints the two alarm thresholds and why; with
+/// `check`, an error when that scale-in threshold would loop.
+pub fn thresholds(
+    instances: &[Resources],
+    largest: LargestContainer,
+    headroom: u32,
+    check: Option<u32>,
+) -> Result<String, CliError> {
+    // The explanation comes first, also when the check then fails.
+    print!("{}", explain_thresholds(instances, largest, headroom));
+    let mut out = String::new();
+    if let Some(scale_in_above) = check {
+        let per_instance = most_per_instance(instances.iter().copied(), largest);
+        check_scale_in(
+            Thresholds {
+                scale_out_below: headroom,
+                scale_in_above,
+            },
+            per_instance,
+        )
+        .map_err(|problem| CliError::Failed(problem.to_string()))?;
+        out.push_str(&format!(
+            "scale-in threshold {scale_in_above} does not loop\n"
+        ));
+    }
+    Ok(out)
+}
+
+/// `CPU:MEMORY`.
+pub fn resources(s: &str) -> Result<Resources, String> {
+    let (cpu, memory) = s
+        .split_once(':')
+        .ok_or_else(|| format!("expected CPU:MEMORY, found {s:?}"))?;
+    let number = |v: &str, what: &str| {
+        v.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("{what} must be a whole number, found {v:?}"))
+    };
+    Ok(Resources {
+        cpu: number(cpu, "CPU")?,
+        memory: number(memory, "MEMORY")?,
+    })
+}
+
+/// The largest container, as `CPU:MEMORY`.
+pub fn largest(s: &str) -> Result<LargestContainer, String> {
+    let r = resources(s)?;
+    LargestContainer::new(r.cpu, r.memory).map_err(|e| e.to_string())
+}

@@ -1,0 +1,232 @@
+//! `berth`: submit jobs, follow them, cancel them, manage job definitions.
+//!
+//! It reads the same `BERTH_*` variables as the functions (the tables, the
+//! queue, the cluster) and the usual AWS environment, so it talks to the
+//! local AWS (`eval "$(scripts/local-aws env)"`) or to an account alike.
+//! Every error is one line on stderr and a non-zero exit.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use berth_aws::Settings;
+use berth_cli::{Berth, CliError, Submission, describe, largest, resources, table};
+use berth_core::capacity::{LargestContainer, Resources};
+use berth_core::{JobStatus, Route};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "Run Docker workloads on AWS on demand"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Submit a job; prints its job id.
+    Submit {
+        /// The job message as JSON (`-` for standard input); else the flags below.
+        #[arg(long, short, conflicts_with_all = ["definition", "job_id"])]
+        file: Option<PathBuf>,
+        /// The job definition to run.
+        #[arg(long, short)]
+        definition: Option<String>,
+        /// The job id (default: the SQS message id).
+        #[arg(long)]
+        job_id: Option<String>,
+        /// An environment variable, NAME=VALUE (repeat).
+        #[arg(long = "env", short, value_parser = env_pair)]
+        environment: Vec<(String, String)>,
+        #[arg(long)]
+        cpu: Option<u32>,
+        #[arg(long)]
+        memory: Option<u32>,
+        #[arg(long)]
+        gpu: Option<u32>,
+        #[arg(long)]
+        timeout: Option<u32>,
+        /// auto, lambda, ec2 or fargate.
+        #[arg(long)]
+        processor: Option<String>,
+        #[arg(long)]
+        max_attempts: Option<u32>,
+        /// The command, after `--`.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Show a job.
+    Status {
+        job_id: String,
+        /// Every field of the record, as stored.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// List jobs, most recently changed first.
+    List {
+        #[arg(long, value_parser = status)]
+        status: Option<JobStatus>,
+        #[arg(long, value_parser = route)]
+        route: Option<Route>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Cancel a job: queued, waiting or running, it ends CANCELLED.
+    Cancel {
+        job_id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Job definitions: the allowlist of what may run.
+    Definitions {
+        #[command(subcommand)]
+        command: DefinitionsCommand,
+    },
+    /// The SchedulableContainers alarm thresholds for given instance types, and why.
+    Thresholds {
+        /// An instance type's CPU units and MiB, as CPU:MEMORY (repeat for each type).
+        #[arg(long = "instance", value_parser = resources, required = true)]
+        instances: Vec<Resources>,
+        /// The largest container's CPU units and MiB, as CPU:MEMORY.
+        #[arg(long, value_parser = largest)]
+        largest: LargestContainer,
+        /// How many largest containers must always fit (the scale-out threshold).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        headroom: u32,
+        /// Check an existing scale-in threshold; exit 1 when it would loop.
+        #[arg(long)]
+        check: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DefinitionsCommand {
+    /// Register definitions from a JSON file (an object or an array; `-` for standard input).
+    Put { file: PathBuf },
+    /// List the registered definitions.
+    List,
+}
+
+fn env_pair(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected NAME=VALUE, found {s:?}"))
+}
+
+fn status(s: &str) -> Result<JobStatus, String> {
+    JobStatus::parse(&s.to_ascii_uppercase()).ok_or_else(|| {
+        let all: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+        format!("unknown status {s:?}; one of {}", all.join(", "))
+    })
+}
+
+fn route(s: &str) -> Result<Route, String> {
+    Route::parse(&s.to_ascii_uppercase())
+        .ok_or_else(|| format!("unknown route {s:?}; one of LAMBDA, EC2, FARGATE"))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command).await {
+        Ok(out) => {
+            if !out.is_empty() {
+                println!("{}", out.trim_end());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let line = e.to_string();
+            eprintln!("berth: {}", line.lines().next().unwrap_or(""));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The deployment the `BERTH_*` variables and the AWS environment name.
+async fn connect() -> Result<Berth, CliError> {
+    let settings = Settings::from_env().map_err(|e| CliError::Input(e.to_string()))?;
+    let clients = berth_aws::Clients::new(&berth_aws::load_sdk_config().await);
+    Ok(Berth::new(settings, clients))
+}
+
+async fn run(command: Command) -> Result<String, CliError> {
+    match command {
+        Command::Thresholds {
+            instances,
+            largest,
+            headroom,
+            check,
+        } => berth_cli::thresholds(&instances, largest, headroom, check),
+        Command::Submit {
+            file,
+            definition,
+            job_id,
+            environment,
+            cpu,
+            memory,
+            gpu,
+            timeout,
+            processor,
+            max_attempts,
+            command,
+        } => {
+            let body = file.as_deref().map(berth_cli::read).transpose()?;
+            let submission = Submission {
+                body,
+                job_id,
+                definition,
+                command,
+                environment,
+                cpu,
+                memory,
+                gpu,
+                timeout_seconds: timeout,
+                processor,
+                max_attempts,
+            };
+            connect().await?.submit(&submission).await
+        }
+        Command::Status { job_id, raw } => {
+            let r = connect().await?.status(&job_id).await?;
+            Ok(if raw { format!("{r:#?}") } else { describe(&r) })
+        }
+        Command::List {
+            status,
+            route,
+            limit,
+        } => Ok(table(&connect().await?.list(status, route, limit).await?)),
+        Command::Cancel { job_id, reason } => {
+            connect().await?.cancel(&job_id, reason.as_deref()).await
+        }
+        Command::Definitions { command } => match command {
+            DefinitionsCommand::Put { file } => {
+                let names = connect().await?.put_definitions(&file).await?;
+                Ok(format!("registered: {}", names.join(", ")))
+            }
+            DefinitionsCommand::List => {
+                let defs = connect().await?.definitions_list().await?;
+                let mut out = format!(
+                    "{:<20} {:<28} {:>6} {:>7} {:>4} {:>8}  {}\n",
+                    "NAME", "TASK DEFINITION", "CPU", "MEMORY", "GPU", "TIMEOUT", "LAMBDA"
+                );
+                for d in defs {
+                    out.push_str(&format!(
+                        "{:<20} {:<28} {:>6} {:>7} {:>4} {:>8}  {}\n",
+                        d.name,
+                        d.task_definition,
+                        d.cpu,
+                        d.memory,
+                        d.gpu,
+                        d.timeout_seconds,
+                        d.lambda_function.as_deref().unwrap_or("-")
+                    ));
+                }
+                Ok(out)
+            }
+        },
+    }
+}

@@ -1,0 +1,224 @@
+//! The `berth` CLI against the local AWS: its commands in-process on a test
+//! account, and the binary itself for bad input (one line, non-zero exit).
+
+use std::process::Command;
+
+use berth_cli::{Berth, Submission};
+use berth_core::{JobStatus, Route};
+use berth_tests::stack::Stack;
+use berth_tests::workspace_root;
+
+fn berth(stack: &Stack) -> Berth {
+    Berth::new(stack.settings.clone(), stack.clients().clone())
+}
+
+#[tokio::test]
+async fn submit_status_list_and_cancel() {
+    let stack = Stack::new(1).await;
+    let cli = berth(&stack);
+    let submission = Submission {
+        definition: Some("render".into()),
+        job_id: Some("cli-1".into()),
+        command: vec!["render".into(), "--fast".into()],
+        environment: vec![("SCENE".into(), "s1".into())],
+        cpu: Some(512),
+        ..Submission::default()
+    };
+    assert_eq!(cli.submit(&submission).await.unwrap(), "cli-1");
+    // Without a job id, the job is known by its message id.
+    let anonymous = cli
+        .submit(&Submission {
+            definition: Some("render".into()),
+            ..Submission::default()
+        })
+        .await
+        .unwrap();
+    let failed = stack.deliver(&stack.driver(), stack.receive().await).await;
+    assert!(failed.is_empty());
+
+    let r = cli.status("cli-1").await.unwrap();
+    assert_eq!(
+        (r.status, r.route),
+        (JobStatus::Dispatched, Some(Route::Ec2))
+    );
+    assert_eq!(r.job.unwrap().cpu, 512);
+    let shown = berth_cli::describe(&cli.status(&anonymous).await.unwrap());
+    assert!(
+        shown.contains(&format!("job           {anonymous}")),
+        "{shown}"
+    );
+    assert!(shown.contains("status        DISPATCHED"), "{shown}");
+
+    let listed = cli
+        .list(Some(JobStatus::Dispatched), None, 10)
+        .await
+        .unwrap();
+    let mut ids: Vec<&str> = listed.iter().map(|j| j.job_id.as_str()).collect();
+    ids.sort_unstable();
+    let mut expected = vec!["cli-1", anonymous.as_str()];
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
+    assert!(
+        cli.list(None, Some(Route::Lambda), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let table = berth_cli::table(&listed);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("cli-1") && l.contains("DISPATCHED") && l.contains("EC2")),
+        "{table}"
+    );
+
+    let said = cli.cancel("cli-1", Some("changed my mind")).await.unwrap();
+    assert!(said.starts_with("cli-1: CANCELLED, task arn:"), "{said}");
+    assert_eq!(
+        cli.status("cli-1").await.unwrap().status,
+        JobStatus::Cancelled
+    );
+    assert_eq!(
+        cli.list(Some(JobStatus::Cancelled), None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(cli.cancel("nobody", None).await.is_err());
+    assert!(
+        cli.status("nobody")
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("no job `nobody`")
+    );
+}
+
+#[tokio::test]
+async fn definitions_put_and_list() {
+    let stack = Stack::new(0).await;
+    let cli = berth(&stack);
+    let file = std::env::temp_dir().join(format!("berth-defs-{}.json", stack.aws.id));
+    std::fs::write(
+        &file,
+        r#"[{"name":"encode","task_definition":"berth-encode","container":"main",
+             "cpu":2048,"memory":4096,"timeout_seconds":3600,"max_attempts":2,"fargate":true}]"#,
+    )
+    .unwrap();
+    assert_eq!(cli.put_definitions(&file).await.unwrap(), ["encode"]);
+    let names: Vec<String> = cli
+        .definitions_list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(names, ["encode", "render", "train"]);
+    // The README's example file registers as it is.
+    let example = workspace_root().join("examples/definitions.json");
+    assert_eq!(
+        cli.put_definitions(&example).await.unwrap(),
+        ["render", "thumbnail", "train"]
+    );
+
+    std::fs::write(&file, r#"{"name":"bad","task_definition":"x","container":"main","cpu":0,"memory":4096,"timeout_seconds":60,"max_attempts":1,"fargate":false}"#).unwrap();
+    let err = cli.put_definitions(&file).await.unwrap_err().to_string();
+    assert!(err.contains("definition `bad`"), "{err}");
+    std::fs::remove_file(&file).unwrap();
+}
+
+/// Runs the `berth` binary against `stack`; (exit code, stdout, stderr).
+fn run_berth(stack: &Stack, key: &(String, String), args: &[&str]) -> (i32, String, String) {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--quiet", "--bin", "berth"])
+        .current_dir(workspace_root())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("target"));
+    let s = &stack.settings;
+    let out = Command::new(target.join("debug/berth"))
+        .args(args)
+        .env("AWS_ENDPOINT_URL", &stack.aws.local.endpoint)
+        .env("AWS_REGION", &stack.aws.local.region)
+        .env("AWS_ACCESS_KEY_ID", &key.0)
+        .env("AWS_SECRET_ACCESS_KEY", &key.1)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env("BERTH_JOBS_TABLE", &s.jobs_table)
+        .env("BERTH_DEFINITIONS_TABLE", &s.definitions_table)
+        .env("BERTH_CLUSTER", &s.cluster)
+        .env("BERTH_QUEUE_URL", &stack.queue_url)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn bad_input_gets_one_line_and_a_non_zero_exit() {
+    let stack = Stack::new(0).await;
+    let key = stack.aws.access_key().await;
+    let dir = std::env::temp_dir().join(format!("berth-cli-{}", stack.aws.id));
+    std::fs::create_dir_all(&dir).unwrap();
+    let invalid = dir.join("invalid.json");
+    std::fs::write(&invalid, "{\"definition\": ").unwrap();
+    let unknown_field = dir.join("typo.json");
+    std::fs::write(&unknown_field, r#"{"definition":"render","cpus":2}"#).unwrap();
+    let missing = dir.join("missing.json");
+
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["submit", "--file", missing.to_str().unwrap()],
+            "cannot read",
+        ),
+        (
+            vec!["submit", "--file", invalid.to_str().unwrap()],
+            "message body is not JSON",
+        ),
+        (
+            vec!["submit", "--file", unknown_field.to_str().unwrap()],
+            "unknown field `cpus`",
+        ),
+        (
+            vec!["submit", "--definition", "nope"],
+            "unknown job definition `nope`",
+        ),
+        (vec!["submit"], "needs --definition"),
+        (
+            vec!["definitions", "put", invalid.to_str().unwrap()],
+            "not JSON",
+        ),
+        (vec!["status", "nobody"], "no job `nobody`"),
+    ];
+    for (args, expected) in cases {
+        let (code, stdout, stderr) = run_berth(&stack, &key, &args);
+        assert_eq!(code, 1, "{args:?}: {stdout}{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: one line: {stderr}");
+        assert!(stderr.starts_with("berth: "), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    // And a good one goes through, printing the job id.
+    let (code, stdout, stderr) = run_berth(
+        &stack,
+        &key,
+        &[
+            "submit",
+            "--definition",
+            "render",
+            "--job-id",
+            "from-cli",
+            "--env",
+            "A=1",
+        ],
+    );
+    assert_eq!((code, stdout.trim()), (0, "from-cli"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
