@@ -391,6 +391,30 @@ impl Stack {
             .unwrap_or_default()
     }
 
+    /// The cluster's container instances, described.
+    pub async fn container_instances(&self) -> Vec<aws_sdk_ecs::types::ContainerInstance> {
+        let ecs = &self.clients().ecs;
+        let arns = ecs
+            .list_container_instances()
+            .cluster(CLUSTER)
+            .send()
+            .await
+            .unwrap()
+            .container_instance_arns
+            .unwrap_or_default();
+        if arns.is_empty() {
+            return Vec::new();
+        }
+        ecs.describe_container_instances()
+            .cluster(CLUSTER)
+            .set_container_instances(Some(arns))
+            .send()
+            .await
+            .unwrap()
+            .container_instances
+            .unwrap_or_default()
+    }
+
     /// Every task in the cluster.
     pub async fn task_count(&self) -> usize {
         self.clients()

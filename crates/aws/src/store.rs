@@ -426,15 +426,9 @@ impl JobStore {
         now_s: i64,
     ) -> Result<Vec<JobRecord>, AwsError> {
         let query = self
-            .ddb
-            .query()
-            .table_name(&self.table)
-            .index_name(STATUS_INDEX)
-            .key_condition_expression("#status = :status")
+            .by_status(status)
             .filter_expression("#deadline < :now")
-            .expression_attribute_names("#status", attr::STATUS)
             .expression_attribute_names("#deadline", attr::DEADLINE)
-            .expression_attribute_values(":status", s(status.as_str()))
             .expression_attribute_values(":now", n(now_s));
         self.collect(query, usize::MAX).await
     }
@@ -445,16 +439,22 @@ impl JobStore {
         status: JobStatus,
         limit: usize,
     ) -> Result<Vec<JobRecord>, AwsError> {
-        let query = self
-            .ddb
+        let query = self.by_status(status).scan_index_forward(false);
+        self.collect(query, limit).await
+    }
+
+    /// A query of the status index for `status`.
+    fn by_status(
+        &self,
+        status: JobStatus,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.ddb
             .query()
             .table_name(&self.table)
             .index_name(STATUS_INDEX)
             .key_condition_expression("#status = :status")
             .expression_attribute_names("#status", attr::STATUS)
             .expression_attribute_values(":status", s(status.as_str()))
-            .scan_index_forward(false);
-        self.collect(query, limit).await
     }
 
     async fn collect(

@@ -73,23 +73,9 @@ async fn a_partly_filled_cluster_gives_the_hand_computed_metric() {
             .unwrap();
         assert_eq!(out.tasks().len(), 1);
     }
-    let arns = ecs
-        .list_container_instances()
-        .cluster(CLUSTER)
-        .send()
-        .await
-        .unwrap()
-        .container_instance_arns
-        .unwrap();
-    let described = ecs
-        .describe_container_instances()
-        .cluster(CLUSTER)
-        .set_container_instances(Some(arns))
-        .send()
-        .await
-        .unwrap();
-    let mut instances: Vec<(String, i32)> = described
+    let mut instances: Vec<(String, i32)> = stack
         .container_instances()
+        .await
         .iter()
         .map(|ci| {
             (

@@ -442,22 +442,8 @@ async fn a_spot_interruption_warning_drains_the_instance() {
     let stack = Stack::new(2).await;
     let life = stack.lifecycle();
     let ecs = &stack.clients().ecs;
-    let arns = ecs
-        .list_container_instances()
-        .cluster(CLUSTER)
-        .send()
-        .await
-        .unwrap()
-        .container_instance_arns
-        .unwrap();
-    let described = ecs
-        .describe_container_instances()
-        .cluster(CLUSTER)
-        .set_container_instances(Some(arns))
-        .send()
-        .await
-        .unwrap();
-    let target = &described.container_instances()[1];
+    let instances = stack.container_instances().await;
+    let target = &instances[1];
     let instance = target.ec2_instance_id().unwrap();
 
     let drained = life.drain(instance).await.unwrap();
