@@ -594,6 +594,13 @@ pub fn record(item: &Item) -> Option<JobRecord> {
     })
 }
 
+/// Now, in epoch milliseconds: the clock of every time the store keeps.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_owned())
 }

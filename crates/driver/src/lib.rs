@@ -9,13 +9,13 @@
 //! dead-letter queue with the reason as a message attribute.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::MessageAttributeValue;
 use berth_aws::definitions::Lookup;
 use berth_aws::queue::RELAUNCH_ATTRIBUTE;
-use berth_aws::store::{Change, Changed, Created, FIRST_LAUNCH, JobRecord, Rejection};
+use berth_aws::store::{Change, Changed, Created, FIRST_LAUNCH, JobRecord, Rejection, now_ms};
 use berth_aws::{Clients, Definitions, JobStore, LaunchError, Settings};
 use berth_core::launch::{LaunchNumber, capacity_backoff_seconds, retry_backoff_seconds};
 use berth_core::routing::{self, FargateSize, Plan};
@@ -778,12 +778,6 @@ fn sent_at_ms(message: &SqsMessage) -> Option<i64> {
         .attributes
         .get("SentTimestamp")
         .and_then(|v| v.parse().ok())
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// One structured line per job decision.

@@ -12,11 +12,11 @@
 //! Every write is conditional on the launch the event is about, so a
 //! repeated, late or out-of-order event changes nothing.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_sdk_ecs::types::ContainerInstanceStatus;
-use berth_aws::store::{AttemptEnd, Change, Changed, JobRecord};
-use berth_aws::{AwsError, JobQueue, JobStore};
+use berth_aws::store::{AttemptEnd, Change, Changed, JobRecord, now_ms};
+use berth_aws::{AwsError, Clients, JobQueue, JobStore, Settings, SettingsError};
 use berth_core::launch::{LaunchNumber, parse_started_by};
 use berth_core::stop::{
     self, CANCELLED_REASON, EcsStop, Next, StopOutcome, TIMED_OUT_REASON, Tries,
@@ -24,7 +24,7 @@ use berth_core::stop::{
 use berth_core::{JobStatus, Route};
 use serde::{Deserialize, Serialize};
 
-use crate::EcsLauncher;
+use crate::{EcsLauncher, FargateNetwork};
 
 /// The reason given to StopTask for a task whose launch is no longer the
 /// job's (a duplicate, or one that started after its job ended).
@@ -147,6 +147,27 @@ impl Lifecycle {
             max_interruptions,
             retry_delay_cap: u32::MAX,
         }
+    }
+
+    /// The lifecycle of the deployment `settings` describe, on `clients`.
+    /// It puts jobs back on the queue, so it needs `BERTH_QUEUE_URL`.
+    pub fn for_deployment(settings: &Settings, clients: &Clients) -> Result<Self, SettingsError> {
+        let queue_url = settings
+            .queue_url
+            .clone()
+            .ok_or(SettingsError::Missing(berth_aws::settings::QUEUE_URL))?;
+        Ok(Self::new(
+            JobStore::new(clients.dynamodb.clone(), &settings.jobs_table),
+            EcsLauncher::new(
+                clients.ecs.clone(),
+                &settings.cluster,
+                settings.ec2_capacity_provider.clone(),
+                FargateNetwork::default(),
+                settings.fargate_spot,
+            ),
+            JobQueue::new(clients.sqs.clone(), queue_url),
+            settings.max_interruptions,
+        ))
     }
 
     /// Caps the backoff before a failed job's next attempt (tests and the
@@ -584,10 +605,4 @@ fn route_of(task: &TaskChange) -> Option<Route> {
             .as_deref()
             .is_some_and(|p| p.starts_with("FARGATE"));
     Some(if fargate { Route::Fargate } else { Route::Ec2 })
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -16,7 +16,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use berth_aws::store::{AttemptEnd, Change, Changed};
+use berth_aws::store::{AttemptEnd, Change, Changed, now_ms};
 use berth_aws::{AwsError, JobQueue, JobStore};
 use berth_core::launch::{LambdaTask, job_environment};
 use berth_core::stop::{Next, StopOutcome, TIMED_OUT_REASON, Tries};
@@ -123,13 +123,15 @@ impl Runtime {
         lambda_deadline: SystemTime,
     ) -> Result<Ran, AwsError> {
         let job = &task.job;
-        if let Some(skipped) = self.take(task, request_id).await? {
-            return Ok(skipped);
-        }
+        let taken = match self.take(task, request_id).await? {
+            Ok(taken) => taken,
+            Err(skipped) => return Ok(skipped),
+        };
         let Some(command) = job.command.clone().or_else(|| self.default_command.clone()) else {
             return self
                 .end(
                     task,
+                    &taken,
                     Finish::failed(
                         None,
                         "no command: the job, its definition and the image name none".into(),
@@ -139,7 +141,7 @@ impl Runtime {
         };
         let Some((program, args)) = command.split_first() else {
             return self
-                .end(task, Finish::failed(None, "empty command".into()))
+                .end(task, &taken, Finish::failed(None, "empty command".into()))
                 .await;
         };
 
@@ -169,6 +171,7 @@ impl Runtime {
                 return self
                     .end(
                         task,
+                        &taken,
                         Finish::failed(None, format!("cannot start `{program}`: {e}")),
                     )
                     .await;
@@ -231,18 +234,22 @@ impl Runtime {
                 Err(e) => Finish::failed(None, format!("lost the job's process: {e}")),
             }
         };
-        self.end(task, finish).await
+        self.end(task, &taken, finish).await
     }
 
-    /// Takes the launch: `DISPATCHED` → `RUNNING` at this launch. `Some`
+    /// Takes the launch: `DISPATCHED` → `RUNNING` at this launch. `Err`
     /// when this invocation must not run the job.
-    async fn take(&self, task: &LambdaTask, request_id: &str) -> Result<Option<Ran>, AwsError> {
+    async fn take(
+        &self,
+        task: &LambdaTask,
+        request_id: &str,
+    ) -> Result<Result<Taken, Ran>, AwsError> {
         let job_id = &task.job.job_id;
         let waited_since = tokio::time::Instant::now();
         loop {
             let record = self.store.get(job_id).await?;
             let Some(record) = record else {
-                return Ok(Some(Ran::Skipped { status: None }));
+                return Ok(Err(Ran::Skipped { status: None }));
             };
             let now = now_ms();
             match record.status {
@@ -258,7 +265,12 @@ impl Runtime {
                         .transition(job_id, JobStatus::Running, change, now)
                         .await?
                     {
-                        Changed::Applied => return Ok(None),
+                        Changed::Applied => {
+                            return Ok(Ok(Taken {
+                                request_id: request_id.to_owned(),
+                                failures: record.failures,
+                            }));
+                        }
                         Changed::Refused(_) => continue,
                     }
                 }
@@ -270,7 +282,7 @@ impl Runtime {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 status => {
-                    return Ok(Some(Ran::Skipped {
+                    return Ok(Err(Ran::Skipped {
                         status: Some(status),
                     }));
                 }
@@ -278,19 +290,15 @@ impl Runtime {
         }
     }
 
-    async fn end(&self, task: &LambdaTask, finish: Finish) -> Result<Ran, AwsError> {
+    async fn end(&self, task: &LambdaTask, taken: &Taken, finish: Finish) -> Result<Ran, AwsError> {
         let job = &task.job;
-        let record = self.store.get(&job.job_id).await?;
-        let (failures, interruptions) = record
-            .as_ref()
-            .map_or((0, 0), |r| (r.failures, r.interruptions));
         let next = match finish.outcome.clone() {
             Some(outcome) => berth_core::stop::next(
                 outcome,
                 Tries {
-                    failures,
+                    failures: taken.failures,
                     max_attempts: job.max_attempts,
-                    interruptions,
+                    interruptions: 0,
                     max_interruptions: 0,
                 },
             ),
@@ -309,7 +317,7 @@ impl Runtime {
         let ended = AttemptEnd {
             launch: task.launch,
             route: Some(Route::Lambda),
-            id: record.as_ref().and_then(|r| r.request_id.clone()),
+            id: Some(taken.request_id.clone()),
             outcome: label.to_owned(),
             reason: (label != "SUCCEEDED").then(|| finish.reason.clone()),
             exit_code: finish.exit_code,
@@ -360,6 +368,14 @@ impl Runtime {
             reason,
         })
     }
+}
+
+/// The launch this invocation took, and the job's failures before it (the
+/// record cannot change them while the launch is running).
+#[derive(Debug, Clone)]
+struct Taken {
+    request_id: String,
+    failures: u32,
 }
 
 /// How the process ended, before berth decides what follows.
@@ -446,10 +462,4 @@ fn signal(group: Option<Pid>, sig: Signal) {
         // The group may be gone already; that is what we want.
         let _ = killpg(group, sig);
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
