@@ -9,7 +9,6 @@ use aws_lambda_events::event::sqs::SqsMessageAttribute;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_ecs::types::{Compatibility, ContainerDefinition, NetworkMode};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
-use berth_aws::JobQueue;
 use berth_aws::store::JobRecord;
 use berth_aws::{Clients, Definitions, JobStore, Settings};
 use berth_core::JobDefinition;
@@ -149,14 +148,9 @@ impl Stack {
     /// ecs-runner's lifecycle as the function builds it, with no backoff
     /// before a failed job's next attempt.
     pub fn lifecycle(&self) -> Lifecycle {
-        let ecs = self.driver().ecs;
-        Lifecycle::new(
-            self.store(),
-            ecs,
-            JobQueue::new(self.clients().sqs.clone(), &self.queue_url),
-            self.settings.max_interruptions,
-        )
-        .with_retry_delay_cap(0)
+        Lifecycle::for_deployment(&self.settings, self.clients())
+            .unwrap()
+            .with_retry_delay_cap(0)
     }
 
     /// An "ECS Task State Change" detail for the task of `job_id`'s
@@ -206,6 +200,18 @@ impl Stack {
         change.stopped_reason = Some(reason.into());
         change.containers[0].exit_code = exit_code;
         change
+    }
+
+    /// The job container of `job_id`'s `launch` exited with `code`.
+    pub async fn task_exited(&self, job_id: &str, launch: u32, code: i32) -> TaskChange {
+        self.task_stopped(
+            job_id,
+            launch,
+            "EssentialContainerExited",
+            "Essential container in task exited",
+            Some(code),
+        )
+        .await
     }
 
     pub fn store(&self) -> JobStore {

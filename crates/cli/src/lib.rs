@@ -11,8 +11,8 @@ use berth_core::capacity::{
     LargestContainer, Resources, Thresholds, check_scale_in, explain_thresholds, most_per_instance,
 };
 use berth_core::{JobDefinition, JobStatus, Route, job};
+use berth_ecs_runner::Lifecycle;
 use berth_ecs_runner::lifecycle::Cancelled;
-use berth_ecs_runner::{EcsLauncher, FargateNetwork, Lifecycle};
 
 /// Everything that ends a command, said in one line.
 #[derive(Debug, thiserror::Error)]
@@ -177,21 +177,8 @@ impl Berth {
     }
 
     pub async fn cancel(&self, job_id: &str, reason: Option<&str>) -> Result<String, CliError> {
-        let lifecycle = Lifecycle::new(
-            self.store(),
-            EcsLauncher::new(
-                self.clients.ecs.clone(),
-                &self.settings.cluster,
-                None,
-                FargateNetwork::default(),
-                false,
-            ),
-            berth_aws::JobQueue::new(
-                self.clients.sqs.clone(),
-                self.settings.queue_url.clone().unwrap_or_default(),
-            ),
-            self.settings.max_interruptions,
-        );
+        let lifecycle = Lifecycle::for_deployment(&self.settings, &self.clients)
+            .map_err(|e| CliError::Input(e.to_string()))?;
         match lifecycle.cancel(job_id, reason).await? {
             Cancelled::NotFound => Err(CliError::Failed(format!("no job `{job_id}`"))),
             done => Ok(berth_ecs_runner::events::describe_cancel(job_id, &done)),

@@ -55,15 +55,7 @@ async fn running_then_succeeded_and_repeated_or_late_events_change_nothing() {
         }
     );
 
-    let done = stack
-        .task_stopped(
-            "ok-1",
-            1,
-            "EssentialContainerExited",
-            "Essential container in task exited",
-            Some(0),
-        )
-        .await;
+    let done = stack.task_exited("ok-1", 1, 0).await;
     assert!(matches!(
         life.task_changed(&done).await.unwrap(),
         TaskAction::Ended {
@@ -88,27 +80,11 @@ async fn a_stop_that_arrives_before_running_is_final() {
     let life = stack.lifecycle();
     submit(&stack, r#"{"job_id":"ooo-1","definition":"render"}"#).await;
     let running = stack.task_change("ooo-1", 1, "RUNNING").await;
-    let failed = stack
-        .task_stopped(
-            "ooo-1",
-            1,
-            "EssentialContainerExited",
-            "Essential container in task exited",
-            Some(3),
-        )
-        .await;
+    let failed = stack.task_exited("ooo-1", 1, 3).await;
     // max_attempts 1: the first failure is the end.
     let one = r#"{"job_id":"ooo-2","definition":"render","max_attempts":1}"#;
     submit(&stack, one).await;
-    let failed2 = stack
-        .task_stopped(
-            "ooo-2",
-            1,
-            "EssentialContainerExited",
-            "Essential container in task exited",
-            Some(3),
-        )
-        .await;
+    let failed2 = stack.task_exited("ooo-2", 1, 3).await;
     assert_eq!(
         life.task_changed(&failed2).await.unwrap(),
         TaskAction::Ended {
@@ -222,15 +198,7 @@ async fn a_spot_interruption_relaunches_the_job_which_then_succeeds() {
     life.task_changed(&stack.task_change("spot-1", 2, "RUNNING").await)
         .await
         .unwrap();
-    let done = stack
-        .task_stopped(
-            "spot-1",
-            2,
-            "EssentialContainerExited",
-            "Essential container in task exited",
-            Some(0),
-        )
-        .await;
+    let done = stack.task_exited("spot-1", 2, 0).await;
     life.task_changed(&done).await.unwrap();
 
     let r = stack.record("spot-1").await;
@@ -254,15 +222,7 @@ async fn a_job_failing_every_time_fails_after_exactly_max_attempts_launches() {
     )
     .await;
     for launch in 1..=3 {
-        let failed = stack
-            .task_stopped(
-                "bad-1",
-                launch,
-                "EssentialContainerExited",
-                "Essential container in task exited",
-                Some(2),
-            )
-            .await;
+        let failed = stack.task_exited("bad-1", launch, 2).await;
         let action = life.task_changed(&failed).await.unwrap();
         if launch < 3 {
             assert!(
