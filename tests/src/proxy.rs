@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -16,23 +17,53 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-/// Calls seen, by operation (`dynamodb:PutItem`, `ecs:RunTask`, ...).
+/// Calls seen, by operation (`dynamodb:PutItem`, `ecs:RunTask`, ...): how
+/// many, and the time the local AWS took to answer them.
 #[derive(Debug, Default)]
-pub struct CallCounts(Mutex<BTreeMap<String, u64>>);
+pub struct CallCounts(Mutex<BTreeMap<String, Calls>>);
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Calls {
+    pub count: u64,
+    /// The local AWS's own time on these calls (the proxy's latency aside).
+    pub upstream: Duration,
+}
 
 impl CallCounts {
-    pub fn take(&self) -> BTreeMap<String, u64> {
+    pub fn take(&self) -> BTreeMap<String, Calls> {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
 
-    fn add(&self, operation: String) {
-        *self.0.lock().unwrap().entry(operation).or_default() += 1;
+    fn add(&self, operation: String, upstream: Duration) {
+        let mut calls = self.0.lock().unwrap();
+        let entry = calls.entry(operation).or_default();
+        entry.count += 1;
+        entry.upstream += upstream;
     }
 }
 
 pub struct LatencyProxy {
     pub endpoint: String,
     pub calls: Arc<CallCounts>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: reqwest::Client,
+    upstream: String,
+    counts: Arc<CallCounts>,
+    latency: Duration,
+    /// In replay mode, each operation's first answer from the local AWS is
+    /// kept and replayed for its later calls.
+    replaying: AtomicBool,
+    recorded: Mutex<BTreeMap<String, Recorded>>,
+}
+
+#[derive(Clone)]
+struct Recorded {
+    status: StatusCode,
+    headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
+    body: Bytes,
 }
 
 impl LatencyProxy {
@@ -43,25 +74,23 @@ impl LatencyProxy {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let calls = Arc::new(CallCounts::default());
-        let client = reqwest::Client::new();
-        let upstream = upstream.trim_end_matches('/').to_owned();
-        let counts = calls.clone();
+        let shared = Arc::new(Shared {
+            client: reqwest::Client::new(),
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            counts: calls.clone(),
+            latency,
+            replaying: AtomicBool::new(false),
+            recorded: Mutex::new(BTreeMap::new()),
+        });
+        let serving = shared.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (client, upstream, counts) = (client.clone(), upstream.clone(), counts.clone());
+                let shared = serving.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        forward(
-                            req,
-                            client.clone(),
-                            upstream.clone(),
-                            counts.clone(),
-                            latency,
-                        )
-                    });
+                    let service = service_fn(move |req| forward(req, shared.clone()));
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -71,16 +100,22 @@ impl LatencyProxy {
         Self {
             endpoint: format!("http://{addr}"),
             calls,
+            shared,
         }
+    }
+
+    /// Replay mode on or off. In replay mode an operation the proxy has
+    /// already seen answered (2xx) gets that same answer back after the
+    /// latency, without a call to the local AWS: the callers see real
+    /// answers and the latency alone, not the local AWS's own service time.
+    pub fn replay(&self, on: bool) {
+        self.shared.replaying.store(on, Ordering::SeqCst);
     }
 }
 
 async fn forward(
     req: Request<Incoming>,
-    client: reqwest::Client,
-    upstream: String,
-    counts: Arc<CallCounts>,
-    latency: Duration,
+    shared: Arc<Shared>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
     let body = body
@@ -88,12 +123,23 @@ async fn forward(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    counts.add(operation(&parts, &body));
-    tokio::time::sleep(latency).await;
+    let operation = operation(&parts, &body);
+    tokio::time::sleep(shared.latency).await;
 
+    let replaying = shared.replaying.load(Ordering::SeqCst);
+    let replayed = replaying
+        .then(|| shared.recorded.lock().unwrap().get(&operation).cloned())
+        .flatten();
+    if let Some(recorded) = replayed {
+        shared.counts.add(operation, Duration::ZERO);
+        return Ok(respond(&recorded));
+    }
+
+    let started = Instant::now();
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut out = client
-        .request(parts.method.clone(), format!("{upstream}{path}"))
+    let mut out = shared
+        .client
+        .request(parts.method.clone(), format!("{}{path}", shared.upstream))
         .body(body);
     for (name, value) in &parts.headers {
         if name != hyper::header::HOST && name != hyper::header::CONTENT_LENGTH {
@@ -108,14 +154,39 @@ async fn forward(
             return Ok(r);
         }
     };
-    let mut response = Response::builder().status(answer.status());
-    for (name, value) in answer.headers() {
-        if name != hyper::header::TRANSFER_ENCODING && name != hyper::header::CONNECTION {
-            response = response.header(name, value);
-        }
+    let status = answer.status();
+    let headers = answer
+        .headers()
+        .iter()
+        .filter(|(name, _)| {
+            *name != hyper::header::TRANSFER_ENCODING && *name != hyper::header::CONNECTION
+        })
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect();
+    let body = answer.bytes().await.unwrap_or_default();
+    let recorded = Recorded {
+        status,
+        headers,
+        body,
+    };
+    if replaying && status.is_success() {
+        shared
+            .recorded
+            .lock()
+            .unwrap()
+            .entry(operation.clone())
+            .or_insert_with(|| recorded.clone());
     }
-    let bytes = answer.bytes().await.unwrap_or_default();
-    Ok(response.body(Full::new(bytes)).unwrap())
+    shared.counts.add(operation, started.elapsed());
+    Ok(respond(&recorded))
+}
+
+fn respond(recorded: &Recorded) -> Response<Full<Bytes>> {
+    let mut response = Response::builder().status(recorded.status);
+    for (name, value) in &recorded.headers {
+        response = response.header(name, value);
+    }
+    response.body(Full::new(recorded.body.clone())).unwrap()
 }
 
 /// The AWS operation of a request, from its target header, its RPC v2 path,

@@ -19,6 +19,12 @@ pub use queue::JobQueue;
 pub use settings::{Settings, SettingsError};
 pub use store::JobStore;
 
+/// The functions' allocator. Reading AWS answers is thousands of small
+/// allocations (a page of 100 described container instances is some 250 KB
+/// of JSON); mimalloc spends less CPU on them than the system allocator.
+/// Each function's binary declares it `#[global_allocator]`.
+pub use mimalloc::MiMalloc as Allocator;
+
 /// Loads the shared SDK configuration from the environment (region,
 /// credentials, `AWS_ENDPOINT_URL[_<SERVICE>]`), with the SDK's standard
 /// retry mode.

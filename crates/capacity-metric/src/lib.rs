@@ -126,6 +126,7 @@ impl CapacityMetric {
     ) -> Result<(Vec<(ContainerInstance, Resources)>, (usize, usize)), AwsError> {
         let permits = Arc::new(Semaphore::new(DESCRIBE_CONCURRENCY));
         let mut describing = JoinSet::new();
+        let mut instances = Vec::new();
         let (mut lists, mut describes) = (0, 0);
         let mut pages = self
             .ecs
@@ -148,25 +149,28 @@ impl CapacityMetric {
                     .describe_container_instances()
                     .cluster(&self.cluster)
                     .set_container_instances(Some(chunk.to_vec()));
+                // Each answer is read down to what the count needs as soon as
+                // it arrives: memory stays a few pages, whatever the cluster.
                 describing.spawn(async move {
                     let answer = request.send().await;
                     drop(permit);
                     answer
-                        .map(|out| out.container_instances.unwrap_or_default())
+                        .map(|out| {
+                            out.container_instances()
+                                .iter()
+                                .map(read_instance)
+                                .collect::<Vec<_>>()
+                        })
                         .map_err(|e| AwsError::from_sdk("ecs:DescribeContainerInstances", e))
                 });
                 describes += 1;
             }
+            while let Some(done) = describing.try_join_next() {
+                instances.extend(joined(done)?);
+            }
         }
-        let mut instances = Vec::new();
         while let Some(done) = describing.join_next().await {
-            let described = done.map_err(|e| AwsError {
-                operation: "ecs:DescribeContainerInstances",
-                code: None,
-                message: e.to_string(),
-                retryable: true,
-            })??;
-            instances.extend(described.iter().map(read_instance));
+            instances.extend(joined(done)?);
         }
         Ok((instances, (lists, describes)))
     }
@@ -202,6 +206,17 @@ impl CapacityMetric {
             .map_err(|e| AwsError::from_sdk("cloudwatch:PutMetricData", e))?;
         Ok(())
     }
+}
+
+fn joined(
+    done: Result<Result<Vec<(ContainerInstance, Resources)>, AwsError>, tokio::task::JoinError>,
+) -> Result<Vec<(ContainerInstance, Resources)>, AwsError> {
+    done.map_err(|e| AwsError {
+        operation: "ecs:DescribeContainerInstances",
+        code: None,
+        message: e.to_string(),
+        retryable: true,
+    })?
 }
 
 /// A described container instance as the capacity math sees it, with its

@@ -5,6 +5,9 @@
 use berth_capacity_metric::CapacityMetric;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn, tracing};
 
+#[global_allocator]
+static ALLOCATOR: berth_aws::Allocator = berth_aws::Allocator;
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();

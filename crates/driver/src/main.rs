@@ -4,6 +4,9 @@
 use berth_driver::{Driver, Tuning};
 use lambda_runtime::{Error, run, service_fn, tracing};
 
+#[global_allocator]
+static ALLOCATOR: berth_aws::Allocator = berth_aws::Allocator;
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();

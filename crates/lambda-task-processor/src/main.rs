@@ -32,6 +32,9 @@ fn invocation_deadline(deadline_ms: u64) -> SystemTime {
     }
 }
 
+#[global_allocator]
+static ALLOCATOR: berth_aws::Allocator = berth_aws::Allocator;
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
