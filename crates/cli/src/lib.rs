@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use berth_aws::store::JobRecord;
-use berth_aws::{AwsError, Clients, Definitions, JobStore, Settings};
+use berth_aws::{AwsError, Clients, Definitions, JobStore, Settings, settings};
 use berth_core::capacity::{
     LargestContainer, Resources, Thresholds, check_scale_in, explain_thresholds, most_per_instance,
 };
@@ -23,6 +23,55 @@ pub enum CliError {
     Aws(#[from] AwsError),
     #[error("{0}")]
     Failed(String),
+}
+
+/// The outputs of berth's stack that stand for the `BERTH_*` variables.
+pub const STACK_OUTPUTS: [(&str, &str); 5] = [
+    ("JobsTableName", settings::JOBS_TABLE),
+    ("DefinitionsTableName", settings::DEFINITIONS_TABLE),
+    ("ClusterName", settings::CLUSTER),
+    ("JobQueueUrl", settings::QUEUE_URL),
+    ("JobDeadLetterQueueUrl", settings::DLQ_URL),
+];
+
+/// The settings of a deployed stack: its outputs, with the environment
+/// for anything the outputs do not say.
+pub async fn stack_settings(
+    cloudformation: &aws_sdk_cloudformation::Client,
+    stack: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Settings, CliError> {
+    let out = cloudformation
+        .describe_stacks()
+        .stack_name(stack)
+        .send()
+        .await
+        .map_err(|e| {
+            let e = AwsError::from_sdk("cloudformation:DescribeStacks", e);
+            match e.code.as_deref() {
+                Some("ValidationError") => {
+                    CliError::Input(format!("no stack `{stack}`: {}", e.message))
+                }
+                _ => CliError::Aws(e),
+            }
+        })?;
+    let outputs: Vec<(String, String)> = out
+        .stacks()
+        .first()
+        .ok_or_else(|| CliError::Input(format!("no stack `{stack}`")))?
+        .outputs()
+        .iter()
+        .filter_map(|o| Some((o.output_key()?.to_owned(), o.output_value()?.to_owned())))
+        .collect();
+    let from_stack = |name: &str| {
+        STACK_OUTPUTS
+            .iter()
+            .find(|(_, var)| *var == name)
+            .and_then(|(key, _)| outputs.iter().find(|(k, _)| k == key))
+            .map(|(_, v)| v.clone())
+    };
+    Settings::from_lookup(|name| from_stack(name).or_else(|| env(name)))
+        .map_err(|e| CliError::Input(format!("stack `{stack}` is not a berth stack: {e}")))
 }
 
 /// A job to submit, from flags or a file.
@@ -144,6 +193,20 @@ impl Berth {
             .ok()
             .and_then(|v| v.get("job_id").and_then(|id| id.as_str()).map(String::from));
         Ok(named.or(sent.message_id).unwrap_or_default())
+    }
+
+    /// The records of `job_ids`, in that order; `None` for a job not yet
+    /// recorded (its message not yet taken by the driver).
+    pub async fn records(
+        &self,
+        job_ids: &[String],
+    ) -> Result<Vec<(String, Option<JobRecord>)>, CliError> {
+        let store = self.store();
+        let mut out = Vec::with_capacity(job_ids.len());
+        for id in job_ids {
+            out.push((id.clone(), store.get(id).await?));
+        }
+        Ok(out)
     }
 
     /// The job's record.
@@ -280,21 +343,49 @@ pub fn describe(r: &JobRecord) -> String {
 
 /// Jobs as a table.
 pub fn table(jobs: &[JobRecord]) -> String {
+    let rows: Vec<(&str, Option<&JobRecord>)> =
+        jobs.iter().map(|j| (j.job_id.as_str(), Some(j))).collect();
+    rows_table(&rows)
+}
+
+/// `berth watch`'s table: jobs by id, a job not yet recorded shown QUEUED.
+pub fn watch_table(jobs: &[(String, Option<JobRecord>)]) -> String {
+    let rows: Vec<(&str, Option<&JobRecord>)> = jobs
+        .iter()
+        .map(|(id, r)| (id.as_str(), r.as_ref()))
+        .collect();
+    rows_table(&rows)
+}
+
+fn rows_table(rows: &[(&str, Option<&JobRecord>)]) -> String {
     let mut out = format!(
         "{:<28} {:<21} {:<8} {:>8}  {}\n",
         "JOB", "STATUS", "ROUTE", "ATTEMPTS", "REASON"
     );
-    for j in jobs {
-        out.push_str(&format!(
-            "{:<28} {:<21} {:<8} {:>8}  {}\n",
-            j.job_id,
-            j.status.as_str(),
-            j.route.map_or("-", Route::as_str),
-            j.attempts,
-            j.reason.as_deref().map(first_line).unwrap_or("")
-        ));
+    for (id, record) in rows {
+        let line = match record {
+            Some(j) => format!(
+                "{:<28} {:<21} {:<8} {:>8}  {}\n",
+                id,
+                j.status.as_str(),
+                j.route.map_or("-", Route::as_str),
+                j.attempts,
+                j.reason.as_deref().map(first_line).unwrap_or("")
+            ),
+            None => format!(
+                "{:<28} {:<21} {:<8} {:>8}  {}\n",
+                id, "QUEUED", "-", 0, "not yet taken from the queue"
+            ),
+        };
+        out.push_str(&line);
     }
     out
+}
+
+/// Whether every job of a watch has ended.
+pub fn settled(jobs: &[(String, Option<JobRecord>)]) -> bool {
+    jobs.iter()
+        .all(|(_, r)| r.as_ref().is_some_and(|r| r.status.is_final()))
 }
 
 fn first_line(s: &str) -> &str {

@@ -5,6 +5,7 @@
 //! local AWS (`eval "$(scripts/local-aws env)"`) or to an account alike.
 //! Every error is one line on stderr and a non-zero exit.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -21,6 +22,10 @@ use clap::{Parser, Subcommand};
     about = "Run Docker workloads on AWS on demand"
 )]
 struct Cli {
+    /// A deployed berth stack: its outputs name the tables, queue and
+    /// cluster (else the BERTH_* variables do).
+    #[arg(long, global = true, env = "BERTH_STACK")]
+    stack: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -73,6 +78,18 @@ enum Command {
         route: Option<Route>,
         #[arg(long, default_value_t = 50)]
         limit: usize,
+    },
+    /// A live table of jobs until every one has ended: the jobs named, else
+    /// every job not ended now. Exits 1 when some job is still going at the
+    /// timeout.
+    Watch {
+        job_ids: Vec<String>,
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 2)]
+        interval: u64,
+        /// Give up after this many seconds (0: never).
+        #[arg(long, default_value_t = 0)]
+        timeout: u64,
     },
     /// Cancel a job: queued, waiting or running, it ends CANCELLED.
     Cancel {
@@ -128,10 +145,55 @@ fn route(s: &str) -> Result<Route, String> {
         .ok_or_else(|| format!("unknown route {s:?}; one of LAMBDA, EC2, FARGATE"))
 }
 
+/// `berth watch`: on a terminal the table is redrawn in place; otherwise
+/// it is printed each time it changes.
+async fn watch(
+    berth: &Berth,
+    mut job_ids: Vec<String>,
+    interval: u64,
+    timeout: u64,
+) -> Result<String, CliError> {
+    if job_ids.is_empty() {
+        job_ids = berth
+            .list(None, None, usize::MAX)
+            .await?
+            .into_iter()
+            .filter(|r| !r.status.is_final())
+            .map(|r| r.job_id)
+            .collect();
+        if job_ids.is_empty() {
+            return Ok("no job is running or waiting".into());
+        }
+    }
+    let live = std::io::stdout().is_terminal();
+    let started = std::time::Instant::now();
+    let mut shown = String::new();
+    loop {
+        let jobs = berth.records(&job_ids).await?;
+        let table = berth_cli::watch_table(&jobs);
+        if table != shown {
+            if live {
+                print!("\x1b[H\x1b[2J");
+            }
+            println!("[{:>4} s]\n{table}", started.elapsed().as_secs());
+            shown = table;
+        }
+        if berth_cli::settled(&jobs) {
+            return Ok(String::new());
+        }
+        if timeout > 0 && started.elapsed().as_secs() >= timeout {
+            return Err(CliError::Failed(format!(
+                "some jobs had not ended after {timeout} s"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(interval.max(1))).await;
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli.command).await {
+    match run(cli.command, cli.stack.as_deref()).await {
         Ok(out) => {
             if !out.is_empty() {
                 println!("{}", out.trim_end());
@@ -146,14 +208,23 @@ async fn main() -> ExitCode {
     }
 }
 
-/// The deployment the `BERTH_*` variables and the AWS environment name.
-async fn connect() -> Result<Berth, CliError> {
-    let settings = Settings::from_env().map_err(|e| CliError::Input(e.to_string()))?;
-    let clients = berth_aws::Clients::new(&berth_aws::load_sdk_config().await);
-    Ok(Berth::new(settings, clients))
+/// The deployment `--stack` names, else the one the `BERTH_*` variables
+/// name; in the AWS environment's account and region.
+async fn connect(stack: Option<&str>) -> Result<Berth, CliError> {
+    let config = berth_aws::load_sdk_config().await;
+    let settings = match stack {
+        Some(stack) => {
+            let cloudformation = aws_sdk_cloudformation::Client::new(&config);
+            berth_cli::stack_settings(&cloudformation, stack, |name| std::env::var(name).ok())
+                .await?
+        }
+        None => Settings::from_env().map_err(|e| CliError::Input(e.to_string()))?,
+    };
+    Ok(Berth::new(settings, berth_aws::Clients::new(&config)))
 }
 
-async fn run(command: Command) -> Result<String, CliError> {
+async fn run(command: Command, stack: Option<&str>) -> Result<String, CliError> {
+    let connect = || connect(stack);
     match command {
         Command::Thresholds {
             instances,
@@ -199,6 +270,11 @@ async fn run(command: Command) -> Result<String, CliError> {
             route,
             limit,
         } => Ok(table(&connect().await?.list(status, route, limit).await?)),
+        Command::Watch {
+            job_ids,
+            interval,
+            timeout,
+        } => watch(&connect().await?, job_ids, interval, timeout).await,
         Command::Cancel { job_id, reason } => {
             connect().await?.cancel(&job_id, reason.as_deref()).await
         }

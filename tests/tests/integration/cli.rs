@@ -128,8 +128,20 @@ async fn definitions_put_and_list() {
     std::fs::remove_file(&file).unwrap();
 }
 
-/// Runs the `berth` binary against `stack`; (exit code, stdout, stderr).
+/// Runs the `berth` binary against `stack`, named by the BERTH_*
+/// variables; (exit code, stdout, stderr).
 fn run_berth(stack: &Stack, key: &(String, String), args: &[&str]) -> (i32, String, String) {
+    run_berth_with(stack, key, args, true)
+}
+
+/// Runs the `berth` binary in `stack`'s account, with or without the
+/// BERTH_* variables; (exit code, stdout, stderr).
+fn run_berth_with(
+    stack: &Stack,
+    key: &(String, String),
+    args: &[&str],
+    berth_vars: bool,
+) -> (i32, String, String) {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "--quiet", "--bin", "berth"])
         .current_dir(workspace_root())
@@ -140,20 +152,33 @@ fn run_berth(stack: &Stack, key: &(String, String), args: &[&str]) -> (i32, Stri
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| workspace_root().join("target"));
     let s = &stack.settings;
-    let out = Command::new(target.join("debug/berth"))
+    let mut command = Command::new(target.join("debug/berth"));
+    command
         .args(args)
         .env("AWS_ENDPOINT_URL", &stack.aws.local.endpoint)
         .env("AWS_REGION", &stack.aws.local.region)
         .env("AWS_ACCESS_KEY_ID", &key.0)
         .env("AWS_SECRET_ACCESS_KEY", &key.1)
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .env("BERTH_JOBS_TABLE", &s.jobs_table)
-        .env("BERTH_DEFINITIONS_TABLE", &s.definitions_table)
-        .env("BERTH_CLUSTER", &s.cluster)
-        .env("BERTH_QUEUE_URL", &stack.queue_url)
-        .output()
-        .unwrap();
+        .env_remove("AWS_PROFILE");
+    for var in [
+        "BERTH_JOBS_TABLE",
+        "BERTH_DEFINITIONS_TABLE",
+        "BERTH_CLUSTER",
+        "BERTH_QUEUE_URL",
+        "BERTH_DLQ_URL",
+        "BERTH_STACK",
+    ] {
+        command.env_remove(var);
+    }
+    if berth_vars {
+        command
+            .env("BERTH_JOBS_TABLE", &s.jobs_table)
+            .env("BERTH_DEFINITIONS_TABLE", &s.definitions_table)
+            .env("BERTH_CLUSTER", &s.cluster)
+            .env("BERTH_QUEUE_URL", &stack.queue_url);
+    }
+    let out = command.output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -221,4 +246,95 @@ async fn bad_input_gets_one_line_and_a_non_zero_exit() {
     );
     assert_eq!((code, stdout.trim()), (0, "from-cli"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `--stack` finds the tables, queue and cluster from a stack's outputs;
+/// `watch` follows a job until it ends, and says so when it does not.
+#[tokio::test]
+async fn watch_a_job_of_a_stack_named_by_its_outputs() {
+    let stack = Stack::new(1).await;
+    let key = stack.aws.access_key().await;
+    let s = &stack.settings;
+    let template = serde_json::json!({
+        "Resources": {"Probe": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "berth-stack-probe"}}},
+        "Outputs": {
+            "JobsTableName": {"Value": s.jobs_table},
+            "DefinitionsTableName": {"Value": s.definitions_table},
+            "ClusterName": {"Value": s.cluster},
+            "JobQueueUrl": {"Value": stack.queue_url},
+            "JobDeadLetterQueueUrl": {"Value": {"Ref": "Probe"}},
+        }
+    });
+    stack
+        .aws
+        .query(
+            "cloudformation",
+            "2010-05-15",
+            "CreateStack",
+            &[
+                ("StackName", "berth-app"),
+                ("TemplateBody", &template.to_string()),
+            ],
+        )
+        .await;
+    let berth = |args: &[&str]| run_berth_with(&stack, &key, args, false);
+
+    // Without the variables or a stack, berth says what it misses.
+    let (code, _, stderr) = berth(&["list"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("BERTH_JOBS_TABLE"), "{stderr}");
+    let (code, _, stderr) = berth(&["--stack", "nope", "list"]);
+    assert_eq!((code, stderr.lines().count()), (1, 1), "{stderr}");
+    assert!(stderr.contains("no stack `nope`"), "{stderr}");
+
+    let (code, stdout, stderr) = berth(&[
+        "--stack",
+        "berth-app",
+        "submit",
+        "--definition",
+        "render",
+        "--job-id",
+        "watched",
+    ]);
+    assert_eq!((code, stdout.trim()), (0, "watched"), "{stderr}");
+
+    // Not yet taken from the queue: still going at the timeout.
+    let (code, stdout, stderr) = berth(&[
+        "--stack",
+        "berth-app",
+        "watch",
+        "watched",
+        "--interval",
+        "1",
+        "--timeout",
+        "2",
+    ]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("watched") && stdout.contains("QUEUED"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stderr.trim(),
+        "berth: some jobs had not ended after 2 s",
+        "{stderr}"
+    );
+
+    // Dispatched and run to its end, the watch ends with it.
+    stack.deliver(&stack.driver(), stack.receive().await).await;
+    assert_eq!(stack.record("watched").await.status, JobStatus::Dispatched);
+    let lifecycle = stack.lifecycle();
+    lifecycle
+        .task_changed(&stack.task_exited("watched", 1, 0).await)
+        .await
+        .unwrap();
+    let (code, stdout, stderr) = berth(&["--stack", "berth-app", "watch", "watched"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("SUCCEEDED") && stdout.contains("EC2"),
+        "{stdout}"
+    );
+    // With no job named, nothing is left to watch.
+    let (code, stdout, _) = berth(&["--stack", "berth-app", "watch"]);
+    assert_eq!((code, stdout.trim()), (0, "no job is running or waiting"));
 }

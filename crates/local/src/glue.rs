@@ -1,0 +1,366 @@
+//! What AWS does around berth's functions and the local AWS does not: the
+//! SQS event source mapping, asynchronous Lambda invokes, ECS task state
+//! change events, and the schedules. With no Docker engine, the containers
+//! of ECS tasks are played: a task "runs" for its job's `BERTH_DEMO_SECONDS`
+//! (default 4) and exits with `BERTH_DEMO_EXIT` (default 0); with
+//! `BERTH_DEMO_INTERRUPT` set, its first launch is reclaimed as a Spot
+//! interruption. Lambda jobs run for real, in the task processor under
+//! `cargo lambda watch`.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
+use aws_sdk_ecs::types::{DesiredStatus, Task};
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::Local;
+
+/// Invokes `function` under `cargo lambda watch` and returns its answer.
+pub async fn invoke(local: &Local, function: &str, payload: &Value) -> Result<Value, String> {
+    eprintln!("DEBUG invoke {function}");
+    let out = local
+        .watch_lambda
+        .invoke()
+        .function_name(function)
+        .payload(Blob::new(payload.to_string()))
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "invoke {function}: {}",
+                aws_sdk_lambda::error::DisplayErrorContext(e)
+            )
+        })?;
+    let body = out.payload.map(|p| p.into_inner()).unwrap_or_default();
+    let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    match out.function_error {
+        Some(kind) => Err(format!("{function} failed ({kind}): {value}")),
+        None => Ok(value),
+    }
+}
+
+/// The SQS event source mapping: hands what the queue delivers to the
+/// driver in batches of up to 10 and deletes the messages it does not name
+/// as failures. Returns how many messages it handed over.
+pub async fn deliver_queue(local: &Local) -> Result<usize, String> {
+    let sqs = &local.clients.sqs;
+    let out = sqs
+        .receive_message()
+        .queue_url(&local.queue_url)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .message_attribute_names("All")
+        .wait_time_seconds(0)
+        .send()
+        .await
+        .map_err(|e| format!("receive: {e}"))?;
+    let messages = out.messages.unwrap_or_default();
+    if messages.is_empty() {
+        return Ok(0);
+    }
+    let records: Vec<SqsMessage> = messages.into_iter().map(|m| record(local, m)).collect();
+    let mut event = SqsEvent::default();
+    event.records = records.clone();
+    let answer = invoke(
+        local,
+        "berth-driver",
+        &serde_json::to_value(&event).map_err(|e| e.to_string())?,
+    )
+    .await?;
+    let failed: Vec<&str> = answer["batchItemFailures"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f["itemIdentifier"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    for r in &records {
+        if failed.contains(&r.message_id.as_deref().unwrap_or("")) {
+            continue;
+        }
+        if let Some(handle) = &r.receipt_handle {
+            sqs.delete_message()
+                .queue_url(&local.queue_url)
+                .receipt_handle(handle)
+                .send()
+                .await
+                .map_err(|e| format!("delete: {e}"))?;
+        }
+    }
+    Ok(records.len())
+}
+
+fn record(local: &Local, m: aws_sdk_sqs::types::Message) -> SqsMessage {
+    let mut r = SqsMessage::default();
+    r.message_id = m.message_id;
+    r.receipt_handle = m.receipt_handle;
+    r.body = m.body;
+    r.md5_of_body = m.md5_of_body;
+    r.attributes = m
+        .attributes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v))
+        .collect();
+    r.message_attributes = m
+        .message_attributes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| {
+            let mut a = SqsMessageAttribute::default();
+            a.string_value = v.string_value;
+            a.data_type = Some(v.data_type);
+            (k, a)
+        })
+        .collect();
+    r.event_source = Some("aws:sqs".into());
+    r.event_source_arn = Some(format!(
+        "arn:aws:sqs:{}:{}:berth-jobs",
+        local.region, local.account
+    ));
+    r.aws_region = Some(local.region.clone());
+    r
+}
+
+/// The containers being played, by task ARN.
+#[derive(Debug, Default)]
+pub struct Containers {
+    running: HashMap<String, Played>,
+}
+
+#[derive(Debug)]
+struct Played {
+    since: Instant,
+    seconds: u64,
+    exit: i32,
+    interrupt: bool,
+    container: String,
+}
+
+impl Containers {
+    /// Reports new tasks as RUNNING, ends those whose time is up, and
+    /// reports tasks berth stopped (cancel, timeout) as STOPPED.
+    pub async fn play(&mut self, local: &Local) -> Result<(), String> {
+        let ecs = &local.clients.ecs;
+        let listed = ecs
+            .list_tasks()
+            .cluster(&local.cluster)
+            .desired_status(DesiredStatus::Running)
+            .send()
+            .await
+            .map_err(|e| format!("list tasks: {e}"))?
+            .task_arns
+            .unwrap_or_default();
+        let gone: Vec<String> = self
+            .running
+            .keys()
+            .filter(|arn| !listed.contains(arn))
+            .cloned()
+            .collect();
+        let mut arns = listed.clone();
+        arns.extend(gone.iter().cloned());
+        for chunk in arns.chunks(100) {
+            let tasks = ecs
+                .describe_tasks()
+                .cluster(&local.cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| format!("describe tasks: {e}"))?
+                .tasks
+                .unwrap_or_default();
+            for task in tasks {
+                let arn = task.task_arn.clone().unwrap_or_default();
+                if gone.contains(&arn) {
+                    // Stopped by someone else (berth's cancel or timeout).
+                    let played = self.running.remove(&arn);
+                    let container = played.map_or_else(|| "main".to_owned(), |p| p.container);
+                    let reason = task.stopped_reason.clone().unwrap_or_default();
+                    let event = task_event(
+                        local,
+                        &task,
+                        "STOPPED",
+                        &container,
+                        Some(("UserInitiated", reason.as_str(), Some(143))),
+                    );
+                    invoke(local, "berth-ecs-runner", &event).await?;
+                    continue;
+                }
+                match self.running.get(&arn) {
+                    None => {
+                        let played = played(&task);
+                        let event = task_event(local, &task, "RUNNING", &played.container, None);
+                        self.running.insert(arn, played);
+                        invoke(local, "berth-ecs-runner", &event).await?;
+                    }
+                    Some(p) if p.since.elapsed() >= Duration::from_secs(p.seconds) => {
+                        let stop = if p.interrupt {
+                            ("SpotInterruption", "Your Spot Task was interrupted.", None)
+                        } else {
+                            (
+                                "EssentialContainerExited",
+                                "Essential container in task exited",
+                                Some(p.exit),
+                            )
+                        };
+                        let event = task_event(local, &task, "STOPPED", &p.container, Some(stop));
+                        self.running.remove(&arn);
+                        // Free the task's room in the local ECS first, as the
+                        // container would have.
+                        ecs.stop_task()
+                            .cluster(&local.cluster)
+                            .task(&arn)
+                            .reason("container exited")
+                            .send()
+                            .await
+                            .map_err(|e| format!("stop task: {e}"))?;
+                        invoke(local, "berth-ecs-runner", &event).await?;
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn played(task: &Task) -> Played {
+    let overrides = task
+        .overrides()
+        .map(|o| o.container_overrides())
+        .unwrap_or_default();
+    let first = overrides.first();
+    let env = |name: &str| {
+        first.and_then(|c| {
+            c.environment()
+                .iter()
+                .find(|kv| kv.name() == Some(name))
+                .and_then(|kv| kv.value().map(str::to_owned))
+        })
+    };
+    let first_launch = env("BERTH_LAUNCH").as_deref() == Some("1");
+    Played {
+        since: Instant::now(),
+        seconds: env("BERTH_DEMO_SECONDS")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(4),
+        exit: env("BERTH_DEMO_EXIT")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+        interrupt: first_launch && env("BERTH_DEMO_INTERRUPT").is_some(),
+        container: first
+            .and_then(|c| c.name().map(str::to_owned))
+            .unwrap_or_else(|| "main".into()),
+    }
+}
+
+fn task_event(
+    local: &Local,
+    task: &Task,
+    status: &str,
+    container: &str,
+    stop: Option<(&str, &str, Option<i32>)>,
+) -> Value {
+    let mut detail = json!({
+        "clusterArn": task.cluster_arn(),
+        "taskArn": task.task_arn(),
+        "lastStatus": status,
+        "desiredStatus": if status == "STOPPED" { "STOPPED" } else { "RUNNING" },
+        "startedBy": task.started_by(),
+        "launchType": task.launch_type().map(|l| l.as_str()),
+        "containers": [{ "name": container, "lastStatus": status }],
+    });
+    if let Some((code, reason, exit)) = stop {
+        detail["stopCode"] = code.into();
+        detail["stoppedReason"] = reason.into();
+        detail["containers"][0]["exitCode"] = json!(exit);
+    }
+    json!({
+        "version": "0",
+        "id": format!("local-{}", local.next_id()),
+        "detail-type": "ECS Task State Change",
+        "source": "aws.ecs",
+        "account": local.account,
+        "region": local.region,
+        "resources": [task.task_arn()],
+        "detail": detail,
+    })
+}
+
+/// A schedule's event, for the capacity metric and the timeout sweep.
+pub fn scheduled(local: &Local) -> Value {
+    json!({
+        "version": "0",
+        "id": format!("local-{}", local.next_id()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": local.account,
+        "region": local.region,
+        "resources": [],
+        "detail": {},
+    })
+}
+
+/// Lambda's asynchronous invoke, which `cargo lambda watch` answers only
+/// when the function returns: this endpoint answers 202 at once and hands
+/// the event to the watch server in the background. The driver's Lambda
+/// client points here. Returns its URL.
+pub async fn async_invoke_endpoint(watch_url: String) -> Result<String, String> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+    let client = reqwest::Client::new();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (client, watch_url) = (client.clone(), watch_url.clone());
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let (client, watch_url) = (client.clone(), watch_url.clone());
+                    async move {
+                        let path = req.uri().path().to_owned();
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        tokio::spawn(async move {
+                            if let Err(e) = client
+                                .post(format!("{watch_url}{path}"))
+                                .body(body)
+                                .send()
+                                .await
+                            {
+                                eprintln!("local: an asynchronous invoke was lost: {e}");
+                            }
+                        });
+                        let mut answer = Response::new(Full::new(Bytes::new()));
+                        *answer.status_mut() = StatusCode::ACCEPTED;
+                        Ok::<_, Infallible>(answer)
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(format!("http://{addr}"))
+}

@@ -1,0 +1,769 @@
+//! berth-local: berth end to end on the local AWS, no AWS account and no
+//! Docker engine needed. It starts the local AWS and `cargo lambda watch`
+//! with berth's real function binaries, provisions a deployment (queue and
+//! dead-letter queue, tables, a cluster with container instances, task and
+//! job definitions) in an account of its own, then does what AWS would
+//! (see `glue`). `demo` submits a mixed set of jobs and follows them to
+//! their end; `run` keeps going until interrupted.
+
+mod glue;
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_ecs::types::{Compatibility, ContainerDefinition, NetworkMode};
+use aws_sdk_sqs::types::QueueAttributeName;
+use berth_aws::{Clients, JobStore, Settings};
+use berth_cli::{Berth, Submission};
+use berth_core::{JobDefinition, JobStatus, Route};
+use clap::{Parser, Subcommand};
+use glue::Containers;
+
+#[derive(Parser)]
+#[command(
+    name = "berth-local",
+    version,
+    about = "berth end to end on the local AWS"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Mode,
+    /// Container instances in the local cluster.
+    #[arg(long, default_value_t = 2, global = true)]
+    instances: usize,
+    /// Seconds between runs of the capacity metric and the timeout sweep.
+    #[arg(long, default_value_t = 5, global = true)]
+    every: u64,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Submit a mixed set of jobs, show them until they settle, check each end state.
+    Demo,
+    /// Provision and keep the glue running (submit with `berth`) until Ctrl-C.
+    Run,
+}
+
+/// The deployment on the local AWS, and how to reach its functions.
+pub struct Local {
+    pub account: String,
+    pub region: String,
+    pub cluster: String,
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub clients: Clients,
+    pub settings: Settings,
+    pub watch_lambda: aws_sdk_lambda::Client,
+    ids: AtomicU64,
+}
+
+impl Local {
+    pub fn next_id(&self) -> u64 {
+        self.ids.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// What is started is stopped, also on an error or Ctrl-C.
+struct Processes {
+    watch: Option<Child>,
+    stop_local_aws: bool,
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        if let Some(mut watch) = self.watch.take() {
+            // The watch server and the functions it runs share its group.
+            let _ = Command::new("kill")
+                .args(["-TERM", &format!("-{}", watch.id())])
+                .status();
+            let _ = watch.wait();
+        }
+        if self.stop_local_aws {
+            let _ = Command::new(root().join("scripts/local-aws"))
+                .arg("stop")
+                .stdout(Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+type Fallible<T> = Result<T, String>;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut processes = Processes {
+        watch: None,
+        stop_local_aws: false,
+    };
+    let outcome = tokio::select! {
+        r = run(&args, &mut processes) => r,
+        _ = tokio::signal::ctrl_c() => Err("interrupted".into()),
+    };
+    drop(processes);
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("berth-local: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: &Args, processes: &mut Processes) -> Fallible<bool> {
+    let (endpoint, region, started) = start_local_aws()?;
+    processes.stop_local_aws = started;
+    println!("local AWS at {endpoint}");
+    let local = provision(&endpoint, &region, args.instances, processes).await?;
+    println!(
+        "provisioned account {}: queue, dead-letter queue, tables, cluster `{}` with {} container instances, job definitions render, train, thumbnail",
+        local.account, local.cluster, args.instances
+    );
+    match args.command {
+        Mode::Demo => demo(&local, Duration::from_secs(args.every)).await,
+        Mode::Run => {
+            println!("running: submit jobs with `berth` and these variables:");
+            for (k, v) in env_of(&local) {
+                println!("  export {k}={v}");
+            }
+            let mut glue = Glue::new(Duration::from_secs(args.every));
+            loop {
+                glue.tick(&local).await?;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    }
+}
+
+/// `scripts/local-aws start`: (endpoint, region, whether this run started it).
+fn start_local_aws() -> Fallible<(String, String, bool)> {
+    let script = root().join("scripts/local-aws");
+    let running = Command::new(&script)
+        .arg("env")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let out = Command::new(&script)
+        .arg("start")
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run scripts/local-aws: {e}"))?;
+    if !out.status.success() {
+        return Err("scripts/local-aws start failed".into());
+    }
+    let exports = String::from_utf8_lossy(&out.stdout);
+    let var = |name: &str| {
+        exports.lines().find_map(|l| {
+            l.strip_prefix(&format!("export {name}="))
+                .map(|v| v.trim_matches('\'').trim_matches('"').to_owned())
+        })
+    };
+    let endpoint =
+        var("AWS_ENDPOINT_URL").ok_or("scripts/local-aws printed no AWS_ENDPOINT_URL")?;
+    if !endpoint.starts_with("http://127.0.0.1:") {
+        return Err(format!("not a loopback endpoint: {endpoint}"));
+    }
+    Ok((
+        endpoint,
+        var("AWS_DEFAULT_REGION").unwrap_or_else(|| "us-east-1".into()),
+        !running,
+    ))
+}
+
+/// A Query API call (IAM, EC2) in `account`; the XML answer.
+async fn query(
+    endpoint: &str,
+    region: &str,
+    account: &str,
+    service: &str,
+    version: &str,
+    action: &str,
+    params: &[(&str, &str)],
+) -> Fallible<String> {
+    let mut form = vec![("Action", action), ("Version", version)];
+    form.extend_from_slice(params);
+    let auth = format!(
+        "AWS4-HMAC-SHA256 Credential=local/20260101/{region}/{service}/aws4_request, SignedHeaders=host, Signature=0"
+    );
+    let resp = reqwest::Client::new()
+        .post(endpoint)
+        .header("authorization", auth)
+        .header("x-moto-account-id", account)
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| format!("{service} {action}: {e}"))?;
+    let ok = resp.status().is_success();
+    let body = resp.text().await.map_err(|e| e.to_string())?;
+    if !ok {
+        return Err(format!("{service} {action}: {body}"));
+    }
+    Ok(body)
+}
+
+fn xml_values(xml: &str, tag: &str) -> Vec<String> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    xml.split(&open)
+        .skip(1)
+        .filter_map(|s| s.split_once(&close).map(|(v, _)| v.to_owned()))
+        .collect()
+}
+
+async fn provision(
+    endpoint: &str,
+    region: &str,
+    instances: usize,
+    processes: &mut Processes,
+) -> Fallible<Local> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let account = format!("{:012}", 100_000_000_000 + (nanos % 800_000_000_000) as u64);
+    let q = |service: &'static str, version: &'static str, action: &'static str| {
+        (service, version, action)
+    };
+    let (s, v, a) = q("iam", "2010-05-08", "CreateUser");
+    query(
+        endpoint,
+        region,
+        &account,
+        s,
+        v,
+        a,
+        &[("UserName", "berth-local")],
+    )
+    .await?;
+    let (s, v, a) = q("iam", "2010-05-08", "CreateAccessKey");
+    let xml = query(
+        endpoint,
+        region,
+        &account,
+        s,
+        v,
+        a,
+        &[("UserName", "berth-local")],
+    )
+    .await?;
+    let key = xml_values(&xml, "AccessKeyId")
+        .pop()
+        .ok_or("no access key")?;
+    let secret = xml_values(&xml, "SecretAccessKey")
+        .pop()
+        .ok_or("no secret key")?;
+
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new(region.to_owned()))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            &key,
+            &secret,
+            None,
+            None,
+            "berth-local",
+        ))
+        .load()
+        .await;
+    let clients = Clients::new(&config);
+    let sqs = &clients.sqs;
+    let dlq_url = sqs
+        .create_queue()
+        .queue_name("berth-dlq")
+        .send()
+        .await
+        .map_err(|e| format!("create queue: {e}"))?
+        .queue_url
+        .unwrap_or_default();
+    let dlq_arn = format!("arn:aws:sqs:{region}:{account}:berth-dlq");
+    let queue_url = sqs
+        .create_queue()
+        .queue_name("berth-jobs")
+        .attributes(QueueAttributeName::VisibilityTimeout, "60")
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": 50 })
+                .to_string(),
+        )
+        .send()
+        .await
+        .map_err(|e| format!("create queue: {e}"))?
+        .queue_url
+        .unwrap_or_default();
+    berth_aws::schema::create_jobs_table(&clients.dynamodb, "berth-jobs")
+        .await
+        .map_err(|e| e.to_string())?;
+    berth_aws::schema::create_definitions_table(&clients.dynamodb, "berth-definitions")
+        .await
+        .map_err(|e| e.to_string())?;
+
+    let cluster = "berth".to_owned();
+    let ecs = &clients.ecs;
+    ecs.create_cluster()
+        .cluster_name(&cluster)
+        .send()
+        .await
+        .map_err(|e| format!("create cluster: {e}"))?;
+    for _ in 0..instances {
+        let xml = query(
+            endpoint,
+            region,
+            &account,
+            "ec2",
+            "2016-11-15",
+            "RunInstances",
+            &[
+                ("ImageId", "ami-12c6146b"),
+                ("MinCount", "1"),
+                ("MaxCount", "1"),
+                ("InstanceType", "m5.xlarge"),
+            ],
+        )
+        .await?;
+        let id = xml_values(&xml, "instanceId")
+            .pop()
+            .ok_or("no instance id")?;
+        let document = serde_json::json!({ "instanceId": id, "region": region });
+        ecs.register_container_instance()
+            .cluster(&cluster)
+            .instance_identity_document(document.to_string())
+            .send()
+            .await
+            .map_err(|e| format!("register container instance: {e}"))?;
+    }
+    for (family, network, fargate) in [
+        ("render", NetworkMode::Awsvpc, true),
+        ("train", NetworkMode::Bridge, false),
+    ] {
+        let mut compatibilities = vec![Compatibility::Ec2];
+        if fargate {
+            compatibilities.push(Compatibility::Fargate);
+        }
+        ecs.register_task_definition()
+            .family(family)
+            .network_mode(network)
+            .set_requires_compatibilities(Some(compatibilities))
+            .cpu("1024")
+            .memory("2048")
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name("main")
+                    .image("public.ecr.aws/docker/library/busybox:latest")
+                    .cpu(1024)
+                    .memory(2048)
+                    .essential(true)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| format!("register task definition: {e}"))?;
+    }
+    let subnets = xml_values(
+        &query(
+            endpoint,
+            region,
+            &account,
+            "ec2",
+            "2016-11-15",
+            "DescribeSubnets",
+            &[],
+        )
+        .await?,
+        "subnetId",
+    );
+    let groups = xml_values(
+        &query(
+            endpoint,
+            region,
+            &account,
+            "ec2",
+            "2016-11-15",
+            "DescribeSecurityGroups",
+            &[],
+        )
+        .await?,
+        "groupId",
+    );
+
+    let mut vars = vec![
+        ("BERTH_JOBS_TABLE".to_owned(), "berth-jobs".to_owned()),
+        ("BERTH_DEFINITIONS_TABLE".into(), "berth-definitions".into()),
+        ("BERTH_CLUSTER".into(), cluster.clone()),
+        ("BERTH_QUEUE_URL".into(), queue_url.clone()),
+        ("BERTH_DLQ_URL".into(), dlq_url.clone()),
+        (
+            "BERTH_FARGATE_SUBNETS".into(),
+            subnets.first().cloned().unwrap_or_default(),
+        ),
+        (
+            "BERTH_FARGATE_SECURITY_GROUPS".into(),
+            groups.first().cloned().unwrap_or_default(),
+        ),
+    ];
+    let settings =
+        Settings::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+            .map_err(|e| e.to_string())?;
+    let definitions =
+        berth_aws::Definitions::new(clients.dynamodb.clone(), &settings.definitions_table);
+    for def in demo_definitions() {
+        definitions.put(&def).await.map_err(|e| e.to_string())?;
+    }
+
+    // cargo lambda watch with the function binaries built first, so no
+    // invocation spends its time compiling.
+    for bin in [
+        "berth-driver",
+        "berth-ecs-runner",
+        "berth-lambda-task-processor",
+        "berth-capacity-metric",
+    ] {
+        let ok = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--quiet", "--bin", bin])
+            .current_dir(root())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return Err(format!("cargo build --bin {bin} failed"));
+        }
+    }
+    let port = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let watch_url = format!("http://127.0.0.1:{port}");
+    let async_url = glue::async_invoke_endpoint(watch_url.clone()).await?;
+    vars.push(("BERTH_MAX_INTERRUPTIONS".into(), "5".into()));
+    let log = std::env::temp_dir().join(format!("berth-local-watch-{port}.log"));
+    let out = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+    let cargo_lambda = root().join(".venv/bin/cargo-lambda");
+    let mut cmd = Command::new(if cargo_lambda.exists() {
+        cargo_lambda
+    } else {
+        PathBuf::from("cargo-lambda")
+    });
+    cmd.args([
+        "lambda",
+        "watch",
+        "--ignore-changes",
+        "--invoke-address",
+        "127.0.0.1",
+        "-P",
+        &port.to_string(),
+    ])
+    .current_dir(root())
+    .env("AWS_ENDPOINT_URL", endpoint)
+    .env("AWS_ENDPOINT_URL_LAMBDA", &async_url)
+    .env("AWS_REGION", region)
+    .env("AWS_DEFAULT_REGION", region)
+    .env("AWS_ACCESS_KEY_ID", &key)
+    .env("AWS_SECRET_ACCESS_KEY", &secret)
+    .env("AWS_EC2_METADATA_DISABLED", "true")
+    .env_remove("AWS_SESSION_TOKEN")
+    .env_remove("AWS_PROFILE")
+    .stdout(Stdio::from(out.try_clone().map_err(|e| e.to_string())?))
+    .stderr(Stdio::from(out))
+    .process_group(0);
+    for (k, v) in &vars {
+        cmd.env(k, v);
+    }
+    processes.watch = Some(
+        cmd.spawn()
+            .map_err(|e| format!("cannot start cargo lambda watch (run `make tools`): {e}"))?,
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port)).is_err() {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "cargo lambda watch did not start; see {}",
+                log.display()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "cargo lambda watch on {watch_url} (its log: {})",
+        log.display()
+    );
+    let watch_config = aws_sdk_lambda::config::Builder::from(&config)
+        .endpoint_url(&watch_url)
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_timeout(Duration::from_secs(120))
+                .build(),
+        )
+        .build();
+    Ok(Local {
+        account,
+        region: region.to_owned(),
+        cluster,
+        queue_url,
+        dlq_url,
+        clients,
+        settings,
+        watch_lambda: aws_sdk_lambda::Client::from_conf(watch_config),
+        ids: AtomicU64::new(1),
+    })
+}
+
+fn env_of(local: &Local) -> Vec<(&'static str, String)> {
+    vec![
+        ("BERTH_JOBS_TABLE", local.settings.jobs_table.clone()),
+        (
+            "BERTH_DEFINITIONS_TABLE",
+            local.settings.definitions_table.clone(),
+        ),
+        ("BERTH_CLUSTER", local.cluster.clone()),
+        ("BERTH_QUEUE_URL", local.queue_url.clone()),
+        ("BERTH_DLQ_URL", local.dlq_url.clone()),
+    ]
+}
+
+fn demo_definitions() -> Vec<JobDefinition> {
+    let render = JobDefinition {
+        name: "render".into(),
+        task_definition: "render".into(),
+        container: "main".into(),
+        lambda_function: None,
+        command: None,
+        cpu: 1024,
+        memory: 2048,
+        gpu: 0,
+        timeout_seconds: 600,
+        max_attempts: 2,
+        fargate: true,
+    };
+    vec![
+        JobDefinition {
+            name: "train".into(),
+            task_definition: "train".into(),
+            gpu: 1,
+            fargate: false,
+            ..render.clone()
+        },
+        JobDefinition {
+            name: "thumbnail".into(),
+            lambda_function: Some("berth-lambda-task-processor".into()),
+            command: Some(vec![
+                "sh".into(),
+                "-c".into(),
+                "echo \"thumbnail of $INPUT\"; sleep 1".into(),
+            ]),
+            timeout_seconds: 60,
+            ..render.clone()
+        },
+        render,
+    ]
+}
+
+/// The loop of what AWS would do, with its schedules.
+struct Glue {
+    containers: Containers,
+    every: Duration,
+    last_schedule: Option<Instant>,
+    pub schedulable: Option<serde_json::Value>,
+}
+
+impl Glue {
+    fn new(every: Duration) -> Self {
+        Self {
+            containers: Containers::default(),
+            every,
+            last_schedule: None,
+            schedulable: None,
+        }
+    }
+
+    async fn tick(&mut self, local: &Local) -> Fallible<()> {
+        while glue::deliver_queue(local).await? > 0 {}
+        self.containers.play(local).await?;
+        if self.last_schedule.is_none_or(|t| t.elapsed() >= self.every) {
+            self.last_schedule = Some(Instant::now());
+            let metric =
+                glue::invoke(local, "berth-capacity-metric", &glue::scheduled(local)).await?;
+            if self.schedulable.as_ref() != Some(&metric) {
+                println!("SchedulableContainers = {metric}");
+                self.schedulable = Some(metric);
+            }
+            glue::invoke(local, "berth-ecs-runner", &glue::scheduled(local)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// One demo job: what is submitted and how it must end.
+struct Expect {
+    job_id: String,
+    status: JobStatus,
+    route: Option<Route>,
+    why: &'static str,
+}
+
+async fn demo(local: &Local, every: Duration) -> Fallible<bool> {
+    let cli = Berth::new(local.settings.clone(), local.clients.clone());
+    let mut glue = Glue::new(every);
+    let mut expected: Vec<Expect> = Vec::new();
+    let submit = |id: &str, definition: &str, env: &[(&str, &str)]| Submission {
+        job_id: Some(id.into()),
+        definition: Some(definition.into()),
+        environment: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Submission::default()
+    };
+    // First wave: two Lambda-sized jobs and six that fill the EC2 capacity
+    // (two instances hold three render containers each); one is reclaimed.
+    let mut first = vec![
+        (
+            submit("thumb-1", "thumbnail", &[("INPUT", "s3://demo/a.png")]),
+            JobStatus::Succeeded,
+            Some(Route::Lambda),
+            "runs in the task processor, in milliseconds",
+        ),
+        (
+            submit("thumb-2", "thumbnail", &[("INPUT", "s3://demo/b.png")]),
+            JobStatus::Succeeded,
+            Some(Route::Lambda),
+            "runs in the task processor",
+        ),
+        (
+            submit(
+                "render-1",
+                "render",
+                &[("BERTH_DEMO_SECONDS", "3"), ("BERTH_DEMO_INTERRUPT", "1")],
+            ),
+            JobStatus::Succeeded,
+            None,
+            "a Spot interruption, re-dispatched, then succeeds",
+        ),
+    ];
+    for i in 2..=6 {
+        first.push((
+            submit(
+                &format!("render-{i}"),
+                "render",
+                &[("BERTH_DEMO_SECONDS", "8")],
+            ),
+            JobStatus::Succeeded,
+            Some(Route::Ec2),
+            "fits the EC2 capacity",
+        ));
+    }
+    eprintln!("DEBUG submitting");
+    for (s, status, route, why) in first {
+        expected.push(Expect {
+            job_id: cli.submit(&s).await.map_err(|e| e.to_string())?,
+            status,
+            route,
+            why,
+        });
+    }
+    glue.tick(local).await?;
+    // Second wave, on a full cluster.
+    let second = vec![
+        (
+            submit("render-7", "render", &[("BERTH_DEMO_SECONDS", "3")]),
+            JobStatus::Succeeded,
+            Some(Route::Fargate),
+            "EC2 is full: Fargate",
+        ),
+        (
+            submit(
+                "fail-1",
+                "render",
+                &[("BERTH_DEMO_SECONDS", "2"), ("BERTH_DEMO_EXIT", "3")],
+            ),
+            JobStatus::Failed,
+            None,
+            "exits 3 on each of its 2 attempts",
+        ),
+        (
+            submit("gpu-1", "train", &[("BERTH_DEMO_SECONDS", "2")]),
+            JobStatus::Succeeded,
+            Some(Route::Ec2),
+            "GPU, EC2 only: waits for capacity, then runs",
+        ),
+    ];
+    for (s, status, route, why) in second {
+        expected.push(Expect {
+            job_id: cli.submit(&s).await.map_err(|e| e.to_string())?,
+            status,
+            route,
+            why,
+        });
+    }
+    // An invalid message, sent as is: the CLI would refuse it.
+    let sent = local
+        .clients
+        .sqs
+        .send_message()
+        .queue_url(&local.queue_url)
+        .message_body(r#"{"definition":"render","cpus":2}"#)
+        .send()
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    expected.push(Expect {
+        job_id: sent.message_id.unwrap_or_default(),
+        status: JobStatus::Rejected,
+        route: None,
+        why: "unknown field `cpus`: rejected, never run",
+    });
+
+    let store = JobStore::new(local.clients.dynamodb.clone(), &local.settings.jobs_table);
+    let started = Instant::now();
+    let mut shown = String::new();
+    loop {
+        glue.tick(local).await?;
+        let mut records = Vec::new();
+        for e in &expected {
+            if let Some(r) = store.get(&e.job_id).await.map_err(|e| e.to_string())? {
+                records.push(r);
+            }
+        }
+        let table = berth_cli::table(&records);
+        if table != shown {
+            println!("\n[{:>3} s]\n{table}", started.elapsed().as_secs());
+            shown = table;
+        }
+        let settled =
+            records.len() == expected.len() && records.iter().all(|r| r.status.is_final());
+        if settled {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            return Err("the jobs did not settle within 5 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    glue.tick(local).await?;
+
+    println!("\nevery job, as the demo said it would end:");
+    let mut all_right = true;
+    for e in &expected {
+        let r = store
+            .get(&e.job_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("a job vanished")?;
+        let ok = r.status == e.status && (e.route.is_none() || r.route == e.route);
+        all_right &= ok;
+        println!(
+            "  {} {:<38} {:<10} {:<8} attempts {}  {}",
+            if ok { "ok  " } else { "DIFF" },
+            e.job_id,
+            r.status.as_str(),
+            r.route.map_or("-", Route::as_str),
+            r.attempts,
+            e.why
+        );
+    }
+    Ok(all_right)
+}
