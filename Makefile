@@ -8,7 +8,12 @@ TOOLS_STAMP := $(VENV)/.tools-requirements
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: test check unit integration template tools local-aws local-aws-stop clean help bench-driver bench-capacity
+.PHONY: demo test check unit integration template tools local-aws local-aws-stop clean help bench-driver bench-capacity
+
+## demo: berth's main job on the local AWS: a mixed set of jobs submitted, followed to their end
+## and checked; leaves nothing running
+demo: tools
+	cargo run --quiet -p berth-local -- demo
 
 ## test: everything CI runs: format, lints, unit and integration tests, template checks
 test: check template

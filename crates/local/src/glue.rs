@@ -1,9 +1,9 @@
 //! What AWS does around berth's functions and the local AWS does not: the
 //! SQS event source mapping, asynchronous Lambda invokes, ECS task state
 //! change events, and the schedules. With no Docker engine, the containers
-//! of ECS tasks are played: a task "runs" for its job's `BERTH_DEMO_SECONDS`
-//! (default 4) and exits with `BERTH_DEMO_EXIT` (default 0); with
-//! `BERTH_DEMO_INTERRUPT` set, its first launch is reclaimed as a Spot
+//! of ECS tasks are played: a task "runs" for its job's `PLAY_SECONDS`
+//! (default 4) and exits with `PLAY_EXIT` (default 0); with
+//! `PLAY_INTERRUPT` set, its first launch is reclaimed as a Spot
 //! interruption. Lambda jobs run for real, in the task processor under
 //! `cargo lambda watch`.
 
@@ -29,7 +29,6 @@ use crate::Local;
 
 /// Invokes `function` under `cargo lambda watch` and returns its answer.
 pub async fn invoke(local: &Local, function: &str, payload: &Value) -> Result<Value, String> {
-    eprintln!("DEBUG invoke {function}");
     let out = local
         .watch_lambda
         .invoke()
@@ -254,13 +253,11 @@ fn played(task: &Task) -> Played {
     let first_launch = env("BERTH_LAUNCH").as_deref() == Some("1");
     Played {
         since: Instant::now(),
-        seconds: env("BERTH_DEMO_SECONDS")
+        seconds: env("PLAY_SECONDS")
             .and_then(|s| s.parse().ok())
             .unwrap_or(4),
-        exit: env("BERTH_DEMO_EXIT")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0),
-        interrupt: first_launch && env("BERTH_DEMO_INTERRUPT").is_some(),
+        exit: env("PLAY_EXIT").and_then(|s| s.parse().ok()).unwrap_or(0),
+        interrupt: first_launch && env("PLAY_INTERRUPT").is_some(),
         container: first
             .and_then(|c| c.name().map(str::to_owned))
             .unwrap_or_else(|| "main".into()),

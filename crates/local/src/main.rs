@@ -22,6 +22,8 @@ use berth_cli::{Berth, Submission};
 use berth_core::{JobDefinition, JobStatus, Route};
 use clap::{Parser, Subcommand};
 use glue::Containers;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 
 #[derive(Parser)]
 #[command(
@@ -76,10 +78,15 @@ struct Processes {
 impl Drop for Processes {
     fn drop(&mut self) {
         if let Some(mut watch) = self.watch.take() {
-            // The watch server and the functions it runs share its group.
-            let _ = Command::new("kill")
-                .args(["-TERM", &format!("-{}", watch.id())])
-                .status();
+            // The watch server and the functions it runs share its group:
+            // asked to stop, then made to.
+            let group = Pid::from_raw(i32::try_from(watch.id()).unwrap_or(i32::MAX));
+            let _ = killpg(group, Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while matches!(watch.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = killpg(group, Signal::SIGKILL);
             let _ = watch.wait();
         }
         if self.stop_local_aws {
@@ -108,14 +115,13 @@ async fn main() -> ExitCode {
         r = run(&args, &mut processes) => r,
         _ = tokio::signal::ctrl_c() => Err("interrupted".into()),
     };
+    if let Err(e) = &outcome {
+        eprintln!("berth-local: {e}");
+    }
     drop(processes);
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("berth-local: {e}");
-            ExitCode::FAILURE
-        }
+        _ => ExitCode::FAILURE,
     }
 }
 
@@ -638,7 +644,7 @@ async fn demo(local: &Local, every: Duration) -> Fallible<bool> {
             submit(
                 "render-1",
                 "render",
-                &[("BERTH_DEMO_SECONDS", "3"), ("BERTH_DEMO_INTERRUPT", "1")],
+                &[("PLAY_SECONDS", "3"), ("PLAY_INTERRUPT", "1")],
             ),
             JobStatus::Succeeded,
             None,
@@ -647,17 +653,12 @@ async fn demo(local: &Local, every: Duration) -> Fallible<bool> {
     ];
     for i in 2..=6 {
         first.push((
-            submit(
-                &format!("render-{i}"),
-                "render",
-                &[("BERTH_DEMO_SECONDS", "8")],
-            ),
+            submit(&format!("render-{i}"), "render", &[("PLAY_SECONDS", "8")]),
             JobStatus::Succeeded,
             Some(Route::Ec2),
             "fits the EC2 capacity",
         ));
     }
-    eprintln!("DEBUG submitting");
     for (s, status, route, why) in first {
         expected.push(Expect {
             job_id: cli.submit(&s).await.map_err(|e| e.to_string())?,
@@ -670,7 +671,7 @@ async fn demo(local: &Local, every: Duration) -> Fallible<bool> {
     // Second wave, on a full cluster.
     let second = vec![
         (
-            submit("render-7", "render", &[("BERTH_DEMO_SECONDS", "3")]),
+            submit("render-7", "render", &[("PLAY_SECONDS", "3")]),
             JobStatus::Succeeded,
             Some(Route::Fargate),
             "EC2 is full: Fargate",
@@ -679,14 +680,14 @@ async fn demo(local: &Local, every: Duration) -> Fallible<bool> {
             submit(
                 "fail-1",
                 "render",
-                &[("BERTH_DEMO_SECONDS", "2"), ("BERTH_DEMO_EXIT", "3")],
+                &[("PLAY_SECONDS", "2"), ("PLAY_EXIT", "3")],
             ),
             JobStatus::Failed,
             None,
             "exits 3 on each of its 2 attempts",
         ),
         (
-            submit("gpu-1", "train", &[("BERTH_DEMO_SECONDS", "2")]),
+            submit("gpu-1", "train", &[("PLAY_SECONDS", "2")]),
             JobStatus::Succeeded,
             Some(Route::Ec2),
             "GPU, EC2 only: waits for capacity, then runs",
