@@ -5,6 +5,7 @@
 
 pub mod definitions;
 pub mod error;
+pub mod metrics;
 pub mod queue;
 pub mod schema;
 pub mod settings;

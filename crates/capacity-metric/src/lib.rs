@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 /// The metric's namespace and names.
-pub const NAMESPACE: &str = "berth";
+pub const NAMESPACE: &str = berth_aws::metrics::NAMESPACE;
 pub const SCHEDULABLE_CONTAINERS: &str = "SchedulableContainers";
 /// 1 while the configured scale-in threshold would make the cluster loop.
 pub const SCALE_IN_THRESHOLD_LOOPS: &str = "ScaleInThresholdLoops";

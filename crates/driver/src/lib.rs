@@ -16,7 +16,7 @@ use aws_sdk_sqs::types::MessageAttributeValue;
 use berth_aws::definitions::Lookup;
 use berth_aws::queue::RELAUNCH_ATTRIBUTE;
 use berth_aws::store::{Change, Changed, Created, FIRST_LAUNCH, JobRecord, Rejection, now_ms};
-use berth_aws::{Clients, Definitions, JobStore, LaunchError, Settings};
+use berth_aws::{Clients, Definitions, JobStore, LaunchError, Settings, metrics};
 use berth_core::launch::{LaunchNumber, capacity_backoff_seconds, retry_backoff_seconds};
 use berth_core::routing::{self, FargateSize, Plan};
 use berth_core::stop::CANCELLED_REASON;
@@ -547,8 +547,13 @@ impl Driver {
                 Ok(Placement::Placed { task_arn }) => Ok((Route::Ec2, task_arn)),
                 Ok(Placement::NoRoom { reason }) => match fargate_fallback {
                     Some(size) => {
-                        self.fargate(job, launch, *size, &format!("EC2 has no room ({reason})"))
-                            .await
+                        let placed = self
+                            .fargate(job, launch, *size, &format!("EC2 has no room ({reason})"))
+                            .await;
+                        if placed.is_ok() {
+                            metrics::count("FargateFallbacks", None);
+                        }
+                        placed
                     }
                     None => Err(Ok(format!(
                         "EC2 has no room ({reason}) and the job cannot run on Fargate"
@@ -780,8 +785,25 @@ fn sent_at_ms(message: &SqsMessage) -> Option<i64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The dashboard's count of a job decision (see `berth_aws::metrics`).
+fn count(outcome: &Outcome) {
+    let metric = match outcome {
+        Outcome::Dispatched { route, .. } => {
+            return metrics::count("Dispatched", Some(("Route", route.as_str())));
+        }
+        Outcome::Waiting { .. } => "WaitingForCapacity",
+        Outcome::Rejected { .. } => "Rejected",
+        Outcome::DeadLettered { .. } => "DeadLettered",
+        Outcome::Failed { .. } => "LaunchFailed",
+        Outcome::Retry { .. } => "LaunchRetries",
+        Outcome::Duplicate { .. } | Outcome::Ignored { .. } => return,
+    };
+    metrics::count(metric, None);
+}
+
 /// One structured line per job decision.
 fn log(message_id: &str, job_id: Option<&str>, outcome: &Outcome, elapsed: Duration) {
+    count(outcome);
     let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
     let decision = outcome.name();
     let job_id = job_id.unwrap_or("");

@@ -6,7 +6,8 @@ use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use serde_json::{Value, json};
 
 use crate::lifecycle::{Cancelled, Lifecycle, SpotWarning, TaskAction, TaskChange};
-use berth_aws::AwsError;
+use berth_aws::{AwsError, metrics};
+use berth_core::JobStatus;
 
 pub const TASK_STATE_CHANGE: &str = "ECS Task State Change";
 pub const SPOT_WARNING: &str = "EC2 Spot Instance Interruption Warning";
@@ -29,6 +30,13 @@ pub async fn handle(
                 Err(e) => return Ok(unreadable(&id, TASK_STATE_CHANGE, &e)),
             };
             let action = lifecycle.task_changed(&task).await?;
+            match &action {
+                TaskAction::Ended { status, .. } => {
+                    metrics::count("JobsEnded", Some(("Status", status.as_str())));
+                }
+                TaskAction::Requeued { .. } => metrics::count("Requeued", None),
+                _ => {}
+            }
             let answer = task_answer(&task, &action);
             match &action {
                 TaskAction::Ignored { why } => {
@@ -61,6 +69,12 @@ pub async fn handle(
         }
         ("aws.events", SCHEDULED) => {
             let sweep = lifecycle.sweep().await?;
+            if !sweep.timed_out.is_empty() {
+                metrics::emit(
+                    &[("Status", JobStatus::TimedOut.as_str())],
+                    &[("JobsEnded", sweep.timed_out.len() as f64)],
+                );
+            }
             for (job_id, error) in &sweep.errors {
                 tracing::warn!(
                     job_id,

@@ -68,13 +68,20 @@ async fn main() -> Result<(), Error> {
                 status = status.map_or("unknown", |s| s.as_str()),
                 "launch not run: it is not the job's current one, or it ran already"
             ),
-            Ran::Ended { status, exit_code, .. } => tracing::info!(
-                job_id = task.job.job_id,
-                launch = task.launch,
-                status = status.as_str(),
-                exit_code,
-                "job ended"
-            ),
+            Ran::Ended {
+                status, exit_code, ..
+            } => {
+                if status.is_final() {
+                    berth_aws::metrics::count("JobsEnded", Some(("Status", status.as_str())));
+                }
+                tracing::info!(
+                    job_id = task.job.job_id,
+                    launch = task.launch,
+                    status = status.as_str(),
+                    exit_code,
+                    "job ended"
+                )
+            }
         }
         Ok::<_, Error>(serde_json::json!({ "job_id": task.job.job_id, "launch": task.launch, "result": format!("{ran:?}") }))
     }))

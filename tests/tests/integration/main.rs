@@ -11,4 +11,5 @@ mod events;
 mod lifecycle;
 mod smoke;
 mod task_processor;
+mod template;
 mod watch;

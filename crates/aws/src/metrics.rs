@@ -1,0 +1,100 @@
+//! berth's own metrics, as CloudWatch embedded metric format (EMF) lines on
+//! standard output: Lambda sends them to CloudWatch Logs, which turns them
+//! into metrics in the `berth` namespace. No API call on the job's path and
+//! no `cloudwatch:PutMetricData` permission.
+//!
+//! | metric | dimensions | emitted by |
+//! |---|---|---|
+//! | `Dispatched` | `Route` | the driver, a job launched |
+//! | `FargateFallbacks` | none | the driver, EC2 had no room and Fargate took the job |
+//! | `WaitingForCapacity`, `Rejected`, `DeadLettered`, `LaunchFailed`, `LaunchRetries` | none | the driver |
+//! | `JobsEnded` | `Status` | ecs-runner and the task processor, a job reached its end state |
+//! | `Requeued` | none | ecs-runner, an attempt ended and another was queued |
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+
+/// The namespace of berth's metrics (SchedulableContainers included).
+pub const NAMESPACE: &str = "berth";
+
+/// One EMF line: each metric in `metrics` counted once under `dimensions`.
+pub fn line(timestamp_ms: u64, dimensions: &[(&str, &str)], metrics: &[(&str, f64)]) -> String {
+    let names: Vec<&str> = dimensions.iter().map(|(name, _)| *name).collect();
+    let definitions: Vec<Value> = metrics
+        .iter()
+        .map(|(name, _)| json!({ "Name": name, "Unit": "Count" }))
+        .collect();
+    let mut object = Map::new();
+    object.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [names],
+                "Metrics": definitions,
+            }],
+        }),
+    );
+    for (name, value) in dimensions {
+        object.insert((*name).into(), json!(value));
+    }
+    for (name, value) in metrics {
+        object.insert((*name).into(), json!(value));
+    }
+    Value::Object(object).to_string()
+}
+
+/// Writes one EMF line to standard output, where Lambda picks it up.
+pub fn emit(dimensions: &[(&str, &str)], metrics: &[(&str, f64)]) {
+    if metrics.is_empty() {
+        return;
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    println!("{}", line(now, dimensions, metrics));
+}
+
+/// One count of `metric`, with at most one dimension.
+pub fn count(metric: &str, dimension: Option<(&str, &str)>) {
+    match dimension {
+        Some(d) => emit(&[d], &[(metric, 1.0)]),
+        None => emit(&[], &[(metric, 1.0)]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_is_a_valid_emf_document() {
+        let text = line(
+            1_795_000_000_000,
+            &[("Route", "EC2")],
+            &[("Dispatched", 1.0)],
+        );
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let spec = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(v["_aws"]["Timestamp"], 1_795_000_000_000u64);
+        assert_eq!(spec["Namespace"], "berth");
+        assert_eq!(spec["Dimensions"], json!([["Route"]]));
+        assert_eq!(
+            spec["Metrics"],
+            json!([{"Name": "Dispatched", "Unit": "Count"}])
+        );
+        // Every dimension and metric named is a top-level member.
+        assert_eq!(v["Route"], "EC2");
+        assert_eq!(v["Dispatched"], 1.0);
+        assert!(!text.contains('\n'), "one line");
+    }
+
+    #[test]
+    fn without_dimensions_the_set_is_empty() {
+        let v: Value = serde_json::from_str(&line(1, &[], &[("Rejected", 1.0)])).unwrap();
+        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([[]]));
+        assert_eq!(v["Rejected"], 1.0);
+    }
+}

@@ -1,0 +1,130 @@
+//! template.yaml's promises that no linter checks: least privilege, one
+//! reason for each `Resource: '*'`, every zip function built by
+//! cargo-lambda, and a dashboard that shows the metrics the functions emit.
+
+use std::collections::BTreeSet;
+
+use berth_tests::workspace_root;
+
+fn template() -> String {
+    std::fs::read_to_string(workspace_root().join("template.yaml")).unwrap()
+}
+
+/// Each IAM action of the template, with its line number.
+fn actions(text: &str) -> Vec<(usize, String)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        let Some(rest) = trimmed
+            .strip_prefix("- ")
+            .unwrap_or(trimmed)
+            .strip_prefix("Action:")
+        else {
+            continue;
+        };
+        let rest = rest.trim();
+        if !rest.is_empty() {
+            for a in rest.trim_matches(['[', ']']).split(',') {
+                out.push((i + 1, a.trim().trim_matches(['\'', '"']).to_owned()));
+            }
+            continue;
+        }
+        // A block list below the key.
+        for (j, next) in lines.iter().enumerate().skip(i + 1) {
+            let trimmed = next.trim_start();
+            let deeper = next.len() - trimmed.len() > indent.len();
+            match trimmed.strip_prefix("- ") {
+                Some(a) if deeper => {
+                    out.push((j + 1, a.trim().trim_matches(['\'', '"']).to_owned()))
+                }
+                _ => break,
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_statement_grants_every_action_and_each_wildcard_resource_says_why() {
+    let text = template();
+    let actions = actions(&text);
+    assert!(
+        actions.len() > 20,
+        "the template's actions were read: {actions:?}"
+    );
+    for (line, action) in &actions {
+        assert!(
+            !action.contains('*') && action.contains(':'),
+            "line {line}: `{action}` is not one named action"
+        );
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let mut wildcards = 0;
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim() == "Resource: '*'" {
+            wildcards += 1;
+            let above = lines[i - 1].trim();
+            assert!(
+                above.starts_with('#') && above.len() > 20,
+                "line {}: `Resource: '*'` without its reason on the line above",
+                i + 1
+            );
+        }
+    }
+    assert!(wildcards >= 1, "the wildcard resources were found");
+}
+
+#[test]
+fn every_zip_function_is_built_by_cargo_lambda() {
+    let text = template();
+    let zips = text.matches("Handler: bootstrap").count();
+    assert!(zips >= 3, "the driver, ecs-runner and capacity-metric");
+    assert_eq!(text.matches("BuildMethod: rust-cargolambda").count(), zips);
+    assert_eq!(text.matches("Runtime: provided.al2023").count(), zips);
+}
+
+/// The metric names in `text` after `marker` and up to the next quote.
+fn names_after(text: &str, marker: &str) -> BTreeSet<String> {
+    text.split(marker)
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_dashboard_shows_every_metric_the_functions_emit() {
+    let text = template();
+    let shown = names_after(&text, r#"["berth", ""#);
+    let mut emitted = BTreeSet::from(["SchedulableContainers".to_owned()]);
+    for source in [
+        "crates/driver/src/lib.rs",
+        "crates/ecs-runner/src/events.rs",
+        "crates/lambda-task-processor/src/main.rs",
+    ] {
+        let code = std::fs::read_to_string(workspace_root().join(source)).unwrap();
+        emitted.extend(names_after(&code, r#"count(""#));
+        emitted.extend(
+            names_after(&code, r#"&[(""#)
+                .into_iter()
+                .filter(|n| n != "Status"),
+        );
+        // The driver's decisions, named in its match.
+        for line in code.lines() {
+            if let Some((_, name)) = line.split_once("=> \"")
+                && let Some(name) = name.split('"').next()
+                && name.chars().all(|c| c.is_ascii_alphabetic())
+                && name.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+            {
+                emitted.insert(name.to_owned());
+            }
+        }
+    }
+    assert!(
+        emitted.len() >= 10,
+        "the emitted metrics were read: {emitted:?}"
+    );
+    assert_eq!(shown, emitted, "dashboard vs functions");
+}
