@@ -1,7 +1,9 @@
 //! The real function binaries under `cargo lambda watch`, against the local
 //! AWS: the driver handles the events/ sample and launches a Lambda-sized job
-//! on a real Lambda function; the capacity metric runs on its schedule
-//! sample; the task processor runs its sample job.
+//! on a real Lambda function; ecs-runner takes the sample EC2 job to its end
+//! with its task samples and answers every other sample; the capacity
+//! metric runs on its schedule sample; the task processor runs its sample
+//! job.
 
 use aws_lambda_events::event::sqs::SqsBatchResponse;
 use berth_aws::settings as var;
@@ -99,6 +101,59 @@ async fn the_functions_handle_their_samples_under_cargo_lambda_watch() {
         "{lambda:?}"
     );
     std::fs::remove_dir_all(&recorded).unwrap();
+
+    // ecs-runner on its samples. The task samples, with their task, cluster
+    // and job made the sample EC2 job's, take it to SUCCEEDED.
+    let task = stack.tasks_of("sample-ec2", 1).await.remove(0);
+    let dir = std::env::temp_dir().join(format!("berth-samples-{}", stack.aws.id));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (sample, action, status) in [
+        ("ecs-runner-task-running", "running", "RUNNING"),
+        ("ecs-runner-task-stopped-succeeded", "ended", "SUCCEEDED"),
+    ] {
+        let text = std::fs::read_to_string(
+            berth_tests::workspace_root().join(format!("events/{sample}.json")),
+        )
+        .unwrap()
+        .replace(
+            "arn:aws:ecs:us-east-1:123456789012:task/berth/3b7a5d1c9e2f4a6b8c0d1e2f3a4b5c6d",
+            task.task_arn().unwrap(),
+        )
+        .replace(
+            "arn:aws:ecs:us-east-1:123456789012:cluster/berth",
+            task.cluster_arn().unwrap(),
+        )
+        .replace("\"job-0001/1\"", "\"sample-ec2/1\"");
+        let file = dir.join(format!("{sample}.json"));
+        std::fs::write(&file, text).unwrap();
+        let answer = watch.invoke_file("berth-ecs-runner", file.to_str().unwrap());
+        assert_eq!(
+            (answer["action"].as_str(), answer["status"].as_str()),
+            (Some(action), Some(status)),
+            "{sample}: {answer}\n{}",
+            watch.output()
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    let ended = stack.record("sample-ec2").await;
+    assert_eq!(
+        (ended.status, ended.exit_code),
+        (JobStatus::Succeeded, Some(0))
+    );
+    // The others, as they are: tasks of another account's cluster are
+    // ignored, the warning names no instance of this cluster, and the sweep
+    // finds nothing past its deadline.
+    for sample in [
+        "ecs-runner-task-stopped-failed",
+        "ecs-runner-task-stopped-spot",
+    ] {
+        let answer = watch.invoke_file("berth-ecs-runner", &format!("events/{sample}.json"));
+        assert_eq!(answer["action"], "ignored", "{sample}: {answer}");
+    }
+    let answer = watch.invoke_file("berth-ecs-runner", "events/ecs-runner-spot-warning.json");
+    assert_eq!(answer["drained"], serde_json::Value::Null, "{answer}");
+    let answer = watch.invoke_file("berth-ecs-runner", "events/ecs-runner-schedule.json");
+    assert_eq!(answer, serde_json::json!({ "timed_out": [], "errors": 0 }));
 
     // The capacity metric on its schedule sample: two instances holding 3
     // largest containers each, two of them taken by the EC2 jobs above.
