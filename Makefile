@@ -8,15 +8,15 @@ TOOLS_STAMP := $(VENV)/.tools-requirements
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test check unit integration template tools local-aws local-aws-stop clean help bench-driver bench-capacity
+.PHONY: demo test check unit integration template build tools local-aws local-aws-stop clean help bench-driver bench-capacity
 
 ## demo: berth's main job on the local AWS: a mixed set of jobs submitted, followed to their end
 ## and checked; leaves nothing running
 demo: tools
 	cargo run --quiet -p berth-local -- demo
 
-## test: everything CI runs: format, lints, unit and integration tests, template checks
-test: check template
+## test: everything CI runs: format, lints, unit and integration tests, template checks and build
+test: check template build
 	cargo test --workspace
 
 ## check: formatting and clippy
@@ -36,6 +36,13 @@ integration:
 template: tools
 	AWS_DEFAULT_REGION=us-east-1 sam validate --lint
 	cfn-lint template.yaml
+
+## build: sam build of the three zip functions for x86_64 into .aws-sam/ (the sample image
+## function needs Docker and is left out; `sam build --beta-features` builds all for arm64)
+# --no-cached: cargo's target dir is the build cache; SAM's own would hash the whole
+# workspace, .venv included, before each build.
+build: tools
+	sam build --beta-features --no-cached --exclude SampleTaskFunction --parameter-overrides Architecture=x86_64
 
 ## tools: SAM CLI, cargo-lambda and cfn-lint, in .venv/
 tools: $(TOOLS_STAMP)
