@@ -8,7 +8,7 @@ TOOLS_STAMP := $(VENV)/.tools-requirements
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test check unit integration template build tools local-aws local-aws-stop clean help bench-driver bench-capacity
+.PHONY: fuzz demo test check unit integration template build tools local-aws local-aws-stop clean help bench-driver bench-capacity
 
 ## demo: berth's main job on the local AWS: a mixed set of jobs submitted, followed to their end
 ## and checked; leaves nothing running
@@ -65,6 +65,15 @@ clean: local-aws-stop
 
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## //'
+
+## fuzz: the job-message parser under libFuzzer for FUZZ_SECONDS (default 600), then the
+## corpus (crates/core/fuzz/corpus, replayed by the tests) minimised; needs the nightly toolchain
+FUZZ_SECONDS ?= 600
+fuzz:
+	command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+	cd crates/core/fuzz && cargo +nightly fuzz run job_message --fuzz-dir . -- \
+		-max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1
+	cd crates/core/fuzz && cargo +nightly fuzz cmin job_message --fuzz-dir .
 
 ## bench-driver: the driver handler on batches of 1, 10 and 100 jobs, 20 ms added per AWS call
 bench-driver:
