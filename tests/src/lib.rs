@@ -112,6 +112,32 @@ impl Intercept for MotoAccount {
     }
 }
 
+/// Fails every call of one operation before it is sent, as if the function
+/// had stopped just before making it.
+#[derive(Debug)]
+struct StopBefore(&'static str);
+
+impl Intercept for StopBefore {
+    fn name(&self) -> &'static str {
+        "StopBefore"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let operation = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .map(|m| m.name());
+        if operation == Some(self.0) {
+            return Err(format!("stopped before {}", self.0).into());
+        }
+        Ok(())
+    }
+}
+
 /// One test's own AWS account in the local AWS, with clients for it.
 #[derive(Debug, Clone)]
 pub struct TestAccount {
@@ -155,6 +181,17 @@ impl TestAccount {
             clients,
             http: reqwest::Client::new(),
         }
+    }
+
+    /// Clients for this account whose calls of `operation` (`RunTask`,
+    /// `UpdateItem`, ...) never leave: a function built on them stops just
+    /// before that call.
+    pub fn clients_stopping_before(&self, operation: &'static str) -> Clients {
+        let interceptors = [
+            SharedInterceptor::new(MotoAccount(self.id.clone())),
+            SharedInterceptor::new(StopBefore(operation)),
+        ];
+        Clients::with_interceptors(&self.sdk_config, &interceptors)
     }
 
     /// Calls an EC2 Query API action (the tests need only a few EC2 calls,

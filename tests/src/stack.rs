@@ -343,20 +343,23 @@ impl Stack {
 
     /// The messages on the dead-letter queue: (body, berth-reason).
     pub async fn dead_letters(&self) -> Vec<(String, String)> {
-        let out = self
-            .clients()
-            .sqs
-            .receive_message()
-            .queue_url(&self.dlq_url)
-            .max_number_of_messages(10)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .unwrap();
-        out.messages
-            .unwrap_or_default()
-            .into_iter()
-            .map(|m| {
+        let mut letters = Vec::new();
+        loop {
+            let out = self
+                .clients()
+                .sqs
+                .receive_message()
+                .queue_url(&self.dlq_url)
+                .max_number_of_messages(10)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .unwrap();
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return letters;
+            }
+            letters.extend(messages.into_iter().map(|m| {
                 let reason = m
                     .message_attributes
                     .as_ref()
@@ -364,8 +367,8 @@ impl Stack {
                     .and_then(|v| v.string_value.clone())
                     .unwrap_or_default();
                 (m.body.unwrap_or_default(), reason)
-            })
-            .collect()
+            }));
+        }
     }
 
     /// The tasks berth started for `job_id`'s launch `launch`.

@@ -3,8 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod bad_input;
 mod capacity;
 mod cli;
+mod crash;
 mod driver;
 mod driver_ecs_answers;
 mod events;
