@@ -33,6 +33,16 @@ pub async fn load_sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest()).load().await
 }
 
+/// As [`load_sdk_config`], with up to `max_attempts` attempts per call
+/// (the standard mode makes 3): for a function whose few writes must not be
+/// lost to a run of throttling or 5xx answers.
+pub async fn load_sdk_config_with_attempts(max_attempts: u32) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(max_attempts))
+        .load()
+        .await
+}
+
 /// The AWS clients berth's functions use, built once per execution
 /// environment. Cloning is cheap: the clients share their connection pool.
 #[derive(Clone, Debug)]

@@ -39,7 +39,9 @@ static ALLOCATOR: berth_aws::Allocator = berth_aws::Allocator;
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let settings = Settings::from_env()?;
-    let clients = berth_aws::Clients::new(&berth_aws::load_sdk_config().await);
+    // The job runs once per launch: recording its start and its end are
+    // writes that a run of throttling or 5xx answers must not lose.
+    let clients = berth_aws::Clients::new(&berth_aws::load_sdk_config_with_attempts(8).await);
     let default_command = std::env::var(DEFAULT_COMMAND).ok().and_then(|v| {
         serde_json::from_str::<Vec<String>>(&v)
             .ok()
