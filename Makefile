@@ -8,7 +8,7 @@ TOOLS_STAMP := $(VENV)/.tools-requirements
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: fuzz demo test check unit integration template build tools local-aws local-aws-stop clean help bench-driver bench-capacity
+.PHONY: soak fuzz demo test check unit integration template build tools local-aws local-aws-stop clean help bench-driver bench-capacity
 
 ## demo: berth's main job on the local AWS: a mixed set of jobs submitted, followed to their end
 ## and checked; leaves nothing running
@@ -65,6 +65,13 @@ clean: local-aws-stop
 
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## //'
+
+## soak: SOAK_JOBS jobs (default 10,000) end to end on the local run with 5% of each fault kind
+## injected; prints the reconciliation and fails when a job is unaccounted for or launched twice
+SOAK_JOBS ?= 10000
+SOAK_FAULT_RATE ?= 0.05
+soak: tools
+	cargo run --quiet -p berth-local -- soak --jobs $(SOAK_JOBS) --fault-rate $(SOAK_FAULT_RATE)
 
 ## fuzz: the job-message parser under libFuzzer for FUZZ_SECONDS (default 600), then the
 ## corpus (crates/core/fuzz/corpus, replayed by the tests) minimised; needs the nightly toolchain

@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-pub mod proxy;
+pub use berth_local::proxy;
 pub mod stack;
 pub mod watch;
 
@@ -72,21 +72,7 @@ pub fn local_aws() -> &'static LocalAws {
     })
 }
 
-/// Panics unless `url` is `http://` on a loopback address.
-pub fn assert_loopback(url: &str) {
-    let host = url
-        .strip_prefix("http://")
-        .and_then(|rest| rest.split(['/', ':']).next())
-        .unwrap_or_else(|| panic!("{url} is not an http:// URL"));
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    assert!(
-        loopback,
-        "{url} is not on loopback: tests talk to the local AWS only"
-    );
-}
+pub use berth_local::proxy::assert_loopback;
 
 /// Adds moto's `x-moto-account-id` header: each account's state in the local
 /// AWS is its own, so tests running side by side do not see each other.

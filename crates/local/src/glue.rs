@@ -50,6 +50,24 @@ pub async fn invoke(local: &Local, function: &str, payload: &Value) -> Result<Va
     }
 }
 
+/// An asynchronous invocation as Lambda makes it (EventBridge rules,
+/// schedules): tried up to three times, then given up to the on-failure
+/// destination (counted in `lost_events`). The answer, when there is one.
+pub async fn invoke_event(local: &Local, function: &str, payload: &Value) -> Option<Value> {
+    let mut last = String::new();
+    for _ in 0..3 {
+        match invoke(local, function, payload).await {
+            Ok(answer) => return Some(answer),
+            Err(e) => last = e,
+        }
+    }
+    local
+        .lost_events
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    eprintln!("local: an event for {function} went to its on-failure destination: {last}");
+    None
+}
+
 /// The SQS event source mapping: hands what the queue delivers to the
 /// driver in batches of up to 10 and deletes the messages it does not name
 /// as failures. Returns how many messages it handed over.
@@ -72,12 +90,24 @@ pub async fn deliver_queue(local: &Local) -> Result<usize, String> {
     let records: Vec<SqsMessage> = messages.into_iter().map(|m| record(local, m)).collect();
     let mut event = SqsEvent::default();
     event.records = records.clone();
-    let answer = invoke(
+    local
+        .delivered
+        .fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    let answer = match invoke(
         local,
         "berth-driver",
         &serde_json::to_value(&event).map_err(|e| e.to_string())?,
     )
-    .await?;
+    .await
+    {
+        Ok(answer) => answer,
+        // The whole batch failed: its messages come back when their
+        // visibility ends, as with Lambda's event source mapping.
+        Err(e) => {
+            eprintln!("local: the driver failed a batch: {e}");
+            return Ok(0);
+        }
+    };
     let failed: Vec<&str> = answer["batchItemFailures"]
         .as_array()
         .map(|a| {
@@ -195,7 +225,7 @@ impl Containers {
                         &container,
                         Some(("UserInitiated", reason.as_str(), Some(143))),
                     );
-                    invoke(local, "berth-ecs-runner", &event).await?;
+                    invoke_event(local, "berth-ecs-runner", &event).await;
                     continue;
                 }
                 match self.running.get(&arn) {
@@ -203,7 +233,7 @@ impl Containers {
                         let played = played(&task);
                         let event = task_event(local, &task, "RUNNING", &played.container, None);
                         self.running.insert(arn, played);
-                        invoke(local, "berth-ecs-runner", &event).await?;
+                        invoke_event(local, "berth-ecs-runner", &event).await;
                     }
                     Some(p) if p.since.elapsed() >= Duration::from_secs(p.seconds) => {
                         let stop = if p.interrupt {
@@ -226,7 +256,7 @@ impl Containers {
                             .send()
                             .await
                             .map_err(|e| format!("stop task: {e}"))?;
-                        invoke(local, "berth-ecs-runner", &event).await?;
+                        invoke_event(local, "berth-ecs-runner", &event).await;
                     }
                     Some(_) => {}
                 }
@@ -338,15 +368,33 @@ pub async fn async_invoke_endpoint(watch_url: String) -> Result<String, String> 
                             .await
                             .map(|b| b.to_bytes())
                             .unwrap_or_default();
+                        // Lambda tries an asynchronous invocation that
+                        // fails up to three times.
                         tokio::spawn(async move {
-                            if let Err(e) = client
-                                .post(format!("{watch_url}{path}"))
-                                .body(body)
-                                .send()
-                                .await
-                            {
-                                eprintln!("local: an asynchronous invoke was lost: {e}");
+                            let mut last = String::new();
+                            for _ in 0..3 {
+                                match client
+                                    .post(format!("{watch_url}{path}"))
+                                    .body(body.clone())
+                                    .send()
+                                    .await
+                                {
+                                    Ok(r)
+                                        if r.status().is_success()
+                                            && !r
+                                                .headers()
+                                                .contains_key("x-amz-function-error") =>
+                                    {
+                                        return;
+                                    }
+                                    Ok(r) => last = format!("the function failed ({})", r.status()),
+                                    Err(e) => last = e.to_string(),
+                                }
+                                tokio::time::sleep(Duration::from_secs(1)).await;
                             }
+                            eprintln!(
+                                "local: an asynchronous invoke went to its on-failure destination: {last}"
+                            );
                         });
                         let mut answer = Response::new(Full::new(Bytes::new()));
                         *answer.status_mut() = StatusCode::ACCEPTED;

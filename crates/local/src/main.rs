@@ -7,6 +7,7 @@
 //! their end; `run` keeps going until interrupted.
 
 mod glue;
+mod soak;
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -46,6 +47,20 @@ struct Args {
 enum Mode {
     /// Submit a mixed set of jobs, show them until they settle, check each end state.
     Demo,
+    /// N jobs end to end with faults injected between the functions and the
+    /// local AWS; then every job accounted for, and no launch made twice.
+    Soak {
+        /// Jobs to submit.
+        #[arg(long, default_value_t = 10_000)]
+        jobs: usize,
+        /// The rate (0–1) of each fault kind: throttling, 5xx, dropped
+        /// connections, slow answers; on DynamoDB, SQS, RunTask and Invoke.
+        #[arg(long, default_value_t = 0.05)]
+        fault_rate: f64,
+        /// Give up after this many minutes.
+        #[arg(long, default_value_t = 60)]
+        minutes: u64,
+    },
     /// Provision and keep the glue running (submit with `berth`) until Ctrl-C.
     Run,
 }
@@ -61,6 +76,13 @@ pub struct Local {
     pub settings: Settings,
     pub watch_lambda: aws_sdk_lambda::Client,
     ids: AtomicU64,
+    /// The fault proxy between the functions and the local AWS, if any.
+    pub faults: Option<berth_local::proxy::LatencyProxy>,
+    /// Asynchronous invocations that failed three times (Lambda's retries)
+    /// and went to the on-failure destination.
+    pub lost_events: AtomicU64,
+    /// Messages handed to the driver.
+    pub delivered: AtomicU64,
 }
 
 impl Local {
@@ -129,13 +151,24 @@ async fn run(args: &Args, processes: &mut Processes) -> Fallible<bool> {
     let (endpoint, region, started) = start_local_aws()?;
     processes.stop_local_aws = started;
     println!("local AWS at {endpoint}");
-    let local = provision(&endpoint, &region, args.instances, processes).await?;
+    let faults = match args.command {
+        Mode::Soak { fault_rate, .. } => Some(berth_local::proxy::Faults {
+            rate: fault_rate,
+            applies: soak::faulted,
+        }),
+        _ => None,
+    };
+    let local = provision(&endpoint, &region, args.instances, faults, processes).await?;
     println!(
         "provisioned account {}: queue, dead-letter queue, tables, cluster `{}` with {} container instances, job definitions render, train, thumbnail",
         local.account, local.cluster, args.instances
     );
     match args.command {
         Mode::Demo => demo(&local, Duration::from_secs(args.every)).await,
+        Mode::Soak { jobs, minutes, .. } => {
+            let mut glue = Glue::new(Duration::from_secs(args.every));
+            soak::run(&local, &mut glue, jobs, Duration::from_secs(minutes * 60)).await
+        }
         Mode::Run => {
             println!("running: submit jobs with `berth` and these variables:");
             for (k, v) in env_of(&local) {
@@ -229,6 +262,7 @@ async fn provision(
     endpoint: &str,
     region: &str,
     instances: usize,
+    faults: Option<berth_local::proxy::Faults>,
     processes: &mut Processes,
 ) -> Fallible<Local> {
     let nanos = SystemTime::now()
@@ -446,6 +480,24 @@ async fn provision(
         .port();
     let watch_url = format!("http://127.0.0.1:{port}");
     let async_url = glue::async_invoke_endpoint(watch_url.clone()).await?;
+    // With faults, the functions reach the local AWS (and Lambda's
+    // asynchronous invoke) through the fault proxy.
+    let proxy = match faults {
+        Some(f) => Some(
+            berth_local::proxy::LatencyProxy::start_with(
+                endpoint,
+                Some(&async_url),
+                Duration::ZERO,
+                Some(f),
+            )
+            .await,
+        ),
+        None => None,
+    };
+    let (functions_endpoint, lambda_endpoint) = match &proxy {
+        Some(p) => (p.endpoint.clone(), p.endpoint.clone()),
+        None => (endpoint.to_owned(), async_url.clone()),
+    };
     vars.push(("BERTH_MAX_INTERRUPTIONS".into(), "5".into()));
     let log = std::env::temp_dir().join(format!("berth-local-watch-{port}.log"));
     let out = std::fs::File::create(&log).map_err(|e| e.to_string())?;
@@ -465,8 +517,8 @@ async fn provision(
         &port.to_string(),
     ])
     .current_dir(root())
-    .env("AWS_ENDPOINT_URL", endpoint)
-    .env("AWS_ENDPOINT_URL_LAMBDA", &async_url)
+    .env("AWS_ENDPOINT_URL", &functions_endpoint)
+    .env("AWS_ENDPOINT_URL_LAMBDA", &lambda_endpoint)
     .env("AWS_REGION", region)
     .env("AWS_DEFAULT_REGION", region)
     .env("AWS_ACCESS_KEY_ID", &key)
@@ -516,6 +568,9 @@ async fn provision(
         settings,
         watch_lambda: aws_sdk_lambda::Client::from_conf(watch_config),
         ids: AtomicU64::new(1),
+        faults: proxy,
+        lost_events: AtomicU64::new(0),
+        delivered: AtomicU64::new(0),
     })
 }
 
@@ -570,7 +625,7 @@ fn demo_definitions() -> Vec<JobDefinition> {
 }
 
 /// The loop of what AWS would do, with its schedules.
-struct Glue {
+pub struct Glue {
     containers: Containers,
     every: Duration,
     last_schedule: Option<Instant>,
@@ -587,18 +642,26 @@ impl Glue {
         }
     }
 
-    async fn tick(&mut self, local: &Local) -> Fallible<()> {
-        while glue::deliver_queue(local).await? > 0 {}
+    pub async fn tick(&mut self, local: &Local) -> Fallible<()> {
+        // A few batches a tick, so that a long queue does not hold up the
+        // containers' events and the schedules.
+        for _ in 0..5 {
+            if glue::deliver_queue(local).await? == 0 {
+                break;
+            }
+        }
         self.containers.play(local).await?;
         if self.last_schedule.is_none_or(|t| t.elapsed() >= self.every) {
             self.last_schedule = Some(Instant::now());
             let metric =
-                glue::invoke(local, "berth-capacity-metric", &glue::scheduled(local)).await?;
-            if self.schedulable.as_ref() != Some(&metric) {
+                glue::invoke_event(local, "berth-capacity-metric", &glue::scheduled(local)).await;
+            if let Some(metric) = metric
+                && self.schedulable.as_ref() != Some(&metric)
+            {
                 println!("SchedulableContainers = {metric}");
                 self.schedulable = Some(metric);
             }
-            glue::invoke(local, "berth-ecs-runner", &glue::scheduled(local)).await?;
+            glue::invoke_event(local, "berth-ecs-runner", &glue::scheduled(local)).await;
         }
         Ok(())
     }

@@ -1,9 +1,10 @@
-//! A loopback HTTP proxy in front of the local AWS that delays every call by
-//! a fixed latency (like a real round trip to AWS) and counts the calls per
-//! operation. Benchmarks point their clients at it.
+//! A loopback HTTP proxy in front of the local AWS: it delays every call by
+//! a fixed latency (like a real round trip to AWS), counts the calls per
+//! operation, and can inject faults (throttling answers, 5xx answers,
+//! dropped connections, slow answers). The benchmarks and the soak point the
+//! functions' clients at it.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,9 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+
+/// A lock is poisoned only when a holder panicked, which is already a failure.
+const POISONED: &str = "the proxy's state";
 
 /// Calls seen, by operation (`dynamodb:PutItem`, `ecs:RunTask`, ...): how
 /// many, and the time the local AWS took to answer them.
@@ -31,11 +35,11 @@ pub struct Calls {
 
 impl CallCounts {
     pub fn take(&self) -> BTreeMap<String, Calls> {
-        std::mem::take(&mut *self.0.lock().unwrap())
+        std::mem::take(&mut *self.0.lock().expect(POISONED))
     }
 
     fn add(&self, operation: String, upstream: Duration) {
-        let mut calls = self.0.lock().unwrap();
+        let mut calls = self.0.lock().expect(POISONED);
         let entry = calls.entry(operation).or_default();
         entry.count += 1;
         entry.upstream += upstream;
@@ -57,6 +61,70 @@ struct Shared {
     /// kept and replayed for its later calls.
     replaying: AtomicBool,
     recorded: Mutex<BTreeMap<String, Recorded>>,
+    /// Lambda's calls go here when set (the local run's asynchronous
+    /// invoke endpoint), everything else to `upstream`.
+    lambda_upstream: Option<String>,
+    faults: Option<Faults>,
+    injected: Mutex<BTreeMap<(String, Fault), u64>>,
+    /// RunTask answers by client token: ECS answers a repeated token with
+    /// the task it started for it; the local AWS starts another.
+    run_task_tokens: Mutex<BTreeMap<String, Recorded>>,
+}
+
+/// The faults to inject: each kind at `rate` (0–1) on the calls whose
+/// operation `applies` says.
+#[derive(Debug, Clone, Copy)]
+pub struct Faults {
+    pub rate: f64,
+    pub applies: fn(&str) -> bool,
+}
+
+/// One kind of injected fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Fault {
+    /// The service's throttling answer.
+    Throttled,
+    /// A 500 answer.
+    ServerError,
+    /// The connection closed with no answer, after the call was served.
+    Dropped,
+    /// The answer two seconds late.
+    Slow,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 4] = [
+        Fault::Throttled,
+        Fault::ServerError,
+        Fault::Dropped,
+        Fault::Slow,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Throttled => "throttled",
+            Fault::ServerError => "5xx",
+            Fault::Dropped => "dropped connection",
+            Fault::Slow => "slow (2 s)",
+        }
+    }
+}
+
+/// Panics unless `url` is an `http://` URL on the loopback interface:
+/// nothing here talks to anything else.
+pub fn assert_loopback(url: &str) {
+    let host = url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split(['/', ':']).next())
+        .unwrap_or_else(|| panic!("{url} is not an http:// URL"));
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    assert!(
+        loopback,
+        "{url} is not on loopback: only the local AWS is used"
+    );
 }
 
 #[derive(Clone)]
@@ -70,9 +138,27 @@ impl LatencyProxy {
     /// Serves on a free loopback port, forwarding to `upstream` (an
     /// `http://` loopback URL) after `latency`.
     pub async fn start(upstream: &str, latency: Duration) -> Self {
-        crate::assert_loopback(upstream);
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-        let addr: SocketAddr = listener.local_addr().unwrap();
+        Self::start_with(upstream, None, latency, None).await
+    }
+
+    /// As `start`, with Lambda's calls sent to `lambda_upstream` when
+    /// given, and `faults` injected.
+    pub async fn start_with(
+        upstream: &str,
+        lambda_upstream: Option<&str>,
+        latency: Duration,
+        faults: Option<Faults>,
+    ) -> Self {
+        assert_loopback(upstream);
+        if let Some(l) = lambda_upstream {
+            assert_loopback(l);
+        }
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("a free loopback port");
+        let addr: SocketAddr = listener
+            .local_addr()
+            .expect("a bound listener has an address");
         let calls = Arc::new(CallCounts::default());
         let shared = Arc::new(Shared {
             client: reqwest::Client::new(),
@@ -81,6 +167,10 @@ impl LatencyProxy {
             latency,
             replaying: AtomicBool::new(false),
             recorded: Mutex::new(BTreeMap::new()),
+            lambda_upstream: lambda_upstream.map(|l| l.trim_end_matches('/').to_owned()),
+            faults,
+            injected: Mutex::new(BTreeMap::new()),
+            run_task_tokens: Mutex::new(BTreeMap::new()),
         });
         let serving = shared.clone();
         tokio::spawn(async move {
@@ -111,12 +201,84 @@ impl LatencyProxy {
     pub fn replay(&self, on: bool) {
         self.shared.replaying.store(on, Ordering::SeqCst);
     }
+
+    /// The faults this proxy injects, if any.
+    pub fn faults(&self) -> Option<Faults> {
+        self.shared.faults
+    }
+
+    /// The faults injected so far, by operation and kind.
+    pub fn injected(&self) -> BTreeMap<(String, Fault), u64> {
+        self.shared.injected.lock().expect(POISONED).clone()
+    }
+}
+
+/// The fault to inject on one call, if any: each kind at `rate`.
+fn draw(faults: &Faults) -> Option<Fault> {
+    let roll = rand_unit();
+    Fault::ALL
+        .iter()
+        .enumerate()
+        .find(|(i, _)| roll < faults.rate * (*i as f64 + 1.0))
+        .map(|(_, f)| *f)
+}
+
+/// A uniform number in [0, 1) from a small xorshift generator, seeded per
+/// thread from the clock.
+fn rand_unit() -> f64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
+                | 1,
+        );
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+/// The answer a service gives when it throttles, or fails, in its protocol.
+fn fault_answer(operation: &str, fault: Fault) -> Recorded {
+    let lambda = operation.starts_with("lambda:");
+    let (status, code) = match (fault, lambda) {
+        (Fault::Throttled, true) => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException"),
+        (Fault::Throttled, false) => (StatusCode::BAD_REQUEST, "ThrottlingException"),
+        (_, true) => (StatusCode::INTERNAL_SERVER_ERROR, "ServiceException"),
+        (_, false) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure"),
+    };
+    let body = if lambda {
+        format!(r#"{{"Type":"Service","message":"injected: {code}"}}"#)
+    } else {
+        format!(r#"{{"__type":"{code}","message":"injected: {code}"}}"#)
+    };
+    Recorded {
+        status,
+        headers: vec![
+            (
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/x-amz-json-1.1"),
+            ),
+            (
+                hyper::header::HeaderName::from_static("x-amzn-errortype"),
+                hyper::header::HeaderValue::from_static(code),
+            ),
+        ],
+        body: Bytes::from(body),
+    }
 }
 
 async fn forward(
     req: Request<Incoming>,
     shared: Arc<Shared>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -126,9 +288,58 @@ async fn forward(
     let operation = operation(&parts, &body);
     tokio::time::sleep(shared.latency).await;
 
+    let fault = shared
+        .faults
+        .as_ref()
+        .filter(|f| (f.applies)(&operation))
+        .and_then(draw);
+    if let Some(fault) = fault {
+        *shared
+            .injected
+            .lock()
+            .expect(POISONED)
+            .entry((operation.clone(), fault))
+            .or_default() += 1;
+        match fault {
+            Fault::Throttled | Fault::ServerError => {
+                shared.counts.add(operation.clone(), Duration::ZERO);
+                return Ok(respond(&fault_answer(&operation, fault)));
+            }
+            Fault::Slow => tokio::time::sleep(Duration::from_secs(2)).await,
+            Fault::Dropped => {}
+        }
+    }
+    // ECS's idempotency: a RunTask whose client token was answered before
+    // gets that answer again.
+    let token = (operation == "ecs:RunTask")
+        .then(|| {
+            serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["clientToken"].as_str().map(str::to_owned))
+        })
+        .flatten();
+    if let Some(answer) = token.as_ref().and_then(|t| {
+        shared
+            .run_task_tokens
+            .lock()
+            .expect(POISONED)
+            .get(t)
+            .cloned()
+    }) {
+        shared.counts.add(operation, Duration::ZERO);
+        return Ok(respond(&answer));
+    }
+
     let replaying = shared.replaying.load(Ordering::SeqCst);
     let replayed = replaying
-        .then(|| shared.recorded.lock().unwrap().get(&operation).cloned())
+        .then(|| {
+            shared
+                .recorded
+                .lock()
+                .expect(POISONED)
+                .get(&operation)
+                .cloned()
+        })
         .flatten();
     if let Some(recorded) = replayed {
         shared.counts.add(operation, Duration::ZERO);
@@ -137,9 +348,13 @@ async fn forward(
 
     let started = Instant::now();
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let upstream = match &shared.lambda_upstream {
+        Some(l) if operation.starts_with("lambda:") => l,
+        _ => &shared.upstream,
+    };
     let mut out = shared
         .client
-        .request(parts.method.clone(), format!("{}{path}", shared.upstream))
+        .request(parts.method.clone(), format!("{upstream}{path}"))
         .body(body);
     for (name, value) in &parts.headers {
         if name != hyper::header::HOST && name != hyper::header::CONTENT_LENGTH {
@@ -173,11 +388,24 @@ async fn forward(
         shared
             .recorded
             .lock()
-            .unwrap()
+            .expect(POISONED)
             .entry(operation.clone())
             .or_insert_with(|| recorded.clone());
     }
+    if let Some(t) = token
+        && status.is_success()
+    {
+        shared
+            .run_task_tokens
+            .lock()
+            .expect(POISONED)
+            .insert(t, recorded.clone());
+    }
     shared.counts.add(operation, started.elapsed());
+    if fault == Some(Fault::Dropped) {
+        // Served, and the answer lost on the way back.
+        return Err(std::io::Error::other("injected: connection dropped"));
+    }
     Ok(respond(&recorded))
 }
 
@@ -186,7 +414,9 @@ fn respond(recorded: &Recorded) -> Response<Full<Bytes>> {
     for (name, value) in &recorded.headers {
         response = response.header(name, value);
     }
-    response.body(Full::new(recorded.body.clone())).unwrap()
+    response
+        .body(Full::new(recorded.body.clone()))
+        .expect("headers copied from a valid answer")
 }
 
 /// The AWS operation of a request, from its target header, its RPC v2 path,

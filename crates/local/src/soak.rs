@@ -1,0 +1,329 @@
+//! The soak: N jobs through the local run end to end, with faults injected
+//! between the functions and the local AWS, then a reconciliation. Every
+//! job must end in exactly one end state (or be on the dead-letter queue
+//! with its reason), and no launch may have been made twice: at most one
+//! ECS task per job and launch, at most one run of a Lambda job per launch.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use aws_sdk_ecs::types::DesiredStatus;
+use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
+use berth_aws::JobStore;
+use berth_core::{JobDefinition, JobStatus, Route};
+use berth_local::proxy::Fault;
+
+use crate::{Fallible, Glue, Local};
+
+/// The calls faults are injected on: DynamoDB, SQS, RunTask and Invoke.
+pub fn faulted(operation: &str) -> bool {
+    operation.starts_with("dynamodb:")
+        || operation.starts_with("sqs:")
+        || operation == "ecs:RunTask"
+        || operation == "lambda:Invoke"
+}
+
+/// One job of the mix: every 20th invalid, three in 20 on Lambda, the rest
+/// on ECS (EC2 while there is room, then Fargate).
+fn body(i: usize, runs: &str) -> String {
+    match i % 20 {
+        0 => format!(r#"{{"job_id":"soak-{i}","definition":"render","cpus":1}}"#),
+        1..=3 => format!(
+            r#"{{"job_id":"soak-{i}","definition":"soak-lambda","environment":{{"SOAK_RUNS":"{runs}"}}}}"#
+        ),
+        _ => format!(
+            r#"{{"job_id":"soak-{i}","definition":"render","environment":{{"PLAY_SECONDS":"1"}}}}"#
+        ),
+    }
+}
+
+pub async fn run(local: &Local, glue: &mut Glue, jobs: usize, limit: Duration) -> Fallible<bool> {
+    let started = Instant::now();
+    let runs = std::env::temp_dir().join(format!("berth-soak-runs-{}", local.account));
+    let runs_path = runs.display().to_string();
+    let lambda = JobDefinition {
+        name: "soak-lambda".into(),
+        task_definition: "render".into(),
+        container: "main".into(),
+        lambda_function: Some("berth-lambda-task-processor".into()),
+        command: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            r#"echo "$BERTH_JOB_ID/$BERTH_LAUNCH" >> "$SOAK_RUNS""#.into(),
+        ]),
+        cpu: 256,
+        memory: 512,
+        gpu: 0,
+        timeout_seconds: 60,
+        max_attempts: 2,
+        fargate: true,
+    };
+    berth_aws::Definitions::new(
+        local.clients.dynamodb.clone(),
+        &local.settings.definitions_table,
+    )
+    .put(&lambda)
+    .await
+    .map_err(|e| e.to_string())?;
+
+    // Submitted straight to the queue, ten a call, as producers would.
+    let sqs = &local.clients.sqs;
+    for chunk in (0..jobs).collect::<Vec<_>>().chunks(10) {
+        let entries = chunk
+            .iter()
+            .map(|i| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(format!("m{i}"))
+                    .message_body(body(*i, &runs_path))
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = sqs
+            .send_message_batch()
+            .queue_url(&local.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+        if !out.failed().is_empty() {
+            return Err(format!("send: {:?}", out.failed()));
+        }
+    }
+    let rate = local
+        .faults
+        .as_ref()
+        .and_then(|p| p.faults())
+        .map_or(0.0, |f| f.rate);
+    println!(
+        "soak: {jobs} jobs submitted in {:.1} s; each fault kind at {:.1}% of the functions' calls to DynamoDB, SQS, RunTask and Invoke",
+        started.elapsed().as_secs_f64(),
+        rate * 100.0
+    );
+
+    let store = JobStore::new(local.clients.dynamodb.clone(), &local.settings.jobs_table);
+    let mut last_report = Instant::now();
+    loop {
+        glue.tick(local).await?;
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            last_report = Instant::now();
+            let (open, queued) = progress(local, &store).await?;
+            println!(
+                "[{:>5} s] jobs not ended: {open}; messages on the queue: {queued}",
+                started.elapsed().as_secs()
+            );
+            if open == 0 && queued == 0 {
+                break;
+            }
+        }
+        if started.elapsed() > limit {
+            println!("soak: time is up after {} s", limit.as_secs());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let took = started.elapsed();
+    reconcile(local, &store, jobs, &runs, took).await
+}
+
+/// Jobs recorded and not ended, and messages still on the job queue.
+async fn progress(local: &Local, store: &JobStore) -> Fallible<(usize, u64)> {
+    let mut open = 0;
+    for status in JobStatus::ALL.iter().filter(|s| !s.is_final()) {
+        open += store
+            .in_status(*status, usize::MAX)
+            .await
+            .map_err(|e| e.to_string())?
+            .len();
+    }
+    let attributes = local
+        .clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&local.queue_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let queued = attributes
+        .attributes()
+        .map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
+    Ok((open, queued))
+}
+
+async fn reconcile(
+    local: &Local,
+    store: &JobStore,
+    jobs: usize,
+    runs: &std::path::Path,
+    took: Duration,
+) -> Fallible<bool> {
+    // Every job's one end state.
+    let mut ended: HashMap<String, Vec<(JobStatus, Option<Route>)>> = HashMap::new();
+    for status in JobStatus::ALL {
+        for r in store
+            .in_status(status, usize::MAX)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            ended.entry(r.job_id).or_default().push((r.status, r.route));
+        }
+    }
+    let dead_letters = dead_letter_ids(local).await?;
+    let mut by_outcome: BTreeMap<String, usize> = BTreeMap::new();
+    let (mut unaccounted, mut twice) = (Vec::new(), Vec::new());
+    for i in 0..jobs {
+        let id = format!("soak-{i}");
+        match (
+            ended.get(&id).map(Vec::as_slice),
+            dead_letters.contains_key(&id),
+        ) {
+            (Some([(status, route)]), false) if status.is_final() => {
+                *by_outcome
+                    .entry(format!(
+                        "{:<10} {}",
+                        status.as_str(),
+                        route.map_or("-", Route::as_str)
+                    ))
+                    .or_default() += 1;
+            }
+            (None, true) => *by_outcome.entry("dead-lettered".into()).or_default() += 1,
+            (Some(states), in_dlq) if states.len() > 1 || in_dlq => twice.push(id),
+            _ => unaccounted.push(id),
+        }
+    }
+
+    // Launches: ECS tasks by job and launch, Lambda runs by job and launch.
+    let mut tasks: HashMap<String, usize> = HashMap::new();
+    let ecs = &local.clients.ecs;
+    for desired in [DesiredStatus::Running, DesiredStatus::Stopped] {
+        let mut pages = ecs
+            .list_tasks()
+            .cluster(&local.cluster)
+            .desired_status(desired)
+            .into_paginator()
+            .send();
+        let mut arns = Vec::new();
+        while let Some(page) = pages.next().await {
+            arns.extend(
+                page.map_err(|e| e.to_string())?
+                    .task_arns
+                    .unwrap_or_default(),
+            );
+        }
+        for chunk in arns.chunks(100) {
+            let described = ecs
+                .describe_tasks()
+                .cluster(&local.cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            for t in described.tasks() {
+                *tasks
+                    .entry(t.started_by().unwrap_or("-").to_owned())
+                    .or_default() += 1;
+            }
+        }
+    }
+    let mut lambda_runs: HashMap<String, usize> = HashMap::new();
+    for line in std::fs::read_to_string(runs).unwrap_or_default().lines() {
+        *lambda_runs.entry(line.to_owned()).or_default() += 1;
+    }
+    let _ = std::fs::remove_file(runs);
+    let doubled: Vec<String> = tasks
+        .iter()
+        .chain(lambda_runs.iter())
+        .filter(|(_, n)| **n > 1)
+        .map(|(k, n)| format!("{k} ×{n}"))
+        .collect();
+
+    println!("\nsoak: {jobs} jobs in {:.1} s", took.as_secs_f64());
+    println!("end states:");
+    for (outcome, n) in &by_outcome {
+        println!("  {outcome:<20} {n:>6}");
+    }
+    println!(
+        "launches: {} ECS tasks, {} Lambda runs; launched more than once per attempt: {}",
+        tasks.values().sum::<usize>(),
+        lambda_runs.values().sum::<usize>(),
+        doubled.len()
+    );
+    if let Some(proxy) = &local.faults {
+        let injected = proxy.injected();
+        let calls: u64 = proxy.calls.take().values().map(|c| c.count).sum();
+        println!("faults injected, of {calls} calls from the functions:");
+        for kind in Fault::ALL {
+            let n: u64 = injected
+                .iter()
+                .filter(|((_, f), _)| *f == kind)
+                .map(|(_, n)| n)
+                .sum();
+            println!("  {:<20} {n:>6}", kind.name());
+        }
+        let mut by_operation: BTreeMap<&str, u64> = BTreeMap::new();
+        for ((op, _), n) in &injected {
+            *by_operation.entry(op.as_str()).or_default() += n;
+        }
+        let list: Vec<String> = by_operation
+            .iter()
+            .map(|(op, n)| format!("{op} {n}"))
+            .collect();
+        println!("  by operation: {}", list.join(", "));
+    }
+    let delivered = local.delivered.load(Ordering::Relaxed);
+    println!(
+        "retries: {delivered} messages handed to the driver for {jobs} jobs ({} redeliveries); {} events to the on-failure destination",
+        delivered.saturating_sub(jobs as u64),
+        local.lost_events.load(Ordering::Relaxed)
+    );
+    println!(
+        "unaccounted: {}; in more than one end state: {}",
+        unaccounted.len(),
+        twice.len()
+    );
+    for id in unaccounted.iter().chain(&twice).take(20) {
+        println!("  {id}: {:?}", ended.get(id));
+    }
+    for d in doubled.iter().take(20) {
+        println!("  launched twice: {d}");
+    }
+    Ok(unaccounted.is_empty() && twice.is_empty() && doubled.is_empty())
+}
+
+/// The job ids on the dead-letter queue, with the reason each carries.
+async fn dead_letter_ids(local: &Local) -> Fallible<HashMap<String, String>> {
+    let mut ids = HashMap::new();
+    loop {
+        let out = local
+            .clients
+            .sqs
+            .receive_message()
+            .queue_url(&local.dlq_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .visibility_timeout(600)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return Ok(ids);
+        }
+        for m in messages {
+            let body = m.body.clone().unwrap_or_default();
+            let id = berth_driver::usable_job_id(&body, m.message_id().unwrap_or(""))
+                .unwrap_or_default();
+            let reason = m
+                .message_attributes()
+                .and_then(|a| a.get(berth_driver::REASON_ATTRIBUTE))
+                .and_then(|v| v.string_value().map(str::to_owned))
+                .unwrap_or_else(|| "redriven after too many receives".into());
+            ids.insert(id, reason);
+        }
+    }
+}
