@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 
-use aws_lambda_events::event::sqs::SqsMessageAttribute;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_ecs::types::{Compatibility, ContainerDefinition, NetworkMode};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
@@ -277,35 +276,7 @@ impl Stack {
     }
 
     fn to_record(&self, m: aws_sdk_sqs::types::Message) -> SqsMessage {
-        let mut r = SqsMessage::default();
-        r.message_id = m.message_id;
-        r.receipt_handle = m.receipt_handle;
-        r.body = m.body;
-        r.md5_of_body = m.md5_of_body;
-        r.attributes = m
-            .attributes
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k.as_str().to_owned(), v))
-            .collect();
-        r.message_attributes = m
-            .message_attributes
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| {
-                let mut a = SqsMessageAttribute::default();
-                a.string_value = v.string_value;
-                a.data_type = Some(v.data_type);
-                (k, a)
-            })
-            .collect();
-        r.event_source = Some("aws:sqs".into());
-        r.event_source_arn = Some(format!(
-            "arn:aws:sqs:{}:{}:berth-jobs",
-            self.aws.local.region, self.aws.id
-        ));
-        r.aws_region = Some(self.aws.local.region.clone());
-        r
+        berth_local::sqs::record(m, &self.aws.local.region, &self.aws.id)
     }
 
     /// Hands `records` to the driver's Lambda handler, deletes the messages

@@ -12,7 +12,7 @@ use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_ecs::types::{DesiredStatus, Task};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
@@ -133,35 +133,7 @@ pub async fn deliver_queue(local: &Local) -> Result<usize, String> {
 }
 
 fn record(local: &Local, m: aws_sdk_sqs::types::Message) -> SqsMessage {
-    let mut r = SqsMessage::default();
-    r.message_id = m.message_id;
-    r.receipt_handle = m.receipt_handle;
-    r.body = m.body;
-    r.md5_of_body = m.md5_of_body;
-    r.attributes = m
-        .attributes
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v))
-        .collect();
-    r.message_attributes = m
-        .message_attributes
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| {
-            let mut a = SqsMessageAttribute::default();
-            a.string_value = v.string_value;
-            a.data_type = Some(v.data_type);
-            (k, a)
-        })
-        .collect();
-    r.event_source = Some("aws:sqs".into());
-    r.event_source_arn = Some(format!(
-        "arn:aws:sqs:{}:{}:berth-jobs",
-        local.region, local.account
-    ));
-    r.aws_region = Some(local.region.clone());
-    r
+    berth_local::sqs::record(m, &local.region, &local.account)
 }
 
 /// The containers being played, by task ARN.

@@ -2,3 +2,4 @@
 //! share.
 
 pub mod proxy;
+pub mod sqs;

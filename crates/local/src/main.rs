@@ -667,6 +667,22 @@ impl Glue {
     }
 }
 
+/// A demo job to submit, and how it must end (status, route, why).
+type Planned = (Submission, JobStatus, Option<Route>, &'static str);
+
+/// Submits `wave`, noting how each job must end.
+async fn submit_wave(cli: &Berth, wave: Vec<Planned>, expected: &mut Vec<Expect>) -> Fallible<()> {
+    for (s, status, route, why) in wave {
+        expected.push(Expect {
+            job_id: cli.submit(&s).await.map_err(|e| e.to_string())?,
+            status,
+            route,
+            why,
+        });
+    }
+    Ok(())
+}
+
 /// One demo job: what is submitted and how it must end.
 struct Expect {
     job_id: String,
@@ -722,14 +738,7 @@ async fn demo(local: &Local, every: Duration) -> Fallible<bool> {
             "fits the EC2 capacity",
         ));
     }
-    for (s, status, route, why) in first {
-        expected.push(Expect {
-            job_id: cli.submit(&s).await.map_err(|e| e.to_string())?,
-            status,
-            route,
-            why,
-        });
-    }
+    submit_wave(&cli, first, &mut expected).await?;
     glue.tick(local).await?;
     // Second wave, on a full cluster.
     let second = vec![
@@ -756,14 +765,7 @@ async fn demo(local: &Local, every: Duration) -> Fallible<bool> {
             "GPU, EC2 only: waits for capacity, then runs",
         ),
     ];
-    for (s, status, route, why) in second {
-        expected.push(Expect {
-            job_id: cli.submit(&s).await.map_err(|e| e.to_string())?,
-            status,
-            route,
-            why,
-        });
-    }
+    submit_wave(&cli, second, &mut expected).await?;
     // An invalid message, sent as is: the CLI would refuse it.
     let sent = local
         .clients
