@@ -64,7 +64,10 @@ pub struct Runtime {
     pub grace: Duration,
     /// Kept free before Lambda's deadline to record the end.
     pub margin: Duration,
-    /// How long to wait for the driver to record the launch it just made.
+    /// How long to wait for the driver to record the launch it just made:
+    /// usually milliseconds, but the driver's write may be retrying through
+    /// throttling and 5xx answers (the SDK's backoff), and a launch given up
+    /// here runs nowhere until the sweep times it out.
     pub dispatch_wait: Duration,
 }
 
@@ -105,7 +108,7 @@ impl Runtime {
             default_command,
             grace: Duration::from_secs(2),
             margin: Duration::from_secs(2),
-            dispatch_wait: Duration::from_secs(5),
+            dispatch_wait: Duration::from_secs(60),
         }
     }
 
@@ -246,6 +249,7 @@ impl Runtime {
     ) -> Result<Result<Taken, Ran>, AwsError> {
         let job_id = &task.job.job_id;
         let waited_since = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(100);
         loop {
             let record = self.store.get(job_id).await?;
             let Some(record) = record else {
@@ -279,7 +283,8 @@ impl Runtime {
                     if record.launch == task.launch
                         && waited_since.elapsed() < self.dispatch_wait =>
                 {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
                 }
                 status => {
                     return Ok(Err(Ran::Skipped {
