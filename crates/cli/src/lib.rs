@@ -229,9 +229,12 @@ impl Berth {
             Some(s) => vec![s],
             None => JobStatus::ALL.to_vec(),
         };
+        // Each status's most recent `limit` hold the overall most recent
+        // `limit`, unless a route filter drops some of them.
+        let per_status = if route.is_none() { limit } else { usize::MAX };
         let mut jobs = Vec::new();
         for s in statuses {
-            jobs.extend(self.store().in_status(s, usize::MAX).await?);
+            jobs.extend(self.store().in_status(s, per_status).await?);
         }
         jobs.retain(|j| route.is_none() || j.route == route);
         jobs.sort_by_key(|j| std::cmp::Reverse(j.updated_at));

@@ -154,13 +154,12 @@ async fn watch(
     timeout: u64,
 ) -> Result<String, CliError> {
     if job_ids.is_empty() {
-        job_ids = berth
-            .list(None, None, usize::MAX)
-            .await?
-            .into_iter()
-            .filter(|r| !r.status.is_final())
-            .map(|r| r.job_id)
-            .collect();
+        // Only the statuses that are not ends: the ended jobs, however
+        // many, are not read.
+        for status in JobStatus::ALL.into_iter().filter(|s| !s.is_final()) {
+            let open = berth.list(Some(status), None, usize::MAX).await?;
+            job_ids.extend(open.into_iter().map(|r| r.job_id));
+        }
         if job_ids.is_empty() {
             return Ok("no job is running or waiting".into());
         }
