@@ -131,7 +131,7 @@ pub struct TestAccount {
     pub local: LocalAws,
     pub sdk_config: SdkConfig,
     pub clients: Clients,
-    http: reqwest::Client,
+    moto: berth_local::moto::Account,
 }
 
 impl TestAccount {
@@ -160,12 +160,13 @@ impl TestAccount {
             .await;
         let interceptor = SharedInterceptor::new(MotoAccount(id.clone()));
         let clients = Clients::with_interceptors(&sdk_config, &[interceptor]);
+        let moto = berth_local::moto::Account::new(&local.endpoint, &local.region, &id);
         Self {
             id,
             local,
             sdk_config,
             clients,
-            http: reqwest::Client::new(),
+            moto,
         }
     }
 
@@ -180,8 +181,8 @@ impl TestAccount {
         Clients::with_interceptors(&self.sdk_config, &interceptors)
     }
 
-    /// Calls an EC2 Query API action (the tests need only a few EC2 calls,
-    /// to back ECS container instances) and returns the XML answer.
+    /// Calls an EC2 Query API action (the tests need only a few EC2 calls)
+    /// and returns the XML answer.
     pub async fn ec2(&self, action: &str, params: &[(&str, &str)]) -> String {
         self.query("ec2", "2016-11-15", action, params).await
     }
@@ -195,30 +196,10 @@ impl TestAccount {
         action: &str,
         params: &[(&str, &str)],
     ) -> String {
-        let mut form = vec![("Action", action), ("Version", version)];
-        form.extend_from_slice(params);
-        // moto routes by the credential scope of the Authorization header;
-        // it does not check signatures.
-        let auth = format!(
-            "AWS4-HMAC-SHA256 Credential=test/20260101/{}/{service}/aws4_request, SignedHeaders=host, Signature=0",
-            self.local.region
-        );
-        let resp = self
-            .http
-            .post(&self.local.endpoint)
-            .header("authorization", auth)
-            .header("x-moto-account-id", &self.id)
-            .form(&form)
-            .send()
+        self.moto
+            .query(service, version, action, params)
             .await
-            .unwrap_or_else(|e| panic!("{service} {action}: {e}"));
-        let status = resp.status();
-        let body = resp.text().await.unwrap();
-        assert!(
-            status.is_success(),
-            "{service} {action} answered {status}: {body}"
-        );
-        body
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Creates an on-demand DynamoDB table with a string partition key.
@@ -246,40 +227,28 @@ impl TestAccount {
 
     /// Starts an EC2 instance in the local AWS and returns its id.
     pub async fn run_instance(&self) -> String {
-        let xml = self
-            .ec2(
-                "RunInstances",
-                &[
-                    ("ImageId", "ami-12c6146b"),
-                    ("MinCount", "1"),
-                    ("MaxCount", "1"),
-                    ("InstanceType", "m5.xlarge"),
-                ],
-            )
-            .await;
-        xml_values(&xml, "instanceId")
-            .into_iter()
-            .next()
-            .expect("RunInstances returned an instance id")
+        self.moto
+            .run_instance()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Registers a new container instance (backed by a new EC2 instance)
     /// with `cluster` and returns its ARN.
     pub async fn add_container_instance(&self, cluster: &str) -> String {
-        let instance_id = self.run_instance().await;
-        let document =
-            serde_json::json!({ "instanceId": instance_id, "region": self.local.region });
-        self.clients
-            .ecs
-            .register_container_instance()
-            .cluster(cluster)
-            .instance_identity_document(document.to_string())
-            .send()
+        self.moto
+            .add_container_instance(&self.clients.ecs, cluster)
             .await
-            .expect("RegisterContainerInstance")
-            .container_instance
-            .and_then(|ci| ci.container_instance_arn)
-            .expect("a container instance ARN")
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// An access key of a new IAM user of this account: whoever uses it acts
+    /// in this account of the local AWS.
+    pub async fn access_key(&self) -> (String, String) {
+        self.moto
+            .access_key(&format!("berth-{}", self.id))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
@@ -295,14 +264,7 @@ pub fn thread_cpu() -> std::time::Duration {
     )
 }
 
-/// The text of every `<tag>…</tag>` in `xml`, in order.
-pub fn xml_values(xml: &str, tag: &str) -> Vec<String> {
-    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
-    xml.split(&open)
-        .skip(1)
-        .filter_map(|rest| rest.split_once(&close).map(|(v, _)| v.to_owned()))
-        .collect()
-}
+pub use berth_local::moto::xml_values;
 
 /// A 12-digit account id no other test (in this or a recent run) uses.
 fn unique_account_id() -> String {

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_ecs::types::{Compatibility, ContainerDefinition, NetworkMode};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use berth_aws::store::JobRecord;
 use berth_aws::{Clients, Definitions, JobStore, Settings};
@@ -20,8 +19,7 @@ use crate::{TestAccount, xml_values};
 pub const CLUSTER: &str = "berth";
 /// The container of every test task definition: 1024 CPU units, 2048 MiB,
 /// so three fit on one of the local AWS's container instances (4096 / 7482).
-pub const TASK_CPU: i32 = 1024;
-pub const TASK_MEMORY: i32 = 2048;
+pub use berth_local::moto::{TASK_CPU, TASK_MEMORY};
 
 pub struct Stack {
     pub aws: TestAccount,
@@ -73,35 +71,9 @@ impl Stack {
         for _ in 0..instances {
             aws.add_container_instance(CLUSTER).await;
         }
-        // `render` may run on Fargate too (awsvpc); `train` is EC2 only.
-        for (family, network, fargate) in [
-            ("render", NetworkMode::Awsvpc, true),
-            ("train", NetworkMode::Bridge, false),
-        ] {
-            let mut compatibilities = vec![Compatibility::Ec2];
-            if fargate {
-                compatibilities.push(Compatibility::Fargate);
-            }
-            c.ecs
-                .register_task_definition()
-                .family(family)
-                .network_mode(network)
-                .set_requires_compatibilities(Some(compatibilities))
-                .cpu("1024")
-                .memory("2048")
-                .container_definitions(
-                    ContainerDefinition::builder()
-                        .name("main")
-                        .image("public.ecr.aws/docker/library/busybox:latest")
-                        .cpu(TASK_CPU)
-                        .memory(TASK_MEMORY)
-                        .essential(true)
-                        .build(),
-                )
-                .send()
-                .await
-                .unwrap();
-        }
+        berth_local::moto::register_task_definitions(&c.ecs)
+            .await
+            .unwrap();
         let subnets = xml_values(&aws.ec2("DescribeSubnets", &[]).await, "subnetId");
         let groups = xml_values(&aws.ec2("DescribeSecurityGroups", &[]).await, "groupId");
         let vars = HashMap::from([

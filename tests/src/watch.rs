@@ -4,54 +4,15 @@
 //! AWS maps a known access key to its account), so functions need no special
 //! header. Stopped, with every function it started, when dropped.
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use crate::{TestAccount, workspace_root, xml_values};
+use berth_local::watch::{Watch, WatchConfig, cargo_lambda, free_port};
+
+use crate::{TestAccount, workspace_root};
 
 pub struct LambdaWatch {
-    child: Child,
+    watch: Watch,
     pub port: u16,
-    pub log: PathBuf,
-}
-
-/// The cargo-lambda installed by `make tools` (into `.venv/`), else the one
-/// on PATH.
-fn cargo_lambda() -> PathBuf {
-    let venv = workspace_root().join(".venv/bin/cargo-lambda");
-    if venv.exists() {
-        venv
-    } else {
-        PathBuf::from("cargo-lambda")
-    }
-}
-
-impl TestAccount {
-    /// An access key of a new IAM user of this account: whoever uses it acts
-    /// in this account of the local AWS.
-    pub async fn access_key(&self) -> (String, String) {
-        let user = format!("berth-{}", self.id);
-        self.query("iam", "2010-05-08", "CreateUser", &[("UserName", &user)])
-            .await;
-        let xml = self
-            .query(
-                "iam",
-                "2010-05-08",
-                "CreateAccessKey",
-                &[("UserName", &user)],
-            )
-            .await;
-        let id = xml_values(&xml, "AccessKeyId")
-            .pop()
-            .expect("an access key id");
-        let secret = xml_values(&xml, "SecretAccessKey")
-            .pop()
-            .expect("a secret key");
-        (id, secret)
-    }
 }
 
 /// The binaries `cargo lambda watch` runs in the tests.
@@ -63,79 +24,39 @@ pub const FUNCTIONS: [&str; 5] = [
     "berth-test-recorder",
 ];
 
-/// Builds each function binary as `cargo lambda watch` will run it (`cargo
-/// run --bin NAME`), so that no invocation spends its deadline compiling.
-fn build_functions() {
-    for bin in FUNCTIONS {
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--quiet", "--bin", bin])
-            .current_dir(workspace_root())
-            .status()
-            .expect("cargo build runs");
-        assert!(status.success(), "cargo build --bin {bin} failed");
-    }
-}
-
 impl LambdaWatch {
     /// Starts `cargo lambda watch` on a free loopback port; the functions it
     /// runs get `env` and act in `account`. Their Lambda client points back at
     /// the watch server, so an invoke from one function runs another.
     pub async fn start(account: &TestAccount, env: &[(&str, String)]) -> Self {
-        build_functions();
         let (key, secret) = account.access_key().await;
-        let port = free_port();
-        let log =
-            std::env::temp_dir().join(format!("berth-watch-{}-{port}.log", std::process::id()));
-        let out = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(cargo_lambda());
-        cmd.args([
-            "lambda",
-            "watch",
-            "--ignore-changes",
-            "--invoke-address",
-            "127.0.0.1",
-            "-P",
-            &port.to_string(),
-        ])
-        .current_dir(workspace_root())
-        .env("AWS_ENDPOINT_URL", &account.local.endpoint)
-        .env(
-            "AWS_ENDPOINT_URL_LAMBDA",
-            format!("http://127.0.0.1:{port}"),
-        )
-        .env("AWS_REGION", &account.local.region)
-        .env("AWS_DEFAULT_REGION", &account.local.region)
-        .env("AWS_ACCESS_KEY_ID", key)
-        .env("AWS_SECRET_ACCESS_KEY", secret)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_PROFILE")
-        .stdout(Stdio::from(out.try_clone().unwrap()))
-        .stderr(Stdio::from(out))
-        .process_group(0);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start cargo lambda watch: {e}"));
-        let watch = Self { child, port, log };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "cargo lambda watch did not listen:\n{}",
-                watch.output()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        watch
+        let port = free_port().unwrap();
+        let root = workspace_root();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        let watch = Watch::start(WatchConfig {
+            root: &root,
+            functions: &FUNCTIONS,
+            port,
+            endpoint: &account.local.endpoint,
+            lambda_endpoint: &format!("http://127.0.0.1:{port}"),
+            region: &account.local.region,
+            key: (&key, &secret),
+            env: &env,
+            log: std::env::temp_dir()
+                .join(format!("berth-watch-{}-{port}.log", std::process::id())),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        Self { watch, port }
     }
 
     /// `cargo lambda invoke FUNCTION --data-file FILE` against this watch
     /// server; the function's answer.
     pub fn invoke_file(&self, function: &str, data_file: &str) -> serde_json::Value {
-        let out = Command::new(cargo_lambda())
+        let out = Command::new(cargo_lambda(&workspace_root()))
             .args([
                 "lambda",
                 "invoke",
@@ -161,38 +82,12 @@ impl LambdaWatch {
 
     /// What the watch server and its functions printed so far.
     pub fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.watch.output()
     }
 }
 
 impl Drop for LambdaWatch {
     fn drop(&mut self) {
-        // The server and every function it runs share its process group.
-        let group = format!("-{}", self.child.id());
-        let kill = |signal: &str| {
-            Command::new("kill")
-                .args([signal, "--", &group])
-                .stderr(Stdio::null())
-                .status()
-        };
-        let _ = kill("-TERM");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = kill("-KILL");
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
+        let _ = std::fs::remove_file(&self.watch.log);
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

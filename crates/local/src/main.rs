@@ -9,22 +9,19 @@
 mod glue;
 mod soak;
 
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_config::{BehaviorVersion, Region};
-use aws_sdk_ecs::types::{Compatibility, ContainerDefinition, NetworkMode};
 use aws_sdk_sqs::types::QueueAttributeName;
-use berth_aws::{Clients, JobStore, Settings};
+use berth_aws::{Clients, Settings};
 use berth_cli::{Berth, Submission};
 use berth_core::{JobDefinition, JobStatus, Route};
+use berth_local::moto::xml_values;
 use clap::{Parser, Subcommand};
 use glue::Containers;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 
 #[derive(Parser)]
 #[command(
@@ -93,24 +90,14 @@ impl Local {
 
 /// What is started is stopped, also on an error or Ctrl-C.
 struct Processes {
-    watch: Option<Child>,
+    watch: Option<berth_local::watch::Watch>,
     stop_local_aws: bool,
 }
 
 impl Drop for Processes {
     fn drop(&mut self) {
-        if let Some(mut watch) = self.watch.take() {
-            // The watch server and the functions it runs share its group:
-            // asked to stop, then made to.
-            let group = Pid::from_raw(i32::try_from(watch.id()).unwrap_or(i32::MAX));
-            let _ = killpg(group, Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while matches!(watch.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = killpg(group, Signal::SIGKILL);
-            let _ = watch.wait();
-        }
+        // Stopped first: the functions still talk to the local AWS.
+        drop(self.watch.take());
         if self.stop_local_aws {
             let _ = Command::new(root().join("scripts/local-aws"))
                 .arg("stop")
@@ -219,45 +206,6 @@ fn start_local_aws() -> Fallible<(String, String, bool)> {
     ))
 }
 
-/// A Query API call (IAM, EC2) in `account`; the XML answer.
-async fn query(
-    endpoint: &str,
-    region: &str,
-    account: &str,
-    service: &str,
-    version: &str,
-    action: &str,
-    params: &[(&str, &str)],
-) -> Fallible<String> {
-    let mut form = vec![("Action", action), ("Version", version)];
-    form.extend_from_slice(params);
-    let auth = format!(
-        "AWS4-HMAC-SHA256 Credential=local/20260101/{region}/{service}/aws4_request, SignedHeaders=host, Signature=0"
-    );
-    let resp = reqwest::Client::new()
-        .post(endpoint)
-        .header("authorization", auth)
-        .header("x-moto-account-id", account)
-        .form(&form)
-        .send()
-        .await
-        .map_err(|e| format!("{service} {action}: {e}"))?;
-    let ok = resp.status().is_success();
-    let body = resp.text().await.map_err(|e| e.to_string())?;
-    if !ok {
-        return Err(format!("{service} {action}: {body}"));
-    }
-    Ok(body)
-}
-
-fn xml_values(xml: &str, tag: &str) -> Vec<String> {
-    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
-    xml.split(&open)
-        .skip(1)
-        .filter_map(|s| s.split_once(&close).map(|(v, _)| v.to_owned()))
-        .collect()
-}
-
 async fn provision(
     endpoint: &str,
     region: &str,
@@ -269,37 +217,8 @@ async fn provision(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let account = format!("{:012}", 100_000_000_000 + (nanos % 800_000_000_000) as u64);
-    let q = |service: &'static str, version: &'static str, action: &'static str| {
-        (service, version, action)
-    };
-    let (s, v, a) = q("iam", "2010-05-08", "CreateUser");
-    query(
-        endpoint,
-        region,
-        &account,
-        s,
-        v,
-        a,
-        &[("UserName", "berth-local")],
-    )
-    .await?;
-    let (s, v, a) = q("iam", "2010-05-08", "CreateAccessKey");
-    let xml = query(
-        endpoint,
-        region,
-        &account,
-        s,
-        v,
-        a,
-        &[("UserName", "berth-local")],
-    )
-    .await?;
-    let key = xml_values(&xml, "AccessKeyId")
-        .pop()
-        .ok_or("no access key")?;
-    let secret = xml_values(&xml, "SecretAccessKey")
-        .pop()
-        .ok_or("no secret key")?;
+    let moto = berth_local::moto::Account::new(endpoint, region, &account);
+    let (key, secret) = moto.access_key("berth-local").await?;
 
     let config = aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint)
@@ -353,85 +272,12 @@ async fn provision(
         .await
         .map_err(|e| format!("create cluster: {e}"))?;
     for _ in 0..instances {
-        let xml = query(
-            endpoint,
-            region,
-            &account,
-            "ec2",
-            "2016-11-15",
-            "RunInstances",
-            &[
-                ("ImageId", "ami-12c6146b"),
-                ("MinCount", "1"),
-                ("MaxCount", "1"),
-                ("InstanceType", "m5.xlarge"),
-            ],
-        )
-        .await?;
-        let id = xml_values(&xml, "instanceId")
-            .pop()
-            .ok_or("no instance id")?;
-        let document = serde_json::json!({ "instanceId": id, "region": region });
-        ecs.register_container_instance()
-            .cluster(&cluster)
-            .instance_identity_document(document.to_string())
-            .send()
-            .await
-            .map_err(|e| format!("register container instance: {e}"))?;
+        moto.add_container_instance(ecs, &cluster).await?;
     }
-    for (family, network, fargate) in [
-        ("render", NetworkMode::Awsvpc, true),
-        ("train", NetworkMode::Bridge, false),
-    ] {
-        let mut compatibilities = vec![Compatibility::Ec2];
-        if fargate {
-            compatibilities.push(Compatibility::Fargate);
-        }
-        ecs.register_task_definition()
-            .family(family)
-            .network_mode(network)
-            .set_requires_compatibilities(Some(compatibilities))
-            .cpu("1024")
-            .memory("2048")
-            .container_definitions(
-                ContainerDefinition::builder()
-                    .name("main")
-                    .image("public.ecr.aws/docker/library/busybox:latest")
-                    .cpu(1024)
-                    .memory(2048)
-                    .essential(true)
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| format!("register task definition: {e}"))?;
-    }
-    let subnets = xml_values(
-        &query(
-            endpoint,
-            region,
-            &account,
-            "ec2",
-            "2016-11-15",
-            "DescribeSubnets",
-            &[],
-        )
-        .await?,
-        "subnetId",
-    );
-    let groups = xml_values(
-        &query(
-            endpoint,
-            region,
-            &account,
-            "ec2",
-            "2016-11-15",
-            "DescribeSecurityGroups",
-            &[],
-        )
-        .await?,
-        "groupId",
-    );
+    berth_local::moto::register_task_definitions(ecs).await?;
+    let ec2 = |action| moto.query("ec2", "2016-11-15", action, &[]);
+    let subnets = xml_values(&ec2("DescribeSubnets").await?, "subnetId");
+    let groups = xml_values(&ec2("DescribeSecurityGroups").await?, "groupId");
 
     let mut vars = vec![
         ("BERTH_JOBS_TABLE".to_owned(), "berth-jobs".to_owned()),
@@ -457,27 +303,7 @@ async fn provision(
         definitions.put(&def).await.map_err(|e| e.to_string())?;
     }
 
-    // cargo lambda watch with the function binaries built first, so no
-    // invocation spends its time compiling.
-    for bin in [
-        "berth-driver",
-        "berth-ecs-runner",
-        "berth-lambda-task-processor",
-        "berth-capacity-metric",
-    ] {
-        let ok = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--quiet", "--bin", bin])
-            .current_dir(root())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            return Err(format!("cargo build --bin {bin} failed"));
-        }
-    }
-    let port = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map_err(|e| e.to_string())?
-        .port();
+    let port = berth_local::watch::free_port().map_err(|e| e.to_string())?;
     let watch_url = format!("http://127.0.0.1:{port}");
     let async_url = glue::async_invoke_endpoint(watch_url.clone()).await?;
     // With faults, the functions reach the local AWS (and Lambda's
@@ -499,57 +325,28 @@ async fn provision(
         None => (endpoint.to_owned(), async_url.clone()),
     };
     vars.push(("BERTH_MAX_INTERRUPTIONS".into(), "5".into()));
-    let log = std::env::temp_dir().join(format!("berth-local-watch-{port}.log"));
-    let out = std::fs::File::create(&log).map_err(|e| e.to_string())?;
-    let cargo_lambda = root().join(".venv/bin/cargo-lambda");
-    let mut cmd = Command::new(if cargo_lambda.exists() {
-        cargo_lambda
-    } else {
-        PathBuf::from("cargo-lambda")
-    });
-    cmd.args([
-        "lambda",
-        "watch",
-        "--ignore-changes",
-        "--invoke-address",
-        "127.0.0.1",
-        "-P",
-        &port.to_string(),
-    ])
-    .current_dir(root())
-    .env("AWS_ENDPOINT_URL", &functions_endpoint)
-    .env("AWS_ENDPOINT_URL_LAMBDA", &lambda_endpoint)
-    .env("AWS_REGION", region)
-    .env("AWS_DEFAULT_REGION", region)
-    .env("AWS_ACCESS_KEY_ID", &key)
-    .env("AWS_SECRET_ACCESS_KEY", &secret)
-    .env("AWS_EC2_METADATA_DISABLED", "true")
-    .env_remove("AWS_SESSION_TOKEN")
-    .env_remove("AWS_PROFILE")
-    .stdout(Stdio::from(out.try_clone().map_err(|e| e.to_string())?))
-    .stderr(Stdio::from(out))
-    .process_group(0);
-    for (k, v) in &vars {
-        cmd.env(k, v);
-    }
-    processes.watch = Some(
-        cmd.spawn()
-            .map_err(|e| format!("cannot start cargo lambda watch (run `make tools`): {e}"))?,
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port)).is_err() {
-        if Instant::now() > deadline {
-            return Err(format!(
-                "cargo lambda watch did not start; see {}",
-                log.display()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let watch = berth_local::watch::Watch::start(berth_local::watch::WatchConfig {
+        root: &root(),
+        functions: &[
+            "berth-driver",
+            "berth-ecs-runner",
+            "berth-lambda-task-processor",
+            "berth-capacity-metric",
+        ],
+        port,
+        endpoint: &functions_endpoint,
+        lambda_endpoint: &lambda_endpoint,
+        region,
+        key: (&key, &secret),
+        env: &vars,
+        log: std::env::temp_dir().join(format!("berth-local-watch-{port}.log")),
+    })
+    .await?;
     println!(
         "cargo lambda watch on {watch_url} (its log: {})",
-        log.display()
+        watch.log.display()
     );
+    processes.watch = Some(watch);
     let watch_config = aws_sdk_lambda::config::Builder::from(&config)
         .endpoint_url(&watch_url)
         .timeout_config(
@@ -783,42 +580,31 @@ async fn demo(local: &Local, every: Duration) -> Fallible<bool> {
         why: "unknown field `cpus`: rejected, never run",
     });
 
-    let store = JobStore::new(local.clients.dynamodb.clone(), &local.settings.jobs_table);
+    // Followed as `berth watch` follows jobs, the glue ticking in between.
+    let ids: Vec<String> = expected.iter().map(|e| e.job_id.clone()).collect();
     let started = Instant::now();
     let mut shown = String::new();
-    loop {
+    let jobs = loop {
         glue.tick(local).await?;
-        let mut records = Vec::new();
-        for e in &expected {
-            if let Some(r) = store.get(&e.job_id).await.map_err(|e| e.to_string())? {
-                records.push(r);
-            }
-        }
-        let table = berth_cli::table(&records);
+        let jobs = cli.records(&ids).await.map_err(|e| e.to_string())?;
+        let table = berth_cli::watch_table(&jobs);
         if table != shown {
             println!("\n[{:>3} s]\n{table}", started.elapsed().as_secs());
             shown = table;
         }
-        let settled =
-            records.len() == expected.len() && records.iter().all(|r| r.status.is_final());
-        if settled {
-            break;
+        if berth_cli::settled(&jobs) {
+            break jobs;
         }
         if started.elapsed() > Duration::from_secs(300) {
             return Err("the jobs did not settle within 5 minutes".into());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    glue.tick(local).await?;
+    };
 
     println!("\nevery job, as the demo said it would end:");
     let mut all_right = true;
-    for e in &expected {
-        let r = store
-            .get(&e.job_id)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("a job vanished")?;
+    for (e, (_, r)) in expected.iter().zip(&jobs) {
+        let r = r.as_ref().ok_or("a job vanished")?;
         let ok = r.status == e.status && (e.route.is_none() || r.route == e.route);
         all_right &= ok;
         println!(

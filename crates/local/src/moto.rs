@@ -1,0 +1,162 @@
+//! The local AWS (moto's server) beyond what the SDK clients do: Query API
+//! calls (IAM, EC2, CloudFormation) in one of its accounts, an access key
+//! that acts in that account, and container instances backed by EC2
+//! instances.
+
+/// One account of the local AWS.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub endpoint: String,
+    pub region: String,
+    pub id: String,
+    http: reqwest::Client,
+}
+
+impl Account {
+    pub fn new(endpoint: &str, region: &str, id: &str) -> Self {
+        crate::proxy::assert_loopback(endpoint);
+        Self {
+            endpoint: endpoint.to_owned(),
+            region: region.to_owned(),
+            id: id.to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Calls a Query API action of `service` in this account; the XML answer.
+    pub async fn query(
+        &self,
+        service: &str,
+        version: &str,
+        action: &str,
+        params: &[(&str, &str)],
+    ) -> Result<String, String> {
+        let mut form = vec![("Action", action), ("Version", version)];
+        form.extend_from_slice(params);
+        // moto routes by the credential scope of the Authorization header;
+        // it does not check signatures.
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential=local/20260101/{}/{service}/aws4_request, SignedHeaders=host, Signature=0",
+            self.region
+        );
+        let resp = self
+            .http
+            .post(&self.endpoint)
+            .header("authorization", auth)
+            .header("x-moto-account-id", &self.id)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| format!("{service} {action}: {e}"))?;
+        let status = resp.status();
+        let body = resp.text().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("{service} {action} answered {status}: {body}"));
+        }
+        Ok(body)
+    }
+
+    /// An access key of a new IAM user `user`: whoever uses it acts in this
+    /// account (the local AWS maps a known access key to its account).
+    pub async fn access_key(&self, user: &str) -> Result<(String, String), String> {
+        let params = [("UserName", user)];
+        self.query("iam", "2010-05-08", "CreateUser", &params)
+            .await?;
+        let xml = self
+            .query("iam", "2010-05-08", "CreateAccessKey", &params)
+            .await?;
+        let id = xml_values(&xml, "AccessKeyId").pop();
+        let secret = xml_values(&xml, "SecretAccessKey").pop();
+        id.zip(secret)
+            .ok_or_else(|| format!("no access key in {xml}"))
+    }
+
+    /// Starts an EC2 instance; its id.
+    pub async fn run_instance(&self) -> Result<String, String> {
+        let xml = self
+            .query(
+                "ec2",
+                "2016-11-15",
+                "RunInstances",
+                &[
+                    ("ImageId", "ami-12c6146b"),
+                    ("MinCount", "1"),
+                    ("MaxCount", "1"),
+                    ("InstanceType", "m5.xlarge"),
+                ],
+            )
+            .await?;
+        xml_values(&xml, "instanceId")
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("no instance id in {xml}"))
+    }
+
+    /// Registers a new container instance, backed by a new EC2 instance,
+    /// with `cluster`; its ARN.
+    pub async fn add_container_instance(
+        &self,
+        ecs: &aws_sdk_ecs::Client,
+        cluster: &str,
+    ) -> Result<String, String> {
+        let instance_id = self.run_instance().await?;
+        let document = serde_json::json!({ "instanceId": instance_id, "region": self.region });
+        ecs.register_container_instance()
+            .cluster(cluster)
+            .instance_identity_document(document.to_string())
+            .send()
+            .await
+            .map_err(|e| format!("register container instance: {e}"))?
+            .container_instance
+            .and_then(|ci| ci.container_instance_arn)
+            .ok_or_else(|| "no container instance ARN".to_owned())
+    }
+}
+
+/// The CPU units and MiB of the task definitions below.
+pub const TASK_CPU: i32 = 1024;
+pub const TASK_MEMORY: i32 = 2048;
+
+/// Registers the task definitions the local run and the tests use, each
+/// with one container `main` of `TASK_CPU` / `TASK_MEMORY`: `render` may run
+/// on Fargate too (awsvpc), `train` is EC2 only.
+pub async fn register_task_definitions(ecs: &aws_sdk_ecs::Client) -> Result<(), String> {
+    use aws_sdk_ecs::types::{Compatibility, ContainerDefinition, NetworkMode};
+    for (family, network, fargate) in [
+        ("render", NetworkMode::Awsvpc, true),
+        ("train", NetworkMode::Bridge, false),
+    ] {
+        let mut compatibilities = vec![Compatibility::Ec2];
+        if fargate {
+            compatibilities.push(Compatibility::Fargate);
+        }
+        ecs.register_task_definition()
+            .family(family)
+            .network_mode(network)
+            .set_requires_compatibilities(Some(compatibilities))
+            .cpu(TASK_CPU.to_string())
+            .memory(TASK_MEMORY.to_string())
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name("main")
+                    .image("public.ecr.aws/docker/library/busybox:latest")
+                    .cpu(TASK_CPU)
+                    .memory(TASK_MEMORY)
+                    .essential(true)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| format!("register task definition {family}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The text of every `<tag>…</tag>` in `xml`, in order.
+pub fn xml_values(xml: &str, tag: &str) -> Vec<String> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    xml.split(&open)
+        .skip(1)
+        .filter_map(|s| s.split_once(&close).map(|(v, _)| v.to_owned()))
+        .collect()
+}
