@@ -23,6 +23,7 @@ import sys
 
 import botocore.session
 import cbor2
+from moto.moto_api import state_manager
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -192,6 +193,11 @@ def main():
     if not args.host.startswith("127.") and args.host not in ("localhost", "::1"):
         sys.exit(f"refusing to listen on {args.host}: the local AWS is for loopback only")
 
+    # An ECS task stays RUNNING until it is stopped, as a container that has
+    # not exited would; moto's default moves it on by one state per read.
+    state_manager.set_transition(
+        "ecs::task", {"progression": "manual", "times": 10**12}
+    )
     moto = DomainDispatcherApplication(create_backend_app)
     server = make_server(
         args.host,

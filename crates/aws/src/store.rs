@@ -433,6 +433,22 @@ impl JobStore {
         self.collect(query, usize::MAX).await
     }
 
+    /// Jobs in `status` whose record has not changed since `before_ms`
+    /// (epoch milliseconds), read from the status index (eventually
+    /// consistent, like [`Self::past_deadline`]).
+    pub async fn unchanged_since(
+        &self,
+        status: JobStatus,
+        before_ms: i64,
+    ) -> Result<Vec<JobRecord>, AwsError> {
+        let query = self
+            .by_status(status)
+            .key_condition_expression("#status = :status AND #updated < :before")
+            .expression_attribute_names("#updated", attr::UPDATED_AT)
+            .expression_attribute_values(":before", n(before_ms));
+        self.collect(query, usize::MAX).await
+    }
+
     /// Up to `limit` jobs in `status`, the most recently changed first.
     pub async fn in_status(
         &self,

@@ -30,13 +30,7 @@ pub async fn handle(
                 Err(e) => return Ok(unreadable(&id, TASK_STATE_CHANGE, &e)),
             };
             let action = lifecycle.task_changed(&task).await?;
-            match &action {
-                TaskAction::Ended { status, .. } => {
-                    metrics::count("JobsEnded", Some(("Status", status.as_str())));
-                }
-                TaskAction::Requeued { .. } => metrics::count("Requeued", None),
-                _ => {}
-            }
+            count(&action);
             let answer = task_answer(&task, &action);
             match &action {
                 TaskAction::Ignored { why } => {
@@ -69,6 +63,19 @@ pub async fn handle(
         }
         ("aws.events", SCHEDULED) => {
             let sweep = lifecycle.sweep().await?;
+            let mut reconciled = Vec::new();
+            for (job_id, action) in &sweep.reconciled {
+                count(action);
+                let (what, status, reason) = action_parts(action);
+                tracing::warn!(
+                    job_id,
+                    action = what,
+                    status,
+                    reason,
+                    "task event never arrived; the sweep read the task from ECS"
+                );
+                reconciled.push(json!({ "job_id": job_id, "action": what, "status": status }));
+            }
             if !sweep.timed_out.is_empty() {
                 metrics::emit(
                     &[("Status", JobStatus::TimedOut.as_str())],
@@ -83,11 +90,16 @@ pub async fn handle(
                 );
             }
             tracing::info!(
+                reconciled = sweep.reconciled.len(),
                 timed_out = sweep.timed_out.len(),
                 errors = sweep.errors.len(),
-                "timeout sweep"
+                "sweep"
             );
-            Ok(json!({ "timed_out": sweep.timed_out, "errors": sweep.errors.len() }))
+            Ok(json!({
+                "reconciled": reconciled,
+                "timed_out": sweep.timed_out,
+                "errors": sweep.errors.len(),
+            }))
         }
         (source, detail_type) => {
             tracing::warn!(
@@ -106,16 +118,32 @@ fn unreadable(id: &str, kind: &str, e: &serde_json::Error) -> Value {
     json!({ "ignored": format!("unreadable {kind}: {e}") })
 }
 
+/// The dashboard's count of what a task's change did.
+fn count(action: &TaskAction) {
+    match action {
+        TaskAction::Ended { status, .. } => {
+            metrics::count("JobsEnded", Some(("Status", status.as_str())));
+        }
+        TaskAction::Requeued { .. } => metrics::count("Requeued", None),
+        _ => {}
+    }
+}
+
 fn task_answer(task: &TaskChange, action: &TaskAction) -> Value {
-    let (what, status, reason) = match action {
+    let (what, status, reason) = action_parts(action);
+    json!({ "task_arn": task.task_arn, "action": what, "status": status, "reason": reason })
+}
+
+/// What was done, the job's status after, and the reason, if any.
+fn action_parts(action: &TaskAction) -> (&'static str, Option<&'static str>, Option<String>) {
+    match action {
         TaskAction::Ignored { why } => ("ignored", None, Some(why.clone())),
         TaskAction::Running => ("running", Some("RUNNING"), None),
         TaskAction::Ended { status, reason } => ("ended", Some(status.as_str()), reason.clone()),
         TaskAction::Requeued { reason, .. } => ("requeued", Some("ACCEPTED"), Some(reason.clone())),
         TaskAction::Stale { status } => ("stale", Some(status.as_str()), None),
         TaskAction::StoppedStray { status } => ("stopped-stray", Some(status.as_str()), None),
-    };
-    json!({ "task_arn": task.task_arn, "action": what, "status": status, "reason": reason })
+    }
 }
 
 /// A cancel's answer as one line for people.

@@ -7,7 +7,7 @@ use aws_sdk_ecs::operation::run_task::RunTaskOutput;
 use aws_sdk_ecs::operation::run_task::builders::RunTaskFluentBuilder;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, ContainerOverride,
-    KeyValuePair, LaunchType, NetworkConfiguration, ResourceRequirement, ResourceType, Tag,
+    KeyValuePair, LaunchType, NetworkConfiguration, ResourceRequirement, ResourceType, Tag, Task,
     TaskOverride,
 };
 use berth_aws::{AwsError, LaunchError};
@@ -199,6 +199,20 @@ impl EcsLauncher {
                 }
             }
         }
+    }
+
+    /// The tasks of this cluster named in `task_arns` (at most 100), as ECS
+    /// describes them now. Tasks ECS no longer knows are left out.
+    pub async fn describe(&self, task_arns: &[String]) -> Result<Vec<Task>, AwsError> {
+        let out = self
+            .ecs
+            .describe_tasks()
+            .cluster(&self.cluster)
+            .set_tasks(Some(task_arns.to_vec()))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ecs:DescribeTasks", e))?;
+        Ok(out.tasks.unwrap_or_default())
     }
 
     /// The ECS client, for the lifecycle's other calls.

@@ -6,7 +6,10 @@
 //!   interruption by the infrastructure, up to a configured number, without
 //!   counting against `max_attempts`).
 //! - An "EC2 Spot Instance Interruption Warning" drains the instance.
-//! - The scheduled sweep stops jobs past their deadline: `TIMED_OUT`.
+//! - The scheduled sweep first asks ECS about the tasks of launched jobs
+//!   whose records have been quiet for [`EVENT_GRACE`], and handles a task
+//!   that started or stopped as its lost event would have been; then it
+//!   stops jobs past their deadline: `TIMED_OUT`.
 //! - [`Lifecycle::cancel`] cancels a job wherever it is.
 //!
 //! Every write is conditional on the launch the event is about, so a
@@ -34,6 +37,13 @@ pub const SUPERSEDED_REASON: &str = "berth: launch superseded";
 /// marked `TIMED_OUT` (the runtime reports its own timeouts; this catches
 /// an invocation that never ran).
 pub const LAMBDA_REPORT_GRACE: Duration = Duration::from_secs(120);
+
+/// How long a launched ECS job's record may stay unchanged before the sweep
+/// asks ECS what became of its task. A task's events normally arrive within
+/// seconds; one that fails is retried by Lambda about one and three minutes
+/// later, and one that never arrives would otherwise leave the job as it
+/// was until its deadline.
+pub const EVENT_GRACE: Duration = Duration::from_secs(60);
 
 /// The `detail` of an "ECS Task State Change" event: the fields berth reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +79,35 @@ pub struct ContainerChange {
     pub reason: Option<String>,
     #[serde(default)]
     pub last_status: Option<String>,
+}
+
+impl From<&aws_sdk_ecs::types::Task> for TaskChange {
+    /// The change a task's event would carry, from the task as ECS
+    /// describes it.
+    fn from(task: &aws_sdk_ecs::types::Task) -> Self {
+        let owned = |v: Option<&str>| v.map(str::to_owned);
+        Self {
+            cluster_arn: task.cluster_arn().unwrap_or_default().to_owned(),
+            task_arn: task.task_arn().unwrap_or_default().to_owned(),
+            last_status: task.last_status().unwrap_or_default().to_owned(),
+            desired_status: owned(task.desired_status()),
+            started_by: owned(task.started_by()),
+            stop_code: task.stop_code().map(|c| c.as_str().to_owned()),
+            stopped_reason: owned(task.stopped_reason()),
+            launch_type: task.launch_type().map(|l| l.as_str().to_owned()),
+            capacity_provider_name: owned(task.capacity_provider_name()),
+            containers: task
+                .containers()
+                .iter()
+                .map(|c| ContainerChange {
+                    name: c.name().unwrap_or_default().to_owned(),
+                    exit_code: c.exit_code(),
+                    reason: owned(c.reason()),
+                    last_status: owned(c.last_status()),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The `detail` of an "EC2 Spot Instance Interruption Warning".
@@ -109,6 +148,9 @@ pub enum TaskAction {
 /// What a sweep found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sweep {
+    /// Jobs whose task had started or stopped without the event reaching
+    /// berth, with what the sweep then did in the event's place.
+    pub reconciled: Vec<(String, TaskAction)>,
     /// Jobs stopped and marked `TIMED_OUT`.
     pub timed_out: Vec<String>,
     /// Jobs whose timeout could not be enforced this time, with the error.
@@ -136,6 +178,7 @@ pub struct Lifecycle {
     queue: JobQueue,
     max_interruptions: u32,
     retry_delay_cap: u32,
+    event_grace: Duration,
 }
 
 impl Lifecycle {
@@ -146,6 +189,7 @@ impl Lifecycle {
             queue,
             max_interruptions,
             retry_delay_cap: u32::MAX,
+            event_grace: EVENT_GRACE,
         }
     }
 
@@ -174,6 +218,13 @@ impl Lifecycle {
     /// local run use 0).
     pub fn with_retry_delay_cap(mut self, seconds: u32) -> Self {
         self.retry_delay_cap = seconds;
+        self
+    }
+
+    /// Sets how long a launched job's record stays quiet before the sweep
+    /// asks ECS about its task (default [`EVENT_GRACE`]).
+    pub fn with_event_grace(mut self, grace: Duration) -> Self {
+        self.event_grace = grace;
         self
     }
 
@@ -479,10 +530,13 @@ impl Lifecycle {
         Ok(None)
     }
 
-    /// Stops every job past its deadline and marks it `TIMED_OUT`.
+    /// Makes up for lost task events (see [`EVENT_GRACE`]), then stops
+    /// every job past its deadline and marks it `TIMED_OUT`. A job whose
+    /// task ended is given that end, not a timeout.
     pub async fn sweep(&self) -> Result<Sweep, AwsError> {
-        let now = now_ms();
         let mut sweep = Sweep::default();
+        self.reconcile(&mut sweep).await?;
+        let now = now_ms();
         for status in [JobStatus::Dispatched, JobStatus::Running] {
             for record in self.store.past_deadline(status, now / 1000).await? {
                 match self.time_out(&record, now).await {
@@ -493,6 +547,60 @@ impl Lifecycle {
             }
         }
         Ok(sweep)
+    }
+
+    /// The tasks of `DISPATCHED` and `RUNNING` ECS jobs whose records have
+    /// not changed for the event grace, as ECS describes them: one that
+    /// stopped, or started while its job is still `DISPATCHED`, is handled
+    /// as its event would have been. Every write is conditional, so an
+    /// event that arrives as well changes nothing more.
+    async fn reconcile(&self, sweep: &mut Sweep) -> Result<(), AwsError> {
+        let grace = i64::try_from(self.event_grace.as_millis()).unwrap_or(i64::MAX);
+        let before = now_ms().saturating_sub(grace);
+        for status in [JobStatus::Dispatched, JobStatus::Running] {
+            let quiet: Vec<(String, String)> = self
+                .store
+                .unchanged_since(status, before)
+                .await?
+                .into_iter()
+                .filter(|r| r.route != Some(Route::Lambda))
+                .filter_map(|r| Some((r.task_arn?, r.job_id)))
+                .collect();
+            for chunk in quiet.chunks(100) {
+                let arns: Vec<String> = chunk.iter().map(|(arn, _)| arn.clone()).collect();
+                let tasks = match self.ecs.describe(&arns).await {
+                    Ok(tasks) => tasks,
+                    Err(e) => {
+                        let e = e.to_string();
+                        sweep
+                            .errors
+                            .extend(chunk.iter().map(|(_, job)| (job.clone(), e.clone())));
+                        continue;
+                    }
+                };
+                for task in &tasks {
+                    let change = TaskChange::from(task);
+                    let moved_on = match change.last_status.as_str() {
+                        "STOPPED" => true,
+                        "RUNNING" => status == JobStatus::Dispatched,
+                        _ => false,
+                    };
+                    let Some((_, job_id)) = chunk.iter().find(|(arn, _)| *arn == change.task_arn)
+                    else {
+                        continue;
+                    };
+                    if !moved_on {
+                        continue;
+                    }
+                    match self.task_changed(&change).await {
+                        Ok(TaskAction::Ignored { .. } | TaskAction::Stale { .. }) => {}
+                        Ok(action) => sweep.reconciled.push((job_id.clone(), action)),
+                        Err(e) => sweep.errors.push((job_id.clone(), e.to_string())),
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn time_out(&self, record: &JobRecord, now: i64) -> Result<bool, AwsError> {

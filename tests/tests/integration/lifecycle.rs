@@ -324,6 +324,98 @@ async fn a_job_past_its_timeout_is_stopped_and_timed_out() {
 }
 
 #[tokio::test]
+async fn the_sweep_makes_up_for_task_events_that_never_arrived() {
+    use std::time::Duration;
+    let stack = Stack::new(1).await;
+    submit(
+        &stack,
+        r#"{"job_id":"lost-stop","definition":"render","timeout_seconds":1}"#,
+    )
+    .await;
+    submit(&stack, r#"{"job_id":"lost-start","definition":"render"}"#).await;
+    submit(&stack, r#"{"job_id":"heard","definition":"render"}"#).await;
+    let life = stack.lifecycle();
+    life.task_changed(&stack.task_change("heard", 1, "RUNNING").await)
+        .await
+        .unwrap();
+    // lost-stop's container exits: ECS knows, and no event reaches berth.
+    // lost-start's task runs, and its RUNNING event never came either.
+    let task = stack.record("lost-stop").await.task_arn.unwrap();
+    stack
+        .clients()
+        .ecs
+        .stop_task()
+        .cluster(CLUSTER)
+        .task(&task)
+        .reason("Essential container in task exited")
+        .send()
+        .await
+        .unwrap();
+
+    // Within the grace the events may still come: the sweep waits for them.
+    let patient = life.clone().with_event_grace(Duration::from_secs(600));
+    let sweep = patient.sweep().await.unwrap();
+    assert_eq!(sweep, Default::default());
+    assert_eq!(
+        stack.record("lost-stop").await.status,
+        JobStatus::Dispatched
+    );
+    assert_eq!(
+        stack.record("lost-start").await.status,
+        JobStatus::Dispatched
+    );
+
+    // Past the grace, and lost-stop past its deadline too: it is given the
+    // end its task had, not a timeout.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let life = life.with_event_grace(Duration::ZERO);
+    let sweep = life.sweep().await.unwrap();
+    assert!(sweep.errors.is_empty(), "{sweep:?}");
+    assert!(sweep.timed_out.is_empty(), "{sweep:?}");
+    let mut reconciled: Vec<(&str, &TaskAction)> = sweep
+        .reconciled
+        .iter()
+        .map(|(job, action)| (job.as_str(), action))
+        .collect();
+    reconciled.sort_by_key(|(job, _)| *job);
+    assert!(
+        matches!(
+            reconciled.as_slice(),
+            [
+                ("lost-start", TaskAction::Running),
+                (
+                    "lost-stop",
+                    TaskAction::Ended {
+                        status: JobStatus::Succeeded,
+                        ..
+                    }
+                ),
+            ]
+        ),
+        "{reconciled:?}"
+    );
+    let ended = stack.record("lost-stop").await;
+    assert_eq!(ended.status, JobStatus::Succeeded);
+    assert_eq!(ended.exit_code, Some(0));
+    assert_eq!(ended.history.len(), 1, "{:?}", ended.history);
+    assert_eq!(ended.history[0].id.as_deref(), Some(task.as_str()));
+    assert_eq!(stack.record("lost-start").await.status, JobStatus::Running);
+    assert_eq!(stack.record("heard").await.status, JobStatus::Running);
+
+    // The event, arriving after all, changes nothing; another sweep finds
+    // nothing more to do.
+    let late = stack.task_exited("lost-stop", 1, 0).await;
+    assert_eq!(
+        life.task_changed(&late).await.unwrap(),
+        TaskAction::Stale {
+            status: JobStatus::Succeeded
+        }
+    );
+    assert_eq!(life.sweep().await.unwrap(), Default::default());
+    assert_eq!(stack.record("lost-stop").await.history.len(), 1);
+}
+
+#[tokio::test]
 async fn a_cancelled_job_stays_cancelled() {
     let stack = Stack::new(1).await;
     let life = stack.lifecycle();
