@@ -427,6 +427,11 @@ pub struct Glue {
     every: Duration,
     last_schedule: Option<Instant>,
     pub schedulable: Option<serde_json::Value>,
+    /// Jobs the sweep gave the end (or start) their task had, because the
+    /// task's event never reached ecs-runner.
+    pub reconciled: Vec<String>,
+    /// Jobs the sweep timed out.
+    pub timed_out: Vec<String>,
 }
 
 impl Glue {
@@ -436,6 +441,8 @@ impl Glue {
             every,
             last_schedule: None,
             schedulable: None,
+            reconciled: Vec::new(),
+            timed_out: Vec::new(),
         }
     }
 
@@ -458,7 +465,20 @@ impl Glue {
                 println!("SchedulableContainers = {metric}");
                 self.schedulable = Some(metric);
             }
-            glue::invoke_event(local, "berth-ecs-runner", &glue::scheduled(local)).await;
+            let sweep =
+                glue::invoke_event(local, "berth-ecs-runner", &glue::scheduled(local)).await;
+            if let Some(sweep) = sweep {
+                let ids = |key: &str, id: fn(&serde_json::Value) -> Option<&str>| {
+                    sweep[key]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(id).map(str::to_owned).collect())
+                        .unwrap_or_default()
+                };
+                let reconciled: Vec<String> = ids("reconciled", |v| v["job_id"].as_str());
+                let timed_out: Vec<String> = ids("timed_out", |v| v.as_str());
+                self.reconciled.extend(reconciled);
+                self.timed_out.extend(timed_out);
+            }
         }
         Ok(())
     }

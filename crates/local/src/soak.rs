@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_ecs::types::DesiredStatus;
 use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use berth_aws::JobStore;
+use berth_aws::store::JobRecord;
 use berth_core::{JobDefinition, JobStatus, Route};
 use berth_local::proxy::Fault;
 
@@ -110,10 +111,26 @@ pub async fn run(local: &Local, glue: &mut Glue, jobs: usize, limit: Duration) -
             last_report = Instant::now();
             let (open, queued) = progress(local, &store).await?;
             println!(
-                "[{:>5} s] jobs not ended: {open}; messages on the queue: {queued}",
-                started.elapsed().as_secs()
+                "[{:>5} s] jobs not ended: {}; messages on the queue: {queued}",
+                started.elapsed().as_secs(),
+                open.len()
             );
-            if open == 0 && queued == 0 {
+            // The last few, by name, to see what holds them up.
+            if (1..=5).contains(&open.len()) {
+                for r in &open {
+                    println!(
+                        "          {} {} launch {}{}",
+                        r.job_id,
+                        r.status.as_str(),
+                        r.launch,
+                        r.reason
+                            .as_deref()
+                            .map(|why| format!(": {why}"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            if open.is_empty() && queued == 0 {
                 break;
             }
         }
@@ -124,18 +141,19 @@ pub async fn run(local: &Local, glue: &mut Glue, jobs: usize, limit: Duration) -
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let took = started.elapsed();
-    reconcile(local, &store, jobs, &runs, took).await
+    reconcile(local, glue, &store, jobs, &runs, took).await
 }
 
 /// Jobs recorded and not ended, and messages still on the job queue.
-async fn progress(local: &Local, store: &JobStore) -> Fallible<(usize, u64)> {
-    let mut open = 0;
+async fn progress(local: &Local, store: &JobStore) -> Fallible<(Vec<JobRecord>, u64)> {
+    let mut open = Vec::new();
     for status in JobStatus::ALL.iter().filter(|s| !s.is_final()) {
-        open += store
-            .in_status(*status, usize::MAX)
-            .await
-            .map_err(|e| e.to_string())?
-            .len();
+        open.extend(
+            store
+                .in_status(*status, usize::MAX)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
     }
     let attributes = local
         .clients
@@ -157,6 +175,7 @@ async fn progress(local: &Local, store: &JobStore) -> Fallible<(usize, u64)> {
 
 async fn reconcile(
     local: &Local,
+    glue: &Glue,
     store: &JobStore,
     jobs: usize,
     runs: &std::path::Path,
@@ -280,6 +299,11 @@ async fn reconcile(
         "retries: {delivered} messages handed to the driver for {jobs} jobs ({} redeliveries); {} events to the on-failure destination",
         delivered.saturating_sub(jobs as u64),
         local.lost_events.load(Ordering::Relaxed)
+    );
+    println!(
+        "the sweep: {} jobs given their task's end or start after its event was lost, {} timed out",
+        glue.reconciled.len(),
+        glue.timed_out.len()
     );
     println!(
         "unaccounted: {}; in more than one end state: {}",
