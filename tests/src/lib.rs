@@ -124,6 +124,49 @@ impl Intercept for StopBefore {
     }
 }
 
+/// Loses the answers of the first `remaining` successful calls of one
+/// operation after the local AWS has served them, as a dropped connection
+/// would: the write is made, the caller sees a transient error, and the
+/// SDK's retry makes the call again.
+#[derive(Debug)]
+struct LoseAnswers {
+    operation: &'static str,
+    remaining: std::sync::atomic::AtomicU32,
+}
+
+impl Intercept for LoseAnswers {
+    fn name(&self) -> &'static str {
+        "LoseAnswers"
+    }
+
+    fn modify_before_attempt_completion(
+        &self,
+        context: &mut aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        use aws_smithy_runtime_api::client::orchestrator::{Metadata, OrchestratorError};
+        use aws_smithy_runtime_api::client::result::ConnectorError;
+        if cfg.load::<Metadata>().map(|m| m.name()) != Some(self.operation) {
+            return Ok(());
+        }
+        let Some(result) = context.output_or_error_mut() else {
+            return Ok(());
+        };
+        let lose = result.is_ok()
+            && self
+                .remaining
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        if lose {
+            *result = Err(OrchestratorError::connector(ConnectorError::io(
+                "connection dropped after the call was served".into(),
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// One test's own AWS account in the local AWS, with clients for it.
 #[derive(Debug, Clone)]
 pub struct TestAccount {
@@ -177,6 +220,20 @@ impl TestAccount {
         let interceptors = [
             SharedInterceptor::new(MotoAccount(self.id.clone())),
             SharedInterceptor::new(StopBefore(operation)),
+        ];
+        Clients::with_interceptors(&self.sdk_config, &interceptors)
+    }
+
+    /// Clients for this account that lose the answers of the first `times`
+    /// successful calls of `operation` (`UpdateItem`, ...) after they were
+    /// served; the SDK retries each.
+    pub fn clients_losing_answers(&self, operation: &'static str, times: u32) -> Clients {
+        let interceptors = [
+            SharedInterceptor::new(MotoAccount(self.id.clone())),
+            SharedInterceptor::new(LoseAnswers {
+                operation,
+                remaining: times.into(),
+            }),
         ];
         Clients::with_interceptors(&self.sdk_config, &interceptors)
     }

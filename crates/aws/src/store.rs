@@ -316,7 +316,22 @@ impl JobStore {
             .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":s0", s(JobStatus::Accepted.as_str()))
             .expression_attribute_values(":s1", s(JobStatus::WaitingForCapacity.as_str()));
-        self.conditional_update(req).await
+        match self.conditional_update(req).await? {
+            // An earlier attempt of this very call, whose answer was lost,
+            // made the claim: it is ours.
+            Changed::Refused(Some(now_is))
+                if now_is.launch == current + 1
+                    && now_is.claimed_at == Some(now_ms)
+                    && now_is.updated_at == Some(now_ms)
+                    && matches!(
+                        now_is.status,
+                        JobStatus::Accepted | JobStatus::WaitingForCapacity
+                    ) =>
+            {
+                Ok(Changed::Applied)
+            }
+            changed => Ok(changed),
+        }
     }
 
     /// Moves a job to `to`, from the states berth-core allows, applying
@@ -328,6 +343,14 @@ impl JobStore {
         change: Change,
         now_ms: i64,
     ) -> Result<Changed, AwsError> {
+        // What tells this write apart from any other: an earlier attempt of
+        // this very call (the SDK retries an update whose answer was lost)
+        // left exactly these, and then the condition refuses the retry.
+        let mark = (
+            change.expect_launch,
+            change.task_arn.clone(),
+            change.request_id.clone(),
+        );
         let sources = to.sources();
         if sources.is_empty() {
             return Ok(Changed::Refused(self.get(job_id).await?.map(Box::new)));
@@ -414,7 +437,18 @@ impl JobStore {
         let req = req
             .update_expression(expression)
             .condition_expression(condition);
-        self.conditional_update(req).await
+        match self.conditional_update(req).await? {
+            Changed::Refused(Some(now_is))
+                if now_is.status == to
+                    && now_is.updated_at == Some(now_ms)
+                    && mark.0.is_none_or(|launch| now_is.launch == launch)
+                    && (mark.1.is_none() || now_is.task_arn == mark.1)
+                    && (mark.2.is_none() || now_is.request_id == mark.2) =>
+            {
+                Ok(Changed::Applied)
+            }
+            changed => Ok(changed),
+        }
     }
 
     /// Jobs in `status` whose deadline (epoch seconds) is before `now_s`,
@@ -493,6 +527,7 @@ impl JobStore {
 
     async fn create(&self, item: Item) -> Result<Created, AwsError> {
         let job_id = job_id_of(&item).to_owned();
+        let written = record(&item);
         let result = self
             .ddb
             .put_item()
@@ -516,6 +551,11 @@ impl JobStore {
                         Some(r) => r,
                         None => self.get(&job_id).await?.ok_or_else(|| unreadable("dynamodb:PutItem"))?,
                     };
+                    // An earlier attempt of this very call (the SDK retries
+                    // a put whose answer was lost) wrote it: that is ours.
+                    if written.as_ref().is_some_and(|w| same_write(w, &existing)) {
+                        return Ok(Created::New);
+                    }
                     return Ok(Created::Exists(Box::new(existing)));
                 }
                 Err(AwsError::from_sdk("dynamodb:PutItem", e))
@@ -540,6 +580,17 @@ impl JobStore {
             },
         }
     }
+}
+
+/// Whether `existing` is the record `written` put: the same status,
+/// message, launch, claim and times (to the millisecond).
+fn same_write(written: &JobRecord, existing: &JobRecord) -> bool {
+    written.status == existing.status
+        && written.message_id == existing.message_id
+        && written.launch == existing.launch
+        && written.claimed_at == existing.claimed_at
+        && written.created_at == existing.created_at
+        && written.updated_at == existing.updated_at
 }
 
 fn base_item(job_id: &str, status: JobStatus, message_id: &str, now_ms: i64) -> Item {

@@ -76,16 +76,18 @@ impl JobStatus {
     ///   attempt ended and the job goes back on the queue for another one (a
     ///   retry after a failure of the job, or a re-dispatch after the
     ///   infrastructure interrupted it).
-    /// - `DISPATCHED` and `WAITING_FOR_CAPACITY` are reached from
-    ///   `DISPATCHED` / `RUNNING` too, by a launch that was taken over.
+    /// - `DISPATCHED` and `WAITING_FOR_CAPACITY` are reached only before the
+    ///   launch is recorded: a launch taken over is a new launch number,
+    ///   claimed from `ACCEPTED` / `WAITING_FOR_CAPACITY`, and a write
+    ///   repeated (a retry after its answer was lost) must not apply twice.
     /// - `FAILED` may come straight from `ACCEPTED` or `WAITING_FOR_CAPACITY`
     ///   when a launch fails permanently (say, a missing task definition).
     pub fn sources(self) -> &'static [JobStatus] {
         match self {
             Rejected => &[],
             Accepted => &[Dispatched, Running],
-            Dispatched => &[Accepted, WaitingForCapacity, Dispatched, Running],
-            WaitingForCapacity => &[Accepted, WaitingForCapacity, Dispatched, Running],
+            Dispatched => &[Accepted, WaitingForCapacity],
+            WaitingForCapacity => &[Accepted, WaitingForCapacity],
             Running => &[Dispatched],
             Succeeded | TimedOut => &[Dispatched, Running],
             Failed => &[Accepted, WaitingForCapacity, Dispatched, Running],
@@ -132,8 +134,15 @@ mod tests {
             ],
             &[Accepted, Dispatched, Succeeded], // RUNNING event missed or late
             &[
-                Accepted, Dispatched, Running, Dispatched, Running, Succeeded,
-            ], // retry
+                Accepted,
+                Dispatched,
+                Running,
+                Accepted,
+                WaitingForCapacity,
+                Dispatched,
+                Running,
+                Succeeded,
+            ], // retry, which waits for capacity
             &[Accepted, Dispatched, Running, TimedOut],
             &[
                 Accepted, Dispatched, Running, Accepted, Dispatched, Succeeded,
@@ -163,6 +172,13 @@ mod tests {
             "RUNNING needs a launch first"
         );
         assert!(!WaitingForCapacity.can_become(Succeeded));
+        // A recorded launch is not recorded again, nor sent back to wait:
+        // a repeated write (retried after its answer was lost) must not
+        // count the attempt twice.
+        for launched in [Dispatched, Running] {
+            assert!(!launched.can_become(Dispatched), "{launched}");
+            assert!(!launched.can_become(WaitingForCapacity), "{launched}");
+        }
     }
 
     #[test]

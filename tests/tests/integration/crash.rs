@@ -2,11 +2,17 @@
 //! it, or between launching it and recording the launch. The message comes
 //! back (Lambda failed, or its time ran out); the next delivery launches the
 //! job exactly once and records it right.
+//!
+//! And lost answers: a conditional write whose answer is lost after it was
+//! made is retried by the SDK, and its condition then refuses it. The
+//! caller must take that as its own write, not as someone else's.
 
 use std::time::Duration;
 
+use berth_aws::queue::RELAUNCH_ATTRIBUTE;
 use berth_core::JobStatus;
 use berth_driver::{Driver, Outcome, Tuning};
+use berth_ecs_runner::lifecycle::{Lifecycle, TaskAction};
 use berth_tests::stack::Stack;
 
 /// The driver of `stack` that stops just before `operation`; the claim it
@@ -95,5 +101,89 @@ async fn stopped_after_launching_and_before_recording_the_launch() {
     assert_eq!(
         (r.status, r.attempts, r.task_arn.as_deref()),
         (JobStatus::Dispatched, 1, launched[0].task_arn())
+    );
+}
+
+#[tokio::test]
+async fn a_lost_answer_to_recording_a_new_job_still_launches_it_at_once() {
+    let stack = Stack::new(1).await;
+    stack
+        .send(&[r#"{"job_id":"lost-put","definition":"render"}"#])
+        .await;
+    let records = stack.receive().await;
+    let clients = stack.aws.clients_losing_answers("PutItem", 1);
+    let driver = Driver::new(&stack.settings, &clients, Tuning::default());
+    let handled = driver.handle_batch(records).await;
+    assert!(
+        matches!(handled[0].outcome, Outcome::Dispatched { launch: 1, .. }),
+        "{handled:?}"
+    );
+    assert_eq!(stack.task_count().await, 1);
+    let r = stack.record("lost-put").await;
+    assert_eq!(
+        (r.status, r.attempts, r.launch),
+        (JobStatus::Dispatched, 1, 1)
+    );
+}
+
+#[tokio::test]
+async fn a_lost_answer_to_recording_the_launch_is_still_a_dispatch() {
+    let stack = Stack::new(1).await;
+    stack
+        .send(&[r#"{"job_id":"lost-update","definition":"render"}"#])
+        .await;
+    let records = stack.receive().await;
+    let clients = stack.aws.clients_losing_answers("UpdateItem", 1);
+    let driver = Driver::new(&stack.settings, &clients, Tuning::default());
+    let handled = driver.handle_batch(records).await;
+    assert!(
+        matches!(handled[0].outcome, Outcome::Dispatched { launch: 1, .. }),
+        "{handled:?}"
+    );
+    let r = stack.record("lost-update").await;
+    assert_eq!(
+        (r.status, r.attempts),
+        (JobStatus::Dispatched, 1),
+        "counted once"
+    );
+    let tasks = stack.tasks_of("lost-update", 1).await;
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(r.task_arn.as_deref(), tasks[0].task_arn());
+}
+
+#[tokio::test]
+async fn a_lost_answer_to_putting_a_job_back_still_queues_its_next_attempt() {
+    let stack = Stack::new(1).await;
+    stack
+        .send(&[r#"{"job_id":"lost-requeue","definition":"render","max_attempts":2}"#])
+        .await;
+    let records = stack.receive().await;
+    let handled = stack.deliver(&stack.driver(), records).await;
+    assert!(handled.is_empty(), "{handled:?}");
+
+    // The attempt fails; ecs-runner's write of ACCEPTED is made and its
+    // answer lost.
+    let clients = stack.aws.clients_losing_answers("UpdateItem", 1);
+    let life = Lifecycle::for_deployment(&stack.settings, &clients)
+        .unwrap()
+        .with_retry_delay_cap(0);
+    let failed = stack.task_exited("lost-requeue", 1, 3).await;
+    let action = life.task_changed(&failed).await.unwrap();
+    assert!(
+        matches!(action, TaskAction::Requeued { failure: true, .. }),
+        "{action:?}"
+    );
+    let r = stack.record("lost-requeue").await;
+    assert_eq!(
+        (r.status, r.failures, r.history.len()),
+        (JobStatus::Accepted, 1, 1)
+    );
+    let queued = stack.receive().await;
+    assert_eq!(queued.len(), 1, "the next attempt is on the queue");
+    assert_eq!(
+        queued[0].message_attributes[RELAUNCH_ATTRIBUTE]
+            .string_value
+            .as_deref(),
+        Some("1")
     );
 }

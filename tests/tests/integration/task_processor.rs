@@ -232,3 +232,47 @@ async fn a_duplicate_invocation_runs_nothing() {
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "ran\n");
     let _ = std::fs::remove_file(&marker);
 }
+
+#[tokio::test]
+async fn lost_answers_to_taking_and_ending_the_launch_still_run_the_job_once() {
+    let stack = Stack::new(0).await;
+    let runs = std::env::temp_dir().join(format!("berth-lost-answers-{}", stack.aws.id));
+    let task = dispatched(
+        &stack,
+        &format!(
+            r#"{{"job_id":"l-lost","definition":"render","command":["sh","-c","echo run >> {}"]}}"#,
+            runs.display()
+        ),
+    )
+    .await;
+    // Both writes, DISPATCHED → RUNNING and RUNNING → SUCCEEDED, are made
+    // and their answers lost; the SDK retries each.
+    let clients = stack.aws.clients_losing_answers("UpdateItem", 2);
+    let rt = Runtime::new(
+        berth_aws::JobStore::new(clients.dynamodb.clone(), &stack.settings.jobs_table),
+        None,
+        None,
+    );
+    let ran = rt.run(&task, "req-lost", far()).await.unwrap();
+    assert_eq!(
+        ran,
+        Ran::Ended {
+            status: JobStatus::Succeeded,
+            exit_code: Some(0),
+            reason: None
+        }
+    );
+    let r = stack.record("l-lost").await;
+    assert_eq!((r.status, r.history.len()), (JobStatus::Succeeded, 1));
+    // Lambda's retry of the same invocation runs nothing more.
+    let again = rt.run(&task, "req-lost", far()).await.unwrap();
+    assert_eq!(
+        again,
+        Ran::Skipped {
+            status: Some(JobStatus::Succeeded)
+        }
+    );
+    let ran_times = std::fs::read_to_string(&runs).unwrap().lines().count();
+    let _ = std::fs::remove_file(&runs);
+    assert_eq!(ran_times, 1);
+}

@@ -142,7 +142,7 @@ async fn the_functions_handle_their_samples_under_cargo_lambda_watch() {
     );
     // The others, as they are: tasks of another account's cluster are
     // ignored, the warning names no instance of this cluster, and the sweep
-    // finds nothing past its deadline.
+    // finds no lost event and nothing past its deadline.
     for sample in [
         "ecs-runner-task-stopped-failed",
         "ecs-runner-task-stopped-spot",
@@ -153,7 +153,10 @@ async fn the_functions_handle_their_samples_under_cargo_lambda_watch() {
     let answer = watch.invoke_file("berth-ecs-runner", "events/ecs-runner-spot-warning.json");
     assert_eq!(answer["drained"], serde_json::Value::Null, "{answer}");
     let answer = watch.invoke_file("berth-ecs-runner", "events/ecs-runner-schedule.json");
-    assert_eq!(answer, serde_json::json!({ "timed_out": [], "errors": 0 }));
+    assert_eq!(
+        answer,
+        serde_json::json!({ "reconciled": [], "timed_out": [], "errors": 0 })
+    );
 
     // The capacity metric on its schedule sample: two instances holding 3
     // largest containers each, two of them taken by the EC2 jobs above.
