@@ -25,6 +25,11 @@ pub fn faulted(operation: &str) -> bool {
         || operation == "lambda:Invoke"
 }
 
+/// Whether job `i` of the mix is a valid one (see [`body`]).
+fn valid(i: usize) -> bool {
+    !i.is_multiple_of(20)
+}
+
 /// One job of the mix: every 20th invalid, three in 20 on Lambda, the rest
 /// on ECS (EC2 while there is room, then Fargate).
 fn body(i: usize, runs: &str) -> String {
@@ -194,7 +199,7 @@ async fn reconcile(
     }
     let dead_letters = dead_letter_ids(local).await?;
     let mut by_outcome: BTreeMap<String, usize> = BTreeMap::new();
-    let (mut unaccounted, mut twice) = (Vec::new(), Vec::new());
+    let (mut unaccounted, mut twice, mut not_succeeded) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..jobs {
         let id = format!("soak-{i}");
         match (
@@ -202,6 +207,10 @@ async fn reconcile(
             dead_letters.contains_key(&id),
         ) {
             (Some([(status, route)]), false) if status.is_final() => {
+                // Every valid job's command or container exits 0.
+                if valid(i) && *status != JobStatus::Succeeded {
+                    not_succeeded.push(format!("{id} {}", status.as_str()));
+                }
                 *by_outcome
                     .entry(format!(
                         "{:<10} {}",
@@ -304,6 +313,15 @@ async fn reconcile(
         "the sweep: {} jobs given their task's end or start after its event was lost, {} timed out",
         glue.reconciled.len(),
         glue.timed_out.len()
+    );
+    println!(
+        "valid jobs that ended other than SUCCEEDED (a platform failure berth recorded, or a wrong state): {}{}",
+        not_succeeded.len(),
+        if not_succeeded.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", not_succeeded.join(", "))
+        }
     );
     println!(
         "unaccounted: {}; in more than one end state: {}",
