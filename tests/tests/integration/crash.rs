@@ -104,20 +104,27 @@ async fn stopped_after_launching_and_before_recording_the_launch() {
     );
 }
 
-#[tokio::test]
-async fn a_lost_answer_to_recording_a_new_job_still_launches_it_at_once() {
-    let stack = Stack::new(1).await;
+/// Sends a render job `job_id` and hands it to a driver whose first
+/// `operation` call is made and its answer lost; the job must be dispatched
+/// at its first launch all the same.
+async fn dispatched_losing_one(stack: &Stack, job_id: &str, operation: &'static str) {
     stack
-        .send(&[r#"{"job_id":"lost-put","definition":"render"}"#])
+        .send(&[&format!(r#"{{"job_id":"{job_id}","definition":"render"}}"#)])
         .await;
     let records = stack.receive().await;
-    let clients = stack.aws.clients_losing_answers("PutItem", 1);
+    let clients = stack.aws.clients_losing_answers(operation, 1);
     let driver = Driver::new(&stack.settings, &clients, Tuning::default());
     let handled = driver.handle_batch(records).await;
     assert!(
         matches!(handled[0].outcome, Outcome::Dispatched { launch: 1, .. }),
         "{handled:?}"
     );
+}
+
+#[tokio::test]
+async fn a_lost_answer_to_recording_a_new_job_still_launches_it_at_once() {
+    let stack = Stack::new(1).await;
+    dispatched_losing_one(&stack, "lost-put", "PutItem").await;
     assert_eq!(stack.task_count().await, 1);
     let r = stack.record("lost-put").await;
     assert_eq!(
@@ -129,17 +136,7 @@ async fn a_lost_answer_to_recording_a_new_job_still_launches_it_at_once() {
 #[tokio::test]
 async fn a_lost_answer_to_recording_the_launch_is_still_a_dispatch() {
     let stack = Stack::new(1).await;
-    stack
-        .send(&[r#"{"job_id":"lost-update","definition":"render"}"#])
-        .await;
-    let records = stack.receive().await;
-    let clients = stack.aws.clients_losing_answers("UpdateItem", 1);
-    let driver = Driver::new(&stack.settings, &clients, Tuning::default());
-    let handled = driver.handle_batch(records).await;
-    assert!(
-        matches!(handled[0].outcome, Outcome::Dispatched { launch: 1, .. }),
-        "{handled:?}"
-    );
+    dispatched_losing_one(&stack, "lost-update", "UpdateItem").await;
     let r = stack.record("lost-update").await;
     assert_eq!(
         (r.status, r.attempts),
