@@ -11,7 +11,7 @@ pub use berth_local::proxy;
 pub mod stack;
 pub mod watch;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,9 +33,13 @@ pub struct LocalAws {
     pub region: String,
 }
 
-/// The workspace root.
+/// The workspace root. Cargo names the package's directory when it runs a
+/// test, and that is preferred to the one compiled in: two checkouts that
+/// share a target dir may share this library's build.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir
         .parent()
         .expect("tests/ has a parent")
         .to_path_buf()

@@ -107,8 +107,13 @@ impl Drop for Processes {
     }
 }
 
+/// The workspace root: from the package directory Cargo names when it runs
+/// this (`cargo run`), else the one compiled in. Two checkouts that share a
+/// target dir may share this binary's build.
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../..")
 }
 
 type Fallible<T> = Result<T, String>;
