@@ -179,83 +179,88 @@ impl Problem {
     }
 }
 
-/// The first key that appears twice in one object of the JSON `body`, as
-/// a path (`definition`, `environment.NAME`).
-fn duplicate_key(body: &str) -> Option<String> {
+/// Parses the JSON `body` in one pass, noting the first key that appears
+/// twice in one object, as a path (`definition`, `environment.NAME`). Of a
+/// repeated key the last value is kept, as `serde_json` does.
+fn parse_noting_duplicates(body: &str) -> serde_json::Result<(Value, Option<String>)> {
     use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
-    use std::collections::HashSet;
 
     struct Walk<'a> {
-        found: &'a mut Option<String>,
+        duplicate: &'a mut Option<String>,
         path: String,
     }
     impl<'de> DeserializeSeed<'de> for Walk<'_> {
-        type Value = ();
-        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        type Value = Value;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
             d.deserialize_any(self)
         }
     }
     impl<'de> Visitor<'de> for Walk<'_> {
-        type Value = ();
+        type Value = Value;
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("any JSON value")
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            let mut seen = HashSet::new();
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut object = serde_json::Map::new();
             while let Some(key) = map.next_key::<String>()? {
                 let path = if self.path.is_empty() {
                     key.clone()
                 } else {
                     format!("{}.{key}", self.path)
                 };
-                if !seen.insert(key) && self.found.is_none() {
-                    *self.found = Some(path.clone());
+                if object.contains_key(&key) && self.duplicate.is_none() {
+                    *self.duplicate = Some(path.clone());
                 }
-                map.next_value_seed(Walk {
-                    found: &mut *self.found,
+                let value = map.next_value_seed(Walk {
+                    duplicate: &mut *self.duplicate,
                     path,
                 })?;
+                object.insert(key, value);
             }
-            Ok(())
+            Ok(Value::Object(object))
         }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            while seq
-                .next_element_seed(Walk {
-                    found: &mut *self.found,
-                    path: self.path.clone(),
-                })?
-                .is_some()
-            {}
-            Ok(())
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element_seed(Walk {
+                duplicate: &mut *self.duplicate,
+                path: self.path.clone(),
+            })? {
+                items.push(item);
+            }
+            Ok(Value::Array(items))
         }
-        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-            Ok(())
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
         }
-        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-            Ok(())
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::from(v))
         }
-        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-            Ok(())
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::from(v))
         }
-        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-            Ok(())
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            Ok(Value::from(v))
         }
-        fn visit_str<E>(self, _: &str) -> Result<(), E> {
-            Ok(())
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_owned()))
         }
-        fn visit_unit<E>(self) -> Result<(), E> {
-            Ok(())
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
         }
     }
 
-    let mut found = None;
+    let mut duplicate = None;
     let mut de = serde_json::Deserializer::from_str(body);
-    let walk = Walk {
-        found: &mut found,
+    let value = Walk {
+        duplicate: &mut duplicate,
         path: String::new(),
-    };
-    walk.deserialize(&mut de).ok()?;
-    found
+    }
+    .deserialize(&mut de)?;
+    de.end()?;
+    Ok((value, duplicate))
 }
 
 const ID_CHARS: &str = "letters, digits, '_' and '-'";
@@ -271,7 +276,7 @@ pub fn parse(body: &str, message_id: &str) -> Result<JobRequest, MessageError> {
             limit: lim::MAX_BODY_BYTES,
         });
     }
-    let value: Value = serde_json::from_str(body).map_err(|e| MessageError::NotJson {
+    let (value, duplicate) = parse_noting_duplicates(body).map_err(|e| MessageError::NotJson {
         detail: e.to_string(),
     })?;
     let Value::Object(mut obj) = value else {
@@ -286,7 +291,7 @@ pub fn parse(body: &str, message_id: &str) -> Result<JobRequest, MessageError> {
     }
     // JSON parsers disagree on a repeated key (this one keeps the last):
     // such a message could run as something its sender did not mean.
-    if let Some(path) = duplicate_key(body) {
+    if let Some(path) = duplicate {
         return Err(MessageError::invalid(path, Problem::Duplicate));
     }
 
