@@ -343,14 +343,6 @@ impl JobStore {
         change: Change,
         now_ms: i64,
     ) -> Result<Changed, AwsError> {
-        // What tells this write apart from any other: an earlier attempt of
-        // this very call (the SDK retries an update whose answer was lost)
-        // left exactly these, and then the condition refuses the retry.
-        let mark = (
-            change.expect_launch,
-            change.task_arn.clone(),
-            change.request_id.clone(),
-        );
         let sources = to.sources();
         if sources.is_empty() {
             return Ok(Changed::Refused(self.get(job_id).await?.map(Box::new)));
@@ -438,49 +430,20 @@ impl JobStore {
             .update_expression(expression)
             .condition_expression(condition);
         match self.conditional_update(req).await? {
+            // An earlier attempt of this very call (the SDK retries an update
+            // whose answer was lost) left exactly this, and the condition
+            // refused the retry: the write is ours.
             Changed::Refused(Some(now_is))
                 if now_is.status == to
                     && now_is.updated_at == Some(now_ms)
-                    && mark.0.is_none_or(|launch| now_is.launch == launch)
-                    && (mark.1.is_none() || now_is.task_arn == mark.1)
-                    && (mark.2.is_none() || now_is.request_id == mark.2) =>
+                    && change.expect_launch.is_none_or(|l| now_is.launch == l)
+                    && (change.task_arn.is_none() || now_is.task_arn == change.task_arn)
+                    && (change.request_id.is_none() || now_is.request_id == change.request_id) =>
             {
                 Ok(Changed::Applied)
             }
             changed => Ok(changed),
         }
-    }
-
-    /// Jobs in `status` whose deadline (epoch seconds) is before `now_s`,
-    /// read from the status index (eventually consistent: the caller's
-    /// conditional writes are what make acting on them safe).
-    pub async fn past_deadline(
-        &self,
-        status: JobStatus,
-        now_s: i64,
-    ) -> Result<Vec<JobRecord>, AwsError> {
-        let query = self
-            .by_status(status)
-            .filter_expression("#deadline < :now")
-            .expression_attribute_names("#deadline", attr::DEADLINE)
-            .expression_attribute_values(":now", n(now_s));
-        self.collect(query, usize::MAX).await
-    }
-
-    /// Jobs in `status` whose record has not changed since `before_ms`
-    /// (epoch milliseconds), read from the status index (eventually
-    /// consistent, like [`Self::past_deadline`]).
-    pub async fn unchanged_since(
-        &self,
-        status: JobStatus,
-        before_ms: i64,
-    ) -> Result<Vec<JobRecord>, AwsError> {
-        let query = self
-            .by_status(status)
-            .key_condition_expression("#status = :status AND #updated < :before")
-            .expression_attribute_names("#updated", attr::UPDATED_AT)
-            .expression_attribute_values(":before", n(before_ms));
-        self.collect(query, usize::MAX).await
     }
 
     /// Up to `limit` jobs in `status`, the most recently changed first.

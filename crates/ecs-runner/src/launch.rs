@@ -240,14 +240,10 @@ impl EcsLauncher {
             return Ok(None);
         };
         let described = self
-            .ecs
-            .describe_tasks()
-            .cluster(&self.cluster)
-            .tasks(&arn)
-            .send()
+            .describe(std::slice::from_ref(&arn))
             .await
-            .map_err(|e| LaunchError::from_aws(AwsError::from_sdk("ecs:DescribeTasks", e)))?;
-        let on_fargate = described.tasks().first().is_some_and(|t| {
+            .map_err(LaunchError::from_aws)?;
+        let on_fargate = described.first().is_some_and(|t| {
             t.launch_type() == Some(&LaunchType::Fargate)
                 || t.capacity_provider_name()
                     .is_some_and(|p| p.starts_with("FARGATE"))

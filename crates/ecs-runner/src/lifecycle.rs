@@ -534,73 +534,78 @@ impl Lifecycle {
     /// every job past its deadline and marks it `TIMED_OUT`. A job whose
     /// task ended is given that end, not a timeout.
     pub async fn sweep(&self) -> Result<Sweep, AwsError> {
-        let mut sweep = Sweep::default();
-        self.reconcile(&mut sweep).await?;
-        let now = now_ms();
+        // One read of the launched jobs (the status index) serves both.
+        let mut launched = Vec::new();
         for status in [JobStatus::Dispatched, JobStatus::Running] {
-            for record in self.store.past_deadline(status, now / 1000).await? {
-                match self.time_out(&record, now).await {
-                    Ok(true) => sweep.timed_out.push(record.job_id),
-                    Ok(false) => {}
-                    Err(e) => sweep.errors.push((record.job_id, e.to_string())),
-                }
+            launched.extend(self.store.in_status(status, usize::MAX).await?);
+        }
+        let now = now_ms();
+        let mut sweep = Sweep::default();
+        self.reconcile(&launched, now, &mut sweep).await;
+        for record in launched {
+            let past_deadline = record.deadline.is_some_and(|d| d < now / 1000);
+            let reconciled = sweep
+                .reconciled
+                .iter()
+                .any(|(job, _)| *job == record.job_id);
+            if !past_deadline || reconciled {
+                continue;
+            }
+            match self.time_out(&record, now).await {
+                Ok(true) => sweep.timed_out.push(record.job_id),
+                Ok(false) => {}
+                Err(e) => sweep.errors.push((record.job_id, e.to_string())),
             }
         }
         Ok(sweep)
     }
 
-    /// The tasks of `DISPATCHED` and `RUNNING` ECS jobs whose records have
-    /// not changed for the event grace, as ECS describes them: one that
-    /// stopped, or started while its job is still `DISPATCHED`, is handled
-    /// as its event would have been. Every write is conditional, so an
-    /// event that arrives as well changes nothing more.
-    async fn reconcile(&self, sweep: &mut Sweep) -> Result<(), AwsError> {
+    /// The tasks of the `launched` ECS jobs whose records have not changed
+    /// for the event grace, as ECS describes them: one that stopped, or
+    /// started while its job is still `DISPATCHED`, is handled as its event
+    /// would have been. Every write is conditional, so an event that
+    /// arrives as well changes nothing more.
+    async fn reconcile(&self, launched: &[JobRecord], now: i64, sweep: &mut Sweep) {
         let grace = i64::try_from(self.event_grace.as_millis()).unwrap_or(i64::MAX);
-        let before = now_ms().saturating_sub(grace);
-        for status in [JobStatus::Dispatched, JobStatus::Running] {
-            let quiet: Vec<(String, String)> = self
-                .store
-                .unchanged_since(status, before)
-                .await?
-                .into_iter()
-                .filter(|r| r.route != Some(Route::Lambda))
-                .filter_map(|r| Some((r.task_arn?, r.job_id)))
-                .collect();
-            for chunk in quiet.chunks(100) {
-                let arns: Vec<String> = chunk.iter().map(|(arn, _)| arn.clone()).collect();
-                let tasks = match self.ecs.describe(&arns).await {
-                    Ok(tasks) => tasks,
-                    Err(e) => {
-                        let e = e.to_string();
-                        sweep
-                            .errors
-                            .extend(chunk.iter().map(|(_, job)| (job.clone(), e.clone())));
-                        continue;
-                    }
+        let before = now.saturating_sub(grace);
+        let quiet: Vec<(&str, &JobRecord)> = launched
+            .iter()
+            .filter(|r| r.route != Some(Route::Lambda) && r.updated_at.is_some_and(|t| t < before))
+            .filter_map(|r| Some((r.task_arn.as_deref()?, r)))
+            .collect();
+        for chunk in quiet.chunks(100) {
+            let arns: Vec<String> = chunk.iter().map(|(arn, _)| (*arn).to_owned()).collect();
+            let tasks = match self.ecs.describe(&arns).await {
+                Ok(tasks) => tasks,
+                Err(e) => {
+                    let e = e.to_string();
+                    sweep
+                        .errors
+                        .extend(chunk.iter().map(|(_, r)| (r.job_id.clone(), e.clone())));
+                    continue;
+                }
+            };
+            for task in &tasks {
+                let Some((_, record)) = chunk.iter().find(|(arn, _)| Some(*arn) == task.task_arn())
+                else {
+                    continue;
                 };
-                for task in &tasks {
-                    let change = TaskChange::from(task);
-                    let moved_on = match change.last_status.as_str() {
-                        "STOPPED" => true,
-                        "RUNNING" => status == JobStatus::Dispatched,
-                        _ => false,
-                    };
-                    let Some((_, job_id)) = chunk.iter().find(|(arn, _)| *arn == change.task_arn)
-                    else {
-                        continue;
-                    };
-                    if !moved_on {
-                        continue;
-                    }
-                    match self.task_changed(&change).await {
-                        Ok(TaskAction::Ignored { .. } | TaskAction::Stale { .. }) => {}
-                        Ok(action) => sweep.reconciled.push((job_id.clone(), action)),
-                        Err(e) => sweep.errors.push((job_id.clone(), e.to_string())),
-                    }
+                let moved_on = match task.last_status() {
+                    Some("STOPPED") => true,
+                    Some("RUNNING") => record.status == JobStatus::Dispatched,
+                    _ => false,
+                };
+                if !moved_on {
+                    continue;
+                }
+                let job_id = record.job_id.clone();
+                match self.task_changed(&TaskChange::from(task)).await {
+                    Ok(TaskAction::Ignored { .. } | TaskAction::Stale { .. }) => {}
+                    Ok(action) => sweep.reconciled.push((job_id, action)),
+                    Err(e) => sweep.errors.push((job_id, e.to_string())),
                 }
             }
         }
-        Ok(())
     }
 
     async fn time_out(&self, record: &JobRecord, now: i64) -> Result<bool, AwsError> {
