@@ -221,23 +221,24 @@ impl TestAccount {
     /// `UpdateItem`, ...) never leave: a function built on them stops just
     /// before that call.
     pub fn clients_stopping_before(&self, operation: &'static str) -> Clients {
-        let interceptors = [
-            SharedInterceptor::new(MotoAccount(self.id.clone())),
-            SharedInterceptor::new(StopBefore(operation)),
-        ];
-        Clients::with_interceptors(&self.sdk_config, &interceptors)
+        self.clients_with(SharedInterceptor::new(StopBefore(operation)))
     }
 
     /// Clients for this account that lose the answers of the first `times`
     /// successful calls of `operation` (`UpdateItem`, ...) after they were
     /// served; the SDK retries each.
     pub fn clients_losing_answers(&self, operation: &'static str, times: u32) -> Clients {
+        self.clients_with(SharedInterceptor::new(LoseAnswers {
+            operation,
+            remaining: times.into(),
+        }))
+    }
+
+    /// Clients for this account with `interceptor` on every call.
+    fn clients_with(&self, interceptor: SharedInterceptor) -> Clients {
         let interceptors = [
             SharedInterceptor::new(MotoAccount(self.id.clone())),
-            SharedInterceptor::new(LoseAnswers {
-                operation,
-                remaining: times.into(),
-            }),
+            interceptor,
         ];
         Clients::with_interceptors(&self.sdk_config, &interceptors)
     }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::QueueAttributeName;
 use berth_aws::store::JobRecord;
 use berth_aws::{Clients, Definitions, JobStore, Settings};
 use berth_core::JobDefinition;
@@ -227,28 +227,19 @@ impl Stack {
     pub async fn receive(&self) -> Vec<SqsMessage> {
         let mut records = Vec::new();
         loop {
-            let out = self
-                .clients()
-                .sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(10)
-                .message_system_attribute_names(MessageSystemAttributeName::All)
-                .message_attribute_names("All")
-                .wait_time_seconds(0)
-                .send()
-                .await
-                .unwrap();
-            let messages = out.messages.unwrap_or_default();
-            if messages.is_empty() {
+            let batch = berth_local::sqs::receive(
+                &self.clients().sqs,
+                &self.queue_url,
+                &self.aws.local.region,
+                &self.aws.id,
+            )
+            .await
+            .unwrap();
+            if batch.is_empty() {
                 return records;
             }
-            records.extend(messages.into_iter().map(|m| self.to_record(m)));
+            records.extend(batch);
         }
-    }
-
-    fn to_record(&self, m: aws_sdk_sqs::types::Message) -> SqsMessage {
-        berth_local::sqs::record(m, &self.aws.local.region, &self.aws.id)
     }
 
     /// Hands `records` to the driver's Lambda handler, deletes the messages

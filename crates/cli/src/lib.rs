@@ -366,21 +366,18 @@ fn rows_table(rows: &[(&str, Option<&JobRecord>)]) -> String {
         "JOB", "STATUS", "ROUTE", "ATTEMPTS", "REASON"
     );
     for (id, record) in rows {
-        let line = match record {
-            Some(j) => format!(
-                "{:<28} {:<21} {:<8} {:>8}  {}\n",
-                id,
+        let (status, route, attempts, reason) = match record {
+            Some(j) => (
                 j.status.as_str(),
                 j.route.map_or("-", Route::as_str),
                 j.attempts,
-                j.reason.as_deref().map(first_line).unwrap_or("")
+                j.reason.as_deref().map(first_line).unwrap_or(""),
             ),
-            None => format!(
-                "{:<28} {:<21} {:<8} {:>8}  {}\n",
-                id, "QUEUED", "-", 0, "not yet taken from the queue"
-            ),
+            None => ("QUEUED", "-", 0, "not yet taken from the queue"),
         };
-        out.push_str(&line);
+        out.push_str(&format!(
+            "{id:<28} {status:<21} {route:<8} {attempts:>8}  {reason}\n"
+        ));
     }
     out
 }

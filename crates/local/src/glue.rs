@@ -12,10 +12,9 @@ use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_ecs::types::{DesiredStatus, Task};
 use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_sqs::types::MessageSystemAttributeName;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
@@ -73,21 +72,11 @@ pub async fn invoke_event(local: &Local, function: &str, payload: &Value) -> Opt
 /// as failures. Returns how many messages it handed over.
 pub async fn deliver_queue(local: &Local) -> Result<usize, String> {
     let sqs = &local.clients.sqs;
-    let out = sqs
-        .receive_message()
-        .queue_url(&local.queue_url)
-        .max_number_of_messages(10)
-        .message_system_attribute_names(MessageSystemAttributeName::All)
-        .message_attribute_names("All")
-        .wait_time_seconds(0)
-        .send()
-        .await
-        .map_err(|e| format!("receive: {e}"))?;
-    let messages = out.messages.unwrap_or_default();
-    if messages.is_empty() {
+    let records =
+        berth_local::sqs::receive(sqs, &local.queue_url, &local.region, &local.account).await?;
+    if records.is_empty() {
         return Ok(0);
     }
-    let records: Vec<SqsMessage> = messages.into_iter().map(|m| record(local, m)).collect();
     let mut event = SqsEvent::default();
     event.records = records.clone();
     local
@@ -132,10 +121,6 @@ pub async fn deliver_queue(local: &Local) -> Result<usize, String> {
     Ok(records.len())
 }
 
-fn record(local: &Local, m: aws_sdk_sqs::types::Message) -> SqsMessage {
-    berth_local::sqs::record(m, &local.region, &local.account)
-}
-
 /// The containers being played, by task ARN.
 #[derive(Debug, Default)]
 pub struct Containers {
@@ -171,67 +156,57 @@ impl Containers {
             .filter(|arn| !listed.contains(arn))
             .cloned()
             .collect();
-        let mut arns = listed.clone();
+        let mut arns = listed;
         arns.extend(gone.iter().cloned());
-        for chunk in arns.chunks(100) {
-            let tasks = ecs
-                .describe_tasks()
-                .cluster(&local.cluster)
-                .set_tasks(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(|e| format!("describe tasks: {e}"))?
-                .tasks
-                .unwrap_or_default();
-            for task in tasks {
-                let arn = task.task_arn.clone().unwrap_or_default();
-                if gone.contains(&arn) {
-                    // Stopped by someone else (berth's cancel or timeout).
-                    let played = self.running.remove(&arn);
-                    let container = played.map_or_else(|| "main".to_owned(), |p| p.container);
-                    let reason = task.stopped_reason.clone().unwrap_or_default();
-                    let event = task_event(
-                        local,
-                        &task,
-                        "STOPPED",
-                        &container,
-                        Some(("UserInitiated", reason.as_str(), Some(143))),
-                    );
+        let described = berth_local::moto::describe_tasks(ecs, &local.cluster, &arns).await?;
+        for task in described {
+            let arn = task.task_arn.clone().unwrap_or_default();
+            if gone.contains(&arn) {
+                // Stopped by someone else (berth's cancel or timeout).
+                let played = self.running.remove(&arn);
+                let container = played.map_or_else(|| "main".to_owned(), |p| p.container);
+                let reason = task.stopped_reason.clone().unwrap_or_default();
+                let event = task_event(
+                    local,
+                    &task,
+                    "STOPPED",
+                    &container,
+                    Some(("UserInitiated", reason.as_str(), Some(143))),
+                );
+                invoke_event(local, "berth-ecs-runner", &event).await;
+                continue;
+            }
+            match self.running.get(&arn) {
+                None => {
+                    let played = played(&task);
+                    let event = task_event(local, &task, "RUNNING", &played.container, None);
+                    self.running.insert(arn, played);
                     invoke_event(local, "berth-ecs-runner", &event).await;
-                    continue;
                 }
-                match self.running.get(&arn) {
-                    None => {
-                        let played = played(&task);
-                        let event = task_event(local, &task, "RUNNING", &played.container, None);
-                        self.running.insert(arn, played);
-                        invoke_event(local, "berth-ecs-runner", &event).await;
-                    }
-                    Some(p) if p.since.elapsed() >= Duration::from_secs(p.seconds) => {
-                        let stop = if p.interrupt {
-                            ("SpotInterruption", "Your Spot Task was interrupted.", None)
-                        } else {
-                            (
-                                "EssentialContainerExited",
-                                "Essential container in task exited",
-                                Some(p.exit),
-                            )
-                        };
-                        let event = task_event(local, &task, "STOPPED", &p.container, Some(stop));
-                        self.running.remove(&arn);
-                        // Free the task's room in the local ECS first, as the
-                        // container would have.
-                        ecs.stop_task()
-                            .cluster(&local.cluster)
-                            .task(&arn)
-                            .reason("container exited")
-                            .send()
-                            .await
-                            .map_err(|e| format!("stop task: {e}"))?;
-                        invoke_event(local, "berth-ecs-runner", &event).await;
-                    }
-                    Some(_) => {}
+                Some(p) if p.since.elapsed() >= Duration::from_secs(p.seconds) => {
+                    let stop = if p.interrupt {
+                        ("SpotInterruption", "Your Spot Task was interrupted.", None)
+                    } else {
+                        (
+                            "EssentialContainerExited",
+                            "Essential container in task exited",
+                            Some(p.exit),
+                        )
+                    };
+                    let event = task_event(local, &task, "STOPPED", &p.container, Some(stop));
+                    self.running.remove(&arn);
+                    // Free the task's room in the local ECS first, as the
+                    // container would have.
+                    ecs.stop_task()
+                        .cluster(&local.cluster)
+                        .task(&arn)
+                        .reason("container exited")
+                        .send()
+                        .await
+                        .map_err(|e| format!("stop task: {e}"))?;
+                    invoke_event(local, "berth-ecs-runner", &event).await;
                 }
+                Some(_) => {}
             }
         }
         Ok(())

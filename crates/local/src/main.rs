@@ -473,16 +473,21 @@ impl Glue {
             let sweep =
                 glue::invoke_event(local, "berth-ecs-runner", &glue::scheduled(local)).await;
             if let Some(sweep) = sweep {
-                let ids = |key: &str, id: fn(&serde_json::Value) -> Option<&str>| {
-                    sweep[key]
-                        .as_array()
-                        .map(|a| a.iter().filter_map(id).map(str::to_owned).collect())
-                        .unwrap_or_default()
-                };
-                let reconciled: Vec<String> = ids("reconciled", |v| v["job_id"].as_str());
-                let timed_out: Vec<String> = ids("timed_out", |v| v.as_str());
-                self.reconciled.extend(reconciled);
-                self.timed_out.extend(timed_out);
+                let listed = |key: &str| sweep[key].as_array().cloned().unwrap_or_default();
+                let reconciled = listed("reconciled");
+                let timed_out = listed("timed_out");
+                self.reconciled.extend(
+                    reconciled
+                        .iter()
+                        .filter_map(|v| v["job_id"].as_str())
+                        .map(str::to_owned),
+                );
+                self.timed_out.extend(
+                    timed_out
+                        .iter()
+                        .filter_map(|v| v.as_str())
+                        .map(str::to_owned),
+                );
             }
         }
         Ok(())

@@ -153,6 +153,26 @@ pub async fn register_task_definitions(ecs: &aws_sdk_ecs::Client) -> Result<(), 
 }
 
 /// The text of every `<tag>…</tag>` in `xml`, in order.
+/// The tasks of `cluster` named in `arns`, described a hundred at a time.
+pub async fn describe_tasks(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    arns: &[String],
+) -> Result<Vec<aws_sdk_ecs::types::Task>, String> {
+    let mut tasks = Vec::with_capacity(arns.len());
+    for chunk in arns.chunks(100) {
+        let out = ecs
+            .describe_tasks()
+            .cluster(cluster)
+            .set_tasks(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| format!("describe tasks: {e}"))?;
+        tasks.extend(out.tasks.unwrap_or_default());
+    }
+    Ok(tasks)
+}
+
 pub fn xml_values(xml: &str, tag: &str) -> Vec<String> {
     let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
     xml.split(&open)

@@ -243,19 +243,10 @@ async fn reconcile(
                     .unwrap_or_default(),
             );
         }
-        for chunk in arns.chunks(100) {
-            let described = ecs
-                .describe_tasks()
-                .cluster(&local.cluster)
-                .set_tasks(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            for t in described.tasks() {
-                *tasks
-                    .entry(t.started_by().unwrap_or("-").to_owned())
-                    .or_default() += 1;
-            }
+        for t in berth_local::moto::describe_tasks(ecs, &local.cluster, &arns).await? {
+            *tasks
+                .entry(t.started_by().unwrap_or("-").to_owned())
+                .or_default() += 1;
         }
     }
     let mut lambda_runs: HashMap<String, usize> = HashMap::new();

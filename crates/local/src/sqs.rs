@@ -1,6 +1,34 @@
 //! What Lambda's SQS event source mapping hands a function.
 
 use aws_lambda_events::event::sqs::{SqsMessage, SqsMessageAttribute};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+
+/// What the job queue at `queue_url` (`berth-jobs` of `account`) delivers
+/// now, up to 10 messages, as the records of an `SqsEvent`, with the
+/// attributes the event source mapping asks for.
+pub async fn receive(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    region: &str,
+    account: &str,
+) -> Result<Vec<SqsMessage>, String> {
+    let out = sqs
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .message_attribute_names("All")
+        .wait_time_seconds(0)
+        .send()
+        .await
+        .map_err(|e| format!("receive: {e}"))?;
+    Ok(out
+        .messages
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| record(m, region, account))
+        .collect())
+}
 
 /// A message received from the job queue (`berth-jobs` of `account`), as
 /// the record of an `SqsEvent`.
