@@ -19,8 +19,7 @@ pub const SCALE_OUT_THRESHOLD: &str = "BERTH_SCALE_OUT_THRESHOLD";
 pub const SCALE_IN_THRESHOLD: &str = "BERTH_SCALE_IN_THRESHOLD";
 pub const MAX_INTERRUPTIONS: &str = "BERTH_MAX_INTERRUPTIONS";
 
-/// Interruptions by the infrastructure re-dispatched at most, by default.
-pub const DEFAULT_MAX_INTERRUPTIONS: u32 = 5;
+pub use berth_core::stop::DEFAULT_MAX_INTERRUPTIONS;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {

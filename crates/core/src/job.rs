@@ -305,8 +305,7 @@ pub fn parse(body: &str, message_id: &str) -> Result<JobRequest, MessageError> {
         Some(v) => string(v, "definition")?,
         None => return Err(MessageError::invalid("definition", Problem::Missing)),
     };
-    validate_name(&definition, lim::DEFINITION_MAX_CHARS)
-        .map_err(|p| MessageError::invalid("definition", p))?;
+    validate_definition_name(&definition).map_err(|p| MessageError::invalid("definition", p))?;
 
     let command = take(&mut obj, "command").map(command).transpose()?;
     let environment = take(&mut obj, "environment")
@@ -358,6 +357,11 @@ pub fn parse(body: &str, message_id: &str) -> Result<JobRequest, MessageError> {
 /// Checks a job id: 1 to 64 of `[A-Za-z0-9_-]`.
 pub fn validate_job_id(id: &str) -> Result<(), Problem> {
     validate_name(id, lim::JOB_ID_MAX_CHARS)
+}
+
+/// Checks a job definition's name: 1 to 128 of `[A-Za-z0-9_-]`.
+pub fn validate_definition_name(name: &str) -> Result<(), Problem> {
+    validate_name(name, lim::DEFINITION_MAX_CHARS)
 }
 
 /// Job ids and definition names: 1 to `max` of `[A-Za-z0-9_-]`.

@@ -76,6 +76,10 @@ pub const CAPACITY_BACKOFF_FIRST_SECONDS: u32 = 30;
 /// bring an instance into the cluster.
 pub const CAPACITY_BACKOFF_MAX_SECONDS: u32 = 900;
 
+/// A job still without capacity after this long fails: six hours, so that a
+/// day's work that cannot be placed is reported the same day.
+pub const MAX_CAPACITY_WAIT_SECONDS: u32 = 6 * 3600;
+
 /// How long a job waits before its `waits`-th retry for capacity (0 for the
 /// first): doubling from 30 s up to 15 minutes.
 pub fn capacity_backoff_seconds(waits: u32) -> u32 {

@@ -40,6 +40,10 @@ pub const CANCELLED_REASON: &str = "berth: cancelled";
 /// The `reason` berth gives StopTask when a job is past its timeout.
 pub const TIMED_OUT_REASON: &str = "berth: timed out";
 
+/// How many times a job the infrastructure interrupts is re-dispatched
+/// before it fails, unless configured (`BERTH_MAX_INTERRUPTIONS`).
+pub const DEFAULT_MAX_INTERRUPTIONS: u32 = 5;
+
 /// How many tries a job has had and may have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tries {

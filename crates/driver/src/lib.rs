@@ -17,7 +17,9 @@ use berth_aws::definitions::Lookup;
 use berth_aws::queue::RELAUNCH_ATTRIBUTE;
 use berth_aws::store::{Change, Changed, Created, FIRST_LAUNCH, JobRecord, Rejection, now_ms};
 use berth_aws::{Clients, Definitions, JobStore, LaunchError, Settings, metrics};
-use berth_core::launch::{LaunchNumber, capacity_backoff_seconds, retry_backoff_seconds};
+use berth_core::launch::{
+    LaunchNumber, MAX_CAPACITY_WAIT_SECONDS, capacity_backoff_seconds, retry_backoff_seconds,
+};
 use berth_core::routing::{self, FargateSize, Plan};
 use berth_core::stop::CANCELLED_REASON;
 use berth_core::{JobRequest, JobStatus, MessageError, ResolvedJob, Route, job, resolve};
@@ -48,7 +50,7 @@ impl Default for Tuning {
         Self {
             concurrency: 16,
             claim_lease: Duration::from_secs(60),
-            max_capacity_wait: Duration::from_secs(6 * 3600),
+            max_capacity_wait: Duration::from_secs(u64::from(MAX_CAPACITY_WAIT_SECONDS)),
         }
     }
 }
