@@ -7,6 +7,7 @@
 //! - [`routing`]: where a job runs, and why;
 //! - [`launch`]: idempotency tokens, `startedBy`, capacity backoff;
 //! - [`capacity`]: `SchedulableContainers` and the scaling thresholds;
+//! - [`scaling`]: when the cluster grows and which idle instances go;
 //! - [`state`]: the job state machine;
 //! - [`stop`]: what a stopped ECS task means for its job.
 
@@ -16,6 +17,7 @@ pub mod job;
 pub mod launch;
 pub mod limits;
 pub mod routing;
+pub mod scaling;
 pub mod state;
 pub mod stop;
 

@@ -1,0 +1,862 @@
+//! Scaling the cluster's instances on demand: what the scaler (the capacity
+//! metric's minute run) does to the Auto Scaling group.
+//!
+//! - **Out, on demand.** Instances are added when jobs need EC2 room that is
+//!   not there: jobs waiting for capacity, and jobs that fell back to
+//!   Fargate lately and still run there (the next ones like them would too).
+//!   They are packed onto the room the cluster has and the instances on
+//!   their way, and only what is left over is launched; nothing is launched
+//!   while nothing is asked of the cluster.
+//! - **In, only what is idle.** An instance with no task for the quiet period
+//!   is drained (nothing new lands on it), and terminated on a later run if
+//!   it is still empty; an instance with tasks is never chosen. With no work
+//!   the cluster comes down to its minimum, 0 by default.
+//! - **Only what the group can run.** A job that fits no instance type of
+//!   the group is never scaled for (that would grow the group to its maximum
+//!   for nothing); [`fit`] says which definitions those are.
+//!
+//! No flapping follows: an instance is launched only for demand the cluster
+//! cannot hold, counting what is already on its way, and removed only after
+//! a quiet period longer than any launch.
+
+use std::fmt;
+
+use crate::capacity::{LargestContainer, Resources, containers_that_fit};
+
+/// CPU units, MiB and GPUs: what a task asks, or what an instance has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Room {
+    pub cpu: u32,
+    pub memory: u32,
+    pub gpu: u32,
+}
+
+impl Room {
+    pub fn new(cpu: u32, memory: u32, gpu: u32) -> Self {
+        Self { cpu, memory, gpu }
+    }
+
+    /// Whether `self` (a need) fits in `free`.
+    pub fn fits(self, free: Room) -> bool {
+        self.cpu <= free.cpu && self.memory <= free.memory && self.gpu <= free.gpu
+    }
+
+    /// How many of `self` (a need) fit in `free`.
+    pub fn fits_times(self, free: Room) -> u32 {
+        let per = |have: u32, want: u32| have.checked_div(want).unwrap_or(u32::MAX);
+        per(free.cpu, self.cpu)
+            .min(per(free.memory, self.memory))
+            .min(per(free.gpu, self.gpu))
+    }
+
+    /// Gives back what [`Room::take`] took.
+    pub fn give(&mut self, need: Room) {
+        self.cpu += need.cpu;
+        self.memory += need.memory;
+        self.gpu += need.gpu;
+    }
+
+    pub fn take(&mut self, need: Room) {
+        self.cpu = self.cpu.saturating_sub(need.cpu);
+        self.memory = self.memory.saturating_sub(need.memory);
+        self.gpu = self.gpu.saturating_sub(need.gpu);
+    }
+
+    pub fn resources(self) -> Resources {
+        Resources {
+            cpu: self.cpu,
+            memory: self.memory,
+        }
+    }
+}
+
+impl fmt::Display for Room {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} CPU units / {} MiB", self.cpu, self.memory)?;
+        if self.gpu > 0 {
+            write!(f, " / {} GPU", self.gpu)?;
+        }
+        Ok(())
+    }
+}
+
+/// What ECS registers of an instance type for tasks: all its CPU, about
+/// 97.5% of its memory (ECS developer guide, "Reserving Amazon ECS Linux
+/// container instance memory": an m4.large's 8 GiB registers 7,985 MiB),
+/// its GPUs.
+pub fn registered(vcpus: u32, memory_mib: u32, gpus: u32) -> Room {
+    Room {
+        cpu: vcpus * crate::limits::CPU_UNITS_PER_VCPU,
+        memory: (u64::from(memory_mib) * 7985 / 8192) as u32,
+        gpu: gpus,
+    }
+}
+
+/// One instance type of the group, as ECS would register it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceType {
+    pub name: String,
+    pub room: Room,
+}
+
+/// Where a job definition stands with the group's instance types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fit {
+    /// Any instance the group launches can run it.
+    Every,
+    /// Only these types can: the group may launch others, so it is not
+    /// scaled for.
+    Some(Vec<String>),
+    /// No type of the group can: it never runs on EC2.
+    None,
+}
+
+/// Where `need` stands with `types` (no types: it fits none).
+pub fn fit(need: Room, types: &[InstanceType]) -> Fit {
+    let fitting: Vec<String> = types
+        .iter()
+        .filter(|t| need.fits(t.room))
+        .map(|t| t.name.clone())
+        .collect();
+    if types.is_empty() || fitting.is_empty() {
+        Fit::None
+    } else if fitting.len() == types.len() {
+        Fit::Every
+    } else {
+        Fit::Some(fitting)
+    }
+}
+
+/// A job definition that the group cannot always run, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unplaceable {
+    pub definition: String,
+    pub need: Room,
+    pub fit: Fit,
+}
+
+impl fmt::Display for Unplaceable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.fit {
+            Fit::None => write!(
+                f,
+                "job definition `{}` ({}) fits no instance type of the group: its jobs never run on EC2, and the group is not scaled for them",
+                self.definition, self.need
+            ),
+            Fit::Some(types) => write!(
+                f,
+                "job definition `{}` ({}) fits only {} of the group's instance types: the group is not scaled for it",
+                self.definition,
+                self.need,
+                types.join(", ")
+            ),
+            Fit::Every => write!(
+                f,
+                "job definition `{}` fits every instance type",
+                self.definition
+            ),
+        }
+    }
+}
+
+/// The largest container over the definitions every instance type of the
+/// group can run, and the definitions left out.
+pub fn largest_container(
+    definitions: &[(String, Room)],
+    types: &[InstanceType],
+) -> (Option<LargestContainer>, Vec<Unplaceable>) {
+    let mut left_out = Vec::new();
+    let mut kept = Vec::new();
+    for (name, need) in definitions {
+        match fit(*need, types) {
+            Fit::Every => kept.push(need.resources()),
+            other => left_out.push(Unplaceable {
+                definition: name.clone(),
+                need: *need,
+                fit: other,
+            }),
+        }
+    }
+    (LargestContainer::of(kept), left_out)
+}
+
+/// The room every type of the group has: the smallest of each resource. An
+/// instance the group launches has at least this much.
+pub fn smallest(types: &[InstanceType]) -> Room {
+    let min = |f: fn(&InstanceType) -> u32| types.iter().map(f).min().unwrap_or(0);
+    Room {
+        cpu: min(|t| t.room.cpu),
+        memory: min(|t| t.room.memory),
+        gpu: min(|t| t.room.gpu),
+    }
+}
+
+/// What packing a demand onto instances takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Packed {
+    /// New instances needed beyond the room given.
+    pub new: u32,
+    /// Of those, the ones the demand fills: no more of it fits there.
+    pub full: u32,
+}
+
+/// Packs `needs` (each with how many tasks ask it) onto `free`, then onto
+/// new instances of `empty` room: first fit, largest first. Needs that
+/// `empty` cannot hold are left out.
+pub fn pack(needs: &[(Room, u32)], free: &[Room], empty: Room) -> Packed {
+    let mut sorted: Vec<(Room, u32)> = needs
+        .iter()
+        .copied()
+        .filter(|(n, count)| *count > 0 && n.fits(empty))
+        .collect();
+    sorted.sort_unstable_by_key(|n| std::cmp::Reverse(n.0));
+    let mut bins: Vec<Room> = free.to_vec();
+    let existing = bins.len();
+    for &(need, mut count) in &sorted {
+        // First fit of identical tasks fills each bin in turn.
+        for bin in bins.iter_mut() {
+            if count == 0 {
+                break;
+            }
+            let k = need.fits_times(*bin).min(count);
+            for _ in 0..k {
+                bin.take(need);
+            }
+            count -= k;
+        }
+        let per_bin = need.fits_times(empty).max(1);
+        while count > 0 {
+            let k = per_bin.min(count);
+            let mut bin = empty;
+            for _ in 0..k {
+                bin.take(need);
+            }
+            bins.push(bin);
+            count -= k;
+        }
+    }
+    let new = &bins[existing..];
+    Packed {
+        new: new.len() as u32,
+        full: new
+            .iter()
+            .filter(|bin| !sorted.iter().any(|(n, _)| n.fits(**bin)))
+            .count() as u32,
+    }
+}
+
+/// How many new instances of `empty` room the `needs` take after filling
+/// `free` (see [`pack`]).
+pub fn instances_needed(needs: &[(Room, u32)], free: &[Room], empty: Room) -> u32 {
+    pack(needs, free, empty).new
+}
+
+/// Where an instance of the group is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberState {
+    /// In the group, not yet registered with the cluster.
+    Launching,
+    /// Takes tasks.
+    Active,
+    /// Drained by the scaler: takes no new tasks, and goes once empty unless
+    /// demand brings it back.
+    Retiring,
+    /// Drained by the infrastructure (a Spot interruption or rebalance
+    /// warning): it goes.
+    Draining,
+}
+
+/// One instance of the group, as the scaler sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member<Id> {
+    pub id: Id,
+    pub state: MemberState,
+    /// What it has left (a launching instance: what it will have).
+    pub free: Room,
+    /// Tasks on it, running or about to.
+    pub tasks: u32,
+    /// Since when (milliseconds) it has had no task; `None` while it has.
+    pub idle_since: Option<u64>,
+}
+
+/// The scaler's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    pub min: u32,
+    pub max: u32,
+    /// How long an instance is idle before it is drained.
+    pub quiet_ms: u64,
+    /// While the cluster runs tasks, keep at least this many largest
+    /// containers schedulable (0: none).
+    pub headroom: u32,
+}
+
+/// What jobs ask of EC2 that it does not give them now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Demand {
+    /// Jobs waiting for capacity (EC2 only), by need.
+    pub waiting: Vec<(Room, u32)>,
+    /// Jobs that fell back to Fargate lately and still run there, by need.
+    pub fell_back: Vec<(Room, u32)>,
+}
+
+/// What the scaler does this run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan<Id> {
+    /// Instances to add to the group's desired capacity.
+    pub add: u32,
+    /// Idle instances to drain (set `DRAINING`): they retire.
+    pub drain: Vec<Id>,
+    /// Retiring instances to take back (set `ACTIVE`): demand came back.
+    pub reactivate: Vec<Id>,
+    /// Drained, empty instances to terminate, decrementing the desired
+    /// capacity.
+    pub terminate: Vec<Id>,
+    /// Why, one line per decision; empty when nothing changes.
+    pub reasons: Vec<String>,
+}
+
+impl<Id> Plan<Id> {
+    pub fn is_empty(&self) -> bool {
+        self.add == 0
+            && self.drain.is_empty()
+            && self.reactivate.is_empty()
+            && self.terminate.is_empty()
+    }
+}
+
+/// How long an instance stays idle before the scaler drains it, unless
+/// configured (`ScaleInAfterSeconds`): long enough that a gap between
+/// bursts of work does not cost a relaunch, short enough that an idle
+/// cluster costs little.
+pub const DEFAULT_SCALE_IN_AFTER_SECONDS: u32 = 900;
+
+/// How recent a fall back to Fargate is to count as demand: a job that
+/// fell back within this window and still runs says EC2 lacked room.
+pub const FALLBACK_WINDOW_SECONDS: u32 = 300;
+
+/// Decides this run's scaling at `now` (milliseconds).
+pub fn plan<Id: Clone + PartialEq>(
+    now: u64,
+    members: &[Member<Id>],
+    demand: &Demand,
+    types: &[InstanceType],
+    largest: Option<LargestContainer>,
+    config: Config,
+) -> Plan<Id> {
+    let mut plan = Plan {
+        add: 0,
+        drain: Vec::new(),
+        reactivate: Vec::new(),
+        terminate: Vec::new(),
+        reasons: Vec::new(),
+    };
+    let empty = smallest(types);
+    let count = |needs: &[(Room, u32)]| needs.iter().map(|(_, c)| c).sum::<u32>();
+    let runnable = |needs: &[(Room, u32)]| -> Vec<(Room, u32)> {
+        needs
+            .iter()
+            .copied()
+            .filter(|(n, _)| fit(*n, types) == Fit::Every)
+            .collect()
+    };
+    let waiting = runnable(&demand.waiting);
+    let mut asked = waiting.clone();
+    asked.extend(runnable(&demand.fell_back));
+
+    // Jobs waiting have nowhere else to go: they get what they need. Jobs
+    // on Fargate already run: instances are started for the like of them
+    // only when they would fill them, as a lone job would leave most of an
+    // instance idle.
+    let needed = |room: &[Room]| -> (u32, bool) {
+        let for_waiting = pack(&waiting, room, empty).new;
+        let all = pack(&asked, room, empty);
+        (for_waiting.max(all.full), for_waiting > 0 || all.new > 0)
+    };
+    let mut room: Vec<Room> = members
+        .iter()
+        .filter(|m| matches!(m.state, MemberState::Active | MemberState::Launching))
+        .map(|m| m.free)
+        .collect();
+    let (mut wanted, mut unmet) = needed(&room);
+    // Retiring instances come back, the emptiest first, before new ones
+    // start.
+    if wanted > 0 {
+        let mut retiring: Vec<&Member<Id>> = members
+            .iter()
+            .filter(|m| m.state == MemberState::Retiring)
+            .collect();
+        retiring.sort_by_key(|m| m.tasks);
+        for m in retiring {
+            if wanted == 0 {
+                break;
+            }
+            plan.reactivate.push(m.id.clone());
+            room.push(m.free);
+            (wanted, unmet) = needed(&room);
+        }
+        if !plan.reactivate.is_empty() {
+            plan.reasons.push(format!(
+                "take back {} draining instance(s): jobs need room",
+                plan.reactivate.len()
+            ));
+        }
+    }
+
+    // Drained and empty: it goes, and its desired capacity with it, so
+    // nothing replaces it.
+    for m in members {
+        let retiring = m.state == MemberState::Retiring && !plan.reactivate.contains(&m.id);
+        if (retiring || m.state == MemberState::Draining) && m.tasks == 0 {
+            plan.terminate.push(m.id.clone());
+        }
+    }
+    if !plan.terminate.is_empty() {
+        plan.reasons.push(format!(
+            "terminate {} drained instance(s) with no task",
+            plan.terminate.len()
+        ));
+    }
+    let staying = members.len() as u32 - plan.terminate.len() as u32;
+    let open = config.max.saturating_sub(staying);
+    if wanted > 0 && open > 0 {
+        let add = wanted.min(open);
+        plan.add = add;
+        plan.reasons.push(format!(
+            "add {add} instance(s): {} job(s) waiting for capacity and {} that fell back to Fargate need {wanted} more{}",
+            count(&waiting),
+            count(&runnable(&demand.fell_back)),
+            if add < wanted { " (the group is at its maximum)" } else { "" },
+        ));
+    }
+
+    // Headroom while the cluster is in use: a retiring instance comes
+    // back before a new one starts.
+    let in_use = members.iter().any(|m| m.tasks > 0);
+    let keeps_headroom = in_use && config.headroom > 0 && largest.is_some();
+    let holds = |m: &Member<Id>, reactivated: &[Id]| -> u32 {
+        let counts = matches!(m.state, MemberState::Active | MemberState::Launching)
+            || reactivated.contains(&m.id);
+        match largest {
+            Some(l) if counts => containers_that_fit(m.free.resources(), l),
+            _ => 0,
+        }
+    };
+    let mut schedulable: u32 = members.iter().map(|m| holds(m, &plan.reactivate)).sum();
+    if plan.add == 0 && keeps_headroom && schedulable < config.headroom {
+        let back = members
+            .iter()
+            .filter(|m| m.state == MemberState::Retiring && !plan.reactivate.contains(&m.id))
+            .min_by_key(|m| m.tasks);
+        let why = format!(
+            "{schedulable} largest container(s) schedulable while the cluster is in use, below the headroom of {}",
+            config.headroom
+        );
+        match back {
+            Some(m) => {
+                plan.reactivate.push(m.id.clone());
+                plan.terminate.retain(|id| *id != m.id);
+                schedulable += holds(m, &plan.reactivate);
+                plan.reasons
+                    .push(format!("take back a draining instance: {why}"));
+            }
+            None if open > 0 => {
+                plan.add = 1;
+                plan.reasons.push(format!("add 1 instance: {why}"));
+            }
+            None => {}
+        }
+    }
+    let staying = members.len() as u32 - plan.terminate.len() as u32;
+
+    // The group's minimum.
+    let after = staying + plan.add;
+    if after < config.min {
+        let more = config.min - after;
+        plan.add += more;
+        plan.reasons.push(format!(
+            "add {more} instance(s): the group's minimum is {}",
+            config.min
+        ));
+    }
+
+    // Idle long enough, and nothing asked: drain, longest idle first.
+    if plan.add == 0 && plan.reactivate.is_empty() && !unmet {
+        let mut idle: Vec<(usize, u64)> = members
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.state == MemberState::Active && m.tasks == 0)
+            .filter_map(|(i, m)| m.idle_since.map(|s| (i, s)))
+            .filter(|(_, s)| s.saturating_add(config.quiet_ms) <= now)
+            .collect();
+        idle.sort_by_key(|&(i, s)| (s, i));
+        let mut remaining = staying;
+        for (i, since) in idle {
+            if remaining <= config.min {
+                break;
+            }
+            let m = &members[i];
+            if keeps_headroom {
+                let h = holds(m, &plan.reactivate);
+                if schedulable - h < config.headroom {
+                    continue;
+                }
+                schedulable -= h;
+            }
+            remaining -= 1;
+            plan.drain.push(m.id.clone());
+            plan.reasons.push(format!(
+                "drain an instance idle for {} s",
+                now.saturating_sub(since) / 1000
+            ));
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: u64 = 60_000;
+
+    fn m5_large() -> InstanceType {
+        InstanceType {
+            name: "m5.large".into(),
+            room: registered(2, 8192, 0),
+        }
+    }
+
+    fn types() -> Vec<InstanceType> {
+        vec![
+            m5_large(),
+            InstanceType {
+                name: "m5a.large".into(),
+                room: registered(2, 8192, 0),
+            },
+        ]
+    }
+
+    fn config() -> Config {
+        Config {
+            min: 0,
+            max: 10,
+            quiet_ms: 15 * MIN,
+            headroom: 0,
+        }
+    }
+
+    fn member(
+        id: u32,
+        state: MemberState,
+        free: Room,
+        tasks: u32,
+        idle_min: Option<u64>,
+    ) -> Member<u32> {
+        Member {
+            id,
+            state,
+            free,
+            tasks,
+            idle_since: idle_min.map(|m| m * MIN),
+        }
+    }
+
+    fn full() -> Room {
+        registered(2, 8192, 0)
+    }
+
+    const RENDER: Room = Room {
+        cpu: 1024,
+        memory: 2048,
+        gpu: 0,
+    };
+
+    #[test]
+    fn an_m5_large_registers_what_ecs_says_of_an_m4_large() {
+        assert_eq!(registered(2, 8192, 0), Room::new(2048, 7985, 0));
+    }
+
+    #[test]
+    fn nothing_asked_nothing_launched() {
+        let p = plan(
+            0,
+            &[] as &[Member<u32>],
+            &Demand::default(),
+            &types(),
+            None,
+            config(),
+        );
+        assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn waiting_jobs_launch_what_they_need_beyond_what_is_coming() {
+        let demand = Demand {
+            waiting: vec![(RENDER, 5)],
+            fell_back: vec![],
+        };
+        // From nothing: two per instance, so three instances.
+        let p = plan(0, &[] as &[Member<u32>], &demand, &types(), None, config());
+        assert_eq!(p.add, 3, "{p:?}");
+        // One on its way, and one active with room for one: one more.
+        let members = [
+            member(1, MemberState::Launching, full(), 0, None),
+            member(2, MemberState::Active, Room::new(1024, 3000, 0), 1, None),
+        ];
+        let p = plan(0, &members, &demand, &types(), None, config());
+        assert_eq!(p.add, 1, "{p:?}");
+        // Never beyond the maximum.
+        let small = Config { max: 2, ..config() };
+        let p = plan(0, &members, &demand, &types(), None, small);
+        assert_eq!(p.add, 0, "{p:?}");
+    }
+
+    #[test]
+    fn fargate_fallbacks_start_the_instances_they_would_fill() {
+        let demand = |n| Demand {
+            waiting: vec![],
+            fell_back: vec![(RENDER, n)],
+        };
+        let p = plan(
+            0,
+            &[] as &[Member<u32>],
+            &demand(2),
+            &types(),
+            None,
+            config(),
+        );
+        assert_eq!(p.add, 1);
+        assert!(
+            p.reasons[0].contains("2 that fell back to Fargate"),
+            "{p:?}"
+        );
+        // Five fill two instances; the fifth alone would leave one half idle.
+        let p = plan(
+            0,
+            &[] as &[Member<u32>],
+            &demand(5),
+            &types(),
+            None,
+            config(),
+        );
+        assert_eq!(p.add, 2);
+        // A lone job does not start an instance.
+        let p = plan(
+            0,
+            &[] as &[Member<u32>],
+            &demand(1),
+            &types(),
+            None,
+            config(),
+        );
+        assert!(p.is_empty(), "{p:?}");
+        // ... but while it runs on Fargate, idle instances are not drained:
+        // the next such job would go there.
+        let idle = [member(
+            1,
+            MemberState::Active,
+            Room::new(512, 1000, 0),
+            0,
+            Some(0),
+        )];
+        let p = plan(20 * MIN, &idle, &demand(1), &types(), None, config());
+        assert!(p.drain.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn demand_no_type_can_hold_is_never_scaled_for() {
+        let train = Room::new(4096, 16_384, 1);
+        let demand = Demand {
+            waiting: vec![(train, 4)],
+            fell_back: vec![],
+        };
+        let p = plan(0, &[] as &[Member<u32>], &demand, &types(), None, config());
+        assert!(p.is_empty(), "{p:?}");
+        // Nor what only some of the group's types hold.
+        let mixed = vec![
+            m5_large(),
+            InstanceType {
+                name: "m5.xlarge".into(),
+                room: registered(4, 16_384, 0),
+            },
+        ];
+        let big = Room::new(4096, 8192, 0);
+        let demand = Demand {
+            waiting: vec![(big, 1)],
+            fell_back: vec![],
+        };
+        assert!(plan(0, &[] as &[Member<u32>], &demand, &mixed, None, config()).is_empty());
+        assert_eq!(fit(big, &mixed), Fit::Some(vec!["m5.xlarge".into()]));
+        assert_eq!(fit(train, &mixed), Fit::None);
+        assert_eq!(fit(RENDER, &mixed), Fit::Every);
+        assert_eq!(fit(RENDER, &[]), Fit::None);
+    }
+
+    #[test]
+    fn the_largest_container_leaves_out_what_the_group_cannot_run() {
+        let defs = vec![
+            ("render".to_owned(), RENDER),
+            ("train".to_owned(), Room::new(4096, 16_384, 1)),
+            ("big".to_owned(), Room::new(2048, 7000, 0)),
+        ];
+        let (largest, out) = largest_container(&defs, &types());
+        assert_eq!(
+            largest.unwrap().resources(),
+            Resources {
+                cpu: 2048,
+                memory: 7000
+            }
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0].to_string(),
+            "job definition `train` (4096 CPU units / 16384 MiB / 1 GPU) fits no instance type of the group: its jobs never run on EC2, and the group is not scaled for them"
+        );
+        let (none, out) = largest_container(&defs[1..2], &types());
+        assert_eq!((none, out.len()), (None, 1));
+    }
+
+    #[test]
+    fn idle_instances_drain_after_the_quiet_period_and_go_when_empty() {
+        let members = [
+            member(1, MemberState::Active, full(), 0, Some(0)),
+            member(2, MemberState::Active, full(), 0, Some(10)),
+            member(3, MemberState::Active, Room::new(1024, 5937, 0), 1, None),
+            member(4, MemberState::Retiring, full(), 0, Some(0)),
+            member(5, MemberState::Retiring, Room::new(1024, 5937, 0), 1, None),
+            member(6, MemberState::Draining, full(), 0, Some(19)),
+        ];
+        // At minute 20: 1 has been idle 20 minutes, 2 only 10; 3 runs a
+        // task; 4 is drained and empty; 5 is draining with a task; 6 was
+        // drained by a Spot warning.
+        let p = plan(
+            20 * MIN,
+            &members,
+            &Demand::default(),
+            &types(),
+            None,
+            config(),
+        );
+        assert_eq!(p.drain, vec![1]);
+        assert_eq!(p.terminate, vec![4, 6]);
+        assert_eq!(p.add, 0);
+        // Never below the minimum: with a minimum of 5, 1 stays.
+        let p = plan(
+            20 * MIN,
+            &members,
+            &Demand::default(),
+            &types(),
+            None,
+            Config { min: 5, ..config() },
+        );
+        assert!(p.drain.is_empty(), "{p:?}");
+        // Demand stops the draining.
+        let demand = Demand {
+            waiting: vec![(RENDER, 6)],
+            fell_back: vec![],
+        };
+        let p = plan(20 * MIN, &members, &demand, &types(), None, config());
+        assert!(p.drain.is_empty(), "{p:?}");
+        // ... and brings a retiring instance back first: 1, 2 and 3 hold
+        // five of the six jobs, 4 the sixth; 5 still runs a task.
+        assert_eq!(p.reactivate, vec![4]);
+        assert_eq!(p.terminate, vec![6], "the warned instance still goes");
+        assert_eq!(p.add, 0, "{p:?}");
+        let more = Demand {
+            waiting: vec![(RENDER, 9)],
+            fell_back: vec![],
+        };
+        let p = plan(20 * MIN, &members, &more, &types(), None, config());
+        assert_eq!((p.reactivate.clone(), p.add), (vec![4, 5], 1), "{p:?}");
+    }
+
+    #[test]
+    fn headroom_is_kept_only_while_the_cluster_is_in_use() {
+        let largest = LargestContainer::new(1024, 2048).ok();
+        let with_headroom = Config {
+            headroom: 1,
+            ..config()
+        };
+        // In use and full: one more instance.
+        let busy = [member(
+            1,
+            MemberState::Active,
+            Room::new(0, 3889, 0),
+            2,
+            None,
+        )];
+        let p = plan(
+            0,
+            &busy,
+            &Demand::default(),
+            &types(),
+            largest,
+            with_headroom,
+        );
+        assert_eq!(p.add, 1, "{p:?}");
+        // Idle for long, nothing running: no headroom kept, it drains.
+        let idle = [member(1, MemberState::Active, full(), 0, Some(0))];
+        let p = plan(
+            20 * MIN,
+            &idle,
+            &Demand::default(),
+            &types(),
+            largest,
+            with_headroom,
+        );
+        assert_eq!((p.add, p.drain.clone()), (0, vec![1]));
+        // In use: the idle instance that is the only headroom stays.
+        let both = [
+            busy[0].clone(),
+            member(2, MemberState::Active, full(), 0, Some(0)),
+        ];
+        let p = plan(
+            20 * MIN,
+            &both,
+            &Demand::default(),
+            &types(),
+            largest,
+            with_headroom,
+        );
+        assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn the_minimum_is_kept() {
+        let p = plan(
+            0,
+            &[] as &[Member<u32>],
+            &Demand::default(),
+            &types(),
+            None,
+            Config { min: 2, ..config() },
+        );
+        assert_eq!(p.add, 2);
+    }
+
+    #[test]
+    fn the_count_packs_largest_first_into_what_is_there() {
+        let m5 = full();
+        assert_eq!(pack(&[(RENDER, 3)], &[], m5), Packed { new: 2, full: 1 });
+        assert_eq!(
+            pack(&[(RENDER, 3), (Room::new(1024, 1024, 0), 1)], &[], m5),
+            Packed { new: 2, full: 2 }
+        );
+        let needs = [(RENDER, 3), (Room::new(2048, 4096, 0), 1)];
+        assert_eq!(instances_needed(&needs, &[Room::new(1024, 4000, 0)], m5), 2);
+        assert_eq!(instances_needed(&needs, &[], m5), 3);
+        assert_eq!(instances_needed(&[], &[], m5), 0);
+        assert_eq!(
+            instances_needed(&[(Room::new(4096, 16_384, 0), 5)], &[], m5),
+            0
+        );
+        // Memory-bound: 7985 MiB holds three 2500 MiB tasks.
+        assert_eq!(
+            instances_needed(&[(Room::new(128, 2500, 0), 7)], &[], m5),
+            3
+        );
+        // A task asking nothing of a resource still takes a place.
+        assert_eq!(Room::new(0, 0, 0).fits_times(m5), u32::MAX);
+    }
+}
