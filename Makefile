@@ -8,7 +8,7 @@ TOOLS_STAMP := $(VENV)/.tools-requirements
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: soak fuzz demo test check unit integration template build tools local-aws local-aws-stop clean help bench-driver bench-capacity
+.PHONY: soak fuzz demo test check unit integration template build tools local-aws local-aws-stop clean help bench-driver bench-capacity bench-sim simulate
 
 ## demo: berth's main job on the local AWS: a mixed set of jobs submitted, followed to their end
 ## and checked; leaves nothing running
@@ -26,7 +26,7 @@ check:
 
 ## unit: the pure tests (no local AWS)
 unit:
-	cargo test -p berth-core -p berth-aws
+	cargo test -p berth-core -p berth-aws -p berth-sim
 
 ## integration: the tests against the local AWS
 integration:
@@ -89,3 +89,12 @@ bench-driver:
 ## bench-capacity: the capacity metric over 1,000 and 10,000 container instances, 20 ms per ECS call
 bench-capacity:
 	cargo bench -p berth-tests --bench capacity
+
+## bench-sim: the simulator on a day of 100,000 jobs, every policy; prints jobs simulated per second
+bench-sim:
+	cargo bench -p berth-sim --bench simulate
+
+## simulate: berth and the alternatives on the sparse day (TRACE=, see `berth simulate --help`)
+TRACE ?= sparse-day
+simulate:
+	cargo run --quiet -p berth-cli -- simulate --trace $(TRACE) --policy all

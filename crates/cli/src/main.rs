@@ -102,6 +102,9 @@ enum Command {
         #[command(subcommand)]
         command: DefinitionsCommand,
     },
+    /// Simulate a day of jobs through berth and the alternatives: cost, waits,
+    /// scaling. Needs no AWS account.
+    Simulate(SimulateArgs),
     /// The SchedulableContainers alarm thresholds for given instance types, and why.
     Thresholds {
         /// An instance type's CPU units and MiB, as CPU:MEMORY (repeat for each type).
@@ -117,6 +120,70 @@ enum Command {
         #[arg(long)]
         check: Option<u32>,
     },
+}
+
+/// `berth simulate`'s flags.
+#[derive(clap::Args)]
+struct SimulateArgs {
+    /// A CSV trace (see the README), or a built-in one: sparse-day, steady,
+    /// burst, seed-mix.
+    #[arg(long, default_value = "sparse-day")]
+    trace: String,
+    /// `all`, or any of berth, two-alarms, capacity-provider, aws-batch,
+    /// aws-batch-fargate, always-on, all-fargate, all-lambda-where-possible.
+    #[arg(long = "policy", num_args = 1.., default_value = "all")]
+    policies: Vec<String>,
+    /// The group's instance types (repeat); instances launch as the first.
+    /// Default: template.yaml's m5.large, m5a.large, m6i.large.
+    #[arg(long = "instance-type")]
+    instance_types: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Write a plot of each policy's day here (SVG).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// The seed of the built-in traces and of every draw.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// How many jobs a built-in trace has (default: its own).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// The group's maximum size (ClusterMaxSize).
+    #[arg(long, default_value_t = 10)]
+    max_size: u32,
+    /// The largest container, as CPU:MEMORY (LargestContainerCpu/Memory);
+    /// default: the largest of the trace's definitions.
+    #[arg(long, value_parser = largest)]
+    largest: Option<LargestContainer>,
+    /// Spot interruptions per instance-month.
+    #[arg(long, default_value_t = berth_sim::figures::SPOT_INTERRUPTIONS_PER_INSTANCE_MONTH.value)]
+    spot_interruptions: f64,
+    /// berth's scaler: largest containers kept schedulable while the
+    /// cluster runs tasks (Headroom).
+    #[arg(long, default_value_t = 0)]
+    headroom: u32,
+    /// berth's scaler: seconds an instance stays idle before it drains
+    /// (ScaleInAfterSeconds).
+    #[arg(long, default_value_t = berth_core::scaling::DEFAULT_SCALE_IN_AFTER_SECONDS)]
+    scale_in_after: u32,
+    /// The size of always-on (default: the cheapest size for the trace).
+    #[arg(long)]
+    always_on: Option<u32>,
+    /// Fall back to Fargate Spot (FargateSpot=true).
+    #[arg(long)]
+    fargate_spot: bool,
+    /// Write the trace used as CSV here.
+    #[arg(long)]
+    write_trace: Option<PathBuf>,
+    /// Print every figure the simulator uses, with its source, and stop.
+    #[arg(long)]
+    assumptions: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Table,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -225,6 +292,29 @@ async fn connect(stack: Option<&str>) -> Result<Berth, CliError> {
 async fn run(command: Command, stack: Option<&str>) -> Result<String, CliError> {
     let connect = || connect(stack);
     match command {
+        Command::Simulate(a) => {
+            if a.assumptions {
+                return Ok(berth_cli::simulate::assumptions());
+            }
+            berth_cli::simulate::Simulate {
+                trace: a.trace,
+                policies: a.policies,
+                instance_types: a.instance_types,
+                json: a.format == Format::Json,
+                plot: a.plot,
+                seed: a.seed,
+                jobs: a.jobs,
+                max_size: a.max_size,
+                largest: a.largest,
+                spot_interruptions: a.spot_interruptions,
+                always_on: a.always_on,
+                headroom: a.headroom,
+                scale_in_after: a.scale_in_after,
+                fargate_spot: a.fargate_spot,
+                write_trace: a.write_trace,
+            }
+            .run()
+        }
         Command::Thresholds {
             instances,
             largest,

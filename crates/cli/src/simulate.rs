@@ -1,0 +1,229 @@
+//! `berth simulate`: a day of jobs through berth and the alternatives, on
+//! the simulator (berth-sim); no AWS account is involved.
+
+use std::path::PathBuf;
+
+use berth_core::capacity::LargestContainer;
+use berth_sim::figures::{self, InstanceType};
+use berth_sim::{Builtin, Outcome, Policy, Settings, Trace, report};
+
+use crate::CliError;
+
+/// What `berth simulate` was asked.
+#[derive(Debug, Clone)]
+pub struct Simulate {
+    /// A CSV file, or a built-in trace's name.
+    pub trace: String,
+    /// `all`, or policy names.
+    pub policies: Vec<String>,
+    pub instance_types: Vec<String>,
+    pub json: bool,
+    pub plot: Option<PathBuf>,
+    pub seed: u64,
+    /// Jobs in a built-in trace.
+    pub jobs: Option<usize>,
+    pub max_size: u32,
+    pub largest: Option<LargestContainer>,
+    pub spot_interruptions: f64,
+    pub always_on: Option<u32>,
+    pub headroom: u32,
+    pub scale_in_after: u32,
+    pub fargate_spot: bool,
+    /// Write the trace used as CSV here.
+    pub write_trace: Option<PathBuf>,
+}
+
+/// Every figure the simulator uses, with its source.
+pub fn assumptions() -> String {
+    let mut out = String::new();
+    for f in figures::ALL {
+        out.push_str(&format!(
+            "{:<40} {:>14} {:<32} {}\n",
+            f.name,
+            trim(f.value),
+            f.unit,
+            f.source
+        ));
+    }
+    out.push_str(
+        "\ninstance types (on demand, USD per hour, us-east-1; registered CPU units / MiB):\n",
+    );
+    for t in figures::INSTANCE_TYPES {
+        let r = t.registered();
+        out.push_str(&format!(
+            "{:<14} {:>3} vCPU {:>4} GiB {} GPU  ${:.3}  registers {} / {}\n",
+            t.name, t.vcpus, t.memory_gib, t.gpus, t.on_demand_hour, r.cpu, r.memory
+        ));
+    }
+    out
+}
+
+fn trim(v: f64) -> String {
+    let s = format!("{v:.9}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+impl Simulate {
+    pub fn run(&self) -> Result<String, CliError> {
+        let trace = self.trace()?;
+        if let Some(path) = &self.write_trace {
+            std::fs::write(path, trace.to_csv())
+                .map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
+        }
+        let policies = self.policies()?;
+        let instance_types = self
+            .instance_types
+            .iter()
+            .map(|name| {
+                InstanceType::find(name).ok_or_else(|| {
+                    let known: Vec<&str> = figures::INSTANCE_TYPES.iter().map(|t| t.name).collect();
+                    CliError::Input(format!(
+                        "unknown instance type `{name}`; the simulator knows {}",
+                        known.join(", ")
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let settings = Settings {
+            instance_types: if instance_types.is_empty() {
+                Settings::default().instance_types
+            } else {
+                instance_types
+            },
+            max_size: self.max_size,
+            largest: self.largest,
+            spot_interruptions_per_month: self.spot_interruptions,
+            fargate_spot: self.fargate_spot,
+            always_on: self.always_on,
+            headroom: self.headroom,
+            scale_in_after_s: self.scale_in_after,
+            seed: self.seed,
+            ..Settings::default()
+        };
+        let outcomes = berth_sim::compare(&trace, &policies, &settings);
+        let mut out = String::new();
+        if let Some(path) = &self.plot {
+            let title = format!(
+                "berth simulate --trace {} (seed {}): {} jobs",
+                trace.name,
+                self.seed,
+                trace.jobs.len()
+            );
+            let svg = berth_sim::plot::svg(&outcomes, &title).map_err(CliError::Failed)?;
+            std::fs::write(path, svg)
+                .map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
+            if !self.json {
+                out.push_str(&format!("plot: {}\n", path.display()));
+            }
+        }
+        if self.json {
+            out.push_str(&report::json(&outcomes));
+            return Ok(out);
+        }
+        out.insert_str(0, &self.header(&trace, &settings));
+        out.push_str(&report::table(&outcomes));
+        out.push('\n');
+        out.push_str(&notes(&outcomes));
+        Ok(out)
+    }
+
+    fn trace(&self) -> Result<Trace, CliError> {
+        if let Some(builtin) = Builtin::parse(&self.trace) {
+            return Ok(builtin.generate(self.jobs, self.seed));
+        }
+        let path = PathBuf::from(&self.trace);
+        let file = std::fs::File::open(&path).map_err(|e| {
+            let names: Vec<&str> = Builtin::ALL.iter().map(|b| b.name()).collect();
+            CliError::Input(format!(
+                "no trace `{}` ({e}): give a CSV file or one of {}",
+                self.trace,
+                names.join(", ")
+            ))
+        })?;
+        let name = path
+            .file_stem()
+            .map_or_else(|| self.trace.clone(), |s| s.to_string_lossy().into_owned());
+        Trace::from_csv(&name, std::io::BufReader::new(file))
+            .map_err(|e| CliError::Input(format!("{}: {e}", path.display())))
+    }
+
+    fn policies(&self) -> Result<Vec<Policy>, CliError> {
+        let mut out = Vec::new();
+        for name in self.policies.iter().flat_map(|p| p.split(',')) {
+            if name == "all" {
+                out.extend(Policy::ALL);
+                continue;
+            }
+            let p = Policy::parse(name).ok_or_else(|| {
+                let names: Vec<&str> = Policy::ALL.iter().map(|p| p.name()).collect();
+                CliError::Input(format!(
+                    "unknown policy `{name}`; one of all, {}",
+                    names.join(", ")
+                ))
+            })?;
+            out.push(p);
+        }
+        out.dedup();
+        if out.is_empty() {
+            out.extend(Policy::ALL);
+        }
+        Ok(out)
+    }
+
+    fn header(&self, trace: &Trace, settings: &Settings) -> String {
+        let types: Vec<&str> = settings.instance_types.iter().map(|t| t.name).collect();
+        let largest = match settings.largest {
+            Some(l) => format!("largest container {} (given)", l.resources()),
+            None => {
+                match LargestContainer::of(trace.definitions.iter().map(|(_, r)| r.resources())) {
+                    Some(l) => {
+                        format!("largest container {} (from the definitions)", l.resources())
+                    }
+                    None => "no largest container".into(),
+                }
+            }
+        };
+        format!(
+            "trace {}: {} jobs over {:.0} h (seed {}); group of {} (launches {}, Spot at {:.0}% of on demand, assumed), at most {}; {largest}\n",
+            trace.name,
+            trace.jobs.len(),
+            trace.span_s / 3600.0,
+            self.seed,
+            types.join(", "),
+            types.first().unwrap_or(&"?"),
+            figures::SPOT_PRICE_FRACTION.value * 100.0,
+            settings.max_size,
+        )
+    }
+}
+
+/// What the table does not say by itself.
+fn notes(outcomes: &[Outcome]) -> String {
+    let mut out = String::new();
+    for o in outcomes {
+        if let Some(n) = o.always_on_instances {
+            out.push_str(&format!(
+                "always-on: {n} instance(s), the cheapest fixed size for this trace\n"
+            ));
+        }
+        if o.jobs_failed > 0 {
+            out.push_str(&format!(
+                "{}: {} job(s) never found room where they fit (see jobs_failed in --format json)\n",
+                o.policy, o.jobs_failed
+            ));
+        }
+        if o.jobs_unrunnable > 0 {
+            out.push_str(&format!(
+                "{}: {} job(s) cannot run there at all (a GPU, or too large)\n",
+                o.policy, o.jobs_unrunnable
+            ));
+        }
+        if o.jobs > 0 && o.instances_30_min_after_last_job > 0 && o.always_on_instances.is_none() {
+            out.push_str(&format!(
+                "{}: {} instance(s) still up 30 minutes after the last job\n",
+                o.policy, o.instances_30_min_after_last_job
+            ));
+        }
+    }
+    out
+}

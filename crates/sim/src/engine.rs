@@ -1,0 +1,1579 @@
+//! The discrete-event simulation of one policy on one trace.
+//!
+//! Time is in milliseconds from the start of the trace. Events at the same
+//! time run in the order they were scheduled, and every draw comes from one
+//! seeded generator, so the same settings always give the same outcome.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
+
+use berth_core::capacity::{self, ContainerInstance, InstanceStatus, LargestContainer};
+use berth_core::definition::ResolvedJob;
+use berth_core::launch::{MAX_CAPACITY_WAIT_SECONDS, capacity_backoff_seconds};
+use berth_core::routing::{self, FargateSize, Plan};
+use berth_core::scaling::{self, Demand, Member as ScalingMember, MemberState, Room};
+use berth_core::stop::{self, EcsStop, Next, Tries};
+use berth_core::{Processor, Route};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Exp};
+
+use crate::autoscaling::{self, Member, TerminationPolicy};
+use crate::cloudwatch::{Alarm, AlarmState, Comparison, MissingData};
+use crate::cost::{self, Cost};
+use crate::ecs::{self, Strategy};
+use crate::figures::{self as f, InstanceType, ms};
+use crate::policy::Policy;
+use crate::report::{self, Outcome, Sample, ScaleEvent, ScaleKind};
+use crate::trace::Trace;
+
+const SECOND: u64 = 1000;
+const MINUTE: u64 = 60 * SECOND;
+/// A run stops this long after the trace's span whatever is left; what is
+/// left then is reported lost.
+const GIVE_UP_AFTER_MS: u64 = 7 * 24 * 3600 * SECOND;
+
+/// What a simulation is run with, beside the trace and the policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The group's instance types; instances are launched as the first.
+    pub instance_types: Vec<&'static InstanceType>,
+    pub max_size: u32,
+    /// The largest container; `None`: the largest of the trace's
+    /// definitions, as the capacity metric derives it.
+    pub largest: Option<LargestContainer>,
+    /// berth's scaler: largest containers kept schedulable while the
+    /// cluster is in use (0: none).
+    pub headroom: u32,
+    /// berth's scaler: how long an instance stays idle before it drains.
+    pub scale_in_after_s: u32,
+    /// berth's scaler: how recent a Fargate fallback counts as demand.
+    pub fallback_window_s: u32,
+    pub spot_interruptions_per_month: f64,
+    pub fargate_spot: bool,
+    /// The size of `always-on`; `None`: the cheapest size for the trace.
+    pub always_on: Option<u32>,
+    pub seed: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            instance_types: f::DEFAULT_INSTANCE_TYPES
+                .iter()
+                .filter_map(|n| InstanceType::find(n))
+                .collect(),
+            max_size: f::CLUSTER_MAX_SIZE.value as u32,
+            largest: None,
+            headroom: 0,
+            scale_in_after_s: scaling::DEFAULT_SCALE_IN_AFTER_SECONDS,
+            fallback_window_s: scaling::FALLBACK_WINDOW_SECONDS,
+            spot_interruptions_per_month: f::SPOT_INTERRUPTIONS_PER_INSTANCE_MONTH.value,
+            fargate_spot: false,
+            always_on: None,
+            seed: 1,
+        }
+    }
+}
+
+/// Where each job of a trace may run, worked out once by berth-core.
+#[derive(Debug, Clone)]
+pub struct Plans {
+    /// berth's routing decision (an error: the driver rejects the job).
+    berth: Vec<Result<Plan, String>>,
+    /// Whether the job fits Lambda, were its definition to name a function.
+    lambda_anywhere: Vec<bool>,
+    /// The Fargate size, were its definition to allow Fargate.
+    fargate_anywhere: Vec<Option<FargateSize>>,
+    need: Vec<Room>,
+}
+
+impl Plans {
+    pub fn new(trace: &Trace) -> Self {
+        type Key = (String, u32, u32, u32, u32, bool, bool);
+        type Routes = (Result<Plan, String>, bool, Option<FargateSize>);
+        let mut cache: HashMap<Key, Routes> = HashMap::new();
+        let mut plans = Self {
+            berth: Vec::with_capacity(trace.jobs.len()),
+            lambda_anywhere: Vec::with_capacity(trace.jobs.len()),
+            fargate_anywhere: Vec::with_capacity(trace.jobs.len()),
+            need: Vec::with_capacity(trace.jobs.len()),
+        };
+        for j in &trace.jobs {
+            let key = (
+                j.definition.clone(),
+                j.cpu,
+                j.memory,
+                j.gpu,
+                j.timeout_s,
+                j.lambda,
+                j.fargate,
+            );
+            let (berth, lambda, fargate) = cache
+                .entry(key)
+                .or_insert_with(|| {
+                    let mut job = ResolvedJob {
+                        // A message id's length: what the payload limits see.
+                        job_id: "00000000-0000-0000-0000-000000000000".into(),
+                        definition: j.definition.clone(),
+                        task_definition: format!("berth-{}", j.definition),
+                        container: "main".into(),
+                        lambda_function: j.lambda.then(|| format!("berth-task-{}", j.definition)),
+                        command: None,
+                        environment: Default::default(),
+                        cpu: j.cpu,
+                        memory: j.memory,
+                        gpu: j.gpu,
+                        timeout_seconds: j.timeout_s,
+                        max_attempts: 1,
+                        processor: Processor::Auto,
+                        fargate_allowed: j.fargate,
+                    };
+                    let berth = routing::route(&job)
+                        .map(|d| d.plan)
+                        .map_err(|e| e.to_string());
+                    job.lambda_function = Some(format!("berth-task-{}", j.definition));
+                    job.fargate_allowed = true;
+                    let lambda = routing::lambda_fit(&job).is_ok();
+                    let fargate = routing::fargate_fit(&job).ok();
+                    (berth, lambda, fargate)
+                })
+                .clone();
+            plans.berth.push(berth);
+            plans.lambda_anywhere.push(lambda);
+            plans.fargate_anywhere.push(fargate);
+            plans.need.push(Room {
+                cpu: j.cpu,
+                memory: j.memory,
+                gpu: j.gpu,
+            });
+        }
+        plans
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Ev {
+    Submit(usize),
+    Dispatch(usize),
+    TaskStart(usize),
+    TaskEnd(usize),
+    InService(usize),
+    Registered(usize),
+    SpotWarning(usize),
+    SpotReclaim(usize),
+    Tick,
+    PlacePass,
+}
+
+/// Jobs waiting in PROVISIONING (capacity provider) or RUNNABLE (Batch),
+/// in order, with how many wait for each kind of room.
+#[derive(Debug, Default)]
+struct Waiting {
+    order: VecDeque<usize>,
+    counts: HashMap<Room, u32>,
+}
+
+impl Waiting {
+    fn push(&mut self, j: usize, need: Room) {
+        self.order.push_back(j);
+        *self.counts.entry(need).or_default() += 1;
+    }
+
+    fn left(&mut self, need: Room) {
+        if let Some(c) = self.counts.get_mut(&need) {
+            *c -= 1;
+            if *c == 0 {
+                self.counts.remove(&need);
+            }
+        }
+    }
+
+    fn needs(&self) -> Vec<(Room, u32)> {
+        self.counts.iter().map(|(n, c)| (*n, *c)).collect()
+    }
+
+    fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Succeeded,
+    TimedOut,
+    /// Never ran: no capacity in time, or never placed.
+    Failed,
+    /// The policy has nowhere to run it.
+    Unrunnable,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Job {
+    end: Option<End>,
+    first_start: Option<u64>,
+    task: Option<usize>,
+    first_wait: Option<u64>,
+    waits: u32,
+    dispatches: u32,
+    ran_on: Option<Route>,
+    interruptions: u32,
+    /// Deliveries of its message on their way to the driver.
+    pending: u32,
+    queued: bool,
+    /// Counted in the ECS load (see [`ScaleEvent`]).
+    in_ecs_load: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Ec2(usize),
+    Fargate(FargateSize),
+    Lambda,
+}
+
+#[derive(Debug, Clone)]
+struct Task {
+    job: usize,
+    place: Place,
+    /// On Fargate because EC2 had no room.
+    fallback: bool,
+    launched: u64,
+    started: Option<u64>,
+    alive: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Pending,
+    Active,
+    /// Drained by a Spot warning.
+    Draining,
+    /// Drained by berth's scaler.
+    Retiring,
+    Terminated,
+}
+
+#[derive(Debug, Clone)]
+struct Instance {
+    spot: bool,
+    launched: u64,
+    in_service: Option<u64>,
+    terminated: Option<u64>,
+    state: State,
+    free: Room,
+    tasks: Vec<usize>,
+    busy_since: Option<u64>,
+    busy_ms: u64,
+    /// When its last task ended, or it registered with none.
+    idle_since: Option<u64>,
+}
+
+/// The metric an alarm watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watched {
+    SchedulableContainers,
+    CpuReservation,
+    MemoryReservation,
+    CapacityProviderReservation,
+}
+
+/// What an alarm does when in ALARM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    StepOut,
+    StepIn,
+    /// Target tracking: scale out to the capacity the metric asks for.
+    TrackOut,
+    /// Target tracking: scale in to it.
+    TrackIn,
+}
+
+struct Sim<'a> {
+    policy: Policy,
+    settings: &'a Settings,
+    trace: &'a Trace,
+    plans: &'a Plans,
+    launch_type: &'static InstanceType,
+    empty: Room,
+    largest: Option<LargestContainer>,
+    now: u64,
+    heap: BinaryHeap<Reverse<(u64, u64, Ev)>>,
+    seq: u64,
+    rng: ChaCha8Rng,
+    jobs: Vec<Job>,
+    tasks: Vec<Task>,
+    instances: Vec<Instance>,
+    live: Vec<usize>,
+    desired: u32,
+    min: u32,
+    max: u32,
+    termination: TerminationPolicy,
+    warmup_ms: u64,
+    awaiting_replacement: u32,
+    alarms: Vec<(Alarm, Watched, Action)>,
+    queue: Waiting,
+    strategy: Strategy,
+    /// berth: jobs waiting for capacity, and recent Fargate fallbacks.
+    waiting_for_capacity: BTreeSet<usize>,
+    fallbacks: VecDeque<(u64, usize)>,
+    types: Vec<scaling::InstanceType>,
+    metric_minutes: u64,
+    metric_hours: BTreeSet<u64>,
+    // What is measured.
+    submitted: usize,
+    ended: usize,
+    last_end: u64,
+    horizon: Option<u64>,
+    running: [u32; 3],
+    /// What the jobs needing ECS ask, in instances (see [`ScaleEvent`]).
+    ecs_load: f64,
+    scale_events: Vec<ScaleEvent>,
+    scale_outs: u32,
+    scale_ins: u32,
+    killed_by_scale_in: u32,
+    interrupted: u32,
+    cost: Cost,
+    series: Vec<Sample>,
+    metric: Option<f64>,
+    busy_hours: BTreeSet<u64>,
+    extra_dispatches: u64,
+    ecs_tasks: u64,
+    minutes: u64,
+}
+
+/// Runs `policy` on `trace`.
+pub fn simulate(trace: &Trace, plans: &Plans, policy: Policy, settings: &Settings) -> Outcome {
+    let mut sim = Sim::new(trace, plans, policy, settings);
+    sim.run();
+    sim.outcome()
+}
+
+impl<'a> Sim<'a> {
+    fn new(trace: &'a Trace, plans: &'a Plans, policy: Policy, settings: &'a Settings) -> Self {
+        let launch_type = settings
+            .instance_types
+            .first()
+            .copied()
+            .or_else(|| InstanceType::find(f::DEFAULT_INSTANCE_TYPES[0]))
+            .unwrap_or(&f::INSTANCE_TYPES[0]);
+        let largest = settings.largest.or_else(|| {
+            if policy == Policy::Berth {
+                // The scaler leaves out what the group cannot run.
+                let types: Vec<scaling::InstanceType> = settings
+                    .instance_types
+                    .iter()
+                    .map(|t| t.scaling())
+                    .collect();
+                scaling::largest_container(&trace.definitions, &types).0
+            } else {
+                LargestContainer::of(trace.definitions.iter().map(|(_, r)| r.resources()))
+            }
+        });
+        let empty = launch_type.registered();
+        let per_instance = largest.map_or(0, |l| {
+            capacity::most_per_instance(
+                settings
+                    .instance_types
+                    .iter()
+                    .map(|t| t.registered().resources()),
+                l,
+            )
+        });
+        // The seed's alarms at template.yaml's ScaleOutThreshold of 1, and
+        // the scale-in threshold `berth thresholds` gives for it.
+        let thresholds = capacity::thresholds(per_instance, 1);
+        let (min, max) = match policy {
+            // With no instance ECS publishes no reservation, so two alarms
+            // on it could never scale out from zero.
+            Policy::TwoAlarms => (1, settings.max_size),
+            Policy::AlwaysOn => {
+                let n = settings.always_on.unwrap_or(0);
+                (n, n)
+            }
+            _ => (0, settings.max_size),
+        };
+        let alarms = match policy {
+            Policy::SchedulableAlarms => {
+                let n_in = f::SCALE_IN_EVALUATION_PERIODS.value as usize;
+                vec![
+                    (
+                        Alarm::new(
+                            "SchedulableContainersLow",
+                            Comparison::LessThan,
+                            f64::from(thresholds.scale_out_below),
+                            (1, f::SCALE_OUT_EVALUATION_PERIODS.value as usize),
+                            MissingData::Missing,
+                        ),
+                        Watched::SchedulableContainers,
+                        Action::StepOut,
+                    ),
+                    (
+                        Alarm::new(
+                            "SchedulableContainersHigh",
+                            Comparison::GreaterThan,
+                            f64::from(thresholds.scale_in_above),
+                            (n_in, n_in),
+                            MissingData::NotBreaching,
+                        ),
+                        Watched::SchedulableContainers,
+                        Action::StepIn,
+                    ),
+                ]
+            }
+            Policy::TwoAlarms => {
+                let high = f::TWO_ALARMS_HIGH_PERCENT.value;
+                let low = f::TWO_ALARMS_LOW_PERCENT.value;
+                let n = f::TWO_ALARMS_SCALE_IN_PERIODS.value as usize;
+                let alarm = |name, cmp, threshold, m_of_n| {
+                    Alarm::new(name, cmp, threshold, m_of_n, MissingData::Missing)
+                };
+                vec![
+                    (
+                        alarm("CPUReservationHigh", Comparison::GreaterThan, high, (1, 1)),
+                        Watched::CpuReservation,
+                        Action::StepOut,
+                    ),
+                    (
+                        alarm(
+                            "MemoryReservationHigh",
+                            Comparison::GreaterThan,
+                            high,
+                            (1, 1),
+                        ),
+                        Watched::MemoryReservation,
+                        Action::StepOut,
+                    ),
+                    (
+                        alarm("CPUReservationLow", Comparison::LessThan, low, (n, n)),
+                        Watched::CpuReservation,
+                        Action::StepIn,
+                    ),
+                    (
+                        alarm("MemoryReservationLow", Comparison::LessThan, low, (n, n)),
+                        Watched::MemoryReservation,
+                        Action::StepIn,
+                    ),
+                ]
+            }
+            Policy::CapacityProvider => {
+                let target = f::MANAGED_SCALING_TARGET_PERCENT.value;
+                let n = f::MANAGED_SCALE_IN_PERIODS.value as usize;
+                vec![
+                    (
+                        Alarm::new(
+                            "CapacityProviderReservationHigh",
+                            Comparison::GreaterThan,
+                            target,
+                            (1, 1),
+                            MissingData::Missing,
+                        ),
+                        Watched::CapacityProviderReservation,
+                        Action::TrackOut,
+                    ),
+                    (
+                        Alarm::new(
+                            "CapacityProviderReservationLow",
+                            Comparison::LessThan,
+                            target,
+                            (n, n),
+                            MissingData::Missing,
+                        ),
+                        Watched::CapacityProviderReservation,
+                        Action::TrackIn,
+                    ),
+                ]
+            }
+            _ => Vec::new(),
+        };
+        let warmup_ms = match policy {
+            Policy::CapacityProvider => ms(f::MANAGED_SCALING_WARMUP_SECONDS),
+            _ => ms(f::INSTANCE_WARMUP_SECONDS),
+        };
+        let strategy = match policy {
+            Policy::AwsBatch | Policy::Berth => Strategy::Binpack,
+            _ => Strategy::Random,
+        };
+        Self {
+            policy,
+            settings,
+            trace,
+            plans,
+            launch_type,
+            empty,
+            largest,
+            now: 0,
+            heap: BinaryHeap::new(),
+            seq: 0,
+            rng: ChaCha8Rng::seed_from_u64(settings.seed ^ policy_salt(policy)),
+            jobs: vec![Job::default(); trace.jobs.len()],
+            tasks: Vec::with_capacity(trace.jobs.len()),
+            instances: Vec::new(),
+            live: Vec::new(),
+            desired: min,
+            min,
+            max,
+            termination: TerminationPolicy::Default,
+            warmup_ms,
+            awaiting_replacement: 0,
+            alarms,
+            queue: Waiting::default(),
+            strategy,
+            waiting_for_capacity: BTreeSet::new(),
+            fallbacks: VecDeque::new(),
+            types: settings
+                .instance_types
+                .iter()
+                .map(|t| t.scaling())
+                .collect(),
+            metric_minutes: 0,
+            metric_hours: BTreeSet::new(),
+            submitted: 0,
+            ended: 0,
+            last_end: 0,
+            horizon: None,
+            running: [0; 3],
+            ecs_load: 0.0,
+            scale_events: Vec::new(),
+            scale_outs: 0,
+            scale_ins: 0,
+            killed_by_scale_in: 0,
+            interrupted: 0,
+            cost: Cost::default(),
+            series: Vec::new(),
+            metric: None,
+            busy_hours: BTreeSet::new(),
+            extra_dispatches: 0,
+            ecs_tasks: 0,
+            minutes: 0,
+        }
+    }
+
+    fn at(&mut self, t: u64, ev: Ev) {
+        self.seq += 1;
+        self.heap.push(Reverse((t, self.seq, ev)));
+    }
+
+    fn run(&mut self) {
+        for (i, j) in self.trace.jobs.iter().enumerate() {
+            let t = (j.submit_s * 1000.0).round() as u64;
+            self.at(t, Ev::Submit(i));
+        }
+        // The group starts at its minimum, already in service.
+        for _ in 0..self.min {
+            let i = self.launch(false);
+            let inst = &mut self.instances[i];
+            inst.launched = 0;
+            inst.in_service = Some(0);
+            inst.state = State::Active;
+            inst.idle_since = Some(0);
+        }
+        self.heap
+            .retain(|Reverse((_, _, ev))| !matches!(ev, Ev::InService(_) | Ev::Registered(_)));
+        self.at(0, Ev::Tick);
+        if matches!(
+            self.policy,
+            Policy::CapacityProvider | Policy::AwsBatch | Policy::AwsBatchFargate
+        ) {
+            self.at(0, Ev::PlacePass);
+        }
+        let give_up = (self.trace.span_s * 1000.0) as u64 + GIVE_UP_AFTER_MS;
+        while let Some(Reverse((t, _, ev))) = self.heap.pop() {
+            if self.horizon.is_some_and(|h| t > h) || t > give_up {
+                break;
+            }
+            self.now = t;
+            match ev {
+                Ev::Submit(j) => self.submit(j),
+                Ev::Dispatch(j) => self.dispatch(j),
+                Ev::TaskStart(t) => self.task_start(t),
+                Ev::TaskEnd(t) => self.task_end(t),
+                Ev::InService(i) => {
+                    if self.instances[i].state != State::Terminated {
+                        self.instances[i].in_service = Some(self.now);
+                    }
+                }
+                Ev::Registered(i) => self.registered(i),
+                Ev::SpotWarning(i) => self.spot_warning(i),
+                Ev::SpotReclaim(i) => self.spot_reclaim(i),
+                Ev::Tick => self.tick(),
+                Ev::PlacePass => self.place_pass(),
+            }
+        }
+        let end = self.horizon.unwrap_or(self.now);
+        self.now = end;
+    }
+
+    // --- Jobs -------------------------------------------------------------
+
+    fn submit(&mut self, j: usize) {
+        self.submitted += 1;
+        self.busy_hours.insert(self.now / (3600 * SECOND));
+        match self.policy {
+            Policy::AwsBatch => {
+                if self.plans.need[j].fits(self.empty) {
+                    self.enqueue(j);
+                } else {
+                    self.end(j, End::Unrunnable);
+                }
+            }
+            Policy::AwsBatchFargate => {
+                if self.plans.fargate_anywhere[j].is_some() {
+                    self.enqueue(j);
+                } else {
+                    self.end(j, End::Unrunnable);
+                }
+            }
+            _ => self.deliver(j, self.now + ms(f::SQS_TO_DRIVER_SECONDS)),
+        }
+    }
+
+    /// The job's message reaches the driver at `t`.
+    fn deliver(&mut self, j: usize, t: u64) {
+        self.jobs[j].pending += 1;
+        self.at(t, Ev::Dispatch(j));
+    }
+
+    fn enqueue(&mut self, j: usize) {
+        self.enter_ecs_load(j);
+        self.jobs[j].queued = true;
+        self.queue.push(j, self.plans.need[j]);
+    }
+
+    /// The driver takes the job's message (berth's pipeline).
+    fn dispatch(&mut self, j: usize) {
+        self.jobs[j].pending -= 1;
+        if self.jobs[j].end.is_some() {
+            return;
+        }
+        self.jobs[j].dispatches += 1;
+        if self.jobs[j].dispatches > 1 {
+            self.extra_dispatches += 1;
+        }
+        match self.policy {
+            Policy::AllFargate => match self.plans.fargate_anywhere[j] {
+                Some(size) => self.start_fargate(j, size),
+                None => self.end(j, End::Unrunnable),
+            },
+            Policy::AllLambdaWherePossible => {
+                if self.plans.lambda_anywhere[j] {
+                    self.start_lambda(j);
+                } else if let Some(size) = self.plans.fargate_anywhere[j] {
+                    self.start_fargate(j, size);
+                } else {
+                    self.end(j, End::Unrunnable);
+                }
+            }
+            _ => match self.plans.berth[j].clone() {
+                Err(_) => self.end(j, End::Unrunnable),
+                Ok(Plan::Lambda { .. }) => self.start_lambda(j),
+                Ok(Plan::Fargate { size }) => self.start_fargate(j, size),
+                Ok(Plan::Ec2 { fargate_fallback }) => {
+                    if let Some(i) = self.find_room(j) {
+                        self.start_ec2(j, i, ms(f::EC2_TASK_START_SECONDS));
+                    } else if self.policy == Policy::CapacityProvider {
+                        if self.plans.need[j].fits(self.empty) {
+                            self.enqueue(j);
+                        } else {
+                            self.end(j, End::Failed);
+                        }
+                    } else if let Some(size) = fargate_fallback {
+                        self.start_fargate(j, size);
+                        if let Some(t) = self.jobs[j].task {
+                            self.tasks[t].fallback = true;
+                            self.fallbacks.push_back((self.now, t));
+                        }
+                    } else {
+                        self.wait_for_capacity(j);
+                    }
+                }
+            },
+        }
+    }
+
+    /// `WAITING_FOR_CAPACITY`: the message comes back after the driver's
+    /// backoff; after berth's longest wait the job fails.
+    fn wait_for_capacity(&mut self, j: usize) {
+        self.enter_ecs_load(j);
+        self.waiting_for_capacity.insert(j);
+        let job = &mut self.jobs[j];
+        let first = *job.first_wait.get_or_insert(self.now);
+        if self.now - first >= u64::from(MAX_CAPACITY_WAIT_SECONDS) * SECOND {
+            self.end(j, End::Failed);
+            return;
+        }
+        let backoff = u64::from(capacity_backoff_seconds(job.waits)) * SECOND;
+        job.waits += 1;
+        self.deliver(j, self.now + backoff + ms(f::SQS_TO_DRIVER_SECONDS));
+    }
+
+    fn enter_ecs_load(&mut self, j: usize) {
+        if !self.jobs[j].in_ecs_load {
+            self.jobs[j].in_ecs_load = true;
+            self.ecs_load += self.weight(j);
+        }
+    }
+
+    /// A job's share of an instance: the larger of its CPU and memory shares.
+    fn weight(&self, j: usize) -> f64 {
+        let n = self.plans.need[j];
+        (f64::from(n.cpu) / f64::from(self.empty.cpu.max(1)))
+            .max(f64::from(n.memory) / f64::from(self.empty.memory.max(1)))
+    }
+
+    fn end(&mut self, j: usize, end: End) {
+        let job = &mut self.jobs[j];
+        if job.end.is_some() {
+            return;
+        }
+        job.end = Some(end);
+        self.waiting_for_capacity.remove(&j);
+        if job.in_ecs_load {
+            self.ecs_load -= self.weight(j);
+        }
+        self.ended += 1;
+        self.last_end = self.now;
+        self.busy_hours.insert(self.now / (3600 * SECOND));
+    }
+
+    // --- Tasks ------------------------------------------------------------
+
+    fn new_task(&mut self, j: usize, place: Place) -> usize {
+        self.waiting_for_capacity.remove(&j);
+        let t = self.tasks.len();
+        self.tasks.push(Task {
+            job: j,
+            place,
+            fallback: false,
+            launched: self.now,
+            started: None,
+            alive: true,
+        });
+        self.jobs[j].task = Some(t);
+        t
+    }
+
+    fn start_lambda(&mut self, j: usize) {
+        let t = self.new_task(j, Place::Lambda);
+        self.at(self.now + ms(f::LAMBDA_START_SECONDS), Ev::TaskStart(t));
+    }
+
+    fn start_fargate(&mut self, j: usize, size: FargateSize) {
+        self.enter_ecs_load(j);
+        self.ecs_tasks += 1;
+        let t = self.new_task(j, Place::Fargate(size));
+        let delay = match self.policy {
+            Policy::AwsBatchFargate => {
+                ms(f::BATCH_JOB_START_SECONDS) + ms(f::FARGATE_TASK_START_SECONDS)
+            }
+            _ => ms(f::FARGATE_TASK_START_SECONDS),
+        };
+        self.at(self.now + delay, Ev::TaskStart(t));
+    }
+
+    fn start_ec2(&mut self, j: usize, i: usize, delay: u64) {
+        self.enter_ecs_load(j);
+        self.ecs_tasks += 1;
+        let t = self.new_task(j, Place::Ec2(i));
+        let need = self.plans.need[j];
+        let inst = &mut self.instances[i];
+        inst.free.take(need);
+        if inst.tasks.is_empty() {
+            inst.busy_since = Some(self.now);
+        }
+        inst.tasks.push(t);
+        inst.idle_since = None;
+        self.at(self.now + delay, Ev::TaskStart(t));
+    }
+
+    fn task_start(&mut self, t: usize) {
+        if !self.tasks[t].alive {
+            return;
+        }
+        self.tasks[t].started = Some(self.now);
+        let job = self.tasks[t].job;
+        self.running[route_index(self.tasks[t].place)] += 1;
+        self.jobs[job].first_start.get_or_insert(self.now);
+        let spec = &self.trace.jobs[job];
+        let run_s = spec.duration_s.min(f64::from(spec.timeout_s));
+        self.at(self.now + (run_s * 1000.0).round() as u64, Ev::TaskEnd(t));
+    }
+
+    fn task_end(&mut self, t: usize) {
+        if !self.tasks[t].alive {
+            return;
+        }
+        self.stop_task(t);
+        let j = self.tasks[t].job;
+        let spec = &self.trace.jobs[j];
+        self.jobs[j].ran_on = Some(match self.tasks[t].place {
+            Place::Ec2(_) => Route::Ec2,
+            Place::Fargate(_) => Route::Fargate,
+            Place::Lambda => Route::Lambda,
+        });
+        let end = if spec.duration_s > f64::from(spec.timeout_s) {
+            End::TimedOut
+        } else {
+            End::Succeeded
+        };
+        self.end(j, end);
+    }
+
+    /// Stops a task and pays for what it ran; frees its room.
+    fn stop_task(&mut self, t: usize) {
+        let task = &mut self.tasks[t];
+        task.alive = false;
+        let place = task.place;
+        let job = task.job;
+        let run_s = task.started.map_or(0.0, |s| (self.now - s) as f64 / 1000.0);
+        let launched = task.launched;
+        if task.started.is_some() {
+            self.running[route_index(place)] -= 1;
+        }
+        self.jobs[job].task = None;
+        match place {
+            Place::Lambda => {
+                if self.tasks[t].started.is_some() {
+                    self.cost.lambda_jobs += cost::lambda_job(self.trace.jobs[job].memory, run_s);
+                }
+            }
+            Place::Fargate(size) => {
+                let billed_from = launched + ms(f::FARGATE_TASK_START_SECONDS)
+                    - ms(f::FARGATE_BILLED_BEFORE_RUNNING_SECONDS);
+                let billed = self.now.saturating_sub(billed_from) as f64 / 1000.0;
+                self.cost.fargate += cost::fargate(size, billed, self.settings.fargate_spot);
+            }
+            Place::Ec2(i) => {
+                let need = self.plans.need[job];
+                let now = self.now;
+                let inst = &mut self.instances[i];
+                inst.free.give(need);
+                if let Some(pos) = inst.tasks.iter().position(|&x| x == t) {
+                    inst.tasks.swap_remove(pos);
+                }
+                if inst.tasks.is_empty() {
+                    if let Some(since) = inst.busy_since.take() {
+                        inst.busy_ms += now - since;
+                    }
+                    inst.idle_since = Some(now);
+                }
+            }
+        }
+    }
+
+    // --- Instances --------------------------------------------------------
+
+    /// An instance of the group's first type; `counted`: a scale-out (not a
+    /// replacement or the starting capacity).
+    fn launch(&mut self, counted: bool) -> usize {
+        let i = self.instances.len();
+        let spot = true;
+        self.instances.push(Instance {
+            spot,
+            launched: self.now,
+            in_service: None,
+            terminated: None,
+            state: State::Pending,
+            free: self.empty,
+            tasks: Vec::new(),
+            busy_since: None,
+            busy_ms: 0,
+            idle_since: None,
+        });
+        self.live.push(i);
+        self.at(
+            self.now + ms(f::INSTANCE_IN_SERVICE_SECONDS),
+            Ev::InService(i),
+        );
+        self.at(
+            self.now + ms(f::INSTANCE_REGISTERED_SECONDS),
+            Ev::Registered(i),
+        );
+        let per_hour = self.settings.spot_interruptions_per_month / f::HOURS_PER_MONTH.value;
+        if let (true, Ok(d)) = (spot && per_hour > 0.0, Exp::new(per_hour)) {
+            let hours: f64 = d.sample(&mut self.rng);
+            let warn_at = self.now + (hours * 3_600_000.0) as u64;
+            self.at(warn_at, Ev::SpotWarning(i));
+        }
+        if counted {
+            self.scale_outs += 1;
+            self.scale_events.push(ScaleEvent {
+                at_ms: self.now,
+                kind: ScaleKind::Launch,
+                load: self.ecs_load,
+            });
+        }
+        i
+    }
+
+    fn registered(&mut self, i: usize) {
+        let inst = &mut self.instances[i];
+        if inst.state != State::Pending {
+            return;
+        }
+        inst.state = State::Active;
+        inst.idle_since = Some(self.now);
+        if matches!(self.policy, Policy::CapacityProvider | Policy::AwsBatch) {
+            self.place_queue();
+        }
+    }
+
+    fn spot_warning(&mut self, i: usize) {
+        let inst = &mut self.instances[i];
+        if inst.state == State::Terminated {
+            return;
+        }
+        // The ECS agent drains a Spot instance on its interruption notice
+        // (ECS_ENABLE_SPOT_INSTANCE_DRAINING in template.yaml).
+        inst.state = State::Draining;
+        self.at(self.now + ms(f::SPOT_WARNING_SECONDS), Ev::SpotReclaim(i));
+    }
+
+    fn spot_reclaim(&mut self, i: usize) {
+        if self.instances[i].state == State::Terminated {
+            return;
+        }
+        self.terminate(i, false);
+        if self.has_group() {
+            self.awaiting_replacement += 1;
+            self.reconcile();
+        }
+    }
+
+    /// Terminates an instance; its tasks end with it and go back.
+    fn terminate(&mut self, i: usize, by_scale_in: bool) {
+        let now = self.now;
+        let inst = &mut self.instances[i];
+        inst.state = State::Terminated;
+        inst.terminated = Some(now);
+        if let Some(since) = inst.busy_since.take() {
+            inst.busy_ms += now - since;
+        }
+        let tasks = std::mem::take(&mut inst.tasks);
+        self.live.retain(|&x| x != i);
+        if by_scale_in {
+            self.scale_ins += 1;
+            self.scale_events.push(ScaleEvent {
+                at_ms: now,
+                kind: ScaleKind::Terminate,
+                load: self.ecs_load,
+            });
+        }
+        for t in tasks {
+            self.stop_task(t);
+            let j = self.tasks[t].job;
+            if by_scale_in {
+                self.killed_by_scale_in += 1;
+            } else {
+                self.interrupted += 1;
+            }
+            self.interrupted_job(j);
+        }
+        self.instances[i].idle_since = None;
+    }
+
+    /// A job whose instance went away under it: berth-core decides, as
+    /// ecs-runner does, whether it runs again or fails.
+    fn interrupted_job(&mut self, j: usize) {
+        let outcome = stop::classify(&EcsStop {
+            stop_code: Some("TerminationNotice"),
+            stopped_reason: Some("Host EC2 (instance i-0) terminated."),
+            ..EcsStop::default()
+        });
+        let tries = Tries {
+            failures: 0,
+            max_attempts: 1,
+            interruptions: self.jobs[j].interruptions,
+            max_interruptions: stop::DEFAULT_MAX_INTERRUPTIONS,
+        };
+        self.jobs[j].interruptions += 1;
+        match stop::next(outcome, tries) {
+            Next::Retry { delay_seconds, .. } => {
+                let delay = u64::from(delay_seconds) * SECOND;
+                match self.policy {
+                    // AWS Batch retries it too (a retry strategy with
+                    // enough attempts is assumed).
+                    Policy::AwsBatch => self.enqueue(j),
+                    _ => self.deliver(j, self.now + delay + ms(f::REQUEUE_SECONDS)),
+                }
+            }
+            _ => self.end(j, End::Failed),
+        }
+    }
+
+    fn has_group(&self) -> bool {
+        matches!(
+            self.policy,
+            Policy::Berth
+                | Policy::SchedulableAlarms
+                | Policy::TwoAlarms
+                | Policy::CapacityProvider
+                | Policy::AlwaysOn
+        )
+    }
+
+    fn find_room(&mut self, j: usize) -> Option<usize> {
+        let need = self.plans.need[j];
+        let instances = &self.instances;
+        let candidates = self
+            .live
+            .iter()
+            .filter(|&&i| instances[i].state == State::Active)
+            .map(|&i| (i, instances[i].free));
+        let rng = &mut self.rng;
+        ecs::place(candidates, need, self.strategy, |n| rng.random_range(0..n))
+    }
+
+    // --- Auto Scaling -----------------------------------------------------
+
+    /// Launches or terminates until the group has its desired capacity.
+    fn reconcile(&mut self) {
+        let count = self.live.len() as u32;
+        if count < self.desired {
+            for _ in count..self.desired {
+                let replacement = self.awaiting_replacement > 0;
+                self.awaiting_replacement = self.awaiting_replacement.saturating_sub(1);
+                self.launch(!replacement);
+            }
+        } else if count > self.desired {
+            self.awaiting_replacement = 0;
+            for _ in self.desired..count {
+                let members: Vec<Member> = self
+                    .live
+                    .iter()
+                    .map(|&i| Member {
+                        id: i,
+                        launched: self.instances[i].launched,
+                        protected: self.protected(i),
+                    })
+                    .collect();
+                let rng = &mut self.rng;
+                match autoscaling::choose(&members, self.termination, self.now, |n| {
+                    rng.random_range(0..n)
+                }) {
+                    Some(i) => self.terminate(i, true),
+                    None => break,
+                }
+            }
+        }
+    }
+
+    /// Scale-in protection: ECS's managed termination protection keeps
+    /// instances with tasks for the capacity provider.
+    fn protected(&self, i: usize) -> bool {
+        self.policy == Policy::CapacityProvider && !self.instances[i].tasks.is_empty()
+    }
+
+    fn warmed(&self) -> (u32, bool) {
+        let mut warmed = 0;
+        for &i in &self.live {
+            let done = self.instances[i]
+                .in_service
+                .is_some_and(|s| s + self.warmup_ms <= self.now);
+            warmed += u32::from(done);
+        }
+        (warmed, warmed < self.live.len() as u32)
+    }
+
+    fn tick(&mut self) {
+        self.minutes += 1;
+        let schedulable = self.schedulable_containers();
+        let reservation = self.reservation();
+        let cpr = self.capacity_provider_reservation();
+        self.metric = match self.policy {
+            Policy::SchedulableAlarms => schedulable,
+            Policy::TwoAlarms => reservation.map(|(cpu, _)| cpu),
+            Policy::CapacityProvider => cpr,
+            Policy::AwsBatch | Policy::AwsBatchFargate => Some(self.queue.len() as f64),
+            _ => None,
+        };
+        let (warmed, warming) = self.warmed();
+        let mut actions = Vec::new();
+        for (alarm, watched, action) in &mut self.alarms {
+            let datapoint = match watched {
+                Watched::SchedulableContainers => schedulable,
+                Watched::CpuReservation => reservation.map(|(cpu, _)| cpu),
+                Watched::MemoryReservation => reservation.map(|(_, mem)| mem),
+                Watched::CapacityProviderReservation => cpr,
+            };
+            if alarm.evaluate(datapoint) == AlarmState::Alarm {
+                actions.push(*action);
+            }
+        }
+        for action in actions {
+            self.desired = match action {
+                Action::StepOut => autoscaling::scale_out(self.desired, warmed, 1, self.max),
+                Action::StepIn => autoscaling::scale_in(self.desired, 1, self.min, warming),
+                Action::TrackOut => self.desired.max(self.instances_needed().min(self.max)),
+                Action::TrackIn if !warming => {
+                    self.desired.min(self.instances_needed().max(self.min))
+                }
+                Action::TrackIn => self.desired,
+            };
+            self.reconcile();
+        }
+        if self.policy == Policy::Berth {
+            self.berth_scaler();
+        }
+        if self.has_group() {
+            self.reconcile();
+        }
+        if self.scales_on_schedulable() && (!self.live.is_empty() || self.policy != Policy::Berth) {
+            self.metric_minutes += 1;
+            self.metric_hours.insert(self.now / (3600 * SECOND));
+        }
+        self.sample();
+        let done = self.ended == self.jobs.len() && self.submitted == self.jobs.len();
+        if done && self.horizon.is_none() {
+            let span = (self.trace.span_s * 1000.0) as u64;
+            let h = span.max(self.last_end + 30 * MINUTE + MINUTE);
+            self.horizon = Some(h.div_ceil(MINUTE) * MINUTE);
+        }
+        self.at(self.now + MINUTE, Ev::Tick);
+    }
+
+    /// The capacity metric's run with berth's scaler: berth-core decides,
+    /// the group acts.
+    fn berth_scaler(&mut self) {
+        let window = u64::from(self.settings.fallback_window_s) * SECOND;
+        while self
+            .fallbacks
+            .front()
+            .is_some_and(|(at, _)| *at + window < self.now)
+        {
+            self.fallbacks.pop_front();
+        }
+        let members: Vec<ScalingMember<usize>> = self
+            .live
+            .iter()
+            .map(|&i| {
+                let inst = &self.instances[i];
+                ScalingMember {
+                    id: i,
+                    state: match inst.state {
+                        State::Pending => MemberState::Launching,
+                        State::Active => MemberState::Active,
+                        State::Retiring => MemberState::Retiring,
+                        _ => MemberState::Draining,
+                    },
+                    free: inst.free,
+                    tasks: inst.tasks.len() as u32,
+                    idle_since: inst.idle_since,
+                }
+            })
+            .collect();
+        let mut waiting: HashMap<Room, u32> = HashMap::new();
+        for &j in &self.waiting_for_capacity {
+            *waiting.entry(self.plans.need[j]).or_default() += 1;
+        }
+        let mut fell_back: HashMap<Room, u32> = HashMap::new();
+        for &(_, t) in &self.fallbacks {
+            if self.tasks[t].alive {
+                *fell_back
+                    .entry(self.plans.need[self.tasks[t].job])
+                    .or_default() += 1;
+            }
+        }
+        let demand = Demand {
+            waiting: waiting.into_iter().collect(),
+            fell_back: fell_back.into_iter().collect(),
+        };
+        let config = scaling::Config {
+            min: self.min,
+            max: self.max,
+            quiet_ms: u64::from(self.settings.scale_in_after_s) * SECOND,
+            headroom: self.settings.headroom,
+        };
+        let plan = scaling::plan(
+            self.now,
+            &members,
+            &demand,
+            &self.types,
+            self.largest,
+            config,
+        );
+        for i in plan.terminate {
+            self.terminate(i, true);
+            self.desired = self.desired.saturating_sub(1);
+        }
+        for i in plan.drain {
+            self.instances[i].state = State::Retiring;
+        }
+        for i in plan.reactivate {
+            self.instances[i].state = State::Active;
+        }
+        self.desired += plan.add;
+    }
+
+    fn scales_on_schedulable(&self) -> bool {
+        matches!(self.policy, Policy::Berth | Policy::SchedulableAlarms)
+    }
+
+    /// `SchedulableContainers`, by berth-core, over the cluster's instances
+    /// as ECS describes them.
+    fn schedulable_containers(&self) -> Option<f64> {
+        if !matches!(self.policy, Policy::Berth | Policy::SchedulableAlarms) {
+            return None;
+        }
+        let largest = self.largest?;
+        let instances: Vec<ContainerInstance> = self
+            .live
+            .iter()
+            .map(|&i| {
+                let inst = &self.instances[i];
+                ContainerInstance {
+                    status: match inst.state {
+                        State::Active => InstanceStatus::Active,
+                        State::Draining | State::Retiring => InstanceStatus::Draining,
+                        _ => InstanceStatus::Other,
+                    },
+                    agent_connected: inst.state != State::Pending,
+                    remaining: inst.free.resources(),
+                }
+            })
+            .collect();
+        Some(capacity::schedulable_containers(&instances, largest) as f64)
+    }
+
+    /// ECS managed scaling's CapacityProviderReservation: M / N.
+    fn capacity_provider_reservation(&self) -> Option<f64> {
+        if self.policy != Policy::CapacityProvider {
+            return None;
+        }
+        let n = self.live.len() as u32;
+        let m = self.instances_needed();
+        Some(match (n, m) {
+            (0, 0) => f::MANAGED_SCALING_TARGET_PERCENT.value,
+            (0, _) => f::MANAGED_SCALING_FROM_ZERO_PERCENT.value,
+            (n, m) => f64::from(m) / f64::from(n) * 100.0,
+        })
+    }
+
+    /// ECS managed scaling's M: with tasks waiting in PROVISIONING, the
+    /// instances there are plus those the waiting tasks need; else the
+    /// instances running a task.
+    fn instances_needed(&self) -> u32 {
+        let n = self.live.len() as u32;
+        if self.queue.is_empty() {
+            return self
+                .live
+                .iter()
+                .filter(|&&i| !self.instances[i].tasks.is_empty())
+                .count() as u32;
+        }
+        let room: Vec<Room> = self
+            .live
+            .iter()
+            .filter(|&&i| matches!(self.instances[i].state, State::Active | State::Pending))
+            .map(|&i| self.instances[i].free)
+            .collect();
+        n + scaling::instances_needed(&self.queue.needs(), &room, self.empty)
+    }
+
+    /// Two alarms: ECS's CPUReservation and MemoryReservation for the
+    /// cluster, evaluated here since they are two datapoints a minute.
+    fn reservation(&self) -> Option<(f64, f64)> {
+        if self.policy != Policy::TwoAlarms {
+            return None;
+        }
+        let active: Vec<&Instance> = self
+            .live
+            .iter()
+            .map(|&i| &self.instances[i])
+            .filter(|i| matches!(i.state, State::Active | State::Draining))
+            .collect();
+        if active.is_empty() {
+            return None;
+        }
+        let total = active.len() as f64;
+        let cpu: f64 = active
+            .iter()
+            .map(|i| f64::from(self.empty.cpu - i.free.cpu))
+            .sum();
+        let mem: f64 = active
+            .iter()
+            .map(|i| f64::from(self.empty.memory - i.free.memory))
+            .sum();
+        Some((
+            cpu / (total * f64::from(self.empty.cpu)) * 100.0,
+            mem / (total * f64::from(self.empty.memory)) * 100.0,
+        ))
+    }
+
+    fn sample(&mut self) {
+        let metric = self.metric;
+        let running: u32 = self.running.iter().sum();
+        let waiting = (self.submitted - self.ended) as u32 - running;
+        self.series.push(Sample {
+            t_s: self.now as f64 / 1000.0,
+            instances: self.live.len() as u32,
+            ec2_tasks: self.running[0],
+            fargate_tasks: self.running[1],
+            lambda_tasks: self.running[2],
+            waiting,
+            metric,
+        });
+    }
+
+    // --- Queues: PROVISIONING and RUNNABLE ---------------------------------
+
+    fn place_pass(&mut self) {
+        match self.policy {
+            Policy::CapacityProvider => {
+                self.place_queue();
+                self.at(self.now + ms(f::PROVISIONING_RETRY_SECONDS), Ev::PlacePass);
+            }
+            Policy::AwsBatch => {
+                self.place_queue();
+                self.batch_scale();
+                self.at(self.now + ms(f::BATCH_SCHEDULER_SECONDS), Ev::PlacePass);
+            }
+            Policy::AwsBatchFargate => {
+                while let Some(j) = self.queue.order.pop_front() {
+                    self.queue.left(self.plans.need[j]);
+                    self.jobs[j].queued = false;
+                    if let Some(size) = self.plans.fargate_anywhere[j] {
+                        self.start_fargate(j, size);
+                    }
+                }
+                self.at(self.now + ms(f::BATCH_SCHEDULER_SECONDS), Ev::PlacePass);
+            }
+            _ => {}
+        }
+    }
+
+    /// Places waiting jobs in order; a job that does not fit does not hold
+    /// back smaller ones behind it.
+    fn place_queue(&mut self) {
+        let delay = match self.policy {
+            Policy::AwsBatch => ms(f::BATCH_JOB_START_SECONDS),
+            _ => ms(f::EC2_TASK_START_SECONDS),
+        };
+        let kinds = self.queue.counts.len();
+        let mut failed: Vec<Room> = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.queue.len());
+        while let Some(j) = self.queue.order.pop_front() {
+            let need = self.plans.need[j];
+            if failed.contains(&need) {
+                kept.push_back(j);
+                continue;
+            }
+            match self.find_room(j) {
+                Some(i) => {
+                    self.queue.left(need);
+                    self.jobs[j].queued = false;
+                    self.start_ec2(j, i, delay);
+                }
+                None => {
+                    failed.push(need);
+                    kept.push_back(j);
+                    // Once no kind of room waited for is left, the rest
+                    // stays as it is.
+                    if failed.len() == kinds {
+                        kept.extend(self.queue.order.drain(..));
+                    }
+                }
+            }
+        }
+        self.queue.order = kept;
+    }
+
+    /// AWS Batch sizes its compute environment for the RUNNABLE jobs and
+    /// lets instances go once idle.
+    fn batch_scale(&mut self) {
+        if !self.queue.is_empty() {
+            let needs = self.queue.needs();
+            let room: Vec<Room> = self
+                .live
+                .iter()
+                .filter(|&&i| self.instances[i].state == State::Pending)
+                .map(|&i| self.instances[i].free)
+                .collect();
+            let more = scaling::instances_needed(&needs, &room, self.empty);
+            let open = self.max.saturating_sub(self.live.len() as u32);
+            for _ in 0..more.min(open) {
+                self.launch(true);
+            }
+        }
+        let idle_for = ms(f::BATCH_IDLE_SCALE_DOWN_SECONDS);
+        let idle: Vec<usize> = self
+            .live
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let inst = &self.instances[i];
+                inst.state == State::Active
+                    && inst.idle_since.is_some_and(|s| s + idle_for <= self.now)
+            })
+            .collect();
+        for i in idle {
+            self.terminate(i, true);
+        }
+    }
+
+    // --- The outcome --------------------------------------------------------
+
+    fn outcome(mut self) -> Outcome {
+        let end = self.now;
+        let hours = end as f64 / 3_600_000.0;
+        let (mut instance_ms, mut idle_ms) = (0u64, 0u64);
+        let mut peak = 0;
+        for inst in &self.instances {
+            let until = inst.terminated.unwrap_or(end);
+            let life = until.saturating_sub(inst.launched);
+            let busy = inst.busy_ms + inst.busy_since.map_or(0, |s| until.saturating_sub(s));
+            instance_ms += life;
+            idle_ms += life.saturating_sub(busy);
+            let (ec2, ebs) = cost::instance(self.launch_type, inst.spot, life as f64 / 1000.0);
+            self.cost.ec2 += ec2;
+            self.cost.ebs += ebs;
+        }
+        for s in &self.series {
+            peak = peak.max(s.instances);
+        }
+        // Tasks still running at the end are paid to the end.
+        for t in 0..self.tasks.len() {
+            if self.tasks[t].alive {
+                self.stop_task(t);
+            }
+        }
+        self.berth_running_costs(hours);
+
+        let mut waits: Vec<f64> = Vec::new();
+        let (mut ok, mut timed_out, mut failed, mut unrunnable) = (0, 0, 0, 0);
+        let (mut unfinished, mut lost) = (0, 0);
+        let mut routes = [0usize; 3];
+        for (i, job) in self.jobs.iter().enumerate() {
+            match job.end {
+                Some(End::Succeeded) => ok += 1,
+                Some(End::TimedOut) => timed_out += 1,
+                Some(End::Failed) => failed += 1,
+                Some(End::Unrunnable) => unrunnable += 1,
+                // Waiting, or on its way: the run gave up on it.
+                None if job.queued || job.pending > 0 || job.task.is_some() => unfinished += 1,
+                // Nowhere at all: dropped.
+                None => lost += 1,
+            }
+            if let Some(start) = job.first_start {
+                let submit = (self.trace.jobs[i].submit_s * 1000.0).round() as u64;
+                waits.push(start.saturating_sub(submit) as f64 / 1000.0);
+            }
+            match job.ran_on {
+                Some(Route::Ec2) => routes[0] += 1,
+                Some(Route::Fargate) => routes[1] += 1,
+                Some(Route::Lambda) => routes[2] += 1,
+                None => {}
+            }
+        }
+        waits.sort_by(f64::total_cmp);
+        let ran: usize = routes.iter().sum();
+        let after = self.last_end + 30 * MINUTE;
+        let at_rest = self
+            .series
+            .iter()
+            .find(|s| s.t_s * 1000.0 >= after as f64)
+            .map_or(0, |s| s.instances);
+        Outcome {
+            policy: self.policy.name().into(),
+            trace: self.trace.name.clone(),
+            cost_usd: self.cost.total(),
+            cost: self.cost,
+            wait_p50_s: report::quantile(&waits, 0.5),
+            wait_p95_s: report::quantile(&waits, 0.95),
+            wait_max_s: waits.last().copied().unwrap_or(0.0),
+            instance_hours: instance_ms as f64 / 3_600_000.0,
+            idle_instance_hours: idle_ms as f64 / 3_600_000.0,
+            scale_events: self.scale_outs + self.scale_ins,
+            scale_outs: self.scale_outs,
+            scale_ins: self.scale_ins,
+            flaps: report::flaps(&self.scale_events),
+            tasks_killed_by_scale_in: self.killed_by_scale_in,
+            tasks_interrupted: self.interrupted,
+            fargate_share: if ran == 0 {
+                0.0
+            } else {
+                routes[1] as f64 / ran as f64
+            },
+            jobs: self.jobs.len(),
+            jobs_succeeded: ok,
+            jobs_timed_out: timed_out,
+            jobs_failed: failed,
+            jobs_unrunnable: unrunnable,
+            jobs_unfinished: unfinished,
+            jobs_lost: lost,
+            runs_ec2: routes[0],
+            runs_fargate: routes[1],
+            runs_lambda: routes[2],
+            peak_instances: peak,
+            instances_30_min_after_last_job: at_rest,
+            always_on_instances: (self.policy == Policy::AlwaysOn).then_some(self.min),
+            metric_name: match self.policy {
+                Policy::Berth | Policy::SchedulableAlarms => "SchedulableContainers",
+                Policy::TwoAlarms => "CPUReservation %",
+                Policy::CapacityProvider => "CapacityProviderReservation %",
+                Policy::AwsBatch | Policy::AwsBatchFargate => "RUNNABLE jobs",
+                _ => "",
+            },
+            series: std::mem::take(&mut self.series),
+        }
+    }
+
+    /// What berth's queue, functions, job store and CloudWatch cost.
+    fn berth_running_costs(&mut self, hours: f64) {
+        let minutes = self.minutes as f64;
+        let busy_hours = self.busy_hours.len() as f64;
+        let alarms = self.alarms.len() as f64;
+        let on_schedulable = self.scales_on_schedulable();
+        let c = &mut self.cost;
+        c.cloudwatch += cost::monthly(f::CLOUDWATCH_ALARM_MONTH.value, hours) * alarms;
+        if !self.policy.uses_berth() {
+            return;
+        }
+        let jobs = self.jobs.len() as f64;
+        let dispatches = jobs + self.extra_dispatches as f64;
+        let events = 2.0 * self.ecs_tasks as f64;
+        // The sweep runs every minute; the capacity metric with berth's alarms.
+        let cron = if on_schedulable { 2.0 } else { 1.0 } * minutes;
+        c.functions += cost::function(dispatches, f::DRIVER_SECONDS_PER_JOB.value)
+            + cost::function(events, f::ECS_RUNNER_SECONDS_PER_EVENT.value)
+            + cost::function(cron, f::CRON_SECONDS.value);
+        c.requests += (jobs * f::SQS_REQUESTS_PER_JOB.value
+            + 2.0 * self.extra_dispatches as f64
+            + minutes * f::SQS_POLLS_PER_MINUTE.value)
+            * f::SQS_REQUEST.value
+            + (jobs * f::DYNAMODB_WRITES_PER_JOB.value + 2.0 * self.extra_dispatches as f64)
+                * f::DYNAMODB_WRITE_UNIT.value
+            + dispatches * f::DYNAMODB_READS_PER_JOB.value * f::DYNAMODB_READ_UNIT.value;
+        let invocations = dispatches + events + cron;
+        c.cloudwatch += invocations * f::LOG_BYTES_PER_INVOCATION.value / 1e9
+            * f::CLOUDWATCH_LOGS_GB.value
+            + cost::monthly(f::CLOUDWATCH_DASHBOARD_MONTH.value, hours)
+            + cost::monthly(f::CLOUDWATCH_METRIC_MONTH.value, busy_hours)
+                * f::EMF_METRICS_WHILE_BUSY.value;
+        if on_schedulable {
+            // SchedulableContainers and ScaleInThresholdLoops, in the
+            // minutes they are published (berth's scaler: while the
+            // cluster has instances).
+            let metric_hours = self.metric_hours.len() as f64;
+            c.cloudwatch += cost::monthly(f::CLOUDWATCH_METRIC_MONTH.value, metric_hours) * 2.0
+                + self.metric_minutes as f64 * f::CLOUDWATCH_PUT_METRIC_DATA.value;
+        }
+    }
+}
+
+fn route_index(place: Place) -> usize {
+    match place {
+        Place::Ec2(_) => 0,
+        Place::Fargate(_) => 1,
+        Place::Lambda => 2,
+    }
+}
+
+/// Each policy draws from its own stream of the seed.
+fn policy_salt(policy: Policy) -> u64 {
+    (policy as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}

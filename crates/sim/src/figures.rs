@@ -1,0 +1,255 @@
+//! Every figure the simulator uses, in one place, each with its source.
+//!
+//! Prices are AWS's us-east-1 list prices without free tiers (an account may
+//! spend its free tier elsewhere). Where AWS documents no figure (how long an
+//! instance takes to register, how often AWS Batch scales down), the value
+//! is marked *assumed* and says what it rests on. `berth simulate
+//! --assumptions` prints this table.
+
+/// One figure: its value, its unit and where it comes from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Figure {
+    pub name: &'static str,
+    pub value: f64,
+    pub unit: &'static str,
+    pub source: &'static str,
+}
+
+macro_rules! figures {
+    ($( $(#[$doc:meta])* $name:ident = $value:expr, $unit:literal, $source:literal; )*) => {
+        $( $(#[$doc])* pub const $name: Figure = Figure {
+            name: stringify!($name),
+            value: $value,
+            unit: $unit,
+            source: $source,
+        }; )*
+        /// Every figure, in the order of this file.
+        pub const ALL: &[Figure] = &[$($name),*];
+    };
+}
+
+figures! {
+    // Prices.
+    FARGATE_VCPU_HOUR = 0.04048, "USD per vCPU-hour",
+        "AWS Fargate pricing, us-east-1, Linux/x86 (as listed in 2026)";
+    FARGATE_GB_HOUR = 0.004445, "USD per GB-hour",
+        "AWS Fargate pricing, us-east-1, Linux/x86 (as listed in 2026)";
+    FARGATE_MINIMUM_SECONDS = 60.0, "seconds",
+        "AWS Fargate pricing: billed per second with a one-minute minimum";
+    FARGATE_SPOT_FRACTION = 0.30, "of the Fargate price",
+        "AWS Fargate pricing: Fargate Spot runs at up to a 70% discount";
+    LAMBDA_GB_SECOND_X86 = 0.000_016_666_7, "USD per GB-second",
+        "AWS Lambda pricing, us-east-1, x86, first tier (job functions: images are usually x86)";
+    LAMBDA_GB_SECOND_ARM = 0.000_013_333_4, "USD per GB-second",
+        "AWS Lambda pricing, us-east-1, arm64, first tier (berth's functions: template.yaml Architecture)";
+    LAMBDA_REQUEST = 0.000_000_2, "USD per request",
+        "AWS Lambda pricing: $0.20 per million requests";
+    SQS_REQUEST = 0.000_000_4, "USD per request",
+        "Amazon SQS pricing, us-east-1, standard queue: $0.40 per million requests";
+    DYNAMODB_WRITE_UNIT = 0.000_000_625, "USD per write request unit",
+        "Amazon DynamoDB on-demand pricing, us-east-1: $0.625 per million (since November 2024)";
+    DYNAMODB_READ_UNIT = 0.000_000_125, "USD per read request unit",
+        "Amazon DynamoDB on-demand pricing, us-east-1: $0.125 per million (since November 2024)";
+    CLOUDWATCH_METRIC_MONTH = 0.30, "USD per custom metric-month",
+        "Amazon CloudWatch pricing: first 10,000 metrics, prorated by the hour";
+    CLOUDWATCH_ALARM_MONTH = 0.10, "USD per alarm-month",
+        "Amazon CloudWatch pricing: standard-resolution metric alarm";
+    CLOUDWATCH_PUT_METRIC_DATA = 0.000_01, "USD per request",
+        "Amazon CloudWatch pricing: $0.01 per 1,000 API requests";
+    CLOUDWATCH_DASHBOARD_MONTH = 3.0, "USD per dashboard-month",
+        "Amazon CloudWatch pricing (berth's template creates one dashboard)";
+    CLOUDWATCH_LOGS_GB = 0.50, "USD per GB ingested",
+        "Amazon CloudWatch Logs pricing, us-east-1, standard ingestion";
+    EBS_GP3_GB_MONTH = 0.08, "USD per GB-month",
+        "Amazon EBS pricing, us-east-1, gp3";
+    INSTANCE_ROOT_VOLUME_GB = 30.0, "GB",
+        "the ECS-optimized Amazon Linux 2023 AMI's root volume";
+    SPOT_PRICE_FRACTION = 0.40, "of the on-demand price",
+        "assumed: Spot prices move by zone and hour; AWS's Auto Scaling guide's example table shows c5 Spot at 47-56% of on-demand and the Spot Instance Advisor lists larger savings for m5";
+    HOURS_PER_MONTH = 730.0, "hours",
+        "the AWS Pricing Calculator's month";
+
+    // The path of a job.
+    SQS_TO_DRIVER_SECONDS = 1.0, "seconds",
+        "template.yaml: the driver's SQS trigger batches for up to 1 s (MaximumBatchingWindowInSeconds)";
+    REQUEUE_SECONDS = 3.0, "seconds",
+        "assumed: an ECS event reaches ecs-runner in about a second, and the next attempt goes through the queue and the driver";
+    LAMBDA_START_SECONDS = 1.0, "seconds",
+        "assumed: an asynchronous invoke of a container-image function, cold start included";
+    EC2_TASK_START_SECONDS = 5.0, "seconds",
+        "assumed: RunTask to RUNNING on a registered instance that has the image cached";
+    FARGATE_TASK_START_SECONDS = 45.0, "seconds",
+        "assumed: Fargate provisions, attaches the task's network interface and pulls the image (tens of seconds)";
+    FARGATE_BILLED_BEFORE_RUNNING_SECONDS = 15.0, "seconds",
+        "assumed: Fargate bills from the start of the image pull (AWS Fargate pricing), this long before RUNNING";
+    INSTANCE_IN_SERVICE_SECONDS = 60.0, "seconds",
+        "assumed: from Auto Scaling's launch to the instance running and InService";
+    INSTANCE_REGISTERED_SECONDS = 150.0, "seconds",
+        "assumed: from launch to the ECS agent registering the instance with the cluster";
+    SPOT_WARNING_SECONDS = 120.0, "seconds",
+        "Amazon EC2 user guide: a Spot interruption notice comes two minutes before the instance is reclaimed";
+    SPOT_INTERRUPTIONS_PER_INSTANCE_MONTH = 0.05, "interruptions per instance-month",
+        "the Spot Instance Advisor's lowest bracket (\"<5%\" a month) for common types; set with --spot-interruptions";
+
+    // berth's scaling as template.yaml deploys it.
+    CAPACITY_METRIC_PERIOD_SECONDS = 60.0, "seconds",
+        "template.yaml: the capacity metric runs every minute";
+    ALARM_PERIOD_SECONDS = 60.0, "seconds",
+        "template.yaml: both SchedulableContainers alarms use 60 s periods";
+    SCALE_OUT_EVALUATION_PERIODS = 1.0, "periods",
+        "template.yaml: SchedulableContainersLow, 1 of 1, missing data treated as missing";
+    SCALE_IN_EVALUATION_PERIODS = 15.0, "periods",
+        "template.yaml: SchedulableContainersHigh, 15 of 15, missing data not breaching";
+    INSTANCE_WARMUP_SECONDS = 180.0, "seconds",
+        "template.yaml: the scale-out policy's EstimatedInstanceWarmup";
+    CLUSTER_MAX_SIZE = 10.0, "instances",
+        "template.yaml: ClusterMaxSize default";
+
+    // The alternatives.
+    TWO_ALARMS_HIGH_PERCENT = 75.0, "percent reserved",
+        "assumed: a common choice for CPUReservation / MemoryReservation scale-out alarms (1 of 1 minute)";
+    TWO_ALARMS_LOW_PERCENT = 40.0, "percent reserved",
+        "assumed: a common choice for the scale-in alarms on the same metrics";
+    TWO_ALARMS_SCALE_IN_PERIODS = 5.0, "periods",
+        "assumed: scale-in alarms over 5 one-minute periods";
+    PROVISIONING_RETRY_SECONDS = 15.0, "seconds",
+        "ECS places tasks waiting in PROVISIONING about every 15 seconds (as AWS describes cluster auto scaling)";
+    MANAGED_SCALING_TARGET_PERCENT = 100.0, "percent",
+        "ECS capacity provider managed scaling, targetCapacity 100";
+    MANAGED_SCALING_WARMUP_SECONDS = 300.0, "seconds",
+        "ECS API reference, ManagedScaling.instanceWarmupPeriod default";
+    MANAGED_SCALE_IN_PERIODS = 15.0, "periods",
+        "ECS cluster auto scaling: the target tracking policy scales in after 15 one-minute datapoints below target";
+    MANAGED_SCALING_FROM_ZERO_PERCENT = 200.0, "percent",
+        "ECS cluster auto scaling: CapacityProviderReservation is 200 while tasks wait and no instance runs";
+    BATCH_SCHEDULER_SECONDS = 30.0, "seconds",
+        "assumed: how often the AWS Batch scheduler places RUNNABLE jobs and sizes the compute environment";
+    BATCH_JOB_START_SECONDS = 20.0, "seconds",
+        "assumed: AWS Batch's own overhead from placement to RUNNING (STARTING), beyond the container's start";
+    BATCH_IDLE_SCALE_DOWN_SECONDS = 600.0, "seconds",
+        "assumed: AWS Batch terminates an instance idle this long (it documents no figure without a scale-down delay)";
+
+    // berth's own running costs.
+    FUNCTION_MEMORY_GB = 0.25, "GB",
+        "template.yaml: MemorySize 256 for berth's functions";
+    DRIVER_SECONDS_PER_JOB = 0.1, "seconds",
+        "make bench-driver: a batch of 10 takes about 0.1-0.2 s against AWS's latency";
+    ECS_RUNNER_SECONDS_PER_EVENT = 0.03, "seconds",
+        "assumed: one conditional write per task event";
+    CRON_SECONDS = 0.3, "seconds",
+        "assumed: the capacity metric and the sweep each run about this long a minute";
+    SQS_REQUESTS_PER_JOB = 3.0, "requests",
+        "a job's send, receive and delete";
+    SQS_POLLS_PER_MINUTE = 15.0, "requests per minute",
+        "Lambda's SQS event source polls with 5 long polls of up to 20 s each";
+    DYNAMODB_WRITES_PER_JOB = 6.0, "write request units",
+        "accept, launch claim, launch record, RUNNING, end (records under 1 KB, one with history near 2 KB)";
+    DYNAMODB_READS_PER_JOB = 2.0, "read request units",
+        "the definitions lookup and a read of the record";
+    LOG_BYTES_PER_INVOCATION = 1500.0, "bytes",
+        "assumed: START/END/REPORT lines and one JSON log line of the decision";
+    EMF_METRICS_WHILE_BUSY = 8.0, "custom metrics",
+        "crates/aws/src/metrics.rs: the dashboard's per-route and per-status counts, billed in hours they are emitted";
+    BERTH_ALARMS = 2.0, "alarms",
+        "template.yaml: SchedulableContainersLow and SchedulableContainersHigh";
+}
+
+/// The figure's value as whole milliseconds (for figures in seconds).
+pub fn ms(f: Figure) -> u64 {
+    (f.value * 1000.0).round() as u64
+}
+
+/// One EC2 instance type: what ECS registers of it and what it costs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InstanceType {
+    pub name: &'static str,
+    pub vcpus: u32,
+    pub memory_gib: u32,
+    pub gpus: u32,
+    /// USD per hour, on demand, us-east-1, Linux.
+    pub on_demand_hour: f64,
+}
+
+/// The instance types the simulator knows, with their on-demand prices
+/// (Amazon EC2 on-demand pricing, us-east-1, Linux).
+pub const INSTANCE_TYPES: &[InstanceType] = &[
+    it("m5.large", 2, 8, 0, 0.096),
+    it("m5a.large", 2, 8, 0, 0.086),
+    it("m6i.large", 2, 8, 0, 0.096),
+    it("m5.xlarge", 4, 16, 0, 0.192),
+    it("m5.2xlarge", 8, 32, 0, 0.384),
+    it("m4.2xlarge", 8, 32, 0, 0.40),
+    it("c5.large", 2, 4, 0, 0.085),
+    it("c5.xlarge", 4, 8, 0, 0.17),
+    it("c5.2xlarge", 8, 16, 0, 0.34),
+    it("r5.large", 2, 16, 0, 0.126),
+    it("g4dn.xlarge", 4, 16, 1, 0.526),
+];
+
+const fn it(
+    name: &'static str,
+    vcpus: u32,
+    memory_gib: u32,
+    gpus: u32,
+    on_demand_hour: f64,
+) -> InstanceType {
+    InstanceType {
+        name,
+        vcpus,
+        memory_gib,
+        gpus,
+        on_demand_hour,
+    }
+}
+
+/// The default instance types: template.yaml's InstanceType1..3.
+pub const DEFAULT_INSTANCE_TYPES: [&str; 3] = ["m5.large", "m5a.large", "m6i.large"];
+
+impl InstanceType {
+    pub fn find(name: &str) -> Option<&'static InstanceType> {
+        INSTANCE_TYPES.iter().find(|t| t.name == name)
+    }
+
+    /// What the ECS agent registers (berth-core's estimate).
+    pub fn registered(&self) -> berth_core::scaling::Room {
+        berth_core::scaling::registered(self.vcpus, self.memory_gib * 1024, self.gpus)
+    }
+
+    /// The type as berth's scaler sees it.
+    pub fn scaling(&self) -> berth_core::scaling::InstanceType {
+        berth_core::scaling::InstanceType {
+            name: self.name.into(),
+            room: self.registered(),
+        }
+    }
+
+    /// USD per hour on Spot (assumed, see [`SPOT_PRICE_FRACTION`]).
+    pub fn spot_hour(&self) -> f64 {
+        self.on_demand_hour * SPOT_PRICE_FRACTION.value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_figure_names_a_source_and_is_listed_once() {
+        let mut names: Vec<&str> = ALL.iter().map(|f| f.name).collect();
+        let n = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), n);
+        for f in ALL {
+            assert!(!f.source.is_empty() && !f.unit.is_empty(), "{f:?}");
+            assert!(f.value.is_finite() && f.value >= 0.0, "{f:?}");
+        }
+    }
+
+    #[test]
+    fn the_default_types_are_known() {
+        for name in DEFAULT_INSTANCE_TYPES {
+            assert!(InstanceType::find(name).is_some(), "{name}");
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! berth-sim: a discrete-event simulator of berth on AWS, behind `berth
+//! simulate`. It replays a day of jobs through berth's own routing,
+//! capacity math and thresholds (berth-core, never a copy) and through
+//! models of what surrounds them (ECS placement, CloudWatch alarms, Auto
+//! Scaling, Spot interruptions, AWS Batch), and reports what each policy
+//! costs, how long jobs wait and how the cluster scales. Pure: no SDK, no
+//! async runtime, no I/O.
+//!
+//! - [`figures`]: every price, latency and timing, with its source;
+//! - [`trace`]: the jobs of a day, from CSV or a built-in generator;
+//! - [`policy`]: berth and the alternatives;
+//! - [`engine`]: the simulation;
+//! - [`cloudwatch`], [`autoscaling`], [`ecs`]: the models of AWS;
+//! - [`cost`], [`report`], [`plot`]: what a run costs and how it is shown.
+
+pub mod autoscaling;
+pub mod cloudwatch;
+pub mod cost;
+pub mod ecs;
+pub mod engine;
+pub mod figures;
+pub mod plot;
+pub mod policy;
+pub mod report;
+pub mod trace;
+
+pub use engine::{Plans, Settings, simulate};
+pub use policy::Policy;
+pub use report::Outcome;
+pub use trace::{Builtin, Trace};
+
+/// Runs each of `policies` on `trace`, side by side on the machine's cores,
+/// in the order given. `always-on` without a size is run at every size from
+/// 0 to the group's maximum and reported at the cheapest.
+pub fn compare(trace: &Trace, policies: &[Policy], settings: &Settings) -> Vec<Outcome> {
+    let plans = Plans::new(trace);
+    let mut runs: Vec<(usize, Policy, Settings)> = Vec::new();
+    for (i, &p) in policies.iter().enumerate() {
+        if p == Policy::AlwaysOn && settings.always_on.is_none() {
+            for n in 0..=settings.max_size {
+                let s = Settings {
+                    always_on: Some(n),
+                    ..settings.clone()
+                };
+                runs.push((i, p, s));
+            }
+        } else {
+            runs.push((i, p, settings.clone()));
+        }
+    }
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::with_capacity(runs.len()));
+    std::thread::scope(|scope| {
+        for _ in 0..workers.min(runs.len()) {
+            scope.spawn(|| {
+                loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((i, p, s)) = runs.get(k) else { break };
+                    let outcome = simulate(trace, &plans, *p, s);
+                    if let Ok(mut r) = results.lock() {
+                        r.push((*i, k, outcome));
+                    }
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_default();
+    results.sort_by_key(|(i, k, _)| (*i, *k));
+    let mut out: Vec<Outcome> = Vec::with_capacity(policies.len());
+    for (i, _, outcome) in results {
+        match out.get_mut(i) {
+            // The cheapest size of always-on; the smaller on a tie.
+            Some(best) if outcome.cost_usd < best.cost_usd => *best = outcome,
+            Some(_) => {}
+            None => out.push(outcome),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn settings(seed: u64) -> Settings {
+        Settings {
+            seed,
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_outcome() {
+        let trace = Builtin::SparseDay.generate(Some(300), 5);
+        let a = compare(&trace, &Policy::ALL, &settings(5));
+        let b = compare(&trace, &Policy::ALL, &settings(5));
+        assert_eq!(report::json(&a), report::json(&b));
+        assert_eq!(a, b, "the plotted series too");
+        let c = compare(&trace, &Policy::ALL, &settings(6));
+        assert_ne!(report::json(&a), report::json(&c), "the seed matters");
+    }
+
+    /// The seed's argument against two alarms: with CPU-heavy,
+    /// memory-light jobs the CPU alarm adds instances that the memory alarm
+    /// takes away again, killing the tasks on them.
+    #[test]
+    fn two_alarms_flap_on_the_seed_mix() {
+        let trace = Builtin::SeedMix.generate(None, 1);
+        let out = compare(&trace, &[Policy::TwoAlarms], &settings(1));
+        let two = &out[0];
+        assert!(two.flaps >= 20, "{} flaps", two.flaps);
+        assert!(two.tasks_killed_by_scale_in > 0);
+        assert_eq!(two.jobs_lost, 0);
+    }
+
+    #[test]
+    fn always_on_is_reported_at_its_cheapest_size() {
+        let trace = Builtin::Steady.generate(Some(400), 2);
+        let best = &compare(&trace, &[Policy::AlwaysOn], &settings(2))[0];
+        let n = best.always_on_instances.unwrap();
+        for size in 0..=10 {
+            let fixed = Settings {
+                always_on: Some(size),
+                ..settings(2)
+            };
+            let o = &compare(&trace, &[Policy::AlwaysOn], &fixed)[0];
+            assert_eq!(o.always_on_instances, Some(size));
+            assert!(best.cost_usd <= o.cost_usd, "{n} vs {size}");
+        }
+    }
+
+    #[test]
+    fn an_idle_day_launches_nothing() {
+        let trace = Builtin::Idle.generate(None, 1);
+        for o in compare(&trace, &Policy::ALL, &settings(1)) {
+            if o.policy == "two-alarms" {
+                // Its minimum is one instance: with none, ECS publishes no
+                // reservation to scale out on.
+                assert_eq!(o.peak_instances, 1);
+                continue;
+            }
+            if o.policy == "schedulable-alarms" {
+                // An empty cluster publishes 0, below the scale-out
+                // threshold; and `train`, the largest container, fits no
+                // instance: the group grows to its maximum and stays.
+                assert_eq!(o.peak_instances, 10);
+                assert!(o.instance_hours > 200.0, "{}", o.instance_hours);
+                continue;
+            }
+            assert_eq!(o.instance_hours, 0.0, "{}", o.policy);
+            assert_eq!(o.cost.fargate + o.cost.lambda_jobs, 0.0);
+        }
+    }
+
+    #[test]
+    fn an_idle_day_costs_what_berth_keeps_running() {
+        // One job at midnight; the rest of the day is idle.
+        let trace = Trace::from_csv(
+            "one",
+            "submit_s,definition,cpu,memory,gpu,duration_s,timeout_s,lambda,fargate\n\
+             0,render,1024,2048,0,60,600,false,true\n"
+                .as_bytes(),
+        )
+        .unwrap();
+        let out = compare(
+            &trace,
+            &[Policy::AllFargate, Policy::AwsBatchFargate],
+            &settings(1),
+        );
+        let (berth_pipeline, batch) = (&out[0], &out[1]);
+        // The dashboard alone is $3 a month.
+        assert!(berth_pipeline.cost.cloudwatch > 3.0 / 730.0 * 24.0);
+        assert_eq!(batch.cost.cloudwatch, 0.0);
+        assert!(berth_pipeline.cost.fargate > 0.0 && berth_pipeline.cost.fargate < 0.01);
+        assert_eq!(berth_pipeline.jobs_succeeded, 1);
+    }
+
+    /// berth's scaler on every built-in trace, for a few seeds: no flap,
+    /// no task killed by scale-in, nothing up half an hour after the last
+    /// job.
+    #[test]
+    fn berth_rests_at_zero_and_never_flaps_or_kills() {
+        for seed in 1..=3 {
+            for b in Builtin::ALL.into_iter().filter(|b| *b != Builtin::Idle) {
+                let trace = b.generate(None, seed);
+                let o = &compare(&trace, &[Policy::Berth], &settings(seed))[0];
+                let what = format!(
+                    "{b} seed {seed}: flaps {} killed {} at rest {} lost {} unfinished {}",
+                    o.flaps,
+                    o.tasks_killed_by_scale_in,
+                    o.instances_30_min_after_last_job,
+                    o.jobs_lost,
+                    o.jobs_unfinished
+                );
+                assert_eq!(o.flaps, 0, "{what}");
+                assert_eq!(o.tasks_killed_by_scale_in, 0, "{what}");
+                assert_eq!(o.instances_30_min_after_last_job, 0, "{what}");
+                assert_eq!(o.jobs_lost + o.jobs_unfinished, 0, "{what}");
+                assert!(o.scale_outs > 0, "{what}");
+            }
+        }
+    }
+
+    /// The sparse day: berth costs no more than running it all on Fargate
+    /// or on the best fixed cluster, and its jobs wait no longer than
+    /// Fargate's.
+    #[test]
+    fn berth_is_the_cheapest_on_the_sparse_day_and_as_quick_as_fargate() {
+        for seed in 1..=3 {
+            let trace = Builtin::SparseDay.generate(None, seed);
+            let out = compare(
+                &trace,
+                &[Policy::Berth, Policy::AllFargate, Policy::AlwaysOn],
+                &settings(seed),
+            );
+            let (berth, fargate, fixed) = (&out[0], &out[1], &out[2]);
+            assert!(
+                berth.cost_usd <= fargate.cost_usd.min(fixed.cost_usd),
+                "seed {seed}: berth {} fargate {} always-on {}",
+                berth.cost_usd,
+                fargate.cost_usd,
+                fixed.cost_usd
+            );
+            assert!(berth.wait_p95_s <= fargate.wait_p95_s + 2.0);
+        }
+    }
+
+    /// examples/definitions.json's `train` (a GPU, 16 GiB) fits no default
+    /// instance type: berth never scales for it; the seed's alarms, with
+    /// it as the largest container, grow the group to its maximum.
+    #[test]
+    fn a_definition_that_fits_no_instance_type_starts_nothing() {
+        let csv = "submit_s,definition,cpu,memory,gpu,duration_s,timeout_s,lambda,fargate\n\
+                   3600,train,4096,16384,1,600,3600,false,false\n\
+                   7200,train,4096,16384,1,600,3600,false,false\n";
+        let trace = Trace::from_csv("train", csv.as_bytes()).unwrap();
+        let out = compare(
+            &trace,
+            &[Policy::Berth, Policy::SchedulableAlarms],
+            &settings(1),
+        );
+        let (berth, alarms) = (&out[0], &out[1]);
+        assert_eq!((berth.scale_outs, berth.instance_hours), (0, 0.0));
+        assert_eq!(berth.jobs_failed, 2, "no capacity for six hours");
+        assert_eq!(alarms.peak_instances, 10);
+        assert_eq!(alarms.instances_30_min_after_last_job, 10);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(12))]
+
+        /// Whatever the trace, the seed and the Spot weather, every job of
+        /// every policy ends somewhere (or is still waiting for a cluster
+        /// too small), none is dropped, and the cost parts add up.
+        #[test]
+        fn no_job_is_lost_and_the_parts_add_up(
+            which in 0usize..5,
+            seed in 0u64..1000,
+            jobs in 1usize..250,
+            interruptions in prop_oneof![Just(0.0), Just(0.05), 50.0f64..500.0],
+        ) {
+            let trace = Builtin::ALL[which].generate(Some(jobs), seed);
+            prop_assert_eq!(trace.jobs.len(), if which == 4 { 0 } else { jobs });
+            let s = Settings {
+                spot_interruptions_per_month: interruptions,
+                always_on: Some(2),
+                ..settings(seed)
+            };
+            for o in compare(&trace, &Policy::ALL, &s) {
+                prop_assert_eq!(o.jobs_lost, 0, "{}", o.policy);
+                prop_assert_eq!(
+                    o.jobs_succeeded + o.jobs_timed_out + o.jobs_failed + o.jobs_unrunnable
+                        + o.jobs_unfinished,
+                    o.jobs,
+                    "{}", o.policy
+                );
+                let parts: f64 = o.cost.parts().iter().map(|(_, v)| v).sum();
+                prop_assert!((parts - o.cost_usd).abs() < 1e-9, "{}", o.policy);
+                prop_assert!(o.cost.parts().iter().all(|(_, v)| *v >= 0.0));
+                prop_assert!(o.idle_instance_hours <= o.instance_hours + 1e-9);
+                prop_assert!(o.wait_p50_s <= o.wait_p95_s && o.wait_p95_s <= o.wait_max_s);
+            }
+        }
+    }
+}

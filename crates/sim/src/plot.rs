@@ -1,0 +1,111 @@
+//! One SVG page: per policy, instances, running tasks and waiting jobs over
+//! the day, and the metric the policy scales on.
+
+use plotters::prelude::*;
+
+use crate::report::Outcome;
+
+/// The page for `outcomes`, titled `title`.
+pub fn svg(outcomes: &[Outcome], title: &str) -> Result<String, String> {
+    let rows = outcomes.len().max(1);
+    let (width, height) = (1400u32, 60 + 230 * rows as u32);
+    let mut page = String::new();
+    draw(&mut page, (width, height), outcomes, title).map_err(|e| e.to_string())?;
+    Ok(page)
+}
+
+type Result2<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// A series of the left-hand chart: its label, colour and value.
+type Line = (&'static str, RGBColor, fn(&crate::report::Sample) -> u32);
+
+fn draw(page: &mut String, size: (u32, u32), outcomes: &[Outcome], title: &str) -> Result2<()> {
+    let root = SVGBackend::with_string(page, size).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (head, body) = root.split_vertically(50);
+    head.draw_text(
+        title,
+        &("sans-serif", 22).into_font().color(&BLACK),
+        (12, 14),
+    )?;
+    let panels = body.split_evenly((outcomes.len().max(1), 2));
+    for (k, o) in outcomes.iter().enumerate() {
+        let hours = o.series.last().map_or(24.0, |s| s.t_s / 3600.0).max(1.0);
+        let counts = o.series.iter().map(|s| {
+            s.instances
+                .max(s.ec2_tasks)
+                .max(s.fargate_tasks)
+                .max(s.lambda_tasks)
+                .max(s.waiting)
+        });
+        let top = f64::from(counts.max().unwrap_or(1).max(1)) * 1.1;
+        let name = match o.always_on_instances {
+            Some(n) => format!("{} ({n} instances)", o.policy),
+            None => o.policy.clone(),
+        };
+        let mut chart = ChartBuilder::on(&panels[2 * k])
+            .caption(
+                format!("{name}: ${:.2}, wait p95 {:.0} s", o.cost_usd, o.wait_p95_s),
+                ("sans-serif", 16),
+            )
+            .margin(8)
+            .x_label_area_size(26)
+            .y_label_area_size(44)
+            .build_cartesian_2d(0f64..hours, 0f64..top)?;
+        chart
+            .configure_mesh()
+            .x_desc("hour")
+            .max_light_lines(2)
+            .draw()?;
+        let lines: [Line; 5] = [
+            ("instances", BLACK, |s| s.instances),
+            ("EC2 tasks", BLUE, |s| s.ec2_tasks),
+            ("Fargate tasks", RED, |s| s.fargate_tasks),
+            ("Lambda jobs", GREEN, |s| s.lambda_tasks),
+            ("waiting", MAGENTA, |s| s.waiting),
+        ];
+        for (label, color, value) in lines {
+            chart
+                .draw_series(LineSeries::new(
+                    o.series
+                        .iter()
+                        .map(|s| (s.t_s / 3600.0, f64::from(value(s)))),
+                    color.stroke_width(if label == "instances" { 2 } else { 1 }),
+                ))?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
+
+        let points: Vec<(f64, f64)> = o
+            .series
+            .iter()
+            .filter_map(|s| s.metric.map(|m| (s.t_s / 3600.0, m)))
+            .collect();
+        let metric_top = points.iter().map(|p| p.1).fold(1.0f64, f64::max) * 1.1;
+        let caption = if o.metric_name.is_empty() {
+            format!("{name}: no scaling metric")
+        } else {
+            format!("{name}: {}", o.metric_name)
+        };
+        let mut chart = ChartBuilder::on(&panels[2 * k + 1])
+            .caption(caption, ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(26)
+            .y_label_area_size(44)
+            .build_cartesian_2d(0f64..hours, 0f64..metric_top)?;
+        chart
+            .configure_mesh()
+            .x_desc("hour")
+            .max_light_lines(2)
+            .draw()?;
+        chart.draw_series(LineSeries::new(points, CYAN.stroke_width(1)))?;
+    }
+    root.present()?;
+    Ok(())
+}
