@@ -46,13 +46,14 @@ pub fn assumptions() -> String {
         ));
     }
     out.push_str(
-        "\ninstance types (on demand, USD per hour, us-east-1; registered CPU units / MiB):\n",
+        "\ninstance types (on demand, USD per hour, us-east-1; what ECS registers, by berth-core's catalog):\n",
     );
     for t in figures::INSTANCE_TYPES {
-        let r = t.registered();
         out.push_str(&format!(
-            "{:<14} {:>3} vCPU {:>4} GiB {} GPU  ${:.3}  registers {} / {}\n",
-            t.name, t.vcpus, t.memory_gib, t.gpus, t.on_demand_hour, r.cpu, r.memory
+            "{:<14} ${:.3}  {}\n",
+            t.name,
+            t.on_demand_hour,
+            t.registered()
         ));
     }
     out

@@ -99,6 +99,32 @@ pub struct InstanceType {
     pub room: Room,
 }
 
+/// Every EC2 instance type's vCPUs, memory and GPUs (AWS's
+/// DescribeInstanceTypes; `scripts/instance-types` writes the file).
+const CATALOG: &str = include_str!("instance_types.csv");
+
+impl InstanceType {
+    /// `name` as ECS would register it, from AWS's figures; `None` for a
+    /// type the catalog does not know.
+    pub fn known(name: &str) -> Option<Self> {
+        CATALOG
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|line| {
+                let mut f = line.split(',');
+                if f.next()? != name {
+                    return None;
+                }
+                let mut num = || f.next()?.parse::<u32>().ok();
+                let (vcpus, memory, gpus) = (num()?, num()?, num()?);
+                Some(Self {
+                    name: name.to_owned(),
+                    room: registered(vcpus, memory, gpus),
+                })
+            })
+    }
+}
+
 /// Where a job definition stands with the group's instance types.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fit {
@@ -575,6 +601,16 @@ mod tests {
     #[test]
     fn an_m5_large_registers_what_ecs_says_of_an_m4_large() {
         assert_eq!(registered(2, 8192, 0), Room::new(2048, 7985, 0));
+        assert_eq!(
+            InstanceType::known("m5.large").unwrap().room,
+            Room::new(2048, 7985, 0)
+        );
+        assert_eq!(
+            InstanceType::known("g4dn.xlarge").unwrap().room,
+            Room::new(4096, 15_970, 1)
+        );
+        assert_eq!(InstanceType::known("m5.huge"), None);
+        assert_eq!(InstanceType::known("# EC2 instance types: name"), None);
     }
 
     #[test]

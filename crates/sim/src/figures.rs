@@ -159,45 +159,34 @@ pub fn ms(f: Figure) -> u64 {
     (f.value * 1000.0).round() as u64
 }
 
-/// One EC2 instance type: what ECS registers of it and what it costs.
+/// One EC2 instance type the simulator can price.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct InstanceType {
     pub name: &'static str,
-    pub vcpus: u32,
-    pub memory_gib: u32,
-    pub gpus: u32,
     /// USD per hour, on demand, us-east-1, Linux.
     pub on_demand_hour: f64,
 }
 
 /// The instance types the simulator knows, with their on-demand prices
-/// (Amazon EC2 on-demand pricing, us-east-1, Linux).
+/// (Amazon EC2 on-demand pricing, us-east-1, Linux). Their sizes come from
+/// berth-core's catalog of AWS's instance types.
 pub const INSTANCE_TYPES: &[InstanceType] = &[
-    it("m5.large", 2, 8, 0, 0.096),
-    it("m5a.large", 2, 8, 0, 0.086),
-    it("m6i.large", 2, 8, 0, 0.096),
-    it("m5.xlarge", 4, 16, 0, 0.192),
-    it("m5.2xlarge", 8, 32, 0, 0.384),
-    it("m4.2xlarge", 8, 32, 0, 0.40),
-    it("c5.large", 2, 4, 0, 0.085),
-    it("c5.xlarge", 4, 8, 0, 0.17),
-    it("c5.2xlarge", 8, 16, 0, 0.34),
-    it("r5.large", 2, 16, 0, 0.126),
-    it("g4dn.xlarge", 4, 16, 1, 0.526),
+    it("m5.large", 0.096),
+    it("m5a.large", 0.086),
+    it("m6i.large", 0.096),
+    it("m5.xlarge", 0.192),
+    it("m5.2xlarge", 0.384),
+    it("m4.2xlarge", 0.40),
+    it("c5.large", 0.085),
+    it("c5.xlarge", 0.17),
+    it("c5.2xlarge", 0.34),
+    it("r5.large", 0.126),
+    it("g4dn.xlarge", 0.526),
 ];
 
-const fn it(
-    name: &'static str,
-    vcpus: u32,
-    memory_gib: u32,
-    gpus: u32,
-    on_demand_hour: f64,
-) -> InstanceType {
+const fn it(name: &'static str, on_demand_hour: f64) -> InstanceType {
     InstanceType {
         name,
-        vcpus,
-        memory_gib,
-        gpus,
         on_demand_hour,
     }
 }
@@ -210,17 +199,19 @@ impl InstanceType {
         INSTANCE_TYPES.iter().find(|t| t.name == name)
     }
 
-    /// What the ECS agent registers (berth-core's estimate).
-    pub fn registered(&self) -> berth_core::scaling::Room {
-        berth_core::scaling::registered(self.vcpus, self.memory_gib * 1024, self.gpus)
+    /// The type as berth's scaler sees it: what ECS registers of it.
+    pub fn scaling(&self) -> berth_core::scaling::InstanceType {
+        berth_core::scaling::InstanceType::known(self.name).unwrap_or_else(|| {
+            berth_core::scaling::InstanceType {
+                name: self.name.into(),
+                room: berth_core::scaling::Room::default(),
+            }
+        })
     }
 
-    /// The type as berth's scaler sees it.
-    pub fn scaling(&self) -> berth_core::scaling::InstanceType {
-        berth_core::scaling::InstanceType {
-            name: self.name.into(),
-            room: self.registered(),
-        }
+    /// What the ECS agent registers (berth-core's estimate).
+    pub fn registered(&self) -> berth_core::scaling::Room {
+        self.scaling().room
     }
 
     /// USD per hour on Spot (assumed, see [`SPOT_PRICE_FRACTION`]).
@@ -247,9 +238,16 @@ mod tests {
     }
 
     #[test]
-    fn the_default_types_are_known() {
+    fn every_priced_type_is_in_the_catalog() {
         for name in DEFAULT_INSTANCE_TYPES {
             assert!(InstanceType::find(name).is_some(), "{name}");
         }
+        for t in INSTANCE_TYPES {
+            assert!(t.registered().cpu > 0, "{}", t.name);
+        }
+        assert_eq!(
+            InstanceType::find("g4dn.xlarge").unwrap().registered().gpu,
+            1
+        );
     }
 }
