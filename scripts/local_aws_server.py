@@ -178,6 +178,31 @@ class RpcV2CborTranslator:
         return [encoded]
 
 
+def ecs_as_aws_answers():
+    """RunTask on an EC2 cluster with no container instance: AWS answers
+    InvalidParameterException ("No Container Instances were found in your
+    cluster."), which berth reads as "no room"; moto raises a bare error (a
+    500)."""
+    from moto.ecs.exceptions import InvalidParameterException
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    run_task = EC2ContainerServiceBackend.run_task
+
+    def patched(self, *args, **kwargs):
+        try:
+            return run_task(self, *args, **kwargs)
+        except InvalidParameterException:
+            raise
+        except Exception as e:
+            if str(e).startswith("No instances found in cluster"):
+                raise InvalidParameterException(
+                    "No Container Instances were found in your cluster."
+                ) from e
+            raise
+
+    EC2ContainerServiceBackend.run_task = patched
+
+
 def write(path, value):
     with open(path + ".tmp", "w") as f:
         f.write(str(value))
@@ -198,6 +223,7 @@ def main():
     state_manager.set_transition(
         "ecs::task", {"progression": "manual", "times": 10**12}
     )
+    ecs_as_aws_answers()
     moto = DomainDispatcherApplication(create_backend_app)
     server = make_server(
         args.host,

@@ -83,7 +83,7 @@ fn main() {
                 definitions: berth_aws::Definitions::new(aws.clients.dynamodb.clone(), "unused"),
                 cluster: CLUSTER.into(),
                 largest: Some(largest),
-                thresholds: None,
+                scaler: None,
             };
             metric.run().await.unwrap(); // warm the connections
             // The median of a few runs: this machine's other work shows

@@ -243,6 +243,11 @@ impl TestAccount {
         Clients::with_interceptors(&self.sdk_config, &interceptors)
     }
 
+    /// This account of the local AWS, for berth-local's helpers.
+    pub fn moto(&self) -> &berth_local::moto::Account {
+        &self.moto
+    }
+
     /// Calls an EC2 Query API action (the tests need only a few EC2 calls)
     /// and returns the XML answer.
     pub async fn ec2(&self, action: &str, params: &[(&str, &str)]) -> String {

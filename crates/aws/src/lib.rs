@@ -5,6 +5,7 @@
 
 pub mod definitions;
 pub mod error;
+pub mod fleet;
 pub mod metrics;
 pub mod queue;
 pub mod schema;
@@ -16,6 +17,7 @@ use aws_sdk_sqs::config::SharedInterceptor;
 
 pub use definitions::Definitions;
 pub use error::{AwsError, LaunchError};
+pub use fleet::Fleet;
 pub use queue::JobQueue;
 pub use settings::{Settings, SettingsError};
 pub use store::JobStore;
@@ -47,6 +49,7 @@ pub async fn load_sdk_config_with_attempts(max_attempts: u32) -> SdkConfig {
 /// environment. Cloning is cheap: the clients share their connection pool.
 #[derive(Clone, Debug)]
 pub struct Clients {
+    pub autoscaling: aws_sdk_autoscaling::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub ecs: aws_sdk_ecs::Client,
@@ -76,6 +79,7 @@ impl Clients {
             }};
         }
         Self {
+            autoscaling: client!(aws_sdk_autoscaling),
             cloudwatch: client!(aws_sdk_cloudwatch),
             dynamodb: client!(aws_sdk_dynamodb),
             ecs: client!(aws_sdk_ecs),

@@ -2,7 +2,7 @@
 //! The variable names are part of berth's contract (the template sets them,
 //! the tests rely on them).
 
-use berth_core::capacity::{LargestContainer, Thresholds};
+use berth_core::capacity::LargestContainer;
 
 pub const JOBS_TABLE: &str = "BERTH_JOBS_TABLE";
 pub const DEFINITIONS_TABLE: &str = "BERTH_DEFINITIONS_TABLE";
@@ -15,8 +15,10 @@ pub const FARGATE_SECURITY_GROUPS: &str = "BERTH_FARGATE_SECURITY_GROUPS";
 pub const FARGATE_SPOT: &str = "BERTH_FARGATE_SPOT";
 pub const LARGEST_CPU: &str = "BERTH_LARGEST_CPU";
 pub const LARGEST_MEMORY: &str = "BERTH_LARGEST_MEMORY";
-pub const SCALE_OUT_THRESHOLD: &str = "BERTH_SCALE_OUT_THRESHOLD";
-pub const SCALE_IN_THRESHOLD: &str = "BERTH_SCALE_IN_THRESHOLD";
+pub const INSTANCE_GROUP: &str = "BERTH_INSTANCE_GROUP";
+pub const INSTANCE_TYPES: &str = "BERTH_INSTANCE_TYPES";
+pub const SCALE_IN_AFTER_SECONDS: &str = "BERTH_SCALE_IN_AFTER_SECONDS";
+pub const HEADROOM: &str = "BERTH_HEADROOM";
 pub const MAX_INTERRUPTIONS: &str = "BERTH_MAX_INTERRUPTIONS";
 
 pub use berth_core::stop::DEFAULT_MAX_INTERRUPTIONS;
@@ -37,9 +39,19 @@ pub struct Settings {
     pub max_interruptions: u32,
     /// Configured largest container; `None`: derive it from the definitions.
     pub largest: Option<LargestContainer>,
-    /// The scaling alarms' thresholds (scale out below, default 1; scale in
-    /// above), when the scale-in one is set.
-    pub thresholds: Option<Thresholds>,
+    /// The scaler's settings, when the cluster has an Auto Scaling group.
+    pub scaling: Option<ScalingSettings>,
+}
+
+/// What the scaler is given: the group, its instance types, how long an
+/// instance stays idle before it drains, and the headroom kept while the
+/// cluster is in use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScalingSettings {
+    pub group: String,
+    pub instance_types: Vec<String>,
+    pub scale_in_after_seconds: u32,
+    pub headroom: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,16 +127,24 @@ impl Settings {
             (Some(_), None) => return Err(SettingsError::Missing(LARGEST_MEMORY)),
             (None, Some(_)) => return Err(SettingsError::Missing(LARGEST_CPU)),
         };
-        let thresholds = number(SCALE_IN_THRESHOLD)?.map(
-            |scale_in_above| -> Result<Thresholds, SettingsError> {
-                Ok(Thresholds {
-                    scale_out_below: number(SCALE_OUT_THRESHOLD)?.unwrap_or(1),
-                    scale_in_above,
+        let scaling = match optional(INSTANCE_GROUP) {
+            None => None,
+            Some(group) => {
+                let instance_types = list(INSTANCE_TYPES);
+                if instance_types.is_empty() {
+                    return Err(SettingsError::Missing(INSTANCE_TYPES));
+                }
+                Some(ScalingSettings {
+                    group,
+                    instance_types,
+                    scale_in_after_seconds: number(SCALE_IN_AFTER_SECONDS)?
+                        .unwrap_or(berth_core::scaling::DEFAULT_SCALE_IN_AFTER_SECONDS),
+                    headroom: number(HEADROOM)?.unwrap_or(0),
                 })
-            },
-        );
+            }
+        };
         Ok(Self {
-            thresholds: thresholds.transpose()?,
+            scaling,
             jobs_table: required(JOBS_TABLE)?,
             definitions_table: required(DEFINITIONS_TABLE)?,
             cluster: required(CLUSTER)?,
@@ -171,7 +191,9 @@ mod tests {
             (LARGEST_CPU, "1024"),
             (LARGEST_MEMORY, "4096"),
             (EC2_CAPACITY_PROVIDER, " "),
-            (SCALE_IN_THRESHOLD, "8"),
+            (INSTANCE_GROUP, "berth-instances"),
+            (INSTANCE_TYPES, "m5.large, m6i.large"),
+            (SCALE_IN_AFTER_SECONDS, "600"),
         ]);
         let s = read(&vars).unwrap();
         assert_eq!(
@@ -189,13 +211,15 @@ mod tests {
         assert_eq!(s.largest, Some(LargestContainer::new(1024, 4096).unwrap()));
         assert_eq!(s.ec2_capacity_provider, None, "blank is unset");
         assert_eq!(
-            s.thresholds,
-            Some(Thresholds {
-                scale_out_below: 1,
-                scale_in_above: 8
+            s.scaling,
+            Some(ScalingSettings {
+                group: "berth-instances".into(),
+                instance_types: vec!["m5.large".into(), "m6i.large".into()],
+                scale_in_after_seconds: 600,
+                headroom: 0,
             })
         );
-        assert_eq!(read(&BASE).unwrap().thresholds, None);
+        assert_eq!(read(&BASE).unwrap().scaling, None, "no group, no scaler");
     }
 
     #[test]
@@ -215,5 +239,8 @@ mod tests {
             read(&vars).unwrap_err().to_string(),
             "BERTH_LARGEST_MEMORY=\"4GiB\": expected a whole number"
         );
+        let mut vars = BASE.to_vec();
+        vars.push((INSTANCE_GROUP, "g"));
+        assert_eq!(read(&vars), Err(SettingsError::Missing(INSTANCE_TYPES)));
     }
 }

@@ -71,6 +71,16 @@ pub const RAW_BODY_MAX_BYTES: usize = 64 * 1024;
 /// The launch number [`JobStore::accept`] claims.
 pub const FIRST_LAUNCH: LaunchNumber = 1;
 
+/// The jobs that ask the cluster for EC2 room it lacks
+/// ([`JobStore::ec2_demand`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ec2Demand {
+    /// Waiting for capacity (they can run nowhere else).
+    pub waiting: Vec<ResolvedJob>,
+    /// On Fargate because EC2 had no room, lately.
+    pub fell_back: Vec<ResolvedJob>,
+}
+
 /// A job as the store holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobRecord {
@@ -454,6 +464,111 @@ impl JobStore {
     ) -> Result<Vec<JobRecord>, AwsError> {
         let query = self.by_status(status).scan_index_forward(false);
         self.collect(query, limit).await
+    }
+
+    /// What jobs ask of the cluster's EC2 capacity that it does not give
+    /// them: every job waiting for capacity, and the jobs that fell back to
+    /// Fargate (a `FARGATE` route on a job not forced there) and changed
+    /// since `since_ms`, still dispatched or running. Each as resolved.
+    pub async fn ec2_demand(&self, since_ms: i64) -> Result<Ec2Demand, AwsError> {
+        let waiting = self
+            .collect(self.by_status(JobStatus::WaitingForCapacity), usize::MAX)
+            .await?;
+        let mut fargate = Vec::new();
+        for status in [JobStatus::Dispatched, JobStatus::Running] {
+            let query = self
+                .ddb
+                .query()
+                .table_name(&self.table)
+                .index_name(STATUS_INDEX)
+                .key_condition_expression("#status = :status AND #updated >= :since")
+                .filter_expression("#route = :fargate")
+                .expression_attribute_names("#status", attr::STATUS)
+                .expression_attribute_names("#updated", attr::UPDATED_AT)
+                .expression_attribute_names("#route", attr::ROUTE)
+                .expression_attribute_values(":status", s(status.as_str()))
+                .expression_attribute_values(":since", n(since_ms))
+                .expression_attribute_values(":fargate", s(Route::Fargate.as_str()));
+            fargate.extend(self.collect(query, usize::MAX).await?);
+        }
+        let ids: Vec<&str> = waiting
+            .iter()
+            .chain(&fargate)
+            .map(|r| r.job_id.as_str())
+            .collect();
+        let jobs = self.jobs_of(&ids).await?;
+        let job = |id: &str| {
+            jobs.iter()
+                .find(|(j, _)| j == id)
+                .map(|(_, job)| job.clone())
+        };
+        Ok(Ec2Demand {
+            waiting: waiting.iter().filter_map(|r| job(&r.job_id)).collect(),
+            fell_back: fargate
+                .iter()
+                .filter_map(|r| job(&r.job_id))
+                .filter(|j| j.processor != berth_core::Processor::Fargate)
+                .collect(),
+        })
+    }
+
+    /// The resolved jobs of `ids` (their records' `job`), read a hundred
+    /// at a time.
+    async fn jobs_of(&self, ids: &[&str]) -> Result<Vec<(String, ResolvedJob)>, AwsError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(100) {
+            let keys: Vec<Item> = chunk
+                .iter()
+                .map(|id| HashMap::from([(attr::JOB_ID.to_owned(), s(id))]))
+                .collect();
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .projection_expression("#id, #job")
+                    .expression_attribute_names("#id", attr::JOB_ID)
+                    .expression_attribute_names("#job", attr::JOB)
+                    .build()
+                    .map_err(|e| AwsError {
+                        operation: "dynamodb:BatchGetItem",
+                        code: None,
+                        message: e.to_string(),
+                        retryable: false,
+                    })?,
+            );
+            // What DynamoDB leaves unprocessed is asked again, a few times.
+            for _ in 0..5 {
+                let Some(keys) = request.take() else { break };
+                let answer = self
+                    .ddb
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::from_sdk("dynamodb:BatchGetItem", e))?;
+                for item in answer
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    let id = job_id_of(item).to_owned();
+                    let job = item
+                        .get(attr::JOB)
+                        .and_then(|v| v.as_s().ok())
+                        .and_then(|j| serde_json::from_str::<ResolvedJob>(j).ok());
+                    if let Some(job) = job {
+                        out.push((id, job));
+                    }
+                }
+                request = answer
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .filter(|k| !k.keys().is_empty())
+                    .cloned();
+            }
+        }
+        Ok(out)
     }
 
     /// A query of the status index for `status`.

@@ -1,7 +1,12 @@
 //! berth-capacity-metric: once a minute, how many of the largest containers
 //! the EC2 cluster can still place (`SchedulableContainers`), published to
-//! CloudWatch; and the check that the scale-in threshold cannot loop.
+//! CloudWatch; and, when the cluster has an Auto Scaling group, the scaler
+//! (see [`scaler`]): berth-core's decision, acted on.
 
+pub mod scaler;
+
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use aws_sdk_cloudwatch::primitives::DateTime;
@@ -9,20 +14,23 @@ use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use aws_sdk_ecs::types::{ContainerInstance as EcsInstance, Resource};
 use berth_aws::{AwsError, Definitions};
 use berth_core::capacity::{
-    ContainerInstance, InstanceStatus, LargestContainer, Resources, ScaleInLoop, Thresholds,
-    check_scale_in, most_per_instance, schedulable_containers,
+    ContainerInstance, InstanceStatus, LargestContainer, Resources, most_per_instance,
+    schedulable_containers,
 };
 use berth_core::limits::ecs::DESCRIBE_CONTAINER_INSTANCES_MAX;
-use std::sync::Arc;
-
+use berth_core::scaling::{self, InstanceType, Room, Unplaceable};
+use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+
+pub use scaler::{Scaler, Scaling};
 
 /// The metric's namespace and names.
 pub const NAMESPACE: &str = berth_aws::metrics::NAMESPACE;
 pub const SCHEDULABLE_CONTAINERS: &str = "SchedulableContainers";
-/// 1 while the configured scale-in threshold would make the cluster loop.
-pub const SCALE_IN_THRESHOLD_LOOPS: &str = "ScaleInThresholdLoops";
+/// How many job definitions the group cannot always run (published while
+/// there are any).
+pub const UNPLACEABLE_DEFINITIONS: &str = "UnplaceableDefinitions";
 
 /// Describe calls in flight at once: ECS allows about 20 describe/list calls
 /// a second per account, shared with everything else.
@@ -36,12 +44,12 @@ pub struct CapacityMetric {
     pub cluster: String,
     /// Configured; else the largest of the registered job definitions.
     pub largest: Option<LargestContainer>,
-    /// The alarms' thresholds, when configured, for the self-check.
-    pub thresholds: Option<Thresholds>,
+    /// The scaler, when the cluster's instances are an Auto Scaling group.
+    pub scaler: Option<Scaler>,
 }
 
-/// What one run found and published.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What one run found, published and did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
     pub schedulable_containers: u64,
     /// Container instances seen, and those that take tasks.
@@ -50,8 +58,11 @@ pub struct Report {
     pub largest: Resources,
     /// The most largest containers one of the cluster's instances holds.
     pub most_per_instance: u32,
-    pub scale_in_loop: Option<ScaleInLoop>,
-    /// AWS calls made: (list, describe).
+    /// Job definitions the group cannot always run, and why.
+    pub unplaceable: Vec<String>,
+    /// What the scaler did, when there is one.
+    pub scaling: Option<Scaling>,
+    /// AWS calls made to read the cluster: (list, describe).
     pub calls: (usize, usize),
 }
 
@@ -65,37 +76,59 @@ pub enum MetricError {
     NoLargestContainer,
 }
 
+/// A container instance as ECS describes it, with what the metric and the
+/// scaler read of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub arn: String,
+    pub ec2_instance_id: String,
+    pub instance_type: Option<String>,
+    pub instance: ContainerInstance,
+    pub registered: Room,
+    pub remaining: Room,
+    /// Tasks running or pending on it.
+    pub tasks: u32,
+    /// berth's attributes on it, by name.
+    pub attributes: HashMap<String, String>,
+}
+
 impl CapacityMetric {
-    /// Counts, publishes and checks.
+    /// Counts, publishes and scales.
     pub async fn run(&self) -> Result<Report, MetricError> {
-        let largest = match self.largest {
-            Some(l) => l,
-            None => self.largest_from_definitions().await?,
-        };
-        let (instances, calls) = self.container_instances().await?;
-        let all: Vec<ContainerInstance> = instances.iter().map(|(ci, _)| *ci).collect();
-        let schedulable = schedulable_containers(&all, largest);
-        let per_instance = most_per_instance(
-            instances
-                .iter()
-                .filter(|(ci, _)| ci.accepts_tasks())
-                .map(|(_, registered)| *registered),
-            largest,
-        );
-        let scale_in_loop = self
-            .thresholds
-            .and_then(|t| check_scale_in(t, per_instance).err());
-        if let Some(l) = &scale_in_loop {
-            tracing::error!(cluster = self.cluster.as_str(), problem = %l, "scale-in threshold would loop");
+        let (observed, calls) = self.container_instances().await?;
+        let types = self.scaler.as_ref().map(|s| s.instance_types(&observed));
+        let (largest, unplaceable) = self.largest(types.as_deref()).await?;
+        let all: Vec<ContainerInstance> = observed.iter().map(|o| o.instance).collect();
+        let schedulable = largest.map_or(0, |l| schedulable_containers(&all, l));
+        let per_instance = largest.map_or(0, |l| {
+            most_per_instance(
+                observed
+                    .iter()
+                    .filter(|o| o.instance.accepts_tasks())
+                    .map(|o| o.registered.resources()),
+                l,
+            )
+        });
+        for problem in &unplaceable {
+            tracing::warn!(cluster = self.cluster.as_str(), problem = %problem, "job definition");
         }
-        self.publish(schedulable, scale_in_loop.is_some()).await?;
+        // An empty cluster has nothing to say: nothing is published (nor
+        // paid for) while it rests.
+        if !observed.is_empty() || !unplaceable.is_empty() {
+            self.publish(schedulable, unplaceable.len()).await?;
+        }
+        let scaling = match (&self.scaler, &types) {
+            (Some(scaler), Some(types)) => Some(scaler.run(&observed, types, largest).await?),
+            _ => None,
+        };
         let report = Report {
             schedulable_containers: schedulable,
-            instances: instances.len(),
+            instances: observed.len(),
             accepting: all.iter().filter(|c| c.accepts_tasks()).count(),
-            largest: largest.resources(),
+            largest: largest.map_or(Resources { cpu: 0, memory: 0 }, LargestContainer::resources),
             most_per_instance: per_instance,
-            scale_in_loop,
+            unplaceable: unplaceable.iter().map(ToString::to_string).collect(),
+            scaling,
             calls,
         };
         tracing::info!(
@@ -109,21 +142,42 @@ impl CapacityMetric {
         Ok(report)
     }
 
-    async fn largest_from_definitions(&self) -> Result<LargestContainer, MetricError> {
-        let defs = self.definitions.scan().await?;
-        LargestContainer::of(defs.iter().map(|d| Resources {
-            cpu: d.cpu,
-            memory: d.memory,
-        }))
-        .ok_or(MetricError::NoLargestContainer)
+    /// The largest container, and the definitions left out of it: with a
+    /// scaler, those that do not fit every instance type of the group.
+    async fn largest(
+        &self,
+        types: Option<&[InstanceType]>,
+    ) -> Result<(Option<LargestContainer>, Vec<Unplaceable>), MetricError> {
+        if self.largest.is_some() && types.is_none() {
+            return Ok((self.largest, Vec::new()));
+        }
+        let defs: Vec<(String, Room)> = self
+            .definitions
+            .scan()
+            .await?
+            .into_iter()
+            .map(|d| (d.name, Room::new(d.cpu, d.memory, d.gpu)))
+            .collect();
+        let (derived, unplaceable) = match types {
+            Some(types) => scaling::largest_container(&defs, types),
+            None => (
+                LargestContainer::of(defs.iter().map(|(_, r)| r.resources())),
+                Vec::new(),
+            ),
+        };
+        match self.largest.or(derived) {
+            Some(l) => Ok((Some(l), unplaceable)),
+            // With a scaler, a group that can run none of the definitions
+            // still scales for nothing and reports them.
+            None if types.is_some() => Ok((None, unplaceable)),
+            None => Err(MetricError::NoLargestContainer),
+        }
     }
 
-    /// Every container instance of the cluster with its registered
-    /// resources: listed 100 a page; each page described (100 a call) while
-    /// the next is listed, a few describes at once.
-    async fn container_instances(
-        &self,
-    ) -> Result<(Vec<(ContainerInstance, Resources)>, (usize, usize)), AwsError> {
+    /// Every container instance of the cluster: listed 100 a page; each
+    /// page described (100 a call) while the next is listed, a few
+    /// describes at once.
+    async fn container_instances(&self) -> Result<(Vec<Observed>, (usize, usize)), AwsError> {
         let permits = Arc::new(Semaphore::new(DESCRIBE_CONCURRENCY));
         let mut describing = JoinSet::new();
         let mut instances = Vec::new();
@@ -175,7 +229,7 @@ impl CapacityMetric {
         Ok((instances, (lists, describes)))
     }
 
-    async fn publish(&self, schedulable: u64, loops: bool) -> Result<(), AwsError> {
+    async fn publish(&self, schedulable: u64, unplaceable: usize) -> Result<(), AwsError> {
         let dimension = Dimension::builder()
             .name("ClusterName")
             .value(&self.cluster)
@@ -195,11 +249,8 @@ impl CapacityMetric {
             .put_metric_data()
             .namespace(NAMESPACE)
             .metric_data(datum(SCHEDULABLE_CONTAINERS, schedulable as f64));
-        if self.thresholds.is_some() {
-            req = req.metric_data(datum(
-                SCALE_IN_THRESHOLD_LOOPS,
-                if loops { 1.0 } else { 0.0 },
-            ));
+        if unplaceable > 0 {
+            req = req.metric_data(datum(UNPLACEABLE_DEFINITIONS, unplaceable as f64));
         }
         req.send()
             .await
@@ -209,8 +260,8 @@ impl CapacityMetric {
 }
 
 fn joined(
-    done: Result<Result<Vec<(ContainerInstance, Resources)>, AwsError>, tokio::task::JoinError>,
-) -> Result<Vec<(ContainerInstance, Resources)>, AwsError> {
+    done: Result<Result<Vec<Observed>, AwsError>, tokio::task::JoinError>,
+) -> Result<Vec<Observed>, AwsError> {
     done.map_err(|e| AwsError {
         operation: "ecs:DescribeContainerInstances",
         code: None,
@@ -219,27 +270,47 @@ fn joined(
     })?
 }
 
-/// A described container instance as the capacity math sees it, with its
-/// registered (empty) resources.
-fn read_instance(ci: &EcsInstance) -> (ContainerInstance, Resources) {
-    let resources = |list: &[Resource]| {
+/// A described container instance as the metric and the scaler see it.
+fn read_instance(ci: &EcsInstance) -> Observed {
+    let room = |list: &[Resource]| {
         let value = |name: &str| {
             list.iter()
                 .find(|r| r.name() == Some(name))
                 .map_or(0, |r| u32::try_from(r.integer_value).unwrap_or(0))
         };
-        Resources {
-            cpu: value("CPU"),
-            memory: value("MEMORY"),
-        }
+        // ECS lists a GPU instance's GPUs by id.
+        let gpus = list
+            .iter()
+            .find(|r| r.name() == Some("GPU"))
+            .map_or(0, |r| r.string_set_value().len() as u32);
+        Room::new(value("CPU"), value("MEMORY"), gpus)
     };
     let status = ci
         .status()
         .map_or(InstanceStatus::Other, InstanceStatus::from_ecs);
-    let instance = ContainerInstance {
-        status,
-        agent_connected: ci.agent_connected,
-        remaining: resources(ci.remaining_resources()),
-    };
-    (instance, resources(ci.registered_resources()))
+    let remaining = room(ci.remaining_resources());
+    let attributes: HashMap<String, String> = ci
+        .attributes()
+        .iter()
+        .map(|a| {
+            (
+                a.name().to_owned(),
+                a.value().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    Observed {
+        arn: ci.container_instance_arn().unwrap_or_default().to_owned(),
+        ec2_instance_id: ci.ec2_instance_id().unwrap_or_default().to_owned(),
+        instance_type: attributes.get("ecs.instance-type").cloned(),
+        instance: ContainerInstance {
+            status,
+            agent_connected: ci.agent_connected,
+            remaining: remaining.resources(),
+        },
+        registered: room(ci.registered_resources()),
+        remaining,
+        tasks: u32::try_from(ci.running_tasks_count + ci.pending_tasks_count).unwrap_or(0),
+        attributes,
+    }
 }

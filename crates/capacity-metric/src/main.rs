@@ -2,7 +2,9 @@
 //! SchedulableContainers to CloudWatch. Wiring only; the work is in the
 //! library.
 
-use berth_capacity_metric::CapacityMetric;
+use std::time::Duration;
+
+use berth_capacity_metric::{CapacityMetric, Report, Scaler};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn, tracing};
 
 #[global_allocator]
@@ -22,12 +24,23 @@ async fn main() -> Result<(), Error> {
         ),
         cluster: settings.cluster.clone(),
         largest: settings.largest,
-        thresholds: settings.thresholds,
+        scaler: settings.scaling.as_ref().map(|s| Scaler {
+            fleet: berth_aws::Fleet {
+                autoscaling: clients.autoscaling.clone(),
+                ecs: clients.ecs.clone(),
+                cluster: settings.cluster.clone(),
+                group: s.group.clone(),
+            },
+            store: berth_aws::JobStore::new(clients.dynamodb.clone(), &settings.jobs_table),
+            instance_types: s.instance_types.clone(),
+            scale_in_after: Duration::from_secs(u64::from(s.scale_in_after_seconds)),
+            headroom: s.headroom,
+        }),
     };
-    // The schedule's event carries nothing the metric needs: take any.
+    // The schedule's event carries nothing the metric needs: take any. The
+    // answer is the run's report.
     run(service_fn(|_: LambdaEvent<serde_json::Value>| async {
-        let report = metric.run().await?;
-        Ok::<u64, Error>(report.schedulable_containers)
+        Ok::<Report, Error>(metric.run().await?)
     }))
     .await
 }

@@ -1,6 +1,6 @@
 //! The ecs-runner function's events: EventBridge sends it ECS task state
-//! changes and EC2 Spot interruption warnings, and its schedule sends it a
-//! "Scheduled Event" for the timeout sweep.
+//! changes, EC2 Spot interruption warnings and rebalance recommendations,
+//! and its schedule sends it a "Scheduled Event" for the timeout sweep.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use serde_json::{Value, json};
@@ -11,6 +11,10 @@ use berth_core::JobStatus;
 
 pub const TASK_STATE_CHANGE: &str = "ECS Task State Change";
 pub const SPOT_WARNING: &str = "EC2 Spot Instance Interruption Warning";
+/// A Spot instance at raised risk of interruption: drained like a warning,
+/// so its tasks finish and nothing new lands there; the scaler terminates it
+/// once empty, and starts another if jobs need one.
+pub const REBALANCE_RECOMMENDATION: &str = "EC2 Instance Rebalance Recommendation";
 pub const SCHEDULED: &str = "Scheduled Event";
 
 /// Handles one event and says what was done, as JSON (the function's
@@ -47,17 +51,17 @@ pub async fn handle(
             }
             Ok(answer)
         }
-        ("aws.ec2", SPOT_WARNING) => {
+        ("aws.ec2", kind @ (SPOT_WARNING | REBALANCE_RECOMMENDATION)) => {
             let warning: SpotWarning = match serde_json::from_value(event.detail) {
                 Ok(w) => w,
-                Err(e) => return Ok(unreadable(&id, SPOT_WARNING, &e)),
+                Err(e) => return Ok(unreadable(&id, kind, &e)),
             };
             let drained = lifecycle.drain(&warning.instance_id).await?;
             tracing::info!(
                 event_id = id,
                 instance_id = warning.instance_id,
                 container_instance = drained.as_deref().unwrap_or(""),
-                "spot interruption warning"
+                "{kind}"
             );
             Ok(json!({ "instance_id": warning.instance_id, "drained": drained }))
         }

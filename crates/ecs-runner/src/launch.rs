@@ -7,8 +7,8 @@ use aws_sdk_ecs::operation::run_task::RunTaskOutput;
 use aws_sdk_ecs::operation::run_task::builders::RunTaskFluentBuilder;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, ContainerOverride,
-    KeyValuePair, LaunchType, NetworkConfiguration, ResourceRequirement, ResourceType, Tag, Task,
-    TaskOverride,
+    KeyValuePair, LaunchType, NetworkConfiguration, PlacementStrategy, PlacementStrategyType,
+    ResourceRequirement, ResourceType, Tag, Task, TaskOverride,
 };
 use berth_aws::{AwsError, LaunchError};
 use berth_core::launch::{LaunchNumber, TokenScope, client_token, job_environment, started_by};
@@ -66,9 +66,11 @@ impl EcsLauncher {
         &self.cluster
     }
 
-    /// Runs one task of `job` on the cluster's EC2 capacity. A definition
-    /// that may run on Fargate has an `awsvpc` task definition (Fargate
-    /// requires it), so its EC2 tasks get the same network.
+    /// Runs one task of `job` on the cluster's EC2 capacity, bin-packed on
+    /// memory: tasks fill the fullest instance that holds them, so the rest
+    /// go idle and the scaler can let them go. A definition that may run on
+    /// Fargate has an `awsvpc` task definition (Fargate requires it), so its
+    /// EC2 tasks get the same network.
     pub async fn run_on_ec2(
         &self,
         job: &ResolvedJob,
@@ -76,6 +78,12 @@ impl EcsLauncher {
     ) -> Result<Placement, LaunchError> {
         let mut req = self
             .run_task(job, launch, TokenScope::Ec2, None)
+            .placement_strategy(
+                PlacementStrategy::builder()
+                    .r#type(PlacementStrategyType::Binpack)
+                    .field("memory")
+                    .build(),
+            )
             .set_network_configuration(if job.fargate_allowed {
                 self.network()?.into()
             } else {

@@ -1,35 +1,29 @@
 //! The capacity metric against the local AWS: a cluster partly filled by
-//! RunTask, a draining instance, an empty cluster, and the threshold check;
-//! what it publishes is read back from CloudWatch.
+//! RunTask, a draining instance, an empty cluster; what it publishes is read
+//! back from CloudWatch. (The scaler: scaler.rs.)
 
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 use aws_sdk_ecs::types::{ContainerInstanceStatus, LaunchType};
-use berth_capacity_metric::{
-    CapacityMetric, NAMESPACE, SCALE_IN_THRESHOLD_LOOPS, SCHEDULABLE_CONTAINERS,
-};
-use berth_core::capacity::{LargestContainer, Thresholds};
+use berth_capacity_metric::{CapacityMetric, NAMESPACE, SCHEDULABLE_CONTAINERS};
+use berth_core::capacity::LargestContainer;
 use berth_tests::stack::{CLUSTER, Stack};
 
-fn metric(
-    stack: &Stack,
-    largest: Option<LargestContainer>,
-    thresholds: Option<Thresholds>,
-) -> CapacityMetric {
+fn metric(stack: &Stack, largest: Option<LargestContainer>) -> CapacityMetric {
     CapacityMetric {
         ecs: stack.clients().ecs.clone(),
         cloudwatch: stack.clients().cloudwatch.clone(),
         definitions: stack.definitions(),
         cluster: CLUSTER.into(),
         largest,
-        thresholds,
+        scaler: None,
     }
 }
 
 /// The latest value of `name` for the cluster, from CloudWatch.
-async fn published(stack: &Stack, name: &str) -> Option<f64> {
+pub async fn published(stack: &Stack, name: &str) -> Option<f64> {
     let now = SystemTime::now();
     let out = stack
         .clients()
@@ -98,14 +92,10 @@ async fn a_partly_filled_cluster_gives_the_hand_computed_metric() {
         .unwrap();
     let expected: i32 = instances.iter().map(|(_, running)| 3 - running).sum();
 
-    let report = metric(
-        &stack,
-        Some(LargestContainer::new(1024, 2048).unwrap()),
-        None,
-    )
-    .run()
-    .await
-    .unwrap();
+    let report = metric(&stack, Some(LargestContainer::new(1024, 2048).unwrap()))
+        .run()
+        .await
+        .unwrap();
     assert_eq!(report.schedulable_containers, expected as u64, "{report:?}");
     assert_eq!(
         (report.instances, report.accepting, report.most_per_instance),
@@ -123,50 +113,21 @@ async fn a_partly_filled_cluster_gives_the_hand_computed_metric() {
 }
 
 #[tokio::test]
-async fn an_empty_cluster_gives_zero() {
+async fn an_empty_cluster_gives_zero_and_publishes_nothing() {
     let stack = Stack::new(0).await;
-    let report = metric(
-        &stack,
-        Some(LargestContainer::new(1024, 2048).unwrap()),
-        None,
-    )
-    .run()
-    .await
-    .unwrap();
+    let report = metric(&stack, Some(LargestContainer::new(1024, 2048).unwrap()))
+        .run()
+        .await
+        .unwrap();
     assert_eq!((report.schedulable_containers, report.instances), (0, 0));
-    assert_eq!(published(&stack, SCHEDULABLE_CONTAINERS).await, Some(0.0));
+    // A cluster at rest costs no metric.
+    assert_eq!(published(&stack, SCHEDULABLE_CONTAINERS).await, None);
 }
 
 #[tokio::test]
 async fn the_largest_container_comes_from_the_definitions_when_not_configured() {
     let stack = Stack::new(1).await;
-    let report = metric(&stack, None, None).run().await.unwrap();
+    let report = metric(&stack, None).run().await.unwrap();
     assert_eq!((report.largest.cpu, report.largest.memory), (1024, 2048));
     assert_eq!(report.schedulable_containers, 3);
-}
-
-#[tokio::test]
-async fn the_self_check_fires_for_a_looping_threshold_and_not_for_a_good_one() {
-    let stack = Stack::new(2).await;
-    let largest = Some(LargestContainer::new(1024, 2048).unwrap());
-
-    let looping = Thresholds {
-        scale_out_below: 1,
-        scale_in_above: 2,
-    };
-    let report = metric(&stack, largest, Some(looping)).run().await.unwrap();
-    let problem = report
-        .scale_in_loop
-        .expect("one instance holds 3: scale-in above 2 loops");
-    assert_eq!((problem.per_instance, problem.needed), (3, 3));
-    assert_eq!(published(&stack, SCALE_IN_THRESHOLD_LOOPS).await, Some(1.0));
-
-    let good = Thresholds {
-        scale_out_below: 1,
-        scale_in_above: 3,
-    };
-    let report = metric(&stack, largest, Some(good)).run().await.unwrap();
-    assert_eq!(report.scale_in_loop, None);
-    // The minute's minimum is 0: the good threshold published a 0.
-    assert_eq!(published(&stack, SCALE_IN_THRESHOLD_LOOPS).await, Some(0.0));
 }

@@ -84,6 +84,19 @@ fn every_sample_event_parses_as_its_aws_type() {
                 );
                 assert!(event.detail.instance_id.starts_with("i-"), "{name}");
             }
+            n if n.starts_with("ecs-runner-rebalance-recommendation") => {
+                let event: EventBridgeEvent<SpotWarning> =
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(
+                    (event.source.as_str(), event.detail_type.as_str()),
+                    (
+                        "aws.ec2",
+                        berth_ecs_runner::events::REBALANCE_RECOMMENDATION
+                    ),
+                    "{name}"
+                );
+                assert!(event.detail.instance_id.starts_with("i-"), "{name}");
+            }
             n if n.starts_with("capacity-metric-schedule")
                 || n.starts_with("ecs-runner-schedule") =>
             {

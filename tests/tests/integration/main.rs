@@ -11,6 +11,7 @@ mod driver;
 mod driver_ecs_answers;
 mod events;
 mod lifecycle;
+mod scaler;
 mod smoke;
 mod task_processor;
 mod template;

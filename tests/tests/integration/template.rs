@@ -98,11 +98,16 @@ fn names_after(text: &str, marker: &str) -> BTreeSet<String> {
 fn the_dashboard_shows_every_metric_the_functions_emit() {
     let text = template();
     let shown = names_after(&text, r#"["berth", ""#);
-    let mut emitted = BTreeSet::from(["SchedulableContainers".to_owned()]);
+    // Published by the capacity metric with PutMetricData.
+    let mut emitted = BTreeSet::from([
+        berth_capacity_metric::SCHEDULABLE_CONTAINERS.to_owned(),
+        berth_capacity_metric::UNPLACEABLE_DEFINITIONS.to_owned(),
+    ]);
     for source in [
         "crates/driver/src/lib.rs",
         "crates/ecs-runner/src/events.rs",
         "crates/lambda-task-processor/src/main.rs",
+        "crates/capacity-metric/src/scaler.rs",
     ] {
         let code = std::fs::read_to_string(workspace_root().join(source)).unwrap();
         emitted.extend(names_after(&code, r#"count(""#));

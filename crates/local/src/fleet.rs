@@ -1,0 +1,174 @@
+//! A local Auto Scaling group for the cluster, and what EC2 and the ECS
+//! agent do around it on AWS: the local AWS keeps the group and launches
+//! and terminates its instances; [`Boots`] registers an instance with the
+//! cluster once it has booted, and deregisters the container instances of
+//! those that left the group.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use aws_sdk_autoscaling::types::LifecycleState;
+
+use crate::moto::{Account, xml_values};
+
+/// The group's name in the local run.
+pub const GROUP: &str = "berth-instances";
+/// The local ECS registers every container instance with 4096 CPU units and
+/// 7482 MiB, about what a c5.xlarge (4 vCPUs, 8 GiB) gives.
+pub const INSTANCE_TYPE: &str = "c5.xlarge";
+
+/// Creates the group (empty, instances protected from scale-in, as
+/// template.yaml makes it) with its launch configuration.
+pub async fn create_group(
+    autoscaling: &aws_sdk_autoscaling::Client,
+    moto: &Account,
+    min: u32,
+    max: u32,
+) -> Result<(), String> {
+    let config = format!("{GROUP}-launch");
+    autoscaling
+        .create_launch_configuration()
+        .launch_configuration_name(&config)
+        .image_id("ami-12c6146b")
+        .instance_type(INSTANCE_TYPE)
+        .send()
+        .await
+        .map_err(|e| format!("create launch configuration: {e}"))?;
+    let subnets = xml_values(
+        &moto
+            .query("ec2", "2016-11-15", "DescribeSubnets", &[])
+            .await?,
+        "subnetId",
+    );
+    autoscaling
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(GROUP)
+        .launch_configuration_name(&config)
+        .min_size(i32::try_from(min).unwrap_or(0))
+        .max_size(i32::try_from(max).unwrap_or(0))
+        .desired_capacity(i32::try_from(min).unwrap_or(0))
+        .vpc_zone_identifier(subnets.first().cloned().unwrap_or_default())
+        .new_instances_protected_from_scale_in(true)
+        .send()
+        .await
+        .map_err(|e| format!("create auto scaling group: {e}"))?;
+    Ok(())
+}
+
+/// Instances of the group on their way into the cluster.
+#[derive(Debug)]
+pub struct Boots {
+    /// How long an instance takes from launch to its agent registering.
+    pub boot: Duration,
+    booting: HashMap<String, Instant>,
+}
+
+/// What one [`Boots::sync`] did: EC2 instance ids.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Synced {
+    pub registered: Vec<String>,
+    pub deregistered: Vec<String>,
+    /// Instances in the group, and container instances in the cluster.
+    pub group: usize,
+    pub cluster: usize,
+}
+
+impl Boots {
+    pub fn new(boot: Duration) -> Self {
+        Self {
+            boot,
+            booting: HashMap::new(),
+        }
+    }
+
+    /// Registers the group's booted instances with `cluster` and
+    /// deregisters the container instances whose EC2 instance left it.
+    pub async fn sync(
+        &mut self,
+        autoscaling: &aws_sdk_autoscaling::Client,
+        ecs: &aws_sdk_ecs::Client,
+        cluster: &str,
+        region: &str,
+    ) -> Result<Synced, String> {
+        let group = autoscaling
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(GROUP)
+            .send()
+            .await
+            .map_err(|e| format!("describe auto scaling groups: {e}"))?;
+        let in_group: HashSet<String> = group
+            .auto_scaling_groups()
+            .iter()
+            .flat_map(|g| g.instances())
+            .filter(|i| {
+                matches!(
+                    i.lifecycle_state(),
+                    Some(LifecycleState::InService | LifecycleState::Pending)
+                )
+            })
+            .filter_map(|i| i.instance_id().map(str::to_owned))
+            .collect();
+        let arns = ecs
+            .list_container_instances()
+            .cluster(cluster)
+            .send()
+            .await
+            .map_err(|e| format!("list container instances: {e}"))?
+            .container_instance_arns
+            .unwrap_or_default();
+        let mut registered: HashMap<String, String> = HashMap::new();
+        if !arns.is_empty() {
+            let described = ecs
+                .describe_container_instances()
+                .cluster(cluster)
+                .set_container_instances(Some(arns))
+                .send()
+                .await
+                .map_err(|e| format!("describe container instances: {e}"))?;
+            for ci in described.container_instances() {
+                if let (Some(ec2), Some(arn)) = (ci.ec2_instance_id(), ci.container_instance_arn())
+                {
+                    registered.insert(ec2.to_owned(), arn.to_owned());
+                }
+            }
+        }
+        let mut synced = Synced {
+            group: in_group.len(),
+            ..Synced::default()
+        };
+        self.booting.retain(|id, _| in_group.contains(id));
+        for id in &in_group {
+            if registered.contains_key(id) {
+                continue;
+            }
+            let since = *self.booting.entry(id.clone()).or_insert_with(Instant::now);
+            if since.elapsed() < self.boot {
+                continue;
+            }
+            let document = serde_json::json!({ "instanceId": id, "region": region });
+            ecs.register_container_instance()
+                .cluster(cluster)
+                .instance_identity_document(document.to_string())
+                .send()
+                .await
+                .map_err(|e| format!("register container instance: {e}"))?;
+            self.booting.remove(id);
+            synced.registered.push(id.clone());
+        }
+        for (ec2, arn) in &registered {
+            if in_group.contains(ec2) {
+                continue;
+            }
+            ecs.deregister_container_instance()
+                .cluster(cluster)
+                .container_instance(arn)
+                .force(true)
+                .send()
+                .await
+                .map_err(|e| format!("deregister container instance: {e}"))?;
+            synced.deregistered.push(ec2.clone());
+        }
+        synced.cluster = registered.len() + synced.registered.len() - synced.deregistered.len();
+        Ok(synced)
+    }
+}

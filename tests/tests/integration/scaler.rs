@@ -1,0 +1,297 @@
+//! The scaler against the local AWS: an Auto Scaling group (the local AWS
+//! launches and terminates its instances, berth-local's `Boots` registers
+//! them with the cluster as their agents would) that grows from zero for
+//! jobs waiting for capacity and jobs fallen back to Fargate, starts nothing
+//! for a definition no instance type holds, never touches an instance with
+//! a task, and drains and terminates idle instances back to zero.
+
+use std::time::Duration;
+
+use aws_sdk_ecs::types::LaunchType;
+use berth_aws::fleet::{IDLE_SINCE, RETIRING};
+use berth_aws::{Fleet, store::now_ms};
+use berth_capacity_metric::{CapacityMetric, Report, Scaler, UNPLACEABLE_DEFINITIONS};
+use berth_core::{JobDefinition, JobStatus, Route};
+use berth_local::fleet::{Boots, GROUP, INSTANCE_TYPE, create_group};
+use berth_tests::stack::{CLUSTER, Stack, render};
+
+use crate::capacity::published;
+
+struct Scaled {
+    stack: Stack,
+    metric: CapacityMetric,
+    boots: Boots,
+}
+
+/// `index`: an EC2-only job with no GPU: it waits for capacity.
+fn index() -> JobDefinition {
+    JobDefinition {
+        name: "index".into(),
+        task_definition: "train".into(),
+        fargate: false,
+        ..render()
+    }
+}
+
+/// A stack with an empty cluster and an empty group of at most `max`
+/// instances, whose instances drain as soon as they are idle.
+async fn scaled(max: u32) -> Scaled {
+    let stack = Stack::new(0).await;
+    let c = stack.clients();
+    create_group(&c.autoscaling, stack.aws.moto(), 0, max)
+        .await
+        .unwrap();
+    stack.definitions().put(&index()).await.unwrap();
+    let metric = CapacityMetric {
+        ecs: c.ecs.clone(),
+        cloudwatch: c.cloudwatch.clone(),
+        definitions: stack.definitions(),
+        cluster: CLUSTER.into(),
+        largest: None,
+        scaler: Some(Scaler {
+            fleet: fleet(&stack),
+            store: stack.store(),
+            instance_types: vec![INSTANCE_TYPE.into()],
+            scale_in_after: Duration::ZERO,
+            headroom: 0,
+        }),
+    };
+    Scaled {
+        stack,
+        metric,
+        boots: Boots::new(Duration::ZERO),
+    }
+}
+
+fn fleet(stack: &Stack) -> Fleet {
+    Fleet {
+        autoscaling: stack.clients().autoscaling.clone(),
+        ecs: stack.clients().ecs.clone(),
+        cluster: CLUSTER.into(),
+        group: GROUP.into(),
+    }
+}
+
+impl Scaled {
+    async fn run(&self) -> Report {
+        self.metric.run().await.unwrap()
+    }
+
+    /// Registers the group's booted instances, deregisters the gone.
+    async fn sync(&mut self) -> berth_local::fleet::Synced {
+        let c = self.stack.clients();
+        self.boots
+            .sync(
+                &c.autoscaling,
+                &c.ecs,
+                CLUSTER,
+                &self.stack.aws.local.region,
+            )
+            .await
+            .unwrap()
+    }
+
+    async fn desired(&self) -> u32 {
+        fleet(&self.stack).group().await.unwrap().desired
+    }
+
+    /// Submits jobs of `definition` and hands them to the driver once.
+    async fn submit(&self, definition: &str, ids: &[&str]) {
+        let bodies: Vec<String> = ids
+            .iter()
+            .map(|id| format!(r#"{{"job_id":"{id}","definition":"{definition}"}}"#))
+            .collect();
+        let bodies: Vec<&str> = bodies.iter().map(String::as_str).collect();
+        self.stack.send(&bodies).await;
+        let records = self.stack.receive().await;
+        self.stack.deliver(&self.stack.driver(), records).await;
+    }
+
+    /// (status, attributes) of the container instance of each EC2 instance.
+    async fn instances(&self) -> Vec<(String, String, Vec<String>)> {
+        self.stack
+            .container_instances()
+            .await
+            .iter()
+            .filter(|ci| ci.status() != Some("INACTIVE"))
+            .map(|ci| {
+                (
+                    ci.ec2_instance_id().unwrap_or_default().to_owned(),
+                    ci.status().unwrap_or_default().to_owned(),
+                    ci.attributes()
+                        .iter()
+                        .filter(|a| a.name().starts_with("berth."))
+                        .map(|a| a.name().to_owned())
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn the_group_grows_from_zero_for_what_waits_and_what_fell_back_only() {
+    let mut s = scaled(5).await;
+    // Nothing asked: nothing launched, and an empty cluster publishes only
+    // the definition no instance type holds.
+    let idle = s.run().await;
+    let scaling = idle.scaling.clone().unwrap();
+    assert_eq!((scaling.added, s.desired().await), (0, 0), "{idle:?}");
+    assert_eq!(idle.unplaceable.len(), 1, "{idle:?}");
+    assert!(
+        idle.unplaceable[0].starts_with("job definition `train`")
+            && idle.unplaceable[0].contains("fits no instance type"),
+        "{idle:?}"
+    );
+    assert_eq!(
+        published(&s.stack, UNPLACEABLE_DEFINITIONS).await,
+        Some(1.0)
+    );
+
+    // Two jobs that can only run on EC2 wait; four that may use Fargate
+    // fall back to it; a GPU job waits for a type the group does not have.
+    s.submit("index", &["index-1", "index-2"]).await;
+    s.submit("render", &["render-1", "render-2", "render-3", "render-4"])
+        .await;
+    s.submit("train", &["train-1"]).await;
+    for id in ["index-1", "index-2", "train-1"] {
+        assert_eq!(
+            s.stack.record(id).await.status,
+            JobStatus::WaitingForCapacity
+        );
+    }
+    for i in 1..=4 {
+        assert_eq!(
+            s.stack.record(&format!("render-{i}")).await.route,
+            Some(Route::Fargate)
+        );
+    }
+
+    // Three of them fit an instance of the local group: the two waiting
+    // need one, and with the four on Fargate they fill two. The GPU job
+    // starts nothing.
+    let grown = s.run().await;
+    let scaling = grown.scaling.unwrap();
+    assert_eq!(scaling.demand, (2, 4), "train-1 fits no type: not counted");
+    assert_eq!(scaling.added, 2, "{scaling:?}");
+    assert_eq!(scaling.desired, (0, 2));
+    assert_eq!(s.desired().await, 2);
+    // Asked again before they register, it counts them as coming.
+    assert_eq!(s.run().await.scaling.unwrap().added, 0);
+
+    // They register, take no task yet, and are kept for the waiting jobs.
+    let synced = s.sync().await;
+    assert_eq!((synced.registered.len(), synced.cluster), (2, 2));
+    let registered = s.run().await;
+    let scaling = registered.scaling.unwrap();
+    assert!(
+        scaling.drained.is_empty() && scaling.added == 0,
+        "{scaling:?}"
+    );
+    assert_eq!(registered.instances, 2);
+    for (_, status, attributes) in s.instances().await {
+        assert_eq!(status, "ACTIVE");
+        assert_eq!(attributes, [IDLE_SINCE]);
+    }
+}
+
+#[tokio::test]
+async fn idle_instances_drain_then_go_and_one_with_a_task_is_never_touched() {
+    let mut s = scaled(5).await;
+    fleet(&s.stack).set_desired(2).await.unwrap();
+    s.sync().await;
+    assert_eq!(s.instances().await.len(), 2);
+
+    // A task lands on one of them.
+    let task = s
+        .stack
+        .clients()
+        .ecs
+        .run_task()
+        .cluster(CLUSTER)
+        .task_definition("train")
+        .launch_type(LaunchType::Ec2)
+        .send()
+        .await
+        .unwrap()
+        .tasks()[0]
+        .clone();
+    let busy = s
+        .stack
+        .container_instances()
+        .await
+        .into_iter()
+        .find(|ci| Some(ci.container_instance_arn().unwrap()) == task.container_instance_arn())
+        .and_then(|ci| ci.ec2_instance_id)
+        .unwrap();
+
+    // The idle one drains (its quiet period is 0 here); the busy one not.
+    let first = s.run().await.scaling.unwrap();
+    assert_eq!(first.drained.len(), 1, "{first:?}");
+    assert_ne!(first.drained[0], busy);
+    let idle = first.drained[0].clone();
+    let states = s.instances().await;
+    let of = |id: &str| states.iter().find(|(e, _, _)| e == id).unwrap().clone();
+    assert_eq!(of(&idle).1, "DRAINING");
+    assert!(of(&idle).2.contains(&RETIRING.to_owned()));
+    assert_eq!(of(&busy).1, "ACTIVE");
+
+    // Drained and empty, it goes, and the group's desired capacity with it.
+    let second = s.run().await.scaling.unwrap();
+    assert_eq!(second.terminated, std::slice::from_ref(&idle), "{second:?}");
+    assert_eq!(s.desired().await, 1);
+    let synced = s.sync().await;
+    assert_eq!(synced.deregistered, [idle]);
+
+    // The busy one stays while its task runs, however often asked.
+    for _ in 0..2 {
+        let again = s.run().await.scaling.unwrap();
+        assert!(
+            again.drained.is_empty() && again.terminated.is_empty(),
+            "{again:?}"
+        );
+    }
+    // Its task ends: it drains, then goes; the cluster is back to zero.
+    s.stack
+        .clients()
+        .ecs
+        .stop_task()
+        .cluster(CLUSTER)
+        .task(task.task_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(s.run().await.scaling.unwrap().drained, std::slice::from_ref(&busy));
+    assert_eq!(s.run().await.scaling.unwrap().terminated, [busy]);
+    assert_eq!(s.desired().await, 0);
+    assert_eq!(s.sync().await.cluster, 0);
+}
+
+#[tokio::test]
+async fn a_draining_instance_comes_back_when_jobs_need_room() {
+    let mut s = scaled(5).await;
+    fleet(&s.stack).set_desired(1).await.unwrap();
+    s.sync().await;
+    let drained = s.run().await.scaling.unwrap().drained;
+    assert_eq!(drained.len(), 1);
+
+    // Before it is terminated, two jobs that only run on EC2 arrive.
+    s.submit("index", &["index-1", "index-2"]).await;
+    let back = s.run().await.scaling.unwrap();
+    assert_eq!(back.reactivated, drained, "{back:?}");
+    assert!(back.terminated.is_empty() && back.added == 0, "{back:?}");
+    let states = s.instances().await;
+    assert_eq!(states[0].1, "ACTIVE");
+    assert_eq!(
+        states[0].2,
+        [IDLE_SINCE],
+        "no longer retiring; idle since now"
+    );
+    let marked = s.stack.container_instances().await[0]
+        .attributes()
+        .iter()
+        .find(|a| a.name() == IDLE_SINCE)
+        .and_then(|a| a.value().map(|v| v.parse::<i64>().unwrap()))
+        .unwrap();
+    assert!(now_ms() - marked < 60_000);
+}
