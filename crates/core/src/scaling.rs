@@ -506,8 +506,10 @@ pub fn plan<Id: Clone + PartialEq>(
         ));
     }
 
-    // Idle long enough, and nothing asked: drain, longest idle first.
-    if plan.add == 0 && plan.reactivate.is_empty() && !unmet {
+    // Idle long enough, and nothing asked: drain, longest idle first. A job
+    // waiting for capacity comes back only after its backoff, so while one
+    // waits the room it will take is kept.
+    if plan.add == 0 && plan.reactivate.is_empty() && !unmet && waiting.is_empty() {
         let mut idle: Vec<(usize, u64)> = members
             .iter()
             .enumerate()
@@ -787,6 +789,14 @@ mod tests {
             Config { min: 5, ..config() },
         );
         assert!(p.drain.is_empty(), "{p:?}");
+        // A job waiting for capacity keeps the room it will take when its
+        // message comes back.
+        let one = Demand {
+            waiting: vec![(RENDER, 1)],
+            fell_back: vec![],
+        };
+        let p = plan(20 * MIN, &members, &one, &types(), None, config());
+        assert!(p.drain.is_empty() && p.add == 0, "{p:?}");
         // Demand stops the draining.
         let demand = Demand {
             waiting: vec![(RENDER, 6)],
