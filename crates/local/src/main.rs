@@ -1,10 +1,12 @@
 //! berth-local: berth end to end on the local AWS, no AWS account and no
 //! Docker engine needed. It starts the local AWS and `cargo lambda watch`
 //! with berth's real function binaries, provisions a deployment (queue and
-//! dead-letter queue, tables, a cluster with container instances, task and
+//! dead-letter queue, tables, a cluster and its Auto Scaling group, task and
 //! job definitions) in an account of its own, then does what AWS would
-//! (see `glue`). `demo` submits a mixed set of jobs and follows them to
-//! their end; `run` keeps going until interrupted.
+//! (see `glue`): among it, registering the group's instances with the
+//! cluster as they boot. `demo` submits a mixed set of jobs, follows them
+//! to their end and the cluster back to zero; `run` keeps going until
+//! interrupted.
 
 mod glue;
 mod soak;
@@ -32,18 +34,37 @@ use glue::Containers;
 struct Args {
     #[command(subcommand)]
     command: Mode,
-    /// Container instances in the local cluster.
-    #[arg(long, default_value_t = 2, global = true)]
-    instances: usize,
-    /// Seconds between runs of the capacity metric and the timeout sweep.
+    /// Seconds between runs of the capacity metric (and its scaler) and the
+    /// timeout sweep.
     #[arg(long, default_value_t = 5, global = true)]
     every: u64,
 }
 
+/// The cluster's capacity in the local run.
+#[derive(clap::Args, Clone, Copy, Debug)]
+struct Capacity {
+    /// The most instances the cluster's Auto Scaling group may have; it
+    /// starts with none and the scaler grows and shrinks it.
+    #[arg(long, default_value_t = 3)]
+    max_instances: u32,
+    /// Seconds an instance stays idle before the scaler drains it (the
+    /// deployed default is 900).
+    #[arg(long, default_value_t = 20)]
+    scale_in_after: u32,
+    /// Seconds from an instance's launch to its registering with the
+    /// cluster.
+    #[arg(long, default_value_t = 10)]
+    boot: u64,
+}
+
 #[derive(Subcommand)]
 enum Mode {
-    /// Submit a mixed set of jobs, show them until they settle, check each end state.
-    Demo,
+    /// Submit a mixed set of jobs, show them until they settle, check each end
+    /// state, and follow the cluster from zero instances and back.
+    Demo {
+        #[command(flatten)]
+        capacity: Capacity,
+    },
     /// N jobs end to end with faults injected between the functions and the
     /// local AWS; then every job accounted for, and no launch made twice.
     Soak {
@@ -57,9 +78,23 @@ enum Mode {
         /// Give up after this many minutes.
         #[arg(long, default_value_t = 60)]
         minutes: u64,
+        /// Container instances, registered at the start (the soak runs on a
+        /// fixed cluster).
+        #[arg(long, default_value_t = 2)]
+        instances: usize,
     },
     /// Provision and keep the glue running (submit with `berth`) until Ctrl-C.
-    Run,
+    Run {
+        #[command(flatten)]
+        capacity: Capacity,
+    },
+}
+
+/// The cluster's instances: fixed, or an Auto Scaling group.
+#[derive(Debug, Clone, Copy)]
+enum Cluster {
+    Fixed(usize),
+    Group(Capacity),
 }
 
 /// The deployment on the local AWS, and how to reach its functions.
@@ -150,23 +185,47 @@ async fn run(args: &Args, processes: &mut Processes) -> Fallible<bool> {
         }),
         _ => None,
     };
-    let local = provision(&endpoint, &region, args.instances, faults, processes).await?;
+    let cluster = match args.command {
+        Mode::Demo { capacity } | Mode::Run { capacity } => Cluster::Group(capacity),
+        Mode::Soak { instances, .. } => Cluster::Fixed(instances),
+    };
+    let local = provision(&endpoint, &region, cluster, faults, processes).await?;
+    let instances = match cluster {
+        Cluster::Fixed(n) => format!("{n} container instances"),
+        Cluster::Group(c) => format!(
+            "no instance yet: an Auto Scaling group of at most {} {} instances, idle ones drained after {} s",
+            c.max_instances,
+            berth_local::fleet::INSTANCE_TYPE,
+            c.scale_in_after
+        ),
+    };
     println!(
-        "provisioned account {}: queue, dead-letter queue, tables, cluster `{}` with {} container instances, job definitions render, train, thumbnail",
-        local.account, local.cluster, args.instances
+        "provisioned account {}: queue, dead-letter queue, tables, cluster `{}` with {instances}; job definitions {}",
+        local.account,
+        local.cluster,
+        demo_definitions()
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
+    let every = Duration::from_secs(args.every);
+    let boot = match cluster {
+        Cluster::Group(c) => Some(Duration::from_secs(c.boot)),
+        Cluster::Fixed(_) => None,
+    };
     match args.command {
-        Mode::Demo => demo(&local, Duration::from_secs(args.every)).await,
+        Mode::Demo { .. } => demo(&local, Glue::new(every, boot)).await,
         Mode::Soak { jobs, minutes, .. } => {
-            let mut glue = Glue::new(Duration::from_secs(args.every));
+            let mut glue = Glue::new(every, boot);
             soak::run(&local, &mut glue, jobs, Duration::from_secs(minutes * 60)).await
         }
-        Mode::Run => {
+        Mode::Run { .. } => {
             println!("running: submit jobs with `berth` and these variables:");
             for (k, v) in env_of(&local) {
                 println!("  export {k}={v}");
             }
-            let mut glue = Glue::new(Duration::from_secs(args.every));
+            let mut glue = Glue::new(every, boot);
             loop {
                 glue.tick(&local).await?;
                 tokio::time::sleep(Duration::from_millis(300)).await;
@@ -214,7 +273,7 @@ fn start_local_aws() -> Fallible<(String, String, bool)> {
 async fn provision(
     endpoint: &str,
     region: &str,
-    instances: usize,
+    cluster_capacity: Cluster,
     faults: Option<berth_local::proxy::Faults>,
     processes: &mut Processes,
 ) -> Fallible<Local> {
@@ -276,8 +335,16 @@ async fn provision(
         .send()
         .await
         .map_err(|e| format!("create cluster: {e}"))?;
-    for _ in 0..instances {
-        moto.add_container_instance(ecs, &cluster).await?;
+    match cluster_capacity {
+        Cluster::Fixed(instances) => {
+            for _ in 0..instances {
+                moto.add_container_instance(ecs, &cluster).await?;
+            }
+        }
+        Cluster::Group(c) => {
+            berth_local::fleet::create_group(&clients.autoscaling, &moto, 0, c.max_instances)
+                .await?;
+        }
     }
     berth_local::moto::register_task_definitions(ecs).await?;
     let ec2 = |action| moto.query("ec2", "2016-11-15", action, &[]);
@@ -299,6 +366,22 @@ async fn provision(
             groups.first().cloned().unwrap_or_default(),
         ),
     ];
+    if let Cluster::Group(c) = cluster_capacity {
+        vars.extend([
+            (
+                "BERTH_INSTANCE_GROUP".to_owned(),
+                berth_local::fleet::GROUP.to_owned(),
+            ),
+            (
+                "BERTH_INSTANCE_TYPES".into(),
+                berth_local::fleet::INSTANCE_TYPE.into(),
+            ),
+            (
+                "BERTH_SCALE_IN_AFTER_SECONDS".into(),
+                c.scale_in_after.to_string(),
+            ),
+        ]);
+    }
     let settings =
         Settings::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
             .map_err(|e| e.to_string())?;
@@ -411,6 +494,14 @@ fn demo_definitions() -> Vec<JobDefinition> {
             fargate: false,
             ..render.clone()
         },
+        // EC2 only, no GPU: it waits for capacity, and the scaler starts an
+        // instance for it.
+        JobDefinition {
+            name: "reindex".into(),
+            task_definition: "train".into(),
+            fargate: false,
+            ..render.clone()
+        },
         JobDefinition {
             name: "thumbnail".into(),
             lambda_function: Some("berth-lambda-task-processor".into()),
@@ -430,8 +521,16 @@ fn demo_definitions() -> Vec<JobDefinition> {
 pub struct Glue {
     containers: Containers,
     every: Duration,
+    started: Instant,
     last_schedule: Option<Instant>,
+    /// The group's instances on their way into the cluster, with a group.
+    boots: Option<berth_local::fleet::Boots>,
     pub schedulable: Option<serde_json::Value>,
+    /// What the capacity metric reported of the definitions, once each.
+    pub unplaceable: Vec<String>,
+    /// Container instances in the cluster now, and the most seen.
+    pub instances: usize,
+    pub peak_instances: usize,
     /// Jobs the sweep gave the end (or start) their task had, because the
     /// task's event never reached ecs-runner.
     pub reconciled: Vec<String>,
@@ -440,15 +539,26 @@ pub struct Glue {
 }
 
 impl Glue {
-    fn new(every: Duration) -> Self {
+    /// The glue; `boot`: with an Auto Scaling group, how long its instances
+    /// take to register.
+    fn new(every: Duration, boot: Option<Duration>) -> Self {
         Self {
             containers: Containers::default(),
             every,
+            started: Instant::now(),
             last_schedule: None,
+            boots: boot.map(berth_local::fleet::Boots::new),
             schedulable: None,
+            unplaceable: Vec::new(),
+            instances: 0,
+            peak_instances: 0,
             reconciled: Vec::new(),
             timed_out: Vec::new(),
         }
+    }
+
+    fn say(&self, what: &str) {
+        println!("[{:>3} s] {what}", self.started.elapsed().as_secs());
     }
 
     pub async fn tick(&mut self, local: &Local) -> Fallible<()> {
@@ -462,13 +572,10 @@ impl Glue {
         self.containers.play(local).await?;
         if self.last_schedule.is_none_or(|t| t.elapsed() >= self.every) {
             self.last_schedule = Some(Instant::now());
-            let metric =
+            let report =
                 glue::invoke_event(local, "berth-capacity-metric", &glue::scheduled(local)).await;
-            if let Some(metric) = metric
-                && self.schedulable.as_ref() != Some(&metric)
-            {
-                println!("SchedulableContainers = {metric}");
-                self.schedulable = Some(metric);
+            if let Some(report) = report {
+                self.capacity(&report);
             }
             let sweep =
                 glue::invoke_event(local, "berth-ecs-runner", &glue::scheduled(local)).await;
@@ -490,7 +597,47 @@ impl Glue {
                 );
             }
         }
+        if let Some(boots) = &mut self.boots {
+            let c = &local.clients;
+            let synced = boots
+                .sync(&c.autoscaling, &c.ecs, &local.cluster, &local.region)
+                .await?;
+            for id in &synced.registered {
+                self.say(&format!("instance {id} booted and joined the cluster"));
+            }
+            for id in &synced.deregistered {
+                self.say(&format!("instance {id} terminated and left the cluster"));
+            }
+            if !synced.registered.is_empty() || !synced.deregistered.is_empty() {
+                self.say(&format!("the cluster has {} instance(s)", synced.cluster));
+            }
+            self.instances = synced.cluster;
+            self.peak_instances = self.peak_instances.max(synced.cluster);
+        }
         Ok(())
+    }
+
+    /// What the capacity metric and its scaler report, said when it changes.
+    fn capacity(&mut self, report: &serde_json::Value) {
+        let schedulable = &report["schedulable_containers"];
+        if self.schedulable.as_ref() != Some(schedulable) {
+            self.say(&format!("SchedulableContainers = {schedulable}"));
+            self.schedulable = Some(schedulable.clone());
+        }
+        for problem in report["unplaceable"].as_array().into_iter().flatten() {
+            let problem = problem.as_str().unwrap_or_default().to_owned();
+            if !self.unplaceable.contains(&problem) {
+                self.say(&format!("capacity metric: {problem}"));
+                self.unplaceable.push(problem);
+            }
+        }
+        for reason in report["scaling"]["reasons"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            self.say(&format!("scaler: {}", reason.as_str().unwrap_or_default()));
+        }
     }
 }
 
@@ -518,9 +665,8 @@ struct Expect {
     why: &'static str,
 }
 
-async fn demo(local: &Local, every: Duration) -> Fallible<bool> {
+async fn demo(local: &Local, mut glue: Glue) -> Fallible<bool> {
     let cli = Berth::new(local.settings.clone(), local.clients.clone());
-    let mut glue = Glue::new(every);
     let mut expected: Vec<Expect> = Vec::new();
     let submit = |id: &str, definition: &str, env: &[(&str, &str)]| Submission {
         job_id: Some(id.into()),
@@ -531,8 +677,10 @@ async fn demo(local: &Local, every: Duration) -> Fallible<bool> {
             .collect(),
         ..Submission::default()
     };
-    // First wave: two Lambda-sized jobs and six that fill the EC2 capacity
-    // (two instances hold three render containers each); one is reclaimed.
+    // First wave, on a cluster with no instance: Lambda-sized jobs run in
+    // the task processor, renders on Fargate while instances start, an
+    // EC2-only job waits for one, and a GPU job waits for a type the group
+    // does not have.
     let mut first = vec![
         (
             submit("thumb-1", "thumbnail", &[("INPUT", "s3://demo/a.png")]),
@@ -547,33 +695,16 @@ async fn demo(local: &Local, every: Duration) -> Fallible<bool> {
             "runs in the task processor",
         ),
         (
-            submit(
-                "render-1",
-                "render",
-                &[("PLAY_SECONDS", "3"), ("PLAY_INTERRUPT", "1")],
-            ),
-            JobStatus::Succeeded,
-            None,
-            "a Spot interruption, re-dispatched, then succeeds",
-        ),
-    ];
-    for i in 2..=6 {
-        first.push((
-            submit(&format!("render-{i}"), "render", &[("PLAY_SECONDS", "8")]),
+            submit("reindex-1", "reindex", &[("PLAY_SECONDS", "4")]),
             JobStatus::Succeeded,
             Some(Route::Ec2),
-            "fits the EC2 capacity",
-        ));
-    }
-    submit_wave(&cli, first, &mut expected).await?;
-    glue.tick(local).await?;
-    // Second wave, on a full cluster.
-    let second = vec![
+            "EC2 only: waits for capacity; the scaler starts an instance",
+        ),
         (
-            submit("render-7", "render", &[("PLAY_SECONDS", "3")]),
-            JobStatus::Succeeded,
-            Some(Route::Fargate),
-            "EC2 is full: Fargate",
+            submit("gpu-1", "train", &[("PLAY_SECONDS", "2")]),
+            JobStatus::Cancelled,
+            None,
+            "GPU: no instance type has one; reported, never scaled for; cancelled",
         ),
         (
             submit(
@@ -585,14 +716,16 @@ async fn demo(local: &Local, every: Duration) -> Fallible<bool> {
             None,
             "exits 3 on each of its 2 attempts",
         ),
-        (
-            submit("gpu-1", "train", &[("PLAY_SECONDS", "2")]),
-            JobStatus::Succeeded,
-            Some(Route::Ec2),
-            "GPU, EC2 only: waits for capacity, then runs",
-        ),
     ];
-    submit_wave(&cli, second, &mut expected).await?;
+    for i in 1..=7 {
+        first.push((
+            submit(&format!("render-{i}"), "render", &[("PLAY_SECONDS", "6")]),
+            JobStatus::Succeeded,
+            Some(Route::Fargate),
+            "no instance yet: Fargate, and the scaler starts instances",
+        ));
+    }
+    submit_wave(&cli, first, &mut expected).await?;
     // An invalid message, sent as is: the CLI would refuse it.
     let sent = local
         .clients
@@ -609,20 +742,61 @@ async fn demo(local: &Local, every: Duration) -> Fallible<bool> {
         route: None,
         why: "unknown field `cpus`: rejected, never run",
     });
+    // Second wave, once the cluster has room.
+    let second = vec![
+        (
+            submit(
+                "render-8",
+                "render",
+                &[("PLAY_SECONDS", "3"), ("PLAY_INTERRUPT", "1")],
+            ),
+            JobStatus::Succeeded,
+            None,
+            "a Spot interruption, re-dispatched, then succeeds",
+        ),
+        (
+            submit("render-9", "render", &[("PLAY_SECONDS", "4")]),
+            JobStatus::Succeeded,
+            Some(Route::Ec2),
+            "the cluster has room: EC2",
+        ),
+        (
+            submit("render-10", "render", &[("PLAY_SECONDS", "4")]),
+            JobStatus::Succeeded,
+            Some(Route::Ec2),
+            "the cluster has room: EC2",
+        ),
+    ];
+    let mut second = Some(second);
 
     // Followed as `berth watch` follows jobs, the glue ticking in between.
-    let ids: Vec<String> = expected.iter().map(|e| e.job_id.clone()).collect();
     let started = Instant::now();
     let mut shown = String::new();
+    let mut cancelled = false;
     let jobs = loop {
         glue.tick(local).await?;
+        if glue.instances > 0
+            && let Some(wave) = second.take()
+        {
+            submit_wave(&cli, wave, &mut expected).await?;
+            glue.say("the cluster has room: submitted render-8, render-9, render-10");
+        }
+        // The GPU job can never run here: once the capacity metric has
+        // said so, it is cancelled.
+        if !cancelled && glue.unplaceable.iter().any(|p| p.contains("`train`")) {
+            cli.cancel("gpu-1", Some("no instance type of the group has a GPU"))
+                .await
+                .map_err(|e| e.to_string())?;
+            cancelled = true;
+        }
+        let ids: Vec<String> = expected.iter().map(|e| e.job_id.clone()).collect();
         let jobs = cli.records(&ids).await.map_err(|e| e.to_string())?;
         let table = berth_cli::watch_table(&jobs);
         if table != shown {
             println!("\n[{:>3} s]\n{table}", started.elapsed().as_secs());
             shown = table;
         }
-        if berth_cli::settled(&jobs) {
+        if second.is_none() && berth_cli::settled(&jobs) {
             break jobs;
         }
         if started.elapsed() > Duration::from_secs(300) {
@@ -647,5 +821,25 @@ async fn demo(local: &Local, every: Duration) -> Fallible<bool> {
             e.why
         );
     }
-    Ok(all_right)
+
+    // The cluster comes back to zero once its instances have been idle.
+    glue.say("every job has ended: waiting for the cluster to come back to zero");
+    let rested = Instant::now();
+    while glue.instances > 0 {
+        if rested.elapsed() > Duration::from_secs(180) {
+            return Err(format!(
+                "the cluster still has {} instance(s) 3 minutes after the last job",
+                glue.instances
+            ));
+        }
+        glue.tick(local).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let grew = glue.peak_instances >= 2;
+    println!(
+        "  {} the cluster: 0 -> {} -> 0 instances",
+        if grew { "ok  " } else { "DIFF" },
+        glue.peak_instances
+    );
+    Ok(all_right && grew)
 }
