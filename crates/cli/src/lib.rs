@@ -12,7 +12,7 @@ use berth_aws::{AwsError, Clients, Definitions, JobStore, Settings, settings};
 use berth_core::capacity::{
     LargestContainer, Resources, Thresholds, check_scale_in, explain_thresholds, most_per_instance,
 };
-use berth_core::{JobDefinition, JobStatus, Route, job};
+use berth_core::{JobDefinition, JobStatus, Route, job, scaling};
 use berth_ecs_runner::Lifecycle;
 use berth_ecs_runner::lifecycle::Cancelled;
 
@@ -28,12 +28,14 @@ pub enum CliError {
 }
 
 /// The outputs of berth's stack that stand for the `BERTH_*` variables.
-pub const STACK_OUTPUTS: [(&str, &str); 5] = [
+pub const STACK_OUTPUTS: [(&str, &str); 7] = [
     ("JobsTableName", settings::JOBS_TABLE),
     ("DefinitionsTableName", settings::DEFINITIONS_TABLE),
     ("ClusterName", settings::CLUSTER),
     ("JobQueueUrl", settings::QUEUE_URL),
     ("JobDeadLetterQueueUrl", settings::DLQ_URL),
+    ("InstanceGroupName", settings::INSTANCE_GROUP),
+    ("InstanceTypes", settings::INSTANCE_TYPES),
 ];
 
 /// The settings of a deployed stack: its outputs, with the environment
@@ -255,7 +257,12 @@ impl Berth {
 
     /// Registers (or replaces) the definitions in `file`: one JSON object,
     /// or an array of them.
-    pub async fn put_definitions(&self, file: &Path) -> Result<Vec<String>, CliError> {
+    /// Registers the definitions of `file`; their names, and a warning for
+    /// each that the deployment's instance types cannot always run.
+    pub async fn put_definitions(
+        &self,
+        file: &Path,
+    ) -> Result<(Vec<String>, Vec<String>), CliError> {
         let text = read(file)?;
         let value: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| CliError::Input(format!("{}: not JSON: {e}", file.display())))?;
@@ -281,7 +288,11 @@ impl Berth {
         for def in &defs {
             store.put(def).await?;
         }
-        Ok(defs.into_iter().map(|d| d.name).collect())
+        let warnings = match &self.settings.scaling {
+            Some(s) => fit_warnings(&defs, &s.instance_types),
+            None => Vec::new(),
+        };
+        Ok((defs.into_iter().map(|d| d.name).collect(), warnings))
     }
 
     pub async fn definitions_list(&self) -> Result<Vec<JobDefinition>, CliError> {
@@ -405,6 +416,12 @@ pub fn thresholds(
     // The explanation comes first, also when the check then fails.
     print!("{}", explain_thresholds(instances, largest, headroom));
     let mut out = String::new();
+    if most_per_instance(instances.iter().copied(), largest) == 0 {
+        out.push_str(&format!(
+            "warning: the largest container ({}) fits none of these instance types: jobs that size never run on EC2; berth's scaler leaves their definitions out of the largest container and never scales for them\n",
+            largest.resources()
+        ));
+    }
     if let Some(scale_in_above) = check {
         let per_instance = most_per_instance(instances.iter().copied(), largest);
         check_scale_in(
@@ -420,6 +437,39 @@ pub fn thresholds(
         ));
     }
     Ok(out)
+}
+
+/// A warning for each definition the instance types `types` (by name) cannot
+/// all run: its jobs never run on EC2 (no type holds them), or the group is
+/// not scaled for them (only some do).
+pub fn fit_warnings(defs: &[JobDefinition], types: &[String]) -> Vec<String> {
+    let known: Vec<scaling::InstanceType> = types
+        .iter()
+        .filter_map(|t| scaling::InstanceType::known(t))
+        .collect();
+    let mut warnings: Vec<String> = types
+        .iter()
+        .filter(|t| !known.iter().any(|k| k.name == **t))
+        .map(|t| format!("warning: unknown instance type `{t}`: the scaler cannot size it"))
+        .collect();
+    let pairs: Vec<(String, scaling::Room)> = defs
+        .iter()
+        .map(|d| (d.name.clone(), scaling::Room::new(d.cpu, d.memory, d.gpu)))
+        .collect();
+    let (_, unplaceable) = scaling::largest_container(&pairs, &known);
+    warnings.extend(unplaceable.iter().map(|u| format!("warning: {u}")));
+    warnings
+}
+
+/// An instance: `CPU:MEMORY`, or an instance type's name (what ECS
+/// registers of it, by berth-core's catalog).
+pub fn instance(s: &str) -> Result<Resources, String> {
+    if !s.contains(':') {
+        return scaling::InstanceType::known(s)
+            .map(|t| t.room.resources())
+            .ok_or_else(|| format!("expected CPU:MEMORY or an instance type, found {s:?}"));
+    }
+    resources(s)
 }
 
 /// `CPU:MEMORY`.

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use berth_aws::Settings;
-use berth_cli::{Berth, CliError, Submission, describe, largest, resources, table};
+use berth_cli::{Berth, CliError, Submission, describe, largest, table};
 use berth_core::capacity::{LargestContainer, Resources};
 use berth_core::{JobStatus, Route};
 use clap::{Parser, Subcommand};
@@ -105,10 +105,14 @@ enum Command {
     /// Simulate a day of jobs through berth and the alternatives: cost, waits,
     /// scaling. Needs no AWS account.
     Simulate(SimulateArgs),
-    /// The SchedulableContainers alarm thresholds for given instance types, and why.
+    /// How many of the largest containers each instance type holds, and
+    /// thresholds for alarms on SchedulableContainers that cannot loop (the
+    /// seed's scaling; berth's scaler needs none). Warns when the largest
+    /// container fits no type.
     Thresholds {
-        /// An instance type's CPU units and MiB, as CPU:MEMORY (repeat for each type).
-        #[arg(long = "instance", value_parser = resources, required = true)]
+        /// An instance type, as CPU:MEMORY (CPU units, MiB) or by name
+        /// (m5.large); repeat for each type.
+        #[arg(long = "instance", value_parser = berth_cli::instance, required = true)]
         instances: Vec<Resources>,
         /// The largest container's CPU units and MiB, as CPU:MEMORY.
         #[arg(long, value_parser = largest)]
@@ -369,7 +373,10 @@ async fn run(command: Command, stack: Option<&str>) -> Result<String, CliError> 
         }
         Command::Definitions { command } => match command {
             DefinitionsCommand::Put { file } => {
-                let names = connect().await?.put_definitions(&file).await?;
+                let (names, warnings) = connect().await?.put_definitions(&file).await?;
+                for w in &warnings {
+                    eprintln!("berth: {w}");
+                }
                 Ok(format!("registered: {}", names.join(", ")))
             }
             DefinitionsCommand::List => {

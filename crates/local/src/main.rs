@@ -469,6 +469,11 @@ fn env_of(local: &Local) -> Vec<(&'static str, String)> {
         ("BERTH_CLUSTER", local.cluster.clone()),
         ("BERTH_QUEUE_URL", local.queue_url.clone()),
         ("BERTH_DLQ_URL", local.dlq_url.clone()),
+        ("BERTH_INSTANCE_GROUP", berth_local::fleet::GROUP.to_owned()),
+        (
+            "BERTH_INSTANCE_TYPES",
+            berth_local::fleet::INSTANCE_TYPE.to_owned(),
+        ),
     ]
 }
 

@@ -106,7 +106,8 @@ async fn definitions_put_and_list() {
              "cpu":2048,"memory":4096,"timeout_seconds":3600,"max_attempts":2,"fargate":true}]"#,
     )
     .unwrap();
-    assert_eq!(cli.put_definitions(&file).await.unwrap(), ["encode"]);
+    let (names, warnings) = cli.put_definitions(&file).await.unwrap();
+    assert_eq!((names, warnings), (vec!["encode".to_owned()], vec![]));
     let names: Vec<String> = cli
         .definitions_list()
         .await
@@ -117,9 +118,28 @@ async fn definitions_put_and_list() {
     assert_eq!(names, ["encode", "render", "train"]);
     // The README's example file registers as it is.
     let example = workspace_root().join("examples/definitions.json");
-    assert_eq!(
-        cli.put_definitions(&example).await.unwrap(),
-        ["render", "thumbnail", "train"]
+    let (names, warnings) = cli.put_definitions(&example).await.unwrap();
+    assert_eq!(names, ["render", "thumbnail", "train"]);
+    assert!(
+        warnings.is_empty(),
+        "no instance group, nothing to check: {warnings:?}"
+    );
+    // With the template's default instance types, `train` (a GPU, 16 GiB)
+    // fits none: said when it is registered.
+    let mut with_group = stack.settings.clone();
+    with_group.scaling = Some(berth_aws::settings::ScalingSettings {
+        group: "berth-instances".into(),
+        instance_types: vec!["m5.large".into(), "m5a.large".into(), "m6i.large".into()],
+        scale_in_after_seconds: 900,
+        headroom: 0,
+    });
+    let cli_with_group = Berth::new(with_group, stack.clients().clone());
+    let (_, warnings) = cli_with_group.put_definitions(&example).await.unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("warning: job definition `train`")
+            && warnings[0].contains("fits no instance type of the group"),
+        "{warnings:?}"
     );
 
     std::fs::write(&file, r#"{"name":"bad","task_definition":"x","container":"main","cpu":0,"memory":4096,"timeout_seconds":60,"max_attempts":1,"fargate":false}"#).unwrap();

@@ -261,7 +261,10 @@ async fn idle_instances_drain_then_go_and_one_with_a_task_is_never_touched() {
         .send()
         .await
         .unwrap();
-    assert_eq!(s.run().await.scaling.unwrap().drained, std::slice::from_ref(&busy));
+    assert_eq!(
+        s.run().await.scaling.unwrap().drained,
+        std::slice::from_ref(&busy)
+    );
     assert_eq!(s.run().await.scaling.unwrap().terminated, [busy]);
     assert_eq!(s.desired().await, 0);
     assert_eq!(s.sync().await.cluster, 0);

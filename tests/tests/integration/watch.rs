@@ -150,8 +150,15 @@ async fn the_functions_handle_their_samples_under_cargo_lambda_watch() {
         let answer = watch.invoke_file("berth-ecs-runner", &format!("events/{sample}.json"));
         assert_eq!(answer["action"], "ignored", "{sample}: {answer}");
     }
-    let answer = watch.invoke_file("berth-ecs-runner", "events/ecs-runner-spot-warning.json");
-    assert_eq!(answer["drained"], serde_json::Value::Null, "{answer}");
+    for warning in ["spot-warning", "rebalance-recommendation"] {
+        let answer = watch.invoke_file(
+            "berth-ecs-runner",
+            &format!("events/ecs-runner-{warning}.json"),
+        );
+        // Not one of this cluster's instances: nothing drained.
+        assert_eq!(answer["drained"], serde_json::Value::Null, "{answer}");
+        assert!(answer["instance_id"].as_str().is_some(), "{answer}");
+    }
     let answer = watch.invoke_file("berth-ecs-runner", "events/ecs-runner-schedule.json");
     assert_eq!(
         answer,
@@ -160,11 +167,21 @@ async fn the_functions_handle_their_samples_under_cargo_lambda_watch() {
 
     // The capacity metric on its schedule sample: two instances holding 3
     // largest containers each, two of them taken by the EC2 jobs above.
-    let schedulable = watch.invoke_file(
+    let report = watch.invoke_file(
         "berth-capacity-metric",
         "events/capacity-metric-schedule.json",
     );
-    assert_eq!(schedulable, serde_json::json!(4), "{}", watch.output());
+    assert_eq!(
+        report["schedulable_containers"],
+        serde_json::json!(4),
+        "{}",
+        watch.output()
+    );
+    assert_eq!(
+        report["scaling"],
+        serde_json::Value::Null,
+        "no instance group here"
+    );
 
     // The task processor's runtime on its sample invocation: it runs the
     // job's command and records the job.
