@@ -1133,7 +1133,7 @@ impl<'a> Sim<'a> {
             let h = span.max(self.last_end + 30 * MINUTE + MINUTE);
             self.horizon = Some(h.div_ceil(MINUTE) * MINUTE);
         }
-        self.at(self.now + MINUTE, Ev::Tick);
+        self.at(self.now + ms(f::CAPACITY_METRIC_PERIOD_SECONDS), Ev::Tick);
     }
 
     /// The capacity metric's run with berth's scaler: berth-core decides,

@@ -93,17 +93,18 @@ figures! {
 
     // berth's scaling as template.yaml deploys it.
     CAPACITY_METRIC_PERIOD_SECONDS = 60.0, "seconds",
-        "template.yaml: the capacity metric runs every minute";
-    ALARM_PERIOD_SECONDS = 60.0, "seconds",
-        "template.yaml: both SchedulableContainers alarms use 60 s periods";
-    SCALE_OUT_EVALUATION_PERIODS = 1.0, "periods",
-        "template.yaml: SchedulableContainersLow, 1 of 1, missing data treated as missing";
-    SCALE_IN_EVALUATION_PERIODS = 15.0, "periods",
-        "template.yaml: SchedulableContainersHigh, 15 of 15, missing data not breaching";
-    INSTANCE_WARMUP_SECONDS = 180.0, "seconds",
-        "template.yaml: the scale-out policy's EstimatedInstanceWarmup";
+        "template.yaml: the capacity metric and its scaler run every minute; CloudWatch evaluates one-minute alarms as often";
     CLUSTER_MAX_SIZE = 10.0, "instances",
         "template.yaml: ClusterMaxSize default";
+
+    // The seed's alarms (schedulable-alarms), as template.yaml deployed them
+    // before the scaler.
+    SCALE_OUT_EVALUATION_PERIODS = 1.0, "periods",
+        "SchedulableContainersLow: below the scale-out threshold, 1 of 1, missing data treated as missing";
+    SCALE_IN_EVALUATION_PERIODS = 15.0, "periods",
+        "SchedulableContainersHigh: above the scale-in threshold, 15 of 15, missing data not breaching";
+    INSTANCE_WARMUP_SECONDS = 180.0, "seconds",
+        "the step scaling policies' EstimatedInstanceWarmup";
 
     // The alternatives.
     TWO_ALARMS_HIGH_PERCENT = 75.0, "percent reserved",
@@ -150,8 +151,6 @@ figures! {
         "assumed: START/END/REPORT lines and one JSON log line of the decision";
     EMF_METRICS_WHILE_BUSY = 8.0, "custom metrics",
         "crates/aws/src/metrics.rs: the dashboard's per-route and per-status counts, billed in hours they are emitted";
-    BERTH_ALARMS = 2.0, "alarms",
-        "template.yaml: SchedulableContainersLow and SchedulableContainersHigh";
 }
 
 /// The figure's value as whole milliseconds (for figures in seconds).

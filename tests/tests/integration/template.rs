@@ -133,3 +133,68 @@ fn the_dashboard_shows_every_metric_the_functions_emit() {
     );
     assert_eq!(shown, emitted, "dashboard vs functions");
 }
+
+/// The default of template parameter `name`.
+fn default_of(text: &str, name: &str) -> String {
+    let start = text
+        .find(&format!("\n  {name}:\n"))
+        .unwrap_or_else(|| panic!("no parameter {name}"));
+    text[start..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with("    "))
+        .find_map(|l| l.trim().strip_prefix("Default: "))
+        .unwrap_or_else(|| panic!("parameter {name} has no default"))
+        .trim_matches('\'')
+        .to_owned()
+}
+
+/// The value of the first `key:` in the template.
+fn value_of(text: &str, key: &str) -> String {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{key}: ")))
+        .unwrap_or_else(|| panic!("no {key}"))
+        .split('#')
+        .next()
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// `berth simulate`'s `berth` policy is the template as deployed: the
+/// simulator's figures for it are the template's defaults.
+#[test]
+fn the_simulator_models_the_template_as_deployed() {
+    use berth_sim::figures as f;
+    let text = template();
+    let number = |v: String| v.parse::<f64>().unwrap();
+    let defaults = berth_sim::Settings::default();
+    assert_eq!(
+        number(default_of(&text, "ScaleInAfterSeconds")),
+        f64::from(defaults.scale_in_after_s)
+    );
+    assert_eq!(
+        number(default_of(&text, "Headroom")),
+        f64::from(defaults.headroom)
+    );
+    assert_eq!(number(default_of(&text, "ClusterMinSize")), 0.0);
+    assert_eq!(
+        number(default_of(&text, "ClusterMaxSize")),
+        f::CLUSTER_MAX_SIZE.value
+    );
+    let types: Vec<String> = ["InstanceType1", "InstanceType2", "InstanceType3"]
+        .iter()
+        .map(|p| default_of(&text, p))
+        .collect();
+    assert_eq!(types, f::DEFAULT_INSTANCE_TYPES);
+    assert_eq!(
+        number(value_of(&text, "MaximumBatchingWindowInSeconds")),
+        f::SQS_TO_DRIVER_SECONDS.value
+    );
+    assert_eq!(
+        number(value_of(&text, "MemorySize")) / 1024.0,
+        f::FUNCTION_MEMORY_GB.value
+    );
+    assert!(text.contains("Schedule: rate(1 minute)"));
+    assert_eq!(f::CAPACITY_METRIC_PERIOD_SECONDS.value, 60.0);
+}
