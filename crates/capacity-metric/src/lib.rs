@@ -5,7 +5,6 @@
 
 pub mod scaler;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -88,8 +87,10 @@ pub struct Observed {
     pub remaining: Room,
     /// Tasks running or pending on it.
     pub tasks: u32,
-    /// berth's attributes on it, by name.
-    pub attributes: HashMap<String, String>,
+    /// berth's attributes on it: since when it is idle, since when it
+    /// retires (epoch ms, as written).
+    pub idle_since: Option<String>,
+    pub retiring: Option<String>,
 }
 
 impl CapacityMetric {
@@ -289,20 +290,21 @@ fn read_instance(ci: &EcsInstance) -> Observed {
         .status()
         .map_or(InstanceStatus::Other, InstanceStatus::from_ecs);
     let remaining = room(ci.remaining_resources());
-    let attributes: HashMap<String, String> = ci
-        .attributes()
-        .iter()
-        .map(|a| {
-            (
-                a.name().to_owned(),
-                a.value().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
+    // Only the three attributes read here are copied out of the answer.
+    let (mut instance_type, mut idle_since, mut retiring) = (None, None, None);
+    for a in ci.attributes() {
+        let slot = match a.name() {
+            "ecs.instance-type" => &mut instance_type,
+            berth_aws::fleet::IDLE_SINCE => &mut idle_since,
+            berth_aws::fleet::RETIRING => &mut retiring,
+            _ => continue,
+        };
+        *slot = Some(a.value().unwrap_or_default().to_owned());
+    }
     Observed {
         arn: ci.container_instance_arn().unwrap_or_default().to_owned(),
         ec2_instance_id: ci.ec2_instance_id().unwrap_or_default().to_owned(),
-        instance_type: attributes.get("ecs.instance-type").cloned(),
+        instance_type,
         instance: ContainerInstance {
             status,
             agent_connected: ci.agent_connected,
@@ -311,6 +313,7 @@ fn read_instance(ci: &EcsInstance) -> Observed {
         registered: room(ci.registered_resources()),
         remaining,
         tasks: u32::try_from(ci.running_tasks_count + ci.pending_tasks_count).unwrap_or(0),
-        attributes,
+        idle_since,
+        retiring,
     }
 }

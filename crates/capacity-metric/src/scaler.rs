@@ -137,10 +137,10 @@ impl Scaler {
                 Some(o) => {
                     let state = match o.instance.status {
                         InstanceStatus::Active => MemberState::Active,
-                        _ if o.attributes.contains_key(RETIRING) => MemberState::Retiring,
+                        _ if o.retiring.is_some() => MemberState::Retiring,
                         _ => MemberState::Draining,
                     };
-                    let marked = o.attributes.get(IDLE_SINCE).and_then(|v| v.parse().ok());
+                    let marked = o.idle_since.as_deref().and_then(|v| v.parse().ok());
                     let idle_since = match (state, o.tasks) {
                         (MemberState::Active, 0) => {
                             if marked.is_none() {
@@ -183,10 +183,8 @@ impl Scaler {
                         .await?
                 }
                 None => {
-                    let old = o.attributes.get(IDLE_SINCE).cloned().unwrap_or_default();
-                    self.fleet
-                        .delete_attribute(&o.arn, IDLE_SINCE, &old)
-                        .await?;
+                    let old = o.idle_since.as_deref().unwrap_or_default();
+                    self.fleet.delete_attribute(&o.arn, IDLE_SINCE, old).await?;
                 }
             }
         }
@@ -206,10 +204,8 @@ impl Scaler {
             .set_state(&arns(&back), ContainerInstanceStatus::Active)
             .await?;
         for o in &back {
-            let since = o.attributes.get(RETIRING).cloned().unwrap_or_default();
-            self.fleet
-                .delete_attribute(&o.arn, RETIRING, &since)
-                .await?;
+            let since = o.retiring.as_deref().unwrap_or_default();
+            self.fleet.delete_attribute(&o.arn, RETIRING, since).await?;
             // Its quiet period starts again.
             self.fleet
                 .put_attribute(&o.arn, IDLE_SINCE, &now.to_string())
