@@ -5,7 +5,7 @@
 //! local AWS (`eval "$(scripts/local-aws env)"`) or to an account alike.
 //! Every error is one line on stderr and a non-zero exit.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -265,8 +265,9 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command, cli.stack.as_deref()).await {
         Ok(out) => {
+            // A reader that stops early (`| head`) is no error.
             if !out.is_empty() {
-                println!("{}", out.trim_end());
+                let _ = writeln!(std::io::stdout(), "{}", out.trim_end());
             }
             ExitCode::SUCCESS
         }

@@ -176,12 +176,28 @@ impl Simulate {
         let largest = match settings.largest {
             Some(l) => format!("largest container {} (given)", l.resources()),
             None => {
-                match LargestContainer::of(trace.definitions.iter().map(|(_, r)| r.resources())) {
-                    Some(l) => {
-                        format!("largest container {} (from the definitions)", l.resources())
-                    }
-                    None => "no largest container".into(),
+                let scaling_types: Vec<_> = settings
+                    .instance_types
+                    .iter()
+                    .map(|t| t.scaling())
+                    .collect();
+                let (kept, left_out) =
+                    berth_core::scaling::largest_container(&trace.definitions, &scaling_types);
+                let all =
+                    LargestContainer::of(trace.definitions.iter().map(|(_, r)| r.resources()));
+                let show = |l: Option<LargestContainer>| {
+                    l.map_or_else(|| "none".to_owned(), |l| l.resources().to_string())
+                };
+                let mut text = format!("largest container {}", show(all));
+                if !left_out.is_empty() {
+                    let names: Vec<&str> = left_out.iter().map(|u| u.definition.as_str()).collect();
+                    text.push_str(&format!(
+                        "; berth's scaler leaves out {} (no instance type of the group runs it): {}",
+                        names.join(", "),
+                        show(kept)
+                    ));
                 }
+                text
             }
         };
         format!(
@@ -209,7 +225,7 @@ fn notes(outcomes: &[Outcome]) -> String {
         }
         if o.jobs_failed > 0 {
             out.push_str(&format!(
-                "{}: {} job(s) never found room where they fit (see jobs_failed in --format json)\n",
+                "{}: {} job(s) never ran to their end: no room where they fit within six hours, or stopped under them more than five times\n",
                 o.policy, o.jobs_failed
             ));
         }

@@ -1085,7 +1085,7 @@ impl<'a> Sim<'a> {
         let reservation = self.reservation();
         let cpr = self.capacity_provider_reservation();
         self.metric = match self.policy {
-            Policy::SchedulableAlarms => schedulable,
+            Policy::Berth | Policy::SchedulableAlarms => schedulable,
             Policy::TwoAlarms => reservation.map(|(cpu, _)| cpu),
             Policy::CapacityProvider => cpr,
             Policy::AwsBatch | Policy::AwsBatchFargate => Some(self.queue.len() as f64),

@@ -30,6 +30,9 @@ fn draw(page: &mut String, size: (u32, u32), outcomes: &[Outcome], title: &str) 
     )?;
     let panels = body.split_evenly((outcomes.len().max(1), 2));
     for (k, o) in outcomes.iter().enumerate() {
+        // At most about 720 points a line: a day's minutes, every other.
+        let step = o.series.len().div_ceil(720).max(1);
+        let series: Vec<&crate::report::Sample> = o.series.iter().step_by(step).collect();
         let hours = o.series.last().map_or(24.0, |s| s.t_s / 3600.0).max(1.0);
         let counts = o.series.iter().map(|s| {
             s.instances
@@ -82,8 +85,7 @@ fn draw(page: &mut String, size: (u32, u32), outcomes: &[Outcome], title: &str) 
             .border_style(BLACK)
             .draw()?;
 
-        let points: Vec<(f64, f64)> = o
-            .series
+        let points: Vec<(f64, f64)> = series
             .iter()
             .filter_map(|s| s.metric.map(|m| (s.t_s / 3600.0, m)))
             .collect();
