@@ -905,4 +905,89 @@ mod tests {
         // A task asking nothing of a resource still takes a place.
         assert_eq!(Room::new(0, 0, 0).fits_times(m5), u32::MAX);
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn any_member() -> impl Strategy<Value = (u8, u32, u32, Option<u64>)> {
+            (0u8..4, 0u32..4, 0u32..=3, prop::option::of(0u64..40))
+        }
+
+        fn any_need() -> impl Strategy<Value = (Room, u32)> {
+            (
+                prop_oneof![
+                    Just(RENDER),
+                    Just(Room::new(2048, 4096, 0)),
+                    Just(Room::new(4096, 16_384, 1))
+                ],
+                1u32..8,
+            )
+        }
+
+        proptest! {
+            /// Whatever the cluster and the demand: only drained instances
+            /// with no task are terminated, only idle active ones drained,
+            /// the group never goes past its maximum, and nothing is added
+            /// for demand no instance type can hold.
+            #[test]
+            fn the_plan_never_touches_a_task_and_stays_in_bounds(
+                raw in prop::collection::vec(any_member(), 0..12),
+                waiting in prop::collection::vec(any_need(), 0..3),
+                fell_back in prop::collection::vec(any_need(), 0..3),
+                max in 0u32..12,
+                min in 0u32..3,
+                now_min in 0u64..60,
+            ) {
+                let members: Vec<Member<usize>> = raw
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &(state, tasks, used, idle))| {
+                        let state = [
+                            MemberState::Launching,
+                            MemberState::Active,
+                            MemberState::Retiring,
+                            MemberState::Draining,
+                        ][state as usize];
+                        let tasks = if state == MemberState::Launching { 0 } else { tasks };
+                        let mut free = full();
+                        for _ in 0..used.min(tasks) {
+                            free.take(RENDER);
+                        }
+                        Member {
+                            id: i,
+                            state,
+                            free,
+                            tasks,
+                            idle_since: if tasks == 0 { idle.map(|m| m * MIN) } else { None },
+                        }
+                    })
+                    .collect();
+                let demand = Demand { waiting, fell_back };
+                let config = Config { min: min.min(max), max, quiet_ms: 15 * MIN, headroom: 0 };
+                let p = plan(now_min * MIN, &members, &demand, &types(), None, config);
+                for id in &p.terminate {
+                    let m = &members[*id];
+                    prop_assert!(m.tasks == 0, "terminated with tasks: {m:?}");
+                    prop_assert!(matches!(m.state, MemberState::Retiring | MemberState::Draining));
+                }
+                for id in &p.drain {
+                    let m = &members[*id];
+                    prop_assert!(m.tasks == 0 && m.state == MemberState::Active, "{m:?}");
+                    prop_assert!(m.idle_since.is_some_and(|s| s + config.quiet_ms <= now_min * MIN));
+                }
+                for id in &p.reactivate {
+                    prop_assert_eq!(members[*id].state, MemberState::Retiring);
+                    prop_assert!(!p.terminate.contains(id) && !p.drain.contains(id));
+                }
+                let staying = members.len() as u32 - p.terminate.len() as u32;
+                prop_assert!(p.add == 0 || staying + p.add <= max.max(config.min), "{p:?}");
+                let fits = |needs: &[(Room, u32)]| needs.iter().any(|(n, _)| fit(*n, &types()) == Fit::Every);
+                if !fits(&demand.waiting) && !fits(&demand.fell_back) {
+                    prop_assert!(staying + p.add <= config.min.max(staying), "added for nothing: {p:?}");
+                }
+            }
+        }
+    }
 }
