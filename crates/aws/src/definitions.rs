@@ -4,15 +4,12 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::types::AttributeValue;
 use berth_core::JobDefinition;
 
 use crate::AwsError;
 
 type Item = HashMap<String, AttributeValue>;
-
-/// BatchGetItem reads at most 100 keys per call.
-const BATCH_GET_MAX_KEYS: usize = 100;
 
 /// What a lookup found for one name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,56 +36,14 @@ impl Definitions {
     /// Reads the definitions of `names` (BatchGetItem, 100 a call); a name
     /// missing from the answer is not registered.
     pub async fn get_many(&self, names: &[&str]) -> Result<HashMap<String, Lookup>, AwsError> {
-        let mut found = HashMap::new();
-        for chunk in names.chunks(BATCH_GET_MAX_KEYS) {
-            let keys = chunk.iter().map(|name| {
-                HashMap::from([("name".to_owned(), AttributeValue::S((*name).to_owned()))])
-            });
-            let mut request = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys.collect()))
-                    .consistent_read(false)
-                    .build()
-                    .map_err(|e| AwsError {
-                        operation: "dynamodb:BatchGetItem",
-                        code: None,
-                        message: e.to_string(),
-                        retryable: false,
-                    })?,
-            );
-            // Unprocessed keys come back when DynamoDB throttles part of the
-            // batch: ask again for those (the SDK backs off between calls).
-            let mut rounds = 0;
-            while let Some(keys) = request.take() {
-                rounds += 1;
-                let out = self
-                    .ddb
-                    .batch_get_item()
-                    .request_items(&self.table, keys)
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::from_sdk("dynamodb:BatchGetItem", e))?;
-                for item in out
-                    .responses
-                    .and_then(|mut r| r.remove(&self.table))
-                    .unwrap_or_default()
-                {
-                    if let Some(AttributeValue::S(name)) = item.get("name") {
-                        found.insert(name.clone(), read(&item));
-                    }
-                }
-                request = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table));
-                if request.is_some() && rounds >= 5 {
-                    return Err(AwsError {
-                        operation: "dynamodb:BatchGetItem",
-                        code: Some("UnprocessedKeys".into()),
-                        message: "definitions still unprocessed after 5 rounds".into(),
-                        retryable: true,
-                    });
-                }
-            }
-        }
-        Ok(found)
+        let items = crate::batch::batch_get(&self.ddb, &self.table, "name", names, &[]).await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| match item.get("name") {
+                Some(AttributeValue::S(name)) => Some((name.clone(), read(item))),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Every usable definition (the table is small: one item per kind of

@@ -3,6 +3,7 @@
 //! `SdkConfig` (which honours `AWS_ENDPOINT_URL`, so the same wiring talks to
 //! the local AWS).
 
+pub mod batch;
 pub mod definitions;
 pub mod error;
 pub mod fleet;

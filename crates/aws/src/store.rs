@@ -515,60 +515,24 @@ impl JobStore {
     /// The resolved jobs of `ids` (their records' `job`), read a hundred
     /// at a time.
     async fn jobs_of(&self, ids: &[&str]) -> Result<Vec<(String, ResolvedJob)>, AwsError> {
-        use aws_sdk_dynamodb::types::KeysAndAttributes;
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(100) {
-            let keys: Vec<Item> = chunk
-                .iter()
-                .map(|id| HashMap::from([(attr::JOB_ID.to_owned(), s(id))]))
-                .collect();
-            let mut request = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .projection_expression("#id, #job")
-                    .expression_attribute_names("#id", attr::JOB_ID)
-                    .expression_attribute_names("#job", attr::JOB)
-                    .build()
-                    .map_err(|e| AwsError {
-                        operation: "dynamodb:BatchGetItem",
-                        code: None,
-                        message: e.to_string(),
-                        retryable: false,
-                    })?,
-            );
-            // What DynamoDB leaves unprocessed is asked again, a few times.
-            for _ in 0..5 {
-                let Some(keys) = request.take() else { break };
-                let answer = self
-                    .ddb
-                    .batch_get_item()
-                    .request_items(&self.table, keys)
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::from_sdk("dynamodb:BatchGetItem", e))?;
-                for item in answer
-                    .responses()
-                    .and_then(|r| r.get(&self.table))
-                    .into_iter()
-                    .flatten()
-                {
-                    let id = job_id_of(item).to_owned();
-                    let job = item
-                        .get(attr::JOB)
-                        .and_then(|v| v.as_s().ok())
-                        .and_then(|j| serde_json::from_str::<ResolvedJob>(j).ok());
-                    if let Some(job) = job {
-                        out.push((id, job));
-                    }
-                }
-                request = answer
-                    .unprocessed_keys()
-                    .and_then(|u| u.get(&self.table))
-                    .filter(|k| !k.keys().is_empty())
-                    .cloned();
-            }
-        }
-        Ok(out)
+        let items = crate::batch::batch_get(
+            &self.ddb,
+            &self.table,
+            attr::JOB_ID,
+            ids,
+            &[attr::JOB_ID, attr::JOB],
+        )
+        .await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                let job = item
+                    .get(attr::JOB)
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|j| serde_json::from_str::<ResolvedJob>(j).ok())?;
+                Some((job_id_of(item).to_owned(), job))
+            })
+            .collect())
     }
 
     /// A query of the status index for `status`.
