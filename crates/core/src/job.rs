@@ -536,12 +536,7 @@ fn is_env_name(name: &str) -> bool {
 fn wrong_type(expected: &'static str, found: &Value) -> Problem {
     let mut shown = found.to_string();
     if shown.len() > 40 {
-        let cut = (0..=40)
-            .rev()
-            .find(|&i| shown.is_char_boundary(i))
-            .unwrap_or(0);
-        shown.truncate(cut);
-        shown.push('…');
+        shown = format!("{}…", crate::text::cut(&shown, 40));
     }
     Problem::WrongType {
         expected,

@@ -100,6 +100,57 @@ pub fn retry_backoff_seconds(receive_count: u32) -> u32 {
         .min(300)
 }
 
+/// What a delivery of a job that is already recorded does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Nothing: another message holds the job id (the first one stands),
+    /// or the job is past taking a launch.
+    Duplicate,
+    /// Another delivery is launching it right now: come back later.
+    InProgress,
+    /// A launch was claimed and never recorded, and may have happened: look
+    /// for its task before launching again (ECS; a Lambda invoke leaves
+    /// nothing to find).
+    FindTask,
+    /// Claim the next launch and make it.
+    Claim,
+}
+
+/// The record of a job, as a delivery of it reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    pub status: crate::JobStatus,
+    /// Whether the delivery may launch the job: the job's own message, or
+    /// a re-queued attempt (not another message with the same job id).
+    pub own_message: bool,
+    /// When the record's launch was claimed (epoch ms), if it is claimed.
+    pub claimed_at: Option<i64>,
+}
+
+/// Decides what a delivery of a recorded job does, at `now` (epoch ms),
+/// with a claim protecting a launch in progress for `lease_ms`; `on_ecs`
+/// when the job's plan launches an ECS task.
+pub fn resume(recorded: &Recorded, now: i64, lease_ms: i64, on_ecs: bool) -> Resume {
+    use crate::JobStatus::{Accepted, WaitingForCapacity};
+    if !recorded.own_message || !matches!(recorded.status, Accepted | WaitingForCapacity) {
+        return Resume::Duplicate;
+    }
+    // `ACCEPTED` with a claim: a launch was claimed and may be under way
+    // (or may have happened and not been recorded). Without one: the last
+    // launch ended and the next is free to claim.
+    let claim = match (recorded.status, recorded.claimed_at) {
+        (Accepted, Some(at)) => at,
+        _ => return Resume::Claim,
+    };
+    if now.saturating_sub(claim) < lease_ms {
+        Resume::InProgress
+    } else if on_ecs {
+        Resume::FindTask
+    } else {
+        Resume::Claim
+    }
+}
+
 /// FNV-1a, 64 bits: a stable hash for tokens (not for security).
 fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
@@ -136,6 +187,60 @@ mod tests {
         assert_eq!(parse_started_by("someone else"), None);
         assert_eq!(parse_started_by("job/x"), None);
         assert_eq!(parse_started_by("/3"), None);
+    }
+
+    #[test]
+    fn a_recorded_job_is_resumed_by_its_record() {
+        use crate::JobStatus::*;
+        let lease = 60_000;
+        let at = |status, own_message, claimed_at| Recorded {
+            status,
+            own_message,
+            claimed_at,
+        };
+        let cases = [
+            // Another message with the same job id, whatever the record.
+            (at(Accepted, false, None), 0, true, Resume::Duplicate),
+            // Past taking a launch.
+            (at(Dispatched, true, None), 0, true, Resume::Duplicate),
+            (at(Running, true, Some(0)), 0, true, Resume::Duplicate),
+            (at(Succeeded, true, None), 0, true, Resume::Duplicate),
+            // The last launch ended, or found no room: the next is free.
+            (at(Accepted, true, None), 0, true, Resume::Claim),
+            (
+                at(WaitingForCapacity, true, Some(0)),
+                0,
+                true,
+                Resume::Claim,
+            ),
+            // Claimed within the lease: in progress elsewhere.
+            (
+                at(Accepted, true, Some(1_000)),
+                60_999,
+                true,
+                Resume::InProgress,
+            ),
+            // Claimed and the lease is over: find the task first on ECS.
+            (
+                at(Accepted, true, Some(1_000)),
+                61_000,
+                true,
+                Resume::FindTask,
+            ),
+            (
+                at(Accepted, true, Some(1_000)),
+                61_000,
+                false,
+                Resume::Claim,
+            ),
+        ];
+        for (recorded, now, on_ecs, want) in cases {
+            assert_eq!(
+                resume(&recorded, now, lease, on_ecs),
+                want,
+                "{recorded:?} at {now}"
+            );
+        }
     }
 
     #[test]

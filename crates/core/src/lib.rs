@@ -2,15 +2,18 @@
 //! functions feed it what they read from AWS and act on what it decides.
 //!
 //! - [`job`]: the v1 job message, parsed and validated;
+//! - [`attempt`]: the end of an attempt, settled in one place;
 //! - [`definition`]: job definitions (the allowlist) and resolving a job;
 //! - [`limits`]: every limit of Lambda, Fargate, ECS and the message, with sources;
 //! - [`routing`]: where a job runs, and why;
-//! - [`launch`]: idempotency tokens, `startedBy`, capacity backoff;
+//! - [`launch`]: idempotency tokens, `startedBy`, backoffs, resuming a recorded job;
 //! - [`capacity`]: `SchedulableContainers` and the scaling thresholds;
 //! - [`scaling`]: when the cluster grows and which idle instances go;
 //! - [`state`]: the job state machine;
-//! - [`stop`]: what a stopped ECS task means for its job.
+//! - [`stop`]: what a stopped ECS task means for its job;
+//! - [`text`]: cutting text to a size.
 
+pub mod attempt;
 pub mod capacity;
 pub mod definition;
 pub mod job;
@@ -20,6 +23,7 @@ pub mod routing;
 pub mod scaling;
 pub mod state;
 pub mod stop;
+pub mod text;
 
 pub use definition::{JobDefinition, ResolveError, ResolvedJob, resolve};
 pub use job::{JobRequest, MessageError, Problem, Processor};

@@ -1,0 +1,29 @@
+//! Text kept within a size: the one way berth cuts a string.
+
+/// `text` cut to at most `max_bytes` bytes, on a character boundary.
+pub fn cut(text: &str, max_bytes: usize) -> &str {
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let end = (0..=max_bytes)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut;
+
+    #[test]
+    fn cuts_on_a_character_boundary() {
+        assert_eq!(cut("hello", 10), "hello");
+        assert_eq!(cut("hello", 3), "hel");
+        // "é" is two bytes: a cut inside it keeps what comes before.
+        assert_eq!(cut("aé", 2), "a");
+        assert_eq!(cut("aé", 3), "aé");
+        assert_eq!(cut("日本", 1), "");
+        assert_eq!(cut("", 0), "");
+    }
+}
