@@ -15,7 +15,8 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 demo: tools
 	cargo run --quiet -p berth-local -- demo
 
-## test: everything CI runs: format, lints, unit and integration tests, template checks and build
+## test: format, lints, unit and integration tests, template checks and build (CI runs this,
+## then the demo and a soak of 40 jobs: .ci/run)
 test: check template build
 	cargo test --workspace
 
@@ -24,9 +25,10 @@ check:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-## unit: the pure tests (no local AWS)
+## unit: the tests that need no local AWS
 unit:
-	cargo test -p berth-core -p berth-aws -p berth-sim
+	cargo test --lib -p berth-core -p berth-aws -p berth-sim -p berth-driver -p berth-ecs-runner \
+		-p berth-lambda-task-processor -p berth-capacity-metric
 
 ## integration: the tests against the local AWS
 integration:

@@ -78,10 +78,16 @@ fn main() {
                 .credentials_provider(Credentials::new("testing", "testing", None, None, "bench"))
                 .build();
             let metric = CapacityMetric {
-                ecs: aws_sdk_ecs::Client::from_conf(ecs_config),
-                cloudwatch: aws.clients.cloudwatch.clone(),
+                cluster: berth_aws::EcsCluster::new(
+                    aws_sdk_ecs::Client::from_conf(ecs_config),
+                    CLUSTER,
+                    berth_aws::ecs::Launching::default(),
+                ),
+                metrics: berth_aws::metrics::ClusterMetrics::new(
+                    aws.clients.cloudwatch.clone(),
+                    CLUSTER,
+                ),
                 definitions: berth_aws::Definitions::new(aws.clients.dynamodb.clone(), "unused"),
-                cluster: CLUSTER.into(),
                 largest: Some(largest),
                 scaler: None,
             };

@@ -14,8 +14,7 @@ pub mod watch;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::Ordering;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sqs::config::{Credentials, Intercept, SharedInterceptor};
@@ -192,7 +191,7 @@ impl TestAccount {
     pub async fn via(endpoint: &str) -> Self {
         assert_loopback(endpoint);
         let local = local_aws().clone();
-        let id = unique_account_id();
+        let id = berth_local::moto::new_account_id();
         let sdk_config = aws_config::defaults(BehaviorVersion::latest())
             .endpoint_url(endpoint)
             .region(Region::new(local.region.clone()))
@@ -332,17 +331,3 @@ pub fn thread_cpu() -> std::time::Duration {
 }
 
 pub use berth_local::moto::xml_values;
-
-/// A 12-digit account id no other test (in this or a recent run) uses.
-fn unique_account_id() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let base = (nanos / 1000 + u64::from(std::process::id()) * 7919) % 900_000_000_000;
-    format!(
-        "{:012}",
-        100_000_000_000 + (base + n * 104_729) % 900_000_000_000
-    )
-}

@@ -1,22 +1,22 @@
-//! A berth deployment inside one test account of the local AWS: the queue
-//! and its dead-letter queue, the two tables, a cluster with container
-//! instances, task definitions and job definitions; and the SQS side of the
-//! event source mapping (receive, hand a real `SqsEvent` to the driver).
-
-use std::collections::HashMap;
+//! A berth deployment inside one test account of the local AWS, made as the
+//! local run makes one (`berth_local::deployment`), with the tests' job
+//! definitions; and the SQS side of the event source mapping (receive, hand
+//! a real `SqsEvent` to the driver).
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::QueueAttributeName;
+use berth_aws::ecs::{ContainerChange, TaskChange};
+use berth_aws::metrics::ClusterMetrics;
+use berth_aws::queue::REASON_ATTRIBUTE;
 use berth_aws::store::JobRecord;
-use berth_aws::{Clients, Definitions, JobStore, Settings};
+use berth_aws::{Clients, Definitions, EcsCluster, JobStore, Settings};
 use berth_core::JobDefinition;
 use berth_driver::{Driver, Tuning};
 use berth_ecs_runner::Lifecycle;
-use berth_ecs_runner::lifecycle::{ContainerChange, TaskChange};
+use berth_local::deployment::{Deployment, Instances, Options};
 
-use crate::{TestAccount, xml_values};
+use crate::TestAccount;
 
-pub const CLUSTER: &str = "berth";
+pub const CLUSTER: &str = berth_local::deployment::CLUSTER_NAME;
 /// The container of every test task definition: 1024 CPU units, 2048 MiB,
 /// so three fit on one of the local AWS's container instances (4096 / 7482).
 pub use berth_local::moto::{TASK_CPU, TASK_MEMORY};
@@ -36,70 +36,19 @@ impl Stack {
 
     /// The same, in `aws`.
     pub async fn in_account(aws: TestAccount, instances: usize) -> Self {
-        let c = &aws.clients;
-        let dlq_url = c
-            .sqs
-            .create_queue()
-            .queue_name("berth-dlq")
-            .send()
+        let options = Options {
+            instances: Instances::Fixed(instances),
+            visibility_timeout: 120,
+            max_receives: None,
+        };
+        let deployment = Deployment::provision(&aws.clients, aws.moto(), &options)
             .await
-            .unwrap()
-            .queue_url
-            .unwrap();
-        let queue_url = c
-            .sqs
-            .create_queue()
-            .queue_name("berth-jobs")
-            .attributes(QueueAttributeName::VisibilityTimeout, "120")
-            .send()
-            .await
-            .unwrap()
-            .queue_url
-            .unwrap();
-        berth_aws::schema::create_jobs_table(&c.dynamodb, "berth-jobs")
-            .await
-            .unwrap();
-        berth_aws::schema::create_definitions_table(&c.dynamodb, "berth-definitions")
-            .await
-            .unwrap();
-        c.ecs
-            .create_cluster()
-            .cluster_name(CLUSTER)
-            .send()
-            .await
-            .unwrap();
-        for _ in 0..instances {
-            aws.add_container_instance(CLUSTER).await;
-        }
-        berth_local::moto::register_task_definitions(&c.ecs)
-            .await
-            .unwrap();
-        let subnets = xml_values(&aws.ec2("DescribeSubnets", &[]).await, "subnetId");
-        let groups = xml_values(&aws.ec2("DescribeSecurityGroups", &[]).await, "groupId");
-        let vars = HashMap::from([
-            (berth_aws::settings::JOBS_TABLE, "berth-jobs".to_owned()),
-            (
-                berth_aws::settings::DEFINITIONS_TABLE,
-                "berth-definitions".to_owned(),
-            ),
-            (berth_aws::settings::CLUSTER, CLUSTER.to_owned()),
-            (berth_aws::settings::QUEUE_URL, queue_url.clone()),
-            (berth_aws::settings::DLQ_URL, dlq_url.clone()),
-            (
-                berth_aws::settings::FARGATE_SUBNETS,
-                subnets.first().cloned().unwrap_or_default(),
-            ),
-            (
-                berth_aws::settings::FARGATE_SECURITY_GROUPS,
-                groups.first().cloned().unwrap_or_default(),
-            ),
-        ]);
-        let settings = Settings::from_lookup(|name| vars.get(name).cloned()).unwrap();
+            .unwrap_or_else(|e| panic!("provisioning: {e}"));
         let stack = Self {
             aws,
-            settings,
-            queue_url,
-            dlq_url,
+            settings: deployment.settings,
+            queue_url: deployment.queue_url,
+            dlq_url: deployment.dlq_url,
         };
         for def in [render(), train()] {
             stack.definitions().put(&def).await.unwrap();
@@ -137,19 +86,10 @@ impl Stack {
             cluster_arn: task.cluster_arn.clone().unwrap_or_default(),
             task_arn: task.task_arn.clone().unwrap(),
             last_status: last_status.into(),
-            desired_status: Some(
-                if last_status == "STOPPED" {
-                    "STOPPED"
-                } else {
-                    "RUNNING"
-                }
-                .into(),
-            ),
             started_by: task.started_by.clone(),
             launch_type: task.launch_type.as_ref().map(|l| l.as_str().to_owned()),
             containers: vec![ContainerChange {
                 name: "main".into(),
-                last_status: Some(last_status.into()),
                 ..ContainerChange::default()
             }],
             ..TaskChange::default()
@@ -183,6 +123,16 @@ impl Stack {
             Some(code),
         )
         .await
+    }
+
+    /// The cluster as the functions see it.
+    pub fn cluster(&self) -> EcsCluster {
+        EcsCluster::for_deployment(&self.settings, self.clients())
+    }
+
+    /// The capacity metric's PutMetricData for this cluster.
+    pub fn cluster_metrics(&self) -> ClusterMetrics {
+        ClusterMetrics::new(self.clients().cloudwatch.clone(), CLUSTER)
     }
 
     pub fn store(&self) -> JobStore {
@@ -297,7 +247,7 @@ impl Stack {
                 let reason = m
                     .message_attributes
                     .as_ref()
-                    .and_then(|a| a.get(berth_driver::REASON_ATTRIBUTE))
+                    .and_then(|a| a.get(REASON_ATTRIBUTE))
                     .and_then(|v| v.string_value.clone())
                     .unwrap_or_default();
                 (m.body.unwrap_or_default(), reason)

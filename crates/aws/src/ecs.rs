@@ -1,19 +1,43 @@
-//! The launch side: RunTask on EC2 (the capacity provider when configured,
-//! else launch type EC2), then Fargate. Each launch carries an idempotency
-//! token and names its job and launch in `startedBy` and in tags.
+//! ECS, as berth uses it: one cluster where jobs run (RunTask on EC2, the
+//! capacity provider when configured, else launch type EC2; then Fargate),
+//! are stopped, described and found again; and its container instances,
+//! read for the capacity metric and the scaler, drained and marked.
+//!
+//! Each launch carries an idempotency token and names its job and launch in
+//! `startedBy` and in tags.
+
+use std::sync::Arc;
 
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::operation::run_task::RunTaskOutput;
 use aws_sdk_ecs::operation::run_task::builders::RunTaskFluentBuilder;
 use aws_sdk_ecs::types::{
-    AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, ContainerOverride,
-    KeyValuePair, LaunchType, NetworkConfiguration, PlacementStrategy, PlacementStrategyType,
+    AssignPublicIp, Attribute, AwsVpcConfiguration, CapacityProviderStrategyItem,
+    ContainerInstance as EcsInstance, ContainerInstanceStatus, ContainerOverride, KeyValuePair,
+    LaunchType, NetworkConfiguration, PlacementStrategy, PlacementStrategyType, Resource,
     ResourceRequirement, ResourceType, Tag, Task, TaskOverride,
 };
-use berth_aws::{AwsError, LaunchError};
+use berth_core::capacity::{ContainerInstance, InstanceStatus};
 use berth_core::launch::{LaunchNumber, TokenScope, client_token, job_environment, started_by};
+use berth_core::limits::ecs::DESCRIBE_CONTAINER_INSTANCES_MAX;
 use berth_core::routing::FargateSize;
+use berth_core::scaling::Room;
 use berth_core::{ResolvedJob, Route};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::{AwsError, Clients, LaunchError, Settings};
+
+/// The ECS attribute holding when (epoch ms) an instance last had no task.
+pub const IDLE_SINCE: &str = "berth.idle-since";
+/// The ECS attribute marking an instance the scaler drained (epoch ms).
+pub const RETIRING: &str = "berth.retiring";
+
+/// Describe calls in flight at once when reading the container instances:
+/// ECS allows about 20 describe/list calls a second per account, shared
+/// with everything else.
+const DESCRIBE_CONCURRENCY: usize = 4;
 
 /// Where a RunTask left the job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,34 +56,52 @@ pub struct FargateNetwork {
     pub assign_public_ip: bool,
 }
 
+/// How jobs are launched on the cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Launching {
+    /// The EC2 capacity provider; `None`: launch type EC2.
+    pub ec2_capacity_provider: Option<String>,
+    pub fargate: FargateNetwork,
+    /// Fargate Spot rather than Fargate.
+    pub fargate_spot: bool,
+}
+
+/// berth's ECS cluster.
 #[derive(Debug, Clone)]
-pub struct EcsLauncher {
+pub struct EcsCluster {
     ecs: Client,
     cluster: String,
-    ec2_capacity_provider: Option<String>,
-    fargate: FargateNetwork,
-    fargate_spot: bool,
+    launching: Launching,
 }
 
 /// ECS's answer when a cluster has no container instance at all: for berth
 /// that is "no room", not a broken request.
 const NO_INSTANCES: &str = "No Container Instances were found in your cluster";
 
-impl EcsLauncher {
-    pub fn new(
-        ecs: Client,
-        cluster: impl Into<String>,
-        ec2_capacity_provider: Option<String>,
-        fargate: FargateNetwork,
-        fargate_spot: bool,
-    ) -> Self {
+impl EcsCluster {
+    pub fn new(ecs: Client, cluster: impl Into<String>, launching: Launching) -> Self {
         Self {
             ecs,
             cluster: cluster.into(),
-            ec2_capacity_provider,
-            fargate,
-            fargate_spot,
+            launching,
         }
+    }
+
+    /// The cluster of the deployment `settings` describe, on `clients`.
+    pub fn for_deployment(settings: &Settings, clients: &Clients) -> Self {
+        Self::new(
+            clients.ecs.clone(),
+            &settings.cluster,
+            Launching {
+                ec2_capacity_provider: settings.ec2_capacity_provider.clone(),
+                fargate: FargateNetwork {
+                    subnets: settings.fargate_subnets.clone(),
+                    security_groups: settings.fargate_security_groups.clone(),
+                    assign_public_ip: false,
+                },
+                fargate_spot: settings.fargate_spot,
+            },
+        )
     }
 
     pub fn cluster(&self) -> &str {
@@ -89,7 +131,7 @@ impl EcsLauncher {
             } else {
                 None
             });
-        req = match &self.ec2_capacity_provider {
+        req = match &self.launching.ec2_capacity_provider {
             Some(provider) => req.capacity_provider_strategy(
                 CapacityProviderStrategyItem::builder()
                     .capacity_provider(provider)
@@ -124,7 +166,7 @@ impl EcsLauncher {
         let mut req = self
             .run_task(job, launch, TokenScope::Fargate, Some(size))
             .network_configuration(network);
-        req = if self.fargate_spot {
+        req = if self.launching.fargate_spot {
             req.capacity_provider_strategy(
                 CapacityProviderStrategyItem::builder()
                     .capacity_provider("FARGATE_SPOT")
@@ -163,19 +205,19 @@ impl EcsLauncher {
     /// The `awsvpc` network of Fargate tasks (and of EC2 tasks of
     /// definitions that may run on Fargate).
     fn network(&self) -> Result<NetworkConfiguration, LaunchError> {
-        if self.fargate.subnets.is_empty() {
+        if self.launching.fargate.subnets.is_empty() {
             return Err(LaunchError::Permanent(
                 "awsvpc tasks need subnets: set BERTH_FARGATE_SUBNETS".into(),
             ));
         }
-        let public_ip = if self.fargate.assign_public_ip {
+        let public_ip = if self.launching.fargate.assign_public_ip {
             AssignPublicIp::Enabled
         } else {
             AssignPublicIp::Disabled
         };
         let vpc = AwsVpcConfiguration::builder()
-            .set_subnets(Some(self.fargate.subnets.clone()))
-            .set_security_groups(Some(self.fargate.security_groups.clone()))
+            .set_subnets(Some(self.launching.fargate.subnets.clone()))
+            .set_security_groups(Some(self.launching.fargate.security_groups.clone()))
             .assign_public_ip(public_ip)
             .build()
             .map_err(build)?;
@@ -210,8 +252,9 @@ impl EcsLauncher {
     }
 
     /// The tasks of this cluster named in `task_arns` (at most 100), as ECS
-    /// describes them now. Tasks ECS no longer knows are left out.
-    pub async fn describe(&self, task_arns: &[String]) -> Result<Vec<Task>, AwsError> {
+    /// describes them now, each as the change its event would carry. Tasks
+    /// ECS no longer knows are left out.
+    pub async fn describe(&self, task_arns: &[String]) -> Result<Vec<TaskChange>, AwsError> {
         let out = self
             .ecs
             .describe_tasks()
@@ -220,12 +263,7 @@ impl EcsLauncher {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("ecs:DescribeTasks", e))?;
-        Ok(out.tasks.unwrap_or_default())
-    }
-
-    /// The ECS client, for the lifecycle's other calls.
-    pub fn client(&self) -> &Client {
-        &self.ecs
+        Ok(out.tasks().iter().map(TaskChange::from).collect())
     }
 
     /// The task of `job`'s launch `launch` and where it runs, if one was
@@ -251,19 +289,341 @@ impl EcsLauncher {
             .describe(std::slice::from_ref(&arn))
             .await
             .map_err(LaunchError::from_aws)?;
-        let on_fargate = described.first().is_some_and(|t| {
-            t.launch_type() == Some(&LaunchType::Fargate)
-                || t.capacity_provider_name()
-                    .is_some_and(|p| p.starts_with("FARGATE"))
-        });
-        Ok(Some((
-            arn,
-            if on_fargate {
-                Route::Fargate
-            } else {
-                Route::Ec2
+        let route = described.first().map_or(Route::Ec2, TaskChange::route);
+        Ok(Some((arn, route)))
+    }
+}
+
+/// The cluster's container instances.
+impl EcsCluster {
+    /// Every container instance of the cluster, read for the capacity
+    /// metric and the scaler: listed 100 a page; each page described (100 a
+    /// call) while the next is listed, a few describes at once. Also the
+    /// calls made: (list, describe).
+    pub async fn container_instances(&self) -> Result<(Vec<Observed>, (usize, usize)), AwsError> {
+        let permits = Arc::new(Semaphore::new(DESCRIBE_CONCURRENCY));
+        let mut describing = JoinSet::new();
+        let mut instances = Vec::new();
+        let (mut lists, mut describes) = (0, 0);
+        let mut pages = self
+            .ecs
+            .list_container_instances()
+            .cluster(&self.cluster)
+            .max_results(100)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            lists += 1;
+            let page = page.map_err(|e| AwsError::from_sdk("ecs:ListContainerInstances", e))?;
+            let arns = page.container_instance_arns.unwrap_or_default();
+            for chunk in arns.chunks(DESCRIBE_CONTAINER_INSTANCES_MAX) {
+                // Waits while DESCRIBE_CONCURRENCY describes are in flight.
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let request = self
+                    .ecs
+                    .describe_container_instances()
+                    .cluster(&self.cluster)
+                    .set_container_instances(Some(chunk.to_vec()));
+                // Each answer is read down to what the count needs as soon as
+                // it arrives: memory stays a few pages, whatever the cluster.
+                describing.spawn(async move {
+                    let answer = request.send().await;
+                    drop(permit);
+                    answer
+                        .map(|out| {
+                            out.container_instances()
+                                .iter()
+                                .map(Observed::from)
+                                .collect::<Vec<_>>()
+                        })
+                        .map_err(|e| AwsError::from_sdk("ecs:DescribeContainerInstances", e))
+                });
+                describes += 1;
+            }
+            while let Some(done) = describing.try_join_next() {
+                instances.extend(joined(done)?);
+            }
+        }
+        while let Some(done) = describing.join_next().await {
+            instances.extend(joined(done)?);
+        }
+        Ok((instances, (lists, describes)))
+    }
+
+    /// Drains the container instance on EC2 instance `instance_id`, so that
+    /// nothing new is placed there. Returns the container instance, or
+    /// `None` when the instance is not in the cluster.
+    pub async fn drain_instance(&self, instance_id: &str) -> Result<Option<String>, AwsError> {
+        let listed = self
+            .ecs
+            .list_container_instances()
+            .cluster(&self.cluster)
+            .filter(format!("ec2InstanceId == {instance_id}"))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<String>, _>>()
+            .await
+            .map_err(|e| AwsError::from_sdk("ecs:ListContainerInstances", e))?;
+        // The filter narrows the list where it is supported; the describe
+        // below is what decides.
+        for chunk in listed.chunks(DESCRIBE_CONTAINER_INSTANCES_MAX) {
+            let described = self
+                .ecs
+                .describe_container_instances()
+                .cluster(&self.cluster)
+                .set_container_instances(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("ecs:DescribeContainerInstances", e))?;
+            let Some(arn) = described
+                .container_instances()
+                .iter()
+                .find(|ci| ci.ec2_instance_id() == Some(instance_id))
+                .and_then(|ci| ci.container_instance_arn.clone())
+            else {
+                continue;
+            };
+            self.drain(std::slice::from_ref(&arn)).await?;
+            return Ok(Some(arn));
+        }
+        Ok(None)
+    }
+
+    /// Sets container instances `DRAINING`: their tasks run on, nothing new
+    /// is placed there.
+    pub async fn drain(&self, container_instances: &[String]) -> Result<(), AwsError> {
+        self.set_state(container_instances, true).await
+    }
+
+    /// Sets drained container instances `ACTIVE` again.
+    pub async fn activate(&self, container_instances: &[String]) -> Result<(), AwsError> {
+        self.set_state(container_instances, false).await
+    }
+
+    /// Sets container instances `DRAINING` (`draining`) or `ACTIVE`.
+    async fn set_state(
+        &self,
+        container_instances: &[String],
+        draining: bool,
+    ) -> Result<(), AwsError> {
+        if container_instances.is_empty() {
+            return Ok(());
+        }
+        let status = if draining {
+            ContainerInstanceStatus::Draining
+        } else {
+            ContainerInstanceStatus::Active
+        };
+        self.ecs
+            .update_container_instances_state()
+            .cluster(&self.cluster)
+            .set_container_instances(Some(container_instances.to_vec()))
+            .status(status)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ecs:UpdateContainerInstancesState", e))?;
+        Ok(())
+    }
+
+    /// Sets berth's attribute `name` on a container instance.
+    pub async fn put_attribute(
+        &self,
+        container_instance: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<(), AwsError> {
+        self.ecs
+            .put_attributes()
+            .cluster(&self.cluster)
+            .attributes(attribute(container_instance, name, value)?)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ecs:PutAttributes", e))?;
+        Ok(())
+    }
+
+    /// Removes berth's attribute `name` (now `value`) from a container
+    /// instance.
+    pub async fn delete_attribute(
+        &self,
+        container_instance: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<(), AwsError> {
+        self.ecs
+            .delete_attributes()
+            .cluster(&self.cluster)
+            .attributes(attribute(container_instance, name, value)?)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ecs:DeleteAttributes", e))?;
+        Ok(())
+    }
+}
+
+fn attribute(target: &str, name: &str, value: &str) -> Result<Attribute, AwsError> {
+    Attribute::builder()
+        .name(name)
+        .value(value)
+        .target_id(target)
+        .build()
+        .map_err(|e| AwsError {
+            operation: "ecs:PutAttributes",
+            code: None,
+            message: e.to_string(),
+            retryable: false,
+        })
+}
+
+fn joined(
+    done: Result<Result<Vec<Observed>, AwsError>, tokio::task::JoinError>,
+) -> Result<Vec<Observed>, AwsError> {
+    done.map_err(|e| AwsError {
+        operation: "ecs:DescribeContainerInstances",
+        code: None,
+        message: e.to_string(),
+        retryable: true,
+    })?
+}
+
+/// A container instance as ECS describes it, with what the metric and the
+/// scaler read of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub arn: String,
+    pub ec2_instance_id: String,
+    pub instance_type: Option<String>,
+    pub instance: ContainerInstance,
+    pub registered: Room,
+    pub remaining: Room,
+    /// Tasks running or pending on it.
+    pub tasks: u32,
+    /// berth's attributes on it: since when it is idle, since when it
+    /// retires (epoch ms, as written).
+    pub idle_since: Option<String>,
+    pub retiring: Option<String>,
+}
+
+impl From<&EcsInstance> for Observed {
+    fn from(ci: &EcsInstance) -> Self {
+        let room = |list: &[Resource]| {
+            let value = |name: &str| {
+                list.iter()
+                    .find(|r| r.name() == Some(name))
+                    .map_or(0, |r| u32::try_from(r.integer_value).unwrap_or(0))
+            };
+            // ECS lists a GPU instance's GPUs by id.
+            let gpus = list
+                .iter()
+                .find(|r| r.name() == Some("GPU"))
+                .map_or(0, |r| r.string_set_value().len() as u32);
+            Room::new(value("CPU"), value("MEMORY"), gpus)
+        };
+        let status = ci
+            .status()
+            .map_or(InstanceStatus::Other, InstanceStatus::from_ecs);
+        let remaining = room(ci.remaining_resources());
+        // Only the three attributes read here are copied out of the answer.
+        let (mut instance_type, mut idle_since, mut retiring) = (None, None, None);
+        for a in ci.attributes() {
+            let slot = match a.name() {
+                "ecs.instance-type" => &mut instance_type,
+                IDLE_SINCE => &mut idle_since,
+                RETIRING => &mut retiring,
+                _ => continue,
+            };
+            *slot = Some(a.value().unwrap_or_default().to_owned());
+        }
+        Self {
+            arn: ci.container_instance_arn().unwrap_or_default().to_owned(),
+            ec2_instance_id: ci.ec2_instance_id().unwrap_or_default().to_owned(),
+            instance_type,
+            instance: ContainerInstance {
+                status,
+                agent_connected: ci.agent_connected,
+                remaining: remaining.resources(),
             },
-        )))
+            registered: room(ci.registered_resources()),
+            remaining,
+            tasks: u32::try_from(ci.running_tasks_count + ci.pending_tasks_count).unwrap_or(0),
+            idle_since,
+            retiring,
+        }
+    }
+}
+
+/// A task as an "ECS Task State Change" event's `detail` carries it: the
+/// fields berth reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskChange {
+    #[serde(default)]
+    pub cluster_arn: String,
+    pub task_arn: String,
+    pub last_status: String,
+    #[serde(default)]
+    pub started_by: Option<String>,
+    #[serde(default)]
+    pub stop_code: Option<String>,
+    #[serde(default)]
+    pub stopped_reason: Option<String>,
+    #[serde(default)]
+    pub launch_type: Option<String>,
+    #[serde(default)]
+    pub capacity_provider_name: Option<String>,
+    #[serde(default)]
+    pub containers: Vec<ContainerChange>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerChange {
+    pub name: String,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl TaskChange {
+    /// Where the task ran: Fargate (or Fargate Spot), else EC2.
+    pub fn route(&self) -> Route {
+        let fargate = self.launch_type.as_deref() == Some("FARGATE")
+            || self
+                .capacity_provider_name
+                .as_deref()
+                .is_some_and(|p| p.starts_with("FARGATE"));
+        if fargate { Route::Fargate } else { Route::Ec2 }
+    }
+}
+
+impl From<&Task> for TaskChange {
+    /// The change a task's event would carry, from the task as ECS
+    /// describes it.
+    fn from(task: &Task) -> Self {
+        let owned = |v: Option<&str>| v.map(str::to_owned);
+        Self {
+            cluster_arn: task.cluster_arn().unwrap_or_default().to_owned(),
+            task_arn: task.task_arn().unwrap_or_default().to_owned(),
+            last_status: task.last_status().unwrap_or_default().to_owned(),
+            started_by: owned(task.started_by()),
+            stop_code: task.stop_code().map(|c| c.as_str().to_owned()),
+            stopped_reason: owned(task.stopped_reason()),
+            launch_type: task.launch_type().map(|l| l.as_str().to_owned()),
+            capacity_provider_name: owned(task.capacity_provider_name()),
+            containers: task
+                .containers()
+                .iter()
+                .map(|c| ContainerChange {
+                    name: c.name().unwrap_or_default().to_owned(),
+                    exit_code: c.exit_code(),
+                    reason: owned(c.reason()),
+                })
+                .collect(),
+        }
     }
 }
 
@@ -348,4 +708,196 @@ fn tags(job: &ResolvedJob, launch: LaunchNumber) -> Vec<Tag> {
 
 fn build(e: aws_sdk_ecs::error::BuildError) -> LaunchError {
     LaunchError::Permanent(format!("invalid RunTask request: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ecs::operation::describe_tasks::DescribeTasksOutput;
+    use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
+    use aws_sdk_ecs::operation::run_task::RunTaskOutput;
+    use aws_sdk_ecs::operation::stop_task::StopTaskOutput;
+    use aws_sdk_ecs::types::{Container, Failure, TaskStopCode};
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+    use berth_core::Processor;
+
+    /// An ECS error answer as ECS sends it (AWS JSON 1.1).
+    fn ecs_error(code: &str, message: &str) -> HttpResponse {
+        let body = serde_json::json!({ "__type": code, "message": message }).to_string();
+        let mut response =
+            HttpResponse::new(StatusCode::try_from(400).unwrap(), SdkBody::from(body));
+        response
+            .headers_mut()
+            .insert("content-type", "application/x-amz-json-1.1");
+        response
+    }
+
+    fn cluster(ecs: Client) -> EcsCluster {
+        EcsCluster::new(ecs, "berth", Launching::default())
+    }
+
+    fn job() -> ResolvedJob {
+        ResolvedJob {
+            job_id: "j-1".into(),
+            definition: "render".into(),
+            task_definition: "render".into(),
+            container: "main".into(),
+            lambda_function: None,
+            command: Some(vec!["render".into(), "--fast".into()]),
+            environment: [("SCENE".to_owned(), "3".to_owned())].into(),
+            cpu: 1024,
+            memory: 2048,
+            gpu: 0,
+            timeout_seconds: 600,
+            max_attempts: 1,
+            processor: Processor::Auto,
+            fargate_allowed: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_task_carries_the_launch_and_says_where_it_went() {
+        let placed = mock!(Client::run_task)
+            .match_requests(|r| {
+                let container = &r.overrides().unwrap().container_overrides()[0];
+                r.started_by() == Some("j-1/2")
+                    && r.client_token().is_some()
+                    && r.launch_type() == Some(&LaunchType::Ec2)
+                    && r.tags().len() == 3
+                    && container.name() == Some("main")
+                    && container.command() == ["render", "--fast"]
+                    && container
+                        .environment()
+                        .iter()
+                        .any(|kv| kv.name() == Some("BERTH_LAUNCH") && kv.value() == Some("2"))
+            })
+            .then_output(|| {
+                RunTaskOutput::builder()
+                    .tasks(Task::builder().task_arn("arn:task/1").build())
+                    .build()
+            });
+        let ecs = cluster(mock_client!(aws_sdk_ecs, [&placed]));
+        assert_eq!(
+            ecs.run_on_ec2(&job(), 2).await.unwrap(),
+            Placement::Placed {
+                task_arn: "arn:task/1".into()
+            }
+        );
+        assert_eq!(placed.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn no_room_is_told_by_failures_and_by_an_empty_cluster() {
+        let full = mock!(Client::run_task).then_output(|| {
+            RunTaskOutput::builder()
+                .failures(
+                    Failure::builder()
+                        .reason("RESOURCE:MEMORY")
+                        .detail("2 instances")
+                        .build(),
+                )
+                .build()
+        });
+        let empty = mock!(Client::run_task)
+            .then_http_response(|| ecs_error("InvalidParameterException", NO_INSTANCES));
+        let ecs = cluster(mock_client!(
+            aws_sdk_ecs,
+            RuleMode::Sequential,
+            [&full, &empty]
+        ));
+        assert_eq!(
+            ecs.run_on_ec2(&job(), 1).await.unwrap(),
+            Placement::NoRoom {
+                reason: "RESOURCE:MEMORY (2 instances)".into()
+            }
+        );
+        assert_eq!(
+            ecs.run_on_ec2(&job(), 1).await.unwrap(),
+            Placement::NoRoom {
+                reason: NO_INSTANCES.into()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn fargate_needs_subnets_and_a_bad_request_fails_for_good() {
+        let ecs = cluster(mock_client!(aws_sdk_ecs, []));
+        let size = FargateSize {
+            cpu: 1024,
+            memory: 2048,
+        };
+        assert!(matches!(
+            ecs.run_on_fargate(&job(), 1, size).await,
+            Err(LaunchError::Permanent(why)) if why.contains("BERTH_FARGATE_SUBNETS")
+        ));
+        let missing = mock!(Client::run_task)
+            .then_http_response(|| ecs_error("ClientException", "TaskDefinition not found."));
+        let ecs = cluster(mock_client!(aws_sdk_ecs, [&missing]));
+        assert!(matches!(
+            ecs.run_on_ec2(&job(), 1).await,
+            Err(LaunchError::Permanent(why)) if why.contains("TaskDefinition not found")
+        ));
+    }
+
+    #[tokio::test]
+    async fn stopping_a_task_ecs_no_longer_knows_is_no_error() {
+        let gone = mock!(Client::stop_task).then_http_response(|| {
+            ecs_error(
+                "InvalidParameterException",
+                "The referenced task was not found.",
+            )
+        });
+        let denied = mock!(Client::stop_task)
+            .then_http_response(|| ecs_error("AccessDeniedException", "not allowed"));
+        let fine = mock!(Client::stop_task).then_output(|| StopTaskOutput::builder().build());
+        let ecs = cluster(mock_client!(
+            aws_sdk_ecs,
+            RuleMode::Sequential,
+            [&gone, &denied, &fine]
+        ));
+        assert_eq!(ecs.stop("arn:task/1", "why").await, Ok(()));
+        let err = ecs.stop("arn:task/1", "why").await.unwrap_err();
+        assert!(err.is_code("AccessDeniedException"), "{err}");
+        assert_eq!(ecs.stop("arn:task/1", "why").await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_launch_s_task_is_found_with_where_it_runs() {
+        let listed = mock!(Client::list_tasks)
+            .match_requests(|r| r.started_by() == Some("j-1/3"))
+            .then_output(|| ListTasksOutput::builder().task_arns("arn:task/9").build());
+        let described = mock!(Client::describe_tasks).then_output(|| {
+            DescribeTasksOutput::builder()
+                .tasks(
+                    Task::builder()
+                        .task_arn("arn:task/9")
+                        .last_status("STOPPED")
+                        .started_by("j-1/3")
+                        .capacity_provider_name("FARGATE_SPOT")
+                        .stop_code(TaskStopCode::EssentialContainerExited)
+                        .containers(Container::builder().name("main").exit_code(0).build())
+                        .build(),
+                )
+                .build()
+        });
+        let ecs = cluster(mock_client!(
+            aws_sdk_ecs,
+            RuleMode::MatchAny,
+            [&listed, &described]
+        ));
+        assert_eq!(
+            ecs.find_task("j-1", 3).await.unwrap(),
+            Some(("arn:task/9".to_owned(), Route::Fargate))
+        );
+        let change = &ecs.describe(&["arn:task/9".into()]).await.unwrap()[0];
+        assert_eq!(change.last_status, "STOPPED");
+        assert_eq!(
+            change.stop_code.as_deref(),
+            Some("EssentialContainerExited")
+        );
+        assert_eq!(change.containers[0].exit_code, Some(0));
+    }
 }

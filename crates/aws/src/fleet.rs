@@ -1,25 +1,16 @@
-//! The cluster's instances as the scaler acts on them: the Auto Scaling
-//! group (its size, its instances, terminating one), and the container
-//! instances' state and berth's attributes on them (when one went idle,
-//! that the scaler drained it).
+//! The Auto Scaling group of the cluster's instances, as the scaler acts on
+//! it: its size, its instances, terminating one. (The container instances'
+//! side is [`crate::ecs::EcsCluster`]'s.)
 
 use aws_sdk_autoscaling::types::LifecycleState;
-use aws_sdk_ecs::types::{Attribute, ContainerInstanceStatus};
 
 use crate::AwsError;
 
-/// The ECS attribute holding when (epoch ms) an instance last had no task.
-pub const IDLE_SINCE: &str = "berth.idle-since";
-/// The ECS attribute marking an instance the scaler drained (epoch ms).
-pub const RETIRING: &str = "berth.retiring";
-
-/// The group and the cluster of berth's instances.
+/// berth's Auto Scaling group.
 #[derive(Debug, Clone)]
 pub struct Fleet {
-    pub autoscaling: aws_sdk_autoscaling::Client,
-    pub ecs: aws_sdk_ecs::Client,
-    pub cluster: String,
-    pub group: String,
+    autoscaling: aws_sdk_autoscaling::Client,
+    group: String,
 }
 
 /// The Auto Scaling group as it is now.
@@ -41,6 +32,18 @@ pub struct GroupInstance {
 }
 
 impl Fleet {
+    pub fn new(autoscaling: aws_sdk_autoscaling::Client, group: impl Into<String>) -> Self {
+        Self {
+            autoscaling,
+            group: group.into(),
+        }
+    }
+
+    /// The group's name.
+    pub fn name(&self) -> &str {
+        &self.group
+    }
+
     /// The group's size and instances.
     pub async fn group(&self) -> Result<Group, AwsError> {
         let out = self
@@ -126,73 +129,4 @@ impl Fleet {
             })?;
         Ok(())
     }
-
-    /// Sets container instances `ACTIVE` or `DRAINING`.
-    pub async fn set_state(
-        &self,
-        container_instances: &[String],
-        status: ContainerInstanceStatus,
-    ) -> Result<(), AwsError> {
-        if container_instances.is_empty() {
-            return Ok(());
-        }
-        self.ecs
-            .update_container_instances_state()
-            .cluster(&self.cluster)
-            .set_container_instances(Some(container_instances.to_vec()))
-            .status(status)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("ecs:UpdateContainerInstancesState", e))?;
-        Ok(())
-    }
-
-    /// Sets berth's attribute `name` on a container instance.
-    pub async fn put_attribute(
-        &self,
-        container_instance: &str,
-        name: &str,
-        value: &str,
-    ) -> Result<(), AwsError> {
-        self.ecs
-            .put_attributes()
-            .cluster(&self.cluster)
-            .attributes(attribute(container_instance, name, Some(value))?)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("ecs:PutAttributes", e))?;
-        Ok(())
-    }
-
-    /// Removes berth's attribute `name` (now `value`) from a container
-    /// instance.
-    pub async fn delete_attribute(
-        &self,
-        container_instance: &str,
-        name: &str,
-        value: &str,
-    ) -> Result<(), AwsError> {
-        self.ecs
-            .delete_attributes()
-            .cluster(&self.cluster)
-            .attributes(attribute(container_instance, name, Some(value))?)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("ecs:DeleteAttributes", e))?;
-        Ok(())
-    }
-}
-
-fn attribute(target: &str, name: &str, value: Option<&str>) -> Result<Attribute, AwsError> {
-    Attribute::builder()
-        .name(name)
-        .set_value(value.map(str::to_owned))
-        .target_id(target)
-        .build()
-        .map_err(|e| AwsError {
-            operation: "ecs:PutAttributes",
-            code: None,
-            message: e.to_string(),
-            retryable: false,
-        })
 }

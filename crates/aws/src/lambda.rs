@@ -1,13 +1,13 @@
-//! The launch side: an asynchronous invoke (`InvocationType=Event`) of the
-//! definition's function with the job as payload. Lambda queues the event
-//! and retries it itself; the runtime in the function records the job's
-//! progress.
+//! Lambda, as berth uses it: a Lambda-route job is launched by an
+//! asynchronous invoke (`InvocationType=Event`) of its definition's
+//! function, with the job as payload. Lambda queues the event and retries
+//! it itself; the task runtime in the function records the job's progress.
 
+use crate::{AwsError, LaunchError};
 use aws_sdk_lambda::Client;
 use aws_sdk_lambda::operation::RequestId;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
-use berth_aws::{AwsError, LaunchError};
 use berth_core::ResolvedJob;
 use berth_core::launch::{LambdaTask, LaunchNumber};
 

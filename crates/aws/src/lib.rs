@@ -1,25 +1,48 @@
-//! berth's AWS side shared by the functions: the settings each function reads
-//! from its environment once, and the SDK clients built once from one
-//! `SdkConfig` (which honours `AWS_ENDPOINT_URL`, so the same wiring talks to
-//! the local AWS).
+//! berth-aws: the only crate of berth's functions and CLI that talks to AWS.
+//! One module per port, each in berth's terms:
+//!
+//! - [`store`]: the jobs table (every change conditional on the state machine);
+//! - [`definitions`]: the job definitions table, berth's allowlist;
+//! - [`queue`]: submitting, re-queuing, message visibility, the dead-letter queue;
+//! - [`ecs`]: running, stopping, describing and finding tasks; reading,
+//!   draining and marking container instances;
+//! - [`lambda`]: invoking a Lambda-route job's function;
+//! - [`metrics`]: berth's metrics (embedded metric format, and the cluster's
+//!   PutMetricData);
+//! - [`fleet`]: the Auto Scaling group;
+//! - [`stack`] (feature `stack`): a deployed stack's settings from its outputs.
+//!
+//! [`operations`] holds what more than one function (or a function and the
+//! CLI) does with them: ending an attempt as berth-core settles it, putting a
+//! job back on the queue, cancelling. [`settings`] reads a function's
+//! `BERTH_*` configuration once at start; [`Clients`] are the SDK clients,
+//! built once from one `SdkConfig` (which honours `AWS_ENDPOINT_URL`, so the
+//! same wiring talks to the local AWS).
 
 pub mod batch;
 pub mod definitions;
+pub mod ecs;
 pub mod error;
 pub mod fleet;
+pub mod lambda;
 pub mod metrics;
+pub mod operations;
 pub mod queue;
 pub mod schema;
 pub mod settings;
+#[cfg(feature = "stack")]
+pub mod stack;
 pub mod store;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_sqs::config::SharedInterceptor;
 
 pub use definitions::Definitions;
+pub use ecs::EcsCluster;
 pub use error::{AwsError, LaunchError};
 pub use fleet::Fleet;
-pub use queue::JobQueue;
+pub use lambda::LambdaLauncher;
+pub use queue::{DeadLetters, JobQueue};
 pub use settings::{Settings, SettingsError};
 pub use store::JobStore;
 

@@ -7,13 +7,22 @@
 //! |---|---|---|
 //! | `Dispatched` | `Route` | the driver, a job launched |
 //! | `FargateFallbacks` | none | the driver, EC2 had no room and Fargate took the job |
-//! | `WaitingForCapacity`, `Rejected`, `DeadLettered`, `LaunchFailed`, `LaunchRetries` | none | the driver |
+//! | `WaitingForCapacity`, `Rejected`, `DeadLettered`, `LaunchFailed` | none | the driver |
+//! | `LaunchRetries` | none | the driver, a launch hit throttling or a 5xx and its message comes back |
+//! | `Retries` | none | the driver, any other retryable error (the tables, a launch in progress elsewhere) |
 //! | `JobsEnded` | `Status` | ecs-runner and the task processor, a job reached its end state |
 //! | `Requeued` | none | ecs-runner, an attempt ended and another was queued |
+//! | `InstancesAdded`, `InstancesDrained`, `InstancesTerminated` | none | the capacity metric's scaler |
+//!
+//! The capacity metric's `SchedulableContainers` and
+//! `UnplaceableDefinitions` are put with PutMetricData ([`ClusterMetrics`]),
+//! with the dimension `ClusterName`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
+
+use crate::AwsError;
 
 /// The namespace of berth's metrics (SchedulableContainers included).
 pub const NAMESPACE: &str = "berth";
@@ -60,6 +69,55 @@ pub fn emit(dimensions: &[(&str, &str)], metrics: &[(&str, f64)]) {
 /// One count of `metric`, with at most one dimension.
 pub fn count(metric: &str, dimension: Option<(&str, &str)>) {
     emit(dimension.as_slice(), &[(metric, 1.0)]);
+}
+
+/// Metrics of the cluster published with PutMetricData (the capacity
+/// metric's, which alarms and dashboards read as soon as they are put),
+/// with the dimension `ClusterName`.
+#[derive(Debug, Clone)]
+pub struct ClusterMetrics {
+    cloudwatch: aws_sdk_cloudwatch::Client,
+    cluster: String,
+}
+
+impl ClusterMetrics {
+    pub fn new(cloudwatch: aws_sdk_cloudwatch::Client, cluster: impl Into<String>) -> Self {
+        Self {
+            cloudwatch,
+            cluster: cluster.into(),
+        }
+    }
+
+    /// Puts each of `metrics` (a count) now.
+    pub async fn publish(&self, metrics: &[(&str, f64)]) -> Result<(), AwsError> {
+        use aws_sdk_cloudwatch::primitives::DateTime;
+        use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+        let dimension = Dimension::builder()
+            .name("ClusterName")
+            .value(&self.cluster)
+            .build();
+        let now = DateTime::from(SystemTime::now());
+        let data = metrics
+            .iter()
+            .map(|(name, value)| {
+                MetricDatum::builder()
+                    .metric_name(*name)
+                    .dimensions(dimension.clone())
+                    .value(*value)
+                    .unit(StandardUnit::Count)
+                    .timestamp(now)
+                    .build()
+            })
+            .collect();
+        self.cloudwatch
+            .put_metric_data()
+            .namespace(NAMESPACE)
+            .set_metric_data(Some(data))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("cloudwatch:PutMetricData", e))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

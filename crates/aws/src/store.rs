@@ -12,8 +12,12 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use berth_core::attempt::Settled;
 use berth_core::launch::LaunchNumber;
+use berth_core::text::cut;
 use berth_core::{JobStatus, ResolvedJob, Route};
+
+pub use berth_core::attempt::AttemptEnd;
 
 use crate::AwsError;
 
@@ -121,59 +125,81 @@ pub struct JobRecord {
     pub history: Vec<AttemptEnd>,
 }
 
-/// How one attempt (one launch that started the job) ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttemptEnd {
-    pub launch: LaunchNumber,
-    pub route: Option<Route>,
-    /// The ECS task ARN or Lambda request id.
-    pub id: Option<String>,
-    /// `SUCCEEDED`, `FAILED`, `INTERRUPTED`, `TIMED_OUT` or `CANCELLED`.
-    pub outcome: String,
-    pub reason: Option<String>,
-    pub exit_code: Option<i32>,
-    /// Epoch milliseconds.
-    pub at: i64,
+/// A history entry as the item holds it.
+fn history_value(end: &AttemptEnd) -> AttributeValue {
+    let mut m = HashMap::from([
+        ("launch".to_owned(), n(end.launch)),
+        ("outcome".to_owned(), s(&end.outcome)),
+        ("at".to_owned(), n(end.at)),
+    ]);
+    let optional = [
+        ("route", end.route.map(|r| s(r.as_str()))),
+        ("id", end.id.as_deref().map(s)),
+        ("reason", end.reason.as_deref().map(s)),
+        ("exit_code", end.exit_code.map(n)),
+    ];
+    m.extend(
+        optional
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v))),
+    );
+    AttributeValue::M(m)
 }
 
-impl AttemptEnd {
-    fn to_value(&self) -> AttributeValue {
-        let mut m = HashMap::from([
-            ("launch".to_owned(), n(self.launch)),
-            ("outcome".to_owned(), s(&self.outcome)),
-            ("at".to_owned(), n(self.at)),
-        ]);
-        let optional = [
-            ("route", self.route.map(|r| s(r.as_str()))),
-            ("id", self.id.as_deref().map(s)),
-            ("reason", self.reason.as_deref().map(s)),
-            ("exit_code", self.exit_code.map(n)),
-        ];
-        m.extend(
-            optional
-                .into_iter()
-                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v))),
-        );
-        AttributeValue::M(m)
-    }
+/// A history entry read from the item.
+fn history_entry(v: &AttributeValue) -> Option<AttemptEnd> {
+    let m = v.as_m().ok()?;
+    let text = |k: &str| m.get(k).and_then(|v| v.as_s().ok()).cloned();
+    let num = |k: &str| {
+        m.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+    };
+    Some(AttemptEnd {
+        launch: num("launch").and_then(|v| u32::try_from(v).ok())?,
+        route: text("route").and_then(|r| Route::parse(&r)),
+        id: text("id"),
+        outcome: text("outcome")?,
+        reason: text("reason"),
+        exit_code: num("exit_code").and_then(|v| i32::try_from(v).ok()),
+        at: num("at").unwrap_or(0),
+    })
+}
 
-    fn from_value(v: &AttributeValue) -> Option<Self> {
-        let m = v.as_m().ok()?;
-        let text = |k: &str| m.get(k).and_then(|v| v.as_s().ok()).cloned();
-        let num = |k: &str| {
-            m.get(k)
-                .and_then(|v| v.as_n().ok())
-                .and_then(|v| v.parse::<i64>().ok())
-        };
-        Some(Self {
-            launch: num("launch").and_then(|v| u32::try_from(v).ok())?,
-            route: text("route").and_then(|r| Route::parse(&r)),
-            id: text("id"),
-            outcome: text("outcome")?,
-            reason: text("reason"),
-            exit_code: num("exit_code").and_then(|v| i32::try_from(v).ok()),
-            at: num("at").unwrap_or(0),
-        })
+/// A job as the status index holds it ([`STATUS_INDEX_ATTRIBUTES`]): what
+/// a listing and the sweep read, not the job itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSummary {
+    pub job_id: String,
+    pub status: JobStatus,
+    pub definition: Option<String>,
+    pub route: Option<Route>,
+    pub launch: LaunchNumber,
+    pub attempts: u32,
+    pub task_arn: Option<String>,
+    pub request_id: Option<String>,
+    pub reason: Option<String>,
+    pub created_at: Option<i64>,
+    pub updated_at: Option<i64>,
+    pub deadline: Option<i64>,
+}
+
+impl From<JobRecord> for JobSummary {
+    fn from(r: JobRecord) -> Self {
+        Self {
+            job_id: r.job_id,
+            status: r.status,
+            definition: r.definition,
+            route: r.route,
+            launch: r.launch,
+            attempts: r.attempts,
+            task_arn: r.task_arn,
+            request_id: r.request_id,
+            reason: r.reason,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            deadline: r.deadline,
+        }
     }
 }
 
@@ -245,10 +271,6 @@ impl JobStore {
             ddb,
             table: table.into(),
         }
-    }
-
-    pub fn table(&self) -> &str {
-        &self.table
     }
 
     /// The record of `job_id`, read consistently.
@@ -405,7 +427,10 @@ impl JobStore {
             req = req
                 .expression_attribute_names("#history", attr::HISTORY)
                 .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
-                .expression_attribute_values(":ended", AttributeValue::L(vec![ended.to_value()]));
+                .expression_attribute_values(
+                    ":ended",
+                    AttributeValue::L(vec![history_value(ended)]),
+                );
         }
         let mut expression = format!("SET {}", sets.join(", "));
         if !counters.is_empty() {
@@ -456,12 +481,35 @@ impl JobStore {
         }
     }
 
+    /// Applies the settlement of an attempt's end (berth-core's
+    /// [`settle`](berth_core::attempt::settle)) to `job_id`, conditionally
+    /// on the attempt's launch where it says so.
+    pub async fn settle(
+        &self,
+        job_id: &str,
+        settled: &Settled,
+        now_ms: i64,
+    ) -> Result<Changed, AwsError> {
+        let change = Change {
+            reason: settled.reason.clone(),
+            exit_code: settled.exit_code,
+            add_failure: settled.add_failure,
+            add_interruption: settled.add_interruption,
+            release_claim: settled.release_claim,
+            ended: settled.history.clone(),
+            expect_launch: settled.expect_launch.then_some(settled.launch),
+            ..Change::default()
+        };
+        self.transition(job_id, settled.status, change, now_ms)
+            .await
+    }
+
     /// Up to `limit` jobs in `status`, the most recently changed first.
     pub async fn in_status(
         &self,
         status: JobStatus,
         limit: usize,
-    ) -> Result<Vec<JobRecord>, AwsError> {
+    ) -> Result<Vec<JobSummary>, AwsError> {
         let query = self.by_status(status).scan_index_forward(false);
         self.collect(query, limit).await
     }
@@ -553,12 +601,12 @@ impl JobStore {
         &self,
         query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
         limit: usize,
-    ) -> Result<Vec<JobRecord>, AwsError> {
+    ) -> Result<Vec<JobSummary>, AwsError> {
         let mut pages = query.into_paginator().send();
         let mut records = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| AwsError::from_sdk("dynamodb:Query", e))?;
-            records.extend(page.items().iter().filter_map(record));
+            records.extend(page.items().iter().filter_map(record).map(JobSummary::from));
             if records.len() >= limit {
                 records.truncate(limit);
                 break;
@@ -698,7 +746,7 @@ pub fn record(item: &Item) -> Option<JobRecord> {
         history: item
             .get(attr::HISTORY)
             .and_then(|v| v.as_l().ok())
-            .map(|l| l.iter().filter_map(AttemptEnd::from_value).collect())
+            .map(|l| l.iter().filter_map(history_entry).collect())
             .unwrap_or_default(),
     })
 }
@@ -716,16 +764,4 @@ fn s(v: &str) -> AttributeValue {
 
 fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
-}
-
-/// `text` cut to at most `max` bytes on a character boundary.
-fn cut(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let end = (0..=max)
-        .rev()
-        .find(|&i| text.is_char_boundary(i))
-        .unwrap_or(0);
-    &text[..end]
 }

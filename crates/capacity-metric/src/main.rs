@@ -15,22 +15,21 @@ async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let settings = berth_aws::Settings::from_env()?;
     let clients = berth_aws::Clients::new(&berth_aws::load_sdk_config().await);
+    let cluster = berth_aws::EcsCluster::for_deployment(&settings, &clients);
     let metric = CapacityMetric {
-        ecs: clients.ecs.clone(),
-        cloudwatch: clients.cloudwatch.clone(),
+        cluster: cluster.clone(),
+        metrics: berth_aws::metrics::ClusterMetrics::new(
+            clients.cloudwatch.clone(),
+            &settings.cluster,
+        ),
         definitions: berth_aws::Definitions::new(
             clients.dynamodb.clone(),
             &settings.definitions_table,
         ),
-        cluster: settings.cluster.clone(),
         largest: settings.largest,
         scaler: settings.scaling.as_ref().map(|s| Scaler {
-            fleet: berth_aws::Fleet {
-                autoscaling: clients.autoscaling.clone(),
-                ecs: clients.ecs.clone(),
-                cluster: settings.cluster.clone(),
-                group: s.group.clone(),
-            },
+            fleet: berth_aws::Fleet::new(clients.autoscaling.clone(), &s.group),
+            cluster,
             store: berth_aws::JobStore::new(clients.dynamodb.clone(), &settings.jobs_table),
             instance_types: s.instance_types.clone(),
             scale_in_after: Duration::from_secs(u64::from(s.scale_in_after_seconds)),

@@ -11,21 +11,20 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_ecs::types::ContainerInstanceStatus;
-use berth_aws::fleet::{IDLE_SINCE, RETIRING};
+use berth_aws::ecs::{IDLE_SINCE, Observed, RETIRING};
 use berth_aws::store::now_ms;
-use berth_aws::{AwsError, Fleet, JobStore};
+use berth_aws::{AwsError, EcsCluster, Fleet, JobStore};
 use berth_core::ResolvedJob;
 use berth_core::capacity::{InstanceStatus, LargestContainer};
 use berth_core::scaling::{self, Config, Demand, InstanceType, Member, MemberState, Room};
 use serde::Serialize;
 
-use crate::Observed;
-
 /// What the scaler needs besides the cluster.
 #[derive(Debug, Clone)]
 pub struct Scaler {
     pub fleet: Fleet,
+    /// The cluster of the group's instances.
+    pub cluster: EcsCluster,
     pub store: JobStore,
     /// The group's instance types (BERTH_INSTANCE_TYPES).
     pub instance_types: Vec<String>,
@@ -57,34 +56,10 @@ struct Seen<'a> {
 }
 
 impl Scaler {
-    /// The group's instance types as ECS registers them: from the
-    /// container instances of each type when there are any, else from
-    /// berth-core's catalog. Unknown types are left out (and logged).
+    /// The group's instance types as ECS registers them (see
+    /// [`instance_types`]).
     pub fn instance_types(&self, observed: &[Observed]) -> Vec<InstanceType> {
-        self.instance_types
-            .iter()
-            .filter_map(|name| {
-                let seen = observed
-                    .iter()
-                    .filter(|o| o.instance_type.as_deref() == Some(name.as_str()))
-                    .map(|o| o.registered)
-                    .min_by_key(|r| (r.cpu, r.memory));
-                match (seen, InstanceType::known(name)) {
-                    (Some(room), _) => Some(InstanceType {
-                        name: name.clone(),
-                        room,
-                    }),
-                    (None, Some(t)) => Some(t),
-                    (None, None) => {
-                        tracing::error!(
-                            instance_type = name.as_str(),
-                            "unknown instance type: the scaler cannot size it"
-                        );
-                        None
-                    }
-                }
-            })
-            .collect()
+        instance_types(&self.instance_types, observed)
     }
 
     pub async fn run(
@@ -178,36 +153,36 @@ impl Scaler {
         for (o, mark) in idle_marks {
             match mark {
                 Some(at) => {
-                    self.fleet
+                    self.cluster
                         .put_attribute(&o.arn, IDLE_SINCE, &at.to_string())
                         .await?
                 }
                 None => {
                     let old = o.idle_since.as_deref().unwrap_or_default();
-                    self.fleet.delete_attribute(&o.arn, IDLE_SINCE, old).await?;
+                    self.cluster
+                        .delete_attribute(&o.arn, IDLE_SINCE, old)
+                        .await?;
                 }
             }
         }
         let container = |k: &usize| seen[*k].container;
         let drained: Vec<&Observed> = plan.drain.iter().filter_map(container).collect();
         for o in &drained {
-            self.fleet
+            self.cluster
                 .put_attribute(&o.arn, RETIRING, &now.to_string())
                 .await?;
         }
         let arns = |list: &[&Observed]| list.iter().map(|o| o.arn.clone()).collect::<Vec<_>>();
-        self.fleet
-            .set_state(&arns(&drained), ContainerInstanceStatus::Draining)
-            .await?;
+        self.cluster.drain(&arns(&drained)).await?;
         let back: Vec<&Observed> = plan.reactivate.iter().filter_map(container).collect();
-        self.fleet
-            .set_state(&arns(&back), ContainerInstanceStatus::Active)
-            .await?;
+        self.cluster.activate(&arns(&back)).await?;
         for o in &back {
             let since = o.retiring.as_deref().unwrap_or_default();
-            self.fleet.delete_attribute(&o.arn, RETIRING, since).await?;
+            self.cluster
+                .delete_attribute(&o.arn, RETIRING, since)
+                .await?;
             // Its quiet period starts again.
-            self.fleet
+            self.cluster
                 .put_attribute(&o.arn, IDLE_SINCE, &now.to_string())
                 .await?;
         }
@@ -238,7 +213,7 @@ impl Scaler {
         };
         for reason in &scaling.reasons {
             tracing::info!(
-                group = self.fleet.group.as_str(),
+                group = self.fleet.name(),
                 decision = reason.as_str(),
                 "scaling"
             );
@@ -262,6 +237,36 @@ impl Scaler {
     }
 }
 
+/// The instance types `names` as ECS registers them: from the container
+/// instances of each type in `observed` when there are any, else from
+/// berth-core's catalog. Unknown types are left out (and logged).
+pub fn instance_types(names: &[String], observed: &[Observed]) -> Vec<InstanceType> {
+    names
+        .iter()
+        .filter_map(|name| {
+            let seen = observed
+                .iter()
+                .filter(|o| o.instance_type.as_deref() == Some(name.as_str()))
+                .map(|o| o.registered)
+                .min_by_key(|r| (r.cpu, r.memory));
+            match (seen, InstanceType::known(name)) {
+                (Some(room), _) => Some(InstanceType {
+                    name: name.clone(),
+                    room,
+                }),
+                (None, Some(t)) => Some(t),
+                (None, None) => {
+                    tracing::error!(
+                        instance_type = name.as_str(),
+                        "unknown instance type: the scaler cannot size it"
+                    );
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
 /// Jobs counted by what each needs.
 fn by_need(jobs: &[ResolvedJob]) -> Vec<(Room, u32)> {
     let mut counts: HashMap<Room, u32> = HashMap::new();
@@ -271,4 +276,86 @@ fn by_need(jobs: &[ResolvedJob]) -> Vec<(Room, u32)> {
     let mut out: Vec<(Room, u32)> = counts.into_iter().collect();
     out.sort();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_core::capacity::{ContainerInstance, Resources};
+    use berth_core::{Processor, ResolvedJob};
+
+    fn observed(instance_type: &str, cpu: u32, memory: u32) -> Observed {
+        let room = Room::new(cpu, memory, 0);
+        Observed {
+            arn: format!("ci-{cpu}-{memory}"),
+            ec2_instance_id: "i-1".into(),
+            instance_type: Some(instance_type.into()),
+            instance: ContainerInstance {
+                status: InstanceStatus::Active,
+                agent_connected: true,
+                remaining: Resources { cpu, memory },
+            },
+            registered: room,
+            remaining: room,
+            tasks: 0,
+            idle_since: None,
+            retiring: None,
+        }
+    }
+
+    #[test]
+    fn instance_types_are_sized_as_registered_else_from_the_catalog() {
+        let names = [
+            "c5.xlarge".to_owned(),
+            "m5.large".to_owned(),
+            "x9.mega".to_owned(),
+        ];
+        // Two c5.xlarge registered a little differently: the smaller holds.
+        let seen = [
+            observed("c5.xlarge", 4096, 7482),
+            observed("c5.xlarge", 4096, 7400),
+        ];
+        let types = instance_types(&names, &seen);
+        assert_eq!(types.len(), 2, "the unknown type is left out: {types:?}");
+        assert_eq!(types[0].name, "c5.xlarge");
+        assert_eq!(types[0].room, Room::new(4096, 7400, 0));
+        assert_eq!(
+            types[1],
+            InstanceType::known("m5.large").expect("in the catalog")
+        );
+    }
+
+    #[test]
+    fn demand_is_counted_by_need() {
+        let job = |cpu, memory, gpu| ResolvedJob {
+            job_id: "j".into(),
+            definition: "d".into(),
+            task_definition: "td".into(),
+            container: "main".into(),
+            lambda_function: None,
+            command: None,
+            environment: Default::default(),
+            cpu,
+            memory,
+            gpu,
+            timeout_seconds: 60,
+            max_attempts: 1,
+            processor: Processor::Auto,
+            fargate_allowed: true,
+        };
+        let jobs = [
+            job(1024, 2048, 0),
+            job(512, 1024, 0),
+            job(1024, 2048, 0),
+            job(1024, 2048, 1),
+        ];
+        assert_eq!(
+            by_need(&jobs),
+            [
+                (Room::new(512, 1024, 0), 1),
+                (Room::new(1024, 2048, 0), 2),
+                (Room::new(1024, 2048, 1), 1),
+            ]
+        );
+    }
 }

@@ -7,14 +7,14 @@ pub mod simulate;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use berth_aws::store::JobRecord;
-use berth_aws::{AwsError, Clients, Definitions, JobStore, Settings, settings};
+use berth_aws::operations::{self, Cancelled};
+use berth_aws::stack::StackError;
+use berth_aws::store::{JobRecord, JobSummary};
+use berth_aws::{AwsError, Clients, Definitions, EcsCluster, JobQueue, JobStore, Settings};
 use berth_core::capacity::{
     LargestContainer, Resources, Thresholds, check_scale_in, explain_thresholds, most_per_instance,
 };
 use berth_core::{JobDefinition, JobStatus, Route, job, scaling};
-use berth_ecs_runner::Lifecycle;
-use berth_ecs_runner::lifecycle::Cancelled;
 
 /// Everything that ends a command, said in one line.
 #[derive(Debug, thiserror::Error)]
@@ -27,55 +27,13 @@ pub enum CliError {
     Failed(String),
 }
 
-/// The outputs of berth's stack that stand for the `BERTH_*` variables.
-pub const STACK_OUTPUTS: [(&str, &str); 7] = [
-    ("JobsTableName", settings::JOBS_TABLE),
-    ("DefinitionsTableName", settings::DEFINITIONS_TABLE),
-    ("ClusterName", settings::CLUSTER),
-    ("JobQueueUrl", settings::QUEUE_URL),
-    ("JobDeadLetterQueueUrl", settings::DLQ_URL),
-    ("InstanceGroupName", settings::INSTANCE_GROUP),
-    ("InstanceTypes", settings::INSTANCE_TYPES),
-];
-
-/// The settings of a deployed stack: its outputs, with the environment
-/// for anything the outputs do not say.
-pub async fn stack_settings(
-    cloudformation: &aws_sdk_cloudformation::Client,
-    stack: &str,
-    env: impl Fn(&str) -> Option<String>,
-) -> Result<Settings, CliError> {
-    let out = cloudformation
-        .describe_stacks()
-        .stack_name(stack)
-        .send()
-        .await
-        .map_err(|e| {
-            let e = AwsError::from_sdk("cloudformation:DescribeStacks", e);
-            match e.code.as_deref() {
-                Some("ValidationError") => {
-                    CliError::Input(format!("no stack `{stack}`: {}", e.message))
-                }
-                _ => CliError::Aws(e),
-            }
-        })?;
-    let outputs: Vec<(String, String)> = out
-        .stacks()
-        .first()
-        .ok_or_else(|| CliError::Input(format!("no stack `{stack}`")))?
-        .outputs()
-        .iter()
-        .filter_map(|o| Some((o.output_key()?.to_owned(), o.output_value()?.to_owned())))
-        .collect();
-    let from_stack = |name: &str| {
-        STACK_OUTPUTS
-            .iter()
-            .find(|(_, var)| *var == name)
-            .and_then(|(key, _)| outputs.iter().find(|(k, _)| k == key))
-            .map(|(_, v)| v.clone())
-    };
-    Settings::from_lookup(|name| from_stack(name).or_else(|| env(name)))
-        .map_err(|e| CliError::Input(format!("stack `{stack}` is not a berth stack: {e}")))
+impl From<StackError> for CliError {
+    fn from(e: StackError) -> Self {
+        match e {
+            StackError::Aws(e) => Self::Aws(e),
+            other => Self::Input(other.to_string()),
+        }
+    }
 }
 
 /// A job to submit, from flags or a file.
@@ -184,19 +142,13 @@ impl Berth {
             .queue_url
             .as_ref()
             .ok_or_else(|| CliError::Input("BERTH_QUEUE_URL is not set".into()))?;
-        let sent = self
-            .clients
-            .sqs
-            .send_message()
-            .queue_url(queue)
-            .message_body(&body)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("sqs:SendMessage", e))?;
+        let message_id = JobQueue::new(self.clients.sqs.clone(), queue)
+            .submit(&body)
+            .await?;
         let named = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v.get("job_id").and_then(|id| id.as_str()).map(String::from));
-        Ok(named.or(sent.message_id).unwrap_or_default())
+        Ok(named.or(message_id).unwrap_or_default())
     }
 
     /// The records of `job_ids`, in that order; `None` for a job not yet
@@ -228,7 +180,7 @@ impl Berth {
         status: Option<JobStatus>,
         route: Option<Route>,
         limit: usize,
-    ) -> Result<Vec<JobRecord>, CliError> {
+    ) -> Result<Vec<JobSummary>, CliError> {
         let statuses: Vec<JobStatus> = match status {
             Some(s) => vec![s],
             None => JobStatus::ALL.to_vec(),
@@ -246,12 +198,12 @@ impl Berth {
         Ok(jobs)
     }
 
+    /// Cancels `job_id` wherever it is; what that did, in one line.
     pub async fn cancel(&self, job_id: &str, reason: Option<&str>) -> Result<String, CliError> {
-        let lifecycle = Lifecycle::for_deployment(&self.settings, &self.clients)
-            .map_err(|e| CliError::Input(e.to_string()))?;
-        match lifecycle.cancel(job_id, reason).await? {
+        let ecs = EcsCluster::for_deployment(&self.settings, &self.clients);
+        match operations::cancel(&self.store(), &ecs, job_id, reason).await? {
             Cancelled::NotFound => Err(CliError::Failed(format!("no job `{job_id}`"))),
-            done => Ok(berth_ecs_runner::events::describe_cancel(job_id, &done)),
+            done => Ok(done.describe(job_id)),
         }
     }
 
@@ -358,22 +310,24 @@ pub fn describe(r: &JobRecord) -> String {
 }
 
 /// Jobs as a table.
-pub fn table(jobs: &[JobRecord]) -> String {
-    let rows: Vec<(&str, Option<&JobRecord>)> =
+pub fn table(jobs: &[JobSummary]) -> String {
+    let rows: Vec<(&str, Option<&JobSummary>)> =
         jobs.iter().map(|j| (j.job_id.as_str(), Some(j))).collect();
     rows_table(&rows)
 }
 
 /// `berth watch`'s table: jobs by id, a job not yet recorded shown QUEUED.
 pub fn watch_table(jobs: &[(String, Option<JobRecord>)]) -> String {
-    let rows: Vec<(&str, Option<&JobRecord>)> = jobs
+    let summaries: Vec<(&str, Option<JobSummary>)> = jobs
         .iter()
-        .map(|(id, r)| (id.as_str(), r.as_ref()))
+        .map(|(id, r)| (id.as_str(), r.clone().map(JobSummary::from)))
         .collect();
+    let rows: Vec<(&str, Option<&JobSummary>)> =
+        summaries.iter().map(|(id, s)| (*id, s.as_ref())).collect();
     rows_table(&rows)
 }
 
-fn rows_table(rows: &[(&str, Option<&JobRecord>)]) -> String {
+fn rows_table(rows: &[(&str, Option<&JobSummary>)]) -> String {
     let mut out = format!(
         "{:<28} {:<21} {:<8} {:>8}  {}\n",
         "JOB", "STATUS", "ROUTE", "ATTEMPTS", "REASON"

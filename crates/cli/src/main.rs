@@ -129,7 +129,7 @@ enum Command {
 /// `berth simulate`'s flags.
 #[derive(clap::Args)]
 struct SimulateArgs {
-    /// A CSV trace (see the README), or a built-in one: sparse-day, steady,
+    /// A CSV trace (see docs/simulator.md), or a built-in one: sparse-day, steady,
     /// burst, seed-mix.
     #[arg(long, default_value = "sparse-day")]
     trace: String,
@@ -285,9 +285,7 @@ async fn connect(stack: Option<&str>) -> Result<Berth, CliError> {
     let config = berth_aws::load_sdk_config().await;
     let settings = match stack {
         Some(stack) => {
-            let cloudformation = aws_sdk_cloudformation::Client::new(&config);
-            berth_cli::stack_settings(&cloudformation, stack, |name| std::env::var(name).ok())
-                .await?
+            berth_aws::stack::settings(&config, stack, |name| std::env::var(name).ok()).await?
         }
         None => Settings::from_env().map_err(|e| CliError::Input(e.to_string()))?,
     };

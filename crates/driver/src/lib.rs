@@ -3,35 +3,32 @@
 //!
 //! The records of a batch are handled side by side, up to a bound. The
 //! answer names only the messages that need another delivery, each with a
-//! backoff set on its message: a job waiting for capacity, or one whose
-//! launch hit a retryable AWS error. An invalid message is never retried: it is recorded
+//! backoff set on its message: a job waiting for capacity, or one that hit a
+//! retryable AWS error. An invalid message is never retried: it is recorded
 //! `REJECTED` with its reason, or, where it has no usable job id, sent to the
 //! dead-letter queue with the reason as a message attribute.
+//!
+//! This module handles a batch and says what became of each record;
+//! [`reject`] keeps what cannot run, [`launch`] launches what can (EC2, then
+//! Fargate, or Lambda) and records where it went.
+
+pub mod launch;
+pub mod reject;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::MessageAttributeValue;
-use berth_aws::definitions::Lookup;
-use berth_aws::queue::RELAUNCH_ATTRIBUTE;
-use berth_aws::store::{Change, Changed, Created, FIRST_LAUNCH, JobRecord, Rejection, now_ms};
-use berth_aws::{Clients, Definitions, JobStore, LaunchError, Settings, metrics};
-use berth_core::launch::{
-    LaunchNumber, MAX_CAPACITY_WAIT_SECONDS, capacity_backoff_seconds, retry_backoff_seconds,
+use berth_aws::{
+    Clients, DeadLetters, Definitions, EcsCluster, JobQueue, JobStore, LambdaLauncher, Settings,
+    metrics,
 };
-use berth_core::routing::{self, FargateSize, Plan};
-use berth_core::stop::CANCELLED_REASON;
-use berth_core::{JobRequest, JobStatus, MessageError, ResolvedJob, Route, job, resolve};
-use berth_ecs_runner::{EcsLauncher, FargateNetwork, Placement};
-use berth_lambda_task_processor::LambdaLauncher;
+use berth_core::launch::{LaunchNumber, MAX_CAPACITY_WAIT_SECONDS, retry_backoff_seconds};
+use berth_core::{JobRequest, JobStatus, MessageError, Route, job};
 use futures::StreamExt;
 use lambda_runtime::{Error, LambdaEvent};
 
-/// The message attribute that carries the reason on the dead-letter queue.
-pub const REASON_ATTRIBUTE: &str = "berth-reason";
-/// The message attribute that names the original message on the dead-letter queue.
-pub const SOURCE_MESSAGE_ATTRIBUTE: &str = "berth-source-message-id";
+pub use reject::usable_job_id;
 
 /// How the driver behaves, beyond where things are.
 #[derive(Debug, Clone)]
@@ -61,13 +58,13 @@ impl Default for Tuning {
 pub struct Driver {
     pub store: JobStore,
     pub definitions: Definitions,
-    pub ecs: EcsLauncher,
+    pub ecs: EcsCluster,
     pub lambda: LambdaLauncher,
-    pub sqs: aws_sdk_sqs::Client,
-    /// The job queue, for message visibility (backoff).
-    pub queue_url: Option<String>,
+    /// The job queue, for message visibility (backoff); without it the
+    /// queue's own visibility timeout applies.
+    pub queue: Option<JobQueue>,
     /// The dead-letter queue, for invalid messages with no usable job id.
-    pub dlq_url: Option<String>,
+    pub dead_letters: Option<DeadLetters>,
     pub tuning: Tuning,
 }
 
@@ -78,6 +75,8 @@ pub enum Outcome {
         route: Route,
         launch: LaunchNumber,
         id: String,
+        /// Why the job went where it did (berth-core's routing).
+        why: String,
     },
     /// No room anywhere the job fits; its message comes back after `backoff`.
     Waiting {
@@ -98,11 +97,18 @@ pub enum Outcome {
     Failed {
         reason: String,
     },
-    /// A retryable error; the message comes back.
+    /// A launch hit a retryable AWS error (throttling, 5xx); the message
+    /// comes back.
+    LaunchRetry {
+        reason: String,
+    },
+    /// Anything else retryable (the store or the definitions unreachable,
+    /// a launch in progress elsewhere); the message comes back.
     Retry {
         reason: String,
     },
-    /// A re-queued attempt for a job that is not there to take it.
+    /// Nothing to launch: a re-queued attempt for a job that is not there
+    /// to take it, or a record that vanished meanwhile.
     Ignored {
         reason: String,
     },
@@ -111,7 +117,10 @@ pub enum Outcome {
 impl Outcome {
     /// Whether SQS must deliver the message again.
     pub fn redeliver(&self) -> bool {
-        matches!(self, Self::Waiting { .. } | Self::Retry { .. })
+        matches!(
+            self,
+            Self::Waiting { .. } | Self::Retry { .. } | Self::LaunchRetry { .. }
+        )
     }
 
     fn name(&self) -> &'static str {
@@ -122,8 +131,16 @@ impl Outcome {
             Self::DeadLettered { .. } => "dead-lettered",
             Self::Duplicate { .. } => "duplicate",
             Self::Failed { .. } => "failed",
+            Self::LaunchRetry { .. } => "launch-retry",
             Self::Retry { .. } => "retry",
             Self::Ignored { .. } => "ignored",
+        }
+    }
+
+    /// A retry for an error `e`.
+    fn retry(e: impl ToString) -> Self {
+        Self::Retry {
+            reason: e.to_string(),
         }
     }
 }
@@ -139,25 +156,19 @@ pub struct Handled {
 impl Driver {
     /// The driver for `settings`, talking to AWS through `clients`.
     pub fn new(settings: &Settings, clients: &Clients, tuning: Tuning) -> Self {
-        let fargate = FargateNetwork {
-            subnets: settings.fargate_subnets.clone(),
-            security_groups: settings.fargate_security_groups.clone(),
-            assign_public_ip: false,
-        };
         Self {
             store: JobStore::new(clients.dynamodb.clone(), &settings.jobs_table),
             definitions: Definitions::new(clients.dynamodb.clone(), &settings.definitions_table),
-            ecs: EcsLauncher::new(
-                clients.ecs.clone(),
-                &settings.cluster,
-                settings.ec2_capacity_provider.clone(),
-                fargate,
-                settings.fargate_spot,
-            ),
+            ecs: EcsCluster::for_deployment(settings, clients),
             lambda: LambdaLauncher::new(clients.lambda.clone()),
-            sqs: clients.sqs.clone(),
-            queue_url: settings.queue_url.clone(),
-            dlq_url: settings.dlq_url.clone(),
+            queue: settings
+                .queue_url
+                .as_ref()
+                .map(|url| JobQueue::new(clients.sqs.clone(), url)),
+            dead_letters: settings
+                .dlq_url
+                .as_ref()
+                .map(|url| DeadLetters::new(clients.sqs.clone(), url)),
             tuning,
         }
     }
@@ -214,14 +225,9 @@ impl Driver {
                         let outcome = self.valid(&message, &job, defs.get(&job.definition)).await;
                         (Some(job.job_id), outcome)
                     }
-                    (Ok(job), Err(e)) => (
-                        Some(job.job_id),
-                        Outcome::Retry {
-                            reason: e.to_string(),
-                        },
-                    ),
+                    (Ok(job), Err(e)) => (Some(job.job_id), Outcome::retry(e)),
                 };
-                if let Outcome::Retry { .. } = outcome {
+                if let Outcome::Retry { .. } | Outcome::LaunchRetry { .. } = outcome {
                     let backoff = retry_backoff_seconds(receive_count(&message));
                     self.set_visibility(&message, Duration::from_secs(u64::from(backoff)))
                         .await;
@@ -238,540 +244,19 @@ impl Driver {
             .await
     }
 
-    /// A message that is not a valid job: keep it with its reason.
-    async fn invalid(
-        &self,
-        message: &SqsMessage,
-        error: &MessageError,
-    ) -> (Option<String>, Outcome) {
-        let body = message.body.as_deref().unwrap_or("");
-        let message_id = message.message_id.as_deref().unwrap_or("");
-        let reason = error.to_string();
-        let Some(job_id) = usable_job_id(body, message_id) else {
-            return (None, self.dead_letter(message, &reason).await);
-        };
-        let rejection = Rejection {
-            job_id: &job_id,
-            message_id,
-            reason: &reason,
-            definition: None,
-            raw_body: Some(body),
-        };
-        let outcome = self.reject(message, &rejection).await;
-        (Some(job_id), outcome)
-    }
-
-    async fn reject(&self, message: &SqsMessage, r: &Rejection<'_>) -> Outcome {
-        match self.store.reject(r, now_ms()).await {
-            Ok(Created::New) => Outcome::Rejected {
-                reason: r.reason.to_owned(),
-            },
-            Ok(Created::Exists(existing))
-                if existing.message_id.as_deref() == Some(r.message_id) =>
-            {
-                Outcome::Duplicate {
-                    status: existing.status,
-                }
-            }
-            // The job id belongs to another job: this message cannot be
-            // recorded under it, so it goes to the dead-letter queue.
-            Ok(Created::Exists(_)) => {
-                let reason = format!(
-                    "{}; job id `{}` is already taken by another message",
-                    r.reason, r.job_id
-                );
-                self.dead_letter(message, &reason).await
-            }
-            Err(e) => Outcome::Retry {
-                reason: e.to_string(),
-            },
-        }
-    }
-
-    async fn dead_letter(&self, message: &SqsMessage, reason: &str) -> Outcome {
-        let Some(dlq) = &self.dlq_url else {
-            // Without a dead-letter queue of its own, the message is left to
-            // the queue's redrive policy, which moves it there in the end.
-            return Outcome::Retry {
-                reason: format!("no dead-letter queue configured for: {reason}"),
-            };
-        };
-        let attribute = |v: &str| {
-            MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(v)
-                .build()
-        };
-        let (Ok(reason_attr), Ok(source_attr)) = (
-            attribute(reason),
-            attribute(message.message_id.as_deref().unwrap_or("")),
-        ) else {
-            return Outcome::Retry {
-                reason: "cannot build dead-letter attributes".into(),
-            };
-        };
-        let sent = self
-            .sqs
-            .send_message()
-            .queue_url(dlq)
-            .message_body(
-                message
-                    .body
-                    .clone()
-                    .filter(|b| !b.is_empty())
-                    .unwrap_or_else(|| "(empty)".into()),
-            )
-            .message_attributes(REASON_ATTRIBUTE, reason_attr)
-            .message_attributes(SOURCE_MESSAGE_ATTRIBUTE, source_attr)
-            .send()
-            .await;
-        match sent {
-            Ok(_) => Outcome::DeadLettered {
-                reason: reason.to_owned(),
-            },
-            Err(e) => Outcome::Retry {
-                reason: berth_aws::AwsError::from_sdk("sqs:SendMessage", e).to_string(),
-            },
-        }
-    }
-
-    /// A valid job message: resolve, route, record, launch.
-    async fn valid(
-        &self,
-        message: &SqsMessage,
-        request: &JobRequest,
-        definition: Option<&Lookup>,
-    ) -> Outcome {
-        let message_id = message.message_id.as_deref().unwrap_or("");
-        fn rejection<'a>(
-            request: &'a JobRequest,
-            message_id: &'a str,
-            reason: &'a str,
-        ) -> Rejection<'a> {
-            Rejection {
-                job_id: &request.job_id,
-                message_id,
-                reason,
-                definition: Some(&request.definition),
-                raw_body: None,
-            }
-        }
-        if let Some(after) = relaunch_after(message) {
-            return self.relaunch(request, after, message).await;
-        }
-        let definition = match definition {
-            Some(Lookup::Found(d)) => Some(d),
-            Some(Lookup::Malformed(why)) => {
-                return self
-                    .reject(message, &rejection(request, message_id, why))
-                    .await;
-            }
-            None => None,
-        };
-        let job = match resolve(request, definition) {
-            Ok(job) => job,
-            Err(e) => {
-                return self
-                    .reject(message, &rejection(request, message_id, &e.to_string()))
-                    .await;
-            }
-        };
-        let decision = match routing::route(&job) {
-            Ok(d) => d,
-            Err(e) => {
-                return self
-                    .reject(message, &rejection(request, message_id, &e.to_string()))
-                    .await;
-            }
-        };
-
-        let launch = match self.store.accept(&job, message_id, now_ms()).await {
-            Ok(Created::New) => FIRST_LAUNCH,
-            Ok(Created::Exists(record)) => {
-                match self
-                    .resume(&job, &decision.plan, Some(message_id), &record)
-                    .await
-                {
-                    Ok(launch) => launch,
-                    Err(outcome) => return outcome,
-                }
-            }
-            Err(e) => {
-                return Outcome::Retry {
-                    reason: e.to_string(),
-                };
-            }
-        };
-        self.launch(message, &job, &decision.plan, launch).await
-    }
-
-    /// Another attempt of a recorded job, put back on the queue after
-    /// launch `after` ended (see `berth_aws::queue`). The job runs as it was
-    /// recorded, not as its definition reads now.
-    async fn relaunch(
-        &self,
-        request: &JobRequest,
-        after: LaunchNumber,
-        message: &SqsMessage,
-    ) -> Outcome {
-        let record = match self.store.get(&request.job_id).await {
-            Ok(Some(record)) => record,
-            Ok(None) => {
-                return Outcome::Ignored {
-                    reason: format!("re-queued job `{}` is not recorded", request.job_id),
-                };
-            }
-            Err(e) => {
-                return Outcome::Retry {
-                    reason: e.to_string(),
-                };
-            }
-        };
-        let Some(job) = record.job.clone() else {
-            return Outcome::Ignored {
-                reason: format!("re-queued job `{}` has no recorded job", request.job_id),
-            };
-        };
-        if record.launch < after {
-            return Outcome::Ignored {
-                reason: format!(
-                    "re-queued after launch {after}, but job `{}` is at launch {}",
-                    job.job_id, record.launch
-                ),
-            };
-        }
-        let plan = match routing::route(&job) {
-            Ok(decision) => decision.plan,
-            Err(e) => return self.fail(&job, record.launch, e.to_string()).await,
-        };
-        match self.resume(&job, &plan, None, &record).await {
-            Ok(launch) => self.launch(message, &job, &plan, launch).await,
-            Err(outcome) => outcome,
-        }
-    }
-
-    /// A job already recorded: decide whether this delivery launches it,
-    /// and with which launch number. `message_id` is the delivery's message
-    /// when it is the job's own message, `None` for a re-queued attempt.
-    async fn resume(
-        &self,
-        job: &ResolvedJob,
-        plan: &Plan,
-        message_id: Option<&str>,
-        record: &JobRecord,
-    ) -> Result<LaunchNumber, Outcome> {
-        if message_id.is_some() && record.message_id.as_deref() != message_id {
-            // Another message with the same job id: the job id is the
-            // idempotency key, the first one stands.
-            return Err(Outcome::Duplicate {
-                status: record.status,
-            });
-        }
-        if !matches!(
-            record.status,
-            JobStatus::Accepted | JobStatus::WaitingForCapacity
-        ) {
-            return Err(Outcome::Duplicate {
-                status: record.status,
-            });
-        }
-        // `ACCEPTED` with a claim: a launch was claimed and may be under way
-        // (or may have happened and not been recorded). Without one: the
-        // last launch ended and the next is free to claim.
-        let claimed = record.status == JobStatus::Accepted && record.claimed_at.is_some();
-        let claim_age = now_ms() - record.claimed_at.unwrap_or(0);
-        let lease = i64::try_from(self.tuning.claim_lease.as_millis()).unwrap_or(i64::MAX);
-        if claimed && claim_age < lease {
-            // Another delivery of this message is launching it right now.
-            return Err(Outcome::Retry {
-                reason: format!("launch {} in progress", record.launch),
-            });
-        }
-        // A launch that was claimed and never recorded may have happened:
-        // find its task before launching again.
-        if claimed && !matches!(plan, Plan::Lambda { .. }) {
-            match self.ecs.find_task(&job.job_id, record.launch).await {
-                Ok(Some((task_arn, route))) => {
-                    return Err(self
-                        .dispatched(job, route, record.launch, Some(task_arn), None)
-                        .await);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    return Err(Outcome::Retry {
-                        reason: e.to_string(),
-                    });
-                }
-            }
-        }
-        match self
-            .store
-            .claim_launch(&job.job_id, record.launch, now_ms())
-            .await
-        {
-            Ok(Changed::Applied) => Ok(record.launch + 1),
-            Ok(Changed::Refused(r)) => Err(match r {
-                Some(r)
-                    if r.status.is_final()
-                        || r.status == JobStatus::Dispatched
-                        || r.status == JobStatus::Running =>
-                {
-                    Outcome::Duplicate { status: r.status }
-                }
-                _ => Outcome::Retry {
-                    reason: "another delivery claimed the launch".into(),
-                },
-            }),
-            Err(e) => Err(Outcome::Retry {
-                reason: e.to_string(),
-            }),
-        }
-    }
-
-    async fn launch(
-        &self,
-        message: &SqsMessage,
-        job: &ResolvedJob,
-        plan: &Plan,
-        launch: LaunchNumber,
-    ) -> Outcome {
-        let placed = match plan {
-            Plan::Lambda { function } => {
-                return match self.lambda.invoke(function, job, launch).await {
-                    Ok(request_id) => {
-                        self.dispatched(job, Route::Lambda, launch, None, request_id)
-                            .await
-                    }
-                    Err(e) => self.launch_failed(job, launch, e).await,
-                };
-            }
-            Plan::Ec2 { fargate_fallback } => match self.ecs.run_on_ec2(job, launch).await {
-                Ok(Placement::Placed { task_arn }) => Ok((Route::Ec2, task_arn)),
-                Ok(Placement::NoRoom { reason }) => match fargate_fallback {
-                    Some(size) => {
-                        let placed = self
-                            .fargate(job, launch, *size, &format!("EC2 has no room ({reason})"))
-                            .await;
-                        if placed.is_ok() {
-                            metrics::count("FargateFallbacks", None);
-                        }
-                        placed
-                    }
-                    None => Err(Ok(format!(
-                        "EC2 has no room ({reason}) and the job cannot run on Fargate"
-                    ))),
-                },
-                Err(e) => Err(Err(e)),
-            },
-            Plan::Fargate { size } => self.fargate(job, launch, *size, "").await,
-        };
-        match placed {
-            Ok((route, task_arn)) => {
-                self.dispatched(job, route, launch, Some(task_arn), None)
-                    .await
-            }
-            Err(Ok(no_room)) => self.wait_for_capacity(message, job, launch, no_room).await,
-            Err(Err(e)) => self.launch_failed(job, launch, e).await,
-        }
-    }
-
-    /// Fargate: `Ok` placed, `Err(Ok(reason))` no room, `Err(Err(e))` failed.
-    async fn fargate(
-        &self,
-        job: &ResolvedJob,
-        launch: LaunchNumber,
-        size: FargateSize,
-        before: &str,
-    ) -> Result<(Route, String), Result<String, LaunchError>> {
-        match self.ecs.run_on_fargate(job, launch, size).await {
-            Ok(Placement::Placed { task_arn }) => Ok((Route::Fargate, task_arn)),
-            Ok(Placement::NoRoom { reason }) if before.is_empty() => {
-                Err(Ok(format!("Fargate has no room ({reason})")))
-            }
-            Ok(Placement::NoRoom { reason }) => {
-                Err(Ok(format!("{before}; Fargate has no room ({reason})")))
-            }
-            Err(e) => Err(Err(e)),
-        }
-    }
-
-    async fn dispatched(
-        &self,
-        job: &ResolvedJob,
-        route: Route,
-        launch: LaunchNumber,
-        task_arn: Option<String>,
-        request_id: Option<String>,
-    ) -> Outcome {
-        let id = task_arn
-            .clone()
-            .or_else(|| request_id.clone())
-            .unwrap_or_default();
-        let now = now_ms();
-        let change_task = task_arn.clone();
-        let change = Change {
-            route: Some(route),
-            task_arn,
-            request_id,
-            add_attempt: true,
-            expect_launch: Some(launch),
-            deadline: Some(now / 1000 + i64::from(job.timeout_seconds)),
-            ..Change::default()
-        };
-        match self
-            .store
-            .transition(&job.job_id, JobStatus::Dispatched, change, now)
-            .await
-        {
-            Ok(Changed::Applied) => Outcome::Dispatched { route, launch, id },
-            // The job moved on while it was launched (it was cancelled): the
-            // task it started must not run.
-            Ok(Changed::Refused(current)) => {
-                let status = current.map_or(JobStatus::Accepted, |r| r.status);
-                if let (true, Some(task)) = (status.is_final(), &change_task)
-                    && let Err(e) = self.ecs.stop(task, CANCELLED_REASON).await
-                {
-                    // Its RUNNING event stops it again.
-                    tracing::warn!(job_id = job.job_id, task_arn = task, error = %e, "task of an ended job not stopped");
-                }
-                Outcome::Duplicate { status }
-            }
-            Err(e) => Outcome::Retry {
-                reason: e.to_string(),
-            },
-        }
-    }
-
-    async fn wait_for_capacity(
-        &self,
-        message: &SqsMessage,
-        job: &ResolvedJob,
-        launch: LaunchNumber,
-        reason: String,
-    ) -> Outcome {
-        let waits = receive_count(message).saturating_sub(1);
-        let waited = Duration::from_millis(
-            u64::try_from(now_ms().saturating_sub(sent_at_ms(message).unwrap_or_else(now_ms)))
-                .unwrap_or(0),
-        );
-        if waited >= self.tuning.max_capacity_wait {
-            let reason = format!(
-                "no capacity within {} s: {reason}",
-                self.tuning.max_capacity_wait.as_secs()
-            );
-            return self.fail(job, launch, reason).await;
-        }
-        let change = Change {
-            reason: Some(reason.clone()),
-            add_wait: true,
-            expect_launch: Some(launch),
-            ..Change::default()
-        };
-        match self
-            .store
-            .transition(&job.job_id, JobStatus::WaitingForCapacity, change, now_ms())
-            .await
-        {
-            Ok(Changed::Applied) => {}
-            Ok(Changed::Refused(current)) => {
-                return Outcome::Duplicate {
-                    status: current.map_or(JobStatus::Accepted, |r| r.status),
-                };
-            }
-            Err(e) => {
-                return Outcome::Retry {
-                    reason: e.to_string(),
-                };
-            }
-        }
-        let backoff = Duration::from_secs(u64::from(capacity_backoff_seconds(waits)));
-        self.set_visibility(message, backoff).await;
-        Outcome::Waiting { backoff, reason }
-    }
-
-    async fn launch_failed(
-        &self,
-        job: &ResolvedJob,
-        launch: LaunchNumber,
-        error: LaunchError,
-    ) -> Outcome {
-        match error {
-            LaunchError::Retryable(e) => Outcome::Retry {
-                reason: e.to_string(),
-            },
-            LaunchError::Permanent(reason) => self.fail(job, launch, reason).await,
-        }
-    }
-
-    async fn fail(&self, job: &ResolvedJob, launch: LaunchNumber, reason: String) -> Outcome {
-        let change = Change {
-            reason: Some(reason.clone()),
-            expect_launch: Some(launch),
-            ..Change::default()
-        };
-        match self
-            .store
-            .transition(&job.job_id, JobStatus::Failed, change, now_ms())
-            .await
-        {
-            Ok(Changed::Applied) => Outcome::Failed { reason },
-            Ok(Changed::Refused(current)) => Outcome::Duplicate {
-                status: current.map_or(JobStatus::Accepted, |r| r.status),
-            },
-            Err(e) => Outcome::Retry {
-                reason: e.to_string(),
-            },
-        }
-    }
-
-    /// Sets when the message comes back; without a queue URL the queue's
-    /// own visibility timeout applies.
+    /// Sets when the message comes back; without the queue the queue's own
+    /// visibility timeout applies.
     async fn set_visibility(&self, message: &SqsMessage, after: Duration) {
-        let (Some(queue), Some(handle)) = (&self.queue_url, &message.receipt_handle) else {
+        let (Some(queue), Some(handle)) = (&self.queue, &message.receipt_handle) else {
             return;
         };
-        let seconds = i32::try_from(after.as_secs()).unwrap_or(i32::MAX);
-        if let Err(e) = self
-            .sqs
-            .change_message_visibility()
-            .queue_url(queue)
-            .receipt_handle(handle)
-            .visibility_timeout(seconds)
-            .send()
-            .await
-        {
-            tracing::warn!(error = %berth_aws::AwsError::from_sdk("sqs:ChangeMessageVisibility", e), "backoff not set");
+        if let Err(e) = queue.set_visibility(handle, after).await {
+            tracing::warn!(error = %e, "backoff not set");
         }
     }
 }
 
-/// The job id an invalid message can be recorded under: its own valid
-/// `job_id`, or the message id when it names none. `None` when the body is
-/// not a JSON object or its `job_id` is not valid.
-pub fn usable_job_id(body: &str, message_id: &str) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_str(body).ok()?;
-    let object = value.as_object()?;
-    let id = match object.get("job_id") {
-        None | Some(serde_json::Value::Null) => message_id,
-        Some(serde_json::Value::String(id)) => id,
-        Some(_) => return None,
-    };
-    job::validate_job_id(id).ok()?;
-    Some(id.to_owned())
-}
-
-/// The launch after which a job was put back on the queue, from the
-/// message's attribute (`None` for a job's own message).
-fn relaunch_after(message: &SqsMessage) -> Option<LaunchNumber> {
-    message
-        .message_attributes
-        .get(RELAUNCH_ATTRIBUTE)?
-        .string_value
-        .as_deref()?
-        .parse()
-        .ok()
-}
-
+/// How many times SQS has delivered `message`, this time included.
 fn receive_count(message: &SqsMessage) -> u32 {
     message
         .attributes
@@ -780,6 +265,7 @@ fn receive_count(message: &SqsMessage) -> u32 {
         .unwrap_or(1)
 }
 
+/// When `message` was first sent, in epoch milliseconds.
 fn sent_at_ms(message: &SqsMessage) -> Option<i64> {
     message
         .attributes
@@ -797,7 +283,8 @@ fn count(outcome: &Outcome) {
         Outcome::Rejected { .. } => "Rejected",
         Outcome::DeadLettered { .. } => "DeadLettered",
         Outcome::Failed { .. } => "LaunchFailed",
-        Outcome::Retry { .. } => "LaunchRetries",
+        Outcome::LaunchRetry { .. } => "LaunchRetries",
+        Outcome::Retry { .. } => "Retries",
         Outcome::Duplicate { .. } | Outcome::Ignored { .. } => return,
     };
     metrics::count(metric, None);
@@ -810,13 +297,19 @@ fn log(message_id: &str, job_id: Option<&str>, outcome: &Outcome, elapsed: Durat
     let decision = outcome.name();
     let job_id = job_id.unwrap_or("");
     match outcome {
-        Outcome::Dispatched { route, launch, id } => tracing::info!(
+        Outcome::Dispatched {
+            route,
+            launch,
+            id,
+            why,
+        } => tracing::info!(
             job_id,
             message_id,
             decision,
             route = route.as_str(),
             launch,
             id = id.as_str(),
+            why = why.as_str(),
             elapsed_ms,
             "job decision"
         ),
@@ -842,6 +335,7 @@ fn log(message_id: &str, job_id: Option<&str>, outcome: &Outcome, elapsed: Durat
         Outcome::Rejected { reason }
         | Outcome::DeadLettered { reason }
         | Outcome::Failed { reason }
+        | Outcome::LaunchRetry { reason }
         | Outcome::Retry { reason }
         | Outcome::Ignored { reason } => {
             tracing::warn!(
@@ -853,5 +347,66 @@ fn log(message_id: &str, job_id: Option<&str>, outcome: &Outcome, elapsed: Durat
                 "job decision"
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message<const N: usize>(attributes: [(&str, &str); N]) -> SqsMessage {
+        let mut m = SqsMessage::default();
+        m.attributes = attributes
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        m
+    }
+
+    #[test]
+    fn only_waits_and_retries_come_back() {
+        let again = [
+            Outcome::Waiting {
+                backoff: Duration::from_secs(30),
+                reason: "no room".into(),
+            },
+            Outcome::Retry {
+                reason: "throttled".into(),
+            },
+            Outcome::LaunchRetry {
+                reason: "throttled".into(),
+            },
+        ];
+        assert!(again.iter().all(Outcome::redeliver));
+        let done = [
+            Outcome::Dispatched {
+                route: Route::Ec2,
+                launch: 1,
+                id: "t".into(),
+                why: "fits".into(),
+            },
+            Outcome::Rejected { reason: "x".into() },
+            Outcome::DeadLettered { reason: "x".into() },
+            Outcome::Duplicate {
+                status: JobStatus::Running,
+            },
+            Outcome::Failed { reason: "x".into() },
+            Outcome::Ignored { reason: "x".into() },
+        ];
+        assert!(done.iter().all(|o| !o.redeliver()), "{done:?}");
+    }
+
+    #[test]
+    fn the_receive_count_and_sent_time_come_from_the_message() {
+        let m = message([
+            ("ApproximateReceiveCount", "4"),
+            ("SentTimestamp", "1800000000123"),
+        ]);
+        assert_eq!(receive_count(&m), 4);
+        assert_eq!(sent_at_ms(&m), Some(1_800_000_000_123));
+        // A message without them counts as a first delivery of unknown age.
+        let bare = message([("ApproximateReceiveCount", "lots")]);
+        assert_eq!(receive_count(&bare), 1);
+        assert_eq!(sent_at_ms(&bare), None);
     }
 }

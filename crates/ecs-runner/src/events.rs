@@ -5,7 +5,8 @@
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use serde_json::{Value, json};
 
-use crate::lifecycle::{Cancelled, Lifecycle, SpotWarning, TaskAction, TaskChange};
+use crate::lifecycle::{Lifecycle, SpotWarning, TaskAction};
+use berth_aws::ecs::TaskChange;
 use berth_aws::{AwsError, metrics};
 use berth_core::JobStatus;
 
@@ -150,16 +151,60 @@ fn action_parts(action: &TaskAction) -> (&'static str, Option<&'static str>, Opt
     }
 }
 
-/// A cancel's answer as one line for people.
-pub fn describe_cancel(job_id: &str, c: &Cancelled) -> String {
-    match c {
-        Cancelled::Cancelled {
-            stopped_task: Some(t),
-        } => format!("{job_id}: CANCELLED, task {t} stopped"),
-        Cancelled::Cancelled { stopped_task: None } => format!("{job_id}: CANCELLED"),
-        Cancelled::AlreadyEnded { status } => {
-            format!("{job_id}: already {status}, nothing to cancel")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_action_is_answered_with_the_status_it_left() {
+        let cases = [
+            (
+                TaskAction::Requeued {
+                    failure: true,
+                    reason: "attempt failed (1 of 3)".into(),
+                    delay_seconds: 10,
+                },
+                ("requeued", Some("ACCEPTED")),
+            ),
+            (TaskAction::Running, ("running", Some("RUNNING"))),
+            (
+                TaskAction::Ended {
+                    status: JobStatus::Failed,
+                    reason: Some("exit code 3".into()),
+                },
+                ("ended", Some("FAILED")),
+            ),
+            (
+                TaskAction::StoppedStray {
+                    status: JobStatus::Cancelled,
+                },
+                ("stopped-stray", Some("CANCELLED")),
+            ),
+            (
+                TaskAction::Ignored {
+                    why: "another cluster".into(),
+                },
+                ("ignored", None),
+            ),
+        ];
+        for (action, (what, status)) in cases {
+            let (w, s, _) = action_parts(&action);
+            assert_eq!((w, s), (what, status), "{action:?}");
         }
-        Cancelled::NotFound => format!("{job_id}: no such job"),
+        let task = TaskChange {
+            task_arn: "arn:task/1".into(),
+            ..TaskChange::default()
+        };
+        let answer = task_answer(
+            &task,
+            &TaskAction::Ended {
+                status: JobStatus::Failed,
+                reason: Some("exit code 3".into()),
+            },
+        );
+        assert_eq!(
+            answer,
+            json!({ "task_arn": "arn:task/1", "action": "ended", "status": "FAILED", "reason": "exit code 3" })
+        );
     }
 }

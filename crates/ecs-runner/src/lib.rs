@@ -1,9 +1,8 @@
-//! berth-ecs-runner: runs jobs on ECS, on the cluster's EC2 capacity first and
-//! on Fargate when EC2 has no room, and follows them to their end.
+//! berth-ecs-runner: follows jobs on ECS to their end. Task state changes
+//! and Spot warnings arrive from EventBridge, the timeout sweep from a
+//! schedule; the launches themselves are the driver's.
 
 pub mod events;
-pub mod launch;
 pub mod lifecycle;
 
-pub use launch::{EcsLauncher, FargateNetwork, Placement};
 pub use lifecycle::Lifecycle;

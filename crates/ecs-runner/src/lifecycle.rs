@@ -10,28 +10,28 @@
 //!   whose records have been quiet for [`EVENT_GRACE`], and handles a task
 //!   that started or stopped as its lost event would have been; then it
 //!   stops jobs past their deadline: `TIMED_OUT`.
-//! - [`Lifecycle::cancel`] cancels a job wherever it is.
+//! - [`Lifecycle::cancel`] cancels a job wherever it is (the operation
+//!   `berth cancel` shares, `berth_aws::operations::cancel`).
 //!
-//! Every write is conditional on the launch the event is about, so a
-//! repeated, late or out-of-order event changes nothing.
+//! What an event means for the record as it stands is berth-core's
+//! ([`attempt::on_running`], [`attempt::on_stopped`]), and so is how an
+//! attempt's end changes the job ([`attempt::settle`]). Every write is
+//! conditional on the launch the event is about, so a repeated, late or
+//! out-of-order event changes nothing.
 
 use std::time::Duration;
 
-use aws_sdk_ecs::types::ContainerInstanceStatus;
-use berth_aws::store::{AttemptEnd, Change, Changed, JobRecord, now_ms};
-use berth_aws::{AwsError, Clients, JobQueue, JobStore, Settings, SettingsError};
-use berth_core::launch::{LaunchNumber, parse_started_by};
-use berth_core::stop::{
-    self, CANCELLED_REASON, EcsStop, Next, StopOutcome, TIMED_OUT_REASON, Tries,
+use berth_aws::ecs::TaskChange;
+use berth_aws::operations::{self, AttemptEnded, Cancelled};
+use berth_aws::store::{Change, Changed, JobRecord, JobSummary, now_ms};
+use berth_aws::{AwsError, Clients, EcsCluster, JobQueue, JobStore, Settings, SettingsError};
+use berth_core::attempt::{
+    self, Attempt, Ending, OnRunning, OnStopped, Policy, Settled, Settlement, Standing,
 };
+use berth_core::launch::{LaunchNumber, parse_started_by};
+use berth_core::stop::{self, EcsStop, TIMED_OUT_REASON};
 use berth_core::{JobStatus, Route};
 use serde::{Deserialize, Serialize};
-
-use crate::{EcsLauncher, FargateNetwork};
-
-/// The reason given to StopTask for a task whose launch is no longer the
-/// job's (a duplicate, or one that started after its job ended).
-pub const SUPERSEDED_REASON: &str = "berth: launch superseded";
 
 /// How long after its deadline a Lambda-route job that reported no end is
 /// marked `TIMED_OUT` (the runtime reports its own timeouts; this catches
@@ -45,78 +45,11 @@ pub const LAMBDA_REPORT_GRACE: Duration = Duration::from_secs(120);
 /// was until its deadline.
 pub const EVENT_GRACE: Duration = Duration::from_secs(60);
 
-/// The `detail` of an "ECS Task State Change" event: the fields berth reads.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TaskChange {
-    #[serde(default)]
-    pub cluster_arn: String,
-    pub task_arn: String,
-    pub last_status: String,
-    #[serde(default)]
-    pub desired_status: Option<String>,
-    #[serde(default)]
-    pub started_by: Option<String>,
-    #[serde(default)]
-    pub stop_code: Option<String>,
-    #[serde(default)]
-    pub stopped_reason: Option<String>,
-    #[serde(default)]
-    pub launch_type: Option<String>,
-    #[serde(default)]
-    pub capacity_provider_name: Option<String>,
-    #[serde(default)]
-    pub containers: Vec<ContainerChange>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ContainerChange {
-    pub name: String,
-    #[serde(default)]
-    pub exit_code: Option<i32>,
-    #[serde(default)]
-    pub reason: Option<String>,
-    #[serde(default)]
-    pub last_status: Option<String>,
-}
-
-impl From<&aws_sdk_ecs::types::Task> for TaskChange {
-    /// The change a task's event would carry, from the task as ECS
-    /// describes it.
-    fn from(task: &aws_sdk_ecs::types::Task) -> Self {
-        let owned = |v: Option<&str>| v.map(str::to_owned);
-        Self {
-            cluster_arn: task.cluster_arn().unwrap_or_default().to_owned(),
-            task_arn: task.task_arn().unwrap_or_default().to_owned(),
-            last_status: task.last_status().unwrap_or_default().to_owned(),
-            desired_status: owned(task.desired_status()),
-            started_by: owned(task.started_by()),
-            stop_code: task.stop_code().map(|c| c.as_str().to_owned()),
-            stopped_reason: owned(task.stopped_reason()),
-            launch_type: task.launch_type().map(|l| l.as_str().to_owned()),
-            capacity_provider_name: owned(task.capacity_provider_name()),
-            containers: task
-                .containers()
-                .iter()
-                .map(|c| ContainerChange {
-                    name: c.name().unwrap_or_default().to_owned(),
-                    exit_code: c.exit_code(),
-                    reason: owned(c.reason()),
-                    last_status: owned(c.last_status()),
-                })
-                .collect(),
-        }
-    }
-}
-
 /// The `detail` of an "EC2 Spot Instance Interruption Warning".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct SpotWarning {
     pub instance_id: String,
-    #[serde(default)]
-    pub instance_action: Option<String>,
 }
 
 /// What a task event did.
@@ -157,38 +90,25 @@ pub struct Sweep {
     pub errors: Vec<(String, String)>,
 }
 
-/// What a cancel did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cancelled {
-    /// The job is `CANCELLED`; its task, if it had one, was stopped.
-    Cancelled {
-        stopped_task: Option<String>,
-    },
-    /// The job had ended already.
-    AlreadyEnded {
-        status: JobStatus,
-    },
-    NotFound,
-}
-
 #[derive(Debug, Clone)]
 pub struct Lifecycle {
     store: JobStore,
-    ecs: EcsLauncher,
+    ecs: EcsCluster,
     queue: JobQueue,
-    max_interruptions: u32,
-    retry_delay_cap: u32,
+    policy: Policy,
     event_grace: Duration,
 }
 
 impl Lifecycle {
-    pub fn new(store: JobStore, ecs: EcsLauncher, queue: JobQueue, max_interruptions: u32) -> Self {
+    pub fn new(store: JobStore, ecs: EcsCluster, queue: JobQueue, max_interruptions: u32) -> Self {
         Self {
             store,
             ecs,
             queue,
-            max_interruptions,
-            retry_delay_cap: u32::MAX,
+            policy: Policy {
+                max_interruptions,
+                ..Policy::default()
+            },
             event_grace: EVENT_GRACE,
         }
     }
@@ -202,13 +122,7 @@ impl Lifecycle {
             .ok_or(SettingsError::Missing(berth_aws::settings::QUEUE_URL))?;
         Ok(Self::new(
             JobStore::new(clients.dynamodb.clone(), &settings.jobs_table),
-            EcsLauncher::new(
-                clients.ecs.clone(),
-                &settings.cluster,
-                settings.ec2_capacity_provider.clone(),
-                FargateNetwork::default(),
-                settings.fargate_spot,
-            ),
+            EcsCluster::for_deployment(settings, clients),
             JobQueue::new(clients.sqs.clone(), queue_url),
             settings.max_interruptions,
         ))
@@ -217,7 +131,7 @@ impl Lifecycle {
     /// Caps the backoff before a failed job's next attempt (tests and the
     /// local run use 0).
     pub fn with_retry_delay_cap(mut self, seconds: u32) -> Self {
-        self.retry_delay_cap = seconds;
+        self.policy.retry_delay_cap = seconds;
         self
     }
 
@@ -253,56 +167,45 @@ impl Lifecycle {
         record: &JobRecord,
         launch: LaunchNumber,
     ) -> Result<TaskAction, AwsError> {
-        if record.launch == launch && record.status == JobStatus::Dispatched {
-            let timeout = record.job.as_ref().map_or(0, |j| j.timeout_seconds);
-            let now = now_ms();
-            let change = Change {
-                task_arn: Some(task.task_arn.clone()),
-                deadline: (timeout > 0).then(|| now / 1000 + i64::from(timeout)),
-                expect_launch: Some(launch),
-                ..Change::default()
-            };
-            match self
-                .store
-                .transition(&record.job_id, JobStatus::Running, change, now)
-                .await?
-            {
-                Changed::Applied => return Ok(TaskAction::Running),
-                Changed::Refused(Some(now_is)) => return self.stray(task, &now_is, launch).await,
-                Changed::Refused(None) => {
-                    return Ok(TaskAction::Ignored {
-                        why: "the job's record is gone".into(),
-                    });
+        let now_is = match attempt::on_running(record.status, record.launch, launch) {
+            OnRunning::Start => {
+                let timeout = record.job.as_ref().map_or(0, |j| j.timeout_seconds);
+                let now = now_ms();
+                let change = Change {
+                    task_arn: Some(task.task_arn.clone()),
+                    deadline: (timeout > 0).then(|| now / 1000 + i64::from(timeout)),
+                    expect_launch: Some(launch),
+                    ..Change::default()
+                };
+                match self
+                    .store
+                    .transition(&record.job_id, JobStatus::Running, change, now)
+                    .await?
+                {
+                    Changed::Applied => return Ok(TaskAction::Running),
+                    Changed::Refused(Some(now_is)) => *now_is,
+                    Changed::Refused(None) => {
+                        return Ok(TaskAction::Ignored {
+                            why: "the job's record is gone".into(),
+                        });
+                    }
                 }
             }
-        }
-        self.stray(task, record, launch).await
-    }
-
-    /// A RUNNING task the record is not waiting for: a repeat of the event
-    /// (nothing to do), or a task its job no longer wants (stop it).
-    async fn stray(
-        &self,
-        task: &TaskChange,
-        record: &JobRecord,
-        launch: LaunchNumber,
-    ) -> Result<TaskAction, AwsError> {
-        let current = record.launch == launch && record.status.is_launched();
-        let not_yet_recorded = record.launch == launch && record.status == JobStatus::Accepted;
-        if current || not_yet_recorded || record.launch < launch {
-            return Ok(TaskAction::Stale {
-                status: record.status,
-            });
-        }
-        let reason = if record.status == JobStatus::Cancelled {
-            CANCELLED_REASON
-        } else {
-            SUPERSEDED_REASON
+            _ => record.clone(),
         };
-        self.ecs.stop(&task.task_arn, reason).await?;
-        Ok(TaskAction::StoppedStray {
-            status: record.status,
-        })
+        // A RUNNING task the record is not waiting for: a repeat of the
+        // event (nothing to do), or a task its job no longer wants.
+        match attempt::on_running(now_is.status, now_is.launch, launch) {
+            OnRunning::Stop { reason } => {
+                self.ecs.stop(&task.task_arn, reason).await?;
+                Ok(TaskAction::StoppedStray {
+                    status: now_is.status,
+                })
+            }
+            OnRunning::Start | OnRunning::Leave => Ok(TaskAction::Stale {
+                status: now_is.status,
+            }),
+        }
     }
 
     async fn stopped(
@@ -311,35 +214,39 @@ impl Lifecycle {
         record: &JobRecord,
         launch: LaunchNumber,
     ) -> Result<TaskAction, AwsError> {
-        if record.launch == launch && record.status == JobStatus::Accepted {
-            if record.claimed_at.is_none() {
-                // This stop was handled, but putting the job back on the
-                // queue failed: do that now.
-                self.requeue(record, launch, 0).await?;
+        match attempt::on_stopped(
+            record.status,
+            record.launch,
+            record.claimed_at.is_some(),
+            launch,
+        ) {
+            OnStopped::Settle => {}
+            OnStopped::Leave => {
+                return Ok(TaskAction::Stale {
+                    status: record.status,
+                });
+            }
+            OnStopped::Requeue => {
+                operations::requeue(&self.queue, record, launch).await?;
                 return Ok(TaskAction::Requeued {
                     failure: false,
                     reason: record.reason.clone().unwrap_or_default(),
                     delay_seconds: 0,
                 });
             }
-            // The task stopped before the driver recorded its launch: let
-            // the event come again once it has.
-            return Err(AwsError {
-                operation: "berth:TaskStopped",
-                code: None,
-                message: format!(
-                    "job `{}` launch {launch} stopped before its launch was recorded",
-                    record.job_id
-                ),
-                retryable: true,
-            });
+            OnStopped::TooEarly => {
+                // Lambda's retry of the event comes once the launch is.
+                return Err(AwsError {
+                    operation: "berth:TaskStopped",
+                    code: None,
+                    message: format!(
+                        "job `{}` launch {launch} stopped before its launch was recorded",
+                        record.job_id
+                    ),
+                    retryable: true,
+                });
+            }
         }
-        if record.launch != launch || !record.status.is_launched() {
-            return Ok(TaskAction::Stale {
-                status: record.status,
-            });
-        }
-
         let container = record.job.as_ref().map(|j| j.container.as_str());
         let facts = container
             .and_then(|name| task.containers.iter().find(|c| c.name == name))
@@ -350,184 +257,54 @@ impl Lifecycle {
             exit_code: facts.and_then(|c| c.exit_code),
             container_reason: facts.and_then(|c| c.reason.as_deref()),
         });
-        let tries = Tries {
-            failures: record.failures,
-            max_attempts: record
-                .max_attempts
-                .or(record.job.as_ref().map(|j| j.max_attempts))
-                .unwrap_or(1),
-            interruptions: record.interruptions,
-            max_interruptions: self.max_interruptions,
+        let ending = Ending::Stopped {
+            outcome,
+            exit_code: facts.and_then(|c| c.exit_code),
         };
-        // Whose doing the stop was: the job's (it counts against
-        // max_attempts), the infrastructure's (it does not), or a request's.
-        let (add_failure, add_interruption, label) = match outcome {
-            StopOutcome::JobFailed { .. } => (true, false, "FAILED"),
-            StopOutcome::Interrupted { .. } => (false, true, "INTERRUPTED"),
-            StopOutcome::Succeeded | StopOutcome::StoppedByRequest { .. } => {
-                (false, false, "STOPPED")
-            }
-        };
-        let now = now_ms();
-        let ended = |outcome: &str, reason: Option<&str>, exit_code: Option<i32>| AttemptEnd {
+        let attempt = Attempt {
             launch,
-            route: record.route.or_else(|| route_of(task)),
-            id: Some(task.task_arn.clone()),
-            outcome: outcome.to_owned(),
-            reason: reason.map(str::to_owned),
-            exit_code,
-            at: now,
+            route: record.route.or(Some(task.route())),
+            id: Some(&task.task_arn),
         };
-        let (status, change, action) = match stop::next(outcome, tries) {
-            Next::Succeed => {
-                let exit = facts.and_then(|c| c.exit_code);
-                (
-                    JobStatus::Succeeded,
-                    Change {
-                        exit_code: exit,
-                        ended: Some(ended("SUCCEEDED", None, exit)),
-                        ..Change::default()
-                    },
-                    TaskAction::Ended {
-                        status: JobStatus::Succeeded,
-                        reason: None,
-                    },
-                )
-            }
-            Next::Fail { reason, exit_code } => (
-                JobStatus::Failed,
-                Change {
-                    reason: Some(reason.clone()),
-                    exit_code,
-                    add_failure,
-                    add_interruption,
-                    ended: Some(ended(label, Some(&reason), exit_code)),
-                    ..Change::default()
-                },
-                TaskAction::Ended {
-                    status: JobStatus::Failed,
-                    reason: Some(reason),
-                },
-            ),
-            Next::Stopped { status, reason } => (
-                status,
-                Change {
-                    reason: Some(reason.clone()),
-                    ended: Some(ended(status.as_str(), Some(&reason), None)),
-                    ..Change::default()
-                },
-                TaskAction::Ended {
-                    status,
-                    reason: Some(reason),
-                },
-            ),
-            Next::Retry {
-                failure,
-                reason,
-                exit_code,
-                delay_seconds,
-            } => {
-                let delay_seconds = delay_seconds.min(self.retry_delay_cap);
-                (
-                    JobStatus::Accepted,
-                    Change {
-                        reason: Some(reason.clone()),
-                        exit_code,
-                        add_failure,
-                        add_interruption,
-                        release_claim: true,
-                        ended: Some(ended(label, Some(&reason), exit_code)),
-                        ..Change::default()
-                    },
-                    TaskAction::Requeued {
-                        failure,
-                        reason,
-                        delay_seconds,
-                    },
-                )
-            }
-        };
-        let change = Change {
-            expect_launch: Some(launch),
-            ..change
-        };
-        match self
-            .store
-            .transition(&record.job_id, status, change, now)
-            .await?
-        {
-            Changed::Applied => {}
-            Changed::Refused(now_is) => {
-                return Ok(TaskAction::Stale {
-                    status: now_is.map_or(record.status, |r| r.status),
-                });
-            }
-        }
-        if let TaskAction::Requeued { delay_seconds, .. } = &action {
-            self.requeue(record, launch, *delay_seconds).await?;
-        }
-        Ok(action)
+        let settled =
+            match attempt::settle(&record.standing(), &attempt, ending, &self.policy, now_ms()) {
+                Settlement::Apply(settled) => settled,
+                Settlement::Ended { status } => return Ok(TaskAction::Stale { status }),
+                Settlement::NotCurrent => {
+                    return Ok(TaskAction::Stale {
+                        status: record.status,
+                    });
+                }
+            };
+        self.end(record, settled).await
     }
 
-    async fn requeue(
-        &self,
-        record: &JobRecord,
-        ended: LaunchNumber,
-        delay_seconds: u32,
-    ) -> Result<(), AwsError> {
-        let definition = record
-            .definition
-            .as_deref()
-            .or(record.job.as_ref().map(|j| j.definition.as_str()))
-            .unwrap_or_default();
-        self.queue
-            .requeue(&record.job_id, definition, ended, delay_seconds)
-            .await
+    /// Ends the attempt as settled; what that did, as a task action.
+    async fn end(&self, record: &JobRecord, settled: Settled) -> Result<TaskAction, AwsError> {
+        match operations::end_attempt(&self.store, Some(&self.queue), record, settled).await? {
+            AttemptEnded::Applied(settled) => Ok(match settled.requeue {
+                Some(delay_seconds) => TaskAction::Requeued {
+                    failure: settled.add_failure,
+                    reason: settled.reason.unwrap_or_default(),
+                    delay_seconds,
+                },
+                None => TaskAction::Ended {
+                    status: settled.status,
+                    reason: settled.reason,
+                },
+            }),
+            AttemptEnded::Refused(Some(status)) => Ok(TaskAction::Stale { status }),
+            AttemptEnded::Refused(None) => Ok(TaskAction::Ignored {
+                why: "the job's record is gone".into(),
+            }),
+        }
     }
 
     /// Drains the container instance on EC2 instance `instance_id` so that
     /// nothing new is placed there in its last two minutes. Returns the
     /// container instance, or `None` when the instance is not in the cluster.
     pub async fn drain(&self, instance_id: &str) -> Result<Option<String>, AwsError> {
-        let ecs = self.ecs.client();
-        let listed = ecs
-            .list_container_instances()
-            .cluster(self.ecs.cluster())
-            .filter(format!("ec2InstanceId == {instance_id}"))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<String>, _>>()
-            .await
-            .map_err(|e| AwsError::from_sdk("ecs:ListContainerInstances", e))?;
-        // The filter narrows the list where it is supported; the describe
-        // below is what decides.
-        for chunk in listed.chunks(100) {
-            let described = ecs
-                .describe_container_instances()
-                .cluster(self.ecs.cluster())
-                .set_container_instances(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("ecs:DescribeContainerInstances", e))?;
-            let Some(arn) = described
-                .container_instances()
-                .iter()
-                .find(|ci| ci.ec2_instance_id() == Some(instance_id))
-                .and_then(|ci| ci.container_instance_arn.clone())
-            else {
-                continue;
-            };
-            ecs.update_container_instances_state()
-                .cluster(self.ecs.cluster())
-                .container_instances(&arn)
-                .status(ContainerInstanceStatus::Draining)
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("ecs:UpdateContainerInstancesState", e))?;
-            return Ok(Some(arn));
-        }
-        Ok(None)
+        self.ecs.drain_instance(instance_id).await
     }
 
     /// Makes up for lost task events (see [`EVENT_GRACE`]), then stops
@@ -542,19 +319,16 @@ impl Lifecycle {
         let now = now_ms();
         let mut sweep = Sweep::default();
         self.reconcile(&launched, now, &mut sweep).await;
-        for record in launched {
-            let past_deadline = record.deadline.is_some_and(|d| d < now / 1000);
-            let reconciled = sweep
-                .reconciled
-                .iter()
-                .any(|(job, _)| *job == record.job_id);
+        for job in launched {
+            let past_deadline = job.deadline.is_some_and(|d| d < now / 1000);
+            let reconciled = sweep.reconciled.iter().any(|(id, _)| *id == job.job_id);
             if !past_deadline || reconciled {
                 continue;
             }
-            match self.time_out(&record, now).await {
-                Ok(true) => sweep.timed_out.push(record.job_id),
+            match self.time_out(&job, now).await {
+                Ok(true) => sweep.timed_out.push(job.job_id),
                 Ok(false) => {}
-                Err(e) => sweep.errors.push((record.job_id, e.to_string())),
+                Err(e) => sweep.errors.push((job.job_id, e.to_string())),
             }
         }
         Ok(sweep)
@@ -565,10 +339,10 @@ impl Lifecycle {
     /// started while its job is still `DISPATCHED`, is handled as its event
     /// would have been. Every write is conditional, so an event that
     /// arrives as well changes nothing more.
-    async fn reconcile(&self, launched: &[JobRecord], now: i64, sweep: &mut Sweep) {
+    async fn reconcile(&self, launched: &[JobSummary], now: i64, sweep: &mut Sweep) {
         let grace = i64::try_from(self.event_grace.as_millis()).unwrap_or(i64::MAX);
         let before = now.saturating_sub(grace);
-        let quiet: Vec<(&str, &JobRecord)> = launched
+        let quiet: Vec<(&str, &JobSummary)> = launched
             .iter()
             .filter(|r| r.route != Some(Route::Lambda) && r.updated_at.is_some_and(|t| t < before))
             .filter_map(|r| Some((r.task_arn.as_deref()?, r)))
@@ -586,20 +360,19 @@ impl Lifecycle {
                 }
             };
             for task in &tasks {
-                let Some((_, record)) = chunk.iter().find(|(arn, _)| Some(*arn) == task.task_arn())
-                else {
+                let Some((_, job)) = chunk.iter().find(|(arn, _)| *arn == task.task_arn) else {
                     continue;
                 };
-                let moved_on = match task.last_status() {
-                    Some("STOPPED") => true,
-                    Some("RUNNING") => record.status == JobStatus::Dispatched,
+                let moved_on = match task.last_status.as_str() {
+                    "STOPPED" => true,
+                    "RUNNING" => job.status == JobStatus::Dispatched,
                     _ => false,
                 };
                 if !moved_on {
                     continue;
                 }
-                let job_id = record.job_id.clone();
-                match self.task_changed(&TaskChange::from(task)).await {
+                let job_id = job.job_id.clone();
+                match self.task_changed(task).await {
                     Ok(TaskAction::Ignored { .. } | TaskAction::Stale { .. }) => {}
                     Ok(action) => sweep.reconciled.push((job_id, action)),
                     Err(e) => sweep.errors.push((job_id, e.to_string())),
@@ -608,9 +381,9 @@ impl Lifecycle {
         }
     }
 
-    async fn time_out(&self, record: &JobRecord, now: i64) -> Result<bool, AwsError> {
-        let deadline = record.deadline.unwrap_or(i64::MAX);
-        let reason = match record.route {
+    async fn time_out(&self, job: &JobSummary, now: i64) -> Result<bool, AwsError> {
+        let deadline = job.deadline.unwrap_or(i64::MAX);
+        let reason = match job.route {
             Some(Route::Lambda) => {
                 let grace = i64::try_from(LAMBDA_REPORT_GRACE.as_secs()).unwrap_or(i64::MAX);
                 if now / 1000 < deadline.saturating_add(grace) {
@@ -620,7 +393,7 @@ impl Lifecycle {
             }
             _ => {
                 let reason = format!("{TIMED_OUT_REASON}: past its deadline");
-                if let Some(task) = &record.task_arn {
+                if let Some(task) = &job.task_arn {
                     // Stop first: should the write below fail, the task's
                     // STOPPED event still records the timeout.
                     self.ecs.stop(task, &reason).await?;
@@ -628,76 +401,37 @@ impl Lifecycle {
                 reason
             }
         };
-        let change = Change {
-            reason: Some(reason.clone()),
-            expect_launch: Some(record.launch),
-            ended: Some(AttemptEnd {
-                launch: record.launch,
-                route: record.route,
-                id: record.task_arn.clone().or(record.request_id.clone()),
-                outcome: JobStatus::TimedOut.as_str().to_owned(),
-                reason: Some(reason),
-                exit_code: None,
-                at: now,
-            }),
-            ..Change::default()
+        // A timeout reads only where the record stands, not its counters.
+        let standing = Standing {
+            status: job.status,
+            launch: job.launch,
+            failures: 0,
+            interruptions: 0,
+            max_attempts: 1,
+        };
+        let attempt = Attempt {
+            launch: job.launch,
+            route: job.route,
+            id: job.task_arn.as_deref().or(job.request_id.as_deref()),
+        };
+        let Settlement::Apply(settled) = attempt::settle(
+            &standing,
+            &attempt,
+            Ending::TimedOut { reason },
+            &self.policy,
+            now,
+        ) else {
+            return Ok(false);
         };
         Ok(matches!(
-            self.store
-                .transition(&record.job_id, JobStatus::TimedOut, change, now)
-                .await?,
+            self.store.settle(&job.job_id, &settled, now).await?,
             Changed::Applied
         ))
     }
 
-    /// Cancels `job_id`: queued, waiting or running, it ends `CANCELLED`
-    /// and its ECS task is stopped. A later event or delivery does not
-    /// revive it (every other change is conditional on a state it left).
+    /// Cancels `job_id` wherever it is (see [`operations::cancel`]).
     pub async fn cancel(&self, job_id: &str, why: Option<&str>) -> Result<Cancelled, AwsError> {
-        let Some(before) = self.store.get(job_id).await? else {
-            return Ok(Cancelled::NotFound);
-        };
-        if before.status.is_final() {
-            return Ok(Cancelled::AlreadyEnded {
-                status: before.status,
-            });
-        }
-        let reason = match why {
-            Some(why) => format!("{CANCELLED_REASON}: {why}"),
-            None => CANCELLED_REASON.to_owned(),
-        };
-        let now = now_ms();
-        let launched = before.status.is_launched();
-        let change = Change {
-            reason: Some(reason.clone()),
-            ended: launched.then(|| AttemptEnd {
-                launch: before.launch,
-                route: before.route,
-                id: before.task_arn.clone().or(before.request_id.clone()),
-                outcome: JobStatus::Cancelled.as_str().to_owned(),
-                reason: Some(reason.clone()),
-                exit_code: None,
-                at: now,
-            }),
-            ..Change::default()
-        };
-        match self
-            .store
-            .transition(job_id, JobStatus::Cancelled, change, now)
-            .await?
-        {
-            Changed::Applied => {}
-            Changed::Refused(Some(r)) => return Ok(Cancelled::AlreadyEnded { status: r.status }),
-            Changed::Refused(None) => return Ok(Cancelled::NotFound),
-        }
-        let task = match (launched, before.route, before.task_arn) {
-            (true, Some(Route::Ec2 | Route::Fargate), Some(task)) => task,
-            _ => return Ok(Cancelled::Cancelled { stopped_task: None }),
-        };
-        self.ecs.stop(&task, &reason).await?;
-        Ok(Cancelled::Cancelled {
-            stopped_task: Some(task),
-        })
+        operations::cancel(&self.store, &self.ecs, job_id, why).await
     }
 }
 
@@ -711,11 +445,30 @@ fn same_cluster(cluster_arn: &str, cluster: &str) -> bool {
             .is_some_and(|(_, name)| name == cluster)
 }
 
-fn route_of(task: &TaskChange) -> Option<Route> {
-    let fargate = task.launch_type.as_deref() == Some("FARGATE")
-        || task
-            .capacity_provider_name
-            .as_deref()
-            .is_some_and(|p| p.starts_with("FARGATE"));
-    Some(if fargate { Route::Fargate } else { Route::Ec2 })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_of_this_cluster_is_named_by_its_arn_or_name() {
+        let arn = "arn:aws:ecs:us-east-1:123456789012:cluster/berth";
+        assert!(same_cluster(arn, "berth"));
+        assert!(same_cluster(arn, arn));
+        assert!(same_cluster("", "berth"), "an event without one");
+        assert!(!same_cluster(arn, "other"));
+        assert!(!same_cluster(
+            "arn:aws:ecs:us-east-1:1:cluster/berth-dev",
+            "berth"
+        ));
+    }
+
+    #[test]
+    fn a_spot_warning_names_its_instance() {
+        let detail = serde_json::json!({
+            "instance-id": "i-0abc",
+            "instance-action": "terminate"
+        });
+        let warning: SpotWarning = serde_json::from_value(detail).unwrap();
+        assert_eq!(warning.instance_id, "i-0abc");
+    }
 }

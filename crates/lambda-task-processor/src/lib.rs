@@ -1,9 +1,7 @@
-//! berth-lambda-task-processor: runs small, short jobs as Lambda invocations:
-//! the launch side (an asynchronous invoke) and the runtime inside the
-//! function that runs the job's program.
+//! berth-lambda-task-processor: the runtime inside a Lambda-route job's
+//! function, which runs the job's program and records its attempt. (The
+//! driver launches the job: `berth_aws::lambda`.)
 
-pub mod launch;
 pub mod runtime;
 
-pub use launch::LambdaLauncher;
 pub use runtime::{Ran, Runtime};

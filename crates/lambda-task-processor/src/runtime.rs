@@ -16,10 +16,13 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use berth_aws::store::{AttemptEnd, Change, Changed, now_ms};
+use berth_aws::operations::{self, AttemptEnded};
+use berth_aws::store::{Change, Changed, JobRecord, now_ms};
 use berth_aws::{AwsError, JobQueue, JobStore};
+use berth_core::attempt::{self, Attempt, Ending, Policy, Settlement};
 use berth_core::launch::{LambdaTask, job_environment};
-use berth_core::stop::{Next, StopOutcome, TIMED_OUT_REASON, Tries};
+use berth_core::stop::{StopOutcome, TIMED_OUT_REASON};
+use berth_core::text::cut;
 use berth_core::{JobStatus, Route};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -272,7 +275,10 @@ impl Runtime {
                         Changed::Applied => {
                             return Ok(Ok(Taken {
                                 request_id: request_id.to_owned(),
-                                failures: record.failures,
+                                record: JobRecord {
+                                    status: JobStatus::Running,
+                                    ..record
+                                },
                             }));
                         }
                         Changed::Refused(_) => continue,
@@ -295,92 +301,69 @@ impl Runtime {
         }
     }
 
+    /// Records how the run ended: berth-core's settlement of the attempt,
+    /// applied, and the next attempt queued when there is one.
     async fn end(&self, task: &LambdaTask, taken: &Taken, finish: Finish) -> Result<Ran, AwsError> {
-        let job = &task.job;
-        let next = match finish.outcome.clone() {
-            Some(outcome) => berth_core::stop::next(
+        let ending = match finish.outcome {
+            Some(outcome) => Ending::Stopped {
                 outcome,
-                Tries {
-                    failures: taken.failures,
-                    max_attempts: job.max_attempts,
-                    interruptions: 0,
-                    max_interruptions: 0,
-                },
-            ),
-            None => Next::Stopped {
-                status: JobStatus::TimedOut,
-                reason: finish.reason.clone(),
+                exit_code: finish.exit_code,
+            },
+            None => Ending::TimedOut {
+                reason: finish.reason,
             },
         };
-        let now = now_ms();
-        let failed = matches!(finish.outcome, Some(StopOutcome::JobFailed { .. }));
-        let label = match &next {
-            Next::Succeed => "SUCCEEDED",
-            Next::Stopped { .. } => "TIMED_OUT",
-            _ => "FAILED",
-        };
-        let ended = AttemptEnd {
+        let attempt = Attempt {
             launch: task.launch,
             route: Some(Route::Lambda),
-            id: Some(taken.request_id.clone()),
-            outcome: label.to_owned(),
-            reason: (label != "SUCCEEDED").then(|| finish.reason.clone()),
-            exit_code: finish.exit_code,
-            at: now,
+            id: Some(&taken.request_id),
         };
-        let (status, reason, requeue) = match next {
-            Next::Succeed => (JobStatus::Succeeded, None, None),
-            Next::Retry {
-                reason,
-                delay_seconds,
-                ..
-            } if self.queue.is_some() => (JobStatus::Accepted, Some(reason), Some(delay_seconds)),
-            Next::Retry { reason, .. } | Next::Fail { reason, .. } => {
-                (JobStatus::Failed, Some(reason), None)
-            }
-            Next::Stopped { status, reason } => (status, Some(reason), None),
+        let policy = Policy {
+            // A process is not interrupted by the infrastructure: its
+            // sandbox going away ends the invocation, not the process.
+            max_interruptions: 0,
+            retry_delay_cap: u32::MAX,
+            requeue: self.queue.is_some(),
         };
-        let change = Change {
-            reason: reason.clone(),
-            exit_code: finish.exit_code,
-            add_failure: failed,
-            release_claim: requeue.is_some(),
-            ended: Some(ended),
-            expect_launch: Some(task.launch),
-            ..Change::default()
-        };
-        match self
-            .store
-            .transition(&job.job_id, status, change, now)
-            .await?
-        {
-            Changed::Applied => {}
-            // Cancelled meanwhile, say: the record stands as it is.
-            Changed::Refused(r) => {
+        let settled = match attempt::settle(
+            &taken.record.standing(),
+            &attempt,
+            ending,
+            &policy,
+            now_ms(),
+        ) {
+            Settlement::Apply(settled) => settled,
+            Settlement::Ended { status } => {
                 return Ok(Ran::Skipped {
-                    status: r.map(|r| r.status),
+                    status: Some(status),
                 });
             }
+            Settlement::NotCurrent => {
+                return Ok(Ran::Skipped {
+                    status: Some(taken.record.status),
+                });
+            }
+        };
+        match operations::end_attempt(&self.store, self.queue.as_ref(), &taken.record, settled)
+            .await?
+        {
+            AttemptEnded::Applied(settled) => Ok(Ran::Ended {
+                status: settled.status,
+                exit_code: settled.exit_code,
+                reason: settled.reason,
+            }),
+            // Cancelled meanwhile, say: the record stands as it is.
+            AttemptEnded::Refused(status) => Ok(Ran::Skipped { status }),
         }
-        if let (Some(delay), Some(queue)) = (requeue, &self.queue) {
-            queue
-                .requeue(&job.job_id, &job.definition, task.launch, delay)
-                .await?;
-        }
-        Ok(Ran::Ended {
-            status,
-            exit_code: finish.exit_code,
-            reason,
-        })
     }
 }
 
-/// The launch this invocation took, and the job's failures before it (the
-/// record cannot change them while the launch is running).
+/// The launch this invocation took, and the record as it took it (nothing
+/// but an end of this launch or a cancel changes it while it runs).
 #[derive(Debug, Clone)]
 struct Taken {
     request_id: String,
-    failures: u32,
+    record: JobRecord,
 }
 
 /// How the process ended, before berth decides what follows.
@@ -450,11 +433,7 @@ async fn copy_lines(
                     }
                     let text = String::from_utf8_lossy(&line);
                     let text = text.trim_end_matches(['\n', '\r']);
-                    let cut = (0..=TAIL_LINE_MAX_BYTES.min(text.len()))
-                        .rev()
-                        .find(|&i| text.is_char_boundary(i))
-                        .unwrap_or(0);
-                    tail.push_back(text[..cut].to_owned());
+                    tail.push_back(cut(text, TAIL_LINE_MAX_BYTES).to_owned());
                 }
             }
         }
@@ -466,5 +445,55 @@ fn signal(group: Option<Pid>, sig: Signal) {
     if let Some(group) = group {
         // The group may be gone already; that is what we want.
         let _ = killpg(group, sig);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+    use std::sync::Mutex;
+
+    #[test]
+    fn an_exit_is_told_with_the_end_of_stderr() {
+        let ok = Finish::from_status(ExitStatus::from_raw(0), &[]);
+        assert_eq!(ok.outcome, Some(StopOutcome::Succeeded));
+        assert_eq!(ok.exit_code, Some(0));
+        // Exit code 3 is the high byte of a wait status.
+        let tail = ["first".to_owned(), "last".to_owned()];
+        let failed = Finish::from_status(ExitStatus::from_raw(3 << 8), &tail);
+        assert_eq!(failed.exit_code, Some(3));
+        assert_eq!(failed.reason, "exit code 3; stderr ends:\nfirst\nlast");
+        assert!(matches!(
+            failed.outcome,
+            Some(StopOutcome::JobFailed {
+                exit_code: Some(3),
+                ..
+            })
+        ));
+        let killed = Finish::from_status(ExitStatus::from_raw(9), &[]);
+        assert_eq!(
+            (killed.exit_code, killed.reason.as_str()),
+            (None, "killed by signal 9")
+        );
+    }
+
+    #[tokio::test]
+    async fn output_is_copied_a_line_at_a_time_and_the_tail_kept_short() {
+        let lines: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let seen = lines.clone();
+        let output: Output = Arc::new(move |_, line| seen.lock().unwrap().push(line.to_vec()));
+        let long = "é".repeat(TAIL_LINE_MAX_BYTES);
+        let input = format!("one\ntwo\n{long}\nno newline");
+        let tail = copy_lines(input.as_bytes(), Stream::Stderr, output, 2).await;
+        let copied = lines.lock().unwrap().clone();
+        assert_eq!(copied.len(), 4);
+        assert_eq!(copied[0], b"one\n");
+        assert_eq!(copied[3], b"no newline\n", "a last line gets its newline");
+        // The last two lines, each cut to the bound on a character boundary.
+        assert_eq!(tail.len(), 2);
+        assert_eq!(tail[0].len(), TAIL_LINE_MAX_BYTES);
+        assert!(tail[0].chars().all(|c| c == 'é'));
+        assert_eq!(tail[1], "no newline");
     }
 }

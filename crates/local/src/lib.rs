@@ -1,6 +1,7 @@
 //! berth-local's library: what the local run, the soak and the benchmarks
 //! share.
 
+pub mod deployment;
 pub mod fleet;
 pub mod moto;
 pub mod proxy;

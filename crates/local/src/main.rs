@@ -14,14 +14,13 @@ mod soak;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region};
-use aws_sdk_sqs::types::QueueAttributeName;
 use berth_aws::{Clients, Settings};
 use berth_cli::{Berth, Submission};
 use berth_core::{JobDefinition, JobStatus, Route};
-use berth_local::moto::xml_values;
+use berth_local::deployment::{Deployment, Instances, Options};
 use clap::{Parser, Subcommand};
 use glue::Containers;
 
@@ -106,6 +105,8 @@ pub struct Local {
     pub dlq_url: String,
     pub clients: Clients,
     pub settings: Settings,
+    /// The deployment's `BERTH_*` variables.
+    pub exports: Vec<(&'static str, String)>,
     pub watch_lambda: aws_sdk_lambda::Client,
     ids: AtomicU64,
     /// The fault proxy between the functions and the local AWS, if any.
@@ -222,7 +223,7 @@ async fn run(args: &Args, processes: &mut Processes) -> Fallible<bool> {
         }
         Mode::Run { .. } => {
             println!("running: submit jobs with `berth` and these variables:");
-            for (k, v) in env_of(&local) {
+            for (k, v) in &local.exports {
                 println!("  export {k}={v}");
             }
             let mut glue = Glue::new(every, boot);
@@ -277,10 +278,7 @@ async fn provision(
     faults: Option<berth_local::proxy::Faults>,
     processes: &mut Processes,
 ) -> Fallible<Local> {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let account = format!("{:012}", 100_000_000_000 + (nanos % 800_000_000_000) as u64);
+    let account = berth_local::moto::new_account_id();
     let moto = berth_local::moto::Account::new(endpoint, region, &account);
     let (key, secret) = moto.access_key("berth-local").await?;
 
@@ -297,94 +295,32 @@ async fn provision(
         .load()
         .await;
     let clients = Clients::new(&config);
-    let sqs = &clients.sqs;
-    let dlq_url = sqs
-        .create_queue()
-        .queue_name("berth-dlq")
-        .send()
-        .await
-        .map_err(|e| format!("create queue: {e}"))?
-        .queue_url
-        .unwrap_or_default();
-    let dlq_arn = format!("arn:aws:sqs:{region}:{account}:berth-dlq");
-    let queue_url = sqs
-        .create_queue()
-        .queue_name("berth-jobs")
-        .attributes(QueueAttributeName::VisibilityTimeout, "60")
-        .attributes(
-            QueueAttributeName::RedrivePolicy,
-            serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": 50 })
-                .to_string(),
-        )
-        .send()
-        .await
-        .map_err(|e| format!("create queue: {e}"))?
-        .queue_url
-        .unwrap_or_default();
-    berth_aws::schema::create_jobs_table(&clients.dynamodb, "berth-jobs")
-        .await
-        .map_err(|e| e.to_string())?;
-    berth_aws::schema::create_definitions_table(&clients.dynamodb, "berth-definitions")
-        .await
-        .map_err(|e| e.to_string())?;
-
-    let cluster = "berth".to_owned();
-    let ecs = &clients.ecs;
-    ecs.create_cluster()
-        .cluster_name(&cluster)
-        .send()
-        .await
-        .map_err(|e| format!("create cluster: {e}"))?;
-    match cluster_capacity {
-        Cluster::Fixed(instances) => {
-            for _ in 0..instances {
-                moto.add_container_instance(ecs, &cluster).await?;
-            }
-        }
-        Cluster::Group(c) => {
-            berth_local::fleet::create_group(&clients.autoscaling, &moto, 0, c.max_instances)
-                .await?;
-        }
-    }
-    berth_local::moto::register_task_definitions(ecs).await?;
-    let ec2 = |action| moto.query("ec2", "2016-11-15", action, &[]);
-    let subnets = xml_values(&ec2("DescribeSubnets").await?, "subnetId");
-    let groups = xml_values(&ec2("DescribeSecurityGroups").await?, "groupId");
-
-    let mut vars = vec![
-        ("BERTH_JOBS_TABLE".to_owned(), "berth-jobs".to_owned()),
-        ("BERTH_DEFINITIONS_TABLE".into(), "berth-definitions".into()),
-        ("BERTH_CLUSTER".into(), cluster.clone()),
-        ("BERTH_QUEUE_URL".into(), queue_url.clone()),
-        ("BERTH_DLQ_URL".into(), dlq_url.clone()),
-        (
-            "BERTH_FARGATE_SUBNETS".into(),
-            subnets.first().cloned().unwrap_or_default(),
-        ),
-        (
-            "BERTH_FARGATE_SECURITY_GROUPS".into(),
-            groups.first().cloned().unwrap_or_default(),
-        ),
-    ];
-    if let Cluster::Group(c) = cluster_capacity {
-        vars.extend([
-            (
-                "BERTH_INSTANCE_GROUP".to_owned(),
-                berth_local::fleet::GROUP.to_owned(),
-            ),
-            (
-                "BERTH_INSTANCE_TYPES".into(),
-                berth_local::fleet::INSTANCE_TYPE.into(),
-            ),
-            (
-                "BERTH_SCALE_IN_AFTER_SECONDS".into(),
-                c.scale_in_after.to_string(),
-            ),
-        ]);
-    }
-    let settings =
-        Settings::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
-            .map_err(|e| e.to_string())?;
+    let instances = match cluster_capacity {
+        Cluster::Fixed(n) => Instances::Fixed(n),
+        Cluster::Group(c) => Instances::Group {
+            max: c.max_instances,
+            scale_in_after: c.scale_in_after,
+        },
+    };
+    let Deployment {
+        settings,
+        vars,
+        queue_url,
+        dlq_url,
+    } = Deployment::provision(
+        &clients,
+        &moto,
+        &Options {
+            instances,
+            visibility_timeout: 60,
+            max_receives: Some(50),
+        },
+    )
+    .await?;
+    let cluster = settings.cluster.clone();
+    let exports = vars.clone();
+    let mut vars: Vec<(String, String)> =
+        vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     let definitions =
         berth_aws::Definitions::new(clients.dynamodb.clone(), &settings.definitions_table);
     for def in demo_definitions() {
@@ -412,7 +348,10 @@ async fn provision(
         Some(p) => (p.endpoint.clone(), p.endpoint.clone()),
         None => (endpoint.to_owned(), async_url.clone()),
     };
-    vars.push(("BERTH_MAX_INTERRUPTIONS".into(), "5".into()));
+    vars.push((
+        berth_aws::settings::MAX_INTERRUPTIONS.into(),
+        berth_aws::settings::DEFAULT_MAX_INTERRUPTIONS.to_string(),
+    ));
     let watch = berth_local::watch::Watch::start(berth_local::watch::WatchConfig {
         root: &root(),
         functions: &[
@@ -451,30 +390,13 @@ async fn provision(
         dlq_url,
         clients,
         settings,
+        exports,
         watch_lambda: aws_sdk_lambda::Client::from_conf(watch_config),
         ids: AtomicU64::new(1),
         faults: proxy,
         lost_events: AtomicU64::new(0),
         delivered: AtomicU64::new(0),
     })
-}
-
-fn env_of(local: &Local) -> Vec<(&'static str, String)> {
-    vec![
-        ("BERTH_JOBS_TABLE", local.settings.jobs_table.clone()),
-        (
-            "BERTH_DEFINITIONS_TABLE",
-            local.settings.definitions_table.clone(),
-        ),
-        ("BERTH_CLUSTER", local.cluster.clone()),
-        ("BERTH_QUEUE_URL", local.queue_url.clone()),
-        ("BERTH_DLQ_URL", local.dlq_url.clone()),
-        ("BERTH_INSTANCE_GROUP", berth_local::fleet::GROUP.to_owned()),
-        (
-            "BERTH_INSTANCE_TYPES",
-            berth_local::fleet::INSTANCE_TYPE.to_owned(),
-        ),
-    ]
 }
 
 fn demo_definitions() -> Vec<JobDefinition> {

@@ -3,6 +3,24 @@
 //! that acts in that account, and container instances backed by EC2
 //! instances.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A 12-digit account id no other account made here (in this process or a
+/// recent run) has: each account of the local AWS keeps its own state.
+pub fn new_account_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let base = (nanos / 1000 + u64::from(std::process::id()) * 7919) % 900_000_000_000;
+    format!(
+        "{:012}",
+        100_000_000_000 + (base + n * 104_729) % 900_000_000_000
+    )
+}
+
 /// One account of the local AWS.
 #[derive(Debug, Clone)]
 pub struct Account {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_ecs::types::DesiredStatus;
 use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use berth_aws::JobStore;
-use berth_aws::store::JobRecord;
+use berth_aws::store::JobSummary;
 use berth_core::{JobDefinition, JobStatus, Route};
 use berth_local::proxy::Fault;
 
@@ -150,7 +150,7 @@ pub async fn run(local: &Local, glue: &mut Glue, jobs: usize, limit: Duration) -
 }
 
 /// Jobs recorded and not ended, and messages still on the job queue.
-async fn progress(local: &Local, store: &JobStore) -> Fallible<(Vec<JobRecord>, u64)> {
+async fn progress(local: &Local, store: &JobStore) -> Fallible<(Vec<JobSummary>, u64)> {
     let mut open = Vec::new();
     for status in JobStatus::ALL.iter().filter(|s| !s.is_final()) {
         open.extend(
@@ -353,7 +353,7 @@ async fn dead_letter_ids(local: &Local) -> Fallible<HashMap<String, String>> {
                 .unwrap_or_default();
             let reason = m
                 .message_attributes()
-                .and_then(|a| a.get(berth_driver::REASON_ATTRIBUTE))
+                .and_then(|a| a.get(berth_aws::queue::REASON_ATTRIBUTE))
                 .and_then(|v| v.string_value().map(str::to_owned))
                 .unwrap_or_else(|| "redriven after too many receives".into());
             ids.insert(id, reason);

@@ -13,10 +13,9 @@ use berth_tests::stack::{CLUSTER, Stack};
 
 fn metric(stack: &Stack, largest: Option<LargestContainer>) -> CapacityMetric {
     CapacityMetric {
-        ecs: stack.clients().ecs.clone(),
-        cloudwatch: stack.clients().cloudwatch.clone(),
+        cluster: stack.cluster(),
+        metrics: stack.cluster_metrics(),
         definitions: stack.definitions(),
-        cluster: CLUSTER.into(),
         largest,
         scaler: None,
     }

@@ -9,9 +9,10 @@ use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
+use berth_aws::EcsCluster;
+use berth_aws::ecs::{FargateNetwork, Launching};
 use berth_core::{JobStatus, Route};
 use berth_driver::Driver;
-use berth_ecs_runner::{EcsLauncher, FargateNetwork};
 use berth_tests::stack::{CLUSTER, Stack};
 
 /// An ECS error answer as ECS sends it (AWS JSON 1.1).
@@ -44,7 +45,15 @@ fn driver_with(stack: &Stack, ecs: aws_sdk_ecs::Client) -> Driver {
         assign_public_ip: false,
     };
     Driver {
-        ecs: EcsLauncher::new(ecs, CLUSTER, None, network, false),
+        ecs: EcsCluster::new(
+            ecs,
+            CLUSTER,
+            Launching {
+                ec2_capacity_provider: None,
+                fargate: network,
+                fargate_spot: false,
+            },
+        ),
         ..stack.driver()
     }
 }

@@ -3,9 +3,10 @@
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
+use berth_aws::ecs::TaskChange;
 use berth_core::launch::{LambdaTask, parse_started_by};
 use berth_core::stop::{EcsStop, StopOutcome, classify};
-use berth_ecs_runner::lifecycle::{SpotWarning, TaskChange};
+use berth_ecs_runner::lifecycle::SpotWarning;
 use berth_tests::workspace_root;
 
 #[test]

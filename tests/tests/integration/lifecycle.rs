@@ -2,8 +2,10 @@
 //! timeouts and cancel, against the local AWS. Events carry the real task
 //! ARNs, `startedBy` and cluster of the tasks the driver started there.
 
+use berth_aws::ecs::TaskChange;
+use berth_aws::operations::Cancelled;
 use berth_core::{JobStatus, Route};
-use berth_ecs_runner::lifecycle::{Cancelled, TaskAction, TaskChange};
+use berth_ecs_runner::lifecycle::TaskAction;
 use berth_tests::stack::{CLUSTER, Stack};
 
 /// Sends `body` and hands what the queue delivers to the driver, as the

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use aws_sdk_ecs::types::LaunchType;
-use berth_aws::fleet::{IDLE_SINCE, RETIRING};
+use berth_aws::ecs::{IDLE_SINCE, RETIRING};
 use berth_aws::{Fleet, store::now_ms};
 use berth_capacity_metric::{CapacityMetric, Report, Scaler, UNPLACEABLE_DEFINITIONS};
 use berth_core::{JobDefinition, JobStatus, Route};
@@ -43,13 +43,13 @@ async fn scaled(max: u32) -> Scaled {
         .unwrap();
     stack.definitions().put(&index()).await.unwrap();
     let metric = CapacityMetric {
-        ecs: c.ecs.clone(),
-        cloudwatch: c.cloudwatch.clone(),
+        cluster: stack.cluster(),
+        metrics: stack.cluster_metrics(),
         definitions: stack.definitions(),
-        cluster: CLUSTER.into(),
         largest: None,
         scaler: Some(Scaler {
             fleet: fleet(&stack),
+            cluster: stack.cluster(),
             store: stack.store(),
             instance_types: vec![INSTANCE_TYPE.into()],
             scale_in_after: Duration::ZERO,
@@ -64,12 +64,7 @@ async fn scaled(max: u32) -> Scaled {
 }
 
 fn fleet(stack: &Stack) -> Fleet {
-    Fleet {
-        autoscaling: stack.clients().autoscaling.clone(),
-        ecs: stack.clients().ecs.clone(),
-        cluster: CLUSTER.into(),
-        group: GROUP.into(),
-    }
+    Fleet::new(stack.clients().autoscaling.clone(), GROUP)
 }
 
 impl Scaled {

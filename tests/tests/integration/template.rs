@@ -105,6 +105,7 @@ fn the_dashboard_shows_every_metric_the_functions_emit() {
     ]);
     for source in [
         "crates/driver/src/lib.rs",
+        "crates/driver/src/launch.rs",
         "crates/ecs-runner/src/events.rs",
         "crates/lambda-task-processor/src/main.rs",
         "crates/capacity-metric/src/scaler.rs",

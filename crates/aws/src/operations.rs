@@ -1,0 +1,157 @@
+//! Operations on jobs that more than one function, or a function and the
+//! CLI, make: ending an attempt as berth-core settles it (ecs-runner's
+//! task events and timeout sweep, the Lambda task runtime), putting a job
+//! back on the queue, and cancelling a job (ecs-runner and `berth cancel`).
+
+use berth_core::attempt::{self, Attempt, Settled, Standing};
+use berth_core::launch::LaunchNumber;
+use berth_core::stop::CANCELLED_REASON;
+use berth_core::{JobStatus, Route};
+
+use crate::ecs::EcsCluster;
+use crate::store::{Changed, JobRecord, now_ms};
+use crate::{AwsError, JobQueue, JobStore};
+
+impl JobRecord {
+    /// The record as an attempt's end reads it.
+    pub fn standing(&self) -> Standing {
+        Standing {
+            status: self.status,
+            launch: self.launch,
+            failures: self.failures,
+            interruptions: self.interruptions,
+            max_attempts: self
+                .max_attempts
+                .or(self.job.as_ref().map(|j| j.max_attempts))
+                .unwrap_or(1),
+        }
+    }
+
+    /// The job's definition, as recorded.
+    pub fn definition_name(&self) -> &str {
+        self.definition
+            .as_deref()
+            .or(self.job.as_ref().map(|j| j.definition.as_str()))
+            .unwrap_or_default()
+    }
+}
+
+/// What ending an attempt did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptEnded {
+    /// The record changed as settled (and the next attempt, if any, is
+    /// queued).
+    Applied(Settled),
+    /// The record had moved on (cancelled meanwhile, say): it stands as it
+    /// is, in this status (`None`: the record is gone).
+    Refused(Option<JobStatus>),
+}
+
+/// Ends an attempt of a job by the settlement berth-core made of it: one
+/// conditional write, then the next attempt's message when there is one.
+pub async fn end_attempt(
+    store: &JobStore,
+    queue: Option<&JobQueue>,
+    record: &JobRecord,
+    settled: Settled,
+) -> Result<AttemptEnded, AwsError> {
+    match store.settle(&record.job_id, &settled, now_ms()).await? {
+        Changed::Applied => {}
+        Changed::Refused(now_is) => return Ok(AttemptEnded::Refused(now_is.map(|r| r.status))),
+    }
+    if let (Some(delay), Some(queue)) = (settled.requeue, queue) {
+        queue
+            .requeue(
+                &record.job_id,
+                record.definition_name(),
+                settled.launch,
+                delay,
+            )
+            .await?;
+    }
+    Ok(AttemptEnded::Applied(settled))
+}
+
+/// Queues the attempt after launch `ended` of `record`'s job, now: for an
+/// attempt whose end was recorded but whose message was never sent.
+pub async fn requeue(
+    queue: &JobQueue,
+    record: &JobRecord,
+    ended: LaunchNumber,
+) -> Result<(), AwsError> {
+    queue
+        .requeue(&record.job_id, record.definition_name(), ended, 0)
+        .await
+}
+
+/// What a cancel did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancelled {
+    /// The job is `CANCELLED`; its task, if it had one, was stopped.
+    Cancelled {
+        stopped_task: Option<String>,
+    },
+    /// The job had ended already.
+    AlreadyEnded {
+        status: JobStatus,
+    },
+    NotFound,
+}
+
+impl Cancelled {
+    /// The cancel of `job_id` as one line for people.
+    pub fn describe(&self, job_id: &str) -> String {
+        match self {
+            Self::Cancelled {
+                stopped_task: Some(t),
+            } => format!("{job_id}: CANCELLED, task {t} stopped"),
+            Self::Cancelled { stopped_task: None } => format!("{job_id}: CANCELLED"),
+            Self::AlreadyEnded { status } => {
+                format!("{job_id}: already {status}, nothing to cancel")
+            }
+            Self::NotFound => format!("{job_id}: no such job"),
+        }
+    }
+}
+
+/// Cancels `job_id`: queued, waiting or running, it ends `CANCELLED` and
+/// its ECS task is stopped. A later event or delivery does not revive it
+/// (every other change is conditional on a state it left).
+pub async fn cancel(
+    store: &JobStore,
+    ecs: &EcsCluster,
+    job_id: &str,
+    why: Option<&str>,
+) -> Result<Cancelled, AwsError> {
+    let Some(before) = store.get(job_id).await? else {
+        return Ok(Cancelled::NotFound);
+    };
+    let reason = match why {
+        Some(why) => format!("{CANCELLED_REASON}: {why}"),
+        None => CANCELLED_REASON.to_owned(),
+    };
+    let id = before.task_arn.as_deref().or(before.request_id.as_deref());
+    let attempt = Attempt {
+        launch: before.launch,
+        route: before.route,
+        id,
+    };
+    let settled = match attempt::cancel(&before.standing(), &attempt, reason.clone(), now_ms()) {
+        Ok(settled) => settled,
+        Err(status) => return Ok(Cancelled::AlreadyEnded { status }),
+    };
+    let launched = settled.history.is_some();
+    match end_attempt(store, None, &before, settled).await? {
+        AttemptEnded::Applied(_) => {}
+        AttemptEnded::Refused(Some(status)) => return Ok(Cancelled::AlreadyEnded { status }),
+        AttemptEnded::Refused(None) => return Ok(Cancelled::NotFound),
+    }
+    let task = match (launched, before.route, before.task_arn) {
+        (true, Some(Route::Ec2 | Route::Fargate), Some(task)) => task,
+        _ => return Ok(Cancelled::Cancelled { stopped_task: None }),
+    };
+    ecs.stop(&task, &reason).await?;
+    Ok(Cancelled::Cancelled {
+        stopped_task: Some(task),
+    })
+}

@@ -1,0 +1,515 @@
+//! A valid job: resolved against its definition, routed, recorded, then
+//! launched exactly once per attempt: a Lambda invoke, or an ECS task on the
+//! cluster's EC2 capacity and on Fargate when EC2 has no room; with no room
+//! anywhere, the job waits for capacity.
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::SqsMessage;
+use berth_aws::definitions::Lookup;
+use berth_aws::ecs::Placement;
+use berth_aws::queue::RELAUNCH_ATTRIBUTE;
+use berth_aws::store::{Change, Changed, Created, FIRST_LAUNCH, JobRecord, Rejection, now_ms};
+use berth_aws::{LaunchError, metrics};
+use berth_core::launch::{self, LaunchNumber, Recorded, Resume, capacity_backoff_seconds};
+use berth_core::routing::{self, Decision, FargateSize, Plan};
+use berth_core::stop::CANCELLED_REASON;
+use berth_core::{JobRequest, JobStatus, ResolvedJob, Route, resolve};
+
+use crate::{Driver, Outcome, receive_count, sent_at_ms};
+
+/// Where a launch on ECS left the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Launched {
+    /// A task was started.
+    On { route: Route, task_arn: String },
+    /// There was no room where the job may run.
+    NoRoom { reason: String },
+    /// The launch failed.
+    Failed(LaunchError),
+}
+
+impl Launched {
+    /// A RunTask's result on `route`; `before` says why an earlier route
+    /// had no room, for a reason that tells both.
+    fn of(route: Route, placed: Result<Placement, LaunchError>, before: Option<&str>) -> Self {
+        // ECS's capacity, as people name it.
+        let capacity = if route == Route::Fargate {
+            "Fargate"
+        } else {
+            "EC2"
+        };
+        match placed {
+            Ok(Placement::Placed { task_arn }) => Self::On { route, task_arn },
+            Ok(Placement::NoRoom { reason }) => Self::NoRoom {
+                reason: match before {
+                    Some(before) => format!("{before}; {capacity} has no room ({reason})"),
+                    None => format!("{capacity} has no room ({reason})"),
+                },
+            },
+            Err(e) => Self::Failed(e),
+        }
+    }
+}
+
+impl Driver {
+    /// A valid job message: resolve, route, record, launch.
+    pub(crate) async fn valid(
+        &self,
+        message: &SqsMessage,
+        request: &JobRequest,
+        definition: Option<&Lookup>,
+    ) -> Outcome {
+        let message_id = message.message_id.as_deref().unwrap_or("");
+        fn rejection<'a>(
+            request: &'a JobRequest,
+            message_id: &'a str,
+            reason: &'a str,
+        ) -> Rejection<'a> {
+            Rejection {
+                job_id: &request.job_id,
+                message_id,
+                reason,
+                definition: Some(&request.definition),
+                raw_body: None,
+            }
+        }
+        if let Some(after) = relaunch_after(message) {
+            return self.relaunch(request, after, message).await;
+        }
+        let definition = match definition {
+            Some(Lookup::Found(d)) => Some(d),
+            Some(Lookup::Malformed(why)) => {
+                return self
+                    .reject(message, &rejection(request, message_id, why))
+                    .await;
+            }
+            None => None,
+        };
+        let job = match resolve(request, definition) {
+            Ok(job) => job,
+            Err(e) => {
+                return self
+                    .reject(message, &rejection(request, message_id, &e.to_string()))
+                    .await;
+            }
+        };
+        let decision = match routing::route(&job) {
+            Ok(d) => d,
+            Err(e) => {
+                return self
+                    .reject(message, &rejection(request, message_id, &e.to_string()))
+                    .await;
+            }
+        };
+
+        let launch = match self.store.accept(&job, message_id, now_ms()).await {
+            Ok(Created::New) => FIRST_LAUNCH,
+            Ok(Created::Exists(record)) => {
+                match self
+                    .resume(&job, &decision.plan, Some(message_id), &record)
+                    .await
+                {
+                    Ok(launch) => launch,
+                    Err(outcome) => return outcome,
+                }
+            }
+            Err(e) => return Outcome::retry(e),
+        };
+        self.launch(message, &job, &decision, launch).await
+    }
+
+    /// Another attempt of a recorded job, put back on the queue after
+    /// launch `after` ended (see `berth_aws::queue`). The job runs as it was
+    /// recorded, not as its definition reads now.
+    async fn relaunch(
+        &self,
+        request: &JobRequest,
+        after: LaunchNumber,
+        message: &SqsMessage,
+    ) -> Outcome {
+        let record = match self.store.get(&request.job_id).await {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                return Outcome::Ignored {
+                    reason: format!("re-queued job `{}` is not recorded", request.job_id),
+                };
+            }
+            Err(e) => return Outcome::retry(e),
+        };
+        let Some(job) = record.job.clone() else {
+            return Outcome::Ignored {
+                reason: format!("re-queued job `{}` has no recorded job", request.job_id),
+            };
+        };
+        if record.launch < after {
+            return Outcome::Ignored {
+                reason: format!(
+                    "re-queued after launch {after}, but job `{}` is at launch {}",
+                    job.job_id, record.launch
+                ),
+            };
+        }
+        let decision = match routing::route(&job) {
+            Ok(decision) => decision,
+            Err(e) => return self.fail(&job, record.launch, e.to_string()).await,
+        };
+        match self.resume(&job, &decision.plan, None, &record).await {
+            Ok(launch) => self.launch(message, &job, &decision, launch).await,
+            Err(outcome) => outcome,
+        }
+    }
+
+    /// A job already recorded: decide (berth-core's [`launch::resume`])
+    /// whether this delivery launches it, and with which launch number.
+    /// `message_id` is the delivery's message when it is the job's own
+    /// message, `None` for a re-queued attempt.
+    async fn resume(
+        &self,
+        job: &ResolvedJob,
+        plan: &Plan,
+        message_id: Option<&str>,
+        record: &JobRecord,
+    ) -> Result<LaunchNumber, Outcome> {
+        let recorded = Recorded {
+            status: record.status,
+            // Another message with the same job id: the job id is the
+            // idempotency key, the first one stands.
+            own_message: message_id.is_none() || record.message_id.as_deref() == message_id,
+            claimed_at: record.claimed_at,
+        };
+        let lease = i64::try_from(self.tuning.claim_lease.as_millis()).unwrap_or(i64::MAX);
+        let on_ecs = !matches!(plan, Plan::Lambda { .. });
+        match launch::resume(&recorded, now_ms(), lease, on_ecs) {
+            Resume::Duplicate => {
+                return Err(Outcome::Duplicate {
+                    status: record.status,
+                });
+            }
+            Resume::InProgress => {
+                return Err(Outcome::Retry {
+                    reason: format!("launch {} in progress", record.launch),
+                });
+            }
+            Resume::FindTask => match self.ecs.find_task(&job.job_id, record.launch).await {
+                Ok(Some((task_arn, route))) => {
+                    let why = "a launch taken over had started its task".to_owned();
+                    return Err(self
+                        .dispatched(job, route, record.launch, Some(task_arn), None, why)
+                        .await);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(Outcome::retry(e)),
+            },
+            Resume::Claim => {}
+        }
+        match self
+            .store
+            .claim_launch(&job.job_id, record.launch, now_ms())
+            .await
+        {
+            Ok(Changed::Applied) => Ok(record.launch + 1),
+            Ok(Changed::Refused(Some(r)))
+                if r.status.is_final()
+                    || r.status == JobStatus::Dispatched
+                    || r.status == JobStatus::Running =>
+            {
+                Err(Outcome::Duplicate { status: r.status })
+            }
+            Ok(Changed::Refused(Some(_))) => Err(Outcome::Retry {
+                reason: "another delivery claimed the launch".into(),
+            }),
+            Ok(Changed::Refused(None)) => Err(gone(&job.job_id)),
+            Err(e) => Err(Outcome::retry(e)),
+        }
+    }
+
+    async fn launch(
+        &self,
+        message: &SqsMessage,
+        job: &ResolvedJob,
+        decision: &Decision,
+        launch: LaunchNumber,
+    ) -> Outcome {
+        let why = decision.reason.clone();
+        let launched = match &decision.plan {
+            Plan::Lambda { function } => {
+                return match self.lambda.invoke(function, job, launch).await {
+                    Ok(request_id) => {
+                        self.dispatched(job, Route::Lambda, launch, None, request_id, why)
+                            .await
+                    }
+                    Err(e) => self.launch_failed(job, launch, e).await,
+                };
+            }
+            Plan::Ec2 { fargate_fallback } => {
+                let ec2 = Launched::of(Route::Ec2, self.ecs.run_on_ec2(job, launch).await, None);
+                match (ec2, fargate_fallback) {
+                    (Launched::NoRoom { reason }, Some(size)) => {
+                        let fargate = self.fargate(job, launch, *size, Some(&reason)).await;
+                        if let Launched::On { .. } = fargate {
+                            metrics::count("FargateFallbacks", None);
+                        }
+                        fargate
+                    }
+                    (Launched::NoRoom { reason }, None) => Launched::NoRoom {
+                        reason: format!("{reason} and the job cannot run on Fargate"),
+                    },
+                    (launched, _) => launched,
+                }
+            }
+            Plan::Fargate { size } => self.fargate(job, launch, *size, None).await,
+        };
+        match launched {
+            Launched::On { route, task_arn } => {
+                self.dispatched(job, route, launch, Some(task_arn), None, why)
+                    .await
+            }
+            Launched::NoRoom { reason } => {
+                self.wait_for_capacity(message, job, launch, reason).await
+            }
+            Launched::Failed(e) => self.launch_failed(job, launch, e).await,
+        }
+    }
+
+    async fn fargate(
+        &self,
+        job: &ResolvedJob,
+        launch: LaunchNumber,
+        size: FargateSize,
+        before: Option<&str>,
+    ) -> Launched {
+        let placed = self.ecs.run_on_fargate(job, launch, size).await;
+        Launched::of(Route::Fargate, placed, before)
+    }
+
+    async fn dispatched(
+        &self,
+        job: &ResolvedJob,
+        route: Route,
+        launch: LaunchNumber,
+        task_arn: Option<String>,
+        request_id: Option<String>,
+        why: String,
+    ) -> Outcome {
+        let id = task_arn
+            .clone()
+            .or_else(|| request_id.clone())
+            .unwrap_or_default();
+        let now = now_ms();
+        let change_task = task_arn.clone();
+        let change = Change {
+            route: Some(route),
+            task_arn,
+            request_id,
+            add_attempt: true,
+            expect_launch: Some(launch),
+            deadline: Some(now / 1000 + i64::from(job.timeout_seconds)),
+            ..Change::default()
+        };
+        match self
+            .store
+            .transition(&job.job_id, JobStatus::Dispatched, change, now)
+            .await
+        {
+            Ok(Changed::Applied) => Outcome::Dispatched {
+                route,
+                launch,
+                id,
+                why,
+            },
+            // The job moved on while it was launched (it was cancelled): the
+            // task it started must not run.
+            Ok(Changed::Refused(Some(current))) => {
+                if let (true, Some(task)) = (current.status.is_final(), &change_task)
+                    && let Err(e) = self.ecs.stop(task, CANCELLED_REASON).await
+                {
+                    // Its RUNNING event stops it again.
+                    tracing::warn!(job_id = job.job_id, task_arn = task, error = %e, "task of an ended job not stopped");
+                }
+                Outcome::Duplicate {
+                    status: current.status,
+                }
+            }
+            Ok(Changed::Refused(None)) => gone(&job.job_id),
+            Err(e) => Outcome::retry(e),
+        }
+    }
+
+    async fn wait_for_capacity(
+        &self,
+        message: &SqsMessage,
+        job: &ResolvedJob,
+        launch: LaunchNumber,
+        reason: String,
+    ) -> Outcome {
+        let waits = receive_count(message).saturating_sub(1);
+        let waited = Duration::from_millis(
+            u64::try_from(now_ms().saturating_sub(sent_at_ms(message).unwrap_or_else(now_ms)))
+                .unwrap_or(0),
+        );
+        if waited >= self.tuning.max_capacity_wait {
+            let reason = format!(
+                "no capacity within {} s: {reason}",
+                self.tuning.max_capacity_wait.as_secs()
+            );
+            return self.fail(job, launch, reason).await;
+        }
+        let change = Change {
+            reason: Some(reason.clone()),
+            add_wait: true,
+            expect_launch: Some(launch),
+            ..Change::default()
+        };
+        match self
+            .store
+            .transition(&job.job_id, JobStatus::WaitingForCapacity, change, now_ms())
+            .await
+        {
+            Ok(Changed::Applied) => {}
+            Ok(Changed::Refused(Some(current))) => {
+                return Outcome::Duplicate {
+                    status: current.status,
+                };
+            }
+            Ok(Changed::Refused(None)) => return gone(&job.job_id),
+            Err(e) => return Outcome::retry(e),
+        }
+        let backoff = Duration::from_secs(u64::from(capacity_backoff_seconds(waits)));
+        self.set_visibility(message, backoff).await;
+        Outcome::Waiting { backoff, reason }
+    }
+
+    async fn launch_failed(
+        &self,
+        job: &ResolvedJob,
+        launch: LaunchNumber,
+        error: LaunchError,
+    ) -> Outcome {
+        match error {
+            LaunchError::Retryable(e) => Outcome::LaunchRetry {
+                reason: e.to_string(),
+            },
+            LaunchError::Permanent(reason) => self.fail(job, launch, reason).await,
+        }
+    }
+
+    async fn fail(&self, job: &ResolvedJob, launch: LaunchNumber, reason: String) -> Outcome {
+        let change = Change {
+            reason: Some(reason.clone()),
+            expect_launch: Some(launch),
+            ..Change::default()
+        };
+        match self
+            .store
+            .transition(&job.job_id, JobStatus::Failed, change, now_ms())
+            .await
+        {
+            Ok(Changed::Applied) => Outcome::Failed { reason },
+            Ok(Changed::Refused(Some(current))) => Outcome::Duplicate {
+                status: current.status,
+            },
+            Ok(Changed::Refused(None)) => gone(&job.job_id),
+            Err(e) => Outcome::retry(e),
+        }
+    }
+}
+
+/// A record that vanished between the driver's read and its write.
+fn gone(job_id: &str) -> Outcome {
+    Outcome::Ignored {
+        reason: format!("the record of job `{job_id}` is gone"),
+    }
+}
+
+/// The launch after which a job was put back on the queue, from the
+/// message's attribute (`None` for a job's own message).
+fn relaunch_after(message: &SqsMessage) -> Option<LaunchNumber> {
+    message
+        .message_attributes
+        .get(RELAUNCH_ATTRIBUTE)?
+        .string_value
+        .as_deref()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_aws::AwsError;
+
+    #[test]
+    fn a_launch_says_where_it_went_or_why_not() {
+        let placed = Launched::of(
+            Route::Ec2,
+            Ok(Placement::Placed {
+                task_arn: "t".into(),
+            }),
+            None,
+        );
+        assert_eq!(
+            placed,
+            Launched::On {
+                route: Route::Ec2,
+                task_arn: "t".into()
+            }
+        );
+        let ec2 = Launched::of(
+            Route::Ec2,
+            Ok(Placement::NoRoom {
+                reason: "RESOURCE:MEMORY".into(),
+            }),
+            None,
+        );
+        let Launched::NoRoom { reason } = &ec2 else {
+            panic!("{ec2:?}");
+        };
+        assert_eq!(reason, "EC2 has no room (RESOURCE:MEMORY)");
+        // Fargate after EC2: the reason tells both.
+        let fargate = Launched::of(
+            Route::Fargate,
+            Ok(Placement::NoRoom {
+                reason: "capacity".into(),
+            }),
+            Some(reason),
+        );
+        assert_eq!(
+            fargate,
+            Launched::NoRoom {
+                reason: "EC2 has no room (RESOURCE:MEMORY); Fargate has no room (capacity)".into()
+            }
+        );
+        let failed = LaunchError::Permanent("no such task definition".into());
+        assert_eq!(
+            Launched::of(Route::Fargate, Err(failed.clone()), None),
+            Launched::Failed(failed)
+        );
+        let throttled = LaunchError::Retryable(AwsError {
+            operation: "ecs:RunTask",
+            code: Some("ThrottlingException".into()),
+            message: "Rate exceeded".into(),
+            retryable: true,
+        });
+        assert!(matches!(
+            Launched::of(Route::Ec2, Err(throttled), None),
+            Launched::Failed(LaunchError::Retryable(_))
+        ));
+    }
+
+    #[test]
+    fn a_relaunch_names_the_launch_it_follows() {
+        let mut m = SqsMessage::default();
+        assert_eq!(relaunch_after(&m), None, "a job's own message");
+        let mut attribute = aws_lambda_events::event::sqs::SqsMessageAttribute::default();
+        attribute.string_value = Some("3".into());
+        attribute.data_type = Some("Number".into());
+        m.message_attributes
+            .insert(RELAUNCH_ATTRIBUTE.into(), attribute.clone());
+        assert_eq!(relaunch_after(&m), Some(3));
+        attribute.string_value = Some("three".into());
+        m.message_attributes
+            .insert(RELAUNCH_ATTRIBUTE.into(), attribute);
+        assert_eq!(relaunch_after(&m), None);
+    }
+}
