@@ -431,36 +431,35 @@ impl EcsCluster {
     /// Sets berth's attribute `name` on a container instance.
     pub async fn put_attribute(
         &self,
-        container_instance: &str,
+        instance: &str,
         name: &str,
         value: &str,
     ) -> Result<(), AwsError> {
-        self.ecs
-            .put_attributes()
-            .cluster(&self.cluster)
-            .attributes(attribute(container_instance, name, value)?)
+        let attribute = attribute(instance, name, value)?;
+        let put = self.ecs.put_attributes().attributes(attribute);
+        put.cluster(&self.cluster)
             .send()
             .await
-            .map_err(|e| AwsError::from_sdk("ecs:PutAttributes", e))?;
-        Ok(())
+            .map_err(|e| AwsError::from_sdk("ecs:PutAttributes", e))
+            .map(drop)
     }
 
     /// Removes berth's attribute `name` (now `value`) from a container
     /// instance.
     pub async fn delete_attribute(
         &self,
-        container_instance: &str,
+        instance: &str,
         name: &str,
         value: &str,
     ) -> Result<(), AwsError> {
-        self.ecs
-            .delete_attributes()
+        let attribute = attribute(instance, name, value)?;
+        let delete = self.ecs.delete_attributes().attributes(attribute);
+        delete
             .cluster(&self.cluster)
-            .attributes(attribute(container_instance, name, value)?)
             .send()
             .await
-            .map_err(|e| AwsError::from_sdk("ecs:DeleteAttributes", e))?;
-        Ok(())
+            .map_err(|e| AwsError::from_sdk("ecs:DeleteAttributes", e))
+            .map(drop)
     }
 }
 

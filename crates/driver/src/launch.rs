@@ -10,7 +10,7 @@ use berth_aws::definitions::Lookup;
 use berth_aws::ecs::Placement;
 use berth_aws::queue::RELAUNCH_ATTRIBUTE;
 use berth_aws::store::{Change, Changed, Created, FIRST_LAUNCH, JobRecord, Rejection, now_ms};
-use berth_aws::{LaunchError, metrics};
+use berth_aws::{AwsError, LaunchError, metrics};
 use berth_core::launch::{self, LaunchNumber, Recorded, Resume, capacity_backoff_seconds};
 use berth_core::routing::{self, Decision, FargateSize, Plan};
 use berth_core::stop::CANCELLED_REASON;
@@ -361,19 +361,12 @@ impl Driver {
             expect_launch: Some(launch),
             ..Change::default()
         };
-        match self
+        let written = self
             .store
             .transition(&job.job_id, JobStatus::WaitingForCapacity, change, now_ms())
-            .await
-        {
-            Ok(Changed::Applied) => {}
-            Ok(Changed::Refused(Some(current))) => {
-                return Outcome::Duplicate {
-                    status: current.status,
-                };
-            }
-            Ok(Changed::Refused(None)) => return gone(&job.job_id),
-            Err(e) => return Outcome::retry(e),
+            .await;
+        if let Some(outcome) = moved_on(written, &job.job_id) {
+            return outcome;
         }
         let backoff = Duration::from_secs(u64::from(capacity_backoff_seconds(waits)));
         self.set_visibility(message, backoff).await;
@@ -400,18 +393,25 @@ impl Driver {
             expect_launch: Some(launch),
             ..Change::default()
         };
-        match self
+        let written = self
             .store
             .transition(&job.job_id, JobStatus::Failed, change, now_ms())
-            .await
-        {
-            Ok(Changed::Applied) => Outcome::Failed { reason },
-            Ok(Changed::Refused(Some(current))) => Outcome::Duplicate {
-                status: current.status,
-            },
-            Ok(Changed::Refused(None)) => gone(&job.job_id),
-            Err(e) => Outcome::retry(e),
-        }
+            .await;
+        moved_on(written, &job.job_id).unwrap_or(Outcome::Failed { reason })
+    }
+}
+
+/// What a refused or failed write of the record of `job_id` comes to
+/// (`None`: it was written): the job had moved on (a duplicate, in the
+/// status it is in), its record is gone, or the write may pass on retry.
+fn moved_on(written: Result<Changed, AwsError>, job_id: &str) -> Option<Outcome> {
+    match written {
+        Ok(Changed::Applied) => None,
+        Ok(Changed::Refused(Some(current))) => Some(Outcome::Duplicate {
+            status: current.status,
+        }),
+        Ok(Changed::Refused(None)) => Some(gone(job_id)),
+        Err(e) => Some(Outcome::retry(e)),
     }
 }
 
@@ -437,7 +437,6 @@ fn relaunch_after(message: &SqsMessage) -> Option<LaunchNumber> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_aws::AwsError;
 
     #[test]
     fn a_launch_says_where_it_went_or_why_not() {

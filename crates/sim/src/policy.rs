@@ -73,14 +73,6 @@ impl Policy {
     pub fn uses_berth(self) -> bool {
         !matches!(self, Self::AwsBatch | Self::AwsBatchFargate)
     }
-
-    /// Whether the policy has an Auto Scaling group of instances.
-    pub fn has_instances(self) -> bool {
-        !matches!(
-            self,
-            Self::AwsBatchFargate | Self::AllFargate | Self::AllLambdaWherePossible
-        )
-    }
 }
 
 impl fmt::Display for Policy {
