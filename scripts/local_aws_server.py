@@ -179,10 +179,11 @@ class RpcV2CborTranslator:
 
 
 def ecs_as_aws_answers():
-    """RunTask on an EC2 cluster with no container instance: AWS answers
+    """Where moto's ECS answers otherwise than AWS's, as AWS does. RunTask on
+    an EC2 cluster with no container instance: AWS answers
     InvalidParameterException ("No Container Instances were found in your
     cluster."), which berth reads as "no room"; moto raises a bare error (a
-    500)."""
+    500). ListTasks lists RUNNING tasks unless asked for STOPPED ones."""
     from moto.ecs.exceptions import InvalidParameterException
     from moto.ecs.models import EC2ContainerServiceBackend
 
@@ -201,6 +202,31 @@ def ecs_as_aws_answers():
             raise
 
     EC2ContainerServiceBackend.run_task = patched
+
+    # ListTasks without desiredStatus lists RUNNING tasks only on AWS
+    # (stopped ones are listed when asked for); moto lists every task.
+    list_tasks = EC2ContainerServiceBackend.list_tasks
+
+    def listed(
+        self,
+        cluster_str=None,
+        container_instance=None,
+        family=None,
+        started_by=None,
+        service_name=None,
+        desiredStatus=None,
+    ):
+        return list_tasks(
+            self,
+            cluster_str,
+            container_instance,
+            family,
+            started_by,
+            service_name,
+            desiredStatus or "RUNNING",
+        )
+
+    EC2ContainerServiceBackend.list_tasks = listed
 
 
 def write(path, value):

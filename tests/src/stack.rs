@@ -4,6 +4,7 @@
 //! a real `SqsEvent` to the driver).
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_ecs::types::DesiredStatus;
 use berth_aws::ecs::{ContainerChange, TaskChange};
 use berth_aws::metrics::ClusterMetrics;
 use berth_aws::queue::REASON_ATTRIBUTE;
@@ -255,19 +256,12 @@ impl Stack {
         }
     }
 
-    /// The tasks berth started for `job_id`'s launch `launch`.
+    /// The tasks berth started for `job_id`'s launch `launch`, running or
+    /// stopped.
     pub async fn tasks_of(&self, job_id: &str, launch: u32) -> Vec<aws_sdk_ecs::types::Task> {
         let arns = self
-            .clients()
-            .ecs
-            .list_tasks()
-            .cluster(CLUSTER)
-            .started_by(berth_core::launch::started_by(job_id, launch))
-            .send()
-            .await
-            .unwrap()
-            .task_arns
-            .unwrap_or_default();
+            .task_arns(Some(berth_core::launch::started_by(job_id, launch)))
+            .await;
         if arns.is_empty() {
             return Vec::new();
         }
@@ -308,18 +302,29 @@ impl Stack {
             .unwrap_or_default()
     }
 
-    /// Every task in the cluster.
+    /// Every task in the cluster, running or stopped.
     pub async fn task_count(&self) -> usize {
-        self.clients()
-            .ecs
-            .list_tasks()
-            .cluster(CLUSTER)
-            .send()
-            .await
-            .unwrap()
-            .task_arns
-            .unwrap_or_default()
-            .len()
+        self.task_arns(None).await.len()
+    }
+
+    /// The tasks of the cluster (started by `started_by`, when given):
+    /// ListTasks lists running tasks unless asked for stopped ones.
+    async fn task_arns(&self, started_by: Option<String>) -> Vec<String> {
+        let mut arns = Vec::new();
+        for status in [DesiredStatus::Running, DesiredStatus::Stopped] {
+            let listed = self
+                .clients()
+                .ecs
+                .list_tasks()
+                .cluster(CLUSTER)
+                .set_started_by(started_by.clone())
+                .desired_status(status)
+                .send()
+                .await
+                .unwrap();
+            arns.extend(listed.task_arns.unwrap_or_default());
+        }
+        arns
     }
 }
 

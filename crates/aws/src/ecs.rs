@@ -13,9 +13,9 @@ use aws_sdk_ecs::operation::run_task::RunTaskOutput;
 use aws_sdk_ecs::operation::run_task::builders::RunTaskFluentBuilder;
 use aws_sdk_ecs::types::{
     AssignPublicIp, Attribute, AwsVpcConfiguration, CapacityProviderStrategyItem,
-    ContainerInstance as EcsInstance, ContainerInstanceStatus, ContainerOverride, KeyValuePair,
-    LaunchType, NetworkConfiguration, PlacementStrategy, PlacementStrategyType, Resource,
-    ResourceRequirement, ResourceType, Tag, Task, TaskOverride,
+    ContainerInstance as EcsInstance, ContainerInstanceStatus, ContainerOverride, DesiredStatus,
+    KeyValuePair, LaunchType, NetworkConfiguration, PlacementStrategy, PlacementStrategyType,
+    Resource, ResourceRequirement, ResourceType, Tag, Task, TaskOverride,
 };
 use berth_core::capacity::{ContainerInstance, InstanceStatus};
 use berth_core::launch::{LaunchNumber, TokenScope, client_token, job_environment, started_by};
@@ -266,31 +266,36 @@ impl EcsCluster {
         Ok(out.tasks().iter().map(TaskChange::from).collect())
     }
 
-    /// The task of `job`'s launch `launch` and where it runs, if one was
-    /// started (used when a delivery takes over a launch whose outcome was
-    /// never recorded).
+    /// The task of `job`'s launch `launch`, running or stopped, as ECS
+    /// describes it, if one was started (used when a delivery takes over a
+    /// launch whose outcome was never recorded). ListTasks lists running
+    /// tasks unless asked for stopped ones, which ECS keeps listing for a
+    /// while (an hour at least) after they stop.
     pub async fn find_task(
         &self,
         job_id: &str,
         launch: LaunchNumber,
-    ) -> Result<Option<(String, Route)>, LaunchError> {
-        let out = self
-            .ecs
-            .list_tasks()
-            .cluster(&self.cluster)
-            .started_by(started_by(job_id, launch))
-            .send()
-            .await
-            .map_err(|e| LaunchError::from_aws(AwsError::from_sdk("ecs:ListTasks", e)))?;
-        let Some(arn) = out.task_arns.unwrap_or_default().into_iter().next() else {
-            return Ok(None);
-        };
-        let described = self
-            .describe(std::slice::from_ref(&arn))
-            .await
-            .map_err(LaunchError::from_aws)?;
-        let route = described.first().map_or(Route::Ec2, TaskChange::route);
-        Ok(Some((arn, route)))
+    ) -> Result<Option<TaskChange>, LaunchError> {
+        for status in [DesiredStatus::Running, DesiredStatus::Stopped] {
+            let out = self
+                .ecs
+                .list_tasks()
+                .cluster(&self.cluster)
+                .started_by(started_by(job_id, launch))
+                .desired_status(status)
+                .send()
+                .await
+                .map_err(|e| LaunchError::from_aws(AwsError::from_sdk("ecs:ListTasks", e)))?;
+            let Some(arn) = out.task_arns.unwrap_or_default().into_iter().next() else {
+                continue;
+            };
+            let described = self
+                .describe(std::slice::from_ref(&arn))
+                .await
+                .map_err(LaunchError::from_aws)?;
+            return Ok(described.into_iter().next());
+        }
+        Ok(None)
     }
 }
 
@@ -865,8 +870,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_launch_s_task_is_found_with_where_it_runs() {
+        // Not running any more: listed only when stopped tasks are asked for.
+        let running = mock!(Client::list_tasks)
+            .match_requests(|r| r.desired_status() == Some(&DesiredStatus::Running))
+            .then_output(|| ListTasksOutput::builder().build());
         let listed = mock!(Client::list_tasks)
-            .match_requests(|r| r.started_by() == Some("j-1/3"))
+            .match_requests(|r| {
+                r.started_by() == Some("j-1/3")
+                    && r.desired_status() == Some(&DesiredStatus::Stopped)
+            })
             .then_output(|| ListTasksOutput::builder().task_arns("arn:task/9").build());
         let described = mock!(Client::describe_tasks).then_output(|| {
             DescribeTasksOutput::builder()
@@ -885,13 +897,13 @@ mod tests {
         let ecs = cluster(mock_client!(
             aws_sdk_ecs,
             RuleMode::MatchAny,
-            [&listed, &described]
+            [&running, &listed, &described]
         ));
+        let change = ecs.find_task("j-1", 3).await.unwrap().expect("found");
         assert_eq!(
-            ecs.find_task("j-1", 3).await.unwrap(),
-            Some(("arn:task/9".to_owned(), Route::Fargate))
+            (change.task_arn.as_str(), change.route()),
+            ("arn:task/9", Route::Fargate)
         );
-        let change = &ecs.describe(&["arn:task/9".into()]).await.unwrap()[0];
         assert_eq!(change.last_status, "STOPPED");
         assert_eq!(
             change.stop_code.as_deref(),

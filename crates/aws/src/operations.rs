@@ -3,12 +3,12 @@
 //! task events and timeout sweep, the Lambda task runtime), putting a job
 //! back on the queue, and cancelling a job (ecs-runner and `berth cancel`).
 
-use berth_core::attempt::{self, Attempt, Settled, Standing};
+use berth_core::attempt::{self, Attempt, Ending, Policy, Settled, Settlement, Standing};
 use berth_core::launch::LaunchNumber;
-use berth_core::stop::CANCELLED_REASON;
+use berth_core::stop::{self, CANCELLED_REASON, EcsStop};
 use berth_core::{JobStatus, Route};
 
-use crate::ecs::EcsCluster;
+use crate::ecs::{EcsCluster, TaskChange};
 use crate::store::{Changed, JobRecord, now_ms};
 use crate::{AwsError, JobQueue, JobStore};
 
@@ -70,6 +70,50 @@ pub async fn end_attempt(
             .await?;
     }
     Ok(AttemptEnded::Applied(settled))
+}
+
+/// How the attempt that ran as `task` (stopped) ended: ECS's stop code and
+/// reason, and the exit code and reason of the job's container (the one
+/// named `container`, else the first).
+pub fn task_ending(task: &TaskChange, container: Option<&str>) -> Ending {
+    let facts = container
+        .and_then(|name| task.containers.iter().find(|c| c.name == name))
+        .or_else(|| task.containers.first());
+    let outcome = stop::classify(&EcsStop {
+        stop_code: task.stop_code.as_deref(),
+        stopped_reason: task.stopped_reason.as_deref(),
+        exit_code: facts.and_then(|c| c.exit_code),
+        container_reason: facts.and_then(|c| c.reason.as_deref()),
+    });
+    Ending::Stopped {
+        outcome,
+        exit_code: facts.and_then(|c| c.exit_code),
+    }
+}
+
+/// Ends the attempt of `record`'s job at `launch` that ran as `task`, now
+/// stopped: settled by berth-core under `policy`, applied, and the next
+/// attempt queued when there is one. `Refused` when the record is past it.
+pub async fn end_task(
+    store: &JobStore,
+    queue: Option<&JobQueue>,
+    record: &JobRecord,
+    task: &TaskChange,
+    launch: LaunchNumber,
+    policy: &Policy,
+) -> Result<AttemptEnded, AwsError> {
+    let container = record.job.as_ref().map(|j| j.container.as_str());
+    let attempt = Attempt {
+        launch,
+        route: record.route.or(Some(task.route())),
+        id: Some(&task.task_arn),
+    };
+    let ending = task_ending(task, container);
+    match attempt::settle(&record.standing(), &attempt, ending, policy, now_ms()) {
+        Settlement::Apply(settled) => end_attempt(store, queue, record, settled).await,
+        Settlement::Ended { status } => Ok(AttemptEnded::Refused(Some(status))),
+        Settlement::NotCurrent => Ok(AttemptEnded::Refused(Some(record.status))),
+    }
 }
 
 /// Queues the attempt after launch `ended` of `record`'s job, now: for an

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsMessage;
 use berth_aws::definitions::Lookup;
-use berth_aws::ecs::Placement;
+use berth_aws::ecs::{Placement, TaskChange};
+use berth_aws::operations;
 use berth_aws::queue::RELAUNCH_ATTRIBUTE;
 use berth_aws::store::{Change, Changed, Created, FIRST_LAUNCH, JobRecord, Rejection, now_ms};
 use berth_aws::{AwsError, LaunchError, metrics};
@@ -192,12 +193,7 @@ impl Driver {
                 });
             }
             Resume::FindTask => match self.ecs.find_task(&job.job_id, record.launch).await {
-                Ok(Some((task_arn, route))) => {
-                    let why = "a launch taken over had started its task".to_owned();
-                    return Err(self
-                        .dispatched(job, route, record.launch, Some(task_arn), None, why)
-                        .await);
-                }
+                Ok(Some(task)) => return Err(self.taken_over(job, record.launch, &task).await),
                 Ok(None) => {}
                 Err(e) => return Err(Outcome::retry(e)),
             },
@@ -222,6 +218,42 @@ impl Driver {
             Ok(Changed::Refused(None)) => Err(gone(&job.job_id)),
             Err(e) => Err(Outcome::retry(e)),
         }
+    }
+
+    /// A launch taken over had started `task`: record it, and when the task
+    /// has stopped meanwhile, give the job its end as its STOPPED event
+    /// would have (the event came before the launch was recorded).
+    async fn taken_over(
+        &self,
+        job: &ResolvedJob,
+        launch: LaunchNumber,
+        task: &TaskChange,
+    ) -> Outcome {
+        let why = format!(
+            "a launch taken over had started its task ({})",
+            task.last_status
+        );
+        let arn = Some(task.task_arn.clone());
+        let dispatched = self
+            .dispatched(job, task.route(), launch, arn, None, why)
+            .await;
+        if !matches!(dispatched, Outcome::Dispatched { .. }) || task.last_status != "STOPPED" {
+            return dispatched;
+        }
+        let ended = match self.store.get(&job.job_id).await {
+            Ok(Some(record)) => {
+                let queue = self.queue.as_ref();
+                operations::end_task(&self.store, queue, &record, task, launch, &self.policy).await
+            }
+            Ok(None) => return gone(&job.job_id),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = ended {
+            // Recorded as dispatched: the sweep gives the job its task's
+            // end once the record has been quiet for a minute.
+            tracing::warn!(job_id = job.job_id, error = %e, "the stopped task's end is left to the sweep");
+        }
+        dispatched
     }
 
     async fn launch(

@@ -23,6 +23,7 @@ use berth_aws::{
     Clients, DeadLetters, Definitions, EcsCluster, JobQueue, JobStore, LambdaLauncher, Settings,
     metrics,
 };
+use berth_core::attempt::Policy;
 use berth_core::launch::{LaunchNumber, MAX_CAPACITY_WAIT_SECONDS, retry_backoff_seconds};
 use berth_core::{JobRequest, JobStatus, MessageError, Route, job};
 use futures::StreamExt;
@@ -65,6 +66,9 @@ pub struct Driver {
     pub queue: Option<JobQueue>,
     /// The dead-letter queue, for invalid messages with no usable job id.
     pub dead_letters: Option<DeadLetters>,
+    /// How an attempt's end is settled, for a launch taken over whose task
+    /// had already stopped.
+    pub policy: Policy,
     pub tuning: Tuning,
 }
 
@@ -169,6 +173,10 @@ impl Driver {
                 .dlq_url
                 .as_ref()
                 .map(|url| DeadLetters::new(clients.sqs.clone(), url)),
+            policy: Policy {
+                max_interruptions: settings.max_interruptions,
+                ..Policy::default()
+            },
             tuning,
         }
     }

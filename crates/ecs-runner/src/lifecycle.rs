@@ -26,10 +26,10 @@ use berth_aws::operations::{self, AttemptEnded, Cancelled};
 use berth_aws::store::{Change, Changed, JobRecord, JobSummary, now_ms};
 use berth_aws::{AwsError, Clients, EcsCluster, JobQueue, JobStore, Settings, SettingsError};
 use berth_core::attempt::{
-    self, Attempt, Ending, OnRunning, OnStopped, Policy, Settled, Settlement, Standing,
+    self, Attempt, Ending, OnRunning, OnStopped, Policy, Settlement, Standing,
 };
 use berth_core::launch::{LaunchNumber, parse_started_by};
-use berth_core::stop::{self, EcsStop, TIMED_OUT_REASON};
+use berth_core::stop::TIMED_OUT_REASON;
 use berth_core::{JobStatus, Route};
 use serde::{Deserialize, Serialize};
 
@@ -247,57 +247,16 @@ impl Lifecycle {
                 });
             }
         }
-        let container = record.job.as_ref().map(|j| j.container.as_str());
-        let facts = container
-            .and_then(|name| task.containers.iter().find(|c| c.name == name))
-            .or_else(|| task.containers.first());
-        let outcome = stop::classify(&EcsStop {
-            stop_code: task.stop_code.as_deref(),
-            stopped_reason: task.stopped_reason.as_deref(),
-            exit_code: facts.and_then(|c| c.exit_code),
-            container_reason: facts.and_then(|c| c.reason.as_deref()),
-        });
-        let ending = Ending::Stopped {
-            outcome,
-            exit_code: facts.and_then(|c| c.exit_code),
-        };
-        let attempt = Attempt {
+        let ended = operations::end_task(
+            &self.store,
+            Some(&self.queue),
+            record,
+            task,
             launch,
-            route: record.route.or(Some(task.route())),
-            id: Some(&task.task_arn),
-        };
-        let settled =
-            match attempt::settle(&record.standing(), &attempt, ending, &self.policy, now_ms()) {
-                Settlement::Apply(settled) => settled,
-                Settlement::Ended { status } => return Ok(TaskAction::Stale { status }),
-                Settlement::NotCurrent => {
-                    return Ok(TaskAction::Stale {
-                        status: record.status,
-                    });
-                }
-            };
-        self.end(record, settled).await
-    }
-
-    /// Ends the attempt as settled; what that did, as a task action.
-    async fn end(&self, record: &JobRecord, settled: Settled) -> Result<TaskAction, AwsError> {
-        match operations::end_attempt(&self.store, Some(&self.queue), record, settled).await? {
-            AttemptEnded::Applied(settled) => Ok(match settled.requeue {
-                Some(delay_seconds) => TaskAction::Requeued {
-                    failure: settled.add_failure,
-                    reason: settled.reason.unwrap_or_default(),
-                    delay_seconds,
-                },
-                None => TaskAction::Ended {
-                    status: settled.status,
-                    reason: settled.reason,
-                },
-            }),
-            AttemptEnded::Refused(Some(status)) => Ok(TaskAction::Stale { status }),
-            AttemptEnded::Refused(None) => Ok(TaskAction::Ignored {
-                why: "the job's record is gone".into(),
-            }),
-        }
+            &self.policy,
+        )
+        .await?;
+        Ok(action(ended))
     }
 
     /// Drains the container instance on EC2 instance `instance_id` so that
@@ -432,6 +391,27 @@ impl Lifecycle {
     /// Cancels `job_id` wherever it is (see [`operations::cancel`]).
     pub async fn cancel(&self, job_id: &str, why: Option<&str>) -> Result<Cancelled, AwsError> {
         operations::cancel(&self.store, &self.ecs, job_id, why).await
+    }
+}
+
+/// What ending an attempt did, as a task action.
+fn action(ended: AttemptEnded) -> TaskAction {
+    match ended {
+        AttemptEnded::Applied(settled) => match settled.requeue {
+            Some(delay_seconds) => TaskAction::Requeued {
+                failure: settled.add_failure,
+                reason: settled.reason.unwrap_or_default(),
+                delay_seconds,
+            },
+            None => TaskAction::Ended {
+                status: settled.status,
+                reason: settled.reason,
+            },
+        },
+        AttemptEnded::Refused(Some(status)) => TaskAction::Stale { status },
+        AttemptEnded::Refused(None) => TaskAction::Ignored {
+            why: "the job's record is gone".into(),
+        },
     }
 }
 

@@ -184,3 +184,74 @@ async fn a_lost_answer_to_putting_a_job_back_still_queues_its_next_attempt() {
         Some("1")
     );
 }
+
+/// A driver stopped after RunTask and before recording the launch; the task
+/// then runs to its end before any delivery takes the launch over, and its
+/// STOPPED event comes while the launch is unrecorded (ecs-runner refuses
+/// it). The take-over, once the lease is over, finds the stopped task (not
+/// only running ones), records it, and gives the job its end: no second
+/// run under a new launch.
+#[tokio::test]
+async fn a_take_over_finds_a_task_that_already_ended_and_gives_the_job_its_end() {
+    let stack = Stack::new(1).await;
+    stack
+        .send(&[r#"{"job_id":"ended-first","definition":"render"}"#])
+        .await;
+    let records = stack.receive().await;
+    let lease = Duration::from_secs(2);
+    let crashed = Driver::new(
+        &stack.settings,
+        &stack.aws.clients_stopping_before("UpdateItem"),
+        Tuning {
+            claim_lease: lease,
+            ..Tuning::default()
+        },
+    );
+    assert!(
+        crashed.handle_batch(records.clone()).await[0]
+            .outcome
+            .redeliver()
+    );
+    let task = stack.tasks_of("ended-first", 1).await[0]
+        .task_arn
+        .clone()
+        .unwrap();
+    // The container exits 0; its event is refused while the launch is
+    // unrecorded.
+    stack
+        .clients()
+        .ecs
+        .stop_task()
+        .cluster(berth_tests::stack::CLUSTER)
+        .task(&task)
+        .reason("Essential container in task exited")
+        .send()
+        .await
+        .unwrap();
+    let exited = stack.task_exited("ended-first", 1, 0).await;
+    assert!(stack.lifecycle().task_changed(&exited).await.is_err());
+
+    // Another delivery of the message, once the lease is over.
+    tokio::time::sleep(lease).await;
+    let driver = Driver::new(
+        &stack.settings,
+        stack.clients(),
+        Tuning {
+            claim_lease: lease,
+            ..Tuning::default()
+        },
+    );
+    let again = driver.handle_batch(records).await;
+    assert!(
+        matches!(again[0].outcome, Outcome::Dispatched { launch: 1, .. }),
+        "{again:?}"
+    );
+    assert_eq!(stack.task_count().await, 1, "not run again");
+    let r = stack.record("ended-first").await;
+    assert_eq!(
+        (r.status, r.attempts, r.exit_code, r.task_arn.as_deref()),
+        (JobStatus::Succeeded, 1, Some(0), Some(task.as_str())),
+        "{r:?}"
+    );
+    assert_eq!(r.history.len(), 1, "{r:?}");
+}
