@@ -104,25 +104,15 @@ impl Driver {
             }
         };
 
-        let launch = match self.store.accept(&job, message_id, now_ms()).await {
-            Ok(Created::New) => FIRST_LAUNCH,
-            Ok(Created::Exists(record)) => {
-                match self
-                    .resume(&job, &decision.plan, Some(message_id), &record)
-                    .await
-                {
-                    Ok(launch) => launch,
-                    Err(outcome) => return outcome,
-                }
-            }
-            Err(e) => return Outcome::retry(e),
-        };
-        self.launch(message, &job, &decision, launch).await
+        match self.store.accept(&job, message_id, now_ms()).await {
+            Ok(Created::New) => self.launch(message, &job, &decision, FIRST_LAUNCH).await,
+            Ok(Created::Exists(record)) => self.recorded(message, &record, Some(message_id)).await,
+            Err(e) => Outcome::retry(e),
+        }
     }
 
     /// Another attempt of a recorded job, put back on the queue after
-    /// launch `after` ended (see `berth_aws::queue`). The job runs as it was
-    /// recorded, not as its definition reads now.
+    /// launch `after` ended (see `berth_aws::queue`).
     async fn relaunch(
         &self,
         request: &JobRequest,
@@ -138,25 +128,44 @@ impl Driver {
             }
             Err(e) => return Outcome::retry(e),
         };
-        let Some(job) = record.job.clone() else {
+        if record.job.is_none() {
             return Outcome::Ignored {
                 reason: format!("re-queued job `{}` has no recorded job", request.job_id),
             };
-        };
+        }
         if record.launch < after {
             return Outcome::Ignored {
                 reason: format!(
                     "re-queued after launch {after}, but job `{}` is at launch {}",
-                    job.job_id, record.launch
+                    request.job_id, record.launch
                 ),
             };
         }
-        let decision = match routing::route(&job) {
-            Ok(decision) => decision,
-            Err(e) => return self.fail(&job, record.launch, e.to_string()).await,
+        self.recorded(message, &record, None).await
+    }
+
+    /// A delivery of a job already recorded: it runs as it was recorded,
+    /// not as its definition reads now (edited or deleted meanwhile), when
+    /// this delivery may launch it. `message_id` is the delivery's message
+    /// when it is a job's own message, `None` for a re-queued attempt.
+    pub(crate) async fn recorded(
+        &self,
+        message: &SqsMessage,
+        record: &JobRecord,
+        message_id: Option<&str>,
+    ) -> Outcome {
+        let Some(job) = &record.job else {
+            // A rejection: it has ended.
+            return Outcome::Duplicate {
+                status: record.status,
+            };
         };
-        match self.resume(&job, &decision.plan, None, &record).await {
-            Ok(launch) => self.launch(message, &job, &decision, launch).await,
+        let decision = match routing::route(job) {
+            Ok(decision) => decision,
+            Err(e) => return self.fail(job, record.launch, e.to_string()).await,
+        };
+        match self.resume(job, &decision.plan, message_id, record).await {
+            Ok(launch) => self.launch(message, job, &decision, launch).await,
             Err(outcome) => outcome,
         }
     }

@@ -39,12 +39,12 @@ impl Driver {
             Ok(Created::New) => Outcome::Rejected {
                 reason: r.reason.to_owned(),
             },
+            // This message's job is recorded already (its definition changed
+            // or went away since): it runs as recorded.
             Ok(Created::Exists(existing))
                 if existing.message_id.as_deref() == Some(r.message_id) =>
             {
-                Outcome::Duplicate {
-                    status: existing.status,
-                }
+                self.recorded(message, &existing, Some(r.message_id)).await
             }
             // The job id belongs to another job: this message cannot be
             // recorded under it, so it goes to the dead-letter queue.

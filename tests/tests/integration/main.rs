@@ -13,6 +13,7 @@ mod events;
 mod lifecycle;
 mod scaler;
 mod smoke;
+mod stranded;
 mod task_processor;
 mod template;
 mod watch;

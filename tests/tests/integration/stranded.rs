@@ -1,0 +1,162 @@
+//! Jobs that must not be stranded: a recorded job whose definition changed
+//! or went away runs as recorded; no job's own message is deleted while the
+//! job is neither launched nor ended.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use berth_core::{JobStatus, Route};
+use berth_driver::{Driver, Outcome, Tuning};
+use berth_tests::stack::{CLUSTER, Stack, train};
+
+/// Deletes the job definition `name` from the stack's definitions table, as
+/// an operator would.
+async fn delete_definition(stack: &Stack, name: &str) {
+    stack
+        .clients()
+        .dynamodb
+        .delete_item()
+        .table_name(&stack.settings.definitions_table)
+        .key("name", AttributeValue::S(name.into()))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Makes every message in flight on the job queue visible again, as the end
+/// of its backoff would; returns what the queue then delivers.
+async fn redelivered(
+    stack: &Stack,
+    handles: &[String],
+) -> Vec<aws_lambda_events::event::sqs::SqsMessage> {
+    for handle in handles {
+        stack
+            .clients()
+            .sqs
+            .change_message_visibility()
+            .queue_url(&stack.queue_url)
+            .receipt_handle(handle)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .unwrap();
+    }
+    stack.receive().await
+}
+
+#[tokio::test]
+async fn a_waiting_job_whose_definition_is_deleted_runs_as_recorded() {
+    // No instance: `train` (a GPU, EC2 only) waits for capacity.
+    let stack = Stack::new(0).await;
+    let driver = stack.driver();
+    let ids = stack
+        .send(&[r#"{"job_id":"orphan","definition":"train"}"#])
+        .await;
+    let first = stack.receive().await;
+    let handles: Vec<String> = first
+        .iter()
+        .filter_map(|m| m.receipt_handle.clone())
+        .collect();
+    assert_eq!(stack.deliver(&driver, first).await, ids);
+    assert_eq!(
+        stack.record("orphan").await.status,
+        JobStatus::WaitingForCapacity
+    );
+
+    delete_definition(&stack, "train").await;
+    let again = redelivered(&stack, &handles).await;
+    assert_eq!(again.len(), 1);
+    let handles: Vec<String> = again
+        .iter()
+        .filter_map(|m| m.receipt_handle.clone())
+        .collect();
+    assert_eq!(
+        stack.deliver(&driver, again).await,
+        ids,
+        "still waiting: the message stays"
+    );
+    let r = stack.record("orphan").await;
+    assert_eq!(
+        (r.status, r.waits, r.launch),
+        (JobStatus::WaitingForCapacity, 2, 2),
+        "{r:?}"
+    );
+
+    // Room appears: the job runs as it was recorded.
+    stack.aws.add_container_instance(CLUSTER).await;
+    let last = redelivered(&stack, &handles).await;
+    assert!(stack.deliver(&driver, last).await.is_empty());
+    let r = stack.record("orphan").await;
+    assert_eq!(
+        (r.status, r.route, r.attempts),
+        (JobStatus::Dispatched, Some(Route::Ec2), 1),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_waiting_job_whose_definition_is_edited_runs_as_recorded() {
+    let stack = Stack::new(0).await;
+    let driver = stack.driver();
+    let ids = stack
+        .send(&[r#"{"job_id":"edited","definition":"train"}"#])
+        .await;
+    let first = stack.receive().await;
+    let handles: Vec<String> = first
+        .iter()
+        .filter_map(|m| m.receipt_handle.clone())
+        .collect();
+    assert_eq!(stack.deliver(&driver, first).await, ids);
+
+    // Edited so that its jobs would now run on Fargate (no GPU): this job
+    // was recorded with a GPU, EC2 only, and still waits for EC2.
+    let edited = berth_core::JobDefinition {
+        gpu: 0,
+        fargate: true,
+        ..train()
+    };
+    stack.definitions().put(&edited).await.unwrap();
+    let again = redelivered(&stack, &handles).await;
+    assert_eq!(stack.deliver(&driver, again).await, ids);
+    let r = stack.record("edited").await;
+    assert_eq!(
+        (r.status, r.waits),
+        (JobStatus::WaitingForCapacity, 2),
+        "{r:?}"
+    );
+    assert_eq!(r.job.map(|j| j.gpu), Some(1), "as recorded");
+}
+
+/// A driver stopped after recording the job and before launching it; the
+/// definition is deleted before the message comes back. The job still runs.
+#[tokio::test]
+async fn an_accepted_job_left_by_a_stopped_driver_runs_after_its_definition_goes() {
+    let stack = Stack::new(1).await;
+    stack
+        .send(&[r#"{"job_id":"left","definition":"render"}"#])
+        .await;
+    let records = stack.receive().await;
+    let no_lease = Tuning {
+        claim_lease: std::time::Duration::ZERO,
+        ..Tuning::default()
+    };
+    let crashed = Driver::new(
+        &stack.settings,
+        &stack.aws.clients_stopping_before("RunTask"),
+        no_lease.clone(),
+    );
+    assert!(
+        crashed.handle_batch(records.clone()).await[0]
+            .outcome
+            .redeliver()
+    );
+    assert_eq!(stack.record("left").await.status, JobStatus::Accepted);
+
+    delete_definition(&stack, "render").await;
+    let driver = Driver::new(&stack.settings, stack.clients(), no_lease);
+    let again = driver.handle_batch(records).await;
+    assert!(
+        matches!(again[0].outcome, Outcome::Dispatched { .. }),
+        "{again:?}"
+    );
+    assert_eq!(stack.record("left").await.status, JobStatus::Dispatched);
+    assert_eq!(stack.task_count().await, 1);
+}
