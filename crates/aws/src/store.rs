@@ -504,6 +504,32 @@ impl JobStore {
             .await
     }
 
+    /// Marks the record of `job_id` changed now, while it is in `status` at
+    /// `launch` (the sweep, having put back the message of a job whose
+    /// message was lost, so that it waits as long again before the next).
+    pub async fn touch(
+        &self,
+        job_id: &str,
+        status: JobStatus,
+        launch: LaunchNumber,
+        now_ms: i64,
+    ) -> Result<Changed, AwsError> {
+        let req = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::JOB_ID, s(job_id))
+            .update_expression("SET #updated = :now")
+            .condition_expression("#status = :status AND #launch = :launch")
+            .expression_attribute_names("#updated", attr::UPDATED_AT)
+            .expression_attribute_names("#status", attr::STATUS)
+            .expression_attribute_names("#launch", attr::LAUNCH)
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":status", s(status.as_str()))
+            .expression_attribute_values(":launch", n(launch));
+        self.conditional_update(req).await
+    }
+
     /// Up to `limit` jobs in `status`, the most recently changed first.
     pub async fn in_status(
         &self,

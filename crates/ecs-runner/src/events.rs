@@ -87,6 +87,12 @@ pub async fn handle(
                     &[("JobsEnded", sweep.timed_out.len() as f64)],
                 );
             }
+            for job_id in &sweep.requeued {
+                tracing::warn!(
+                    job_id,
+                    "waiting to launch and quiet for too long: its message was lost and is put back"
+                );
+            }
             for (job_id, error) in &sweep.errors {
                 tracing::warn!(
                     job_id,
@@ -97,12 +103,14 @@ pub async fn handle(
             tracing::info!(
                 reconciled = sweep.reconciled.len(),
                 timed_out = sweep.timed_out.len(),
+                requeued = sweep.requeued.len(),
                 errors = sweep.errors.len(),
                 "sweep"
             );
             Ok(json!({
                 "reconciled": reconciled,
                 "timed_out": sweep.timed_out,
+                "requeued": sweep.requeued,
                 "errors": sweep.errors.len(),
             }))
         }

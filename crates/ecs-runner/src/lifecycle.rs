@@ -45,6 +45,14 @@ pub const LAMBDA_REPORT_GRACE: Duration = Duration::from_secs(120);
 /// was until its deadline.
 pub const EVENT_GRACE: Duration = Duration::from_secs(60);
 
+/// How long a job waiting to launch (`ACCEPTED`, `WAITING_FOR_CAPACITY`)
+/// may stay unchanged before the sweep takes its message for lost: longer
+/// than any wait berth sets before the message comes back (the capacity
+/// backoff's 15 minutes; a retry's, a re-queue's delay and the launch claim's
+/// lease are shorter), with five minutes to spare.
+pub const STRANDED_AFTER: Duration =
+    Duration::from_secs(berth_core::launch::CAPACITY_BACKOFF_MAX_SECONDS as u64 + 300);
+
 /// The `detail` of an "EC2 Spot Instance Interruption Warning".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -88,6 +96,9 @@ pub struct Sweep {
     pub timed_out: Vec<String>,
     /// Jobs whose timeout could not be enforced this time, with the error.
     pub errors: Vec<(String, String)>,
+    /// Jobs waiting to launch whose message was lost: a message was put
+    /// back for each.
+    pub requeued: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +108,7 @@ pub struct Lifecycle {
     queue: JobQueue,
     policy: Policy,
     event_grace: Duration,
+    stranded_after: Duration,
 }
 
 impl Lifecycle {
@@ -110,6 +122,7 @@ impl Lifecycle {
                 ..Policy::default()
             },
             event_grace: EVENT_GRACE,
+            stranded_after: STRANDED_AFTER,
         }
     }
 
@@ -139,6 +152,13 @@ impl Lifecycle {
     /// asks ECS about its task (default [`EVENT_GRACE`]).
     pub fn with_event_grace(mut self, grace: Duration) -> Self {
         self.event_grace = grace;
+        self
+    }
+
+    /// Sets how long a job waiting to launch stays quiet before the sweep
+    /// takes its message for lost (default [`STRANDED_AFTER`]).
+    pub fn with_stranded_after(mut self, quiet: Duration) -> Self {
+        self.stranded_after = quiet;
         self
     }
 
@@ -290,7 +310,41 @@ impl Lifecycle {
                 Err(e) => sweep.errors.push((job.job_id, e.to_string())),
             }
         }
+        self.requeue_stranded(now, &mut sweep).await?;
         Ok(sweep)
+    }
+
+    /// Puts back the message of each job waiting to launch (`ACCEPTED`,
+    /// `WAITING_FOR_CAPACITY`) that has been quiet for longer than any
+    /// backoff allows: its message was lost (a re-queue that failed, a
+    /// message deleted). The launch claim makes a message that was not lost
+    /// after all harmless.
+    async fn requeue_stranded(&self, now: i64, sweep: &mut Sweep) -> Result<(), AwsError> {
+        let quiet = i64::try_from(self.stranded_after.as_millis()).unwrap_or(i64::MAX);
+        for status in [JobStatus::Accepted, JobStatus::WaitingForCapacity] {
+            for job in self.store.in_status(status, usize::MAX).await? {
+                if job.updated_at.is_none_or(|t| t > now.saturating_sub(quiet)) {
+                    continue;
+                }
+                let definition = job.definition.as_deref().unwrap_or_default();
+                let sent = self
+                    .queue
+                    .requeue(&job.job_id, definition, job.launch, 0)
+                    .await;
+                match sent {
+                    Ok(()) => {
+                        // It waits as long again before another.
+                        let touched = self.store.touch(&job.job_id, status, job.launch, now).await;
+                        if let Err(e) = touched {
+                            sweep.errors.push((job.job_id.clone(), e.to_string()));
+                        }
+                        sweep.requeued.push(job.job_id);
+                    }
+                    Err(e) => sweep.errors.push((job.job_id, e.to_string())),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The tasks of the `launched` ECS jobs whose records have not changed

@@ -287,10 +287,22 @@ impl Runtime {
                 // The driver made this launch and has not recorded it yet.
                 JobStatus::Accepted
                     if record.launch == task.launch
+                        && record.claimed_at.is_some()
                         && waited_since.elapsed() < self.dispatch_wait =>
                 {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                // This launch ran and ended, and went back to the queue for
+                // its next attempt, whose message was never sent (this is
+                // Lambda's retry of the invocation that failed to send it).
+                JobStatus::Accepted if record.launch == task.launch => {
+                    if let Some(queue) = &self.queue {
+                        operations::requeue(queue, &record, task.launch).await?;
+                    }
+                    return Ok(Err(Ran::Skipped {
+                        status: Some(JobStatus::Accepted),
+                    }));
                 }
                 status => {
                     return Ok(Err(Ran::Skipped {

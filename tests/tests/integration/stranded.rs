@@ -160,3 +160,86 @@ async fn an_accepted_job_left_by_a_stopped_driver_runs_after_its_definition_goes
     assert_eq!(stack.record("left").await.status, JobStatus::Dispatched);
     assert_eq!(stack.task_count().await, 1);
 }
+
+/// Jobs whose message is gone while they wait to launch (a driver stopped
+/// after recording one, then its message deleted; a waiting job's message
+/// deleted): once quiet longer than any backoff allows, the sweep puts a
+/// message back, and the job runs.
+#[tokio::test]
+async fn the_sweep_puts_back_the_message_of_a_job_left_waiting_to_launch() {
+    let stack = Stack::new(0).await;
+    stack
+        .send(&[
+            r#"{"job_id":"lost-accepted","definition":"render"}"#,
+            r#"{"job_id":"lost-waiting","definition":"train"}"#,
+        ])
+        .await;
+    let records = stack.receive().await;
+    let (accepted, waiting): (Vec<_>, Vec<_>) = records.into_iter().partition(|m| {
+        m.body
+            .as_deref()
+            .is_some_and(|b| b.contains("lost-accepted"))
+    });
+    let crashed = Driver::new(
+        &stack.settings,
+        &stack.aws.clients_stopping_before("RunTask"),
+        Tuning::default(),
+    );
+    crashed.handle_batch(accepted.clone()).await;
+    stack.driver().handle_batch(waiting.clone()).await;
+    assert_eq!(
+        stack.record("lost-accepted").await.status,
+        JobStatus::Accepted
+    );
+    assert_eq!(
+        stack.record("lost-waiting").await.status,
+        JobStatus::WaitingForCapacity
+    );
+    // Both messages are lost.
+    for m in accepted.iter().chain(&waiting) {
+        stack
+            .clients()
+            .sqs
+            .delete_message()
+            .queue_url(&stack.queue_url)
+            .receipt_handle(m.receipt_handle.clone().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    // Not yet: they have not been quiet for long.
+    let life = stack.lifecycle();
+    assert!(life.sweep().await.unwrap().requeued.is_empty());
+    let mut requeued = life
+        .with_stranded_after(std::time::Duration::ZERO)
+        .sweep()
+        .await
+        .unwrap()
+        .requeued;
+    requeued.sort();
+    assert_eq!(requeued, ["lost-accepted", "lost-waiting"]);
+
+    stack.aws.add_container_instance(CLUSTER).await;
+    let again = stack.receive().await;
+    assert_eq!(again.len(), 2);
+    assert!(
+        stack
+            .deliver(
+                &Driver::new(
+                    &stack.settings,
+                    stack.clients(),
+                    Tuning {
+                        claim_lease: std::time::Duration::ZERO,
+                        ..Tuning::default()
+                    }
+                ),
+                again
+            )
+            .await
+            .is_empty()
+    );
+    for id in ["lost-accepted", "lost-waiting"] {
+        assert_eq!(stack.record(id).await.status, JobStatus::Dispatched, "{id}");
+    }
+}

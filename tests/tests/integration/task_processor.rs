@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use berth_aws::JobQueue;
 use berth_aws::store::{Change, Created};
 use berth_core::launch::LambdaTask;
 use berth_core::{JobStatus, Route, job, resolve};
@@ -271,6 +272,61 @@ async fn lost_answers_to_taking_and_ending_the_launch_still_run_the_job_once() {
         Ran::Skipped {
             status: Some(JobStatus::Succeeded)
         }
+    );
+    let ran_times = std::fs::read_to_string(&runs).unwrap().lines().count();
+    let _ = std::fs::remove_file(&runs);
+    assert_eq!(ran_times, 1);
+}
+
+/// The job failed and went back to `ACCEPTED` for its next attempt, but the
+/// queue refused that attempt's message: the invocation fails, and Lambda's
+/// retry of it (the same request id) sends the message and runs nothing.
+#[tokio::test]
+async fn a_retried_invocation_sends_the_next_attempt_whose_message_was_lost() {
+    let stack = Stack::new(0).await;
+    let runs = std::env::temp_dir().join(format!("berth-lost-requeue-{}", stack.aws.id));
+    let task = dispatched(
+        &stack,
+        &format!(
+            r#"{{"job_id":"l-requeue","definition":"render","max_attempts":2,"command":["sh","-c","echo run >> {}; exit 1"]}}"#,
+            runs.display()
+        ),
+    )
+    .await;
+    let refusing = stack.aws.clients_stopping_before("SendMessage");
+    let rt = Runtime::new(
+        stack.store(),
+        Some(JobQueue::new(refusing.sqs.clone(), &stack.queue_url)),
+        None,
+    );
+    assert!(rt.run(&task, "req-rq", far()).await.is_err());
+    let r = stack.record("l-requeue").await;
+    assert_eq!(
+        (r.status, r.failures, r.claimed_at),
+        (JobStatus::Accepted, 1, None)
+    );
+    assert!(stack.receive().await.is_empty(), "no next attempt queued");
+
+    let mut rt = Runtime::new(
+        stack.store(),
+        Some(JobQueue::new(stack.clients().sqs.clone(), &stack.queue_url)),
+        None,
+    );
+    rt.dispatch_wait = Duration::from_secs(1);
+    assert_eq!(
+        rt.run(&task, "req-rq", far()).await.unwrap(),
+        Ran::Skipped {
+            status: Some(JobStatus::Accepted)
+        }
+    );
+    let queued = stack.receive().await;
+    assert_eq!(queued.len(), 1, "the next attempt is queued");
+    assert_eq!(
+        queued[0]
+            .message_attributes
+            .get(berth_aws::queue::RELAUNCH_ATTRIBUTE)
+            .and_then(|a| a.string_value.as_deref()),
+        Some("1")
     );
     let ran_times = std::fs::read_to_string(&runs).unwrap().lines().count();
     let _ = std::fs::remove_file(&runs);

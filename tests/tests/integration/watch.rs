@@ -142,7 +142,7 @@ async fn the_functions_handle_their_samples_under_cargo_lambda_watch() {
     );
     // The others, as they are: tasks of another account's cluster are
     // ignored, the warning names no instance of this cluster, and the sweep
-    // finds no lost event and nothing past its deadline.
+    // finds no lost event, nothing past its deadline and no lost message.
     for sample in [
         "ecs-runner-task-stopped-failed",
         "ecs-runner-task-stopped-spot",
@@ -162,7 +162,7 @@ async fn the_functions_handle_their_samples_under_cargo_lambda_watch() {
     let answer = watch.invoke_file("berth-ecs-runner", "events/ecs-runner-schedule.json");
     assert_eq!(
         answer,
-        serde_json::json!({ "reconciled": [], "timed_out": [], "errors": 0 })
+        serde_json::json!({ "reconciled": [], "timed_out": [], "requeued": [], "errors": 0 })
     );
 
     // The capacity metric on its schedule sample: two instances holding 3
