@@ -80,11 +80,12 @@ pub enum LaunchError {
 }
 
 impl LaunchError {
-    /// Splits a failed AWS call into retryable and permanent. Access denied
-    /// counts as retryable: it is fixed in IAM, and the job must survive
-    /// until then.
+    /// Splits a failed AWS call into retryable (throttling, 5xx, lost
+    /// connections) and permanent: an invalid request, a missing task
+    /// definition, access denied (the driver may not run what the
+    /// definition names) stay so however often they are tried.
     pub fn from_aws(err: AwsError) -> Self {
-        if err.retryable || err.is_code("AccessDeniedException") {
+        if err.retryable {
             Self::Retryable(err)
         } else {
             Self::Permanent(err.to_string())

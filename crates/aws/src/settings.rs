@@ -20,6 +20,7 @@ pub const INSTANCE_TYPES: &str = "BERTH_INSTANCE_TYPES";
 pub const SCALE_IN_AFTER_SECONDS: &str = "BERTH_SCALE_IN_AFTER_SECONDS";
 pub const HEADROOM: &str = "BERTH_HEADROOM";
 pub const MAX_INTERRUPTIONS: &str = "BERTH_MAX_INTERRUPTIONS";
+pub const MAX_RECEIVES: &str = "BERTH_MAX_RECEIVES";
 
 pub use berth_core::stop::DEFAULT_MAX_INTERRUPTIONS;
 
@@ -37,6 +38,9 @@ pub struct Settings {
     /// How many times a job interrupted by the infrastructure (Spot
     /// reclaim, host lost) is re-dispatched before it fails.
     pub max_interruptions: u32,
+    /// The job queue's redrive `maxReceiveCount`: at that receive the driver
+    /// ends a job it could not launch, before the redrive moves its message.
+    pub max_receives: Option<u32>,
     /// Configured largest container; `None`: derive it from the definitions.
     pub largest: Option<LargestContainer>,
     /// The scaler's settings, when the cluster has an Auto Scaling group.
@@ -155,6 +159,7 @@ impl Settings {
             fargate_security_groups: list(FARGATE_SECURITY_GROUPS),
             fargate_spot,
             max_interruptions: number(MAX_INTERRUPTIONS)?.unwrap_or(DEFAULT_MAX_INTERRUPTIONS),
+            max_receives: number(MAX_RECEIVES)?,
             largest,
         })
     }

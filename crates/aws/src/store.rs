@@ -504,6 +504,40 @@ impl JobStore {
             .await
     }
 
+    /// Ends the claim on launch `launch` of `job_id`, still `ACCEPTED`, at
+    /// once, with `reason`: the launch failed in a way another try may not
+    /// (a throttled RunTask). The next delivery takes the launch over as it
+    /// would after the claim's lease (it looks for the launch's task first)
+    /// instead of waiting the lease out.
+    pub async fn expire_claim(
+        &self,
+        job_id: &str,
+        launch: LaunchNumber,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Changed, AwsError> {
+        let req = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::JOB_ID, s(job_id))
+            .update_expression("SET #reason = :reason, #updated = :now, #claimed = :expired")
+            .condition_expression(
+                "#status = :accepted AND #launch = :launch AND attribute_exists(#claimed)",
+            )
+            .expression_attribute_names("#reason", attr::REASON)
+            .expression_attribute_names("#updated", attr::UPDATED_AT)
+            .expression_attribute_names("#claimed", attr::CLAIMED_AT)
+            .expression_attribute_names("#status", attr::STATUS)
+            .expression_attribute_names("#launch", attr::LAUNCH)
+            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":expired", n(0))
+            .expression_attribute_values(":accepted", s(JobStatus::Accepted.as_str()))
+            .expression_attribute_values(":launch", n(launch));
+        self.conditional_update(req).await
+    }
+
     /// Marks the record of `job_id` changed now, while it is in `status` at
     /// `launch` (the sweep, having put back the message of a job whose
     /// message was lost, so that it waits as long again before the next).

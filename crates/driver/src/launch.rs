@@ -421,9 +421,19 @@ impl Driver {
         error: LaunchError,
     ) -> Outcome {
         match error {
-            LaunchError::Retryable(e) => Outcome::LaunchRetry {
-                reason: e.to_string(),
-            },
+            LaunchError::Retryable(e) => {
+                // The next delivery takes the launch over at once (looking
+                // for its task first, should ECS have started one after all).
+                let reason = format!("launch {launch}: {e}");
+                let expired = self
+                    .store
+                    .expire_claim(&job.job_id, launch, &reason, now_ms())
+                    .await;
+                if let Err(e) = expired {
+                    tracing::warn!(job_id = job.job_id, error = %e, "launch claim kept until its lease ends");
+                }
+                Outcome::LaunchRetry { reason }
+            }
             LaunchError::Permanent(reason) => self.fail(job, launch, reason).await,
         }
     }

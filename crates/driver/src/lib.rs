@@ -19,6 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use berth_aws::store::{Change, Changed, now_ms};
 use berth_aws::{
     Clients, DeadLetters, Definitions, EcsCluster, JobQueue, JobStore, LambdaLauncher, Settings,
     metrics,
@@ -69,6 +70,9 @@ pub struct Driver {
     /// How an attempt's end is settled, for a launch taken over whose task
     /// had already stopped.
     pub policy: Policy,
+    /// The job queue's redrive `maxReceiveCount` (`BERTH_MAX_RECEIVES`): a
+    /// job still not launched at that receive ends `FAILED`.
+    pub max_receives: Option<u32>,
     pub tuning: Tuning,
 }
 
@@ -177,6 +181,7 @@ impl Driver {
                 max_interruptions: settings.max_interruptions,
                 ..Policy::default()
             },
+            max_receives: settings.max_receives,
             tuning,
         }
     }
@@ -235,8 +240,15 @@ impl Driver {
                     }
                     (Ok(job), Err(e)) => (Some(job.job_id), Outcome::retry(e)),
                 };
+                let receives = receive_count(&message);
+                let outcome = match (&job_id, self.max_receives) {
+                    (Some(job_id), Some(max)) if outcome.redeliver() && receives >= max => {
+                        self.give_up(job_id, receives, outcome).await
+                    }
+                    _ => outcome,
+                };
                 if let Outcome::Retry { .. } | Outcome::LaunchRetry { .. } = outcome {
-                    let backoff = retry_backoff_seconds(receive_count(&message));
+                    let backoff = retry_backoff_seconds(receives);
                     self.set_visibility(&message, Duration::from_secs(u64::from(backoff)))
                         .await;
                 }
@@ -250,6 +262,47 @@ impl Driver {
             .buffer_unordered(self.tuning.concurrency.max(1))
             .collect()
             .await
+    }
+
+    /// The job's message is at the queue's last receive and would come back
+    /// once more (waiting, or a retryable error): after it the redrive moves
+    /// it to the dead-letter queue. A job not yet launched ends `FAILED`
+    /// with the reason now, so no record is left behind a dead letter.
+    async fn give_up(&self, job_id: &str, receives: u32, outcome: Outcome) -> Outcome {
+        let why = match &outcome {
+            Outcome::Waiting { reason, .. }
+            | Outcome::Retry { reason }
+            | Outcome::LaunchRetry { reason } => reason.clone(),
+            _ => return outcome,
+        };
+        let record = match self.store.get(job_id).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return outcome,
+            Err(e) => return Outcome::retry(e),
+        };
+        if !matches!(
+            record.status,
+            JobStatus::Accepted | JobStatus::WaitingForCapacity
+        ) {
+            return outcome;
+        }
+        let reason =
+            format!("not launched after {receives} deliveries, the job queue's last: {why}");
+        let change = Change {
+            reason: Some(reason.clone()),
+            expect_launch: Some(record.launch),
+            ..Change::default()
+        };
+        match self
+            .store
+            .transition(job_id, JobStatus::Failed, change, now_ms())
+            .await
+        {
+            Ok(Changed::Applied) => Outcome::Failed { reason },
+            // It moved on meanwhile: as it was.
+            Ok(Changed::Refused(_)) => outcome,
+            Err(e) => Outcome::retry(e),
+        }
     }
 
     /// Sets when the message comes back; without the queue the queue's own

@@ -8,7 +8,7 @@
 use aws_sdk_sqs::types::QueueAttributeName;
 use berth_aws::settings::{
     CLUSTER, DEFINITIONS_TABLE, DLQ_URL, FARGATE_SECURITY_GROUPS, FARGATE_SUBNETS, INSTANCE_GROUP,
-    INSTANCE_TYPES, JOBS_TABLE, QUEUE_URL, SCALE_IN_AFTER_SECONDS,
+    INSTANCE_TYPES, JOBS_TABLE, MAX_RECEIVES, QUEUE_URL, SCALE_IN_AFTER_SECONDS,
 };
 use berth_aws::{Clients, Settings};
 
@@ -132,6 +132,9 @@ impl Deployment {
                 groups.first().cloned().unwrap_or_default(),
             ),
         ];
+        if let Some(max) = options.max_receives {
+            vars.push((MAX_RECEIVES, max.to_string()));
+        }
         if let Instances::Group { scale_in_after, .. } = options.instances {
             vars.extend([
                 (INSTANCE_GROUP, crate::fleet::GROUP.to_owned()),

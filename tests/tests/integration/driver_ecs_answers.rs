@@ -237,3 +237,77 @@ async fn a_missing_task_definition_fails_the_job_with_the_reason() {
     );
     assert_eq!(missing.num_calls(), 1, "no retry of a permanent error");
 }
+
+/// The driver's role may not run this task definition (a definition naming
+/// one outside the allowed prefix): no retry fixes that, so the job fails at
+/// once with the reason, instead of coming back until the redrive.
+#[tokio::test]
+async fn access_denied_fails_the_job_at_once_with_the_reason() {
+    let stack = Stack::new(0).await;
+    let denied = mock!(aws_sdk_ecs::Client::run_task).then_http_response(|| {
+        ecs_error(
+            400,
+            "AccessDeniedException",
+            "User is not authorized to perform: ecs:RunTask on resource: other-render",
+        )
+    });
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&denied]);
+    stack
+        .send(&[r#"{"job_id":"denied","definition":"render"}"#])
+        .await;
+    let failed = stack
+        .deliver(&driver_with(&stack, ecs), stack.receive().await)
+        .await;
+    assert!(failed.is_empty(), "not retried");
+    let r = stack.record("denied").await;
+    assert_eq!(r.status, JobStatus::Failed);
+    assert!(
+        r.reason.as_deref().unwrap().contains("not authorized"),
+        "{:?}",
+        r.reason
+    );
+}
+
+/// A launch that keeps hitting a retryable error until the queue's last
+/// receive (`BERTH_MAX_RECEIVES`): the job ends `FAILED` with the reason
+/// then, and its message is deleted, so no record is left behind a dead
+/// letter.
+#[tokio::test]
+async fn the_last_receive_ends_the_job_with_its_reason() {
+    let stack = Stack::new(0).await;
+    let broken = mock!(aws_sdk_ecs::Client::run_task)
+        .then_http_response(|| ecs_error(500, "ServerException", "internal error"));
+    // The second delivery looks for the first launch's task: none started.
+    let none = mock!(aws_sdk_ecs::Client::list_tasks)
+        .then_output(|| aws_sdk_ecs::operation::list_tasks::ListTasksOutput::builder().build());
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&broken, &none]);
+    let driver = Driver {
+        max_receives: Some(2),
+        ..driver_with(&stack, ecs)
+    };
+    let ids = stack
+        .send(&[r#"{"job_id":"doomed","definition":"render"}"#])
+        .await;
+    let first = stack.receive().await;
+    let handle = first[0].receipt_handle.clone().unwrap();
+    assert_eq!(stack.deliver(&driver, first).await, ids, "retried once");
+    stack
+        .clients()
+        .sqs
+        .change_message_visibility()
+        .queue_url(&stack.queue_url)
+        .receipt_handle(handle)
+        .visibility_timeout(0)
+        .send()
+        .await
+        .unwrap();
+    let last = stack.receive().await;
+    assert!(stack.deliver(&driver, last).await.is_empty(), "not again");
+    let r = stack.record("doomed").await;
+    assert_eq!(r.status, JobStatus::Failed, "{r:?}");
+    let reason = r.reason.unwrap();
+    assert!(
+        reason.contains("2 deliveries") && reason.contains("internal error"),
+        "{reason}"
+    );
+}

@@ -199,3 +199,19 @@ fn the_simulator_models_the_template_as_deployed() {
     assert!(text.contains("Schedule: rate(1 minute)"));
     assert_eq!(f::CAPACITY_METRIC_PERIOD_SECONDS.value, 60.0);
 }
+
+#[test]
+fn the_driver_knows_the_job_queue_s_last_receive() {
+    let text = template();
+    let after = |marker: &str| {
+        let rest = text
+            .split_once(marker)
+            .unwrap_or_else(|| panic!("no {marker}"))
+            .1;
+        rest.split_whitespace().next().unwrap().to_owned()
+    };
+    assert_eq!(
+        after("maxReceiveCount:"),
+        after(&format!("{}:", berth_aws::settings::MAX_RECEIVES))
+    );
+}
