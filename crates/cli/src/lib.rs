@@ -97,6 +97,21 @@ impl Submission {
     }
 }
 
+/// `body` with a `job_id` of its own: a new random one (a UUID) when it is a
+/// JSON object that names none; otherwise as it is.
+fn with_job_id(body: String) -> String {
+    match serde_json::from_str::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Object(mut job))
+            if job.get("job_id").is_none_or(serde_json::Value::is_null) =>
+        {
+            let id = uuid::Uuid::new_v4().to_string();
+            job.insert("job_id".into(), id.into());
+            serde_json::Value::Object(job).to_string()
+        }
+        _ => body,
+    }
+}
+
 /// The CLI's view of a deployment.
 #[derive(Debug, Clone)]
 pub struct Berth {
@@ -121,12 +136,14 @@ impl Berth {
     }
 
     /// Checks the job as the driver will (the message, and that its
-    /// definition is registered), sends it, and returns its job id.
+    /// definition is registered), sends it, and returns its job id. A job
+    /// that names no id is given one here, before it is sent, so that a
+    /// message the SDK sends twice (its first answer lost) is one job.
     pub async fn submit(&self, submission: &Submission) -> Result<String, CliError> {
-        let body = submission.message()?;
-        // The message id is not known before sending; a placeholder stands
-        // in for it while checking.
-        let request = job::parse(&body, "pending").map_err(|e| CliError::Input(e.to_string()))?;
+        let body = with_job_id(submission.message()?);
+        // The body names its job id now; the message id, unknown before
+        // sending, is never used for it.
+        let request = job::parse(&body, "unsent").map_err(|e| CliError::Input(e.to_string()))?;
         let found = self
             .definitions()
             .get_many(&[request.definition.as_str()])
@@ -142,13 +159,10 @@ impl Berth {
             .queue_url
             .as_ref()
             .ok_or_else(|| CliError::Input("BERTH_QUEUE_URL is not set".into()))?;
-        let message_id = JobQueue::new(self.clients.sqs.clone(), queue)
+        JobQueue::new(self.clients.sqs.clone(), queue)
             .submit(&body)
             .await?;
-        let named = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("job_id").and_then(|id| id.as_str()).map(String::from));
-        Ok(named.or(message_id).unwrap_or_default())
+        Ok(request.job_id)
     }
 
     /// The records of `job_ids`, in that order; `None` for a job not yet

@@ -25,7 +25,7 @@ async fn submit_status_list_and_cancel() {
         ..Submission::default()
     };
     assert_eq!(cli.submit(&submission).await.unwrap(), "cli-1");
-    // Without a job id, the job is known by its message id.
+    // Without a job id, the CLI gives the job one.
     let anonymous = cli
         .submit(&Submission {
             definition: Some("render".into()),
@@ -357,4 +357,29 @@ async fn watch_a_job_of_a_stack_named_by_its_outputs() {
     // With no job named, nothing is left to watch.
     let (code, stdout, _) = berth(&["--stack", "berth-app", "watch"]);
     assert_eq!((code, stdout.trim()), (0, "no job is running or waiting"));
+}
+
+/// Without `--job-id` the CLI makes the job's id before sending it: when
+/// SendMessage's answer is lost and the SDK sends the message again, both
+/// copies name one job, and it runs once.
+#[tokio::test]
+async fn a_submission_sent_twice_by_a_retry_is_one_job() {
+    let stack = Stack::new(1).await;
+    let lossy = Berth::new(
+        stack.settings.clone(),
+        stack.aws.clients_losing_answers("SendMessage", 1),
+    );
+    let id = lossy
+        .submit(&Submission {
+            definition: Some("render".into()),
+            ..Submission::default()
+        })
+        .await
+        .unwrap();
+    let records = stack.receive().await;
+    assert_eq!(records.len(), 2, "the SDK sent it again");
+    assert!(stack.deliver(&stack.driver(), records).await.is_empty());
+    let r = stack.record(&id).await;
+    assert_eq!((r.status, r.attempts), (JobStatus::Dispatched, 1), "{r:?}");
+    assert_eq!(stack.task_count().await, 1, "one job, launched once");
 }
