@@ -80,6 +80,34 @@ pub const CAPACITY_BACKOFF_MAX_SECONDS: u32 = 900;
 /// day's work that cannot be placed is reported the same day.
 pub const MAX_CAPACITY_WAIT_SECONDS: u32 = 6 * 3600;
 
+/// How long an ECS task may take from its launch to RUNNING (placement,
+/// provisioning, image pull) on top of the job's timeout, which counts from
+/// RUNNING.
+pub const ECS_START_ALLOWANCE_SECONDS: u32 = 1800;
+
+/// How long a Lambda-route job's invocation may wait in Lambda's queue of
+/// asynchronous invocations before it runs: Lambda's longest (and default)
+/// maximum event age, six hours.
+pub const LAMBDA_START_ALLOWANCE_SECONDS: u32 = 6 * 3600;
+
+/// How often the Lambda task runtime says it is still running a job.
+pub const LAMBDA_HEARTBEAT_SECONDS: u32 = 60;
+
+/// A Lambda-route job not heard of for this long is taken for dead with its
+/// sandbox (out of memory, a crash): three missed heartbeats.
+pub const LAMBDA_SILENCE_SECONDS: u32 = 3 * LAMBDA_HEARTBEAT_SECONDS;
+
+/// The deadline (epoch seconds) of a job launched on `route` at `now`
+/// (epoch seconds) that has not started yet: its start allowance, then its
+/// timeout. Once it runs, its deadline is its start plus its timeout.
+pub fn start_deadline(route: crate::Route, timeout_seconds: u32, now: i64) -> i64 {
+    let allowance = match route {
+        crate::Route::Lambda => LAMBDA_START_ALLOWANCE_SECONDS,
+        crate::Route::Ec2 | crate::Route::Fargate => ECS_START_ALLOWANCE_SECONDS,
+    };
+    now + i64::from(allowance) + i64::from(timeout_seconds)
+}
+
 /// How long a job waits before its `waits`-th retry for capacity (0 for the
 /// first): doubling from 30 s up to 15 minutes.
 pub fn capacity_backoff_seconds(waits: u32) -> u32 {

@@ -345,7 +345,12 @@ impl Driver {
             request_id,
             add_attempt: true,
             expect_launch: Some(launch),
-            deadline: Some(now / 1000 + i64::from(job.timeout_seconds)),
+            // Its time counts from its start: until then, its start allowance.
+            deadline: Some(launch::start_deadline(
+                route,
+                job.timeout_seconds,
+                now / 1000,
+            )),
             ..Change::default()
         };
         match self

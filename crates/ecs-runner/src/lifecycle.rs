@@ -28,8 +28,8 @@ use berth_aws::{AwsError, Clients, EcsCluster, JobQueue, JobStore, Settings, Set
 use berth_core::attempt::{
     self, Attempt, Ending, OnRunning, OnStopped, Policy, Settlement, Standing,
 };
-use berth_core::launch::{LaunchNumber, parse_started_by};
-use berth_core::stop::TIMED_OUT_REASON;
+use berth_core::launch::{self, LaunchNumber, parse_started_by};
+use berth_core::stop::{StopOutcome, TIMED_OUT_REASON};
 use berth_core::{JobStatus, Route};
 use serde::{Deserialize, Serialize};
 
@@ -298,6 +298,7 @@ impl Lifecycle {
         let now = now_ms();
         let mut sweep = Sweep::default();
         self.reconcile(&launched, now, &mut sweep).await;
+        self.silent_lambda_runs(&launched, now, &mut sweep).await;
         for job in launched {
             let past_deadline = job.deadline.is_some_and(|d| d < now / 1000);
             let reconciled = sweep.reconciled.iter().any(|(id, _)| *id == job.job_id);
@@ -394,18 +395,92 @@ impl Lifecycle {
         }
     }
 
+    /// Lambda-route jobs `RUNNING` whose task runtime has not been heard of
+    /// for [`launch::LAMBDA_SILENCE_SECONDS`] (it touches the record every
+    /// [`launch::LAMBDA_HEARTBEAT_SECONDS`]): the sandbox died with the job
+    /// (out of memory, a crash). The attempt ends as a failure of the job,
+    /// and `max_attempts` decides what follows.
+    async fn silent_lambda_runs(&self, launched: &[JobSummary], now: i64, sweep: &mut Sweep) {
+        let silence = i64::from(launch::LAMBDA_SILENCE_SECONDS) * 1000;
+        let silent = launched.iter().filter(|j| {
+            j.route == Some(Route::Lambda)
+                && j.status == JobStatus::Running
+                && j.updated_at
+                    .is_some_and(|t| t < now.saturating_sub(silence))
+        });
+        for job in silent {
+            let ended = match self.store.get(&job.job_id).await {
+                Ok(Some(record)) => self.sandbox_died(&record, now).await,
+                Ok(None) => continue,
+                Err(e) => Err(e),
+            };
+            match ended {
+                Ok(action @ (TaskAction::Ended { .. } | TaskAction::Requeued { .. })) => {
+                    sweep.reconciled.push((job.job_id.clone(), action));
+                }
+                Ok(_) => {}
+                Err(e) => sweep.errors.push((job.job_id.clone(), e.to_string())),
+            }
+        }
+    }
+
+    async fn sandbox_died(&self, record: &JobRecord, now: i64) -> Result<TaskAction, AwsError> {
+        let reason = format!(
+            "the task function's sandbox ended before the job did (out of memory, or a crash): no word from it for {} s",
+            launch::LAMBDA_SILENCE_SECONDS
+        );
+        let attempt = Attempt {
+            launch: record.launch,
+            route: Some(Route::Lambda),
+            id: record.request_id.as_deref(),
+        };
+        let ending = Ending::Stopped {
+            outcome: StopOutcome::JobFailed {
+                exit_code: None,
+                reason,
+            },
+            exit_code: None,
+        };
+        match attempt::settle(&record.standing(), &attempt, ending, &self.policy, now) {
+            Settlement::Apply(settled) => Ok(action(
+                operations::end_attempt(&self.store, Some(&self.queue), record, settled).await?,
+            )),
+            Settlement::Ended { status } => Ok(TaskAction::Stale { status }),
+            Settlement::NotCurrent => Ok(TaskAction::Stale {
+                status: record.status,
+            }),
+        }
+    }
+
     async fn time_out(&self, job: &JobSummary, now: i64) -> Result<bool, AwsError> {
         let deadline = job.deadline.unwrap_or(i64::MAX);
+        let started = job.status == JobStatus::Running;
         let reason = match job.route {
             Some(Route::Lambda) => {
                 let grace = i64::try_from(LAMBDA_REPORT_GRACE.as_secs()).unwrap_or(i64::MAX);
                 if now / 1000 < deadline.saturating_add(grace) {
                     return Ok(false);
                 }
-                format!("{TIMED_OUT_REASON}: the Lambda runtime reported no end by its deadline")
+                if started {
+                    format!(
+                        "{TIMED_OUT_REASON}: the Lambda runtime reported no end by its deadline"
+                    )
+                } else {
+                    format!(
+                        "{TIMED_OUT_REASON}: its invocation never ran within Lambda's {} s of keeping it",
+                        launch::LAMBDA_START_ALLOWANCE_SECONDS
+                    )
+                }
             }
             _ => {
-                let reason = format!("{TIMED_OUT_REASON}: past its deadline");
+                let reason = if started {
+                    format!("{TIMED_OUT_REASON}: past its deadline")
+                } else {
+                    format!(
+                        "{TIMED_OUT_REASON}: its task did not start within {} s of its launch",
+                        launch::ECS_START_ALLOWANCE_SECONDS
+                    )
+                };
                 if let Some(task) = &job.task_arn {
                     // Stop first: should the write below fail, the task's
                     // STOPPED event still records the timeout.

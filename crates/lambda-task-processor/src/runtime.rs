@@ -20,7 +20,7 @@ use berth_aws::operations::{self, AttemptEnded};
 use berth_aws::store::{Change, Changed, JobRecord, now_ms};
 use berth_aws::{AwsError, JobQueue, JobStore};
 use berth_core::attempt::{self, Attempt, Ending, Policy, Settlement};
-use berth_core::launch::{LambdaTask, job_environment};
+use berth_core::launch::{self, LambdaTask, LaunchNumber, job_environment};
 use berth_core::stop::{StopOutcome, TIMED_OUT_REASON};
 use berth_core::text::cut;
 use berth_core::{JobStatus, Route};
@@ -72,6 +72,9 @@ pub struct Runtime {
     /// throttling and 5xx answers (the SDK's backoff), and a launch given up
     /// here runs nowhere until the sweep times it out.
     pub dispatch_wait: Duration,
+    /// How often the record is touched while the job runs, so that the
+    /// sweep can tell a run from a sandbox that died with its job.
+    pub heartbeat: Duration,
 }
 
 /// What an invocation did.
@@ -112,6 +115,7 @@ impl Runtime {
             grace: Duration::from_secs(2),
             margin: Duration::from_secs(2),
             dispatch_wait: Duration::from_secs(60),
+            heartbeat: Duration::from_secs(u64::from(launch::LAMBDA_HEARTBEAT_SECONDS)),
         }
     }
 
@@ -200,6 +204,12 @@ impl Runtime {
             ))
         });
 
+        let heartbeat = tokio::spawn(beat(
+            self.store.clone(),
+            job.job_id.clone(),
+            task.launch,
+            self.heartbeat,
+        ));
         let (status, timed_out) = match tokio::time::timeout(budget, child.wait()).await {
             Ok(status) => (status, false),
             Err(_) => {
@@ -213,6 +223,7 @@ impl Runtime {
                 }
             }
         };
+        heartbeat.abort();
         // The whole group is done with: nothing it left behind outlives the job.
         signal(pgid, Signal::SIGKILL);
         if let Some(out) = stdout {
@@ -451,6 +462,26 @@ async fn copy_lines(
         }
     }
     tail.into()
+}
+
+/// Touches the record of `job_id`, `RUNNING` at `launch`, every `every`,
+/// until aborted: a missed touch is logged, and the next one may make up
+/// for it (the sweep takes three missed for a dead sandbox).
+async fn beat(store: JobStore, job_id: String, launch: LaunchNumber, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let touched = store
+            .touch(&job_id, JobStatus::Running, launch, now_ms())
+            .await;
+        match touched {
+            Ok(Changed::Applied) => {}
+            // Cancelled or timed out meanwhile: its end is not this run's.
+            Ok(Changed::Refused(_)) => return,
+            Err(e) => tracing::warn!(job_id, error = %e, "heartbeat not recorded"),
+        }
+    }
 }
 
 fn signal(group: Option<Pid>, sig: Signal) {

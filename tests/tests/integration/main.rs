@@ -16,4 +16,5 @@ mod smoke;
 mod stranded;
 mod task_processor;
 mod template;
+mod timing;
 mod watch;

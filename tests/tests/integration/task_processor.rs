@@ -332,3 +332,40 @@ async fn a_retried_invocation_sends_the_next_attempt_whose_message_was_lost() {
     let _ = std::fs::remove_file(&runs);
     assert_eq!(ran_times, 1);
 }
+
+/// While the job runs, the runtime touches its record, so that the sweep
+/// tells a long run from a sandbox that died with its job.
+#[tokio::test]
+async fn the_runtime_touches_the_record_while_the_job_runs() {
+    let stack = Stack::new(0).await;
+    let (mut rt, _) = runtime(&stack);
+    rt.heartbeat = Duration::from_millis(200);
+    let task = dispatched(
+        &stack,
+        r#"{"job_id":"l-beat","definition":"render","command":["sleep","1.5"]}"#,
+    )
+    .await;
+    let running = tokio::spawn({
+        let task = task.clone();
+        async move { rt.run(&task, "req-beat", far()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = stack.record("l-beat").await;
+    assert_eq!(started.status, JobStatus::Running);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let later = stack.record("l-beat").await;
+    assert_eq!(later.status, JobStatus::Running);
+    assert!(
+        later.updated_at > started.updated_at,
+        "touched while it ran: {:?} then {:?}",
+        started.updated_at,
+        later.updated_at
+    );
+    assert!(matches!(
+        running.await.unwrap().unwrap(),
+        Ran::Ended {
+            status: JobStatus::Succeeded,
+            ..
+        }
+    ));
+}
