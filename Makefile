@@ -8,7 +8,7 @@ TOOLS_STAMP := $(VENV)/.tools-requirements
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: soak fuzz demo test check unit integration template build tools local-aws local-aws-stop clean help bench-driver bench-capacity bench-sim simulate
+.PHONY: soak fuzz demo test check unit integration template build tools local-aws local-aws-stop clean help bench-driver bench-capacity bench-sim bench-parse simulate
 
 ## demo: berth's main job on the local AWS: a mixed set of jobs submitted, followed to their end
 ## and checked; leaves nothing running
@@ -95,6 +95,11 @@ bench-capacity:
 ## bench-sim: the simulator on a day of 100,000 jobs, every policy; prints jobs simulated per second
 bench-sim:
 	cargo bench -p berth-sim --bench simulate
+
+## bench-parse: the job message parser on 256 KiB bodies, ordinary and adversarial (MB/s,
+## and the size of the reason it gives)
+bench-parse:
+	cargo bench -p berth-core --bench parse
 
 ## simulate: berth and the alternatives on the sparse day (TRACE=, see `berth simulate --help`)
 TRACE ?= sparse-day

@@ -159,6 +159,8 @@ pub enum Problem {
         allowed: &'static str,
         found: String,
     },
+    #[error("contains a NUL character, which no process argument or environment variable can hold")]
+    Nul,
 }
 
 impl Problem {
@@ -175,19 +177,22 @@ impl Problem {
             Self::TooLarge { .. } => "size",
             Self::Reserved { .. } => "reserved",
             Self::NotOneOf { .. } => "value",
+            Self::Nul => "nul",
         }
     }
 }
 
 /// Parses the JSON `body` in one pass, noting the first key that appears
 /// twice in one object, as a path (`definition`, `environment.NAME`). Of a
-/// repeated key the last value is kept, as `serde_json` does.
+/// repeated key the last value is kept, as `serde_json` does. Linear in the
+/// body's size: the keys above a value are a stack, and a path is written
+/// out only for a repeated key.
 fn parse_noting_duplicates(body: &str) -> serde_json::Result<(Value, Option<String>)> {
     use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
     struct Walk<'a> {
         duplicate: &'a mut Option<String>,
-        path: String,
+        keys: &'a mut Vec<String>,
     }
     impl<'de> DeserializeSeed<'de> for Walk<'_> {
         type Value = Value;
@@ -203,19 +208,18 @@ fn parse_noting_duplicates(body: &str) -> serde_json::Result<(Value, Option<Stri
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
             let mut object = serde_json::Map::new();
             while let Some(key) = map.next_key::<String>()? {
-                let path = if self.path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{}.{key}", self.path)
-                };
                 if object.contains_key(&key) && self.duplicate.is_none() {
-                    *self.duplicate = Some(path.clone());
+                    let mut path = self.keys.clone();
+                    path.push(key.clone());
+                    *self.duplicate = Some(path.join("."));
                 }
+                self.keys.push(key);
                 let value = map.next_value_seed(Walk {
                     duplicate: &mut *self.duplicate,
-                    path,
-                })?;
-                object.insert(key, value);
+                    keys: &mut *self.keys,
+                });
+                let key = self.keys.pop().unwrap_or_default();
+                object.insert(key, value?);
             }
             Ok(Value::Object(object))
         }
@@ -223,7 +227,7 @@ fn parse_noting_duplicates(body: &str) -> serde_json::Result<(Value, Option<Stri
             let mut items = Vec::new();
             while let Some(item) = seq.next_element_seed(Walk {
                 duplicate: &mut *self.duplicate,
-                path: self.path.clone(),
+                keys: &mut *self.keys,
             })? {
                 items.push(item);
             }
@@ -253,14 +257,30 @@ fn parse_noting_duplicates(body: &str) -> serde_json::Result<(Value, Option<Stri
     }
 
     let mut duplicate = None;
+    let mut keys = Vec::new();
     let mut de = serde_json::Deserializer::from_str(body);
     let value = Walk {
         duplicate: &mut duplicate,
-        path: String::new(),
+        keys: &mut keys,
     }
     .deserialize(&mut de)?;
     de.end()?;
-    Ok((value, duplicate))
+    Ok((value, duplicate.map(|path| quote(&path))))
+}
+
+/// The most bytes of a value a rejection quotes back: what the sender sent
+/// may be as large as the body, and the reason is kept in the job's record.
+pub const QUOTE_MAX_BYTES: usize = 64;
+
+/// `text` as a rejection quotes it: at most [`QUOTE_MAX_BYTES`], cut on a
+/// character boundary, with `…` where it was cut.
+pub fn quote(text: &str) -> String {
+    let cut = crate::text::cut(text, QUOTE_MAX_BYTES);
+    if cut.len() < text.len() {
+        format!("{cut}…")
+    } else {
+        cut.to_owned()
+    }
 }
 
 const ID_CHARS: &str = "letters, digits, '_' and '-'";
@@ -286,7 +306,7 @@ pub fn parse(body: &str, message_id: &str) -> Result<JobRequest, MessageError> {
     };
     if let Some(field) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(MessageError::UnknownField {
-            field: field.clone(),
+            field: quote(field),
         });
     }
     // JSON parsers disagree on a repeated key (this one keeps the last):
@@ -380,7 +400,7 @@ fn validate_name(s: &str, max: usize) -> Result<(), Problem> {
     {
         return Err(Problem::Characters {
             allowed: ID_CHARS,
-            found: s.to_owned(),
+            found: quote(s),
         });
     }
     Ok(())
@@ -448,6 +468,9 @@ fn command(v: Value) -> Result<Vec<String>, MessageError> {
         .into_iter()
         .enumerate()
         .map(|(i, item)| match item {
+            Value::String(s) if s.contains('\0') => {
+                Err(MessageError::invalid(format!("command[{i}]"), Problem::Nul))
+            }
             Value::String(s) => Ok(s),
             other => Err(MessageError::invalid(
                 format!("command[{i}]"),
@@ -476,13 +499,13 @@ fn environment(v: Value) -> Result<BTreeMap<String, String>, MessageError> {
     let mut size = 0;
     let mut out = BTreeMap::new();
     for (name, value) in vars {
-        let field = format!("environment.{name}");
+        let field = format!("environment.{}", quote(&name));
         if !is_env_name(&name) {
             return Err(MessageError::invalid(
                 "environment",
                 Problem::Characters {
                     allowed: ENV_NAME_CHARS,
-                    found: name,
+                    found: quote(&name),
                 },
             ));
         }
@@ -497,6 +520,9 @@ fn environment(v: Value) -> Result<BTreeMap<String, String>, MessageError> {
         let Value::String(value) = value else {
             return Err(MessageError::invalid(field, wrong_type("a string", &value)));
         };
+        if value.contains('\0') {
+            return Err(MessageError::invalid(field, Problem::Nul));
+        }
         size += name.len() + value.len();
         out.insert(name, value);
     }
@@ -522,7 +548,7 @@ fn processor(v: Value) -> Result<Processor, MessageError> {
             "processor",
             Problem::NotOneOf {
                 allowed: ALLOWED,
-                found: s,
+                found: quote(&s),
             },
         ))
 }
@@ -559,6 +585,49 @@ fn json_type(v: &Value) -> &'static str {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_rejection_quotes_at_most_a_bounded_length_of_what_was_sent() {
+        // Escaped in JSON, a control character each: the reason's quoting
+        // would escape them again.
+        let huge = "\\u0001".repeat(40_000);
+        let long_key = "k".repeat(100_000);
+        let bodies = [
+            format!(r#"{{"definition":"render","processor":"{huge}"}}"#),
+            format!(r#"{{"definition":"render","{long_key}":1}}"#),
+            format!(r#"{{"definition":"render","environment":{{"{long_key}":"v"}}}}"#),
+            format!(r#"{{"definition":"render","environment":{{"BERTH_{long_key}":"v"}}}}"#),
+            format!(
+                r#"{{"job_id":"{}","definition":"render"}}"#,
+                "é".repeat(30_000)
+            ),
+            format!(r#"{{"definition":"render","environment":{{"{long_key}":{{"a":1,"a":2}}}}}}"#),
+        ];
+        for body in &bodies {
+            let reason = parse(body, "m-1").unwrap_err().to_string();
+            let start = crate::text::cut(&reason, 200);
+            assert!(reason.len() < 1024, "{} bytes: {start}", reason.len());
+        }
+    }
+
+    #[test]
+    fn nul_characters_in_a_command_or_an_environment_are_refused() {
+        let cases = [
+            (
+                r#"{"definition":"d","command":["sh","-c","echo\u0000"]}"#,
+                "command[2]",
+            ),
+            (
+                r#"{"definition":"d","environment":{"A":"x\u0000y"}}"#,
+                "environment.A",
+            ),
+        ];
+        for (body, field) in cases {
+            let err = parse(body, "m-1").unwrap_err();
+            assert_eq!(err.field(), Some(field), "{err}");
+            assert!(err.to_string().contains("NUL"), "{err}");
+        }
+    }
 
     fn ok(body: Value) -> JobRequest {
         parse(&body.to_string(), "msg-1").unwrap_or_else(|e| panic!("{body} rejected: {e}"))
@@ -971,9 +1040,10 @@ mod tests {
         assert_eq!(e.code(), "definition.characters");
         let e = err(json!({"definition": "d", "environment": {"NAMÉ": "x"}}));
         assert_eq!(e.code(), "environment.characters");
-        // Values may hold any text.
+        // Values may hold any text but NUL (which no argument or variable
+        // of a process can hold: see the test of that).
         ok(
-            json!({"definition": "d", "environment": {"GREETING": "héllo 🌍"}, "command": ["ëcho", "\u{0}"]}),
+            json!({"definition": "d", "environment": {"GREETING": "héllo 🌍"}, "command": ["ëcho", "\u{1}\t"]}),
         );
         // Long wrong-type values are shown cut on a character boundary.
         let e = err(json!({"definition": "d", "cpu": "é".repeat(100)}));

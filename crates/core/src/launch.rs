@@ -30,6 +30,75 @@ pub fn job_environment(job: &ResolvedJob, launch: LaunchNumber) -> Vec<(String, 
     env
 }
 
+/// The RunTask `overrides` of one launch of a job, as ECS takes them:
+/// built here once, sent by berth-aws, and measured by routing against
+/// ECS's limit on their size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Overrides {
+    pub container_overrides: [ContainerOverrides; 1],
+    /// The task's size, where the task has one (Fargate, and task
+    /// definitions that set one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerOverrides {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    pub environment: Vec<NameValue>,
+    pub cpu: u32,
+    pub memory: u32,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resource_requirements: Vec<Requirement>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NameValue {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Requirement {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub value: String,
+}
+
+/// The overrides of launch `launch` of `job`, with the task's size
+/// (`cpu`, `memory`) when it is set.
+pub fn overrides(job: &ResolvedJob, launch: LaunchNumber, task: Option<(u32, u32)>) -> Overrides {
+    let environment = job_environment(job, launch)
+        .into_iter()
+        .map(|(name, value)| NameValue { name, value })
+        .collect();
+    let resource_requirements = (job.gpu > 0)
+        .then(|| Requirement {
+            kind: "GPU".into(),
+            value: job.gpu.to_string(),
+        })
+        .into_iter()
+        .collect();
+    Overrides {
+        container_overrides: [ContainerOverrides {
+            name: job.container.clone(),
+            command: job.command.clone(),
+            environment,
+            cpu: job.cpu,
+            memory: job.memory,
+            resource_requirements,
+        }],
+        cpu: task.map(|(cpu, _)| cpu.to_string()),
+        memory: task.map(|(_, memory)| memory.to_string()),
+    }
+}
+
 /// A job's launches are numbered from 1; each try to place the job (also one
 /// that found no room) takes the next number, so that a retry after "no
 /// room" is a new request while a retry of the same launch is not.
@@ -45,13 +114,17 @@ pub enum TokenScope {
 
 /// RunTask's `clientToken` for one launch of a job: the same job, launch
 /// and scope always give the same token (so ECS starts it at most once);
-/// anything else gives another. At most 64 characters.
+/// anything else gives another. The job id enters through SHA-256, so that
+/// no one can make two job ids share a token. At most 64 characters.
 pub fn client_token(job_id: &str, launch: LaunchNumber, scope: TokenScope) -> String {
+    use sha2::Digest;
     let scope = match scope {
         TokenScope::Ec2 => "e",
         TokenScope::Fargate => "f",
     };
-    let token = format!("berth-{:016x}-{launch}-{scope}", fnv1a64(job_id.as_bytes()));
+    let digest = sha2::Sha256::digest(job_id.as_bytes());
+    let hash: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let token = format!("berth-{hash}-{launch}-{scope}");
     debug_assert!(token.len() <= ecs::MAX_CLIENT_TOKEN_CHARS);
     token
 }
@@ -179,16 +252,21 @@ pub fn resume(recorded: &Recorded, now: i64, lease_ms: i64, on_ecs: bool) -> Res
     }
 }
 
-/// FNV-1a, 64 bits: a stable hash for tokens (not for security).
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_is_a_cryptographic_hash_of_the_job_id() {
+        // SHA-256("job-1"), by Python's hashlib: job ids made to collide on a
+        // weak hash must not share a launch's token (ECS would answer one
+        // job's RunTask with the other's task).
+        let sha256 = "026ab639c21df8aa80e5789370a9db1b8b524b776fd8a0c2ba71efb377ecc7d9";
+        assert_eq!(
+            client_token("job-1", 1, TokenScope::Ec2),
+            format!("berth-{}-1-e", &sha256[..32])
+        );
+    }
 
     #[test]
     fn tokens_are_stable_short_and_distinct() {

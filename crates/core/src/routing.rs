@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::definition::ResolvedJob;
 use crate::job::Processor;
+use crate::launch::LaunchNumber;
 use crate::limits::{ecs, fargate, lambda};
 
 /// Where a job runs, as recorded in the job store.
@@ -268,25 +269,22 @@ pub fn ecs_fit(job: &ResolvedJob) -> Result<(), String> {
 }
 
 /// The length of the RunTask `overrides` berth sends for `job`, framing
-/// included, as ECS counts it.
+/// included, as ECS counts it: at its longest launch number, and with the
+/// larger of the task sizes it may be sent with (its own on EC2, the Fargate
+/// size that covers it).
 pub fn overrides_chars(job: &ResolvedJob) -> usize {
-    let environment: Vec<_> = job
-        .environment
-        .iter()
-        .map(|(name, value)| serde_json::json!({"name": name, "value": value}))
-        .collect();
-    let overrides = serde_json::json!({
-        "containerOverrides": [{
-            "name": job.container,
-            "command": job.command,
-            "environment": environment,
-            "cpu": job.cpu,
-            "memory": job.memory,
-        }],
-        "cpu": job.cpu.to_string(),
-        "memory": job.memory.to_string(),
-    });
-    overrides.to_string().chars().count()
+    let mut sizes = vec![(job.cpu, job.memory)];
+    if let Some(size) = fargate_size(job.cpu, job.memory) {
+        sizes.push((size.cpu, size.memory));
+    }
+    sizes
+        .into_iter()
+        .map(|size| {
+            let sent = crate::launch::overrides(job, LaunchNumber::MAX, Some(size));
+            serde_json::to_string(&sent).map_or(usize::MAX, |t| t.chars().count())
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 fn show_size(size: FargateSize) -> String {
@@ -319,6 +317,22 @@ mod tests {
             processor: Processor::Auto,
             fargate_allowed: true,
         }
+    }
+
+    #[test]
+    fn the_overrides_size_counts_all_that_run_task_sends() {
+        // berth's own variables, the GPU requirement and the task size go
+        // with every launch.
+        let plain = overrides_chars(&job());
+        let gpu = overrides_chars(&ResolvedJob { gpu: 1, ..job() });
+        assert!(gpu > plain + "resourceRequirements".len(), "{plain} {gpu}");
+        let sent = crate::launch::overrides(&job(), u32::MAX, Some((1024, 2048)));
+        let text = serde_json::to_string(&sent).unwrap();
+        assert!(
+            text.contains("BERTH_JOB_ID") && text.contains("4294967295"),
+            "{text}"
+        );
+        assert_eq!(plain, text.chars().count());
     }
 
     #[test]
