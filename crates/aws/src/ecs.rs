@@ -6,7 +6,9 @@
 //! Each launch carries an idempotency token and names its job and launch in
 //! `startedBy` and in tags.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::operation::run_task::RunTaskOutput;
@@ -14,11 +16,11 @@ use aws_sdk_ecs::operation::run_task::builders::RunTaskFluentBuilder;
 use aws_sdk_ecs::types::{
     AssignPublicIp, Attribute, AwsVpcConfiguration, CapacityProviderStrategyItem,
     ContainerInstance as EcsInstance, ContainerInstanceStatus, ContainerOverride, DesiredStatus,
-    KeyValuePair, LaunchType, NetworkConfiguration, PlacementStrategy, PlacementStrategyType,
-    Resource, ResourceRequirement, ResourceType, Tag, Task, TaskOverride,
+    KeyValuePair, LaunchType, NetworkConfiguration, NetworkMode, PlacementStrategy,
+    PlacementStrategyType, Resource, ResourceRequirement, ResourceType, Tag, Task, TaskOverride,
 };
 use berth_core::capacity::{ContainerInstance, InstanceStatus};
-use berth_core::launch::{LaunchNumber, TokenScope, client_token, job_environment, started_by};
+use berth_core::launch::{LaunchNumber, TokenScope, client_token, started_by};
 use berth_core::limits::ecs::DESCRIBE_CONTAINER_INSTANCES_MAX;
 use berth_core::routing::FargateSize;
 use berth_core::scaling::Room;
@@ -72,7 +74,23 @@ pub struct EcsCluster {
     ecs: Client,
     cluster: String,
     launching: Launching,
+    /// What RunTask needs to know of each task definition, read once in a
+    /// while (a family name stands for its latest revision, which changes).
+    task_definitions: Arc<Mutex<HashMap<String, (Instant, TaskDefinitionFacts)>>>,
 }
+
+/// What berth reads of a task definition before it runs one on EC2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskDefinitionFacts {
+    /// Network mode `awsvpc`: its tasks need a network configuration.
+    pub awsvpc: bool,
+    /// It sets a task size: a container may not have more, so a job larger
+    /// than it sizes the task too.
+    pub sized: bool,
+}
+
+/// How long what was read of a task definition is trusted.
+const TASK_DEFINITION_TTL: Duration = Duration::from_secs(300);
 
 /// ECS's answer when a cluster has no container instance at all: for berth
 /// that is "no room", not a broken request.
@@ -84,6 +102,7 @@ impl EcsCluster {
             ecs,
             cluster: cluster.into(),
             launching,
+            task_definitions: Arc::default(),
         }
     }
 
@@ -110,27 +129,34 @@ impl EcsCluster {
 
     /// Runs one task of `job` on the cluster's EC2 capacity, bin-packed on
     /// memory: tasks fill the fullest instance that holds them, so the rest
-    /// go idle and the scaler can let them go. A definition that may run on
-    /// Fargate has an `awsvpc` task definition (Fargate requires it), so its
-    /// EC2 tasks get the same network.
+    /// go idle and the scaler can let them go. A task definition in `awsvpc`
+    /// mode gets the Fargate network (its subnets and security groups); one
+    /// with a task size gets the job's size as the task's, since a container
+    /// may not have more than its task.
     pub async fn run_on_ec2(
         &self,
         job: &ResolvedJob,
         launch: LaunchNumber,
     ) -> Result<Placement, LaunchError> {
+        let facts = self.task_definition(&job.task_definition).await?;
+        // A definition that may run on Fargate has an `awsvpc` task
+        // definition with a task size (Fargate requires both).
+        let awsvpc = facts.awsvpc || job.fargate_allowed;
+        let sized = facts.sized || job.fargate_allowed;
         let mut req = self
-            .run_task(job, launch, TokenScope::Ec2, None)
+            .run_task(
+                job,
+                launch,
+                TokenScope::Ec2,
+                sized.then_some((job.cpu, job.memory)),
+            )
             .placement_strategy(
                 PlacementStrategy::builder()
                     .r#type(PlacementStrategyType::Binpack)
                     .field("memory")
                     .build(),
             )
-            .set_network_configuration(if job.fargate_allowed {
-                self.network()?.into()
-            } else {
-                None
-            });
+            .set_network_configuration(if awsvpc { self.network()?.into() } else { None });
         req = match &self.launching.ec2_capacity_provider {
             Some(provider) => req.capacity_provider_strategy(
                 CapacityProviderStrategyItem::builder()
@@ -164,7 +190,12 @@ impl EcsCluster {
     ) -> Result<Placement, LaunchError> {
         let network = self.network()?;
         let mut req = self
-            .run_task(job, launch, TokenScope::Fargate, Some(size))
+            .run_task(
+                job,
+                launch,
+                TokenScope::Fargate,
+                Some((size.cpu, size.memory)),
+            )
             .network_configuration(network);
         req = if self.launching.fargate_spot {
             req.capacity_provider_strategy(
@@ -189,7 +220,7 @@ impl EcsCluster {
         job: &ResolvedJob,
         launch: LaunchNumber,
         scope: TokenScope,
-        fargate: Option<FargateSize>,
+        task_size: Option<(u32, u32)>,
     ) -> RunTaskFluentBuilder {
         self.ecs
             .run_task()
@@ -199,7 +230,39 @@ impl EcsCluster {
             .started_by(started_by(&job.job_id, launch))
             .client_token(client_token(&job.job_id, launch, scope))
             .set_tags(Some(tags(job, launch)))
-            .overrides(overrides(job, launch, fargate))
+            .overrides(overrides(job, launch, task_size))
+    }
+
+    /// What RunTask needs to know of task definition `name`: read with
+    /// DescribeTaskDefinition, then trusted for [`TASK_DEFINITION_TTL`].
+    pub async fn task_definition(&self, name: &str) -> Result<TaskDefinitionFacts, LaunchError> {
+        let cached = self
+            .task_definitions
+            .lock()
+            .ok()
+            .and_then(|known| known.get(name).copied())
+            .filter(|(read, _)| read.elapsed() < TASK_DEFINITION_TTL);
+        if let Some((_, facts)) = cached {
+            return Ok(facts);
+        }
+        let out = self
+            .ecs
+            .describe_task_definition()
+            .task_definition(name)
+            .send()
+            .await
+            .map_err(|e| {
+                LaunchError::from_aws(AwsError::from_sdk("ecs:DescribeTaskDefinition", e))
+            })?;
+        let definition = out.task_definition();
+        let facts = TaskDefinitionFacts {
+            awsvpc: definition.and_then(|d| d.network_mode()) == Some(&NetworkMode::Awsvpc),
+            sized: definition.is_some_and(|d| d.cpu().is_some() || d.memory().is_some()),
+        };
+        if let Ok(mut known) = self.task_definitions.lock() {
+            known.insert(name.to_owned(), (Instant::now(), facts));
+        }
+        Ok(facts)
     }
 
     /// The `awsvpc` network of Fargate tasks (and of EC2 tasks of
@@ -655,42 +718,49 @@ fn placement(out: RunTaskOutput) -> Placement {
     Placement::NoRoom { reason }
 }
 
+/// The RunTask overrides of launch `launch` of `job`, as berth-core builds
+/// them (the same that routing measures against ECS's limit).
 fn overrides(
     job: &ResolvedJob,
     launch: LaunchNumber,
-    fargate: Option<FargateSize>,
+    task_size: Option<(u32, u32)>,
 ) -> TaskOverride {
-    let environment = job_environment(job, launch)
+    let o = berth_core::launch::overrides(job, launch, task_size);
+    let [c] = o.container_overrides;
+    let environment = c
+        .environment
         .into_iter()
-        .map(|(name, value)| KeyValuePair::builder().name(name).value(value).build())
+        .map(|kv| {
+            KeyValuePair::builder()
+                .name(kv.name)
+                .value(kv.value)
+                .build()
+        })
         .collect();
+    let requirements = c
+        .resource_requirements
+        .into_iter()
+        .filter_map(|r| {
+            ResourceRequirement::builder()
+                .r#type(ResourceType::from(r.kind.as_str()))
+                .value(r.value)
+                .build()
+                .ok()
+        })
+        .collect::<Vec<_>>();
     let container = ContainerOverride::builder()
-        .name(&job.container)
-        .set_command(job.command.clone())
+        .name(c.name)
+        .set_command(c.command)
         .set_environment(Some(environment))
-        .cpu(i32::try_from(job.cpu).unwrap_or(i32::MAX))
-        .memory(i32::try_from(job.memory).unwrap_or(i32::MAX))
-        .set_resource_requirements((job.gpu > 0).then(|| {
-            vec![
-                ResourceRequirement::builder()
-                    .r#type(ResourceType::Gpu)
-                    .value(job.gpu.to_string())
-                    .build()
-                    .ok(),
-            ]
-            .into_iter()
-            .flatten()
-            .collect()
-        }))
+        .cpu(i32::try_from(c.cpu).unwrap_or(i32::MAX))
+        .memory(i32::try_from(c.memory).unwrap_or(i32::MAX))
+        .set_resource_requirements((!requirements.is_empty()).then_some(requirements))
         .build();
-    let task = TaskOverride::builder().container_overrides(container);
-    match fargate {
-        Some(size) => task
-            .cpu(size.cpu.to_string())
-            .memory(size.memory.to_string())
-            .build(),
-        None => task.build(),
-    }
+    TaskOverride::builder()
+        .container_overrides(container)
+        .set_cpu(o.cpu)
+        .set_memory(o.memory)
+        .build()
 }
 
 fn tags(job: &ResolvedJob, launch: LaunchNumber) -> Vec<Tag> {
@@ -743,6 +813,21 @@ mod tests {
         EcsCluster::new(ecs, "berth", Launching::default())
     }
 
+    /// DescribeTaskDefinition's answer for an EC2-only task definition in
+    /// `bridge` mode without a task size.
+    fn bridge() -> aws_smithy_mocks::Rule {
+        mock!(Client::describe_task_definition).then_output(|| {
+            aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput::builder(
+            )
+            .task_definition(
+                aws_sdk_ecs::types::TaskDefinition::builder()
+                    .network_mode(NetworkMode::Bridge)
+                    .build(),
+            )
+            .build()
+        })
+    }
+
     fn job() -> ResolvedJob {
         ResolvedJob {
             job_id: "j-1".into(),
@@ -783,7 +868,12 @@ mod tests {
                     .tasks(Task::builder().task_arn("arn:task/1").build())
                     .build()
             });
-        let ecs = cluster(mock_client!(aws_sdk_ecs, [&placed]));
+        let described = bridge();
+        let ecs = cluster(mock_client!(
+            aws_sdk_ecs,
+            RuleMode::MatchAny,
+            [&described, &placed]
+        ));
         assert_eq!(
             ecs.run_on_ec2(&job(), 2).await.unwrap(),
             Placement::Placed {
@@ -807,10 +897,11 @@ mod tests {
         });
         let empty = mock!(Client::run_task)
             .then_http_response(|| ecs_error("InvalidParameterException", NO_INSTANCES));
+        let described = bridge();
         let ecs = cluster(mock_client!(
             aws_sdk_ecs,
             RuleMode::Sequential,
-            [&full, &empty]
+            [&described, &full, &empty]
         ));
         assert_eq!(
             ecs.run_on_ec2(&job(), 1).await.unwrap(),
@@ -839,7 +930,12 @@ mod tests {
         ));
         let missing = mock!(Client::run_task)
             .then_http_response(|| ecs_error("ClientException", "TaskDefinition not found."));
-        let ecs = cluster(mock_client!(aws_sdk_ecs, [&missing]));
+        let described = bridge();
+        let ecs = cluster(mock_client!(
+            aws_sdk_ecs,
+            RuleMode::MatchAny,
+            [&described, &missing]
+        ));
         assert!(matches!(
             ecs.run_on_ec2(&job(), 1).await,
             Err(LaunchError::Permanent(why)) if why.contains("TaskDefinition not found")

@@ -37,6 +37,17 @@ fn task(arn: &str, launch_type: LaunchType) -> RunTaskOutput {
         .build()
 }
 
+/// DescribeTaskDefinition's answer for `render`: `awsvpc`, sized 1024 CPU
+/// units and 2048 MiB (it may run on Fargate).
+fn render_task_definition() -> aws_smithy_mocks::Rule {
+    mock!(aws_sdk_ecs::Client::describe_task_definition).then_output(|| {
+        task_definition(
+            aws_sdk_ecs::types::NetworkMode::Awsvpc,
+            Some(("1024", "2048")),
+        )
+    })
+}
+
 /// The stack's driver with `ecs` in place of the local ECS.
 fn driver_with(stack: &Stack, ecs: aws_sdk_ecs::Client) -> Driver {
     let network = FargateNetwork {
@@ -75,7 +86,12 @@ async fn a_throttled_run_task_fails_only_its_own_record() {
                 LaunchType::Ec2,
             )
         });
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&throttled, &fine]);
+    let render_definition = render_task_definition();
+    let ecs = mock_client!(
+        aws_sdk_ecs,
+        RuleMode::MatchAny,
+        [&render_definition, &throttled, &fine]
+    );
 
     let ids = stack
         .send(&[
@@ -115,7 +131,12 @@ async fn a_server_error_is_retried_by_the_sdk_then_left_for_redelivery() {
     let stack = Stack::new(0).await;
     let broken = mock!(aws_sdk_ecs::Client::run_task)
         .then_http_response(|| ecs_error(500, "ServerException", "internal error"));
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&broken]);
+    let render_definition = render_task_definition();
+    let ecs = mock_client!(
+        aws_sdk_ecs,
+        RuleMode::MatchAny,
+        [&render_definition, &broken]
+    );
     let ids = stack
         .send(&[r#"{"job_id":"unlucky","definition":"render"}"#])
         .await;
@@ -159,7 +180,12 @@ async fn a_resource_memory_failure_sends_the_job_to_fargate() {
                 LaunchType::Fargate,
             )
         });
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&no_memory, &fargate]);
+    let render_definition = render_task_definition();
+    let ecs = mock_client!(
+        aws_sdk_ecs,
+        RuleMode::MatchAny,
+        [&render_definition, &no_memory, &fargate]
+    );
 
     stack
         .send(&[r#"{"job_id":"roomless","definition":"render"}"#])
@@ -195,7 +221,12 @@ async fn an_empty_cluster_is_no_room_not_an_error() {
     let fargate = mock!(aws_sdk_ecs::Client::run_task)
         .match_requests(|r| r.launch_type() == Some(&LaunchType::Fargate))
         .then_output(|| task("arn:aws:ecs:us-east-1:1:task/berth/f", LaunchType::Fargate));
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&empty, &fargate]);
+    let render_definition = render_task_definition();
+    let ecs = mock_client!(
+        aws_sdk_ecs,
+        RuleMode::MatchAny,
+        [&render_definition, &empty, &fargate]
+    );
     stack
         .send(&[r#"{"job_id":"first-of-the-day","definition":"render"}"#])
         .await;
@@ -221,7 +252,12 @@ async fn a_missing_task_definition_fails_the_job_with_the_reason() {
             "Unable to describe task definition.",
         )
     });
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&missing]);
+    let render_definition = render_task_definition();
+    let ecs = mock_client!(
+        aws_sdk_ecs,
+        RuleMode::MatchAny,
+        [&render_definition, &missing]
+    );
     stack
         .send(&[r#"{"job_id":"orphan","definition":"render"}"#])
         .await;
@@ -251,7 +287,12 @@ async fn access_denied_fails_the_job_at_once_with_the_reason() {
             "User is not authorized to perform: ecs:RunTask on resource: other-render",
         )
     });
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&denied]);
+    let render_definition = render_task_definition();
+    let ecs = mock_client!(
+        aws_sdk_ecs,
+        RuleMode::MatchAny,
+        [&render_definition, &denied]
+    );
     stack
         .send(&[r#"{"job_id":"denied","definition":"render"}"#])
         .await;
@@ -280,7 +321,12 @@ async fn the_last_receive_ends_the_job_with_its_reason() {
     // The second delivery looks for the first launch's task: none started.
     let none = mock!(aws_sdk_ecs::Client::list_tasks)
         .then_output(|| aws_sdk_ecs::operation::list_tasks::ListTasksOutput::builder().build());
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&broken, &none]);
+    let render_definition = render_task_definition();
+    let ecs = mock_client!(
+        aws_sdk_ecs,
+        RuleMode::MatchAny,
+        [&render_definition, &broken, &none]
+    );
     let driver = Driver {
         max_receives: Some(2),
         ..driver_with(&stack, ecs)
@@ -309,5 +355,122 @@ async fn the_last_receive_ends_the_job_with_its_reason() {
     assert!(
         reason.contains("2 deliveries") && reason.contains("internal error"),
         "{reason}"
+    );
+}
+
+/// A task definition as DescribeTaskDefinition tells it: its network mode
+/// and its task size, if it has one.
+fn task_definition(
+    network: aws_sdk_ecs::types::NetworkMode,
+    size: Option<(&str, &str)>,
+) -> aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput {
+    let mut definition = aws_sdk_ecs::types::TaskDefinition::builder()
+        .family("index")
+        .network_mode(network);
+    if let Some((cpu, memory)) = size {
+        definition = definition.cpu(cpu).memory(memory);
+    }
+    aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput::builder()
+        .task_definition(definition.build())
+        .build()
+}
+
+/// An EC2-only definition whose task definition uses `awsvpc`: ECS refuses
+/// a RunTask without a network configuration, so berth gives it one.
+#[tokio::test]
+async fn an_ec2_only_awsvpc_task_gets_its_network() {
+    let stack = Stack::new(0).await;
+    let index = berth_core::JobDefinition {
+        name: "index".into(),
+        task_definition: "index".into(),
+        fargate: false,
+        ..berth_tests::stack::render()
+    };
+    stack.definitions().put(&index).await.unwrap();
+    let described = mock!(aws_sdk_ecs::Client::describe_task_definition)
+        .then_output(|| task_definition(aws_sdk_ecs::types::NetworkMode::Awsvpc, None));
+    let with_network = mock!(aws_sdk_ecs::Client::run_task)
+        .match_requests(|r| r.network_configuration().is_some())
+        .then_output(|| {
+            task(
+                "arn:aws:ecs:us-east-1:1:task/berth/index-1",
+                LaunchType::Ec2,
+            )
+        });
+    let without = mock!(aws_sdk_ecs::Client::run_task)
+        .match_requests(|r| r.network_configuration().is_none())
+        .then_http_response(|| {
+            ecs_error(
+                400,
+                "InvalidParameterException",
+                "Network Configuration must be provided when networkMode 'awsvpc' is specified.",
+            )
+        });
+    let ecs = mock_client!(
+        aws_sdk_ecs,
+        RuleMode::MatchAny,
+        [&described, &with_network, &without]
+    );
+    stack
+        .send(&[r#"{"job_id":"vpc-1","definition":"index"}"#])
+        .await;
+    assert!(
+        stack
+            .deliver(&driver_with(&stack, ecs), stack.receive().await)
+            .await
+            .is_empty()
+    );
+    let r = stack.record("vpc-1").await;
+    assert_eq!(
+        (r.status, r.route, r.reason),
+        (JobStatus::Dispatched, Some(Route::Ec2), None)
+    );
+    assert_eq!(with_network.num_calls(), 1);
+}
+
+/// A job larger than its task definition's task size, on EC2: a container
+/// may not have more than its task, so berth sizes the task as well.
+#[tokio::test]
+async fn a_job_larger_than_its_task_definition_sizes_the_task_on_ec2() {
+    let stack = Stack::new(0).await;
+    let described = mock!(aws_sdk_ecs::Client::describe_task_definition).then_output(|| {
+        task_definition(
+            aws_sdk_ecs::types::NetworkMode::Awsvpc,
+            Some(("1024", "2048")),
+        )
+    });
+    let sized = mock!(aws_sdk_ecs::Client::run_task)
+        .match_requests(|r| {
+            let o = r.overrides();
+            o.and_then(|o| o.cpu()) == Some("2048") && o.and_then(|o| o.memory()) == Some("8192")
+        })
+        .then_output(|| task("arn:aws:ecs:us-east-1:1:task/berth/big-1", LaunchType::Ec2));
+    let too_small = mock!(aws_sdk_ecs::Client::run_task)
+        .match_requests(|r| r.overrides().and_then(|o| o.memory()).is_none())
+        .then_http_response(|| {
+            ecs_error(
+                400,
+                "ClientException",
+                "Container.Memory should not be greater than Task.Memory",
+            )
+        });
+    let ecs = mock_client!(
+        aws_sdk_ecs,
+        RuleMode::MatchAny,
+        [&described, &sized, &too_small]
+    );
+    stack
+        .send(&[r#"{"job_id":"big-1","definition":"render","cpu":2048,"memory":8192}"#])
+        .await;
+    assert!(
+        stack
+            .deliver(&driver_with(&stack, ecs), stack.receive().await)
+            .await
+            .is_empty()
+    );
+    let r = stack.record("big-1").await;
+    assert_eq!(
+        (r.status, r.route, r.reason),
+        (JobStatus::Dispatched, Some(Route::Ec2), None)
     );
 }
