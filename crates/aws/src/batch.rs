@@ -16,15 +16,25 @@ const MAX_KEYS: usize = 100;
 /// Calls per chunk before unprocessed keys are an error (a retryable one).
 const MAX_ROUNDS: usize = 5;
 
+/// How strongly a read must see the latest writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// Sees every write that succeeded before it (twice the read capacity).
+    Consistent,
+    /// May miss a write of the last second.
+    Eventual,
+}
+
 /// The items of `table` whose string key `key` is one of `ids`, with only
-/// the attributes `projection` names (all of them when empty). An id with
-/// no item is left out of the answer.
+/// the attributes `projection` names (all of them when empty), read as
+/// `read` says. An id with no item is left out of the answer.
 pub async fn batch_get(
     ddb: &Client,
     table: &str,
     key: &str,
     ids: &[&str],
     projection: &[&str],
+    read: Read,
 ) -> Result<Vec<Item>, AwsError> {
     let mut found = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(MAX_KEYS) {
@@ -32,7 +42,9 @@ pub async fn batch_get(
             .iter()
             .map(|id| HashMap::from([(key.to_owned(), AttributeValue::S((*id).to_owned()))]))
             .collect();
-        let mut builder = KeysAndAttributes::builder().set_keys(Some(keys));
+        let mut builder = KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .consistent_read(read == Read::Consistent);
         if !projection.is_empty() {
             let names: Vec<String> = (0..projection.len()).map(|i| format!("#p{i}")).collect();
             builder = builder.projection_expression(names.join(", "));

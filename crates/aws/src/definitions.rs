@@ -34,9 +34,19 @@ impl Definitions {
     }
 
     /// Reads the definitions of `names` (BatchGetItem, 100 a call); a name
-    /// missing from the answer is not registered.
+    /// missing from the answer is not registered. The read is strongly
+    /// consistent: a definition registered a moment ago is found, since a
+    /// miss rejects its job for good.
     pub async fn get_many(&self, names: &[&str]) -> Result<HashMap<String, Lookup>, AwsError> {
-        let items = crate::batch::batch_get(&self.ddb, &self.table, "name", names, &[]).await?;
+        let items = crate::batch::batch_get(
+            &self.ddb,
+            &self.table,
+            "name",
+            names,
+            &[],
+            crate::batch::Read::Consistent,
+        )
+        .await?;
         Ok(items
             .iter()
             .filter_map(|item| match item.get("name") {
@@ -236,5 +246,29 @@ mod tests {
                 "job definition `render`: `max_attempts` must be between 1 and 10, found 0".into()
             )
         );
+    }
+
+    /// A definition registered a moment ago must be found: a miss rejects
+    /// the job for good, so the read is strongly consistent.
+    #[tokio::test]
+    async fn definitions_are_read_consistently() {
+        use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
+        use aws_smithy_mocks::{mock, mock_client};
+        let consistent = mock!(Client::batch_get_item)
+            .match_requests(|r| {
+                r.request_items()
+                    .and_then(|items| items.get("defs"))
+                    .and_then(|keys| keys.consistent_read())
+                    == Some(true)
+            })
+            .then_output(|| {
+                BatchGetItemOutput::builder()
+                    .responses("defs", vec![item(&def())])
+                    .build()
+            });
+        let definitions = Definitions::new(mock_client!(aws_sdk_dynamodb, [&consistent]), "defs");
+        let found = definitions.get_many(&["render"]).await.unwrap();
+        assert_eq!(found.get("render"), Some(&Lookup::Found(def())));
+        assert_eq!(consistent.num_calls(), 1);
     }
 }

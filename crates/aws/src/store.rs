@@ -629,6 +629,8 @@ impl JobStore {
             attr::JOB_ID,
             ids,
             &[attr::JOB_ID, attr::JOB],
+            // Read each minute: a job missed now is counted the next time.
+            crate::batch::Read::Eventual,
         )
         .await?;
         Ok(items
