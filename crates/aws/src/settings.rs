@@ -21,6 +21,7 @@ pub const SCALE_IN_AFTER_SECONDS: &str = "BERTH_SCALE_IN_AFTER_SECONDS";
 pub const HEADROOM: &str = "BERTH_HEADROOM";
 pub const MAX_INTERRUPTIONS: &str = "BERTH_MAX_INTERRUPTIONS";
 pub const MAX_RECEIVES: &str = "BERTH_MAX_RECEIVES";
+pub const STRANDED_AFTER_SECONDS: &str = "BERTH_STRANDED_AFTER_SECONDS";
 
 pub use berth_core::stop::DEFAULT_MAX_INTERRUPTIONS;
 
@@ -41,6 +42,9 @@ pub struct Settings {
     /// The job queue's redrive `maxReceiveCount`: at that receive the driver
     /// ends a job it could not launch, before the redrive moves its message.
     pub max_receives: Option<u32>,
+    /// How long a job waiting to launch stays quiet before the sweep takes
+    /// its message for lost (ecs-runner's default: 20 minutes).
+    pub stranded_after_seconds: Option<u32>,
     /// Configured largest container; `None`: derive it from the definitions.
     pub largest: Option<LargestContainer>,
     /// The scaler's settings, when the cluster has an Auto Scaling group.
@@ -160,6 +164,7 @@ impl Settings {
             fargate_spot,
             max_interruptions: number(MAX_INTERRUPTIONS)?.unwrap_or(DEFAULT_MAX_INTERRUPTIONS),
             max_receives: number(MAX_RECEIVES)?,
+            stranded_after_seconds: number(STRANDED_AFTER_SECONDS)?,
             largest,
         })
     }

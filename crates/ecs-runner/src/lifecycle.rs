@@ -133,12 +133,16 @@ impl Lifecycle {
             .queue_url
             .clone()
             .ok_or(SettingsError::Missing(berth_aws::settings::QUEUE_URL))?;
-        Ok(Self::new(
+        let lifecycle = Self::new(
             JobStore::new(clients.dynamodb.clone(), &settings.jobs_table),
             EcsCluster::for_deployment(settings, clients),
             JobQueue::new(clients.sqs.clone(), queue_url),
             settings.max_interruptions,
-        ))
+        );
+        Ok(match settings.stranded_after_seconds {
+            Some(seconds) => lifecycle.with_stranded_after(Duration::from_secs(u64::from(seconds))),
+            None => lifecycle,
+        })
     }
 
     /// Caps the backoff before a failed job's next attempt (tests and the

@@ -15,6 +15,11 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_ecs::types::{DesiredStatus, Task};
 use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_sqs::config::{Intercept, SharedInterceptor};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
@@ -77,11 +82,34 @@ pub async fn deliver_queue(local: &Local) -> Result<usize, String> {
     if records.is_empty() {
         return Ok(0);
     }
-    let mut event = SqsEvent::default();
-    event.records = records.clone();
     local
         .delivered
         .fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    let crash_rate = local
+        .faults
+        .as_ref()
+        .and_then(|p| p.faults())
+        .map_or(0.0, |f| f.rate);
+    if berth_local::proxy::rand_unit() < crash_rate {
+        // A driver that stops part way through the batch: after a few of
+        // its AWS calls every call fails, as if its process had ended
+        // there. Its answer is lost with it, so the batch's messages come
+        // back when their visibility ends, as they would on AWS.
+        let calls = (berth_local::proxy::rand_unit() * 10.0) as u32;
+        let clients = berth_aws::Clients::with_interceptors(
+            &local.sdk_config,
+            &[SharedInterceptor::new(StopAfter::new(calls))],
+        );
+        let driver =
+            berth_driver::Driver::new(&local.settings, &clients, berth_driver::Tuning::default());
+        driver.handle_batch(records.clone()).await;
+        local
+            .crashed_batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Ok(records.len());
+    }
+    let mut event = SqsEvent::default();
+    event.records = records.clone();
     let answer = match invoke(
         local,
         "berth-driver",
@@ -119,6 +147,40 @@ pub async fn deliver_queue(local: &Local) -> Result<usize, String> {
         }
     }
     Ok(records.len())
+}
+
+/// Lets the first `calls` AWS calls of a client through and fails every
+/// call after them, as if the process making them had ended.
+#[derive(Debug)]
+struct StopAfter(std::sync::atomic::AtomicU32);
+
+impl StopAfter {
+    fn new(calls: u32) -> Self {
+        Self(calls.into())
+    }
+}
+
+impl Intercept for StopAfter {
+    fn name(&self) -> &'static str {
+        "StopAfter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let left = self.0.fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        );
+        match left {
+            Ok(_) => Ok(()),
+            Err(_) => Err("the driver's process ended".into()),
+        }
+    }
 }
 
 /// The containers being played, by task ARN.

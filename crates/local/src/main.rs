@@ -104,6 +104,9 @@ pub struct Local {
     pub queue_url: String,
     pub dlq_url: String,
     pub clients: Clients,
+    /// The SDK configuration the clients were built from (the account's
+    /// key, the local AWS's endpoint).
+    pub sdk_config: aws_config::SdkConfig,
     pub settings: Settings,
     /// The deployment's `BERTH_*` variables.
     pub exports: Vec<(&'static str, String)>,
@@ -116,6 +119,8 @@ pub struct Local {
     pub lost_events: AtomicU64,
     /// Messages handed to the driver.
     pub delivered: AtomicU64,
+    /// Batches handed to a driver that stopped part way (a soak fault).
+    pub crashed_batches: AtomicU64,
 }
 
 impl Local {
@@ -352,6 +357,14 @@ async fn provision(
         berth_aws::settings::MAX_INTERRUPTIONS.into(),
         berth_aws::settings::DEFAULT_MAX_INTERRUPTIONS.to_string(),
     ));
+    if faults.is_some() {
+        // The soak loses next attempts' messages on purpose: the sweep puts
+        // them back after two minutes of quiet, not twenty.
+        vars.push((
+            berth_aws::settings::STRANDED_AFTER_SECONDS.into(),
+            soak::STRANDED_AFTER_SECONDS.to_string(),
+        ));
+    }
     let watch = berth_local::watch::Watch::start(berth_local::watch::WatchConfig {
         root: &root(),
         functions: &[
@@ -389,6 +402,7 @@ async fn provision(
         queue_url,
         dlq_url,
         clients,
+        sdk_config: config.clone(),
         settings,
         exports,
         watch_lambda: aws_sdk_lambda::Client::from_conf(watch_config),
@@ -396,6 +410,7 @@ async fn provision(
         faults: proxy,
         lost_events: AtomicU64::new(0),
         delivered: AtomicU64::new(0),
+        crashed_batches: AtomicU64::new(0),
     })
 }
 
@@ -463,6 +478,8 @@ pub struct Glue {
     pub reconciled: Vec<String>,
     /// Jobs the sweep timed out.
     pub timed_out: Vec<String>,
+    /// Jobs the sweep put back on the queue, their message lost.
+    pub requeued: Vec<String>,
 }
 
 impl Glue {
@@ -481,6 +498,7 @@ impl Glue {
             peak_instances: 0,
             reconciled: Vec::new(),
             timed_out: Vec::new(),
+            requeued: Vec::new(),
         }
     }
 
@@ -518,6 +536,12 @@ impl Glue {
                 );
                 self.timed_out.extend(
                     timed_out
+                        .iter()
+                        .filter_map(|v| v.as_str())
+                        .map(str::to_owned),
+                );
+                self.requeued.extend(
+                    listed("requeued")
                         .iter()
                         .filter_map(|v| v.as_str())
                         .map(str::to_owned),

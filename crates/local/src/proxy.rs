@@ -1,10 +1,11 @@
 //! A loopback HTTP proxy in front of the local AWS: it delays every call by
 //! a fixed latency (like a real round trip to AWS), counts the calls per
 //! operation, and can inject faults (throttling answers, 5xx answers,
-//! dropped connections, slow answers). The benchmarks and the soak point the
-//! functions' clients at it.
+//! dropped connections, slow answers; RunTask denied for good; a job's next
+//! attempt that cannot be queued for a while). The benchmarks and the soak
+//! point the functions' clients at it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -69,7 +70,16 @@ struct Shared {
     /// RunTask answers by client token: ECS answers a repeated token with
     /// the task it started for it; the local AWS starts another.
     run_task_tokens: Mutex<BTreeMap<String, Recorded>>,
+    /// Jobs a RunTask was denied for (`Fault::Denied`).
+    denied: Mutex<BTreeSet<String>>,
+    /// Next attempts that cannot be queued (`Fault::RequeueLost`), until when.
+    doomed: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long a next attempt whose queuing failed keeps failing: longer than
+/// the SDK's and Lambda's retries of the event that queues it, so that only
+/// the sweep's look for quiet jobs can put the job back.
+const DOOMED_FOR: Duration = Duration::from_secs(90);
 
 /// The faults to inject: each kind at `rate` (0–1) on the calls whose
 /// operation `applies` says.
@@ -90,14 +100,22 @@ pub enum Fault {
     Dropped,
     /// The answer two seconds late.
     Slow,
+    /// RunTask refused for good (AccessDenied), as for a task definition the
+    /// driver may not run.
+    Denied,
+    /// A job's next attempt (SendMessage with `berth-relaunch-after`) fails,
+    /// and keeps failing for a while.
+    RequeueLost,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 4] = [
+    pub const ALL: [Fault; 6] = [
         Fault::Throttled,
         Fault::ServerError,
         Fault::Dropped,
         Fault::Slow,
+        Fault::Denied,
+        Fault::RequeueLost,
     ];
 
     pub fn name(self) -> &'static str {
@@ -106,6 +124,17 @@ impl Fault {
             Fault::ServerError => "5xx",
             Fault::Dropped => "dropped connection",
             Fault::Slow => "slow (2 s)",
+            Fault::Denied => "RunTask denied",
+            Fault::RequeueLost => "re-queue lost",
+        }
+    }
+
+    /// Whether this kind of fault can hit a call of `operation` with `body`.
+    fn applies(self, operation: &str, body: &[u8]) -> bool {
+        match self {
+            Fault::Denied => operation == "ecs:RunTask",
+            Fault::RequeueLost => relaunch_key(operation, body).is_some(),
+            _ => true,
         }
     }
 }
@@ -171,6 +200,8 @@ impl LatencyProxy {
             faults,
             injected: Mutex::new(BTreeMap::new()),
             run_task_tokens: Mutex::new(BTreeMap::new()),
+            denied: Mutex::new(BTreeSet::new()),
+            doomed: Mutex::new(HashMap::new()),
         });
         let serving = shared.clone();
         tokio::spawn(async move {
@@ -211,21 +242,39 @@ impl LatencyProxy {
     pub fn injected(&self) -> BTreeMap<(String, Fault), u64> {
         self.shared.injected.lock().expect(POISONED).clone()
     }
+
+    /// The jobs a RunTask was denied for, by their `startedBy` job id.
+    pub fn denied_jobs(&self) -> BTreeSet<String> {
+        self.shared.denied.lock().expect(POISONED).clone()
+    }
 }
 
-/// The fault to inject on one call, if any: each kind at `rate`.
-fn draw(faults: &Faults) -> Option<Fault> {
+/// The fault to inject on one call of `operation`, if any: each kind that
+/// can hit it at `rate`.
+fn draw(faults: &Faults, operation: &str, body: &[u8]) -> Option<Fault> {
     let roll = rand_unit();
     Fault::ALL
         .iter()
+        .filter(|f| f.applies(operation, body))
         .enumerate()
         .find(|(i, _)| roll < faults.rate * (*i as f64 + 1.0))
         .map(|(_, f)| *f)
 }
 
+/// What identifies a job's next attempt in a SendMessage body: the message
+/// and the launch it follows. `None` for any other call.
+fn relaunch_key(operation: &str, body: &[u8]) -> Option<String> {
+    if operation != "sqs:SendMessage" {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let after = v["MessageAttributes"]["berth-relaunch-after"]["StringValue"].as_str()?;
+    Some(format!("{}@{after}", v["MessageBody"].as_str()?))
+}
+
 /// A uniform number in [0, 1) from a small xorshift generator, seeded per
 /// thread from the clock.
-fn rand_unit() -> f64 {
+pub fn rand_unit() -> f64 {
     use std::cell::Cell;
     thread_local! {
         static STATE: Cell<u64> = Cell::new(
@@ -251,6 +300,7 @@ fn fault_answer(operation: &str, fault: Fault) -> Recorded {
     let (status, code) = match (fault, lambda) {
         (Fault::Throttled, true) => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException"),
         (Fault::Throttled, false) => (StatusCode::BAD_REQUEST, "ThrottlingException"),
+        (Fault::Denied, _) => (StatusCode::BAD_REQUEST, "AccessDeniedException"),
         (_, true) => (StatusCode::INTERNAL_SERVER_ERROR, "ServiceException"),
         (_, false) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure"),
     };
@@ -292,7 +342,23 @@ async fn forward(
         .faults
         .as_ref()
         .filter(|f| (f.applies)(&operation))
-        .and_then(draw);
+        .and_then(|f| draw(f, &operation, &body));
+    // A next attempt whose queuing failed keeps failing for a while.
+    let relaunch = relaunch_key(&operation, &body);
+    let doomed = relaunch.as_ref().is_some_and(|key| {
+        let mut doomed = shared.doomed.lock().expect(POISONED);
+        if fault == Some(Fault::RequeueLost) {
+            doomed
+                .entry(key.clone())
+                .or_insert_with(|| Instant::now() + DOOMED_FOR);
+        }
+        doomed.get(key).is_some_and(|until| Instant::now() < *until)
+    });
+    let fault = if doomed {
+        Some(Fault::RequeueLost)
+    } else {
+        fault
+    };
     if let Some(fault) = fault {
         *shared
             .injected
@@ -301,7 +367,17 @@ async fn forward(
             .entry((operation.clone(), fault))
             .or_default() += 1;
         match fault {
-            Fault::Throttled | Fault::ServerError => {
+            Fault::Throttled | Fault::ServerError | Fault::RequeueLost => {
+                shared.counts.add(operation.clone(), Duration::ZERO);
+                return Ok(respond(&fault_answer(&operation, fault)));
+            }
+            Fault::Denied => {
+                let started_by = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["startedBy"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let job = started_by.rsplit_once('/').map_or("", |(job, _)| job);
+                shared.denied.lock().expect(POISONED).insert(job.to_owned());
                 shared.counts.add(operation.clone(), Duration::ZERO);
                 return Ok(respond(&fault_answer(&operation, fault)));
             }

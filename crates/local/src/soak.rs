@@ -3,6 +3,15 @@
 //! job must end in exactly one end state (or be on the dead-letter queue
 //! with its reason), and no launch may have been made twice: at most one
 //! ECS task per job and launch, at most one run of a Lambda job per launch.
+//!
+//! The faults, each at the fault rate: throttling answers, 5xx answers,
+//! connections dropped after the call was served and answers 2 s late (on
+//! DynamoDB, SQS, RunTask and Invoke); RunTask denied for good; a job's next
+//! attempt that cannot be queued for 90 s (longer than every retry of the
+//! event that queues it); a driver that stops part way through a batch, its
+//! answer lost. And once every job of the EC2-only definition `soak-wait`
+//! is recorded, the definition is edited, then deleted, while some of its
+//! jobs wait for capacity.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -17,6 +26,10 @@ use berth_local::proxy::Fault;
 
 use crate::{Fallible, Glue, Local};
 
+/// How long a job waiting to launch stays quiet in the soak before the
+/// sweep takes its message for lost (deployed: 20 minutes).
+pub const STRANDED_AFTER_SECONDS: u32 = 120;
+
 /// The calls faults are injected on: DynamoDB, SQS, RunTask and Invoke.
 pub fn faulted(operation: &str) -> bool {
     operation.starts_with("dynamodb:")
@@ -30,13 +43,22 @@ fn valid(i: usize) -> bool {
     !i.is_multiple_of(20)
 }
 
-/// One job of the mix: every 20th invalid, three in 20 on Lambda, the rest
-/// on ECS (EC2 while there is room, then Fargate).
+/// One job of the mix: every 20th invalid, three in 20 on Lambda, one in
+/// 20 EC2 only (it waits while EC2 is full), one in 20 interrupted once, the
+/// rest on ECS (EC2 while there is room, then Fargate).
 fn body(i: usize, runs: &str) -> String {
     match i % 20 {
         0 => format!(r#"{{"job_id":"soak-{i}","definition":"render","cpus":1}}"#),
         1..=3 => format!(
             r#"{{"job_id":"soak-{i}","definition":"soak-lambda","environment":{{"SOAK_RUNS":"{runs}"}}}}"#
+        ),
+        4 => format!(
+            r#"{{"job_id":"soak-{i}","definition":"soak-wait","environment":{{"PLAY_SECONDS":"1"}}}}"#
+        ),
+        // Reclaimed on its first launch, as a Spot interruption: its next
+        // attempt is queued (and sometimes lost, see the faults).
+        5 => format!(
+            r#"{{"job_id":"soak-{i}","definition":"render","environment":{{"PLAY_SECONDS":"1","PLAY_INTERRUPT":"1"}}}}"#
         ),
         _ => format!(
             r#"{{"job_id":"soak-{i}","definition":"render","environment":{{"PLAY_SECONDS":"1"}}}}"#
@@ -65,13 +87,25 @@ pub async fn run(local: &Local, glue: &mut Glue, jobs: usize, limit: Duration) -
         max_attempts: 2,
         fargate: true,
     };
-    berth_aws::Definitions::new(
+    let definitions = berth_aws::Definitions::new(
         local.clients.dynamodb.clone(),
         &local.settings.definitions_table,
-    )
-    .put(&lambda)
-    .await
-    .map_err(|e| e.to_string())?;
+    );
+    let wait = JobDefinition {
+        name: "soak-wait".into(),
+        task_definition: "train".into(),
+        lambda_function: None,
+        command: None,
+        fargate: false,
+        ..lambda.clone()
+    };
+    for definition in [&lambda, &wait] {
+        definitions
+            .put(definition)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let mut churn = Churn::Waiting;
 
     // Submitted straight to the queue, ten a call, as producers would.
     let sqs = &local.clients.sqs;
@@ -135,6 +169,7 @@ pub async fn run(local: &Local, glue: &mut Glue, jobs: usize, limit: Duration) -
                     );
                 }
             }
+            churn = churn.next(local, &definitions, &store, jobs, &wait).await?;
             if open.is_empty() && queued == 0 {
                 break;
             }
@@ -147,6 +182,64 @@ pub async fn run(local: &Local, glue: &mut Glue, jobs: usize, limit: Duration) -
     }
     let took = started.elapsed();
     reconcile(local, glue, &store, jobs, &runs, took).await
+}
+
+/// Where the soak is with `soak-wait`'s definition: it is edited, then
+/// deleted, once all its jobs are recorded (a later message would be
+/// rejected for an unknown definition), while some of them wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Churn {
+    Waiting,
+    Edited,
+    Deleted,
+}
+
+impl Churn {
+    async fn next(
+        self,
+        local: &Local,
+        definitions: &berth_aws::Definitions,
+        store: &JobStore,
+        jobs: usize,
+        wait: &JobDefinition,
+    ) -> Fallible<Self> {
+        match self {
+            Churn::Waiting => {
+                for i in (4..jobs).step_by(20) {
+                    let id = format!("soak-{i}");
+                    if store.get(&id).await.map_err(|e| e.to_string())?.is_none() {
+                        return Ok(self);
+                    }
+                }
+                // Edited so that its jobs would now run on Fargate.
+                let edited = JobDefinition {
+                    fargate: true,
+                    cpu: 512,
+                    ..wait.clone()
+                };
+                definitions.put(&edited).await.map_err(|e| e.to_string())?;
+                println!("soak: every soak-wait job recorded; its definition edited");
+                Ok(Churn::Edited)
+            }
+            Churn::Edited => {
+                local
+                    .clients
+                    .dynamodb
+                    .delete_item()
+                    .table_name(&local.settings.definitions_table)
+                    .key(
+                        "name",
+                        aws_sdk_dynamodb::types::AttributeValue::S(wait.name.clone()),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| format!("delete soak-wait: {e}"))?;
+                println!("soak: soak-wait's definition deleted");
+                Ok(Churn::Deleted)
+            }
+            Churn::Deleted => Ok(self),
+        }
+    }
 }
 
 /// Jobs recorded and not ended, and messages still on the job queue.
@@ -198,6 +291,13 @@ async fn reconcile(
         }
     }
     let dead_letters = dead_letter_ids(local).await?;
+    // A job whose RunTask was denied for good ends FAILED; every other valid
+    // job's command or container exits 0.
+    let denied = local
+        .faults
+        .as_ref()
+        .map(|p| p.denied_jobs())
+        .unwrap_or_default();
     let mut by_outcome: BTreeMap<String, usize> = BTreeMap::new();
     let (mut unaccounted, mut twice, mut not_succeeded) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..jobs {
@@ -207,8 +307,12 @@ async fn reconcile(
             dead_letters.contains_key(&id),
         ) {
             (Some([(status, route)]), false) if status.is_final() => {
-                // Every valid job's command or container exits 0.
-                if valid(i) && *status != JobStatus::Succeeded {
+                let expected = if denied.contains(&id) {
+                    JobStatus::Failed
+                } else {
+                    JobStatus::Succeeded
+                };
+                if valid(i) && *status != expected {
                     not_succeeded.push(format!("{id} {}", status.as_str()));
                 }
                 *by_outcome
@@ -219,7 +323,12 @@ async fn reconcile(
                     ))
                     .or_default() += 1;
             }
-            (None, true) => *by_outcome.entry("dead-lettered".into()).or_default() += 1,
+            (None, true) => {
+                if valid(i) {
+                    not_succeeded.push(format!("{id} dead-lettered"));
+                }
+                *by_outcome.entry("dead-lettered".into()).or_default() += 1;
+            }
             (Some(states), in_dlq) if states.len() > 1 || in_dlq => twice.push(id),
             _ => unaccounted.push(id),
         }
@@ -301,12 +410,18 @@ async fn reconcile(
         local.lost_events.load(Ordering::Relaxed)
     );
     println!(
-        "the sweep: {} jobs given their task's end or start after its event was lost, {} timed out",
+        "the sweep: {} jobs given their task's end or start after its event was lost, {} timed out, {} put back on the queue (their message lost)",
         glue.reconciled.len(),
-        glue.timed_out.len()
+        glue.timed_out.len(),
+        glue.requeued.len()
     );
     println!(
-        "valid jobs that ended other than SUCCEEDED (a platform failure berth recorded, or a wrong state): {}{}",
+        "batches handed to a driver that stopped part way: {}; valid jobs whose RunTask was denied for good (they end FAILED): {}",
+        local.crashed_batches.load(Ordering::Relaxed),
+        denied.len()
+    );
+    println!(
+        "valid jobs that ended other than SUCCEEDED (FAILED where a RunTask was denied), a platform failure berth recorded or a wrong state: {}{}",
         not_succeeded.len(),
         if not_succeeded.is_empty() {
             String::new()
@@ -325,7 +440,12 @@ async fn reconcile(
     for d in doubled.iter().take(20) {
         println!("  launched twice: {d}");
     }
-    Ok(unaccounted.is_empty() && twice.is_empty() && doubled.is_empty())
+    Ok(
+        unaccounted.is_empty()
+            && twice.is_empty()
+            && doubled.is_empty()
+            && not_succeeded.is_empty(),
+    )
 }
 
 /// The job ids on the dead-letter queue, with the reason each carries.
