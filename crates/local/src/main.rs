@@ -68,15 +68,17 @@ enum Mode {
     /// local AWS; then every job accounted for, and no launch made twice.
     Soak {
         /// Jobs to submit.
-        #[arg(long, default_value_t = 10_000)]
+        #[arg(long, default_value_t = 2_000)]
         jobs: usize,
         /// The rate (0–1) of each fault kind: throttling, 5xx, dropped
-        /// connections, slow answers; on DynamoDB, SQS, RunTask and Invoke.
+        /// connections, slow answers, RunTask denied, a next attempt not
+        /// queued, a driver stopped part way through a batch.
         #[arg(long, default_value_t = 0.05)]
         fault_rate: f64,
-        /// Give up after this many minutes.
-        #[arg(long, default_value_t = 60)]
-        minutes: u64,
+        /// Give up after this many minutes (default: 3 s a job, at least
+        /// 10 minutes; the local run takes about 2 s a job here).
+        #[arg(long)]
+        minutes: Option<u64>,
         /// Container instances, registered at the start (the soak runs on a
         /// fixed cluster).
         #[arg(long, default_value_t = 2)]
@@ -223,6 +225,7 @@ async fn run(args: &Args, processes: &mut Processes) -> Fallible<bool> {
     match args.command {
         Mode::Demo { .. } => demo(&local, Glue::new(every, boot)).await,
         Mode::Soak { jobs, minutes, .. } => {
+            let minutes = minutes.unwrap_or((jobs as u64 * 3 / 60).max(10));
             let mut glue = Glue::new(every, boot);
             soak::run(&local, &mut glue, jobs, Duration::from_secs(minutes * 60)).await
         }
