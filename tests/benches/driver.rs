@@ -178,6 +178,7 @@ async fn prepare(stack: &Stack) {
         timeout_seconds: 60,
         max_attempts: 1,
         fargate: false,
+        job_role: None,
     };
     stack.definitions().put(&def).await.unwrap();
 }

@@ -233,6 +233,25 @@ impl TestAccount {
         }))
     }
 
+    /// Clients for this account that sign with `credentials` (a job role's,
+    /// say) instead of the account's own.
+    pub async fn clients_signing_as(&self, credentials: Credentials) -> Clients {
+        let endpoint = self
+            .sdk_config
+            .endpoint_url()
+            .unwrap_or(&self.local.endpoint);
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(Region::new(self.local.region.clone()))
+            .credentials_provider(credentials)
+            .load()
+            .await;
+        Clients::with_interceptors(
+            &config,
+            &[SharedInterceptor::new(MotoAccount(self.id.clone()))],
+        )
+    }
+
     /// Clients for this account with `interceptor` on every call.
     fn clients_with(&self, interceptor: SharedInterceptor) -> Clients {
         let interceptors = [

@@ -140,6 +140,37 @@ impl Stack {
         JobStore::new(self.clients().dynamodb.clone(), &self.settings.jobs_table)
     }
 
+    /// Registers task definition `family` with `containers` (each of
+    /// `TASK_CPU` / `TASK_MEMORY`); one that may run on Fargate is `awsvpc`
+    /// with a task size and lists FARGATE.
+    pub async fn register_task_definition(&self, family: &str, fargate: bool, containers: &[&str]) {
+        use aws_sdk_ecs::types::{Compatibility, ContainerDefinition, NetworkMode};
+        let mut compatibilities = vec![Compatibility::Ec2];
+        let mut req = self.clients().ecs.register_task_definition().family(family);
+        if fargate {
+            compatibilities.push(Compatibility::Fargate);
+            req = req
+                .network_mode(NetworkMode::Awsvpc)
+                .cpu((TASK_CPU * containers.len() as i32).to_string())
+                .memory((TASK_MEMORY * containers.len() as i32).to_string());
+        }
+        for name in containers {
+            req = req.container_definitions(
+                ContainerDefinition::builder()
+                    .name(*name)
+                    .image("busybox")
+                    .cpu(TASK_CPU)
+                    .memory(TASK_MEMORY)
+                    .essential(true)
+                    .build(),
+            );
+        }
+        req.set_requires_compatibilities(Some(compatibilities))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("register task definition {family}: {e:?}"));
+    }
+
     pub fn definitions(&self) -> Definitions {
         Definitions::new(
             self.clients().dynamodb.clone(),
@@ -342,6 +373,7 @@ pub fn render() -> JobDefinition {
         timeout_seconds: 600,
         max_attempts: 3,
         fargate: true,
+        job_role: None,
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use berth_core::JobDefinition;
+use berth_core::definition::Prefixes;
 
 use crate::AwsError;
 
@@ -23,6 +24,7 @@ pub enum Lookup {
 pub struct Definitions {
     ddb: Client,
     table: String,
+    prefixes: Prefixes,
 }
 
 impl Definitions {
@@ -30,7 +32,22 @@ impl Definitions {
         Self {
             ddb,
             table: table.into(),
+            prefixes: Prefixes::default(),
         }
+    }
+
+    /// The definitions table of the deployment `settings` describe, read
+    /// with its prefixes.
+    pub fn for_deployment(settings: &crate::Settings, clients: &crate::Clients) -> Self {
+        Self::new(clients.dynamodb.clone(), &settings.definitions_table)
+            .with_prefixes(settings.prefixes.clone())
+    }
+
+    /// Definitions naming task definitions, functions or roles outside
+    /// `prefixes` are read as malformed, with the reason.
+    pub fn with_prefixes(mut self, prefixes: Prefixes) -> Self {
+        self.prefixes = prefixes;
+        self
     }
 
     /// Reads the definitions of `names` (BatchGetItem, 100 a call); a name
@@ -50,7 +67,7 @@ impl Definitions {
         Ok(items
             .iter()
             .filter_map(|item| match item.get("name") {
-                Some(AttributeValue::S(name)) => Some((name.clone(), read(item))),
+                Some(AttributeValue::S(name)) => Some((name.clone(), read(item, &self.prefixes))),
                 _ => None,
             })
             .collect())
@@ -69,7 +86,7 @@ impl Definitions {
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| AwsError::from_sdk("dynamodb:Scan", e))?;
             for item in page.items.unwrap_or_default() {
-                match read(&item) {
+                match read(&item, &self.prefixes) {
                     Lookup::Found(def) => out.push(def),
                     Lookup::Malformed(why) => {
                         tracing::warn!(problem = why.as_str(), "definition skipped")
@@ -111,6 +128,9 @@ pub fn item(def: &JobDefinition) -> Item {
     if let Some(f) = &def.lambda_function {
         item.insert("lambda_function".into(), s(f));
     }
+    if let Some(role) = &def.job_role {
+        item.insert("job_role".into(), s(role));
+    }
     if let Some(cmd) = &def.command {
         item.insert(
             "command".into(),
@@ -120,15 +140,33 @@ pub fn item(def: &JobDefinition) -> Item {
     item
 }
 
-/// Reads a definitions-table item.
-pub fn read(item: &Item) -> Lookup {
+/// The attributes of a definitions-table item.
+const ATTRIBUTES: [&str; 12] = [
+    "name",
+    "task_definition",
+    "container",
+    "lambda_function",
+    "command",
+    "cpu",
+    "memory",
+    "gpu",
+    "timeout_seconds",
+    "max_attempts",
+    "fargate",
+    "job_role",
+];
+
+/// Reads a definitions-table item, with the rules `berth definitions put`
+/// applies: no unknown attribute, every value within its limits, every
+/// name within `prefixes`.
+pub fn read(item: &Item, prefixes: &Prefixes) -> Lookup {
     let name = item
         .get("name")
         .and_then(|v| v.as_s().ok())
         .cloned()
         .unwrap_or_default();
     match parse(item, &name) {
-        Ok(def) => match def.validate() {
+        Ok(def) => match def.validate().and_then(|()| def.check_prefixes(prefixes)) {
             Ok(()) => Lookup::Found(def),
             Err(e) => Lookup::Malformed(e.to_string()),
         },
@@ -137,6 +175,15 @@ pub fn read(item: &Item) -> Lookup {
 }
 
 fn parse(item: &Item, name: &str) -> Result<JobDefinition, String> {
+    let mut unknown: Vec<&str> = item
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !ATTRIBUTES.contains(k))
+        .collect();
+    unknown.sort_unstable();
+    if let Some(first) = unknown.first() {
+        return Err(format!("unknown field `{first}`"));
+    }
     let text = |k: &str| -> Result<Option<String>, String> {
         match item.get(k) {
             None | Some(AttributeValue::Null(_)) => Ok(None),
@@ -190,6 +237,7 @@ fn parse(item: &Item, name: &str) -> Result<JobDefinition, String> {
         timeout_seconds: required_number("timeout_seconds")?,
         max_attempts: required_number("max_attempts")?,
         fargate,
+        job_role: text("job_role")?.filter(|v| !v.is_empty()),
     })
 }
 
@@ -210,18 +258,53 @@ mod tests {
             timeout_seconds: 60,
             max_attempts: 2,
             fargate: true,
+            job_role: None,
         }
     }
 
     #[test]
     fn items_round_trip() {
-        assert_eq!(read(&item(&def())), Lookup::Found(def()));
+        assert_eq!(
+            read(&item(&def()), &Prefixes::default()),
+            Lookup::Found(def())
+        );
         let bare = JobDefinition {
             lambda_function: None,
             command: None,
             ..def()
         };
-        assert_eq!(read(&item(&bare)), Lookup::Found(bare));
+        assert_eq!(
+            read(&item(&bare), &Prefixes::default()),
+            Lookup::Found(bare)
+        );
+        let with_role = JobDefinition {
+            job_role: Some("arn:aws:iam::123456789012:role/berth-dev_job-r".into()),
+            ..def()
+        };
+        assert_eq!(
+            read(&item(&with_role), &Prefixes::default()),
+            Lookup::Found(with_role)
+        );
+    }
+
+    /// The driver reads a definition with the rules `berth definitions put`
+    /// applies: an item written some other way cannot slip past them.
+    #[test]
+    fn unknown_attributes_and_names_outside_the_prefixes_are_refused() {
+        let mut i = item(&def());
+        i.insert("fargte".into(), AttributeValue::Bool(false));
+        assert_eq!(
+            read(&i, &Prefixes::default()),
+            Lookup::Malformed("job definition `render`: unknown field `fargte`".into())
+        );
+        let prefixes = Prefixes {
+            task_definition: "berth-prod_".into(),
+            ..Prefixes::default()
+        };
+        let Lookup::Malformed(why) = read(&item(&def()), &prefixes) else {
+            panic!("a task definition outside the prefix was read as usable");
+        };
+        assert!(why.contains("outside `berth-prod_*`"), "{why}");
     }
 
     #[test]
@@ -229,19 +312,19 @@ mod tests {
         let mut i = item(&def());
         i.remove("cpu");
         assert_eq!(
-            read(&i),
+            read(&i, &Prefixes::default()),
             Lookup::Malformed("job definition `render`: `cpu` is required".into())
         );
         let mut i = item(&def());
         i.insert("memory".into(), AttributeValue::S("2048".into()));
         assert_eq!(
-            read(&i),
+            read(&i, &Prefixes::default()),
             Lookup::Malformed("job definition `render`: `memory` must be a number".into())
         );
         let mut i = item(&def());
         i.insert("max_attempts".into(), AttributeValue::N("0".into()));
         assert_eq!(
-            read(&i),
+            read(&i, &Prefixes::default()),
             Lookup::Malformed(
                 "job definition `render`: `max_attempts` must be between 1 and 10, found 0".into()
             )

@@ -79,15 +79,7 @@ pub struct EcsCluster {
     task_definitions: Arc<Mutex<HashMap<String, (Instant, TaskDefinitionFacts)>>>,
 }
 
-/// What berth reads of a task definition before it runs one on EC2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TaskDefinitionFacts {
-    /// Network mode `awsvpc`: its tasks need a network configuration.
-    pub awsvpc: bool,
-    /// It sets a task size: a container may not have more, so a job larger
-    /// than it sizes the task too.
-    pub sized: bool,
-}
+pub use berth_core::definition::TaskDefinitionFacts;
 
 /// How long what was read of a task definition is trusted.
 const TASK_DEFINITION_TTL: Duration = Duration::from_secs(300);
@@ -138,7 +130,7 @@ impl EcsCluster {
         job: &ResolvedJob,
         launch: LaunchNumber,
     ) -> Result<Placement, LaunchError> {
-        let facts = self.task_definition(&job.task_definition).await?;
+        let facts = self.checked_task_definition(job).await?;
         // A definition that may run on Fargate has an `awsvpc` task
         // definition with a task size (Fargate requires both).
         let awsvpc = facts.awsvpc || job.fargate_allowed;
@@ -188,6 +180,7 @@ impl EcsCluster {
         launch: LaunchNumber,
         size: FargateSize,
     ) -> Result<Placement, LaunchError> {
+        self.checked_task_definition(job).await?;
         let network = self.network()?;
         let mut req = self
             .run_task(
@@ -233,6 +226,20 @@ impl EcsCluster {
             .overrides(overrides(job, launch, task_size))
     }
 
+    /// The job's task definition, read (or remembered) and checked against
+    /// the job's definition as `berth definitions put` checks it: a job
+    /// whose container or Fargate setting does not fit it fails for good,
+    /// with the reason, before RunTask.
+    async fn checked_task_definition(
+        &self,
+        job: &ResolvedJob,
+    ) -> Result<TaskDefinitionFacts, LaunchError> {
+        let facts = self.task_definition(&job.task_definition).await?;
+        job.check_task_definition(&facts)
+            .map_err(|e| LaunchError::Permanent(e.to_string()))?;
+        Ok(facts)
+    }
+
     /// What RunTask needs to know of task definition `name`: read with
     /// DescribeTaskDefinition, then trusted for [`TASK_DEFINITION_TTL`].
     pub async fn task_definition(&self, name: &str) -> Result<TaskDefinitionFacts, LaunchError> {
@@ -240,7 +247,7 @@ impl EcsCluster {
             .task_definitions
             .lock()
             .ok()
-            .and_then(|known| known.get(name).copied())
+            .and_then(|known| known.get(name).cloned())
             .filter(|(read, _)| read.elapsed() < TASK_DEFINITION_TTL);
         if let Some((_, facts)) = cached {
             return Ok(facts);
@@ -258,9 +265,21 @@ impl EcsCluster {
         let facts = TaskDefinitionFacts {
             awsvpc: definition.and_then(|d| d.network_mode()) == Some(&NetworkMode::Awsvpc),
             sized: definition.is_some_and(|d| d.cpu().is_some() || d.memory().is_some()),
+            fargate: definition.is_some_and(|d| {
+                d.requires_compatibilities()
+                    .contains(&aws_sdk_ecs::types::Compatibility::Fargate)
+            }),
+            containers: definition
+                .map(|d| {
+                    d.container_definitions()
+                        .iter()
+                        .filter_map(|c| c.name().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
         };
         if let Ok(mut known) = self.task_definitions.lock() {
-            known.insert(name.to_owned(), (Instant::now(), facts));
+            known.insert(name.to_owned(), (Instant::now(), facts.clone()));
         }
         Ok(facts)
     }
@@ -760,6 +779,7 @@ fn overrides(
         .container_overrides(container)
         .set_cpu(o.cpu)
         .set_memory(o.memory)
+        .set_task_role_arn(o.task_role_arn)
         .build()
 }
 
@@ -814,7 +834,7 @@ mod tests {
     }
 
     /// DescribeTaskDefinition's answer for an EC2-only task definition in
-    /// `bridge` mode without a task size.
+    /// `bridge` mode without a task size, with one container `main`.
     fn bridge() -> aws_smithy_mocks::Rule {
         mock!(Client::describe_task_definition).then_output(|| {
             aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput::builder(
@@ -822,10 +842,54 @@ mod tests {
             .task_definition(
                 aws_sdk_ecs::types::TaskDefinition::builder()
                     .network_mode(NetworkMode::Bridge)
+                    .container_definitions(
+                        aws_sdk_ecs::types::ContainerDefinition::builder()
+                            .name("main")
+                            .build(),
+                    )
                     .build(),
             )
             .build()
         })
+    }
+
+    #[tokio::test]
+    async fn a_job_that_does_not_fit_its_task_definition_fails_before_run_task() {
+        let run = mock!(Client::run_task).then_output(|| RunTaskOutput::builder().build());
+        let described = bridge();
+        let ecs = EcsCluster::new(
+            mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&described, &run]),
+            "berth",
+            Launching {
+                fargate: FargateNetwork {
+                    subnets: vec!["subnet-1".into()],
+                    ..FargateNetwork::default()
+                },
+                ..Launching::default()
+            },
+        );
+        let other = ResolvedJob {
+            container: "app".into(),
+            ..job()
+        };
+        assert!(matches!(
+            ecs.run_on_ec2(&other, 1).await,
+            Err(LaunchError::Permanent(why)) if why.contains("`app` is not a container of task definition `render` (it has: main)")
+        ));
+        let size = FargateSize {
+            cpu: 1024,
+            memory: 2048,
+        };
+        let fargate = ResolvedJob {
+            fargate_allowed: true,
+            ..job()
+        };
+        assert!(matches!(
+            ecs.run_on_fargate(&fargate, 1, size).await,
+            Err(LaunchError::Permanent(why)) if why.contains("does not list FARGATE")
+        ));
+        assert_eq!(run.num_calls(), 0);
+        assert_eq!(described.num_calls(), 1, "the task definition is read once");
     }
 
     fn job() -> ResolvedJob {
@@ -844,6 +908,7 @@ mod tests {
             max_attempts: 1,
             processor: Processor::Auto,
             fargate_allowed: false,
+            job_role: None,
         }
     }
 
@@ -862,6 +927,8 @@ mod tests {
                         .environment()
                         .iter()
                         .any(|kv| kv.name() == Some("BERTH_LAUNCH") && kv.value() == Some("2"))
+                    && r.overrides().unwrap().task_role_arn()
+                        == Some("arn:aws:iam::123456789012:role/berth-job-r")
             })
             .then_output(|| {
                 RunTaskOutput::builder()
@@ -874,8 +941,12 @@ mod tests {
             RuleMode::MatchAny,
             [&described, &placed]
         ));
+        let with_role = ResolvedJob {
+            job_role: Some("arn:aws:iam::123456789012:role/berth-job-r".into()),
+            ..job()
+        };
         assert_eq!(
-            ecs.run_on_ec2(&job(), 2).await.unwrap(),
+            ecs.run_on_ec2(&with_role, 2).await.unwrap(),
             Placement::Placed {
                 task_arn: "arn:task/1".into()
             }
@@ -919,7 +990,8 @@ mod tests {
 
     #[tokio::test]
     async fn fargate_needs_subnets_and_a_bad_request_fails_for_good() {
-        let ecs = cluster(mock_client!(aws_sdk_ecs, []));
+        let described = bridge();
+        let ecs = cluster(mock_client!(aws_sdk_ecs, [&described]));
         let size = FargateSize {
             cpu: 1024,
             memory: 2048,

@@ -7,6 +7,7 @@
 //! - [`ecs`]: running, stopping, describing and finding tasks; reading,
 //!   draining and marking container instances;
 //! - [`lambda`]: invoking a Lambda-route job's function;
+//! - [`roles`]: a job role's credentials, for a Lambda-route job's process;
 //! - [`metrics`]: berth's metrics (embedded metric format, and the cluster's
 //!   PutMetricData);
 //! - [`fleet`]: the Auto Scaling group;
@@ -28,6 +29,7 @@ pub mod lambda;
 pub mod metrics;
 pub mod operations;
 pub mod queue;
+pub mod roles;
 pub mod schema;
 pub mod settings;
 #[cfg(feature = "stack")]
@@ -43,6 +45,7 @@ pub use error::{AwsError, LaunchError};
 pub use fleet::Fleet;
 pub use lambda::LambdaLauncher;
 pub use queue::{DeadLetters, JobQueue};
+pub use roles::JobRoles;
 pub use settings::{Settings, SettingsError};
 pub use store::JobStore;
 
@@ -79,6 +82,7 @@ pub struct Clients {
     pub ecs: aws_sdk_ecs::Client,
     pub lambda: aws_sdk_lambda::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub sts: aws_sdk_sts::Client,
 }
 
 impl Clients {
@@ -109,6 +113,7 @@ impl Clients {
             ecs: client!(aws_sdk_ecs),
             lambda: client!(aws_sdk_lambda),
             sqs: client!(aws_sdk_sqs),
+            sts: client!(aws_sdk_sts),
         }
     }
 }

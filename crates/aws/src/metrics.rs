@@ -14,10 +14,15 @@
 //! | `Requeued` | none | ecs-runner, an attempt ended and another was queued |
 //! | `InstancesAdded`, `InstancesDrained`, `InstancesTerminated` | none | the capacity metric's scaler |
 //!
+//! Every metric also has the dimension `Stack`, the stack's name
+//! (`BERTH_STACK`, `berth` when unset), so that stacks in one account keep
+//! their metrics apart.
+//!
 //! The capacity metric's `SchedulableContainers` and
 //! `UnplaceableDefinitions` are put with PutMetricData ([`ClusterMetrics`]),
-//! with the dimension `ClusterName`.
+//! with the dimensions `Stack` and `ClusterName`.
 
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
@@ -55,6 +60,28 @@ pub fn line(timestamp_ms: u64, dimensions: &[(&str, &str)], metrics: &[(&str, f6
     Value::Object(object).to_string()
 }
 
+/// The dimension every metric of berth carries.
+pub const STACK_DIMENSION: &str = "Stack";
+
+/// The stack's name, the value of every metric's `Stack` dimension.
+pub fn stack() -> &'static str {
+    static STACK: OnceLock<String> = OnceLock::new();
+    STACK.get_or_init(|| {
+        std::env::var(crate::settings::STACK)
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| NAMESPACE.to_owned())
+    })
+}
+
+/// `dimensions` with the stack's first.
+fn with_stack<'a>(stack: &'a str, dimensions: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut all = vec![(STACK_DIMENSION, stack)];
+    all.extend_from_slice(dimensions);
+    all
+}
+
 /// Writes one EMF line to standard output, where Lambda picks it up.
 pub fn emit(dimensions: &[(&str, &str)], metrics: &[(&str, f64)]) {
     if metrics.is_empty() {
@@ -63,7 +90,7 @@ pub fn emit(dimensions: &[(&str, &str)], metrics: &[(&str, f64)]) {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    println!("{}", line(now, dimensions, metrics));
+    println!("{}", line(now, &with_stack(stack(), dimensions), metrics));
 }
 
 /// One count of `metric`, with at most one dimension.
@@ -92,17 +119,23 @@ impl ClusterMetrics {
     pub async fn publish(&self, metrics: &[(&str, f64)]) -> Result<(), AwsError> {
         use aws_sdk_cloudwatch::primitives::DateTime;
         use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
-        let dimension = Dimension::builder()
-            .name("ClusterName")
-            .value(&self.cluster)
-            .build();
+        let dimensions = vec![
+            Dimension::builder()
+                .name(STACK_DIMENSION)
+                .value(stack())
+                .build(),
+            Dimension::builder()
+                .name("ClusterName")
+                .value(&self.cluster)
+                .build(),
+        ];
         let now = DateTime::from(SystemTime::now());
         let data = metrics
             .iter()
             .map(|(name, value)| {
                 MetricDatum::builder()
                     .metric_name(*name)
-                    .dimensions(dimension.clone())
+                    .set_dimensions(Some(dimensions.clone()))
                     .value(*value)
                     .unit(StandardUnit::Count)
                     .timestamp(now)
@@ -123,6 +156,23 @@ impl ClusterMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_line_carries_the_stack() {
+        let dims = with_stack("berth-prod", &[("Route", "EC2")]);
+        let v: Value = serde_json::from_str(&line(0, &dims, &[("Dispatched", 1.0)])).unwrap();
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Stack", "Route"]])
+        );
+        assert_eq!(v["Stack"], "berth-prod");
+        let v: Value =
+            serde_json::from_str(&line(0, &with_stack("s", &[]), &[("Rejected", 1.0)])).unwrap();
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Stack"]])
+        );
+    }
 
     #[test]
     fn a_line_is_a_valid_emf_document() {

@@ -22,8 +22,14 @@ pub const HEADROOM: &str = "BERTH_HEADROOM";
 pub const MAX_INTERRUPTIONS: &str = "BERTH_MAX_INTERRUPTIONS";
 pub const MAX_RECEIVES: &str = "BERTH_MAX_RECEIVES";
 pub const STRANDED_AFTER_SECONDS: &str = "BERTH_STRANDED_AFTER_SECONDS";
+pub const TASK_DEFINITION_PREFIX: &str = "BERTH_TASK_DEFINITION_PREFIX";
+pub const TASK_FUNCTION_PREFIX: &str = "BERTH_TASK_FUNCTION_PREFIX";
+pub const JOB_ROLE_PREFIX: &str = "BERTH_JOB_ROLE_PREFIX";
+pub const STACK: &str = "BERTH_STACK";
 
 pub use berth_core::stop::DEFAULT_MAX_INTERRUPTIONS;
+
+use berth_core::definition::Prefixes;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -49,6 +55,8 @@ pub struct Settings {
     pub largest: Option<LargestContainer>,
     /// The scaler's settings, when the cluster has an Auto Scaling group.
     pub scaling: Option<ScalingSettings>,
+    /// The names this stack may run (empty: any, as in the local run).
+    pub prefixes: Prefixes,
 }
 
 /// What the scaler is given: the group, its instance types, how long an
@@ -166,6 +174,11 @@ impl Settings {
             max_receives: number(MAX_RECEIVES)?,
             stranded_after_seconds: number(STRANDED_AFTER_SECONDS)?,
             largest,
+            prefixes: Prefixes {
+                task_definition: optional(TASK_DEFINITION_PREFIX).unwrap_or_default(),
+                task_function: optional(TASK_FUNCTION_PREFIX).unwrap_or_default(),
+                job_role: optional(JOB_ROLE_PREFIX).unwrap_or_default(),
+            },
         })
     }
 }
@@ -204,8 +217,19 @@ mod tests {
             (INSTANCE_GROUP, "berth-instances"),
             (INSTANCE_TYPES, "m5.large, m6i.large"),
             (SCALE_IN_AFTER_SECONDS, "600"),
+            (TASK_DEFINITION_PREFIX, "berth-prod_"),
+            (TASK_FUNCTION_PREFIX, "berth-prod_task-"),
+            (JOB_ROLE_PREFIX, "berth-prod_job-"),
         ]);
         let s = read(&vars).unwrap();
+        assert_eq!(
+            s.prefixes,
+            Prefixes {
+                task_definition: "berth-prod_".into(),
+                task_function: "berth-prod_task-".into(),
+                job_role: "berth-prod_job-".into(),
+            }
+        );
         assert_eq!(
             (
                 s.jobs_table.as_str(),

@@ -22,10 +22,7 @@ async fn main() -> Result<(), Error> {
             clients.cloudwatch.clone(),
             &settings.cluster,
         ),
-        definitions: berth_aws::Definitions::new(
-            clients.dynamodb.clone(),
-            &settings.definitions_table,
-        ),
+        definitions: berth_aws::Definitions::for_deployment(&settings, &clients),
         largest: settings.largest,
         scaler: settings.scaling.as_ref().map(|s| Scaler {
             fleet: berth_aws::Fleet::new(clients.autoscaling.clone(), &s.group),

@@ -342,6 +342,7 @@ mod tests {
             max_attempts: 1,
             processor: Processor::Auto,
             fargate_allowed: true,
+            job_role: None,
         };
         let jobs = [
             job(1024, 2048, 0),

@@ -129,10 +129,7 @@ impl Berth {
     }
 
     fn definitions(&self) -> Definitions {
-        Definitions::new(
-            self.clients.dynamodb.clone(),
-            &self.settings.definitions_table,
-        )
+        Definitions::for_deployment(&self.settings, &self.clients)
     }
 
     /// Checks the job as the driver will (the message, and that its
@@ -241,14 +238,29 @@ impl Berth {
             let def: JobDefinition = serde_json::from_value(v).map_err(|e| {
                 CliError::Input(format!("{}: definition {}: {e}", file.display(), i + 1))
             })?;
-            def.validate().map_err(|e| {
-                CliError::Input(format!(
-                    "{}: definition `{}`: {e}",
-                    file.display(),
-                    def.name
-                ))
-            })?;
+            def.validate()
+                .and_then(|()| def.check_prefixes(&self.settings.prefixes))
+                .map_err(|e| CliError::Input(format!("{}: {e}", file.display())))?;
             defs.push(def);
+        }
+        // Each task definition as ECS has it: it exists, holds the
+        // container, and runs on Fargate where the definition says so.
+        // Nothing is written unless every definition passes.
+        let ecs = EcsCluster::for_deployment(&self.settings, &self.clients);
+        for def in &defs {
+            let facts = ecs
+                .task_definition(&def.task_definition)
+                .await
+                .map_err(|e| {
+                    CliError::Input(format!(
+                        "{}: job definition `{}`: task definition `{}` cannot be read: {e}",
+                        file.display(),
+                        def.name,
+                        def.task_definition
+                    ))
+                })?;
+            def.check_task_definition(&facts)
+                .map_err(|e| CliError::Input(format!("{}: {e}", file.display())))?;
         }
         let store = self.definitions();
         for def in &defs {

@@ -9,8 +9,11 @@ use serde::{Deserialize, Serialize};
 use crate::job::{JobRequest, Processor};
 use crate::limits::message as lim;
 
-/// A registered job definition (an item of the definitions table).
+/// A registered job definition (an item of the definitions table). A field
+/// it does not know is an error, as in a job message: a misspelt optional
+/// field would otherwise be dropped without a word.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct JobDefinition {
     pub name: String,
     /// The ECS task definition: a family, `family:revision` or an ARN.
@@ -31,17 +34,100 @@ pub struct JobDefinition {
     pub max_attempts: u32,
     /// Whether jobs of this definition may run on Fargate.
     pub fargate: bool,
+    /// The IAM role (its ARN) whose credentials the job gets: on the Lambda
+    /// route the task runtime assumes it and hands them to the job's process
+    /// alone; on ECS it is the task's role. Without one, a Lambda-route job
+    /// has no AWS credentials and an ECS task has its task definition's role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_role: Option<String>,
 }
 
 /// Why a definition is not usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("job definition `{name}`: `{field}` must be between {min} and {max}, found {found}")]
-pub struct DefinitionError {
-    pub name: String,
-    pub field: &'static str,
-    pub min: u64,
-    pub max: u64,
-    pub found: u64,
+pub enum DefinitionError {
+    #[error("job definition `{name}`: `{field}` must be between {min} and {max}, found {found}")]
+    OutOfRange {
+        name: String,
+        field: &'static str,
+        min: u64,
+        max: u64,
+        found: u64,
+    },
+    #[error("job definition `{name}`: `{field}` {problem}")]
+    Invalid {
+        name: String,
+        field: &'static str,
+        problem: String,
+    },
+}
+
+/// The names this stack may run: task definitions, Lambda task processors
+/// and job roles must start with these (the template's IAM policies allow
+/// no others). An empty prefix allows any name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prefixes {
+    pub task_definition: String,
+    pub task_function: String,
+    pub job_role: String,
+}
+
+/// What berth reads of a task definition (DescribeTaskDefinition) to check
+/// a job definition against it and to run its tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskDefinitionFacts {
+    /// Network mode `awsvpc`: its tasks need a network configuration.
+    pub awsvpc: bool,
+    /// It sets a task size: a container may not have more, so a job larger
+    /// than it sizes the task too.
+    pub sized: bool,
+    /// Its `requiresCompatibilities` include `FARGATE`.
+    pub fargate: bool,
+    /// Its containers' names.
+    pub containers: Vec<String>,
+}
+
+/// The family of a task definition named as a family, `family:revision`
+/// or an ARN (`arn:…:task-definition/family:revision`).
+pub fn task_definition_family(name: &str) -> &str {
+    let name = name
+        .rsplit_once(":task-definition/")
+        .map_or(name, |(_, f)| f);
+    name.split_once(':').map_or(name, |(family, _)| family)
+}
+
+/// The name of a Lambda function named as a name, `name:qualifier`, a
+/// partial ARN (`account:function:name`) or an ARN.
+pub fn function_name(name: &str) -> &str {
+    let name = name.rsplit_once("function:").map_or(name, |(_, f)| f);
+    name.split_once(':').map_or(name, |(n, _)| n)
+}
+
+/// The path and name of a role ARN (`arn:<partition>:iam::<account>:role/<path/name>`),
+/// or why it is not one.
+pub fn role_path_and_name(arn: &str) -> Result<&str, String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let name = match parts[..] {
+        ["arn", partition, "iam", "", account, resource]
+            if !partition.is_empty()
+                && account.len() == 12
+                && account.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            resource.strip_prefix("role/")
+        }
+        _ => None,
+    };
+    name.filter(|n| {
+        !n.is_empty()
+            && n.len() <= 512
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-/".contains(&b))
+    })
+    .ok_or_else(|| {
+        format!(
+            "must be an IAM role ARN (arn:aws:iam::<account>:role/<name>), found `{}`",
+            crate::job::quote(arn)
+        )
+    })
 }
 
 impl JobDefinition {
@@ -68,7 +154,7 @@ impl JobDefinition {
         for (field, value, min, max) in checks {
             let found = u64::from(value);
             if found < min || found > max {
-                return Err(DefinitionError {
+                return Err(DefinitionError::OutOfRange {
                     name: self.name.clone(),
                     field,
                     min,
@@ -77,8 +163,129 @@ impl JobDefinition {
                 });
             }
         }
+        let invalid = |field, problem: String| DefinitionError::Invalid {
+            name: self.name.clone(),
+            field,
+            problem,
+        };
+        for (field, value) in [
+            ("task_definition", &self.task_definition),
+            ("container", &self.container),
+        ] {
+            if value.trim().is_empty() {
+                return Err(invalid(field, "is required".into()));
+            }
+        }
+        if self
+            .lambda_function
+            .as_deref()
+            .is_some_and(|f| f.trim().is_empty())
+        {
+            return Err(invalid("lambda_function", "must not be empty".into()));
+        }
+        if self.command.as_ref().is_some_and(Vec::is_empty) {
+            return Err(invalid(
+                "command",
+                "must not be empty (leave it out for the image's own)".into(),
+            ));
+        }
+        if let Some(role) = &self.job_role {
+            role_path_and_name(role).map_err(|why| invalid("job_role", why))?;
+        }
         Ok(())
     }
+
+    /// Checks that every name the definition gives is one this stack may
+    /// run: the IAM policies would refuse the others at launch.
+    pub fn check_prefixes(&self, prefixes: &Prefixes) -> Result<(), DefinitionError> {
+        let outside = |field, value: &str, prefix: &str, what: &str| DefinitionError::Invalid {
+            name: self.name.clone(),
+            field,
+            problem: format!(
+                "names {} `{value}`, outside `{prefix}*`, the {what} this stack may use",
+                match field {
+                    "task_definition" => "the task definition family",
+                    "lambda_function" => "the function",
+                    _ => "the role",
+                }
+            ),
+        };
+        let family = task_definition_family(&self.task_definition);
+        if !family.starts_with(&prefixes.task_definition) {
+            return Err(outside(
+                "task_definition",
+                family,
+                &prefixes.task_definition,
+                "task definitions",
+            ));
+        }
+        if let Some(f) = &self.lambda_function {
+            let name = function_name(f);
+            if !name.starts_with(&prefixes.task_function) {
+                return Err(outside(
+                    "lambda_function",
+                    name,
+                    &prefixes.task_function,
+                    "task processors",
+                ));
+            }
+        }
+        if let Some(role) = &self.job_role {
+            let name = role_path_and_name(role).unwrap_or(role);
+            if !name.starts_with(&prefixes.job_role) {
+                return Err(outside("job_role", name, &prefixes.job_role, "job roles"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the definition against its task definition as ECS describes
+    /// it: the container is one of its containers, and a definition that
+    /// may run on Fargate has a task definition Fargate can run.
+    pub fn check_task_definition(
+        &self,
+        facts: &TaskDefinitionFacts,
+    ) -> Result<(), DefinitionError> {
+        fits_task_definition(
+            &self.name,
+            &self.task_definition,
+            &self.container,
+            self.fargate,
+            facts,
+        )
+    }
+}
+
+fn fits_task_definition(
+    name: &str,
+    task_definition: &str,
+    container: &str,
+    fargate: bool,
+    facts: &TaskDefinitionFacts,
+) -> Result<(), DefinitionError> {
+    let invalid = |field, problem: String| DefinitionError::Invalid {
+        name: name.to_owned(),
+        field,
+        problem,
+    };
+    if !facts.containers.iter().any(|c| c == container) {
+        return Err(invalid(
+            "container",
+            format!(
+                "`{container}` is not a container of task definition `{task_definition}` (it has: {})",
+                facts.containers.join(", ")
+            ),
+        ));
+    }
+    if fargate && !facts.fargate {
+        return Err(invalid(
+            "fargate",
+            format!(
+                "is true, but task definition `{task_definition}` does not list FARGATE in its requiresCompatibilities"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A job with its definition applied: what will actually run.
@@ -99,6 +306,26 @@ pub struct ResolvedJob {
     pub max_attempts: u32,
     pub processor: Processor,
     pub fargate_allowed: bool,
+    /// The definition's job role (an ARN), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_role: Option<String>,
+}
+
+impl ResolvedJob {
+    /// [`JobDefinition::check_task_definition`] for the job's definition, as
+    /// the driver applies it before RunTask.
+    pub fn check_task_definition(
+        &self,
+        facts: &TaskDefinitionFacts,
+    ) -> Result<(), DefinitionError> {
+        fits_task_definition(
+            &self.definition,
+            &self.task_definition,
+            &self.container,
+            self.fargate_allowed,
+            facts,
+        )
+    }
 }
 
 /// Why a job cannot be resolved.
@@ -136,6 +363,7 @@ pub fn resolve(
         max_attempts: job.max_attempts.unwrap_or(def.max_attempts),
         processor: job.processor,
         fargate_allowed: def.fargate,
+        job_role: def.job_role.clone(),
     })
 }
 
@@ -157,6 +385,7 @@ mod tests {
             timeout_seconds: 600,
             max_attempts: 3,
             fargate: true,
+            job_role: None,
         }
     }
 
@@ -220,5 +449,152 @@ mod tests {
             err.to_string(),
             "job definition `render`: `max_attempts` must be between 1 and 10, found 0"
         );
+    }
+
+    #[test]
+    fn an_unknown_field_is_refused() {
+        let mut v = serde_json::to_value(definition()).unwrap();
+        v["fargte"] = serde_json::json!(true);
+        let err = serde_json::from_value::<JobDefinition>(v).unwrap_err();
+        assert!(err.to_string().contains("unknown field `fargte`"), "{err}");
+    }
+
+    #[test]
+    fn a_job_role_is_a_role_arn() {
+        let with = |role: &str| JobDefinition {
+            job_role: Some(role.into()),
+            ..definition()
+        };
+        assert_eq!(
+            with("arn:aws:iam::123456789012:role/team/berth-job-x").validate(),
+            Ok(())
+        );
+        for bad in [
+            "berth-job-x",
+            "arn:aws:iam::1234:role/x",
+            "arn:aws:iam::123456789012:user/x",
+            "arn:aws:s3:::123456789012:role/x",
+            "arn:aws:iam::123456789012:role/",
+        ] {
+            let err = with(bad).validate().unwrap_err().to_string();
+            assert!(
+                err.contains("`job_role` must be an IAM role ARN"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_outside_the_prefixes_are_refused() {
+        let prefixes = Prefixes {
+            task_definition: "berth-prod_".into(),
+            task_function: "berth-prod_task-".into(),
+            job_role: "berth-prod_job-".into(),
+        };
+        let good = JobDefinition {
+            task_definition:
+                "arn:aws:ecs:eu-west-1:123456789012:task-definition/berth-prod_render:3".into(),
+            lambda_function: Some(
+                "arn:aws:lambda:eu-west-1:123456789012:function:berth-prod_task-r:live".into(),
+            ),
+            job_role: Some("arn:aws:iam::123456789012:role/berth-prod_job-r".into()),
+            ..definition()
+        };
+        assert_eq!(good.check_prefixes(&prefixes), Ok(()));
+        assert_eq!(good.check_prefixes(&Prefixes::default()), Ok(()));
+        let cases = [
+            (
+                JobDefinition {
+                    task_definition: "berth-dev_render:1".into(),
+                    ..good.clone()
+                },
+                "`task_definition` names the task definition family `berth-dev_render`, outside `berth-prod_*`",
+            ),
+            (
+                JobDefinition {
+                    lambda_function: Some("berth-dev_task-r".into()),
+                    ..good.clone()
+                },
+                "`lambda_function` names the function `berth-dev_task-r`, outside `berth-prod_task-*`",
+            ),
+            (
+                JobDefinition {
+                    job_role: Some("arn:aws:iam::123456789012:role/admin".into()),
+                    ..good.clone()
+                },
+                "`job_role` names the role `admin`, outside `berth-prod_job-*`",
+            ),
+        ];
+        for (def, says) in cases {
+            let err = def.check_prefixes(&prefixes).unwrap_err().to_string();
+            assert!(err.contains(says), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_definition_must_fit_its_task_definition() {
+        let facts = TaskDefinitionFacts {
+            awsvpc: true,
+            sized: true,
+            fargate: true,
+            containers: vec!["sidecar".into(), "main".into()],
+        };
+        assert_eq!(definition().check_task_definition(&facts), Ok(()));
+        let other = JobDefinition {
+            container: "app".into(),
+            ..definition()
+        };
+        assert_eq!(
+            other.check_task_definition(&facts).unwrap_err().to_string(),
+            "job definition `render`: `container` `app` is not a container of task definition `render:3` (it has: sidecar, main)"
+        );
+        let ec2_only = TaskDefinitionFacts {
+            fargate: false,
+            ..facts
+        };
+        assert!(
+            definition()
+                .check_task_definition(&ec2_only)
+                .unwrap_err()
+                .to_string()
+                .contains(
+                    "`fargate` is true, but task definition `render:3` does not list FARGATE"
+                )
+        );
+        let ec2_def = JobDefinition {
+            fargate: false,
+            ..definition()
+        };
+        assert_eq!(ec2_def.check_task_definition(&ec2_only), Ok(()));
+    }
+
+    #[test]
+    fn empty_names_and_commands_are_refused() {
+        for (def, says) in [
+            (
+                JobDefinition {
+                    container: " ".into(),
+                    ..definition()
+                },
+                "`container` is required",
+            ),
+            (
+                JobDefinition {
+                    lambda_function: Some(String::new()),
+                    ..definition()
+                },
+                "`lambda_function` must not be empty",
+            ),
+            (
+                JobDefinition {
+                    command: Some(vec![]),
+                    ..definition()
+                },
+                "`command` must not be empty",
+            ),
+        ] {
+            let err = def.validate().unwrap_err().to_string();
+            assert!(err.contains(says), "{err}");
+        }
     }
 }

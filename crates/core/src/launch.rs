@@ -18,6 +18,80 @@ pub struct LambdaTask {
     pub launch: LaunchNumber,
 }
 
+/// Variables of the task runtime's own environment that a Lambda-route
+/// job's process also gets; nothing else of it (not the function's
+/// credentials, `AWS_LAMBDA_RUNTIME_API` or berth's `BERTH_*` settings).
+/// `AWS_ENDPOINT_URL` is set only where the runtime talks to a local AWS;
+/// a job with a job role needs it to reach the same place.
+pub const INHERITED_ENVIRONMENT: [&str; 11] = [
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "LD_LIBRARY_PATH",
+    "LAMBDA_TASK_ROOT",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+];
+
+/// Credentials for a job's process: those of its job role.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JobCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+}
+
+impl std::fmt::Debug for JobCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The whole environment of a Lambda-route job's process: the allowed
+/// variables of the runtime's own environment (`inherited`), the job's
+/// variables, berth's `BERTH_JOB_ID` and `BERTH_LAUNCH`, and the job
+/// role's credentials when it has one (they win over a job variable of the
+/// same name).
+pub fn process_environment(
+    job: &ResolvedJob,
+    launch: LaunchNumber,
+    inherited: impl IntoIterator<Item = (String, String)>,
+    credentials: Option<&JobCredentials>,
+) -> Vec<(String, String)> {
+    let mut env: std::collections::BTreeMap<String, String> = inherited
+        .into_iter()
+        .filter(|(k, _)| INHERITED_ENVIRONMENT.contains(&k.as_str()))
+        .collect();
+    env.extend(job_environment(job, launch));
+    if let Some(c) = credentials {
+        env.insert("AWS_ACCESS_KEY_ID".into(), c.access_key_id.clone());
+        env.insert("AWS_SECRET_ACCESS_KEY".into(), c.secret_access_key.clone());
+        env.insert("AWS_SESSION_TOKEN".into(), c.session_token.clone());
+    }
+    env.into_iter().collect()
+}
+
+/// The STS session name of a job's role session: the job id (a job id is
+/// 1 to 64 of letters, digits, `_` and `-`, all allowed in a session name,
+/// which must have 2 to 64), padded when it is one character.
+pub fn role_session_name(job_id: &str) -> String {
+    let mut name: String = job_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(*c))
+        .take(64)
+        .collect();
+    while name.len() < 2 {
+        name.push('_');
+    }
+    name
+}
+
 /// The job's environment with berth's own variables added.
 pub fn job_environment(job: &ResolvedJob, launch: LaunchNumber) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = job
@@ -43,6 +117,9 @@ pub struct Overrides {
     pub cpu: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
+    /// The job role, as the task's role.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_role_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -96,6 +173,7 @@ pub fn overrides(job: &ResolvedJob, launch: LaunchNumber, task: Option<(u32, u32
         }],
         cpu: task.map(|(cpu, _)| cpu.to_string()),
         memory: task.map(|(_, memory)| memory.to_string()),
+        task_role_arn: job.job_role.clone(),
     }
 }
 
@@ -255,6 +333,95 @@ pub fn resume(recorded: &Recorded, now: i64, lease_ms: i64, on_ecs: bool) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+
+    fn resolved(job_role: Option<&str>) -> ResolvedJob {
+        let job = crate::job::parse(
+            r#"{"definition":"d","job_id":"job-1","environment":{"MODE":"fast","AWS_SECRET_ACCESS_KEY":"the job's own"}}"#,
+            "m-1",
+        )
+        .unwrap();
+        let def = crate::JobDefinition {
+            name: "d".into(),
+            task_definition: "d:1".into(),
+            container: "main".into(),
+            lambda_function: Some("f".into()),
+            command: None,
+            cpu: 256,
+            memory: 512,
+            gpu: 0,
+            timeout_seconds: 60,
+            max_attempts: 1,
+            fargate: false,
+            job_role: job_role.map(str::to_owned),
+        };
+        crate::resolve(&job, Some(&def)).unwrap()
+    }
+
+    #[test]
+    fn a_process_gets_only_the_allowed_variables_the_job_and_its_role() {
+        let inherited = [
+            ("PATH", "/usr/bin"),
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "berth-key"),
+            ("AWS_SECRET_ACCESS_KEY", "berth-secret"),
+            ("AWS_SESSION_TOKEN", "berth-token"),
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+            ("BERTH_JOBS_TABLE", "jobs"),
+            ("_HANDLER", "bootstrap"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let job = resolved(None);
+        let env: BTreeMap<String, String> = process_environment(&job, 3, inherited.clone(), None)
+            .into_iter()
+            .collect();
+        let expected = BTreeMap::from(
+            [
+                ("PATH", "/usr/bin"),
+                ("AWS_REGION", "eu-west-1"),
+                ("MODE", "fast"),
+                ("AWS_SECRET_ACCESS_KEY", "the job's own"),
+                ("BERTH_JOB_ID", "job-1"),
+                ("BERTH_LAUNCH", "3"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
+        assert_eq!(env, expected);
+
+        let role = JobCredentials {
+            access_key_id: "ASIAROLE".into(),
+            secret_access_key: "role-secret".into(),
+            session_token: "role-token".into(),
+        };
+        let env: BTreeMap<String, String> = process_environment(&job, 3, inherited, Some(&role))
+            .into_iter()
+            .collect();
+        assert_eq!(env["AWS_ACCESS_KEY_ID"], "ASIAROLE");
+        assert_eq!(env["AWS_SECRET_ACCESS_KEY"], "role-secret", "the role wins");
+        assert_eq!(env["AWS_SESSION_TOKEN"], "role-token");
+        assert!(
+            !format!("{role:?}").contains("role-secret"),
+            "no secret in logs"
+        );
+    }
+
+    #[test]
+    fn a_session_is_named_after_the_job() {
+        assert_eq!(role_session_name("job-1"), "job-1");
+        assert_eq!(role_session_name("x"), "x_");
+        assert_eq!(role_session_name(&"a".repeat(64)).len(), 64);
+    }
+
+    #[test]
+    fn the_job_role_is_the_tasks_role() {
+        let role = "arn:aws:iam::123456789012:role/berth-dev_job-etl";
+        let o = overrides(&resolved(Some(role)), 1, None);
+        assert_eq!(o.task_role_arn.as_deref(), Some(role));
+        let json = serde_json::to_value(&o).unwrap();
+        assert_eq!(json["taskRoleArn"], role);
+        let none = serde_json::to_value(overrides(&resolved(None), 1, None)).unwrap();
+        assert!(none.get("taskRoleArn").is_none());
+    }
 
     #[test]
     fn a_token_is_a_cryptographic_hash_of_the_job_id() {

@@ -316,6 +316,7 @@ mod tests {
             max_attempts: 3,
             processor: Processor::Auto,
             fargate_allowed: true,
+            job_role: None,
         }
     }
 

@@ -166,7 +166,7 @@ impl Driver {
     pub fn new(settings: &Settings, clients: &Clients, tuning: Tuning) -> Self {
         Self {
             store: JobStore::new(clients.dynamodb.clone(), &settings.jobs_table),
-            definitions: Definitions::new(clients.dynamodb.clone(), &settings.definitions_table),
+            definitions: Definitions::for_deployment(settings, clients),
             ecs: EcsCluster::for_deployment(settings, clients),
             lambda: LambdaLauncher::new(clients.lambda.clone()),
             queue: settings

@@ -55,7 +55,14 @@ async fn main() -> Result<(), Error> {
             .as_ref()
             .map(|url| JobQueue::new(clients.sqs.clone(), url)),
         default_command,
-    );
+    )
+    .with_roles(berth_aws::JobRoles::new(clients.sts.clone()));
+    if let Err(why) = &runtime.protected {
+        tracing::error!(
+            problem = why.as_str(),
+            "jobs will not run: the runtime cannot keep its credentials from them"
+        );
+    }
     let runtime = &runtime;
     run(service_fn(move |event: LambdaEvent<LambdaTask>| async move {
         let deadline = invocation_deadline(event.context.deadline);

@@ -10,6 +10,13 @@
 //! deadline, whichever comes first; record `SUCCEEDED`, `FAILED` (exit code
 //! and the last lines of stderr; another attempt while `max_attempts`
 //! allows) or `TIMED_OUT`.
+//!
+//! The job's process never holds berth's credentials: it starts with a
+//! clean environment ([`process_environment`]: a short allowlist of the
+//! runtime's variables, the job's own, `BERTH_JOB_ID`, `BERTH_LAUNCH`, and
+//! its job role's credentials when its definition names one), and the
+//! runtime makes itself non-dumpable ([`protect`]), so that a process of the
+//! same user cannot read its `/proc/<pid>/environ` or its memory.
 
 use std::collections::VecDeque;
 use std::process::{ExitStatus, Stdio};
@@ -18,9 +25,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_aws::operations::{self, AttemptEnded};
 use berth_aws::store::{Change, Changed, JobRecord, now_ms};
-use berth_aws::{AwsError, JobQueue, JobStore};
+use berth_aws::{AwsError, JobQueue, JobRoles, JobStore};
 use berth_core::attempt::{self, Attempt, Ending, Policy, Settlement};
-use berth_core::launch::{self, LambdaTask, LaunchNumber, job_environment};
+use berth_core::launch::{self, JobCredentials, LambdaTask, LaunchNumber, process_environment};
 use berth_core::stop::{StopOutcome, TIMED_OUT_REASON};
 use berth_core::text::cut;
 use berth_core::{JobStatus, Route};
@@ -56,11 +63,47 @@ fn to_log() -> Output {
     })
 }
 
+/// Makes this process non-dumpable (`prctl(PR_SET_DUMPABLE, 0)`): its
+/// `/proc/<pid>/environ`, `mem` and the like then belong to root, and no
+/// process of the same user can read them or attach to it. The function's
+/// credentials are in its environment, and a job's process runs as the
+/// same user. Lambda's sandbox allows the call; where it fails, the runtime
+/// runs no job (see [`Runtime::protected`]).
+pub fn protect() -> Result<(), String> {
+    nix::sys::prctl::set_dumpable(false)
+        .map_err(|e| format!("prctl(PR_SET_DUMPABLE, 0) failed: {e}"))
+}
+
+/// Spawns `program` with `args` as a job's process: a clean environment
+/// (`environment`, nothing inherited), its own process group, no stdin,
+/// stdout and stderr piped.
+pub fn spawn(
+    program: &str,
+    args: &[String],
+    environment: Vec<(String, String)>,
+) -> std::io::Result<tokio::process::Child> {
+    Command::new(program)
+        .args(args)
+        .env_clear()
+        .envs(environment)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+}
+
 #[derive(Clone)]
 pub struct Runtime {
     store: JobStore,
     output: Output,
     queue: Option<JobQueue>,
+    /// Assumes job roles; `None`: a job whose definition names one fails.
+    roles: Option<JobRoles>,
+    /// Whether [`protect`] succeeded; a job never runs in a runtime whose
+    /// environment its process could read.
+    pub protected: Result<(), String>,
     /// The image's own command, for jobs and definitions that name none.
     default_command: Option<Vec<String>>,
     /// Between SIGTERM and SIGKILL.
@@ -111,12 +154,20 @@ impl Runtime {
             store,
             output: to_log(),
             queue,
+            roles: None,
+            protected: protect(),
             default_command,
             grace: Duration::from_secs(2),
             margin: Duration::from_secs(2),
             dispatch_wait: Duration::from_secs(60),
             heartbeat: Duration::from_secs(u64::from(launch::LAMBDA_HEARTBEAT_SECONDS)),
         }
+    }
+
+    /// Assumes job roles with `roles`.
+    pub fn with_roles(mut self, roles: JobRoles) -> Self {
+        self.roles = Some(roles);
+        self
     }
 
     /// Sends the job's output to `output` instead of the function's log.
@@ -154,6 +205,18 @@ impl Runtime {
                 .end(task, &taken, Finish::failed(None, "empty command".into()))
                 .await;
         };
+        if let Err(why) = &self.protected {
+            let reason = format!(
+                "not run: the task runtime could not keep its credentials from the job ({why})"
+            );
+            return self.end(task, &taken, Finish::failed(None, reason)).await;
+        }
+        let credentials = match self.credentials(task).await {
+            Ok(credentials) => credentials,
+            Err(reason) => {
+                return self.end(task, &taken, Finish::failed(None, reason)).await;
+            }
+        };
 
         // Stop before the job's timeout, and in time to stop it and record
         // the end before Lambda's deadline.
@@ -166,16 +229,9 @@ impl Runtime {
             .duration_since(SystemTime::now())
             .unwrap_or_default();
 
-        let mut child = match Command::new(program)
-            .args(args)
-            .envs(job_environment(job, task.launch))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-        {
+        let environment =
+            process_environment(job, task.launch, std::env::vars(), credentials.as_ref());
+        let mut child = match spawn(program, args, environment) {
             Ok(child) => child,
             Err(e) => {
                 return self
@@ -252,6 +308,21 @@ impl Runtime {
             }
         };
         self.end(task, &taken, finish).await
+    }
+
+    /// The job role's credentials, when the job's definition names one.
+    async fn credentials(&self, task: &LambdaTask) -> Result<Option<JobCredentials>, String> {
+        let Some(role) = &task.job.job_role else {
+            return Ok(None);
+        };
+        let Some(roles) = &self.roles else {
+            return Err(format!("cannot assume job role `{role}`: no STS client"));
+        };
+        roles
+            .assume(role, &task.job.job_id)
+            .await
+            .map(Some)
+            .map_err(|e| format!("cannot assume job role `{role}`: {e}"))
     }
 
     /// Takes the launch: `DISPATCHED` → `RUNNING` at this launch. `Err`
@@ -538,5 +609,166 @@ mod tests {
         assert_eq!(tail[0].len(), TAIL_LINE_MAX_BYTES);
         assert!(tail[0].chars().all(|c| c == 'é'));
         assert_eq!(tail[1], "no newline");
+    }
+
+    /// The isolation test's own name, to run it again in a child process.
+    const ISOLATION_TEST: &str = "runtime::tests::a_jobs_process_sees_none_of_the_runtimes_secrets";
+    /// Set in that child process, with what it must do.
+    const ISOLATION_MODE: &str = "BERTH_TEST_ISOLATION_MODE";
+    const SECRETS: [(&str, &str); 4] = [
+        ("AWS_ACCESS_KEY_ID", "AKIARUNTIMEKEY"),
+        ("AWS_SECRET_ACCESS_KEY", "runtime-secret-key"),
+        ("AWS_SESSION_TOKEN", "runtime-session-token"),
+        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+    ];
+
+    /// In the child process: runs a job that prints its environment and
+    /// its parent's `/proc/<ppid>/environ`, as a Lambda-route job could,
+    /// and prints what it saw.
+    fn run_the_prying_job(protected: bool, role: bool) {
+        if protected {
+            protect().unwrap();
+        }
+        let job = crate::runtime::tests::prying_job();
+        let credentials = role.then(|| JobCredentials {
+            access_key_id: "ASIAJOBROLEKEY".into(),
+            secret_access_key: "job-role-secret".into(),
+            session_token: "job-role-token".into(),
+        });
+        let env = process_environment(&job, 1, std::env::vars(), credentials.as_ref());
+        let command = job.command.clone().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let out = rt.block_on(async {
+            let child = spawn(&command[0], &command[1..], env).unwrap();
+            child.wait_with_output().await.unwrap()
+        });
+        println!("<<<{}>>>", String::from_utf8_lossy(&out.stdout));
+    }
+
+    fn prying_job() -> berth_core::ResolvedJob {
+        let request = berth_core::job::parse(
+            r#"{"definition":"d","job_id":"job-1","environment":{"MODE":"fast"},
+                "command":["sh","-c","exec 2>&1; env; echo '--- parent'; tr '\\0' '\\n' < /proc/$PPID/environ; echo \"read: $?\""]}"#,
+            "m-1",
+        )
+        .unwrap();
+        let def = berth_core::JobDefinition {
+            name: "d".into(),
+            task_definition: "d".into(),
+            container: "main".into(),
+            lambda_function: Some("f".into()),
+            command: None,
+            cpu: 256,
+            memory: 512,
+            gpu: 0,
+            timeout_seconds: 60,
+            max_attempts: 1,
+            fargate: false,
+            job_role: None,
+        };
+        berth_core::resolve(&request, Some(&def)).unwrap()
+    }
+
+    /// Runs this test again in a child process that has the function's
+    /// secrets in its environment, as a non-root user (nobody) when this
+    /// one is root, as on Lambda; returns what its job saw.
+    fn as_the_task_runtime(mode: &str) -> String {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        use std::os::unix::process::CommandExt;
+        let root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
+        let exe = std::env::current_exe().unwrap();
+        let dir =
+            std::env::temp_dir().join(format!("berth-isolation-{}-{mode}", std::process::id()));
+        let program = if root {
+            // The build directory may be closed to other users.
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let copy = dir.join("tests");
+            std::fs::copy(&exe, &copy).unwrap();
+            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+            copy
+        } else {
+            exe
+        };
+        let mut cmd = std::process::Command::new(&program);
+        cmd.args([
+            ISOLATION_TEST,
+            "--exact",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env_clear()
+        .envs(SECRETS)
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("BERTH_JOBS_TABLE", "berth-jobs")
+        .env(ISOLATION_MODE, mode)
+        .current_dir("/");
+        if root {
+            cmd.uid(65534).gid(65534);
+        }
+        let out = cmd.output().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let seen = text
+            .split_once("<<<")
+            .and_then(|(_, rest)| rest.split_once(">>>"))
+            .map(|(seen, _)| seen.to_owned());
+        seen.unwrap_or_else(|| panic!("the job's output was not found in: {text}"))
+    }
+
+    /// The issue this answers: a Lambda-route job that runs `env` and reads
+    /// `/proc/$PPID/environ` printed the function's secret key and session
+    /// token both ways.
+    #[test]
+    fn a_jobs_process_sees_none_of_the_runtimes_secrets() {
+        match std::env::var(ISOLATION_MODE).as_deref() {
+            Ok("protected") => return run_the_prying_job(true, false),
+            Ok("unprotected") => return run_the_prying_job(false, false),
+            Ok("role") => return run_the_prying_job(true, true),
+            _ => {}
+        }
+        // Without the protection a job of the same user reads the runtime's
+        // environment: the test can see a leak where there is one.
+        let leaked = as_the_task_runtime("unprotected");
+        assert!(leaked.contains("runtime-secret-key"), "{leaked}");
+
+        let seen = as_the_task_runtime("protected");
+        for (name, value) in SECRETS {
+            assert!(!seen.contains(name), "{name} reached the job:\n{seen}");
+            assert!(
+                !seen.contains(value),
+                "{name}'s value reached the job:\n{seen}"
+            );
+        }
+        assert!(!seen.contains("BERTH_JOBS_TABLE"), "{seen}");
+        assert!(seen.contains("BERTH_JOB_ID=job-1\n"), "{seen}");
+        assert!(seen.contains("BERTH_LAUNCH=1\n"), "{seen}");
+        assert!(seen.contains("MODE=fast\n"), "{seen}");
+        assert!(
+            seen.contains("PATH=/usr/local/bin:/usr/bin:/bin\n"),
+            "{seen}"
+        );
+        assert!(seen.contains("Permission denied"), "{seen}");
+        assert!(!seen.contains("read: 0"), "{seen}");
+
+        let with_role = as_the_task_runtime("role");
+        assert!(
+            with_role.contains("AWS_ACCESS_KEY_ID=ASIAJOBROLEKEY\n"),
+            "{with_role}"
+        );
+        assert!(
+            with_role.contains("AWS_SESSION_TOKEN=job-role-token\n"),
+            "{with_role}"
+        );
+        assert!(!with_role.contains("runtime-secret-key"), "{with_role}");
     }
 }

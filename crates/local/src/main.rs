@@ -430,6 +430,7 @@ fn demo_definitions() -> Vec<JobDefinition> {
         timeout_seconds: 600,
         max_attempts: 2,
         fargate: true,
+        job_role: None,
     };
     vec![
         JobDefinition {

@@ -86,6 +86,7 @@ pub async fn run(local: &Local, glue: &mut Glue, jobs: usize, limit: Duration) -
         timeout_seconds: 60,
         max_attempts: 2,
         fargate: true,
+        job_role: None,
     };
     let definitions = berth_aws::Definitions::new(
         local.clients.dynamodb.clone(),

@@ -128,6 +128,7 @@ impl Plans {
                         max_attempts: 1,
                         processor: Processor::Auto,
                         fargate_allowed: j.fargate,
+                        job_role: None,
                     };
                     let berth = routing::route(&job)
                         .map(|d| d.plan)

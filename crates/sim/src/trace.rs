@@ -165,6 +165,7 @@ fn check(job: &TraceJob) -> Result<(), String> {
         timeout_seconds: job.timeout_s,
         max_attempts: 1,
         fargate: job.fargate,
+        job_role: None,
     }
     .validate()
     .map_err(|e| e.to_string())

@@ -95,11 +95,101 @@ async fn submit_status_list_and_cancel() {
     );
 }
 
+/// Each kind of bad definition is refused with its reason, and a file with
+/// one bad definition registers none of it.
+#[tokio::test]
+async fn definitions_put_refuses_each_bad_definition() {
+    let stack = Stack::new(0).await;
+    let mut settings = stack.settings.clone();
+    settings.prefixes = berth_core::definition::Prefixes {
+        task_definition: "berth-dev_".into(),
+        task_function: "berth-dev_task-".into(),
+        job_role: "berth-dev_job-".into(),
+    };
+    let cli = Berth::new(settings, stack.clients().clone());
+    stack
+        .register_task_definition("berth-dev_web", true, &["sidecar", "app"])
+        .await;
+    stack
+        .register_task_definition("berth-dev_batch", false, &["main"])
+        .await;
+    let good = serde_json::json!({
+        "name": "web", "task_definition": "berth-dev_web:1", "container": "app",
+        "lambda_function": "berth-dev_task-web",
+        "job_role": format!("arn:aws:iam::{}:role/berth-dev_job-web", "123456789012"),
+        "cpu": 1024, "memory": 2048, "timeout_seconds": 60, "max_attempts": 1, "fargate": true
+    });
+    let with = |changes: serde_json::Value| {
+        let mut def = good.clone();
+        for (k, v) in changes.as_object().unwrap() {
+            def[k] = v.clone();
+        }
+        def
+    };
+    let cases = [
+        (
+            with(serde_json::json!({"fargte": false})),
+            "unknown field `fargte`",
+        ),
+        (with(serde_json::json!({"cpu": 0})), "`cpu` must be between"),
+        (
+            with(serde_json::json!({"task_definition": "berth-prod_web"})),
+            "`task_definition` names the task definition family `berth-prod_web`, outside `berth-dev_*`",
+        ),
+        (
+            with(serde_json::json!({"lambda_function": "berth-prod_task-web"})),
+            "`lambda_function` names the function `berth-prod_task-web`, outside `berth-dev_task-*`",
+        ),
+        (
+            with(serde_json::json!({"job_role": "arn:aws:iam::123456789012:role/admin"})),
+            "`job_role` names the role `admin`, outside `berth-dev_job-*`",
+        ),
+        (
+            with(serde_json::json!({"job_role": "berth-dev_job-web"})),
+            "`job_role` must be an IAM role ARN",
+        ),
+        (
+            with(serde_json::json!({"task_definition": "berth-dev_nothing"})),
+            "task definition `berth-dev_nothing` cannot be read",
+        ),
+        (
+            with(serde_json::json!({"container": "main"})),
+            "`container` `main` is not a container of task definition `berth-dev_web:1` (it has: sidecar, app)",
+        ),
+        (
+            with(serde_json::json!({"task_definition": "berth-dev_batch", "container": "main"})),
+            "`fargate` is true, but task definition `berth-dev_batch` does not list FARGATE",
+        ),
+    ];
+    let file = std::env::temp_dir().join(format!("berth-bad-defs-{}.json", stack.aws.id));
+    for (bad, says) in cases {
+        // The good one first: nothing of the file is written.
+        std::fs::write(&file, serde_json::json!([good, bad]).to_string()).unwrap();
+        let err = cli.put_definitions(&file).await.unwrap_err().to_string();
+        assert!(err.contains(says), "{bad}: {err}");
+        let names: Vec<String> = cli
+            .definitions_list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        assert!(!names.contains(&"web".to_owned()), "{bad}: {names:?}");
+    }
+    std::fs::write(&file, serde_json::json!([good]).to_string()).unwrap();
+    let (names, _) = cli.put_definitions(&file).await.unwrap();
+    assert_eq!(names, ["web"]);
+    let _ = std::fs::remove_file(&file);
+}
+
 #[tokio::test]
 async fn definitions_put_and_list() {
     let stack = Stack::new(0).await;
     let cli = berth(&stack);
     let file = std::env::temp_dir().join(format!("berth-defs-{}.json", stack.aws.id));
+    stack
+        .register_task_definition("berth-encode", true, &["main"])
+        .await;
     std::fs::write(
         &file,
         r#"[{"name":"encode","task_definition":"berth-encode","container":"main",
@@ -116,7 +206,17 @@ async fn definitions_put_and_list() {
         .map(|d| d.name)
         .collect();
     assert_eq!(names, ["encode", "render", "train"]);
-    // The README's example file registers as it is.
+    // The README's example file registers as it is, once its task
+    // definitions are (step 3 of deploying).
+    stack
+        .register_task_definition("berth-dev_render", true, &["main"])
+        .await;
+    stack
+        .register_task_definition("berth-dev_thumbnail", true, &["main"])
+        .await;
+    stack
+        .register_task_definition("berth-dev_train", false, &["main"])
+        .await;
     let example = workspace_root().join("examples/definitions.json");
     let (names, warnings) = cli.put_definitions(&example).await.unwrap();
     assert_eq!(names, ["render", "thumbnail", "train"]);

@@ -364,11 +364,18 @@ fn task_definition(
     network: aws_sdk_ecs::types::NetworkMode,
     size: Option<(&str, &str)>,
 ) -> aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput {
+    use aws_sdk_ecs::types::{Compatibility, ContainerDefinition};
     let mut definition = aws_sdk_ecs::types::TaskDefinition::builder()
         .family("index")
-        .network_mode(network);
+        .network_mode(network.clone())
+        .container_definitions(ContainerDefinition::builder().name("main").build())
+        .requires_compatibilities(Compatibility::Ec2);
+    // Sized and in awsvpc mode: Fargate can run it too.
     if let Some((cpu, memory)) = size {
         definition = definition.cpu(cpu).memory(memory);
+        if network == aws_sdk_ecs::types::NetworkMode::Awsvpc {
+            definition = definition.requires_compatibilities(Compatibility::Fargate);
+        }
     }
     aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput::builder()
         .task_definition(definition.build())

@@ -142,10 +142,19 @@ fn the_lambda_image_example_definition_is_a_valid_definition() {
             (k, value)
         })
         .collect();
-    match read(&item) {
+    // Within the template's default prefixes for the `dev` environment.
+    let dev = berth_core::definition::Prefixes {
+        task_definition: "berth-dev_".into(),
+        task_function: "berth-dev_task-".into(),
+        job_role: "berth-dev_job-".into(),
+    };
+    match read(&item, &dev) {
         Lookup::Found(d) => {
             assert_eq!(d.name, "thumbnail");
-            assert_eq!(d.lambda_function.as_deref(), Some("berth-task-thumbnail"));
+            assert_eq!(
+                d.lambda_function.as_deref(),
+                Some("berth-dev_task-thumbnail")
+            );
         }
         Lookup::Malformed(why) => panic!("{why}"),
     }

@@ -17,9 +17,15 @@ type Lines = Arc<Mutex<Vec<(Stream, Instant, usize, String)>>>;
 
 /// A job recorded and dispatched on the Lambda route, as the driver leaves it.
 async fn dispatched(stack: &Stack, body: &str) -> LambdaTask {
+    dispatched_with_role(stack, body, None).await
+}
+
+/// The same, of a definition that names `job_role`.
+async fn dispatched_with_role(stack: &Stack, body: &str, job_role: Option<String>) -> LambdaTask {
     let request = job::parse(body, "m-1").unwrap();
     let definition = berth_core::JobDefinition {
         lambda_function: Some("berth-task-demo".into()),
+        job_role,
         ..render()
     };
     let job = resolve(&request, Some(&definition)).unwrap();
@@ -83,6 +89,70 @@ async fn a_job_that_succeeds_gets_its_environment_and_its_output_logged() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0].0, Stream::Stdout);
     assert_eq!(lines[0].3, "hello from l-ok/1\n");
+}
+
+/// A job whose definition names a job role runs with that role's
+/// credentials, assumed for it (the session named after the job), and sees
+/// nothing of the runtime's own: not its keys, not its `BERTH_*` settings.
+#[tokio::test]
+async fn a_job_with_a_job_role_gets_that_roles_credentials_alone() {
+    let stack = Stack::new(0).await;
+    let (rt, _) = runtime(&stack);
+    let rt = rt.with_roles(berth_aws::JobRoles::new(stack.clients().sts.clone()));
+    let out = std::env::temp_dir().join(format!("berth-role-env-{}", stack.aws.id));
+    let role = format!("arn:aws:iam::{}:role/berth-job-reader", stack.aws.id);
+    let body = serde_json::json!({
+        "job_id": "l-role", "definition": "render",
+        "environment": {"OUT": out.display().to_string()},
+        "command": ["sh", "-c", "env > \"$OUT\""],
+    });
+    let task = dispatched_with_role(&stack, &body.to_string(), Some(role)).await;
+    let ran = rt.run(&task, "req-role", far()).await.unwrap();
+    assert!(
+        matches!(
+            &ran,
+            Ran::Ended {
+                status: JobStatus::Succeeded,
+                ..
+            }
+        ),
+        "{ran:?}"
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
+    let env: std::collections::BTreeMap<&str, &str> =
+        text.lines().filter_map(|l| l.split_once('=')).collect();
+    assert!(
+        !env.keys()
+            .any(|k| k.starts_with("BERTH_") && !["BERTH_JOB_ID", "BERTH_LAUNCH"].contains(k)),
+        "{text}"
+    );
+    assert!(!env.contains_key("AWS_LAMBDA_RUNTIME_API"), "{text}");
+    let key = env
+        .get("AWS_ACCESS_KEY_ID")
+        .copied()
+        .unwrap_or_else(|| panic!("no key: {text}"));
+    assert_ne!(key, "testing", "the runtime's own key reached the job");
+    // Who the job is to AWS: the role, in a session named after the job.
+    let credentials = aws_sdk_sqs::config::Credentials::new(
+        key,
+        env["AWS_SECRET_ACCESS_KEY"],
+        Some(env["AWS_SESSION_TOKEN"].to_owned()),
+        None,
+        "job",
+    );
+    let as_job = stack.aws.clients_signing_as(credentials).await;
+    let me = as_job.sts.get_caller_identity().send().await.unwrap();
+    assert_eq!(
+        me.arn(),
+        Some(
+            format!(
+                "arn:aws:sts::{}:assumed-role/berth-job-reader/l-role",
+                stack.aws.id
+            )
+            .as_str()
+        )
+    );
 }
 
 #[tokio::test]

@@ -215,3 +215,147 @@ fn the_driver_knows_the_job_queue_s_last_receive() {
         after(&format!("{}:", berth_aws::settings::MAX_RECEIVES))
     );
 }
+
+/// The prefix parameters: each with its condition and its default, which
+/// names the environment.
+const PREFIXES: [(&str, &str, &str); 4] = [
+    (
+        "TaskDefinitionPrefix",
+        "DefaultTaskDefinitionPrefix",
+        "berth-${Environment}_",
+    ),
+    (
+        "TaskRolePrefix",
+        "DefaultTaskRolePrefix",
+        "berth-${Environment}_task-",
+    ),
+    (
+        "TaskFunctionPrefix",
+        "DefaultTaskFunctionPrefix",
+        "berth-${Environment}_task-",
+    ),
+    (
+        "JobRolePrefix",
+        "DefaultJobRolePrefix",
+        "berth-${Environment}_job-",
+    ),
+];
+
+/// How the template says a prefix: the parameter, or its default.
+fn prefix_expression(param: &str, condition: &str, default: &str) -> String {
+    format!("!If [{condition}, !Sub '{default}', !Ref {param}]")
+}
+
+/// Two stacks in one account never share a default prefix: whoever can
+/// write dev's definitions cannot name prod's task definitions, functions
+/// or roles.
+#[test]
+fn each_environment_has_its_own_default_prefixes() {
+    let text = template();
+    let environment = text
+        .split_once("\n  Environment:\n")
+        .unwrap()
+        .1
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("AllowedPattern: "))
+        .unwrap();
+    assert!(!environment.contains('_'), "{environment}");
+    for (param, condition, default) in PREFIXES {
+        assert_eq!(default_of(&text, param), "", "{param}");
+        assert!(
+            text.contains(&format!("{condition}: !Equals [!Ref {param}, '']")),
+            "{condition}"
+        );
+        // Every use of the parameter goes through its default.
+        let expression = prefix_expression(param, condition, default);
+        let through = text.matches(&expression).count();
+        assert!(through >= 1, "{param} is not used");
+        assert_eq!(
+            text.matches(&format!("!Ref {param}")).count(),
+            through + 1,
+            "{param} used without its default"
+        );
+        let names = ["dev", "prod", "dev-2"].map(|env| default.replace("${Environment}", env));
+        for a in &names {
+            for b in &names {
+                assert!(a == b || !b.starts_with(a.as_str()), "{a} covers {b}");
+            }
+        }
+    }
+    // The functions and the CLI (through the outputs) know them too.
+    for (var, (param, condition, default)) in [
+        (berth_aws::settings::TASK_DEFINITION_PREFIX, PREFIXES[0]),
+        (berth_aws::settings::TASK_FUNCTION_PREFIX, PREFIXES[2]),
+        (berth_aws::settings::JOB_ROLE_PREFIX, PREFIXES[3]),
+    ] {
+        let expression = prefix_expression(param, condition, default);
+        assert!(text.contains(&format!("{var}: {expression}")), "{var}");
+        assert!(
+            text.contains(&format!("  {param}:\n    Description:")),
+            "no output {param}"
+        );
+        assert!(
+            berth_aws::stack::STACK_OUTPUTS.contains(&(param, var)),
+            "the CLI does not read output {param}"
+        );
+    }
+}
+
+/// Only the task function may assume roles, and only job roles.
+#[test]
+fn the_task_function_may_assume_only_job_roles() {
+    let text = template();
+    let lines: Vec<&str> = text.lines().collect();
+    let (param, condition, default) = PREFIXES[3];
+    let job_roles = format!("- Prefix: {}", prefix_expression(param, condition, default));
+    let task_function = (
+        text[..text.find("\n  SampleTaskFunction:\n").unwrap()]
+            .lines()
+            .count(),
+        text[..text.find("\n  CapacityMetricFunction:\n").unwrap()]
+            .lines()
+            .count(),
+    );
+    let mut granted = 0;
+    for (line, action) in actions(&text) {
+        if action != "sts:AssumeRole" {
+            continue;
+        }
+        let statement = &lines[line.saturating_sub(4)..(line + 4).min(lines.len())];
+        if statement.iter().any(|l| l.contains("Principal:")) {
+            continue; // a role's trust policy, not a grant
+        }
+        granted += 1;
+        assert!(
+            (task_function.0..task_function.1).contains(&line),
+            "line {line}: sts:AssumeRole outside the task function"
+        );
+        let resource = statement.join("\n");
+        assert!(
+            resource.contains(":role/${Prefix}*") && resource.contains(&job_roles),
+            "line {line}: {resource}"
+        );
+    }
+    assert_eq!(granted, 1);
+}
+
+/// Each stack's dashboard is its own: named after the stack, every berth
+/// metric on it of the stack's dimension, which every function sets.
+#[test]
+fn every_dashboard_metric_carries_the_stack() {
+    let text = template();
+    let metrics: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(r#"["berth", ""#))
+        .collect();
+    assert!(metrics.len() >= 15, "{metrics:?}");
+    for m in metrics {
+        assert!(m.contains(r#""Stack", "${AWS::StackName}""#), "{m}");
+    }
+    assert!(text.contains("DashboardName: !Ref AWS::StackName"));
+    assert!(text.contains(&format!(
+        "{}: !Ref AWS::StackName",
+        berth_aws::settings::STACK
+    )));
+    assert_eq!(berth_aws::metrics::STACK_DIMENSION, "Stack");
+}
