@@ -161,6 +161,27 @@ fn root() -> PathBuf {
 
 type Fallible<T> = Result<T, String>;
 
+/// Resolves when the run is told to stop: Ctrl-C (SIGINT), SIGTERM (what
+/// `timeout`, `kill` and process managers send) or SIGHUP (its terminal
+/// closed). Either way everything it started is stopped.
+async fn stopped() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    async fn on(kind: SignalKind) {
+        match signal(kind) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            // Not watchable: never resolves, the others still do.
+            Err(_) => std::future::pending().await,
+        }
+    }
+    tokio::select! {
+        () = on(SignalKind::interrupt()) => "interrupted",
+        () = on(SignalKind::terminate()) => "terminated (SIGTERM)",
+        () = on(SignalKind::hangup()) => "hung up (SIGHUP)",
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -170,7 +191,7 @@ async fn main() -> ExitCode {
     };
     let outcome = tokio::select! {
         r = run(&args, &mut processes) => r,
-        _ = tokio::signal::ctrl_c() => Err("interrupted".into()),
+        why = stopped() => Err(why.into()),
     };
     if let Err(e) = &outcome {
         eprintln!("berth-local: {e}");

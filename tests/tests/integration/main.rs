@@ -11,6 +11,7 @@ mod driver;
 mod driver_ecs_answers;
 mod events;
 mod lifecycle;
+mod local_run;
 mod scaler;
 mod smoke;
 mod stranded;

@@ -1,0 +1,91 @@
+//! The local run as a user starts and stops it.
+
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_tests::{local_aws, workspace_root};
+
+/// Told to stop with SIGTERM (as `timeout`, `kill` or a process manager
+/// does), the local run stops everything it started, as on Ctrl-C: its
+/// `cargo lambda watch` and the functions under it.
+#[test]
+fn sigterm_stops_everything_the_local_run_started() {
+    // The local AWS of the tests: the run uses it, and leaves it running.
+    let aws = local_aws();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = Command::new(&cargo)
+        .args(["build", "--quiet", "--bin", "berth-local"])
+        .current_dir(workspace_root())
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("target"));
+    let mut run = Command::new(target.join("debug/berth-local"))
+        .arg("run")
+        .current_dir(workspace_root())
+        .env("CARGO_MANIFEST_DIR", workspace_root().join("crates/local"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = None;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut seen = String::new();
+    for line in BufReader::new(run.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if let Some(rest) = line.strip_prefix("cargo lambda watch on http://127.0.0.1:") {
+            port = rest
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u16>().ok());
+        }
+        if line.starts_with("running:") || Instant::now() > deadline {
+            break;
+        }
+    }
+    let port = port.unwrap_or_else(|| panic!("no watch port in:\n{seen}"));
+    let listening = || TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok();
+    assert!(listening(), "cargo lambda watch listens on {port}:\n{seen}");
+    let watch = Command::new("pgrep")
+        .args(["-f", &format!("lambda watch .*-P {port}")])
+        .output()
+        .unwrap();
+    let watch = String::from_utf8_lossy(&watch.stdout).trim().to_owned();
+    assert!(!watch.is_empty(), "cargo lambda watch is running");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &run.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 30 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut run.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("terminated (SIGTERM)"), "{stderr}");
+    assert!(!listening(), "cargo lambda watch still listens on {port}");
+    for pid in watch.lines() {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "cargo lambda watch (pid {pid}) is still running"
+        );
+    }
+    // The local AWS the run did not start is left as it was.
+    assert!(TcpStream::connect(aws.endpoint.trim_start_matches("http://")).is_ok());
+}
