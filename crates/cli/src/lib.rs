@@ -3,10 +3,12 @@
 //! the `BERTH_*` settings the functions use. `main.rs` parses and prints.
 
 pub mod simulate;
+pub mod view;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use berth_aws::definitions::Lookup;
 use berth_aws::operations::{self, Cancelled};
 use berth_aws::stack::StackError;
 use berth_aws::store::{JobRecord, JobSummary};
@@ -145,10 +147,26 @@ impl Berth {
             .definitions()
             .get_many(&[request.definition.as_str()])
             .await?;
-        if !found.contains_key(&request.definition) {
+        // As the driver will: the definition resolved into the job, and the
+        // job routed (a forced processor it cannot use is refused here).
+        let definition = match found.get(&request.definition) {
+            Some(Lookup::Found(def)) => def,
+            Some(Lookup::Malformed(why)) => return Err(CliError::Input(why.clone())),
+            None => {
+                return Err(CliError::Input(format!(
+                    "unknown job definition `{}`: register it with `berth definitions put`",
+                    request.definition
+                )));
+            }
+        };
+        let resolved = berth_core::resolve(&request, Some(definition))
+            .map_err(|e| CliError::Input(e.to_string()))?;
+        berth_core::routing::route(&resolved).map_err(|e| CliError::Input(e.to_string()))?;
+        if let Some(existing) = self.store().get(&request.job_id).await? {
             return Err(CliError::Input(format!(
-                "unknown job definition `{}`: register it with `berth definitions put`",
-                request.definition
+                "job `{}` exists already ({}): a job id names one job, so this one would not run; give another --job-id, or none for a new one",
+                request.job_id,
+                existing.status.as_str()
             )));
         }
         let queue = self
@@ -292,47 +310,73 @@ pub fn read(file: &Path) -> Result<String, CliError> {
 
 /// A record, one `name: value` line each, for people.
 pub fn describe(r: &JobRecord) -> String {
-    let mut lines: BTreeMap<usize, String> = BTreeMap::new();
-    let mut add = |order: usize, name: &str, value: Option<String>| {
-        if let Some(v) = value {
-            lines.insert(order, format!("{name:<14}{v}"));
+    describe_view(&view::JobView::of(r, now_ms()))
+}
+
+/// A job's view, one `name  value` line each; a value of several lines
+/// (a reason with the end of stderr) keeps its lines under its column.
+pub fn describe_view(v: &view::JobView) -> String {
+    const WIDTH: usize = 14;
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |name: &str, value: Option<String>| {
+        if let Some(value) = value {
+            let indent = " ".repeat(WIDTH);
+            let value = value
+                .lines()
+                .collect::<Vec<_>>()
+                .join(&format!("\n{indent}"));
+            out.push(format!("{name:<WIDTH$}{value}"));
         }
     };
-    add(0, "job", Some(r.job_id.clone()));
-    add(1, "status", Some(r.status.to_string()));
-    add(2, "reason", r.reason.clone());
-    add(3, "definition", r.definition.clone());
-    add(4, "route", r.route.map(|x| x.to_string()));
-    add(
-        5,
-        "attempts",
-        Some(format!(
-            "{} of at most {} failing ({} failed, {} interrupted, {} waits for capacity)",
-            r.attempts,
-            r.max_attempts.map_or("?".into(), |m| m.to_string()),
-            r.failures,
-            r.interruptions,
-            r.waits
-        )),
-    );
-    add(6, "task", r.task_arn.clone());
-    add(7, "request", r.request_id.clone());
-    add(8, "exit code", r.exit_code.map(|c| c.to_string()));
-    let mut out: Vec<String> = lines.into_values().collect();
-    for h in &r.history {
-        out.push(format!(
-            "{:<14}launch {} {} {}{}",
-            "attempt",
-            h.launch,
-            h.route.map_or("-".into(), |r| r.to_string()),
-            h.outcome,
-            h.reason
-                .as_deref()
-                .map(|r| format!(": {}", first_line(r)))
-                .unwrap_or_default()
-        ));
+    add("job", Some(v.job_id.clone()));
+    add("status", Some(v.status.to_owned()));
+    add("reason", v.reason.clone());
+    add("definition", v.definition.clone());
+    add("route", v.route.map(str::to_owned));
+    add("created", v.created_at.clone());
+    add("dispatched", v.dispatched_at.clone());
+    add("ended", v.ended_at.clone());
+    add("duration", v.duration_seconds.map(|s| format!("{s:.1} s")));
+    if v.job.is_some() {
+        add(
+            "attempts",
+            Some(format!(
+                "{} started; {} failed of {} allowed; {} interrupted; {} waits for capacity",
+                v.attempts,
+                v.failures,
+                v.max_attempts.map_or("?".into(), |m| m.to_string()),
+                v.interruptions,
+                v.waits_for_capacity
+            )),
+        );
+    }
+    add("task", v.task_arn.clone());
+    add("request", v.request_id.clone());
+    add("exit code", v.exit_code.map(|c| c.to_string()));
+    for h in &v.history {
+        add(
+            &format!("attempt {}", h.launch),
+            Some(format!(
+                "{} {}{}{}",
+                h.route.unwrap_or("-"),
+                h.outcome,
+                h.ended_at
+                    .as_deref()
+                    .map(|t| format!(" at {t}"))
+                    .unwrap_or_default(),
+                h.reason
+                    .as_deref()
+                    .map(|r| format!(": {}", view::one_line(r)))
+                    .unwrap_or_default()
+            )),
+        );
     }
     out.join("\n")
+}
+
+/// Now, in epoch milliseconds.
+pub fn now_ms() -> i64 {
+    berth_aws::store::now_ms()
 }
 
 /// Jobs as a table.
@@ -364,9 +408,11 @@ fn rows_table(rows: &[(&str, Option<&JobSummary>)]) -> String {
                 j.status.as_str(),
                 j.route.map_or("-", Route::as_str),
                 j.attempts,
-                j.reason.as_deref().map(first_line).unwrap_or(""),
+                view::shown_reason(j.status, j.reason.as_deref())
+                    .map(view::one_line)
+                    .unwrap_or_default(),
             ),
-            None => ("QUEUED", "-", 0, "not yet taken from the queue"),
+            None => ("QUEUED", "-", 0, "not yet taken from the queue".to_owned()),
         };
         out.push_str(&format!(
             "{id:<28} {status:<21} {route:<8} {attempts:>8}  {reason}\n"
@@ -381,8 +427,29 @@ pub fn settled(jobs: &[(String, Option<JobRecord>)]) -> bool {
         .all(|(_, r)| r.as_ref().is_some_and(|r| r.status.is_final()))
 }
 
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or("")
+/// How `berth watch` ends once every job has: `Ok` when all succeeded,
+/// else an error that counts the others by status (a non-zero exit).
+pub fn watch_outcome(jobs: &[(String, Option<JobRecord>)]) -> Result<String, CliError> {
+    let mut others: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (id, r) in jobs {
+        let status = r.as_ref().map_or("QUEUED", |r| r.status.as_str());
+        if status != JobStatus::Succeeded.as_str() {
+            others.entry(status).or_default().push(id);
+        }
+    }
+    if others.is_empty() {
+        return Ok(String::new());
+    }
+    let count: usize = others.values().map(Vec::len).sum();
+    let parts: Vec<String> = others
+        .iter()
+        .map(|(status, ids)| format!("{status}: {}", ids.join(", ")))
+        .collect();
+    Err(CliError::Failed(format!(
+        "{count} of {} jobs did not succeed ({})",
+        jobs.len(),
+        parts.join("; ")
+    )))
 }
 
 /// `berth thresholds`: prints the two alarm thresholds and why; with

@@ -26,6 +26,10 @@ struct Cli {
     /// cluster (else the BERTH_* variables do).
     #[arg(long, global = true, env = "BERTH_STACK")]
     stack: Option<String>,
+    /// How read commands print: table (for people) or json (stable field
+    /// names, ISO 8601 UTC times; for scripts).
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    output: Format,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,49 +44,65 @@ enum Command {
         /// The job definition to run.
         #[arg(long, short)]
         definition: Option<String>,
-        /// The job id (default: the SQS message id).
+        /// The job id: 1 to 64 letters, digits, `_` or `-` (default: a new
+        /// UUID). An id that names a job already is refused.
         #[arg(long)]
         job_id: Option<String>,
-        /// An environment variable, NAME=VALUE (repeat).
+        /// An environment variable, NAME=VALUE (repeat); names may not start
+        /// with BERTH_.
         #[arg(long = "env", short, value_parser = env_pair)]
         environment: Vec<(String, String)>,
+        /// CPU units, 1024 a vCPU: 128 to 196,608 (default: the definition's).
         #[arg(long)]
         cpu: Option<u32>,
+        /// Memory in MiB: 6 to 25,165,824 (default: the definition's).
         #[arg(long)]
         memory: Option<u32>,
+        /// GPUs, 0 to 16; a job with a GPU runs on EC2 only (default: the
+        /// definition's).
         #[arg(long)]
         gpu: Option<u32>,
+        /// Seconds the job may run, counted from the start of its run: 1 to
+        /// 604,800; at most 900 on Lambda (default: the definition's).
         #[arg(long)]
         timeout: Option<u32>,
-        /// auto, lambda, ec2 or fargate.
-        #[arg(long)]
+        /// Where the job runs: auto (berth decides), lambda, ec2 or fargate.
+        /// A processor the job cannot use is refused.
+        #[arg(long, value_parser = ["auto", "lambda", "ec2", "fargate"])]
         processor: Option<String>,
+        /// How many times the job may run before it ends FAILED: 1 to 10
+        /// (default: the definition's). Spot interruptions do not count.
         #[arg(long)]
         max_attempts: Option<u32>,
         /// The command, after `--`.
         #[arg(last = true)]
         command: Vec<String>,
     },
-    /// Show a job.
+    /// Show a job: its state, times, attempts and how each ended.
     Status {
+        /// The job's id.
         job_id: String,
-        /// Every field of the record, as stored.
-        #[arg(long)]
-        raw: bool,
     },
     /// List jobs, most recently changed first.
     List {
+        /// Only jobs in this status: ACCEPTED, WAITING_FOR_CAPACITY,
+        /// DISPATCHED, RUNNING, SUCCEEDED, FAILED, TIMED_OUT, CANCELLED or
+        /// REJECTED (any case).
         #[arg(long, value_parser = status)]
         status: Option<JobStatus>,
+        /// Only jobs whose last attempt ran here: LAMBDA, EC2 or FARGATE (any case).
         #[arg(long, value_parser = route)]
         route: Option<Route>,
+        /// At most this many jobs.
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
     /// A live table of jobs until every one has ended: the jobs named, else
-    /// every job not ended now. Exits 1 when some job is still going at the
-    /// timeout.
+    /// every job not ended now. Exits 0 when every job SUCCEEDED, 1 when
+    /// one did not (FAILED, TIMED_OUT, CANCELLED, REJECTED), when a named
+    /// job is never recorded, or at the timeout.
     Watch {
+        /// The jobs to follow (default: every job not ended now).
         job_ids: Vec<String>,
         /// Seconds between refreshes.
         #[arg(long, default_value_t = 2)]
@@ -90,10 +110,16 @@ enum Command {
         /// Give up after this many seconds (0: never).
         #[arg(long, default_value_t = 0)]
         timeout: u64,
+        /// Seconds to wait for a named job to be recorded (its message
+        /// taken from the queue by the driver) before it counts as unknown.
+        #[arg(long, default_value_t = 60)]
+        wait_for_record: u64,
     },
     /// Cancel a job: queued, waiting or running, it ends CANCELLED.
     Cancel {
+        /// The job's id.
         job_id: String,
+        /// Why, kept in the job's record.
         #[arg(long)]
         reason: Option<String>,
     },
@@ -193,7 +219,10 @@ enum Format {
 #[derive(Subcommand)]
 enum DefinitionsCommand {
     /// Register definitions from a JSON file (an object or an array; `-` for standard input).
-    Put { file: PathBuf },
+    Put {
+        /// The file.
+        file: PathBuf,
+    },
     /// List the registered definitions.
     List,
 }
@@ -216,13 +245,15 @@ fn route(s: &str) -> Result<Route, String> {
         .ok_or_else(|| format!("unknown route {s:?}; one of LAMBDA, EC2, FARGATE"))
 }
 
-/// `berth watch`: on a terminal the table is redrawn in place; otherwise
-/// it is printed each time it changes.
+/// `berth watch`: on a terminal the table is redrawn in place, its clock
+/// running; otherwise it is printed each time it changes.
 async fn watch(
     berth: &Berth,
     mut job_ids: Vec<String>,
     interval: u64,
     timeout: u64,
+    wait_for_record: u64,
+    json: bool,
 ) -> Result<String, CliError> {
     if job_ids.is_empty() {
         // Only the statuses that are not ends: the ended jobs, however
@@ -232,16 +263,21 @@ async fn watch(
             job_ids.extend(open.into_iter().map(|r| r.job_id));
         }
         if job_ids.is_empty() {
-            return Ok("no job is running or waiting".into());
+            return Ok(if json {
+                "[]".into()
+            } else {
+                "no job is running or waiting".into()
+            });
         }
     }
-    let live = std::io::stdout().is_terminal();
+    // JSON is the jobs as they end, printed once; tables are for people.
+    let live = !json && std::io::stdout().is_terminal();
     let started = std::time::Instant::now();
     let mut shown = String::new();
     loop {
         let jobs = berth.records(&job_ids).await?;
         let table = berth_cli::watch_table(&jobs);
-        if table != shown {
+        if !json && (live || table != shown) {
             if live {
                 print!("\x1b[H\x1b[2J");
             }
@@ -249,7 +285,26 @@ async fn watch(
             shown = table;
         }
         if berth_cli::settled(&jobs) {
-            return Ok(String::new());
+            if json {
+                let rows: Vec<berth_cli::view::JobRow> = jobs
+                    .iter()
+                    .filter_map(|(_, r)| r.clone())
+                    .map(|r| berth_cli::view::JobRow::of(&r.into()))
+                    .collect();
+                println!("{}", to_json(&rows)?);
+            }
+            return berth_cli::watch_outcome(&jobs);
+        }
+        let unknown: Vec<&str> = jobs
+            .iter()
+            .filter(|(_, r)| r.is_none())
+            .map(|(id, _)| id.as_str())
+            .collect();
+        if !unknown.is_empty() && started.elapsed().as_secs() >= wait_for_record {
+            return Err(CliError::Failed(format!(
+                "no record of {} after {wait_for_record} s: an unknown job id, or a message still on the queue (--wait-for-record waits longer)",
+                unknown.join(", ")
+            )));
         }
         if timeout > 0 && started.elapsed().as_secs() >= timeout {
             return Err(CliError::Failed(format!(
@@ -263,7 +318,13 @@ async fn watch(
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli.command, cli.stack.as_deref()).await {
+    match run(
+        cli.command,
+        cli.stack.as_deref(),
+        cli.output == Format::Json,
+    )
+    .await
+    {
         Ok(out) => {
             // A reader that stops early (`| head`) is no error.
             if !out.is_empty() {
@@ -292,7 +353,12 @@ async fn connect(stack: Option<&str>) -> Result<Berth, CliError> {
     Ok(Berth::new(settings, berth_aws::Clients::new(&config)))
 }
 
-async fn run(command: Command, stack: Option<&str>) -> Result<String, CliError> {
+/// `value` as pretty JSON.
+fn to_json(value: &impl serde::Serialize) -> Result<String, CliError> {
+    serde_json::to_string_pretty(value).map_err(|e| CliError::Failed(format!("JSON: {e}")))
+}
+
+async fn run(command: Command, stack: Option<&str>, json: bool) -> Result<String, CliError> {
     let connect = || connect(stack);
     match command {
         Command::Simulate(a) => {
@@ -303,7 +369,7 @@ async fn run(command: Command, stack: Option<&str>) -> Result<String, CliError> 
                 trace: a.trace,
                 policies: a.policies,
                 instance_types: a.instance_types,
-                json: a.format == Format::Json,
+                json: json || a.format == Format::Json,
                 plot: a.plot,
                 seed: a.seed,
                 jobs: a.jobs,
@@ -351,22 +417,50 @@ async fn run(command: Command, stack: Option<&str>) -> Result<String, CliError> 
                 processor,
                 max_attempts,
             };
-            connect().await?.submit(&submission).await
+            let job_id = connect().await?.submit(&submission).await?;
+            if json {
+                to_json(&serde_json::json!({ "job_id": job_id }))
+            } else {
+                Ok(job_id)
+            }
         }
-        Command::Status { job_id, raw } => {
+        Command::Status { job_id } => {
             let r = connect().await?.status(&job_id).await?;
-            Ok(if raw { format!("{r:#?}") } else { describe(&r) })
+            if json {
+                to_json(&berth_cli::view::JobView::of(&r, berth_cli::now_ms()))
+            } else {
+                Ok(describe(&r))
+            }
         }
         Command::List {
             status,
             route,
             limit,
-        } => Ok(table(&connect().await?.list(status, route, limit).await?)),
+        } => {
+            let jobs = connect().await?.list(status, route, limit).await?;
+            if json {
+                let rows: Vec<_> = jobs.iter().map(berth_cli::view::JobRow::of).collect();
+                to_json(&rows)
+            } else {
+                Ok(table(&jobs))
+            }
+        }
         Command::Watch {
             job_ids,
             interval,
             timeout,
-        } => watch(&connect().await?, job_ids, interval, timeout).await,
+            wait_for_record,
+        } => {
+            watch(
+                &connect().await?,
+                job_ids,
+                interval,
+                timeout,
+                wait_for_record,
+                json,
+            )
+            .await
+        }
         Command::Cancel { job_id, reason } => {
             connect().await?.cancel(&job_id, reason.as_deref()).await
         }
@@ -380,6 +474,9 @@ async fn run(command: Command, stack: Option<&str>) -> Result<String, CliError> 
             }
             DefinitionsCommand::List => {
                 let defs = connect().await?.definitions_list().await?;
+                if json {
+                    return to_json(&defs);
+                }
                 let mut out = format!(
                     "{:<20} {:<28} {:>6} {:>7} {:>4} {:>8}  {}\n",
                     "NAME", "TASK DEFINITION", "CPU", "MEMORY", "GPU", "TIMEOUT", "LAMBDA"

@@ -341,6 +341,11 @@ async fn bad_input_gets_one_line_and_a_non_zero_exit() {
             "not JSON",
         ),
         (vec!["status", "nobody"], "no job `nobody`"),
+        // Checked as the driver will: a forced processor the job cannot use.
+        (
+            vec!["submit", "--definition", "render", "--processor", "lambda"],
+            "processor `lambda` cannot run this job: definition `render` has no Lambda function",
+        ),
     ];
     for (args, expected) in cases {
         let (code, stdout, stderr) = run_berth(&stack, &key, &args);
@@ -365,7 +370,55 @@ async fn bad_input_gets_one_line_and_a_non_zero_exit() {
         ],
     );
     assert_eq!((code, stdout.trim()), (0, "from-cli"), "{stderr}");
+    // Once recorded, its id is taken: a second job of that id would not run.
+    stack.deliver(&stack.driver(), stack.receive().await).await;
+    let again = ["submit", "--definition", "render", "--job-id", "from-cli"];
+    let (code, stdout, stderr) = run_berth(&stack, &key, &again);
+    assert_eq!((code, stdout.as_str()), (1, ""), "{stderr}");
+    assert!(
+        stderr.contains("job `from-cli` exists already (DISPATCHED)"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Each option says what it takes: units, and the values allowed.
+#[tokio::test]
+async fn every_option_says_its_units_and_values() {
+    let stack = Stack::new(0).await;
+    let key = stack.aws.access_key().await;
+    let help = |args: &[&str]| {
+        let (code, stdout, stderr) = run_berth(&stack, &key, args);
+        assert_eq!(code, 0, "{stderr}");
+        stdout
+    };
+    let submit = help(&["submit", "--help"]);
+    for said in [
+        "CPU units, 1024 a vCPU",
+        "Memory in MiB",
+        "GPUs, 0 to 16",
+        "Seconds the job may run",
+        "auto (berth decides), lambda, ec2 or fargate",
+        "default: a new\n          UUID",
+    ] {
+        let flat = submit.split_whitespace().collect::<Vec<_>>().join(" ");
+        let said = said
+            .replace("\n", "")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            flat.contains(&said),
+            "submit --help lacks {said:?}:\n{submit}"
+        );
+    }
+    let list = help(&["list", "--help"]);
+    for status in JobStatus::ALL {
+        assert!(list.contains(status.as_str()), "{status:?}:\n{list}");
+    }
+    for route in ["LAMBDA", "EC2", "FARGATE"] {
+        assert!(list.contains(route), "{route}:\n{list}");
+    }
 }
 
 /// `--stack` finds the tables, queue and cluster from a stack's outputs;
@@ -457,6 +510,115 @@ async fn watch_a_job_of_a_stack_named_by_its_outputs() {
     // With no job named, nothing is left to watch.
     let (code, stdout, _) = berth(&["--stack", "berth-app", "watch"]);
     assert_eq!((code, stdout.trim()), (0, "no job is running or waiting"));
+
+    // A job that ends otherwise than SUCCEEDED ends the watch with exit 1.
+    let (code, _, stderr) = berth(&[
+        "--stack",
+        "berth-app",
+        "submit",
+        "--definition",
+        "render",
+        "--job-id",
+        "doomed",
+        "--max-attempts",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    stack.deliver(&stack.driver(), stack.receive().await).await;
+    lifecycle
+        .task_changed(&stack.task_exited("doomed", 1, 3).await)
+        .await
+        .unwrap();
+    let (code, stdout, stderr) = berth(&["--stack", "berth-app", "watch", "watched", "doomed"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "berth: 1 of 2 jobs did not succeed (FAILED: doomed)"
+    );
+
+    // For scripts: JSON, with stable names and ISO 8601 times, parsed back.
+    let json = |args: &[&str]| {
+        let mut all = vec!["--stack", "berth-app", "--output", "json"];
+        all.extend_from_slice(args);
+        let (code, stdout, stderr) = berth(&all);
+        let value: serde_json::Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {stdout}{stderr}"));
+        (code, value)
+    };
+    let is_iso = |v: &serde_json::Value| {
+        v.as_str().is_some_and(|t| {
+            t.len() >= 20 && t.ends_with('Z') && t.as_bytes()[10] == b'T' && t.starts_with("20")
+        })
+    };
+    let (code, job) = json(&["status", "watched"]);
+    assert_eq!(code, 0);
+    assert_eq!(job["job_id"], "watched");
+    assert_eq!(job["status"], "SUCCEEDED");
+    assert_eq!(job["route"], "EC2");
+    assert!(job["reason"].is_null(), "{job}");
+    for time in ["created_at", "dispatched_at", "ended_at"] {
+        assert!(is_iso(&job[time]), "{time}: {job}");
+    }
+    assert!(
+        job["duration_seconds"].as_f64().is_some_and(|d| d >= 0.0),
+        "{job}"
+    );
+    assert_eq!(job["history"][0]["outcome"], "SUCCEEDED");
+    assert!(is_iso(&job["history"][0]["ended_at"]), "{job}");
+    assert_eq!(job["job"]["definition"], "render");
+
+    let (code, doomed) = json(&["watch", "doomed"]);
+    assert_eq!(code, 1, "a job that failed fails the watch in JSON too");
+    assert_eq!(doomed[0]["status"], "FAILED");
+    assert!(
+        doomed[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("exit code 3")),
+        "{doomed}"
+    );
+
+    let (code, listed) = json(&["list", "--status", "succeeded"]);
+    assert_eq!(code, 0);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["job_id"], "watched");
+    assert!(is_iso(&listed[0]["updated_at"]), "{listed}");
+
+    let (code, defs) = json(&["definitions", "list"]);
+    assert_eq!(code, 0);
+    let names: Vec<&str> = defs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    assert_eq!(names, ["render", "train"]);
+
+    // As text: times, and the attempts counted in words.
+    let (_, text, _) = berth(&["--stack", "berth-app", "status", "doomed"]);
+    assert!(
+        text.contains(
+            "attempts      1 started; 1 failed of 1 allowed; 0 interrupted; 0 waits for capacity"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("created       20"), "{text}");
+    assert!(text.contains("attempt 1     EC2 FAILED at 20"), "{text}");
+    // A job id nothing ever recorded is not waited on for ever.
+    let (code, _, stderr) = berth(&[
+        "--stack",
+        "berth-app",
+        "watch",
+        "ghost",
+        "--interval",
+        "1",
+        "--wait-for-record",
+        "1",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.starts_with("berth: no record of ghost after 1 s"),
+        "{stderr}"
+    );
 }
 
 /// Without `--job-id` the CLI makes the job's id before sending it: when
