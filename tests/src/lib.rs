@@ -77,6 +77,21 @@ pub fn local_aws() -> &'static LocalAws {
 
 pub use berth_local::proxy::assert_loopback;
 
+/// Builds the workspace's binary `name` (debug) and returns its path.
+pub fn built_binary(name: &str) -> PathBuf {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--quiet", "--bin", name])
+        .current_dir(workspace_root())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo: {e}"));
+    assert!(status.success(), "cargo build --bin {name} failed");
+    std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("target"))
+        .join("debug")
+        .join(name)
+}
+
 /// Adds moto's `x-moto-account-id` header: each account's state in the local
 /// AWS is its own, so tests running side by side do not see each other.
 #[derive(Debug)]

@@ -198,42 +198,42 @@ impl JobDefinition {
     /// Checks that every name the definition gives is one this stack may
     /// run: the IAM policies would refuse the others at launch.
     pub fn check_prefixes(&self, prefixes: &Prefixes) -> Result<(), DefinitionError> {
-        let outside = |field, value: &str, prefix: &str, what: &str| DefinitionError::Invalid {
-            name: self.name.clone(),
-            field,
-            problem: format!(
-                "names {} `{value}`, outside `{prefix}*`, the {what} this stack may use",
-                match field {
-                    "task_definition" => "the task definition family",
-                    "lambda_function" => "the function",
-                    _ => "the role",
-                }
-            ),
-        };
-        let family = task_definition_family(&self.task_definition);
-        if !family.starts_with(&prefixes.task_definition) {
-            return Err(outside(
+        let checks = [
+            (
                 "task_definition",
-                family,
+                Some(task_definition_family(&self.task_definition)),
                 &prefixes.task_definition,
+                "the task definition family",
                 "task definitions",
-            ));
-        }
-        if let Some(f) = &self.lambda_function {
-            let name = function_name(f);
-            if !name.starts_with(&prefixes.task_function) {
-                return Err(outside(
-                    "lambda_function",
-                    name,
-                    &prefixes.task_function,
-                    "task processors",
-                ));
-            }
-        }
-        if let Some(role) = &self.job_role {
-            let name = role_path_and_name(role).unwrap_or(role);
-            if !name.starts_with(&prefixes.job_role) {
-                return Err(outside("job_role", name, &prefixes.job_role, "job roles"));
+            ),
+            (
+                "lambda_function",
+                self.lambda_function.as_deref().map(function_name),
+                &prefixes.task_function,
+                "the function",
+                "task processors",
+            ),
+            (
+                "job_role",
+                self.job_role
+                    .as_deref()
+                    .map(|r| role_path_and_name(r).unwrap_or(r)),
+                &prefixes.job_role,
+                "the role",
+                "job roles",
+            ),
+        ];
+        for (field, name, prefix, named, what) in checks {
+            if let Some(name) = name
+                && !name.starts_with(prefix.as_str())
+            {
+                return Err(DefinitionError::Invalid {
+                    name: self.name.clone(),
+                    field,
+                    problem: format!(
+                        "names {named} `{name}`, outside `{prefix}*`, the {what} this stack may use"
+                    ),
+                });
             }
         }
         Ok(())

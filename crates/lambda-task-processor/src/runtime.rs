@@ -655,20 +655,11 @@ mod tests {
             "m-1",
         )
         .unwrap();
-        let def = berth_core::JobDefinition {
-            name: "d".into(),
-            task_definition: "d".into(),
-            container: "main".into(),
-            lambda_function: Some("f".into()),
-            command: None,
-            cpu: 256,
-            memory: 512,
-            gpu: 0,
-            timeout_seconds: 60,
-            max_attempts: 1,
-            fargate: false,
-            job_role: None,
-        };
+        let def: berth_core::JobDefinition = serde_json::from_str(
+            r#"{"name":"d","task_definition":"d","container":"main","lambda_function":"f",
+                "cpu":256,"memory":512,"timeout_seconds":60,"max_attempts":1,"fargate":false}"#,
+        )
+        .unwrap();
         berth_core::resolve(&request, Some(&def)).unwrap()
     }
 

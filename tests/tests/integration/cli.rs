@@ -262,17 +262,8 @@ fn run_berth_with(
     args: &[&str],
     berth_vars: bool,
 ) -> (i32, String, String) {
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--quiet", "--bin", "berth"])
-        .current_dir(workspace_root())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| workspace_root().join("target"));
     let s = &stack.settings;
-    let mut command = Command::new(target.join("debug/berth"));
+    let mut command = Command::new(berth_tests::built_binary("berth"));
     command
         .args(args)
         .env("AWS_ENDPOINT_URL", &stack.aws.local.endpoint)

@@ -14,17 +14,7 @@ use berth_tests::{local_aws, workspace_root};
 fn sigterm_stops_everything_the_local_run_started() {
     // The local AWS of the tests: the run uses it, and leaves it running.
     let aws = local_aws();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let built = Command::new(&cargo)
-        .args(["build", "--quiet", "--bin", "berth-local"])
-        .current_dir(workspace_root())
-        .status()
-        .unwrap();
-    assert!(built.success());
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| workspace_root().join("target"));
-    let mut run = Command::new(target.join("debug/berth-local"))
+    let mut run = Command::new(berth_tests::built_binary("berth-local"))
         .arg("run")
         .current_dir(workspace_root())
         .env("CARGO_MANIFEST_DIR", workspace_root().join("crates/local"))
