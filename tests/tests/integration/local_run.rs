@@ -42,11 +42,7 @@ fn sigterm_stops_everything_the_local_run_started() {
     let port = port.unwrap_or_else(|| panic!("no watch port in:\n{seen}"));
     let listening = || TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok();
     assert!(listening(), "cargo lambda watch listens on {port}:\n{seen}");
-    let watch = Command::new("pgrep")
-        .args(["-f", &format!("lambda watch .*-P {port}")])
-        .output()
-        .unwrap();
-    let watch = String::from_utf8_lossy(&watch.stdout).trim().to_owned();
+    let watch = processes_with(&["lambda", "watch", &port.to_string()]);
     assert!(!watch.is_empty(), "cargo lambda watch is running");
 
     let killed = Command::new("kill")
@@ -70,7 +66,7 @@ fn sigterm_stops_everything_the_local_run_started() {
     assert!(!status.success(), "{stderr}");
     assert!(stderr.contains("terminated (SIGTERM)"), "{stderr}");
     assert!(!listening(), "cargo lambda watch still listens on {port}");
-    for pid in watch.lines() {
+    for pid in &watch {
         assert!(
             !std::path::Path::new(&format!("/proc/{pid}")).exists(),
             "cargo lambda watch (pid {pid}) is still running"
@@ -78,4 +74,26 @@ fn sigterm_stops_everything_the_local_run_started() {
     }
     // The local AWS the run did not start is left as it was.
     assert!(TcpStream::connect(aws.endpoint.trim_start_matches("http://")).is_ok());
+}
+
+/// The processes whose command line holds every one of `words`.
+fn processes_with(words: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if words.iter().all(|w| args.iter().any(|a| a == w)) {
+            found.push(pid);
+        }
+    }
+    found
 }
