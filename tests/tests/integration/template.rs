@@ -359,3 +359,70 @@ fn every_dashboard_metric_carries_the_stack() {
     )));
     assert_eq!(berth_aws::metrics::STACK_DIMENSION, "Stack");
 }
+
+/// The names of the entries of top-level section `section` (`Parameters`,
+/// `Outputs`), each with its lines.
+fn entries(text: &str, section: &str) -> Vec<(String, Vec<String>)> {
+    let body = text
+        .split_once(&format!("\n{section}:\n"))
+        .unwrap_or_else(|| panic!("no {section}"))
+        .1;
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for line in body.lines() {
+        if !line.is_empty() && !line.starts_with(' ') {
+            break; // the next section
+        }
+        if let Some(name) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(':'))
+            && !name.starts_with(' ')
+            && !name.starts_with('#')
+        {
+            out.push((name.to_owned(), Vec::new()));
+        } else if let Some((_, lines)) = out.last_mut() {
+            lines.push(line.trim().to_owned());
+        }
+    }
+    out
+}
+
+/// `sam deploy --guided` and the console explain and group every
+/// parameter, and every output says what it is.
+#[test]
+fn every_parameter_is_explained_and_grouped_and_every_output_explained() {
+    let text = template();
+    let parameters = entries(&text, "Parameters");
+    assert!(parameters.len() >= 20, "{parameters:?}");
+    let groups = text
+        .split_once("AWS::CloudFormation::Interface:")
+        .unwrap()
+        .1
+        .split_once("\nParameters:")
+        .unwrap()
+        .0;
+    for (name, lines) in &parameters {
+        assert!(
+            lines.iter().any(|l| l.starts_with("Description:")),
+            "parameter {name} has no description"
+        );
+        let grouped = groups
+            .lines()
+            .filter(|l| {
+                let l = l.trim();
+                l == format!("- {name}")
+                    || (l.starts_with("Parameters: [")
+                        && l.trim_start_matches("Parameters: [")
+                            .trim_end_matches(']')
+                            .split(", ")
+                            .any(|p| p == name))
+            })
+            .count();
+        assert_eq!(grouped, 1, "parameter {name} is in {grouped} groups");
+    }
+    let outputs = entries(&text, "Outputs");
+    assert!(outputs.len() >= 10, "{outputs:?}");
+    for (name, lines) in &outputs {
+        assert!(
+            lines.iter().any(|l| l.starts_with("Description:")),
+            "output {name} has no description"
+        );
+    }
+}
