@@ -398,11 +398,7 @@ pub fn watch_table(jobs: &[(String, Option<JobRecord>)]) -> String {
 }
 
 fn rows_table(rows: &[(&str, Option<&JobSummary>)]) -> String {
-    let mut out = format!(
-        "{:<28} {:<21} {:<8} {:>8}  {}\n",
-        "JOB", "STATUS", "ROUTE", "ATTEMPTS", "REASON"
-    );
-    for (id, record) in rows {
+    let rows = rows.iter().map(|(id, record)| {
         let (status, route, attempts, reason) = match record {
             Some(j) => (
                 j.status.as_str(),
@@ -414,10 +410,51 @@ fn rows_table(rows: &[(&str, Option<&JobSummary>)]) -> String {
             ),
             None => ("QUEUED", "-", 0, "not yet taken from the queue".to_owned()),
         };
-        out.push_str(&format!(
-            "{id:<28} {status:<21} {route:<8} {attempts:>8}  {reason}\n"
-        ));
+        vec![
+            (*id).to_owned(),
+            status.to_owned(),
+            route.to_owned(),
+            attempts.to_string(),
+            reason,
+        ]
+    });
+    columns(
+        &["JOB", "STATUS", "ROUTE", "ATTEMPTS", "REASON"],
+        &[3],
+        rows,
+    )
+}
+
+/// Plain columns as wide as their widest value (a 36-character job id
+/// too), two spaces apart, no borders: readable on a terminal and in a log.
+/// The columns in `right` are aligned right.
+pub fn columns(
+    header: &[&str],
+    right: &[usize],
+    rows: impl IntoIterator<Item = Vec<String>>,
+) -> String {
+    use comfy_table::{CellAlignment, ContentArrangement, Table, presets::NOTHING};
+    let mut table = Table::new();
+    table
+        .load_style(NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header.to_vec());
+    for row in rows {
+        table.add_row(row);
     }
+    let last = header.len().saturating_sub(1);
+    for (i, column) in table.column_iter_mut().enumerate() {
+        column.set_padding((0, if i == last { 0 } else { 2 }));
+        if right.contains(&i) {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let mut out: String = table
+        .lines()
+        .map(|l| l.trim_end().to_owned())
+        .collect::<Vec<_>>()
+        .join("\n");
+    out.push('\n');
     out
 }
 

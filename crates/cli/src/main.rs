@@ -477,23 +477,30 @@ async fn run(command: Command, stack: Option<&str>, json: bool) -> Result<String
                 if json {
                     return to_json(&defs);
                 }
-                let mut out = format!(
-                    "{:<20} {:<28} {:>6} {:>7} {:>4} {:>8}  {}\n",
-                    "NAME", "TASK DEFINITION", "CPU", "MEMORY", "GPU", "TIMEOUT", "LAMBDA"
-                );
-                for d in defs {
-                    out.push_str(&format!(
-                        "{:<20} {:<28} {:>6} {:>7} {:>4} {:>8}  {}\n",
+                let rows = defs.into_iter().map(|d| {
+                    vec![
                         d.name,
                         d.task_definition,
-                        d.cpu,
-                        d.memory,
-                        d.gpu,
-                        d.timeout_seconds,
-                        d.lambda_function.as_deref().unwrap_or("-")
-                    ));
-                }
-                Ok(out)
+                        d.cpu.to_string(),
+                        d.memory.to_string(),
+                        d.gpu.to_string(),
+                        d.timeout_seconds.to_string(),
+                        d.lambda_function.unwrap_or_else(|| "-".into()),
+                    ]
+                });
+                Ok(berth_cli::columns(
+                    &[
+                        "NAME",
+                        "TASK DEFINITION",
+                        "CPU",
+                        "MEMORY",
+                        "GPU",
+                        "TIMEOUT",
+                        "LAMBDA",
+                    ],
+                    &[2, 3, 4, 5],
+                    rows,
+                ))
             }
         },
     }

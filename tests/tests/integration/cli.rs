@@ -71,6 +71,16 @@ async fn submit_status_list_and_cancel() {
             .any(|l| l.starts_with("cli-1") && l.contains("DISPATCHED") && l.contains("EC2")),
         "{table}"
     );
+    // A 36-character UUID keeps the columns: STATUS starts at one place on
+    // every line.
+    assert_eq!(anonymous.len(), 36);
+    let at: Vec<Option<usize>> = table
+        .lines()
+        .map(|l| l.find("STATUS").or_else(|| l.find("DISPATCHED")))
+        .collect();
+    assert_eq!(at.len(), 3, "{table}");
+    assert!(at.iter().all(|a| *a == at[0] && a.is_some()), "{table}");
+    assert!(at[0].unwrap() > 36, "{table}");
 
     let said = cli.cancel("cli-1", Some("changed my mind")).await.unwrap();
     assert!(said.starts_with("cli-1: CANCELLED, task arn:"), "{said}");
