@@ -112,6 +112,9 @@ pub struct Local {
     pub settings: Settings,
     /// The deployment's `BERTH_*` variables.
     pub exports: Vec<(&'static str, String)>,
+    /// The AWS variables that reach this account of the local AWS: the
+    /// endpoint, the region and the account's key.
+    pub reach: Vec<(&'static str, String)>,
     pub watch_lambda: aws_sdk_lambda::Client,
     ids: AtomicU64,
     /// The fault proxy between the functions and the local AWS, if any.
@@ -251,10 +254,13 @@ async fn run(args: &Args, processes: &mut Processes) -> Fallible<bool> {
             soak::run(&local, &mut glue, jobs, Duration::from_secs(minutes * 60)).await
         }
         Mode::Run { .. } => {
-            println!("running: submit jobs with `berth` and these variables:");
-            for (k, v) in &local.exports {
-                println!("  export {k}={v}");
+            // Everything `berth` (or the AWS CLI) needs to reach this run,
+            // as lines a shell can evaluate.
+            println!("running: reach it with these variables, then use `berth`:");
+            for (k, v) in local.reach.iter().chain(&local.exports) {
+                println!("export {k}='{v}'");
             }
+            println!("ready");
             let mut glue = Glue::new(every, boot);
             loop {
                 glue.tick(&local).await?;
@@ -429,6 +435,14 @@ async fn provision(
         sdk_config: config.clone(),
         settings,
         exports,
+        reach: vec![
+            ("AWS_ENDPOINT_URL", endpoint.to_owned()),
+            ("AWS_REGION", region.to_owned()),
+            ("AWS_DEFAULT_REGION", region.to_owned()),
+            ("AWS_ACCESS_KEY_ID", key.clone()),
+            ("AWS_SECRET_ACCESS_KEY", secret.clone()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ],
         watch_lambda: aws_sdk_lambda::Client::from_conf(watch_config),
         ids: AtomicU64::new(1),
         faults: proxy,

@@ -7,11 +7,14 @@ use std::time::{Duration, Instant};
 
 use berth_tests::{local_aws, workspace_root};
 
-/// Told to stop with SIGTERM (as `timeout`, `kill` or a process manager
-/// does), the local run stops everything it started, as on Ctrl-C: its
-/// `cargo lambda watch` and the functions under it.
+/// The local run as a user meets it: what it prints is all a shell needs
+/// to reach it (in an environment with nothing else, `berth` lists its
+/// definitions and runs a job to its end); told to stop with SIGTERM (as
+/// `timeout`, `kill` or a process manager does), it stops everything it
+/// started, as on Ctrl-C: its `cargo lambda watch` and the functions under
+/// it.
 #[test]
-fn sigterm_stops_everything_the_local_run_started() {
+fn the_local_run_is_reached_with_what_it_prints_and_stopped_by_sigterm() {
     // The local AWS of the tests: the run uses it, and leaves it running.
     let aws = local_aws();
     let mut run = Command::new(berth_tests::built_binary("berth-local"))
@@ -35,10 +38,55 @@ fn sigterm_stops_everything_the_local_run_started() {
                 .next()
                 .and_then(|p| p.parse::<u16>().ok());
         }
-        if line.starts_with("running:") || Instant::now() > deadline {
+        if line == "ready" || Instant::now() > deadline {
             break;
         }
     }
+    // `export NAME='value'` lines, as a shell would take them.
+    let exports: Vec<(String, String)> = seen
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
+        .collect();
+    for needed in [
+        "AWS_ENDPOINT_URL",
+        "AWS_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "BERTH_JOBS_TABLE",
+        "BERTH_QUEUE_URL",
+    ] {
+        assert!(
+            exports.iter().any(|(k, _)| k == needed),
+            "{needed} not printed:\n{seen}"
+        );
+    }
+    let berth = |args: &[&str]| {
+        let out = Command::new(berth_tests::built_binary("berth"))
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .envs(exports.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, listed, stderr) = berth(&["definitions", "list"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    for name in ["render", "train", "reindex", "thumbnail"] {
+        assert!(listed.contains(name), "{name}:\n{listed}");
+    }
+    let (code, id, stderr) = berth(&["submit", "--definition", "thumbnail", "--env", "INPUT=x"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, watched, stderr) =
+        berth(&["watch", id.trim(), "--interval", "1", "--timeout", "120"]);
+    assert_eq!(code, Some(0), "{watched}{stderr}");
+    assert!(watched.contains("SUCCEEDED"), "{watched}");
     let port = port.unwrap_or_else(|| panic!("no watch port in:\n{seen}"));
     let listening = || TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok();
     assert!(listening(), "cargo lambda watch listens on {port}:\n{seen}");
