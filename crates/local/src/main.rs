@@ -262,11 +262,66 @@ async fn run(args: &Args, processes: &mut Processes) -> Fallible<bool> {
             }
             println!("ready");
             let mut glue = Glue::new(every, boot);
+            let mut activity = Activity::default();
+            let store = berth_aws::JobStore::new(
+                local.clients.dynamodb.clone(),
+                &local.settings.jobs_table,
+            );
+            let mut looked = Instant::now();
             loop {
                 glue.tick(&local).await?;
+                if looked.elapsed() >= Duration::from_secs(1) {
+                    for change in activity.changes(&store).await? {
+                        glue.say(&change);
+                    }
+                    looked = Instant::now();
+                }
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
         }
+    }
+}
+
+/// What the local run says of its jobs as it goes: each change of a job's
+/// status, route or launch, once, oldest first, with the reason it has.
+#[derive(Default)]
+struct Activity {
+    known: std::collections::HashMap<String, (JobStatus, Option<Route>, u32)>,
+}
+
+impl Activity {
+    /// Jobs recently changed in each status, compared with what was seen.
+    async fn changes(&mut self, store: &berth_aws::JobStore) -> Fallible<Vec<String>> {
+        let mut changed = Vec::new();
+        for status in JobStatus::ALL {
+            let recent = store
+                .in_status(status, 50)
+                .await
+                .map_err(|e| e.to_string())?;
+            for j in recent {
+                let now = (j.status, j.route, j.launch);
+                if self.known.get(&j.job_id) != Some(&now) {
+                    self.known.insert(j.job_id.clone(), now);
+                    changed.push(j);
+                }
+            }
+        }
+        changed.sort_by_key(|j| j.updated_at);
+        Ok(changed
+            .into_iter()
+            .map(|j| {
+                let reason = berth_cli::view::shown_reason(j.status, j.reason.as_deref())
+                    .map(|r| format!(": {}", berth_cli::view::one_line(r)))
+                    .unwrap_or_default();
+                format!(
+                    "job {} {} {} launch {}{reason}",
+                    j.job_id,
+                    j.status.as_str(),
+                    j.route.map_or("-", Route::as_str),
+                    j.launch
+                )
+            })
+            .collect())
     }
 }
 

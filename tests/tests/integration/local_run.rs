@@ -25,11 +25,20 @@ fn the_local_run_is_reached_with_what_it_prints_and_stopped_by_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Its output, a line at a time, read as it comes.
+    let (lines, output) = std::sync::mpsc::channel::<String>();
+    let stdout = run.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
     let mut port = None;
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut seen = String::new();
-    for line in BufReader::new(run.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
+    while let Ok(line) = output.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
         seen.push_str(&line);
         seen.push('\n');
         if let Some(rest) = line.strip_prefix("cargo lambda watch on http://127.0.0.1:") {
@@ -38,7 +47,7 @@ fn the_local_run_is_reached_with_what_it_prints_and_stopped_by_sigterm() {
                 .next()
                 .and_then(|p| p.parse::<u16>().ok());
         }
-        if line == "ready" || Instant::now() > deadline {
+        if line == "ready" {
             break;
         }
     }
@@ -87,6 +96,20 @@ fn the_local_run_is_reached_with_what_it_prints_and_stopped_by_sigterm() {
         berth(&["watch", id.trim(), "--interval", "1", "--timeout", "120"]);
     assert_eq!(code, Some(0), "{watched}{stderr}");
     assert!(watched.contains("SUCCEEDED"), "{watched}");
+    // The run's own window told the job's way as it went.
+    let id = id.trim();
+    let told = format!("job {id} SUCCEEDED LAMBDA launch 1");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut activity = String::new();
+    while !activity.contains(&told) {
+        let Ok(line) = output.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        else {
+            panic!("the run never said `{told}`:\n{activity}");
+        };
+        activity.push_str(&line);
+        activity.push('\n');
+    }
+    assert!(activity.contains(&format!("job {id} ")), "{activity}");
     let port = port.unwrap_or_else(|| panic!("no watch port in:\n{seen}"));
     let listening = || TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok();
     assert!(listening(), "cargo lambda watch listens on {port}:\n{seen}");
