@@ -67,11 +67,18 @@ fn to_log() -> Output {
 /// `/proc/<pid>/environ`, `mem` and the like then belong to root, and no
 /// process of the same user can read them or attach to it. The function's
 /// credentials are in its environment, and a job's process runs as the
-/// same user. Lambda's sandbox allows the call; where it fails, the runtime
-/// runs no job (see [`Runtime::protected`]).
+/// same user. Where the call fails (AWS does not document whether Lambda's
+/// seccomp filter allows it), the runtime runs no job (see
+/// [`Runtime::protected`]).
 pub fn protect() -> Result<(), String> {
     nix::sys::prctl::set_dumpable(false)
         .map_err(|e| format!("prctl(PR_SET_DUMPABLE, 0) failed: {e}"))
+}
+
+/// The runtime's own environment, as text (a variable that is not UTF-8 is
+/// none of those a job may inherit, and `std::env::vars` would panic on it).
+fn own_environment() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
 }
 
 /// Spawns `program` with `args` as a job's process: a clean environment
@@ -230,7 +237,7 @@ impl Runtime {
             .unwrap_or_default();
 
         let environment =
-            process_environment(job, task.launch, std::env::vars(), credentials.as_ref());
+            process_environment(job, task.launch, own_environment(), credentials.as_ref());
         let mut child = match spawn(program, args, environment) {
             Ok(child) => child,
             Err(e) => {
@@ -635,7 +642,7 @@ mod tests {
             secret_access_key: "job-role-secret".into(),
             session_token: "job-role-token".into(),
         });
-        let env = process_environment(&job, 1, std::env::vars(), credentials.as_ref());
+        let env = process_environment(&job, 1, own_environment(), credentials.as_ref());
         let command = job.command.clone().unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
