@@ -68,6 +68,25 @@ impl JobQueue {
         Ok(())
     }
 
+    /// Messages waiting to be received now (SQS's approximate count of
+    /// visible messages): more than none means the driver is behind.
+    pub async fn backlog(&self) -> Result<u64, AwsError> {
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("sqs:GetQueueAttributes", e))?;
+        Ok(out
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0))
+    }
+
     /// Queues another attempt of `job_id` (of `definition`) after launch
     /// `ended`, delivered after `delay_seconds` (at most SQS's 900).
     pub async fn requeue(

@@ -104,6 +104,7 @@ pub async fn handle(
                 reconciled = sweep.reconciled.len(),
                 timed_out = sweep.timed_out.len(),
                 requeued = sweep.requeued.len(),
+                requeue_deferred_backlog = sweep.requeue_deferred,
                 errors = sweep.errors.len(),
                 "sweep"
             );

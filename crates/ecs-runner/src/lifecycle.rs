@@ -99,6 +99,9 @@ pub struct Sweep {
     /// Jobs waiting to launch whose message was lost: a message was put
     /// back for each.
     pub requeued: Vec<String>,
+    /// Messages that waited on the job queue, when there were any: then no
+    /// lost message was looked for.
+    pub requeue_deferred: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -324,7 +327,18 @@ impl Lifecycle {
     /// backoff allows: its message was lost (a re-queue that failed, a
     /// message deleted). The launch claim makes a message that was not lost
     /// after all harmless.
+    ///
+    /// Not while messages wait on the queue: then the driver is behind, and
+    /// a quiet job's message may well be among them. Putting messages back
+    /// then would lengthen the very backlog that keeps jobs quiet, and each
+    /// sweep would add more (the 2,000-job soak saw its queue grow so). The
+    /// sweep after the backlog is drained puts back what is still missing.
     async fn requeue_stranded(&self, now: i64, sweep: &mut Sweep) -> Result<(), AwsError> {
+        let backlog = self.queue.backlog().await?;
+        if backlog > 0 {
+            sweep.requeue_deferred = Some(backlog);
+            return Ok(());
+        }
         let quiet = i64::try_from(self.stranded_after.as_millis()).unwrap_or(i64::MAX);
         for status in [JobStatus::Accepted, JobStatus::WaitingForCapacity] {
             for job in self.store.in_status(status, usize::MAX).await? {
