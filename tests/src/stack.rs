@@ -224,6 +224,20 @@ impl Stack {
         }
     }
 
+    /// Deletes the messages of `records` from the job queue (a message lost).
+    pub async fn delete(&self, records: &[SqsMessage]) {
+        for m in records {
+            self.clients()
+                .sqs
+                .delete_message()
+                .queue_url(&self.queue_url)
+                .receipt_handle(m.receipt_handle.clone().unwrap_or_default())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+
     /// Hands `records` to the driver's Lambda handler, deletes the messages
     /// it did not name as failures (as the event source mapping does), and
     /// returns the ids it named.

@@ -196,17 +196,8 @@ async fn the_sweep_puts_back_the_message_of_a_job_left_waiting_to_launch() {
         JobStatus::WaitingForCapacity
     );
     // Both messages are lost.
-    for m in accepted.iter().chain(&waiting) {
-        stack
-            .clients()
-            .sqs
-            .delete_message()
-            .queue_url(&stack.queue_url)
-            .receipt_handle(m.receipt_handle.clone().unwrap())
-            .send()
-            .await
-            .unwrap();
-    }
+    stack.delete(&accepted).await;
+    stack.delete(&waiting).await;
 
     // Not yet: they have not been quiet for long.
     let life = stack.lifecycle();
@@ -224,17 +215,7 @@ async fn the_sweep_puts_back_the_message_of_a_job_left_waiting_to_launch() {
     assert_eq!(sweep.requeue_deferred, Some(1));
     let backlog = stack.receive().await;
     assert_eq!(backlog.len(), 1, "no message was added");
-    for m in &backlog {
-        stack
-            .clients()
-            .sqs
-            .delete_message()
-            .queue_url(&stack.queue_url)
-            .receipt_handle(m.receipt_handle.clone().unwrap())
-            .send()
-            .await
-            .unwrap();
-    }
+    stack.delete(&backlog).await;
     let mut requeued = life.sweep().await.unwrap().requeued;
     requeued.sort();
     assert_eq!(requeued, ["lost-accepted", "lost-waiting"]);
