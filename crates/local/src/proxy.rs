@@ -261,6 +261,18 @@ fn draw(faults: &Faults, operation: &str, body: &[u8]) -> Option<Fault> {
         .map(|(_, f)| *f)
 }
 
+/// The job a RunTask is for, from its `startedBy` (`<job id>/<launch>`).
+fn run_task_job_of(body: &[u8]) -> String {
+    let started_by = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["startedBy"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    started_by
+        .rsplit_once('/')
+        .map_or("", |(job, _)| job)
+        .to_owned()
+}
+
 /// What identifies a job's next attempt in a SendMessage body: the message
 /// and the launch it follows. `None` for any other call.
 fn relaunch_key(operation: &str, body: &[u8]) -> Option<String> {
@@ -359,6 +371,14 @@ async fn forward(
     } else {
         fault
     };
+    // A job whose RunTask was denied is denied on every later RunTask too,
+    // as a missing permission would be: when the driver could not record
+    // the denial (its write failed, say), the job's next try is denied again.
+    let run_task_job = (operation == "ecs:RunTask").then(|| run_task_job_of(&body));
+    let fault = match &run_task_job {
+        Some(job) if shared.denied.lock().expect(POISONED).contains(job) => Some(Fault::Denied),
+        _ => fault,
+    };
     if let Some(fault) = fault {
         *shared
             .injected
@@ -372,12 +392,8 @@ async fn forward(
                 return Ok(respond(&fault_answer(&operation, fault)));
             }
             Fault::Denied => {
-                let started_by = serde_json::from_slice::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|v| v["startedBy"].as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                let job = started_by.rsplit_once('/').map_or("", |(job, _)| job);
-                shared.denied.lock().expect(POISONED).insert(job.to_owned());
+                let job = run_task_job.unwrap_or_else(|| run_task_job_of(&body));
+                shared.denied.lock().expect(POISONED).insert(job);
                 shared.counts.add(operation.clone(), Duration::ZERO);
                 return Ok(respond(&fault_answer(&operation, fault)));
             }
