@@ -2,7 +2,8 @@
 //!
 //! It reads the same `BERTH_*` variables as the functions (the tables, the
 //! queue, the cluster) and the usual AWS environment, so it talks to the
-//! local AWS (`eval "$(scripts/local-aws env)"`) or to an account alike.
+//! local run (with the variables `berth-local run` prints) or to an account
+//! alike.
 //! Every error is one line on stderr and a non-zero exit.
 
 use std::io::{IsTerminal, Write};

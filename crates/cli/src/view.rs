@@ -27,7 +27,7 @@ pub struct JobView {
     pub dispatched_at: Option<String>,
     /// When the job ended (`None` while it has not).
     pub ended_at: Option<String>,
-    /// From the first launch to the end, or to now while it runs.
+    /// From the last launch to the end, or to now while it runs.
     pub duration_seconds: Option<f64>,
     /// Launches that started the job.
     pub attempts: u32,
@@ -65,21 +65,11 @@ pub struct AttemptView {
 impl JobView {
     pub fn of(r: &JobRecord, now_ms: i64) -> Self {
         let ended = r.status.is_final().then_some(r.updated_at).flatten();
-        // The first launch's time: the oldest of the dispatch and the
-        // attempts' ends is a floor when the record keeps only the last.
-        let first = r
-            .history
-            .first()
-            .map(|h| h.at)
-            .into_iter()
-            .chain(r.dispatched_at)
-            .min();
-        let duration_seconds = first.map(|from| {
-            let to = ended.unwrap_or(now_ms);
-            #[allow(clippy::cast_precision_loss)]
-            let seconds = (to - from).max(0) as f64 / 1000.0;
-            seconds
-        });
+        #[allow(clippy::cast_precision_loss)]
+        let duration_seconds = r
+            .dispatched_at
+            .filter(|_| r.attempts > 0)
+            .map(|from| (ended.unwrap_or(now_ms) - from).max(0) as f64 / 1000.0);
         Self {
             job_id: r.job_id.clone(),
             status: r.status.as_str(),
@@ -89,7 +79,7 @@ impl JobView {
             created_at: r.created_at.and_then(iso),
             dispatched_at: r.dispatched_at.and_then(iso),
             ended_at: ended.and_then(iso),
-            duration_seconds: duration_seconds.filter(|_| r.attempts > 0),
+            duration_seconds,
             attempts: r.attempts,
             max_attempts: r.max_attempts,
             failures: r.failures,
