@@ -224,6 +224,23 @@ impl Stack {
         }
     }
 
+    /// Makes the messages received with `handles` visible again at once, as
+    /// the end of their backoff would; returns what the queue then delivers.
+    pub async fn redeliver(&self, handles: &[String]) -> Vec<SqsMessage> {
+        for handle in handles {
+            self.clients()
+                .sqs
+                .change_message_visibility()
+                .queue_url(&self.queue_url)
+                .receipt_handle(handle)
+                .visibility_timeout(0)
+                .send()
+                .await
+                .unwrap();
+        }
+        self.receive().await
+    }
+
     /// Deletes the messages of `records` from the job queue (a message lost).
     pub async fn delete(&self, records: &[SqsMessage]) {
         for m in records {

@@ -171,17 +171,7 @@ async fn a_gpu_job_on_a_full_cluster_waits_then_dispatches_when_room_appears() {
         .aws
         .add_container_instance(berth_tests::stack::CLUSTER)
         .await;
-    stack
-        .clients()
-        .sqs
-        .change_message_visibility()
-        .queue_url(&stack.queue_url)
-        .receipt_handle(handle)
-        .visibility_timeout(0)
-        .send()
-        .await
-        .unwrap();
-    let records = stack.receive().await;
+    let records = stack.redeliver(&[handle]).await;
     assert_eq!(records.len(), 1, "the waiting job's message comes back");
     assert_eq!(
         records[0]

@@ -337,17 +337,7 @@ async fn the_last_receive_ends_the_job_with_its_reason() {
     let first = stack.receive().await;
     let handle = first[0].receipt_handle.clone().unwrap();
     assert_eq!(stack.deliver(&driver, first).await, ids, "retried once");
-    stack
-        .clients()
-        .sqs
-        .change_message_visibility()
-        .queue_url(&stack.queue_url)
-        .receipt_handle(handle)
-        .visibility_timeout(0)
-        .send()
-        .await
-        .unwrap();
-    let last = stack.receive().await;
+    let last = stack.redeliver(&[handle]).await;
     assert!(stack.deliver(&driver, last).await.is_empty(), "not again");
     let r = stack.record("doomed").await;
     assert_eq!(r.status, JobStatus::Failed, "{r:?}");

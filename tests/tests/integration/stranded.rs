@@ -21,27 +21,6 @@ async fn delete_definition(stack: &Stack, name: &str) {
         .unwrap();
 }
 
-/// Makes every message in flight on the job queue visible again, as the end
-/// of its backoff would; returns what the queue then delivers.
-async fn redelivered(
-    stack: &Stack,
-    handles: &[String],
-) -> Vec<aws_lambda_events::event::sqs::SqsMessage> {
-    for handle in handles {
-        stack
-            .clients()
-            .sqs
-            .change_message_visibility()
-            .queue_url(&stack.queue_url)
-            .receipt_handle(handle)
-            .visibility_timeout(0)
-            .send()
-            .await
-            .unwrap();
-    }
-    stack.receive().await
-}
-
 #[tokio::test]
 async fn a_waiting_job_whose_definition_is_deleted_runs_as_recorded() {
     // No instance: `train` (a GPU, EC2 only) waits for capacity.
@@ -62,7 +41,7 @@ async fn a_waiting_job_whose_definition_is_deleted_runs_as_recorded() {
     );
 
     delete_definition(&stack, "train").await;
-    let again = redelivered(&stack, &handles).await;
+    let again = stack.redeliver(&handles).await;
     assert_eq!(again.len(), 1);
     let handles: Vec<String> = again
         .iter()
@@ -82,7 +61,7 @@ async fn a_waiting_job_whose_definition_is_deleted_runs_as_recorded() {
 
     // Room appears: the job runs as it was recorded.
     stack.aws.add_container_instance(CLUSTER).await;
-    let last = redelivered(&stack, &handles).await;
+    let last = stack.redeliver(&handles).await;
     assert!(stack.deliver(&driver, last).await.is_empty());
     let r = stack.record("orphan").await;
     assert_eq!(
@@ -114,7 +93,7 @@ async fn a_waiting_job_whose_definition_is_edited_runs_as_recorded() {
         ..train()
     };
     stack.definitions().put(&edited).await.unwrap();
-    let again = redelivered(&stack, &handles).await;
+    let again = stack.redeliver(&handles).await;
     assert_eq!(stack.deliver(&driver, again).await, ids);
     let r = stack.record("edited").await;
     assert_eq!(
