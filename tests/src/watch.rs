@@ -47,6 +47,7 @@ impl LambdaWatch {
             env: &env,
             log: std::env::temp_dir()
                 .join(format!("berth-watch-{}-{port}.log", std::process::id())),
+            job_lines: None,
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));

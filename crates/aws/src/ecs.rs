@@ -284,6 +284,55 @@ impl EcsCluster {
         Ok(facts)
     }
 
+    /// The log driver and its options of `container` in the task definition
+    /// `task_arn` ran, or, when ECS no longer knows the task (it keeps
+    /// stopped tasks for an hour or so), in `task_definition` as it is now.
+    /// `None`: the task definition has no such container.
+    pub async fn container_log_configuration(
+        &self,
+        task_arn: &str,
+        task_definition: &str,
+        container: &str,
+    ) -> Result<Option<(Option<String>, HashMap<String, String>)>, AwsError> {
+        let described = self
+            .ecs
+            .describe_tasks()
+            .cluster(&self.cluster)
+            .tasks(task_arn)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ecs:DescribeTasks", e))?;
+        let ran = described
+            .tasks()
+            .first()
+            .and_then(|t| t.task_definition_arn())
+            .unwrap_or(task_definition)
+            .to_owned();
+        let out = self
+            .ecs
+            .describe_task_definition()
+            .task_definition(&ran)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ecs:DescribeTaskDefinition", e))?;
+        let found = out
+            .task_definition()
+            .into_iter()
+            .flat_map(|d| d.container_definitions())
+            .find(|c| c.name() == Some(container))
+            .map(|c| {
+                let config = c.log_configuration();
+                (
+                    config.map(|l| l.log_driver().as_str().to_owned()),
+                    config
+                        .and_then(|l| l.options())
+                        .cloned()
+                        .unwrap_or_default(),
+                )
+            });
+        Ok(found)
+    }
+
     /// The `awsvpc` network of Fargate tasks (and of EC2 tasks of
     /// definitions that may run on Fargate).
     fn network(&self) -> Result<NetworkConfiguration, LaunchError> {

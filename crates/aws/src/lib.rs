@@ -7,6 +7,7 @@
 //! - [`ecs`]: running, stopping, describing and finding tasks; reading,
 //!   draining and marking container instances;
 //! - [`lambda`]: invoking a Lambda-route job's function;
+//! - [`logs`] (feature `logs`): a job's output in CloudWatch Logs;
 //! - [`roles`]: a job role's credentials, for a Lambda-route job's process;
 //! - [`metrics`]: berth's metrics (embedded metric format, and the cluster's
 //!   PutMetricData);
@@ -26,6 +27,8 @@ pub mod ecs;
 pub mod error;
 pub mod fleet;
 pub mod lambda;
+#[cfg(feature = "logs")]
+pub mod logs;
 pub mod metrics;
 pub mod operations;
 pub mod queue;
@@ -36,7 +39,8 @@ pub mod settings;
 pub mod stack;
 pub mod store;
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::BehaviorVersion;
+pub use aws_config::SdkConfig;
 use aws_sdk_sqs::config::SharedInterceptor;
 
 pub use definitions::Definitions;

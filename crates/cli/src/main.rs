@@ -116,6 +116,24 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         wait_for_record: u64,
     },
+    /// Print a job's output (its stdout and stderr) from CloudWatch Logs,
+    /// launch by launch: an ECS task's from its container's awslogs stream,
+    /// a Lambda-route launch's from its function's log group. Each launch's
+    /// header goes to stderr.
+    Logs {
+        /// The job's id.
+        job_id: String,
+        /// Keep printing as the job writes, until it has ended and its last
+        /// lines are in.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only this launch (1, 2, ...; `berth status` lists them).
+        #[arg(long)]
+        launch: Option<u32>,
+        /// Seconds between reads with --follow.
+        #[arg(long, default_value_t = 2)]
+        interval: u64,
+    },
     /// Cancel a job: queued, waiting or running, it ends CANCELLED.
     Cancel {
         /// The job's id.
@@ -344,6 +362,13 @@ async fn main() -> ExitCode {
 /// The deployment `--stack` names, else the one the `BERTH_*` variables
 /// name; in the AWS environment's account and region.
 async fn connect(stack: Option<&str>) -> Result<Berth, CliError> {
+    Ok(connect_with_config(stack).await?.0)
+}
+
+/// [`connect`], and the SDK configuration it used.
+async fn connect_with_config(
+    stack: Option<&str>,
+) -> Result<(Berth, berth_aws::SdkConfig), CliError> {
     let config = berth_aws::load_sdk_config().await;
     let settings = match stack {
         Some(stack) => {
@@ -351,7 +376,71 @@ async fn connect(stack: Option<&str>) -> Result<Berth, CliError> {
         }
         None => Settings::from_env().map_err(|e| CliError::Input(e.to_string()))?,
     };
-    Ok(Berth::new(settings, berth_aws::Clients::new(&config)))
+    let berth = Berth::new(settings, berth_aws::Clients::new(&config));
+    Ok((berth, config))
+}
+
+/// `berth logs`: the lines on stdout as they are (or one JSON object per
+/// line), each launch's header and the job's end on stderr.
+async fn logs(
+    stack: Option<&str>,
+    job_id: &str,
+    launch: Option<u32>,
+    follow: Option<std::time::Duration>,
+    json: bool,
+) -> Result<String, CliError> {
+    let (berth, config) = connect_with_config(stack).await?;
+    let reader = berth_aws::logs::JobLogs::from_config(&config);
+    let mut printed = 0usize;
+    let mut launches = 0usize;
+    let record = berth_cli::logs::logs(
+        &berth,
+        &reader,
+        job_id,
+        launch,
+        follow,
+        |launch, line| {
+            printed += 1;
+            let mut out = std::io::stdout().lock();
+            // A reader that stops early (`| head`) is no error.
+            if json {
+                let view = berth_cli::logs::LineView {
+                    job_id,
+                    launch: launch.launch,
+                    route: launch.route.as_str(),
+                    at: berth_cli::view::iso(line.at).unwrap_or_default(),
+                    stream: line.stream,
+                    line: &line.line,
+                };
+                let text = serde_json::to_string(&view).unwrap_or_default();
+                let _ = writeln!(out, "{text}");
+            } else {
+                let _ = writeln!(out, "{}", line.line);
+            }
+        },
+        |launch| {
+            launches += 1;
+            eprintln!("== {} ==", launch.title());
+        },
+    )
+    .await?;
+    if launches == 0 {
+        eprintln!(
+            "berth: job {job_id} has not started ({})",
+            record.status.as_str()
+        );
+    } else if printed == 0 {
+        eprintln!("berth: no output of job {job_id} in CloudWatch Logs yet");
+    }
+    if follow.is_some() {
+        let why = record
+            .reason
+            .as_deref()
+            .map(|r| format!(": {}", r.lines().next().unwrap_or("")))
+            .unwrap_or_default();
+        eprintln!("berth: job {job_id} ended {}{why}", record.status.as_str());
+    }
+    Ok(String::new())
 }
 
 /// `value` as pretty JSON.
@@ -461,6 +550,15 @@ async fn run(command: Command, stack: Option<&str>, json: bool) -> Result<String
                 json,
             )
             .await
+        }
+        Command::Logs {
+            job_id,
+            follow,
+            launch,
+            interval,
+        } => {
+            let follow = follow.then(|| std::time::Duration::from_secs(interval.max(1)));
+            logs(stack, &job_id, launch, follow, json).await
         }
         Command::Cancel { job_id, reason } => {
             connect().await?.cancel(&job_id, reason.as_deref()).await

@@ -5,6 +5,7 @@
 //! - [`attempt`]: the end of an attempt, settled in one place;
 //! - [`definition`]: job definitions (the allowlist) and resolving a job;
 //! - [`limits`]: every limit of Lambda, Fargate, ECS and the message, with sources;
+//! - [`logs`]: where a job's output is in CloudWatch Logs;
 //! - [`routing`]: where a job runs, and why;
 //! - [`launch`]: idempotency tokens, `startedBy`, backoffs, resuming a recorded job;
 //! - [`capacity`]: `SchedulableContainers` and the scaling thresholds;
@@ -19,6 +20,7 @@ pub mod definition;
 pub mod job;
 pub mod launch;
 pub mod limits;
+pub mod logs;
 pub mod routing;
 pub mod scaling;
 pub mod state;

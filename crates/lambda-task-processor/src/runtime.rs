@@ -28,6 +28,7 @@ use berth_aws::store::{Change, Changed, JobRecord, now_ms};
 use berth_aws::{AwsError, JobQueue, JobRoles, JobStore};
 use berth_core::attempt::{self, Attempt, Ending, Policy, Settlement};
 use berth_core::launch::{self, JobCredentials, LambdaTask, LaunchNumber, process_environment};
+use berth_core::logs::JobLine;
 use berth_core::stop::{StopOutcome, TIMED_OUT_REASON};
 use berth_core::text::cut;
 use berth_core::{JobStatus, Route};
@@ -42,14 +43,12 @@ pub const STDERR_TAIL_LINES: usize = 20;
 const TAIL_LINE_MAX_BYTES: usize = 512;
 
 /// Which of the job's streams a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
+pub use berth_core::logs::OutputStream as Stream;
 
 /// Where the job's output goes, a line at a time (the function's log by
-/// default: its own stdout and stderr).
+/// default: its own stdout and stderr), each line tagged with the job and
+/// the launch ([`JobLine`]) so that `berth logs` finds it among the lines of
+/// every job the function ran.
 pub type Output = Arc<dyn Fn(Stream, &[u8]) + Send + Sync>;
 
 fn to_log() -> Output {
@@ -254,18 +253,18 @@ impl Runtime {
             .id()
             .and_then(|id| i32::try_from(id).ok())
             .map(Pid::from_raw);
+        let tagged: Output = {
+            let (to, job_id, launch) = (self.output.clone(), job.job_id.clone(), task.launch);
+            Arc::new(move |stream, line| to(stream, &JobLine::tag(&job_id, launch, stream, line)))
+        };
         let stdout = child
             .stdout
             .take()
-            .map(|out| tokio::spawn(copy_lines(out, Stream::Stdout, self.output.clone(), 0)));
-        let stderr = child.stderr.take().map(|err| {
-            tokio::spawn(copy_lines(
-                err,
-                Stream::Stderr,
-                self.output.clone(),
-                STDERR_TAIL_LINES,
-            ))
-        });
+            .map(|out| tokio::spawn(copy_lines(out, Stream::Stdout, tagged.clone(), 0)));
+        let stderr = child
+            .stderr
+            .take()
+            .map(|err| tokio::spawn(copy_lines(err, Stream::Stderr, tagged, STDERR_TAIL_LINES)));
 
         let heartbeat = tokio::spawn(beat(
             self.store.clone(),

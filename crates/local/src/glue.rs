@@ -183,6 +183,29 @@ impl Intercept for StopAfter {
     }
 }
 
+/// The function every Lambda-route job of the local run runs in.
+pub const TASK_FUNCTION: &str = "berth-lambda-task-processor";
+
+/// Sends the task runtime's tagged lines (`lines`) to the log group of
+/// [`TASK_FUNCTION`], a batch at a time, until the sender is gone.
+pub async fn lambda_logs(
+    logs: berth_aws::logs::JobLogs,
+    mut lines: tokio::sync::mpsc::UnboundedReceiver<(i64, String)>,
+) {
+    let group = berth_core::logs::lambda_log_group(TASK_FUNCTION);
+    let stream = "local/[$LATEST]cargo-lambda-watch";
+    let mut batch = Vec::new();
+    while lines.recv_many(&mut batch, 1_000).await > 0 {
+        if let Err(e) = logs.put(&group, stream, &batch).await {
+            eprintln!(
+                "local: {} lines of Lambda-route jobs not logged: {e}",
+                batch.len()
+            );
+        }
+        batch.clear();
+    }
+}
+
 /// The containers being played, by task ARN.
 #[derive(Debug, Default)]
 pub struct Containers {
@@ -196,6 +219,45 @@ struct Played {
     exit: i32,
     interrupt: bool,
     container: String,
+    command: Option<Vec<String>>,
+    /// Where its container's output goes: the awslogs stream of its task
+    /// definition, as ECS's log driver names it.
+    log: Option<berth_aws::logs::Source>,
+}
+
+impl Played {
+    /// Writes `line` as the container's output.
+    async fn say(&self, local: &Local, line: String) {
+        let Some(berth_aws::logs::Source::Stream { group, stream }) = &self.log else {
+            return;
+        };
+        let event = [(berth_aws::store::now_ms(), line)];
+        if let Err(e) = local.job_logs.put(group, stream, &event).await {
+            eprintln!("local: a played container's line not logged: {e}");
+        }
+    }
+}
+
+/// The awslogs stream of `task`'s `container`, if its task definition has one.
+async fn log_stream(
+    local: &Local,
+    task: &Task,
+    container: &str,
+) -> Option<berth_aws::logs::Source> {
+    let arn = task.task_arn()?;
+    let ecs = berth_aws::EcsCluster::for_deployment(&local.settings, &local.clients);
+    let definition = task.task_definition_arn().unwrap_or_default();
+    let (driver, options) = ecs
+        .container_log_configuration(arn, definition, container)
+        .await
+        .ok()??;
+    let logs =
+        berth_core::logs::AwsLogs::from_options(container, driver.as_deref(), &options).ok()?;
+    let stream = logs.stream(container, arn).ok()?;
+    Some(berth_aws::logs::Source::Stream {
+        group: logs.group,
+        stream,
+    })
 }
 
 impl Containers {
@@ -226,8 +288,12 @@ impl Containers {
             if gone.contains(&arn) {
                 // Stopped by someone else (berth's cancel or timeout).
                 let played = self.running.remove(&arn);
-                let container = played.map_or_else(|| "main".to_owned(), |p| p.container);
                 let reason = task.stopped_reason.clone().unwrap_or_default();
+                if let Some(p) = &played {
+                    p.say(local, format!("[berth-local] stopped (SIGTERM): {reason}"))
+                        .await;
+                }
+                let container = played.map_or_else(|| "main".to_owned(), |p| p.container);
                 let event = task_event(
                     local,
                     &task,
@@ -240,12 +306,33 @@ impl Containers {
             }
             match self.running.get(&arn) {
                 None => {
-                    let played = played(&task);
+                    let mut played = played(&task);
+                    played.log = log_stream(local, &task, &played.container).await;
+                    let command = played.command.as_ref().map_or_else(
+                        || "the image's command".to_owned(),
+                        |c| format!("`{}`", c.join(" ")),
+                    );
+                    let line = format!(
+                        "[berth-local] a played container (no Docker engine): {command}, for {} s (PLAY_SECONDS), then {}",
+                        played.seconds,
+                        if played.interrupt {
+                            "a Spot interruption (PLAY_INTERRUPT)".to_owned()
+                        } else {
+                            format!("exit code {} (PLAY_EXIT)", played.exit)
+                        }
+                    );
+                    played.say(local, line).await;
                     let event = task_event(local, &task, "RUNNING", &played.container, None);
                     self.running.insert(arn, played);
                     invoke_event(local, "berth-ecs-runner", &event).await;
                 }
                 Some(p) if p.since.elapsed() >= Duration::from_secs(p.seconds) => {
+                    let end = if p.interrupt {
+                        "[berth-local] reclaimed: the Spot instance was interrupted".to_owned()
+                    } else {
+                        format!("[berth-local] exit code {}", p.exit)
+                    };
+                    p.say(local, end).await;
                     let stop = if p.interrupt {
                         ("SpotInterruption", "Your Spot Task was interrupted.", None)
                     } else {
@@ -300,6 +387,10 @@ fn played(task: &Task) -> Played {
         container: first
             .and_then(|c| c.name().map(str::to_owned))
             .unwrap_or_else(|| "main".into()),
+        command: first
+            .map(|c| c.command().to_vec())
+            .filter(|c| !c.is_empty()),
+        log: None,
     }
 }
 

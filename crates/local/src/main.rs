@@ -116,6 +116,8 @@ pub struct Local {
     /// endpoint, the region and the account's key.
     pub reach: Vec<(&'static str, String)>,
     pub watch_lambda: aws_sdk_lambda::Client,
+    /// CloudWatch Logs, where the played containers write.
+    pub job_logs: berth_aws::logs::JobLogs,
     ids: AtomicU64,
     /// The fault proxy between the functions and the local AWS, if any.
     pub faults: Option<berth_local::proxy::LatencyProxy>,
@@ -450,6 +452,13 @@ async fn provision(
             soak::STRANDED_AFTER_SECONDS.to_string(),
         ));
     }
+    // The Lambda-route jobs' lines go to their function's log group, as
+    // Lambda sends a function's output to CloudWatch Logs.
+    let (job_lines, lines) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(glue::lambda_logs(
+        berth_aws::logs::JobLogs::from_config(&config),
+        lines,
+    ));
     let watch = berth_local::watch::Watch::start(berth_local::watch::WatchConfig {
         root: &root(),
         functions: &[
@@ -465,6 +474,7 @@ async fn provision(
         key: (&key, &secret),
         env: &vars,
         log: std::env::temp_dir().join(format!("berth-local-watch-{port}.log")),
+        job_lines: Some(job_lines),
     })
     .await?;
     println!(
@@ -499,6 +509,7 @@ async fn provision(
             ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
         ],
         watch_lambda: aws_sdk_lambda::Client::from_conf(watch_config),
+        job_logs: berth_aws::logs::JobLogs::from_config(&config),
         ids: AtomicU64::new(1),
         faults: proxy,
         lost_events: AtomicU64::new(0),

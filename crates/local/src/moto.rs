@@ -135,11 +135,17 @@ impl Account {
 pub const TASK_CPU: i32 = 1024;
 pub const TASK_MEMORY: i32 = 2048;
 
+/// The log group of the local run's task definitions' containers.
+pub const TASK_LOG_GROUP: &str = "/berth/local/tasks";
+
 /// Registers the task definitions the local run and the tests use, each
-/// with one container `main` of `TASK_CPU` / `TASK_MEMORY`: `render` may run
-/// on Fargate too (awsvpc), `train` is EC2 only.
+/// with one container `main` of `TASK_CPU` / `TASK_MEMORY` that logs with
+/// `awslogs` to [`TASK_LOG_GROUP`], its streams prefixed with the family:
+/// `render` may run on Fargate too (awsvpc), `train` is EC2 only.
 pub async fn register_task_definitions(ecs: &aws_sdk_ecs::Client) -> Result<(), String> {
-    use aws_sdk_ecs::types::{Compatibility, ContainerDefinition, NetworkMode};
+    use aws_sdk_ecs::types::{
+        Compatibility, ContainerDefinition, LogConfiguration, LogDriver, NetworkMode,
+    };
     for (family, network, fargate) in [
         ("render", NetworkMode::Awsvpc, true),
         ("train", NetworkMode::Bridge, false),
@@ -161,6 +167,14 @@ pub async fn register_task_definitions(ecs: &aws_sdk_ecs::Client) -> Result<(), 
                     .cpu(TASK_CPU)
                     .memory(TASK_MEMORY)
                     .essential(true)
+                    .log_configuration(
+                        LogConfiguration::builder()
+                            .log_driver(LogDriver::Awslogs)
+                            .options("awslogs-group", TASK_LOG_GROUP)
+                            .options("awslogs-stream-prefix", family)
+                            .build()
+                            .map_err(|e| e.to_string())?,
+                    )
                     .build(),
             )
             .send()

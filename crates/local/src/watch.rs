@@ -31,6 +31,9 @@ pub struct WatchConfig<'a> {
     pub env: &'a [(String, String)],
     /// Where the server and the functions write.
     pub log: PathBuf,
+    /// Where the lines a Lambda-route job wrote (the task runtime's tagged
+    /// lines) go too, with when each was written (epoch milliseconds).
+    pub job_lines: Option<tokio::sync::mpsc::UnboundedSender<(i64, String)>>,
 }
 
 pub struct Watch {
@@ -72,6 +75,7 @@ impl Watch {
             }
         }
         let out = std::fs::File::create(&config.log).map_err(|e| e.to_string())?;
+        let (reader, writer) = std::io::pipe().map_err(|e| e.to_string())?;
         let mut cmd = Command::new(cargo_lambda(config.root));
         cmd.args([
             "lambda",
@@ -92,8 +96,8 @@ impl Watch {
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env_remove("AWS_SESSION_TOKEN")
         .env_remove("AWS_PROFILE")
-        .stdout(Stdio::from(out.try_clone().map_err(|e| e.to_string())?))
-        .stderr(Stdio::from(out))
+        .stdout(Stdio::from(writer.try_clone().map_err(|e| e.to_string())?))
+        .stderr(Stdio::from(writer))
         .process_group(0);
         for (k, v) in config.env {
             cmd.env(k, v);
@@ -101,6 +105,11 @@ impl Watch {
         let child = cmd
             .spawn()
             .map_err(|e| format!("cannot start cargo lambda watch (run `make tools`): {e}"))?;
+        // The pipe's writing end is the server's alone now: the copy below
+        // ends when the server and its functions have.
+        drop(cmd);
+        let job_lines = config.job_lines.clone();
+        std::thread::spawn(move || copy_output(reader, out, job_lines.as_ref()));
         let watch = Self {
             child,
             port: config.port,
@@ -126,6 +135,32 @@ impl Watch {
     /// What the server and its functions printed so far.
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Copies the server's output to its log file, and each of the task
+/// runtime's tagged lines to `job_lines` as well.
+fn copy_output(
+    from: std::io::PipeReader,
+    mut to: std::fs::File,
+    job_lines: Option<&tokio::sync::mpsc::UnboundedSender<(i64, String)>>,
+) {
+    use std::io::{BufRead, Write};
+    let mut reader = std::io::BufReader::new(from);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let _ = to.write_all(&line);
+        let Some(tx) = job_lines else { continue };
+        if let Ok(text) = std::str::from_utf8(&line)
+            && berth_core::logs::JobLine::read(text).is_some()
+        {
+            let _ = tx.send((berth_aws::store::now_ms(), text.trim_end().to_owned()));
+        }
     }
 }
 

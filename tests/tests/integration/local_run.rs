@@ -110,6 +110,62 @@ fn the_local_run_is_reached_with_what_it_prints_and_stopped_by_sigterm() {
         activity.push('\n');
     }
     assert!(activity.contains(&format!("job {id} ")), "{activity}");
+
+    // `berth logs`: the Lambda-route job's output, from its function's log
+    // group, the launch's header on stderr.
+    let (code, out, stderr) = berth(&["logs", id]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(out, "thumbnail of x\n", "{stderr}");
+    assert!(
+        stderr.contains("== launch 1: Lambda request ")
+            && stderr.contains("/aws/lambda/berth-lambda-task-processor"),
+        "{stderr}"
+    );
+    // An ECS job, followed from its submission to its end: its task's
+    // awslogs stream (here the played container's lines).
+    let (code, ecs_id, stderr) = berth(&[
+        "submit",
+        "--definition",
+        "render",
+        "--env",
+        "PLAY_SECONDS=2",
+        "--",
+        "render",
+        "--scene",
+        "s1",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let ecs_id = ecs_id.trim();
+    let (code, out, stderr) = berth(&["logs", "--follow", "--interval", "1", ecs_id]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        out.contains("a played container (no Docker engine): `render --scene s1`, for 2 s")
+            && out.trim_end().ends_with("exit code 0"),
+        "{out}{stderr}"
+    );
+    assert!(
+        stderr.contains("== launch 1: ECS task ")
+            && stderr.contains("/berth/local/tasks render/main/"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("job {ecs_id} ended SUCCEEDED")),
+        "{stderr}"
+    );
+    // As JSON: one object per line, with its launch, route and time.
+    let (code, out, stderr) = berth(&["--output", "json", "logs", id]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let line: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(line["job_id"], id);
+    assert_eq!(line["launch"], 1);
+    assert_eq!(line["route"], "LAMBDA");
+    assert_eq!(line["stream"], "stdout");
+    assert_eq!(line["line"], "thumbnail of x");
+    assert!(line["at"].as_str().unwrap().ends_with('Z'), "{line}");
+    // An unknown job is an error, at once without --follow.
+    let (code, _, stderr) = berth(&["logs", "no-such-job"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("no job `no-such-job`"), "{stderr}");
     let port = port.unwrap_or_else(|| panic!("no watch port in:\n{seen}"));
     let listening = || TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok();
     assert!(listening(), "cargo lambda watch listens on {port}:\n{seen}");

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use berth_aws::JobQueue;
 use berth_aws::store::{Change, Created};
 use berth_core::launch::LambdaTask;
+use berth_core::logs::JobLine;
 use berth_core::{JobStatus, Route, job, resolve};
 use berth_lambda_task_processor::runtime::Stream;
 use berth_lambda_task_processor::{Ran, Runtime};
@@ -48,10 +49,19 @@ fn runtime(stack: &Stack) -> (Runtime, Lines) {
     let lines: Lines = Arc::default();
     let sink = lines.clone();
     let mut rt = Runtime::new(stack.store(), None, None).with_output(Arc::new(move |s, l| {
-        let text = String::from_utf8_lossy(l);
+        // Each line of the job comes tagged with the job and its launch.
+        let text = std::str::from_utf8(l).unwrap();
+        let tagged = JobLine::read(text).unwrap_or_else(|| panic!("not a tagged line: {text}"));
+        assert_eq!((tagged.launch, tagged.stream), (1, s), "{text}");
+        let line = tagged.line;
         let mut v = sink.lock().unwrap();
         // Keep the first characters only: the size is what the tests count.
-        v.push((s, Instant::now(), l.len(), text.chars().take(80).collect()));
+        v.push((
+            s,
+            Instant::now(),
+            line.len(),
+            line.chars().take(80).collect(),
+        ));
     }));
     rt.grace = Duration::from_millis(500);
     rt.margin = Duration::from_millis(200);
@@ -88,7 +98,7 @@ async fn a_job_that_succeeds_gets_its_environment_and_its_output_logged() {
     let lines = lines.lock().unwrap();
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0].0, Stream::Stdout);
-    assert_eq!(lines[0].3, "hello from l-ok/1\n");
+    assert_eq!(lines[0].3, "hello from l-ok/1");
 }
 
 /// A job whose definition names a job role runs with that role's
@@ -260,7 +270,7 @@ async fn output_larger_than_a_lambda_response_is_streamed() {
     assert!(bytes > 8_000_000, "{bytes}");
     let first = lines[0].1;
     let last = lines.last().unwrap().1;
-    assert_eq!(lines[0].3, "first\n");
+    assert_eq!(lines[0].3, "first");
     assert!(
         last.duration_since(first) >= Duration::from_millis(900),
         "the first line was passed on while the job still ran"
