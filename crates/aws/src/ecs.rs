@@ -338,7 +338,7 @@ impl EcsCluster {
     fn network(&self) -> Result<NetworkConfiguration, LaunchError> {
         if self.launching.fargate.subnets.is_empty() {
             return Err(LaunchError::Permanent(
-                "awsvpc tasks need subnets: set the stack's FargateSubnets parameter (BERTH_FARGATE_SUBNETS)".into(),
+                "awsvpc tasks need subnets: set the stack's Subnets parameter (BERTH_FARGATE_SUBNETS)".into(),
             ));
         }
         let public_ip = if self.launching.fargate.assign_public_ip {
@@ -1047,7 +1047,7 @@ mod tests {
         };
         assert!(matches!(
             ecs.run_on_fargate(&job(), 1, size).await,
-            Err(LaunchError::Permanent(why)) if why.contains("FargateSubnets parameter (BERTH_FARGATE_SUBNETS)")
+            Err(LaunchError::Permanent(why)) if why.contains("Subnets parameter (BERTH_FARGATE_SUBNETS)")
         ));
         let missing = mock!(Client::run_task)
             .then_http_response(|| ecs_error("ClientException", "TaskDefinition not found."));

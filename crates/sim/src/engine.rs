@@ -1553,6 +1553,7 @@ impl<'a> Sim<'a> {
         c.cloudwatch += invocations * f::LOG_BYTES_PER_INVOCATION.value / 1e9
             * f::CLOUDWATCH_LOGS_GB.value
             + cost::monthly(f::CLOUDWATCH_DASHBOARD_MONTH.value, hours)
+            + cost::monthly(f::CLOUDWATCH_ALARM_MONTH.value, hours) * f::BERTH_ALARMS.value
             + cost::monthly(f::CLOUDWATCH_METRIC_MONTH.value, busy_hours)
                 * f::EMF_METRICS_WHILE_BUSY.value;
         if on_schedulable {

@@ -58,6 +58,8 @@ figures! {
         "Amazon CloudWatch pricing: $0.01 per 1,000 API requests";
     CLOUDWATCH_DASHBOARD_MONTH = 3.0, "USD per dashboard-month",
         "Amazon CloudWatch pricing (berth's template creates one dashboard)";
+    BERTH_ALARMS = 2.0, "alarms",
+        "template.yaml: an alarm on each dead-letter queue (jobs, lifecycle events)";
     CLOUDWATCH_LOGS_GB = 0.50, "USD per GB ingested",
         "Amazon CloudWatch Logs pricing, us-east-1, standard ingestion";
     EBS_GP3_GB_MONTH = 0.08, "USD per GB-month",

@@ -217,7 +217,11 @@ async fn definitions_put_and_list() {
         .collect();
     assert_eq!(names, ["encode", "render", "train"]);
     // The README's example file registers as it is, once its task
-    // definitions are (step 3 of deploying).
+    // definitions are (step 3 of deploying; the stack makes
+    // berth-dev_example).
+    stack
+        .register_task_definition("berth-dev_example", true, &["main"])
+        .await;
     stack
         .register_task_definition("berth-dev_render", true, &["main"])
         .await;
@@ -229,7 +233,7 @@ async fn definitions_put_and_list() {
         .await;
     let example = workspace_root().join("examples/definitions.json");
     let (names, warnings) = cli.put_definitions(&example).await.unwrap();
-    assert_eq!(names, ["render", "thumbnail", "train"]);
+    assert_eq!(names, ["example", "render", "thumbnail", "train"]);
     assert!(
         warnings.is_empty(),
         "no instance group, nothing to check: {warnings:?}"

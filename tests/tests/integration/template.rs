@@ -196,6 +196,16 @@ fn the_simulator_models_the_template_as_deployed() {
         number(value_of(&text, "MemorySize")) / 1024.0,
         f::FUNCTION_MEMORY_GB.value
     );
+    assert_eq!(
+        text.matches("Type: AWS::CloudWatch::Alarm\n").count() as f64,
+        f::BERTH_ALARMS.value,
+        "the simulator's idle cost counts the template's alarms"
+    );
+    assert_eq!(
+        text.matches("Type: AWS::CloudWatch::Dashboard\n").count(),
+        1,
+        "the simulator counts one dashboard"
+    );
     assert!(text.contains("Schedule: rate(1 minute)"));
     assert_eq!(f::CAPACITY_METRIC_PERIOD_SECONDS.value, 60.0);
 }
@@ -425,4 +435,38 @@ fn every_parameter_is_explained_and_grouped_and_every_output_explained() {
             "output {name} has no description"
         );
     }
+}
+
+/// The network parameters are typed, so that a guided deploy offers the
+/// account's VPCs and subnets and CloudFormation refuses ids that do not
+/// exist before anything is made.
+#[test]
+fn network_parameters_are_typed() {
+    let text = template();
+    let parameters = entries(&text, "Parameters");
+    let type_of = |name: &str| {
+        parameters
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, lines)| lines.iter().find_map(|l| l.strip_prefix("Type: ")))
+            .unwrap_or_else(|| panic!("no parameter {name}"))
+            .to_owned()
+    };
+    assert_eq!(type_of("VpcId"), "AWS::EC2::VPC::Id");
+    assert_eq!(type_of("Subnets"), "List<AWS::EC2::Subnet::Id>");
+    for (name, lines) in &parameters {
+        let ty = lines.iter().find_map(|l| l.strip_prefix("Type: ")).unwrap();
+        let network = ["Subnet", "SecurityGroup", "Vpc"]
+            .iter()
+            .any(|w| name.contains(w));
+        assert!(
+            !network || ty.contains("AWS::EC2::"),
+            "parameter {name} is a plain {ty}"
+        );
+    }
+    // The instances and the awsvpc tasks get the stack's own security
+    // groups, in the VPC named.
+    assert!(text.contains("SecurityGroupIds: [!Ref InstanceSecurityGroup]"));
+    assert!(text.contains("BERTH_FARGATE_SECURITY_GROUPS: !Ref TaskSecurityGroup"));
+    assert_eq!(text.matches("VpcId: !Ref VpcId").count(), 2);
 }
