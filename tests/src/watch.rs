@@ -48,6 +48,7 @@ impl LambdaWatch {
             log: std::env::temp_dir()
                 .join(format!("berth-watch-{}-{port}.log", std::process::id())),
             job_lines: None,
+            reload: false,
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));

@@ -64,35 +64,37 @@ async fn main() -> Result<(), Error> {
         );
     }
     let runtime = &runtime;
-    run(service_fn(move |event: LambdaEvent<LambdaTask>| async move {
-        let deadline = invocation_deadline(event.context.deadline);
-        let task = event.payload;
-        let ran = runtime
-            .run(&task, &event.context.request_id, deadline)
-            .await?;
-        match &ran {
-            Ran::Skipped { status } => tracing::info!(
-                job_id = task.job.job_id,
-                launch = task.launch,
-                status = status.map_or("unknown", |s| s.as_str()),
-                "launch not run: it is not the job's current one, or it ran already"
-            ),
-            Ran::Ended {
-                status, exit_code, ..
-            } => {
-                if status.is_final() {
-                    berth_aws::metrics::count("JobsEnded", Some(("Status", status.as_str())));
-                }
-                tracing::info!(
+    run(service_fn(
+        move |event: LambdaEvent<LambdaTask>| async move {
+            let deadline = invocation_deadline(event.context.deadline);
+            let task = event.payload;
+            let ran = runtime
+                .run(&task, &event.context.request_id, deadline)
+                .await?;
+            match &ran {
+                Ran::Skipped { status } => tracing::info!(
                     job_id = task.job.job_id,
                     launch = task.launch,
-                    status = status.as_str(),
-                    exit_code,
-                    "job ended"
-                )
+                    status = status.map_or("unknown", |s| s.as_str()),
+                    "launch not run: it is not the job's current one, or it ran already"
+                ),
+                Ran::Ended {
+                    status, exit_code, ..
+                } => {
+                    if status.is_final() {
+                        berth_aws::metrics::count("JobsEnded", Some(("Status", status.as_str())));
+                    }
+                    tracing::info!(
+                        job_id = task.job.job_id,
+                        launch = task.launch,
+                        status = status.as_str(),
+                        exit_code,
+                        "job ended"
+                    )
+                }
             }
-        }
-        Ok::<_, Error>(serde_json::json!({ "job_id": task.job.job_id, "launch": task.launch, "result": format!("{ran:?}") }))
-    }))
+            Ok::<_, Error>(ran.answer(&task))
+        },
+    ))
     .await
 }

@@ -139,6 +139,37 @@ pub enum Ran {
     },
 }
 
+impl Ran {
+    /// The invocation's answer: whether the launch ran, and how it ended.
+    pub fn answer(&self, task: &LambdaTask) -> serde_json::Value {
+        let (job_id, launch) = (&task.job.job_id, task.launch);
+        match self {
+            Self::Skipped { status } => serde_json::json!({
+                "job_id": job_id,
+                "launch": launch,
+                "ran": false,
+                "status": status.map(JobStatus::as_str),
+                "reason": match status {
+                    None => "no record of the job: the driver records a launch before it invokes the function".to_owned(),
+                    Some(s) => format!("the job is {} and not at this launch: it ran already, or a later launch replaced it", s.as_str()),
+                },
+            }),
+            Self::Ended {
+                status,
+                exit_code,
+                reason,
+            } => serde_json::json!({
+                "job_id": job_id,
+                "launch": launch,
+                "ran": true,
+                "status": status.as_str(),
+                "exit_code": exit_code,
+                "reason": reason,
+            }),
+        }
+    }
+}
+
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime")

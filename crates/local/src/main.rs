@@ -88,6 +88,11 @@ enum Mode {
     Run {
         #[command(flatten)]
         capacity: Capacity,
+        /// Rebuild and restart a function when its source changes
+        /// (`cargo lambda watch` without `--ignore-changes`): the loop for
+        /// changing berth's functions.
+        #[arg(long)]
+        reload: bool,
     },
 }
 
@@ -116,6 +121,8 @@ pub struct Local {
     /// endpoint, the region and the account's key.
     pub reach: Vec<(&'static str, String)>,
     pub watch_lambda: aws_sdk_lambda::Client,
+    /// The port `cargo lambda watch` serves the functions on.
+    pub watch_port: u16,
     /// CloudWatch Logs, where the played containers write.
     pub job_logs: berth_aws::logs::JobLogs,
     ids: AtomicU64,
@@ -220,10 +227,11 @@ async fn run(args: &Args, processes: &mut Processes) -> Fallible<bool> {
         _ => None,
     };
     let cluster = match args.command {
-        Mode::Demo { capacity } | Mode::Run { capacity } => Cluster::Group(capacity),
+        Mode::Demo { capacity } | Mode::Run { capacity, .. } => Cluster::Group(capacity),
         Mode::Soak { instances, .. } => Cluster::Fixed(instances),
     };
-    let local = provision(&endpoint, &region, cluster, faults, processes).await?;
+    let reload = matches!(args.command, Mode::Run { reload: true, .. });
+    let local = provision(&endpoint, &region, cluster, faults, reload, processes).await?;
     let instances = match cluster {
         Cluster::Fixed(n) => format!("{n} container instances"),
         Cluster::Group(c) => format!(
@@ -262,6 +270,10 @@ async fn run(args: &Args, processes: &mut Processes) -> Fallible<bool> {
             for (k, v) in local.reach.iter().chain(&local.exports) {
                 println!("export {k}='{v}'");
             }
+            println!(
+                "invoke a function with a sample event: cargo lambda invoke --invoke-address 127.0.0.1 --invoke-port {} berth-driver --data-file events/driver-sqs.json",
+                local.watch_port
+            );
             println!("ready");
             let mut glue = Glue::new(every, boot);
             let mut activity = Activity::default();
@@ -368,6 +380,7 @@ async fn provision(
     region: &str,
     cluster_capacity: Cluster,
     faults: Option<berth_local::proxy::Faults>,
+    reload: bool,
     processes: &mut Processes,
 ) -> Fallible<Local> {
     let account = berth_local::moto::new_account_id();
@@ -475,6 +488,7 @@ async fn provision(
         env: &vars,
         log: std::env::temp_dir().join(format!("berth-local-watch-{port}.log")),
         job_lines: Some(job_lines),
+        reload,
     })
     .await?;
     println!(
@@ -509,6 +523,7 @@ async fn provision(
             ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
         ],
         watch_lambda: aws_sdk_lambda::Client::from_conf(watch_config),
+        watch_port: port,
         job_logs: berth_aws::logs::JobLogs::from_config(&config),
         ids: AtomicU64::new(1),
         faults: proxy,

@@ -34,6 +34,8 @@ pub struct WatchConfig<'a> {
     /// Where the lines a Lambda-route job wrote (the task runtime's tagged
     /// lines) go too, with when each was written (epoch milliseconds).
     pub job_lines: Option<tokio::sync::mpsc::UnboundedSender<(i64, String)>>,
+    /// Rebuild and restart a function when its source changes.
+    pub reload: bool,
 }
 
 pub struct Watch {
@@ -77,10 +79,11 @@ impl Watch {
         let out = std::fs::File::create(&config.log).map_err(|e| e.to_string())?;
         let (reader, writer) = std::io::pipe().map_err(|e| e.to_string())?;
         let mut cmd = Command::new(cargo_lambda(config.root));
+        cmd.args(["lambda", "watch"]);
+        if !config.reload {
+            cmd.arg("--ignore-changes");
+        }
         cmd.args([
-            "lambda",
-            "watch",
-            "--ignore-changes",
             "--invoke-address",
             "127.0.0.1",
             "-P",
