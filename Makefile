@@ -8,7 +8,7 @@ TOOLS_STAMP := $(VENV)/.tools-requirements
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: soak fuzz demo test check unit integration template build tools local-aws local-aws-stop clean help bench-driver bench-capacity bench-sim bench-parse simulate
+.PHONY: soak fuzz demo test check hakari unit integration template build tools local-aws local-aws-stop clean help bench-driver bench-capacity bench-sim bench-parse simulate
 
 ## demo: berth's main job on the local AWS: a mixed set of jobs submitted, followed to their end
 ## and checked; leaves nothing running
@@ -20,10 +20,21 @@ demo: tools
 test: check template build
 	cargo test --workspace
 
-## check: formatting and clippy
-check:
+## check: formatting, clippy, and the workspace-hack crate up to date
+check: hakari
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo hakari generate --diff
+	cargo hakari manage-deps --dry-run
+
+# One feature set for every third-party crate, whichever package is built
+# (crates/workspace-hack, managed by cargo-hakari): the demo, the local run,
+# the CLI and the functions share one build. After a dependency change:
+# `cargo hakari generate && cargo hakari manage-deps`.
+HAKARI_VERSION := 0.9.39
+hakari:
+	cargo hakari --version 2>/dev/null | grep -q ' $(HAKARI_VERSION)$$' || \
+		cargo install --quiet --locked cargo-hakari --version $(HAKARI_VERSION)
 
 ## unit: the tests that need no local AWS
 unit:
