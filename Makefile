@@ -50,12 +50,16 @@ template: tools
 	AWS_DEFAULT_REGION=us-east-1 sam validate --lint
 	cfn-lint template.yaml
 
-## build: sam build of the three zip functions for x86_64 into .aws-sam/ (the sample image
-## function needs Docker and is left out; `sam build --beta-features` builds all for arm64)
+## build: sam build of the three zip functions into .aws-sam/ for ARCH (default arm64, the
+## template's default; ARCH=x86_64 builds for x86_64, and `sam deploy` then needs
+## --parameter-overrides Architecture=x86_64). The sample image function needs Docker and is
+## left out. arm64 is cross-compiled with the Zig of .venv/.
+ARCH ?= arm64
 # --no-cached: cargo's target dir is the build cache; SAM's own would hash the whole
 # workspace, .venv included, before each build.
 build: tools
-	sam build --beta-features --no-cached --exclude SampleTaskFunction --parameter-overrides Architecture=x86_64
+	if [ "$(ARCH)" = arm64 ]; then rustup target add aarch64-unknown-linux-gnu; fi
+	sam build --beta-features --no-cached --exclude SampleTaskFunction --parameter-overrides Architecture=$(ARCH)
 
 ## tools: SAM CLI, cargo-lambda and cfn-lint, in .venv/
 tools: $(TOOLS_STAMP)

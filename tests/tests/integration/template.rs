@@ -470,3 +470,24 @@ fn network_parameters_are_typed() {
     assert!(text.contains("BERTH_FARGATE_SECURITY_GROUPS: !Ref TaskSecurityGroup"));
     assert_eq!(text.matches("VpcId: !Ref VpcId").count(), 2);
 }
+
+/// `make build` (which `make test` runs) builds for the architecture the
+/// template deploys by default: `make build && sam deploy` ships binaries
+/// that run.
+#[test]
+fn the_build_and_the_template_agree_on_the_architecture() {
+    let makefile = std::fs::read_to_string(workspace_root().join("Makefile")).unwrap();
+    let built = makefile
+        .lines()
+        .find_map(|l| l.strip_prefix("ARCH ?= "))
+        .expect("the Makefile's ARCH default")
+        .trim();
+    assert_eq!(built, default_of(&template(), "Architecture"));
+    assert!(
+        makefile.contains("--parameter-overrides Architecture=$(ARCH)"),
+        "sam build is told the architecture it builds"
+    );
+    // samconfig.toml does not override it for a build or a deploy.
+    let samconfig = std::fs::read_to_string(workspace_root().join("samconfig.toml")).unwrap();
+    assert!(!samconfig.contains("Architecture="), "{samconfig}");
+}
