@@ -48,6 +48,8 @@ pub mod attr {
     pub const FAILURES: &str = "failures";
     pub const INTERRUPTIONS: &str = "interruptions";
     pub const HISTORY: &str = "history";
+    pub const NEXT_TRY_AT: &str = "next_try_at";
+    pub const WAITING_SINCE: &str = "waiting_since";
 }
 
 /// The jobs table's index by status (partition key `status`, sort key
@@ -123,6 +125,12 @@ pub struct JobRecord {
     pub interruptions: u32,
     /// How each attempt ended, oldest first.
     pub history: Vec<AttemptEnd>,
+    /// When a job waiting (`ACCEPTED` after an attempt, or
+    /// `WAITING_FOR_CAPACITY`) is tried next, in epoch milliseconds.
+    pub next_try_at: Option<i64>,
+    /// Since when a `WAITING_FOR_CAPACITY` job has waited, in epoch
+    /// milliseconds (its first wait in a row).
+    pub waiting_since: Option<i64>,
 }
 
 /// A history entry as the item holds it.
@@ -182,11 +190,40 @@ pub struct JobSummary {
     pub created_at: Option<i64>,
     pub updated_at: Option<i64>,
     pub deadline: Option<i64>,
+    /// The route of each attempt, oldest first (a listing from the status
+    /// index knows only the last).
+    pub routes: Vec<Route>,
+    /// As [`JobRecord::next_try_at`] (not in a listing from the index).
+    pub next_try_at: Option<i64>,
+    /// As [`JobRecord::waiting_since`] (not in a listing from the index).
+    pub waiting_since: Option<i64>,
+}
+
+impl JobRecord {
+    /// The route of each attempt, oldest first: those that ended, then the
+    /// one under way.
+    pub fn routes(&self) -> Vec<Route> {
+        let mut routes: Vec<Route> = self.history.iter().filter_map(|e| e.route).collect();
+        let under_way = matches!(self.status, JobStatus::Dispatched | JobStatus::Running)
+            && !self.history.iter().any(|e| e.launch == self.launch);
+        if let (true, Some(route)) = (under_way, self.route) {
+            routes.push(route);
+        }
+        routes
+    }
 }
 
 impl From<JobRecord> for JobSummary {
     fn from(r: JobRecord) -> Self {
+        let mut routes = r.routes();
+        // Read from the status index, which keeps no history: the last.
+        if routes.is_empty() {
+            routes.extend(r.route);
+        }
         Self {
+            routes,
+            next_try_at: r.next_try_at,
+            waiting_since: r.waiting_since,
             job_id: r.job_id,
             status: r.status,
             definition: r.definition,
@@ -244,6 +281,9 @@ pub struct Change {
     pub release_claim: bool,
     /// Append how an attempt ended to the history.
     pub ended: Option<AttemptEnd>,
+    /// When the job is tried next (epoch milliseconds), for a job left
+    /// waiting; any earlier one is cleared.
+    pub next_try_at: Option<i64>,
     /// Apply only while the record's launch number is this one.
     pub expect_launch: Option<LaunchNumber>,
 }
@@ -337,8 +377,11 @@ impl JobStore {
             .update_item()
             .table_name(&self.table)
             .key(attr::JOB_ID, s(job_id))
-            .update_expression("SET #launch = :next, #claimed = :now, #updated = :now")
+            .update_expression(
+                "SET #launch = :next, #claimed = :now, #updated = :now REMOVE #next_try",
+            )
             .condition_expression("#status IN (:s0, :s1) AND #launch = :current")
+            .expression_attribute_names("#next_try", attr::NEXT_TRY_AT)
             .expression_attribute_names("#launch", attr::LAUNCH)
             .expression_attribute_names("#claimed", attr::CLAIMED_AT)
             .expression_attribute_names("#updated", attr::UPDATED_AT)
@@ -390,6 +433,7 @@ impl JobStore {
             (attr::REASON, change.reason.as_deref().map(s)),
             (attr::EXIT_CODE, change.exit_code.map(n)),
             (attr::DEADLINE, change.deadline.map(n)),
+            (attr::NEXT_TRY_AT, change.next_try_at.map(n)),
             (
                 attr::DISPATCHED_AT,
                 (to == JobStatus::Dispatched).then(|| n(now_ms)),
@@ -432,6 +476,23 @@ impl JobStore {
                     AttributeValue::L(vec![history_value(ended)]),
                 );
         }
+        let mut removes: Vec<&str> = Vec::new();
+        if change.next_try_at.is_none() {
+            removes.push("#next_try");
+            req = req.expression_attribute_names("#next_try", attr::NEXT_TRY_AT);
+        }
+        // Waiting since the first wait in a row; any other status ends it.
+        req = req.expression_attribute_names("#waiting_since", attr::WAITING_SINCE);
+        if to == JobStatus::WaitingForCapacity {
+            sets.push("#waiting_since = if_not_exists(#waiting_since, :waiting_now)".into());
+            req = req.expression_attribute_values(":waiting_now", n(now_ms));
+        } else {
+            removes.push("#waiting_since");
+        }
+        if change.release_claim {
+            removes.push("#claimed");
+            req = req.expression_attribute_names("#claimed", attr::CLAIMED_AT);
+        }
         let mut expression = format!("SET {}", sets.join(", "));
         if !counters.is_empty() {
             let adds: Vec<String> = counters
@@ -444,9 +505,8 @@ impl JobStore {
             }
             req = req.expression_attribute_values(":one", n(1));
         }
-        if change.release_claim {
-            expression.push_str(" REMOVE #claimed");
-            req = req.expression_attribute_names("#claimed", attr::CLAIMED_AT);
+        if !removes.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
         }
 
         let placeholders: Vec<String> = (0..sources.len()).map(|i| format!(":from{i}")).collect();
@@ -498,6 +558,9 @@ impl JobStore {
             release_claim: settled.release_claim,
             ended: settled.history.clone(),
             expect_launch: settled.expect_launch.then_some(settled.launch),
+            next_try_at: settled
+                .requeue
+                .map(|delay| now_ms + i64::from(delay) * 1000),
             ..Change::default()
         };
         self.transition(job_id, settled.status, change, now_ms)
@@ -810,6 +873,8 @@ pub fn record(item: &Item) -> Option<JobRecord> {
             .and_then(|v| v.as_l().ok())
             .map(|l| l.iter().filter_map(history_entry).collect())
             .unwrap_or_default(),
+        next_try_at: num(attr::NEXT_TRY_AT),
+        waiting_since: num(attr::WAITING_SINCE),
     })
 }
 

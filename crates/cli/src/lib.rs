@@ -331,9 +331,18 @@ pub fn describe_view(v: &view::JobView) -> String {
     };
     add("job", Some(v.job_id.clone()));
     add("status", Some(v.status.to_owned()));
+    add(
+        "now",
+        v.now
+            .clone()
+            .filter(|_| v.next_try_at.is_some() || v.waiting_since.is_some()),
+    );
     add("reason", v.reason.clone());
     add("definition", v.definition.clone());
-    add("route", v.route.map(str::to_owned));
+    add(
+        "routes",
+        (!v.routes.is_empty()).then(|| v.routes.join(" → ")),
+    );
     add("created", v.created_at.clone());
     add("dispatched", v.dispatched_at.clone());
     add("ended", v.ended_at.clone());
@@ -399,22 +408,33 @@ pub fn watch_table(jobs: &[(String, Option<JobRecord>)]) -> String {
 }
 
 fn rows_table(rows: &[(&str, Option<&JobSummary>)]) -> String {
+    let now = now_ms();
     let rows = rows.iter().map(|(id, record)| {
-        let (status, route, attempts, reason) = match record {
+        let (status, routes, attempts, reason) = match record {
             Some(j) => (
                 j.status.as_str(),
-                j.route.map_or("-", Route::as_str),
+                routes(&j.routes),
                 j.attempts,
-                view::shown_reason(j.status, j.reason.as_deref())
-                    .map(view::one_line)
-                    .unwrap_or_default(),
+                view::now_line(
+                    j.status,
+                    j.reason.as_deref(),
+                    j.next_try_at,
+                    j.waiting_since,
+                    now,
+                )
+                .unwrap_or_default(),
             ),
-            None => ("QUEUED", "-", 0, "not yet taken from the queue".to_owned()),
+            None => (
+                "QUEUED",
+                "-".to_owned(),
+                0,
+                "not yet taken from the queue".to_owned(),
+            ),
         };
         vec![
             (*id).to_owned(),
             status.to_owned(),
-            route.to_owned(),
+            routes,
             attempts.to_string(),
             reason,
         ]
@@ -424,6 +444,19 @@ fn rows_table(rows: &[(&str, Option<&JobSummary>)]) -> String {
         &[3],
         rows,
     )
+}
+
+/// Where each attempt ran, oldest first: `EC2`, `EC2→EC2` (interrupted and
+/// run again), `-` before the first.
+fn routes(routes: &[Route]) -> String {
+    if routes.is_empty() {
+        return "-".to_owned();
+    }
+    routes
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join("→")
 }
 
 /// Plain columns as wide as their widest value (a 36-character job id

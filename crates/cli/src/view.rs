@@ -22,6 +22,15 @@ pub struct JobView {
     pub definition: Option<String>,
     /// Where the last attempt ran.
     pub route: Option<&'static str>,
+    /// Where each attempt ran, oldest first.
+    pub routes: Vec<&'static str>,
+    /// What the job is doing now, in words (waiting to retry, waiting for
+    /// capacity, ...), with the reason.
+    pub now: Option<String>,
+    /// When a waiting job is tried next.
+    pub next_try_at: Option<String>,
+    /// Since when a job has waited for capacity.
+    pub waiting_since: Option<String>,
     pub created_at: Option<String>,
     /// When the last launch was made.
     pub dispatched_at: Option<String>,
@@ -76,6 +85,16 @@ impl JobView {
             reason: shown_reason(r.status, r.reason.as_deref()).map(str::to_owned),
             definition: r.definition.clone(),
             route: r.route.map(|x| x.as_str()),
+            routes: r.routes().into_iter().map(|x| x.as_str()).collect(),
+            now: now_line(
+                r.status,
+                r.reason.as_deref(),
+                r.next_try_at,
+                r.waiting_since,
+                now_ms,
+            ),
+            next_try_at: r.next_try_at.and_then(iso),
+            waiting_since: r.waiting_since.and_then(iso),
             created_at: r.created_at.and_then(iso),
             dispatched_at: r.dispatched_at.and_then(iso),
             ended_at: ended.and_then(iso),
@@ -115,8 +134,15 @@ pub struct JobRow {
     pub status: &'static str,
     pub definition: Option<String>,
     pub route: Option<&'static str>,
+    /// Where each attempt ran, oldest first (`berth list` knows only the
+    /// last).
+    pub routes: Vec<&'static str>,
     pub attempts: u32,
     pub reason: Option<String>,
+    /// When a waiting job is tried next (`berth watch`).
+    pub next_try_at: Option<String>,
+    /// Since when a job has waited for capacity (`berth watch`).
+    pub waiting_since: Option<String>,
     pub created_at: Option<String>,
     pub updated_at: Option<String>,
 }
@@ -128,8 +154,11 @@ impl JobRow {
             status: j.status.as_str(),
             definition: j.definition.clone(),
             route: j.route.map(|x| x.as_str()),
+            routes: j.routes.iter().map(|x| x.as_str()).collect(),
             attempts: j.attempts,
             reason: shown_reason(j.status, j.reason.as_deref()).map(str::to_owned),
+            next_try_at: j.next_try_at.and_then(iso),
+            waiting_since: j.waiting_since.and_then(iso),
             created_at: j.created_at.and_then(iso),
             updated_at: j.updated_at.and_then(iso),
         }
@@ -143,6 +172,51 @@ pub fn shown_reason(status: JobStatus, reason: Option<&str>) -> Option<&str> {
     reason.filter(|r| status != JobStatus::Succeeded && !r.is_empty())
 }
 
+/// What a job is doing now, in words, with its reason: a job between
+/// attempts says it waits to retry and when; a job waiting for capacity says
+/// since when and when it is tried next. `None` where there is nothing to
+/// say (a job that succeeded, a job running with no reason).
+pub fn now_line(
+    status: JobStatus,
+    reason: Option<&str>,
+    next_try_at: Option<i64>,
+    waiting_since: Option<i64>,
+    now_ms: i64,
+) -> Option<String> {
+    let reason = shown_reason(status, reason).map(one_line);
+    let next = next_try_at.map(|at| match at - now_ms {
+        ms if ms > 0 => format!("next try in {}", span(ms)),
+        _ => "being tried now".to_owned(),
+    });
+    let doing = match (status, next) {
+        (JobStatus::Accepted, Some(next)) => Some(format!("waiting to retry, {next}")),
+        (JobStatus::WaitingForCapacity, next) => {
+            let since = waiting_since
+                .map(|t| format!(" for {}", span(now_ms - t)))
+                .unwrap_or_default();
+            Some(match next {
+                Some(next) => format!("waiting for capacity{since}, {next}"),
+                None => format!("waiting for capacity{since}"),
+            })
+        }
+        _ => None,
+    };
+    match (doing, reason) {
+        (Some(doing), Some(reason)) => Some(format!("{doing}: {reason}")),
+        (doing, reason) => doing.or(reason),
+    }
+}
+
+/// A span of milliseconds for people: `42 s`, `3 min 5 s`, `2 h 10 min`.
+pub fn span(ms: i64) -> String {
+    let s = (ms.max(0) + 999) / 1000;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        _ => format!("{} h {} min", s / 3600, s % 3600 / 60),
+    }
+}
+
 /// A reason on one line: its first line, and where that only announces the
 /// end of stderr, the last line of it.
 pub fn one_line(reason: &str) -> String {
@@ -151,5 +225,67 @@ pub fn one_line(reason: &str) -> String {
     match lines.next_back() {
         Some(last) if first.ends_with("stderr ends:") => format!("{first} … {last}"),
         _ => first.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    #[test]
+    fn a_job_between_attempts_says_it_waits_to_retry_and_when() {
+        let line = now_line(
+            JobStatus::Accepted,
+            Some("exit code 3 (1 of at most 2)"),
+            Some(NOW + 25_000),
+            None,
+            NOW,
+        );
+        assert_eq!(
+            line.as_deref(),
+            Some("waiting to retry, next try in 25 s: exit code 3 (1 of at most 2)")
+        );
+        // Due: its message is on its way to the driver.
+        let due = now_line(JobStatus::Accepted, None, Some(NOW - 1), None, NOW);
+        assert_eq!(due.as_deref(), Some("waiting to retry, being tried now"));
+        // A job never tried has nothing to wait for.
+        assert_eq!(now_line(JobStatus::Accepted, None, None, None, NOW), None);
+    }
+
+    #[test]
+    fn a_job_waiting_for_capacity_says_since_when_and_the_next_try() {
+        let line = now_line(
+            JobStatus::WaitingForCapacity,
+            Some("EC2 has no room"),
+            Some(NOW + 90_000),
+            Some(NOW - 185_000),
+            NOW,
+        );
+        assert_eq!(
+            line.as_deref(),
+            Some("waiting for capacity for 3 min 5 s, next try in 1 min 30 s: EC2 has no room")
+        );
+    }
+
+    #[test]
+    fn other_states_show_their_reason_alone() {
+        assert_eq!(
+            now_line(JobStatus::Failed, Some("exit code 3"), None, None, NOW).as_deref(),
+            Some("exit code 3")
+        );
+        // A succeeded job keeps no reason it came through.
+        assert_eq!(
+            now_line(
+                JobStatus::Succeeded,
+                Some("interrupted (1 of at most 5)"),
+                None,
+                None,
+                NOW
+            ),
+            None
+        );
+        assert_eq!(span(7_200_000 + 60_000), "2 h 1 min");
     }
 }

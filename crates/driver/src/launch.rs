@@ -401,20 +401,22 @@ impl Driver {
             );
             return self.fail(job, launch, reason).await;
         }
+        let backoff = Duration::from_secs(u64::from(capacity_backoff_seconds(waits)));
+        let now = now_ms();
         let change = Change {
             reason: Some(reason.clone()),
             add_wait: true,
             expect_launch: Some(launch),
+            next_try_at: Some(now + i64::try_from(backoff.as_millis()).unwrap_or(i64::MAX)),
             ..Change::default()
         };
         let written = self
             .store
-            .transition(&job.job_id, JobStatus::WaitingForCapacity, change, now_ms())
+            .transition(&job.job_id, JobStatus::WaitingForCapacity, change, now)
             .await;
         if let Some(outcome) = moved_on(written, &job.job_id) {
             return outcome;
         }
-        let backoff = Duration::from_secs(u64::from(capacity_backoff_seconds(waits)));
         self.set_visibility(message, backoff).await;
         Outcome::Waiting { backoff, reason }
     }

@@ -560,7 +560,12 @@ async fn watch_a_job_of_a_stack_named_by_its_outputs() {
     assert_eq!(job["job_id"], "watched");
     assert_eq!(job["status"], "SUCCEEDED");
     assert_eq!(job["route"], "EC2");
+    assert_eq!(job["routes"], serde_json::json!(["EC2"]));
     assert!(job["reason"].is_null(), "{job}");
+    assert!(
+        job["next_try_at"].is_null() && job["waiting_since"].is_null(),
+        "{job}"
+    );
     for time in ["created_at", "dispatched_at", "ended_at"] {
         assert!(is_iso(&job[time]), "{time}: {job}");
     }
@@ -575,6 +580,7 @@ async fn watch_a_job_of_a_stack_named_by_its_outputs() {
     let (code, doomed) = json(&["watch", "doomed"]);
     assert_eq!(code, 1, "a job that failed fails the watch in JSON too");
     assert_eq!(doomed[0]["status"], "FAILED");
+    assert_eq!(doomed[0]["routes"], serde_json::json!(["EC2"]), "{doomed}");
     assert!(
         doomed[0]["reason"]
             .as_str()

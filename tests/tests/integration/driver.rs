@@ -138,6 +138,12 @@ async fn a_gpu_job_on_a_full_cluster_waits_then_dispatches_when_room_appears() {
     let r = stack.record("gpu-1").await;
     assert_eq!(r.status, JobStatus::WaitingForCapacity);
     assert_eq!((r.attempts, r.waits), (0, 1), "waiting burns no attempt");
+    // The record says since when it waits and when it is tried next: the
+    // message's backoff.
+    let (since, next) = (r.waiting_since.unwrap(), r.next_try_at.unwrap());
+    assert_eq!(Some(since), r.updated_at);
+    let backoff = i64::from(berth_core::launch::capacity_backoff_seconds(0)) * 1000;
+    assert_eq!(next - since, backoff, "{r:?}");
     assert!(
         r.reason.as_deref().unwrap().contains("EC2 has no room"),
         "{:?}",
@@ -191,6 +197,12 @@ async fn a_gpu_job_on_a_full_cluster_waits_then_dispatches_when_room_appears() {
         (1, 1, 2),
         "one attempt; the second launch placed it"
     );
+    assert_eq!(
+        (r.waiting_since, r.next_try_at),
+        (None, None),
+        "placed: it waits no more"
+    );
+    assert_eq!(r.routes(), [Route::Ec2]);
     assert_eq!(stack.tasks_of("gpu-1", 2).await.len(), 1);
 }
 

@@ -116,6 +116,11 @@ async fn a_stop_that_arrives_before_running_is_final() {
     let r = stack.record("ooo-1").await;
     assert_eq!(r.status, JobStatus::Accepted, "{r:?}");
     assert_eq!((r.failures, r.launch), (1, 1));
+    // Between attempts the record says when the next one is due: the
+    // re-queued message's delay (none here: the tests' lifecycle caps it
+    // at 0 s).
+    assert_eq!(r.next_try_at, r.updated_at, "{r:?}");
+    assert_eq!(r.waiting_since, None);
 }
 
 #[tokio::test]
