@@ -38,6 +38,7 @@ impl Stack {
     /// The same, in `aws`.
     pub async fn in_account(aws: TestAccount, instances: usize) -> Self {
         let options = Options {
+            existing: false,
             instances: Instances::Fixed(instances),
             visibility_timeout: 120,
             max_receives: None,

@@ -40,6 +40,9 @@ pub struct Options {
     /// After this many receives the queue moves a message to the
     /// dead-letter queue (its redrive policy); `None`: never.
     pub max_receives: Option<u32>,
+    /// The account holds the deployment already (a local run started
+    /// again): nothing is made, the settings are read.
+    pub existing: bool,
 }
 
 /// A deployment as provisioned.
@@ -60,6 +63,30 @@ impl Deployment {
         moto: &Account,
         options: &Options,
     ) -> Result<Self, String> {
+        let (queue_url, dlq_url) = if options.existing {
+            let url = |name: &'static str| async move {
+                clients
+                    .sqs
+                    .get_queue_url()
+                    .queue_name(name)
+                    .send()
+                    .await
+                    .map(|o| o.queue_url.unwrap_or_default())
+                    .map_err(|e| format!("queue {name}: {e}"))
+            };
+            (url(QUEUE_NAME).await?, url(DLQ_NAME).await?)
+        } else {
+            Self::make(clients, moto, options).await?
+        };
+        Self::describe(moto, options, queue_url, dlq_url).await
+    }
+
+    /// Makes the resources; the queues' URLs.
+    async fn make(
+        clients: &Clients,
+        moto: &Account,
+        options: &Options,
+    ) -> Result<(String, String), String> {
         let sqs = &clients.sqs;
         let dlq_url = sqs
             .create_queue()
@@ -113,6 +140,16 @@ impl Deployment {
             }
         }
         crate::moto::register_task_definitions(&clients.ecs).await?;
+        Ok((queue_url, dlq_url))
+    }
+
+    /// The settings of the deployment in `moto`'s account.
+    async fn describe(
+        moto: &Account,
+        options: &Options,
+        queue_url: String,
+        dlq_url: String,
+    ) -> Result<Self, String> {
         let ec2 = |action| moto.query("ec2", "2016-11-15", action, &[]);
         let subnets = xml_values(&ec2("DescribeSubnets").await?, "subnetId");
         let groups = xml_values(&ec2("DescribeSecurityGroups").await?, "groupId");

@@ -11,7 +11,7 @@
 mod glue;
 mod soak;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -93,6 +93,15 @@ enum Mode {
         /// changing berth's functions.
         #[arg(long)]
         reload: bool,
+        /// Start from a new account, leaving the last run's jobs behind
+        /// (by default a run started again takes up the last run's
+        /// account, its key and its jobs, while the local AWS still holds
+        /// them).
+        #[arg(long)]
+        reset: bool,
+        /// Where the run keeps its account between starts.
+        #[arg(long, default_value = ".local-aws/run.json")]
+        state: PathBuf,
     },
 }
 
@@ -121,6 +130,10 @@ pub struct Local {
     /// endpoint, the region and the account's key.
     pub reach: Vec<(&'static str, String)>,
     pub watch_lambda: aws_sdk_lambda::Client,
+    /// The account's access key (id, secret).
+    pub key: (String, String),
+    /// The account is a last run's, taken up again.
+    pub reused: bool,
     /// The port `cargo lambda watch` serves the functions on.
     pub watch_port: u16,
     /// CloudWatch Logs, where the played containers write.
@@ -231,7 +244,37 @@ async fn run(args: &Args, processes: &mut Processes) -> Fallible<bool> {
         Mode::Soak { instances, .. } => Cluster::Fixed(instances),
     };
     let reload = matches!(args.command, Mode::Run { reload: true, .. });
-    let local = provision(&endpoint, &region, cluster, faults, reload, processes).await?;
+    // A run takes up the last run's account while the local AWS holds it.
+    let kept = match &args.command {
+        Mode::Run { reset, state, .. } => Some((root().join(state), *reset)),
+        _ => None,
+    };
+    let again = match &kept {
+        Some((state, false)) => Kept::load(state, &endpoint, started).await,
+        _ => None,
+    };
+    let local = provision(
+        &endpoint, &region, cluster, faults, reload, again, processes,
+    )
+    .await?;
+    if let Some((state, _)) = &kept {
+        let saved = Kept {
+            endpoint: endpoint.clone(),
+            account: local.account.clone(),
+            key: local.key.0.clone(),
+            secret: local.key.1.clone(),
+        };
+        match saved.save(state) {
+            Ok(()) if started => println!(
+                "this run started the local AWS, which stops with it, and its account too: started first (`make local-aws`), the local AWS keeps the account for the next run"
+            ),
+            Ok(()) => println!(
+                "the account is kept in {} for the next run while the local AWS runs (`--reset` starts anew)",
+                state.display()
+            ),
+            Err(e) => eprintln!("berth-local: the account is not kept for the next run: {e}"),
+        }
+    }
     let instances = match cluster {
         Cluster::Fixed(n) => format!("{n} container instances"),
         Cluster::Group(c) => format!(
@@ -242,7 +285,12 @@ async fn run(args: &Args, processes: &mut Processes) -> Fallible<bool> {
         ),
     };
     println!(
-        "provisioned account {}: queue, dead-letter queue, tables, cluster `{}` with {instances}; job definitions {}",
+        "{} account {}: queue, dead-letter queue, tables, cluster `{}` with {instances}; job definitions {}",
+        if local.reused {
+            "took up"
+        } else {
+            "provisioned"
+        },
         local.account,
         local.cluster,
         demo_definitions()
@@ -339,6 +387,70 @@ impl Activity {
     }
 }
 
+/// The account a local run keeps for the next one.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Kept {
+    endpoint: String,
+    account: String,
+    key: String,
+    secret: String,
+}
+
+impl Kept {
+    /// The last run's account, if the local AWS at `endpoint` still holds
+    /// it: it was running before this run (`!started`), and the kept key
+    /// still reads the account's jobs table.
+    async fn load(path: &Path, endpoint: &str, started: bool) -> Option<Self> {
+        let kept: Self = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+        if started || kept.endpoint != endpoint {
+            println!("a new account: the local AWS that held the last run's has stopped since");
+            return None;
+        }
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                &kept.key,
+                &kept.secret,
+                None,
+                None,
+                "berth-local",
+            ))
+            .load()
+            .await;
+        let table = aws_sdk_dynamodb::Client::new(&config)
+            .describe_table()
+            .table_name(berth_local::deployment::JOBS_TABLE_NAME)
+            .send()
+            .await;
+        match table {
+            Ok(_) => Some(kept),
+            Err(_) => {
+                println!("a new account: the local AWS holds the last run's no more");
+                None
+            }
+        }
+    }
+
+    fn save(&self, path: &Path) -> Result<(), String> {
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let text = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
+        // The key is the account's: readable by its owner alone.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        std::io::Write::write_all(&mut file, text.as_bytes())
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
 /// `scripts/local-aws start`: (endpoint, region, whether this run started it).
 fn start_local_aws() -> Fallible<(String, String, bool)> {
     let script = root().join("scripts/local-aws");
@@ -381,11 +493,26 @@ async fn provision(
     cluster_capacity: Cluster,
     faults: Option<berth_local::proxy::Faults>,
     reload: bool,
+    again: Option<Kept>,
     processes: &mut Processes,
 ) -> Fallible<Local> {
-    let account = berth_local::moto::new_account_id();
+    let existing = again.is_some();
+    let (account, key, secret) = match again {
+        Some(k) => {
+            println!(
+                "taking up the last run's account {} (`--reset` starts anew)",
+                k.account
+            );
+            (k.account, k.key, k.secret)
+        }
+        None => {
+            let account = berth_local::moto::new_account_id();
+            let moto = berth_local::moto::Account::new(endpoint, region, &account);
+            let (key, secret) = moto.access_key("berth-local").await?;
+            (account, key, secret)
+        }
+    };
     let moto = berth_local::moto::Account::new(endpoint, region, &account);
-    let (key, secret) = moto.access_key("berth-local").await?;
 
     let config = aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint)
@@ -419,6 +546,7 @@ async fn provision(
             instances,
             visibility_timeout: 60,
             max_receives: Some(50),
+            existing,
         },
     )
     .await?;
@@ -524,6 +652,8 @@ async fn provision(
         ],
         watch_lambda: aws_sdk_lambda::Client::from_conf(watch_config),
         watch_port: port,
+        key: (key.clone(), secret.clone()),
+        reused: existing,
         job_logs: berth_aws::logs::JobLogs::from_config(&config),
         ids: AtomicU64::new(1),
         faults: proxy,
@@ -579,6 +709,20 @@ fn demo_definitions() -> Vec<JobDefinition> {
     ]
 }
 
+/// The demo's live view on a terminal: the screen cleared, the clock, the
+/// table, and the last lines the glue said that fit under it.
+fn redraw(started: Instant, table: &str, said: &[String]) {
+    use std::io::Write;
+    const SAID_LINES: usize = 8;
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "\x1b[H\x1b[2J");
+    let _ = writeln!(out, "[{:>3} s]\n{table}", started.elapsed().as_secs());
+    for line in &said[said.len().saturating_sub(SAID_LINES)..] {
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = out.flush();
+}
+
 /// The loop of what AWS would do, with its schedules.
 pub struct Glue {
     containers: Containers,
@@ -600,6 +744,9 @@ pub struct Glue {
     pub timed_out: Vec<String>,
     /// Jobs the sweep put back on the queue, their message lost.
     pub requeued: Vec<String>,
+    /// While a live view owns the terminal, what the glue says is kept
+    /// here for it to show (the newest last) instead of printed.
+    said: Option<Vec<String>>,
 }
 
 impl Glue {
@@ -619,11 +766,22 @@ impl Glue {
             reconciled: Vec::new(),
             timed_out: Vec::new(),
             requeued: Vec::new(),
+            said: None,
         }
     }
 
-    fn say(&self, what: &str) {
-        println!("[{:>3} s] {what}", self.started.elapsed().as_secs());
+    fn say(&mut self, what: &str) {
+        let line = format!("[{:>3} s] {what}", self.started.elapsed().as_secs());
+        match &mut self.said {
+            Some(kept) => kept.push(line),
+            None => println!("{line}"),
+        }
+    }
+
+    /// Keeps what the glue says for a live view (`true`), or prints it
+    /// again as it comes (`false`).
+    fn keep_what_is_said(&mut self, keep: bool) {
+        self.said = keep.then(Vec::new);
     }
 
     pub async fn tick(&mut self, local: &Local) -> Fallible<()> {
@@ -841,6 +999,11 @@ async fn demo(local: &Local, mut glue: Glue) -> Fallible<bool> {
     let mut second = Some(second);
 
     // Followed as `berth watch` follows jobs, the glue ticking in between.
+    // On a terminal the table is redrawn in place, with the clock and the
+    // glue's latest lines under it; in a log, it is printed as it changes,
+    // the glue's lines between.
+    let live = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    glue.keep_what_is_said(live);
     let started = Instant::now();
     let mut shown = String::new();
     let mut cancelled = false;
@@ -863,7 +1026,9 @@ async fn demo(local: &Local, mut glue: Glue) -> Fallible<bool> {
         let ids: Vec<String> = expected.iter().map(|e| e.job_id.clone()).collect();
         let jobs = cli.records(&ids).await.map_err(|e| e.to_string())?;
         let table = berth_cli::watch_table(&jobs);
-        if table != shown {
+        if live {
+            redraw(started, &table, glue.said.as_deref().unwrap_or_default());
+        } else if table != shown {
             println!("\n[{:>3} s]\n{table}", started.elapsed().as_secs());
             shown = table;
         }
@@ -876,6 +1041,12 @@ async fn demo(local: &Local, mut glue: Glue) -> Fallible<bool> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
 
+    if live {
+        // The whole of what the glue said, below the last table.
+        for line in glue.said.take().unwrap_or_default() {
+            println!("{line}");
+        }
+    }
     println!("\nevery job, as the demo said it would end:");
     let mut all_right = true;
     for (e, (_, r)) in expected.iter().zip(&jobs) {

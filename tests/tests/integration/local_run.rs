@@ -17,47 +17,14 @@ use berth_tests::{local_aws, workspace_root};
 fn the_local_run_is_reached_with_what_it_prints_and_stopped_by_sigterm() {
     // The local AWS of the tests: the run uses it, and leaves it running.
     let aws = local_aws();
-    let mut run = Command::new(berth_tests::built_binary("berth-local"))
-        .arg("run")
-        .current_dir(workspace_root())
-        .env("CARGO_MANIFEST_DIR", workspace_root().join("crates/local"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Its output, a line at a time, read as it comes.
-    let (lines, output) = std::sync::mpsc::channel::<String>();
-    let stdout = run.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut port = None;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut seen = String::new();
-    while let Ok(line) = output.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        seen.push_str(&line);
-        seen.push('\n');
-        if let Some(rest) = line.strip_prefix("cargo lambda watch on http://127.0.0.1:") {
-            port = rest
-                .split_whitespace()
-                .next()
-                .and_then(|p| p.parse::<u16>().ok());
-        }
-        if line == "ready" {
-            break;
-        }
-    }
-    // `export NAME='value'` lines, as a shell would take them.
-    let exports: Vec<(String, String)> = seen
-        .lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
-        .collect();
+    let state = kept_state("sigterm");
+    let Run {
+        mut run,
+        output,
+        port,
+        seen,
+        exports,
+    } = Run::start(&state, &[]);
     for needed in [
         "AWS_ENDPOINT_URL",
         "AWS_REGION",
@@ -71,20 +38,7 @@ fn the_local_run_is_reached_with_what_it_prints_and_stopped_by_sigterm() {
             "{needed} not printed:\n{seen}"
         );
     }
-    let berth = |args: &[&str]| {
-        let out = Command::new(berth_tests::built_binary("berth"))
-            .args(args)
-            .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .envs(exports.iter().map(|(k, v)| (k, v)))
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let berth = |args: &[&str]| berth_with(&exports, args);
     let (code, listed, stderr) = berth(&["definitions", "list"]);
     assert_eq!(code, Some(0), "{stderr}");
     for name in ["render", "train", "reindex", "thumbnail"] {
@@ -201,6 +155,178 @@ fn the_local_run_is_reached_with_what_it_prints_and_stopped_by_sigterm() {
     }
     // The local AWS the run did not start is left as it was.
     assert!(TcpStream::connect(aws.endpoint.trim_start_matches("http://")).is_ok());
+    let _ = std::fs::remove_file(&state);
+}
+
+/// Started again while the local AWS runs, the local run takes up its
+/// last account: the same key, so a shell that took its variables still
+/// reaches it, and the jobs it ran; `--reset` starts from a new account.
+#[test]
+fn the_local_run_keeps_its_account_across_restarts_unless_reset() {
+    let aws = local_aws();
+    let state = kept_state("restart");
+    let first = Run::start(&state, &[]);
+    assert!(
+        first.seen.contains("the account is kept in"),
+        "{}",
+        first.seen
+    );
+    let (code, id, stderr) = berth_with(
+        &first.exports,
+        &["submit", "--definition", "thumbnail", "--env", "INPUT=kept"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let id = id.trim().to_owned();
+    let (code, out, stderr) = berth_with(&first.exports, &["watch", &id, "--timeout", "120"]);
+    assert_eq!(code, Some(0), "{out}{stderr}");
+    let exports = first.exports.clone();
+    first.stop();
+
+    let again = Run::start(&state, &[]);
+    assert!(
+        again.seen.contains("taking up the last run's account"),
+        "{}",
+        again.seen
+    );
+    assert_eq!(again.exports, exports, "the same variables reach it");
+    let (code, status, stderr) = berth_with(&exports, &["status", &id]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(status.contains("SUCCEEDED"), "{status}");
+    let (code, out, stderr) = berth_with(&exports, &["logs", &id]);
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(0), "thumbnail of kept\n"),
+        "{stderr}"
+    );
+    again.stop();
+
+    let reset = Run::start(&state, &["--reset"]);
+    let key = |e: &[(String, String)]| {
+        e.iter()
+            .find(|(k, _)| k == "AWS_ACCESS_KEY_ID")
+            .map(|(_, v)| v.clone())
+    };
+    assert_ne!(key(&reset.exports), key(&exports), "a new account");
+    let (code, _, stderr) = berth_with(&reset.exports, &["status", &id]);
+    assert_eq!(
+        code,
+        Some(1),
+        "the last account's job is not in the new one"
+    );
+    assert!(stderr.contains(&format!("no job `{id}`")), "{stderr}");
+    reset.stop();
+    assert!(TcpStream::connect(aws.endpoint.trim_start_matches("http://")).is_ok());
+    let _ = std::fs::remove_file(&state);
+}
+
+/// Where a test's local run keeps its account (not the developer's own).
+fn kept_state(name: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "berth-local-run-{name}-{}.json",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+/// A `berth-local run`, with what it printed up to `ready`.
+struct Run {
+    run: std::process::Child,
+    /// Its later lines, as they come.
+    output: std::sync::mpsc::Receiver<String>,
+    /// The port of its `cargo lambda watch`.
+    port: Option<u16>,
+    seen: String,
+    /// The `export NAME='value'` lines, as a shell would take them.
+    exports: Vec<(String, String)>,
+}
+
+impl Run {
+    fn start(state: &std::path::Path, args: &[&str]) -> Self {
+        let mut run = Command::new(berth_tests::built_binary("berth-local"))
+            .args(["run", "--state"])
+            .arg(state)
+            .args(args)
+            .current_dir(workspace_root())
+            .env("CARGO_MANIFEST_DIR", workspace_root().join("crates/local"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (lines, output) = std::sync::mpsc::channel::<String>();
+        let stdout = run.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut port = None;
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let mut seen = String::new();
+        while let Ok(line) = output.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            seen.push_str(&line);
+            seen.push('\n');
+            if let Some(rest) = line.strip_prefix("cargo lambda watch on http://127.0.0.1:") {
+                port = rest
+                    .split_whitespace()
+                    .next()
+                    .and_then(|p| p.parse::<u16>().ok());
+            }
+            if line == "ready" {
+                break;
+            }
+        }
+        let exports = seen
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
+            .collect();
+        Self {
+            run,
+            output,
+            port,
+            seen,
+            exports,
+        }
+    }
+
+    /// SIGTERM, and its end.
+    fn stop(mut self) {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.run.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.run.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "still running 30 s after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Runs `berth` with `exports` alone in its environment; (exit code,
+/// stdout, stderr).
+fn berth_with(exports: &[(String, String)], args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(berth_tests::built_binary("berth"))
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .envs(exports.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// The processes whose command line holds every one of `words`.
