@@ -557,6 +557,54 @@ pub fn thresholds(
     Ok(out)
 }
 
+/// `berth thresholds --output json`: the same figures for scripts. A
+/// scale-in threshold that loops is in the JSON (`"loops": true`) and still
+/// fails the command.
+pub fn thresholds_json(
+    instances: &[Resources],
+    largest: LargestContainer,
+    headroom: u32,
+    check: Option<u32>,
+) -> Result<String, CliError> {
+    let per_instance = most_per_instance(instances.iter().copied(), largest);
+    let t = berth_core::capacity::thresholds(per_instance, headroom);
+    let l = largest.resources();
+    let checked = check.map(|scale_in_above| {
+        check_scale_in(
+            Thresholds {
+                scale_out_below: headroom,
+                scale_in_above,
+            },
+            per_instance,
+        )
+    });
+    let value = serde_json::json!({
+        "largest": { "cpu": l.cpu, "memory": l.memory },
+        "instances": instances.iter().map(|r| serde_json::json!({
+            "cpu": r.cpu,
+            "memory": r.memory,
+            "holds": most_per_instance([*r], largest),
+        })).collect::<Vec<_>>(),
+        "per_instance": per_instance,
+        "scale_out_below": t.scale_out_below,
+        "scale_in_above": t.scale_in_above,
+        "fits_none": per_instance == 0,
+        "check": check.zip(checked.as_ref()).map(|(above, result)| serde_json::json!({
+            "scale_in_above": above,
+            "loops": result.is_err(),
+            "problem": result.as_ref().err().map(ToString::to_string),
+        })),
+    });
+    let text = serde_json::to_string_pretty(&value).map_err(|e| CliError::Failed(e.to_string()))?;
+    match checked {
+        Some(Err(problem)) => {
+            println!("{text}");
+            Err(CliError::Failed(problem.to_string()))
+        }
+        _ => Ok(text),
+    }
+}
+
 /// A warning for each definition the instance types `types` (by name) cannot
 /// all run: its jobs never run on EC2 (no type holds them), or the group is
 /// not scaled for them (only some do).

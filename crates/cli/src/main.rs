@@ -186,6 +186,7 @@ struct SimulateArgs {
     /// Default: template.yaml's m5.large, m5a.large, m6i.large.
     #[arg(long = "instance-type")]
     instance_types: Vec<String>,
+    /// table (for people) or json (for scripts); `--output json` does the same.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
     /// Write a plot of each policy's day here (SVG).
@@ -474,6 +475,12 @@ async fn run(command: Command, stack: Option<&str>, json: bool) -> Result<String
             }
             .run()
         }
+        Command::Thresholds {
+            instances,
+            largest,
+            headroom,
+            check,
+        } if json => berth_cli::thresholds_json(&instances, largest, headroom, check),
         Command::Thresholds {
             instances,
             largest,

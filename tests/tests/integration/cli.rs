@@ -417,6 +417,61 @@ async fn every_option_says_its_units_and_values() {
             "submit --help lacks {said:?}:\n{submit}"
         );
     }
+    // Every argument and option of every command says what it is.
+    let commands: &[&[&str]] = &[
+        &["submit"],
+        &["status"],
+        &["list"],
+        &["watch"],
+        &["logs"],
+        &["cancel"],
+        &["definitions", "put"],
+        &["definitions", "list"],
+        &["simulate"],
+        &["thresholds"],
+    ];
+    for command in commands {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let text = help(&args);
+        let lines: Vec<&str> = text.lines().collect();
+        let items = lines.iter().enumerate().filter(|(_, l)| {
+            let t = l.trim_start();
+            l.starts_with("  ") && (t.starts_with('-') || t.starts_with('<'))
+        });
+        let mut seen = 0;
+        for (i, line) in items {
+            seen += 1;
+            // Words, not just `[default: 2]` or `[env: X=]`.
+            let words = |t: &str| {
+                let mut rest = t.trim().to_owned();
+                while let (Some(a), Some(b)) = (rest.find('['), rest.find(']')) {
+                    if a > b
+                        || !rest[a..].starts_with("[default:")
+                            && !rest[a..].starts_with("[env:")
+                            && !rest[a..].starts_with("[possible values:")
+                            && !rest[a..].starts_with("[aliases:")
+                    {
+                        break;
+                    }
+                    rest.replace_range(a..=b, "");
+                }
+                !rest.trim().is_empty()
+            };
+            let spec_end = line.trim_start().find("  ");
+            let same_line = spec_end.is_some_and(|e| words(&line.trim_start()[e..]));
+            let next_line = lines
+                .get(i + 1)
+                .is_some_and(|n| n.starts_with("          ") && words(n));
+            assert!(
+                same_line || next_line,
+                "{command:?}: `{}` has no help text:\n{text}",
+                line.trim()
+            );
+        }
+        assert!(seen >= 2, "{command:?}: no options read:\n{text}");
+    }
+
     let list = help(&["list", "--help"]);
     for status in JobStatus::ALL {
         assert!(list.contains(status.as_str()), "{status:?}:\n{list}");
@@ -593,6 +648,42 @@ async fn watch_a_job_of_a_stack_named_by_its_outputs() {
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
     assert_eq!(listed[0]["job_id"], "watched");
     assert!(is_iso(&listed[0]["updated_at"]), "{listed}");
+
+    let (code, t) = json(&[
+        "thresholds",
+        "--instance",
+        "m5.large",
+        "--instance",
+        "4096:16384",
+        "--largest",
+        "1024:4096",
+    ]);
+    assert_eq!(code, 0);
+    assert_eq!(t["instances"][1]["holds"], 4, "{t}");
+    assert_eq!(
+        (&t["per_instance"], &t["scale_in_above"]),
+        (&4.into(), &4.into()),
+        "{t}"
+    );
+    // A looping scale-in threshold: said in the JSON, and exit 1.
+    let (code, t) = json(&[
+        "thresholds",
+        "--instance",
+        "4096:16384",
+        "--largest",
+        "1024:4096",
+        "--check",
+        "1",
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(t["check"]["loops"], true, "{t}");
+    assert!(
+        t["check"]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("would loop"),
+        "{t}"
+    );
 
     let (code, defs) = json(&["definitions", "list"]);
     assert_eq!(code, 0);
