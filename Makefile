@@ -8,7 +8,7 @@ TOOLS_STAMP := $(VENV)/.tools-requirements
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: soak fuzz demo test check hakari unit integration template build tools local-aws local-aws-stop clean help bench-driver bench-capacity bench-sim bench-parse simulate
+.PHONY: soak fuzz demo test check hakari smoke-arm64 unit integration template build tools local-aws local-aws-stop clean help bench-driver bench-capacity bench-sim bench-parse simulate
 
 ## demo: berth's main job on the local AWS: a mixed set of jobs submitted, followed to their end
 ## and checked; leaves nothing running
@@ -60,6 +60,15 @@ ARCH ?= arm64
 build: tools
 	if [ "$(ARCH)" = arm64 ]; then rustup target add aarch64-unknown-linux-gnu; fi
 	sam build --beta-features --no-cached --exclude SampleTaskFunction --parameter-overrides Architecture=$(ARCH)
+
+## smoke-arm64: each function of .aws-sam/build (`make build`, arm64) under qemu-user: it asks
+## the Runtime API for work, takes its sample event and answers; installs Debian's
+## qemu-user-static and libc6-arm64-cross when missing (as root)
+smoke-arm64:
+	command -v qemu-aarch64-static >/dev/null && [ -d /usr/aarch64-linux-gnu/lib ] || \
+		apt-get install -y -q qemu-user-static libc6-arm64-cross || \
+		{ apt-get update -q && apt-get install -y -q qemu-user-static libc6-arm64-cross; }
+	scripts/arm64-smoke
 
 ## tools: SAM CLI, cargo-lambda and cfn-lint, in .venv/
 tools: $(TOOLS_STAMP)
