@@ -2,6 +2,7 @@
 //! share.
 
 pub mod deployment;
+pub mod engine;
 pub mod fleet;
 pub mod moto;
 pub mod proxy;

@@ -9,6 +9,7 @@ mod cli;
 mod crash;
 mod driver;
 mod driver_ecs_answers;
+mod engine;
 mod events;
 mod lifecycle;
 mod local_run;
