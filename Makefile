@@ -8,7 +8,7 @@ TOOLS_STAMP := $(VENV)/.tools-requirements
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: soak fuzz demo test check hakari smoke-arm64 unit integration template build tools local-aws local-aws-stop clean help bench-driver bench-capacity bench-sim bench-parse simulate
+.PHONY: soak fuzz demo test check hakari smoke-arm64 engine engine-stop unit integration template build tools local-aws local-aws-stop clean help bench-driver bench-capacity bench-sim bench-parse simulate
 
 ## demo: berth's main job on the local AWS: a mixed set of jobs submitted, followed to their end
 ## and checked; leaves nothing running
@@ -76,6 +76,17 @@ $(TOOLS_STAMP): scripts/requirements/tools.txt
 	[ -x $(VENV)/bin/python ] || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
 	cp $< $@
+
+## engine: a Docker engine of berth's own (installs Debian's docker.io when missing, as root; no
+## network bridge) and the job image, made offline: the demo and the local run then run ECS tasks
+## as real containers
+engine:
+	scripts/local-engine start >/dev/null
+	DOCKER_HOST=unix://$(CURDIR)/.local-aws/engine/docker.sock scripts/local-images
+
+## engine-stop: stop that engine and its containers
+engine-stop:
+	scripts/local-engine stop
 
 ## local-aws: start the local AWS (or reuse it) and print its exports
 local-aws:

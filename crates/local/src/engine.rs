@@ -17,6 +17,9 @@ use bollard::query_parameters::{
 };
 use futures::{Stream, StreamExt};
 
+/// The socket of `scripts/local-engine`'s engine, under the workspace.
+pub const OWN_SOCKET: &str = ".local-aws/engine/docker.sock";
+
 /// What a container runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Spec {
@@ -64,10 +67,21 @@ fn err(e: bollard::errors::Error) -> String {
 }
 
 impl Engine {
-    /// The engine that `DOCKER_HOST` names (or the default socket), when it
-    /// answers within two seconds; the API version is the engine's.
-    pub async fn connect() -> Result<Self, String> {
-        let docker = Docker::connect_with_local_defaults().map_err(err)?;
+    /// The engine that `DOCKER_HOST` names, else the one at `own` (the
+    /// socket of `scripts/local-engine`) when it is there, else the default
+    /// socket; when it answers within two seconds. The API version is the
+    /// engine's.
+    pub async fn connect_or(own: &std::path::Path) -> Result<Self, String> {
+        let docker = if std::env::var_os("DOCKER_HOST").is_none() && own.exists() {
+            Docker::connect_with_socket(
+                &own.display().to_string(),
+                120,
+                bollard::API_DEFAULT_VERSION,
+            )
+            .map_err(err)?
+        } else {
+            Docker::connect_with_local_defaults().map_err(err)?
+        };
         let docker = tokio::time::timeout(Duration::from_secs(2), docker.negotiate_version())
             .await
             .map_err(|_| "the Docker engine did not answer in 2 s".to_owned())?
@@ -160,6 +174,20 @@ impl Engine {
             .remove_container(id, Some(options))
             .await
             .map_err(err)
+    }
+
+    /// How many containers carry the label `key`, running or not.
+    pub async fn containers_with_label(&self, key: &str) -> Result<usize, String> {
+        let options = bollard::query_parameters::ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&std::collections::HashMap::from([("label", vec![key])]))
+            .build();
+        Ok(self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(err)?
+            .len())
     }
 
     /// The lines container `id` writes, from its start, as they come, until

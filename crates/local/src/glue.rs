@@ -1,11 +1,15 @@
 //! What AWS does around berth's functions and the local AWS does not: the
 //! SQS event source mapping, asynchronous Lambda invokes, ECS task state
-//! change events, and the schedules. With no Docker engine, the containers
-//! of ECS tasks are played: a task "runs" for its job's `PLAY_SECONDS`
-//! (default 4) and exits with `PLAY_EXIT` (default 0); with
-//! `PLAY_INTERRUPT` set, its first launch is reclaimed as a Spot
-//! interruption. Lambda jobs run for real, in the task processor under
-//! `cargo lambda watch`.
+//! change events, and the schedules. An ECS task's container runs for real
+//! on the Docker engine when the run has one (`berth_local::engine`): its
+//! task definition's image and container with the task's overrides, its
+//! output copied to its awslogs stream, stopped with SIGTERM and then
+//! SIGKILL after its `stopTimeout`, and its real exit code in the STOPPED
+//! event. Without an engine it is played: the task "runs" for its job's
+//! `PLAY_SECONDS` (default 4) and exits with `PLAY_EXIT` (default 0). Either
+//! way, with `PLAY_INTERRUPT` set, its first launch is reclaimed as a Spot
+//! interruption halfway through its `PLAY_SECONDS`. Lambda jobs run for
+//! real, in the task processor under `cargo lambda watch`, on the host.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -28,6 +32,8 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+
+use berth_local::engine::{Engine, Spec, State};
 
 use crate::Local;
 
@@ -206,10 +212,34 @@ pub async fn lambda_logs(
     }
 }
 
-/// The containers being played, by task ARN.
+/// The containers of the local ECS's tasks, by task ARN: real ones on the
+/// Docker engine when the run has one ([`Local::engine`]), else played.
 #[derive(Debug, Default)]
 pub struct Containers {
     running: HashMap<String, Played>,
+    /// What a task definition's container runs, by task definition ARN.
+    definitions: HashMap<String, Option<ContainerFacts>>,
+}
+
+/// A task definition's container, as a container of it runs.
+#[derive(Debug, Clone)]
+struct ContainerFacts {
+    image: String,
+    command: Option<Vec<String>>,
+    environment: Vec<(String, String)>,
+    cpu: Option<u32>,
+    memory: Option<u32>,
+    /// ECS's `stopTimeout`: between SIGTERM and SIGKILL (30 s by default).
+    stop_timeout: Duration,
+}
+
+/// A container on the engine.
+#[derive(Debug)]
+struct Real {
+    id: String,
+    /// The copy of its lines to its awslogs stream; done once it has ended.
+    logs: tokio::task::JoinHandle<()>,
+    grace: Duration,
 }
 
 #[derive(Debug)]
@@ -223,9 +253,23 @@ struct Played {
     /// Where its container's output goes: the awslogs stream of its task
     /// definition, as ECS's log driver names it.
     log: Option<berth_aws::logs::Source>,
+    /// The real container, when the run has an engine.
+    real: Option<Real>,
 }
 
 impl Played {
+    /// Whether its time is up: its `PLAY_SECONDS` are over, or, for a launch
+    /// to be interrupted, half of them (the instance is reclaimed while the
+    /// job works).
+    fn due(&self) -> bool {
+        let after = if self.interrupt {
+            (self.seconds / 2).max(1)
+        } else {
+            self.seconds
+        };
+        self.since.elapsed() >= Duration::from_secs(after)
+    }
+
     /// Writes `line` as the container's output.
     async fn say(&self, local: &Local, line: String) {
         let Some(berth_aws::logs::Source::Stream { group, stream }) = &self.log else {
@@ -261,8 +305,10 @@ async fn log_stream(
 }
 
 impl Containers {
-    /// Reports new tasks as RUNNING, ends those whose time is up, and
-    /// reports tasks berth stopped (cancel, timeout) as STOPPED.
+    /// Reports new tasks as RUNNING (starting their container on the engine
+    /// when there is one), ends those whose container has exited (or, when
+    /// played, whose time is up), and stops and reports as STOPPED the tasks
+    /// berth stopped (cancel, timeout).
     pub async fn play(&mut self, local: &Local) -> Result<(), String> {
         let ecs = &local.clients.ecs;
         let listed = ecs
@@ -286,12 +332,19 @@ impl Containers {
         for task in described {
             let arn = task.task_arn.clone().unwrap_or_default();
             if gone.contains(&arn) {
-                // Stopped by someone else (berth's cancel or timeout).
+                // Stopped by someone else (berth's cancel or timeout): the
+                // container gets SIGTERM, then SIGKILL after its grace.
                 let played = self.running.remove(&arn);
                 let reason = task.stopped_reason.clone().unwrap_or_default();
-                if let Some(p) = &played {
-                    p.say(local, format!("[berth-local] stopped (SIGTERM): {reason}"))
-                        .await;
+                let mut exit = Some(143);
+                if let Some(p) = played.as_ref() {
+                    match &p.real {
+                        Some(real) => exit = stop_real(local, real).await,
+                        None => {
+                            p.say(local, format!("[berth-local] stopped (SIGTERM): {reason}"))
+                                .await;
+                        }
+                    }
                 }
                 let container = played.map_or_else(|| "main".to_owned(), |p| p.container);
                 let event = task_event(
@@ -299,67 +352,322 @@ impl Containers {
                     &task,
                     "STOPPED",
                     &container,
-                    Some(("UserInitiated", reason.as_str(), Some(143))),
+                    Some(("UserInitiated", reason.as_str(), exit)),
                 );
                 invoke_event(local, "berth-ecs-runner", &event).await;
                 continue;
             }
-            match self.running.get(&arn) {
+            let stop = match self.running.get(&arn) {
                 None => {
                     let mut played = played(&task);
                     played.log = log_stream(local, &task, &played.container).await;
-                    let command = played.command.as_ref().map_or_else(
-                        || "the image's command".to_owned(),
-                        |c| format!("`{}`", c.join(" ")),
-                    );
-                    let line = format!(
-                        "[berth-local] a played container (no Docker engine): {command}, for {} s (PLAY_SECONDS), then {}",
-                        played.seconds,
-                        if played.interrupt {
-                            "a Spot interruption (PLAY_INTERRUPT)".to_owned()
-                        } else {
-                            format!("exit code {} (PLAY_EXIT)", played.exit)
+                    let started = match &local.engine {
+                        Some(engine) => self.start_real(local, engine, &task, &mut played).await,
+                        None => {
+                            played.say(local, played_line(&played)).await;
+                            Ok(())
                         }
-                    );
-                    played.say(local, line).await;
-                    let event = task_event(local, &task, "RUNNING", &played.container, None);
-                    self.running.insert(arn, played);
-                    invoke_event(local, "berth-ecs-runner", &event).await;
-                }
-                Some(p) if p.since.elapsed() >= Duration::from_secs(p.seconds) => {
-                    let end = if p.interrupt {
-                        "[berth-local] reclaimed: the Spot instance was interrupted".to_owned()
-                    } else {
-                        format!("[berth-local] exit code {}", p.exit)
                     };
-                    p.say(local, end).await;
-                    let stop = if p.interrupt {
-                        ("SpotInterruption", "Your Spot Task was interrupted.", None)
-                    } else {
-                        (
-                            "EssentialContainerExited",
-                            "Essential container in task exited",
-                            Some(p.exit),
-                        )
-                    };
-                    let event = task_event(local, &task, "STOPPED", &p.container, Some(stop));
-                    self.running.remove(&arn);
-                    // Free the task's room in the local ECS first, as the
-                    // container would have.
-                    ecs.stop_task()
-                        .cluster(&local.cluster)
-                        .task(&arn)
-                        .reason("container exited")
-                        .send()
-                        .await
-                        .map_err(|e| format!("stop task: {e}"))?;
-                    invoke_event(local, "berth-ecs-runner", &event).await;
+                    match started {
+                        Ok(()) => {
+                            let event =
+                                task_event(local, &task, "RUNNING", &played.container, None);
+                            self.running.insert(arn.clone(), played);
+                            invoke_event(local, "berth-ecs-runner", &event).await;
+                            None
+                        }
+                        // ECS reports a container that cannot start as a
+                        // task that stopped before it ran.
+                        Err(why) => Some((played, ("TaskFailedToStart", why, None))),
+                    }
                 }
-                Some(_) => {}
+                Some(p) => match &p.real {
+                    Some(real) if p.interrupt && p.due() => {
+                        // The instance is reclaimed: its containers are
+                        // stopped as the ECS agent stops them on a draining
+                        // Spot instance.
+                        stop_real(local, real).await;
+                        let p = self.running.remove(&arn).ok_or("a task vanished")?;
+                        Some((
+                            p,
+                            (
+                                "SpotInterruption",
+                                "Your Spot Task was interrupted.".to_owned(),
+                                None,
+                            ),
+                        ))
+                    }
+                    Some(real) => match engine(local)?.state(&real.id).await? {
+                        State::Running => None,
+                        State::Exited { code, oom_killed } => {
+                            let p = self.running.remove(&arn).ok_or("a task vanished")?;
+                            if let Some(real) = &p.real {
+                                finish_real(local, real).await;
+                            }
+                            let why = if oom_killed {
+                                "OutOfMemoryError: Container killed due to memory usage"
+                            } else {
+                                "Essential container in task exited"
+                            };
+                            let code = i32::try_from(code).ok();
+                            Some((p, ("EssentialContainerExited", why.to_owned(), code)))
+                        }
+                        State::Gone => {
+                            let p = self.running.remove(&arn).ok_or("a task vanished")?;
+                            Some((
+                                p,
+                                (
+                                    "TaskFailedToStart",
+                                    "the container is gone from the engine".to_owned(),
+                                    None,
+                                ),
+                            ))
+                        }
+                    },
+                    None if p.due() => {
+                        let end = if p.interrupt {
+                            "[berth-local] reclaimed: the Spot instance was interrupted".to_owned()
+                        } else {
+                            format!("[berth-local] exit code {}", p.exit)
+                        };
+                        p.say(local, end).await;
+                        let p = self.running.remove(&arn).ok_or("a task vanished")?;
+                        let stop = if p.interrupt {
+                            (
+                                "SpotInterruption",
+                                "Your Spot Task was interrupted.".to_owned(),
+                                None,
+                            )
+                        } else {
+                            (
+                                "EssentialContainerExited",
+                                "Essential container in task exited".to_owned(),
+                                Some(p.exit),
+                            )
+                        };
+                        Some((p, stop))
+                    }
+                    None => None,
+                },
+            };
+            if let Some((p, (code, reason, exit))) = stop {
+                let event = task_event(
+                    local,
+                    &task,
+                    "STOPPED",
+                    &p.container,
+                    Some((code, reason.as_str(), exit)),
+                );
+                // Free the task's room in the local ECS first, as the
+                // container would have.
+                ecs.stop_task()
+                    .cluster(&local.cluster)
+                    .task(&arn)
+                    .reason("container exited")
+                    .send()
+                    .await
+                    .map_err(|e| format!("stop task: {e}"))?;
+                invoke_event(local, "berth-ecs-runner", &event).await;
             }
         }
         Ok(())
     }
+
+    /// Starts `task`'s container on `engine` as ECS would: its task
+    /// definition's image and container, with the task's overrides, its
+    /// output copied to its awslogs stream. `Err`: why it cannot start.
+    async fn start_real(
+        &mut self,
+        local: &Local,
+        engine: &Engine,
+        task: &Task,
+        played: &mut Played,
+    ) -> Result<(), String> {
+        let arn = task.task_arn().unwrap_or_default();
+        let facts = self
+            .facts(
+                local,
+                task.task_definition_arn().unwrap_or_default(),
+                &played.container,
+            )
+            .await
+            .ok_or_else(|| format!("no container `{}` in the task definition", played.container))?;
+        if !engine.has_image(&facts.image).await {
+            return Err(format!(
+                "CannotPullContainerError: pull image manifest has been retried 5 time(s): {} not found (the local run's engine reaches no registry)",
+                facts.image
+            ));
+        }
+        let overrides = task.overrides();
+        let first = overrides.and_then(|o| o.container_overrides().first());
+        let mut environment = facts.environment.clone();
+        for kv in first.map(|c| c.environment()).unwrap_or_default() {
+            if let (Some(k), Some(v)) = (kv.name(), kv.value()) {
+                environment.retain(|(name, _)| name != k);
+                environment.push((k.to_owned(), v.to_owned()));
+            }
+        }
+        let task_level = |v: Option<&str>| v.and_then(|v| v.parse::<u32>().ok());
+        let spec = Spec {
+            name: format!("berth-{}", berth_core::logs::task_id(arn)),
+            image: facts.image.clone(),
+            command: played.command.clone().or_else(|| facts.command.clone()),
+            environment,
+            cpu: first
+                .and_then(|c| c.cpu())
+                .and_then(|c| u32::try_from(c).ok())
+                .or_else(|| task_level(overrides.and_then(|o| o.cpu())))
+                .or(facts.cpu),
+            memory: first
+                .and_then(|c| c.memory())
+                .and_then(|m| u32::try_from(m).ok())
+                .or_else(|| task_level(overrides.and_then(|o| o.memory())))
+                .or(facts.memory),
+            labels: vec![("berth.task".into(), arn.to_owned())],
+        };
+        // A container left by a run that stopped meanwhile goes first.
+        let _ = engine.remove(&spec.name).await;
+        let id = engine.run(&spec).await?;
+        let logs = tokio::spawn(copy_lines(
+            engine.clone(),
+            id.clone(),
+            local.job_logs.clone(),
+            played.log.clone(),
+        ));
+        played.real = Some(Real {
+            id,
+            logs,
+            grace: facts.stop_timeout,
+        });
+        Ok(())
+    }
+
+    /// What `definition`'s container `container` runs (read once).
+    async fn facts(
+        &mut self,
+        local: &Local,
+        definition: &str,
+        container: &str,
+    ) -> Option<ContainerFacts> {
+        if let Some(known) = self.definitions.get(definition) {
+            return known.clone();
+        }
+        let out = local
+            .clients
+            .ecs
+            .describe_task_definition()
+            .task_definition(definition)
+            .send()
+            .await
+            .ok()?;
+        let d = out.task_definition()?;
+        let facts = d
+            .container_definitions()
+            .iter()
+            .find(|c| c.name() == Some(container))
+            .map(|c| ContainerFacts {
+                image: c.image().unwrap_or_default().to_owned(),
+                command: Some(c.command().to_vec()).filter(|c| !c.is_empty()),
+                environment: c
+                    .environment()
+                    .iter()
+                    .filter_map(|kv| Some((kv.name()?.to_owned(), kv.value()?.to_owned())))
+                    .collect(),
+                cpu: u32::try_from(c.cpu()).ok().filter(|c| *c > 0),
+                memory: c.memory().and_then(|m| u32::try_from(m).ok()),
+                stop_timeout: Duration::from_secs(
+                    c.stop_timeout()
+                        .and_then(|t| u64::try_from(t).ok())
+                        .unwrap_or(30),
+                ),
+            });
+        self.definitions
+            .insert(definition.to_owned(), facts.clone());
+        facts
+    }
+}
+
+/// The run's engine (a real container exists only when there is one).
+fn engine(local: &Local) -> Result<&Engine, String> {
+    local
+        .engine
+        .as_ref()
+        .ok_or_else(|| "a real container with no engine".to_owned())
+}
+
+/// Stops a real container as ECS does (SIGTERM, SIGKILL after its grace),
+/// copies its last lines, removes it; its exit code.
+async fn stop_real(local: &Local, real: &Real) -> Option<i32> {
+    let engine = local.engine.as_ref()?;
+    if let Err(e) = engine.stop(&real.id, real.grace).await {
+        eprintln!("local: stopping container {}: {e}", real.id);
+    }
+    let code = match engine.state(&real.id).await {
+        Ok(State::Exited { code, .. }) => i32::try_from(code).ok(),
+        _ => None,
+    };
+    finish_real(local, real).await;
+    code
+}
+
+/// Waits for the last lines of an ended container to be copied, then
+/// removes it.
+async fn finish_real(local: &Local, real: &Real) {
+    // The copy ends with the container's output; a stuck one is let go.
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while !real.logs.is_finished() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    if let Some(engine) = &local.engine
+        && let Err(e) = engine.remove(&real.id).await
+    {
+        eprintln!("local: removing container {}: {e}", real.id);
+    }
+}
+
+/// Copies a container's lines to its awslogs stream, as ECS's log driver
+/// does, a batch at a time, until it has ended.
+async fn copy_lines(
+    engine: Engine,
+    id: String,
+    logs: berth_aws::logs::JobLogs,
+    to: Option<berth_aws::logs::Source>,
+) {
+    use futures::StreamExt;
+    let Some(berth_aws::logs::Source::Stream { group, stream }) = to else {
+        return;
+    };
+    let lines = engine.lines(&id);
+    let mut batches = Box::pin(lines.ready_chunks(500));
+    while let Some(batch) = batches.next().await {
+        let now = berth_aws::store::now_ms();
+        let events: Vec<(i64, String)> = batch.into_iter().map(|l| (now, l.text)).collect();
+        if let Err(e) = logs.put(&group, &stream, &events).await {
+            eprintln!(
+                "local: {} lines of container {id} not logged: {e}",
+                events.len()
+            );
+        }
+    }
+}
+
+/// What a played container says it plays.
+fn played_line(played: &Played) -> String {
+    let command = played.command.as_ref().map_or_else(
+        || "the image's command".to_owned(),
+        |c| format!("`{}`", c.join(" ")),
+    );
+    format!(
+        "[berth-local] a played container (no Docker engine): {command}, for {} s (PLAY_SECONDS), then {}",
+        played.seconds,
+        if played.interrupt {
+            "a Spot interruption (PLAY_INTERRUPT)".to_owned()
+        } else {
+            format!("exit code {} (PLAY_EXIT)", played.exit)
+        }
+    )
 }
 
 fn played(task: &Task) -> Played {
@@ -391,6 +699,7 @@ fn played(task: &Task) -> Played {
             .map(|c| c.command().to_vec())
             .filter(|c| !c.is_empty()),
         log: None,
+        real: None,
     }
 }
 

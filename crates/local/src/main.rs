@@ -1,5 +1,6 @@
-//! berth-local: berth end to end on the local AWS, no AWS account and no
-//! Docker engine needed. It starts the local AWS and `cargo lambda watch`
+//! berth-local: berth end to end on the local AWS, no AWS account needed;
+//! ECS tasks run as real containers when a Docker engine answers, and are
+//! played when none does. It starts the local AWS and `cargo lambda watch`
 //! with berth's real function binaries, provisions a deployment (queue and
 //! dead-letter queue, tables, a cluster and its Auto Scaling group, task and
 //! job definitions) in an account of its own, then does what AWS would
@@ -136,8 +137,11 @@ pub struct Local {
     pub reused: bool,
     /// The port `cargo lambda watch` serves the functions on.
     pub watch_port: u16,
-    /// CloudWatch Logs, where the played containers write.
+    /// CloudWatch Logs, where the containers write.
     pub job_logs: berth_aws::logs::JobLogs,
+    /// The Docker engine ECS tasks' containers run on; `None`: they are
+    /// played.
+    pub engine: Option<berth_local::engine::Engine>,
     ids: AtomicU64,
     /// The fault proxy between the functions and the local AWS, if any.
     pub faults: Option<berth_local::proxy::LatencyProxy>,
@@ -624,6 +628,42 @@ async fn provision(
         watch.log.display()
     );
     processes.watch = Some(watch);
+    // Real containers when an engine answers and has the job image; the
+    // soak plays them (thousands of tasks, and its faults are elsewhere).
+    let own_engine = root().join(berth_local::engine::OWN_SOCKET);
+    let engine = match (
+        faults.is_some(),
+        berth_local::engine::Engine::connect_or(&own_engine).await,
+    ) {
+        (true, _) => {
+            println!("ECS tasks' containers are played (the soak)");
+            None
+        }
+        (false, Ok(engine)) if engine.has_image(berth_local::moto::JOB_IMAGE).await => {
+            println!(
+                "ECS tasks run as real containers on the Docker engine ({})",
+                std::env::var("DOCKER_HOST").unwrap_or_else(|_| if own_engine.exists() {
+                    format!("unix://{}", own_engine.display())
+                } else {
+                    "its default socket".into()
+                })
+            );
+            Some(engine)
+        }
+        (false, Ok(_)) => {
+            println!(
+                "ECS tasks' containers are played: the Docker engine has no {} (scripts/local-images makes it)",
+                berth_local::moto::JOB_IMAGE
+            );
+            None
+        }
+        (false, Err(e)) => {
+            println!(
+                "ECS tasks' containers are played: no Docker engine answers ({e}; scripts/local-engine starts one)"
+            );
+            None
+        }
+    };
     let watch_config = aws_sdk_lambda::config::Builder::from(&config)
         .endpoint_url(&watch_url)
         .timeout_config(
@@ -655,6 +695,7 @@ async fn provision(
         key: (key.clone(), secret.clone()),
         reused: existing,
         job_logs: berth_aws::logs::JobLogs::from_config(&config),
+        engine,
         ids: AtomicU64::new(1),
         faults: proxy,
         lost_events: AtomicU64::new(0),
@@ -669,7 +710,9 @@ fn demo_definitions() -> Vec<JobDefinition> {
         task_definition: "render".into(),
         container: "main".into(),
         lambda_function: None,
-        command: None,
+        // On a real container: works PLAY_SECONDS, writes a frame and
+        // prints its size (scripts/images/berth-job).
+        command: Some(vec!["berth-job".into(), "render".into()]),
         cpu: 1024,
         memory: 2048,
         gpu: 0,
@@ -682,6 +725,7 @@ fn demo_definitions() -> Vec<JobDefinition> {
         JobDefinition {
             name: "train".into(),
             task_definition: "train".into(),
+            command: None,
             gpu: 1,
             fargate: false,
             ..render.clone()
@@ -691,6 +735,7 @@ fn demo_definitions() -> Vec<JobDefinition> {
         JobDefinition {
             name: "reindex".into(),
             task_definition: "train".into(),
+            command: None,
             fargate: false,
             ..render.clone()
         },
@@ -936,11 +981,16 @@ async fn demo(local: &Local, mut glue: Glue) -> Fallible<bool> {
             "GPU: no instance type has one; reported, never scaled for; cancelled",
         ),
         (
-            submit(
-                "fail-1",
-                "render",
-                &[("PLAY_SECONDS", "2"), ("PLAY_EXIT", "3")],
-            ),
+            Submission {
+                // A real container runs the command; a played one
+                // PLAY_EXIT.
+                command: vec!["berth-job".into(), "fail".into(), "3".into()],
+                ..submit(
+                    "fail-1",
+                    "render",
+                    &[("PLAY_SECONDS", "2"), ("PLAY_EXIT", "3")],
+                )
+            },
             JobStatus::Failed,
             None,
             "exits 3 on each of its 2 attempts",
@@ -1062,6 +1112,26 @@ async fn demo(local: &Local, mut glue: Glue) -> Fallible<bool> {
             r.attempts,
             e.why
         );
+    }
+
+    // What some of the jobs printed, as `berth logs` reads it.
+    println!("\nwhat some of the jobs printed (berth logs JOB):");
+    let reader = berth_aws::logs::JobLogs::from_config(&local.sdk_config);
+    for id in ["thumb-1", "render-1", "fail-1", "render-8"] {
+        println!("  {id}:");
+        let shown = berth_cli::logs::logs(
+            &cli,
+            &reader,
+            id,
+            None,
+            None,
+            |_, line| println!("      {}", line.line),
+            |launch| println!("    == {} ==", launch.title()),
+        )
+        .await;
+        if let Err(e) = shown {
+            println!("    (not read: {e})");
+        }
     }
 
     // The cluster comes back to zero once its instances have been idle.

@@ -135,6 +135,13 @@ impl Account {
 pub const TASK_CPU: i32 = 1024;
 pub const TASK_MEMORY: i32 = 2048;
 
+/// The image of the local run's task definitions (`scripts/local-images`).
+pub const JOB_IMAGE: &str = "berth-local/job:1";
+
+/// Seconds between SIGTERM and SIGKILL when a task of the local run is
+/// stopped (ECS's `stopTimeout`; 30 by default).
+pub const STOP_TIMEOUT_SECONDS: i32 = 5;
+
 /// The log group of the local run's task definitions' containers.
 pub const TASK_LOG_GROUP: &str = "/berth/local/tasks";
 
@@ -163,7 +170,8 @@ pub async fn register_task_definitions(ecs: &aws_sdk_ecs::Client) -> Result<(), 
             .container_definitions(
                 ContainerDefinition::builder()
                     .name("main")
-                    .image("public.ecr.aws/docker/library/busybox:latest")
+                    .image(JOB_IMAGE)
+                    .stop_timeout(STOP_TIMEOUT_SECONDS)
                     .cpu(TASK_CPU)
                     .memory(TASK_MEMORY)
                     .essential(true)

@@ -19,7 +19,8 @@ const IMAGE: &str = "berth-local/job:1";
 /// none and none is required.
 async fn engine() -> Option<Engine> {
     let required = std::env::var_os("BERTH_REQUIRE_ENGINE").is_some();
-    match Engine::connect().await {
+    let own = berth_tests::workspace_root().join(berth_local::engine::OWN_SOCKET);
+    match Engine::connect_or(&own).await {
         Ok(engine) if engine.has_image(IMAGE).await => Some(engine),
         Ok(_) if required => panic!("no image {IMAGE}: run scripts/local-images"),
         Err(e) if required => panic!("no Docker engine: {e}"),

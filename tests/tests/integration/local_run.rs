@@ -84,19 +84,29 @@ fn the_local_run_is_reached_with_what_it_prints_and_stopped_by_sigterm() {
         "--env",
         "PLAY_SECONDS=2",
         "--",
+        "berth-job",
         "render",
-        "--scene",
         "s1",
     ]);
     assert_eq!(code, Some(0), "{stderr}");
     let ecs_id = ecs_id.trim();
     let (code, out, stderr) = berth(&["logs", "--follow", "--interval", "1", ecs_id]);
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(
-        out.contains("a played container (no Docker engine): `render --scene s1`, for 2 s")
-            && out.trim_end().ends_with("exit code 0"),
-        "{out}{stderr}"
-    );
+    if seen.contains("ECS tasks run as real containers") {
+        assert!(
+            out.contains("rendering scene s1 for 2 s")
+                && out
+                    .trim_end()
+                    .ends_with("wrote /work/s1.frame, 65536 bytes"),
+            "{out}{stderr}"
+        );
+    } else {
+        assert!(
+            out.contains("a played container (no Docker engine): `berth-job render s1`, for 2 s")
+                && out.trim_end().ends_with("exit code 0"),
+            "{out}{stderr}"
+        );
+    }
     assert!(
         stderr.contains("== launch 1: ECS task ")
             && stderr.contains("/berth/local/tasks render/main/"),
@@ -216,6 +226,133 @@ fn the_local_run_keeps_its_account_across_restarts_unless_reset() {
     assert!(stderr.contains(&format!("no job `{id}`")), "{stderr}");
     reset.stop();
     assert!(TcpStream::connect(aws.endpoint.trim_start_matches("http://")).is_ok());
+    let _ = std::fs::remove_file(&state);
+}
+
+/// With a Docker engine, the local run's ECS tasks are real containers and
+/// end as ECS ends them: a job's output is in its task's log stream; exit
+/// code 3 fails the attempt with code 3; a cancel stops the container with
+/// SIGTERM, which its process sees; a timeout kills a container that
+/// ignores SIGTERM; an interruption stops the first container and the
+/// second runs to its end. Without an engine this says so and passes,
+/// unless `BERTH_REQUIRE_ENGINE` is set.
+#[test]
+fn real_containers_end_as_ecs_ends_them() {
+    let _aws = local_aws();
+    let state = kept_state("real");
+    let run = Run::start(&state, &["--reset"]);
+    if !run.seen.contains("ECS tasks run as real containers") {
+        assert!(
+            std::env::var_os("BERTH_REQUIRE_ENGINE").is_none(),
+            "no real containers:\n{}",
+            run.seen
+        );
+        eprintln!("no Docker engine with the job image: nothing to run this test on");
+        run.stop();
+        return;
+    }
+    let e = &run.exports;
+    let submit = |args: &[&str]| {
+        let mut all = vec!["submit", "--definition", "render"];
+        all.extend_from_slice(args);
+        let (code, id, stderr) = berth_with(e, &all);
+        assert_eq!(code, Some(0), "{stderr}");
+        id.trim().to_owned()
+    };
+    let render = submit(&["--", "berth-job", "render", "s1"]);
+    let fail = submit(&["--max-attempts", "1", "--", "berth-job", "fail", "3"]);
+    let cancel = submit(&["--", "berth-job", "sleep", "300"]);
+    let stubborn = submit(&["--timeout", "3", "--", "berth-job", "stubborn", "300"]);
+    let interrupted = submit(&[
+        "--env",
+        "PLAY_INTERRUPT=1",
+        "--env",
+        "PLAY_SECONDS=4",
+        "--",
+        "berth-job",
+        "render",
+        "s8",
+    ]);
+    let logs = |id: &str| berth_with(e, &["logs", id]).1;
+    let wait_for = |id: &str, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let text = logs(id);
+            if text.contains(what) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} never printed {what:?}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    wait_for(&cancel, "sleeping 300 s");
+    let (code, _, stderr) = berth_with(e, &["cancel", &cancel]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (_, watched, stderr) = berth_with(
+        e,
+        &[
+            "--output",
+            "json",
+            "watch",
+            &render,
+            &fail,
+            &cancel,
+            &stubborn,
+            &interrupted,
+            "--timeout",
+            "180",
+        ],
+    );
+    let jobs: serde_json::Value =
+        serde_json::from_str(&watched).unwrap_or_else(|_| panic!("{watched}{stderr}"));
+    let job = |id: &str| {
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["job_id"] == id)
+            .unwrap_or_else(|| panic!("{id} not in {jobs}"))
+            .clone()
+    };
+    assert_eq!(job(&render)["status"], "SUCCEEDED", "{jobs}");
+    wait_for(&render, "wrote /work/s1.frame, 65536 bytes");
+
+    assert_eq!(job(&fail)["status"], "FAILED", "{jobs}");
+    let (_, status, _) = berth_with(e, &["--output", "json", "status", &fail]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["exit_code"], 3, "{status}");
+    wait_for(&fail, "failing with exit code 3");
+
+    assert_eq!(job(&cancel)["status"], "CANCELLED", "{jobs}");
+    wait_for(&cancel, "got SIGTERM, stopping");
+
+    assert_eq!(job(&stubborn)["status"], "TIMED_OUT", "{jobs}");
+    let text = wait_for(&stubborn, "ignoring SIGTERM for 300 s");
+    assert!(!text.contains("got SIGTERM"), "{text}");
+
+    assert_eq!(job(&interrupted)["status"], "SUCCEEDED", "{jobs}");
+    assert_eq!(job(&interrupted)["attempts"], 2, "{jobs}");
+    let (_, first, _) = berth_with(e, &["logs", "--launch", "1", &interrupted]);
+    assert!(first.contains("got SIGTERM, stopping"), "{first}");
+    let (_, second, _) = berth_with(e, &["logs", "--launch", "2", &interrupted]);
+    assert!(
+        second.contains("launch 2: wrote /work/s8.frame"),
+        "{second}"
+    );
+
+    // Every container is gone: stopped or ended, then removed.
+    run.stop();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let own = workspace_root().join(berth_local::engine::OWN_SOCKET);
+        let engine = berth_local::engine::Engine::connect_or(&own).await.unwrap();
+        assert_eq!(engine.containers_with_label("berth.task").await.unwrap(), 0);
+    });
     let _ = std::fs::remove_file(&state);
 }
 
