@@ -176,18 +176,24 @@ impl Engine {
             .map_err(err)
     }
 
-    /// How many containers carry the label `key`, running or not.
-    pub async fn containers_with_label(&self, key: &str) -> Result<usize, String> {
+    /// The ids of the containers labelled `key=value`, running or not.
+    pub async fn labelled(&self, key: &str, value: &str) -> Result<Vec<String>, String> {
+        let filter = format!("{key}={value}");
         let options = bollard::query_parameters::ListContainersOptionsBuilder::new()
             .all(true)
-            .filters(&std::collections::HashMap::from([("label", vec![key])]))
+            .filters(&std::collections::HashMap::from([(
+                "label",
+                vec![filter.as_str()],
+            )]))
             .build();
         Ok(self
             .docker
             .list_containers(Some(options))
             .await
             .map_err(err)?
-            .len())
+            .into_iter()
+            .filter_map(|c| c.id)
+            .collect())
     }
 
     /// The lines container `id` writes, from its start, as they come, until

@@ -189,6 +189,9 @@ impl Intercept for StopAfter {
     }
 }
 
+/// The label that names the account of the run a container is of.
+pub const ACCOUNT_LABEL: &str = "berth.account";
+
 /// The function every Lambda-route job of the local run runs in.
 pub const TASK_FUNCTION: &str = "berth-lambda-task-processor";
 
@@ -523,7 +526,10 @@ impl Containers {
                 .and_then(|m| u32::try_from(m).ok())
                 .or_else(|| task_level(overrides.and_then(|o| o.memory())))
                 .or(facts.memory),
-            labels: vec![("berth.task".into(), arn.to_owned())],
+            labels: vec![
+                ("berth.task".into(), arn.to_owned()),
+                (ACCOUNT_LABEL.into(), local.account.clone()),
+            ],
         };
         // A container left by a run that stopped meanwhile goes first.
         let _ = engine.remove(&spec.name).await;

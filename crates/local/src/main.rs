@@ -164,6 +164,26 @@ impl Local {
 struct Processes {
     watch: Option<berth_local::watch::Watch>,
     stop_local_aws: bool,
+    /// The engine the run's containers are on, and the run's account.
+    containers: Option<(berth_local::engine::Engine, String)>,
+}
+
+impl Processes {
+    /// Removes the containers the run started, running or not.
+    async fn remove_containers(&mut self) {
+        let Some((engine, account)) = self.containers.take() else {
+            return;
+        };
+        let ids = engine
+            .labelled(glue::ACCOUNT_LABEL, &account)
+            .await
+            .unwrap_or_default();
+        for id in ids {
+            if let Err(e) = engine.remove(&id).await {
+                eprintln!("berth-local: container {id} not removed: {e}");
+            }
+        }
+    }
 }
 
 impl Drop for Processes {
@@ -217,6 +237,7 @@ async fn main() -> ExitCode {
     let mut processes = Processes {
         watch: None,
         stop_local_aws: false,
+        containers: None,
     };
     let outcome = tokio::select! {
         r = run(&args, &mut processes) => r,
@@ -225,6 +246,7 @@ async fn main() -> ExitCode {
     if let Err(e) = &outcome {
         eprintln!("berth-local: {e}");
     }
+    processes.remove_containers().await;
     drop(processes);
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -664,6 +686,7 @@ async fn provision(
             None
         }
     };
+    processes.containers = engine.clone().map(|e| (e, account.clone()));
     let watch_config = aws_sdk_lambda::config::Builder::from(&config)
         .endpoint_url(&watch_url)
         .timeout_config(

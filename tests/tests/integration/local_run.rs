@@ -252,6 +252,13 @@ fn real_containers_end_as_ecs_ends_them() {
         return;
     }
     let e = &run.exports;
+    let account = run
+        .seen
+        .lines()
+        .find_map(|l| l.strip_prefix("provisioned account "))
+        .and_then(|l| l.split(':').next())
+        .unwrap_or_else(|| panic!("no account in:\n{}", run.seen))
+        .to_owned();
     let submit = |args: &[&str]| {
         let mut all = vec!["submit", "--definition", "render"];
         all.extend_from_slice(args);
@@ -342,8 +349,8 @@ fn real_containers_end_as_ecs_ends_them() {
         "{second}"
     );
 
-    // Every container is gone: stopped or ended, then removed.
-    run.stop();
+    // Every container is gone while the run goes on: ended, or stopped
+    // (the stubborn one killed after its grace), then removed.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -351,7 +358,25 @@ fn real_containers_end_as_ecs_ends_them() {
     rt.block_on(async {
         let own = workspace_root().join(berth_local::engine::OWN_SOCKET);
         let engine = berth_local::engine::Engine::connect_or(&own).await.unwrap();
-        assert_eq!(engine.containers_with_label("berth.task").await.unwrap(), 0);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = engine.labelled("berth.account", &account).await.unwrap();
+            if left.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "containers left: {left:?}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    // Stopped, the run takes its running containers with it.
+    let left_running = submit(&["--", "berth-job", "sleep", "300"]);
+    wait_for(&left_running, "sleeping 300 s");
+    run.stop();
+    rt.block_on(async {
+        let own = workspace_root().join(berth_local::engine::OWN_SOCKET);
+        let engine = berth_local::engine::Engine::connect_or(&own).await.unwrap();
+        let left = engine.labelled("berth.account", &account).await.unwrap();
+        assert!(left.is_empty(), "containers left after the run: {left:?}");
     });
     let _ = std::fs::remove_file(&state);
 }
