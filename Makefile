@@ -39,7 +39,7 @@ hakari:
 ## unit: the tests that need no local AWS
 unit:
 	cargo test --lib -p berth-core -p berth-aws -p berth-sim -p berth-driver -p berth-ecs-runner \
-		-p berth-lambda-task-processor -p berth-capacity-metric
+		-p berth-lambda-task-processor -p berth-capacity-metric -p berth-cli
 
 ## integration: the tests against the local AWS
 integration:

@@ -60,11 +60,16 @@ pub struct Cursor {
 #[derive(Debug, Clone)]
 pub struct JobLogs {
     logs: Client,
+    /// The streams [`JobLogs::put`] has made (or found) so far.
+    made: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<(String, String)>>>,
 }
 
 impl JobLogs {
     pub fn new(logs: Client) -> Self {
-        Self { logs }
+        Self {
+            logs,
+            made: std::sync::Arc::default(),
+        }
     }
 
     pub fn from_config(config: &aws_config::SdkConfig) -> Self {
@@ -190,36 +195,12 @@ impl JobLogs {
         if events.is_empty() {
             return Ok(());
         }
-        let exists = |e: &AwsError| e.is_code("ResourceAlreadyExistsException");
-        match self
-            .logs
-            .create_log_group()
-            .log_group_name(group)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) => {
-                let e = AwsError::from_sdk("logs:CreateLogGroup", e);
-                if !exists(&e) {
-                    return Err(e);
-                }
-            }
-        }
-        match self
-            .logs
-            .create_log_stream()
-            .log_group_name(group)
-            .log_stream_name(stream)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) => {
-                let e = AwsError::from_sdk("logs:CreateLogStream", e);
-                if !exists(&e) {
-                    return Err(e);
-                }
+        let key = (group.to_owned(), stream.to_owned());
+        let known = self.made.lock().is_ok_and(|made| made.contains(&key));
+        if !known {
+            self.make(group, stream).await?;
+            if let Ok(mut made) = self.made.lock() {
+                made.insert(key);
             }
         }
         let mut sorted: Vec<&(i64, String)> = events.iter().collect();
@@ -249,6 +230,38 @@ impl JobLogs {
                 .send()
                 .await
                 .map_err(|e| AwsError::from_sdk("logs:PutLogEvents", e))?;
+        }
+        Ok(())
+    }
+
+    /// Makes `group` and its `stream`, where they are not yet (what a
+    /// create makes may exist already: that is no error).
+    async fn make(&self, group: &str, stream: &str) -> Result<(), AwsError> {
+        let made = |e: AwsError| {
+            if e.is_code("ResourceAlreadyExistsException") {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        };
+        if let Err(e) = self
+            .logs
+            .create_log_group()
+            .log_group_name(group)
+            .send()
+            .await
+        {
+            made(AwsError::from_sdk("logs:CreateLogGroup", e))?;
+        }
+        let stream_made = self
+            .logs
+            .create_log_stream()
+            .log_group_name(group)
+            .log_stream_name(stream)
+            .send()
+            .await;
+        if let Err(e) = stream_made {
+            made(AwsError::from_sdk("logs:CreateLogStream", e))?;
         }
         Ok(())
     }

@@ -61,6 +61,16 @@ impl Berth {
     /// The launches of `record` that started the job (oldest first), each
     /// with where its output is.
     pub async fn launches(&self, record: &JobRecord) -> Vec<Launch> {
+        self.launches_known(record, &BTreeMap::new()).await
+    }
+
+    /// As [`Berth::launches`], taking the sources in `known` as found
+    /// (an ECS launch's stream costs two ECS calls to find).
+    async fn launches_known(
+        &self,
+        record: &JobRecord,
+        known: &BTreeMap<LaunchNumber, Source>,
+    ) -> Vec<Launch> {
         let mut started: BTreeMap<LaunchNumber, (Route, Option<String>)> = BTreeMap::new();
         for end in &record.history {
             if let Some(route) = end.route {
@@ -77,7 +87,10 @@ impl Berth {
         }
         let mut launches = Vec::with_capacity(started.len());
         for (launch, (route, id)) in started {
-            let source = self.source(record, launch, route, id.as_deref()).await;
+            let source = match known.get(&launch) {
+                Some(source) => Ok(source.clone()),
+                None => self.source(record, launch, route, id.as_deref()).await,
+            };
             launches.push(Launch {
                 launch,
                 route,
@@ -153,6 +166,7 @@ pub async fn logs(
     mut header: impl FnMut(&Launch),
 ) -> Result<JobRecord, CliError> {
     let mut cursors: BTreeMap<LaunchNumber, Cursor> = BTreeMap::new();
+    let mut known: BTreeMap<LaunchNumber, Source> = BTreeMap::new();
     // Empty reads since the job was seen ended: logs arrive a few seconds
     // after they are written (the awslogs driver batches them).
     let mut quiet_after_end = 0;
@@ -168,7 +182,7 @@ pub async fn logs(
         };
         let ended = record.status.is_final();
         let mut any = false;
-        for launch in berth.launches(&record).await {
+        for launch in berth.launches_known(&record, &known).await {
             if only.is_some_and(|n| n != launch.launch) {
                 continue;
             }
@@ -180,6 +194,7 @@ pub async fn logs(
             let Ok(source) = &launch.source else {
                 continue;
             };
+            known.insert(launch.launch, source.clone());
             let lines = reader.read(source, cursor).await?;
             any |= !lines.is_empty();
             for line in &lines {
