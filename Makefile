@@ -11,12 +11,14 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 .PHONY: soak fuzz demo test check hakari smoke-arm64 engine engine-stop unit integration template build tools local-aws local-aws-stop clean help bench-driver bench-capacity bench-sim bench-parse simulate
 
 ## demo: berth's main job on the local AWS: a mixed set of jobs submitted, followed to their end
-## and checked; leaves nothing running
+## and checked; real containers when a Docker engine with the job image answers (`make engine`),
+## played ones otherwise; leaves nothing running
 demo: tools
 	cargo run --quiet -p berth-local -- demo
 
-## test: format, lints, unit and integration tests, template checks and build (CI runs this,
-## then the demo and a soak of 40 jobs: .ci/run)
+## test: format, lints, unit and integration tests, template checks and the arm64 build (CI
+## starts berth's Docker engine first, then runs this, `smoke-arm64`, the demo and a soak of 40
+## jobs: .ci/run)
 test: check template build
 	cargo test --workspace
 

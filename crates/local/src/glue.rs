@@ -220,8 +220,9 @@ pub async fn lambda_logs(
 #[derive(Debug, Default)]
 pub struct Containers {
     running: HashMap<String, Played>,
-    /// What a task definition's container runs, by task definition ARN.
-    definitions: HashMap<String, Option<ContainerFacts>>,
+    /// What a task definition's container runs, by task definition ARN and
+    /// container name.
+    definitions: HashMap<(String, String), Option<ContainerFacts>>,
 }
 
 /// A task definition's container, as a container of it runs.
@@ -234,6 +235,8 @@ struct ContainerFacts {
     memory: Option<u32>,
     /// ECS's `stopTimeout`: between SIGTERM and SIGKILL (30 s by default).
     stop_timeout: Duration,
+    /// Its `awslogs` configuration, if it logs to CloudWatch Logs.
+    logs: Option<berth_core::logs::AwsLogs>,
 }
 
 /// A container on the engine.
@@ -283,28 +286,6 @@ impl Played {
             eprintln!("local: a played container's line not logged: {e}");
         }
     }
-}
-
-/// The awslogs stream of `task`'s `container`, if its task definition has one.
-async fn log_stream(
-    local: &Local,
-    task: &Task,
-    container: &str,
-) -> Option<berth_aws::logs::Source> {
-    let arn = task.task_arn()?;
-    let ecs = berth_aws::EcsCluster::for_deployment(&local.settings, &local.clients);
-    let definition = task.task_definition_arn().unwrap_or_default();
-    let (driver, options) = ecs
-        .container_log_configuration(arn, definition, container)
-        .await
-        .ok()??;
-    let logs =
-        berth_core::logs::AwsLogs::from_options(container, driver.as_deref(), &options).ok()?;
-    let stream = logs.stream(container, arn).ok()?;
-    Some(berth_aws::logs::Source::Stream {
-        group: logs.group,
-        stream,
-    })
 }
 
 impl Containers {
@@ -363,9 +344,26 @@ impl Containers {
             let stop = match self.running.get(&arn) {
                 None => {
                     let mut played = played(&task);
-                    played.log = log_stream(local, &task, &played.container).await;
+                    let facts = self
+                        .facts(
+                            local,
+                            task.task_definition_arn().unwrap_or_default(),
+                            &played.container,
+                        )
+                        .await;
+                    // The stream ECS's awslogs driver writes to.
+                    played.log = facts.as_ref().and_then(|f| {
+                        let logs = f.logs.as_ref()?;
+                        let stream = logs.stream(&played.container, &arn).ok()?;
+                        Some(berth_aws::logs::Source::Stream {
+                            group: logs.group.clone(),
+                            stream,
+                        })
+                    });
                     let started = match &local.engine {
-                        Some(engine) => self.start_real(local, engine, &task, &mut played).await,
+                        Some(engine) => {
+                            start_real(local, engine, &task, facts.as_ref(), &mut played).await
+                        }
                         None => {
                             played.say(local, played_line(&played)).await;
                             Ok(())
@@ -476,78 +474,6 @@ impl Containers {
         Ok(())
     }
 
-    /// Starts `task`'s container on `engine` as ECS would: its task
-    /// definition's image and container, with the task's overrides, its
-    /// output copied to its awslogs stream. `Err`: why it cannot start.
-    async fn start_real(
-        &mut self,
-        local: &Local,
-        engine: &Engine,
-        task: &Task,
-        played: &mut Played,
-    ) -> Result<(), String> {
-        let arn = task.task_arn().unwrap_or_default();
-        let facts = self
-            .facts(
-                local,
-                task.task_definition_arn().unwrap_or_default(),
-                &played.container,
-            )
-            .await
-            .ok_or_else(|| format!("no container `{}` in the task definition", played.container))?;
-        if !engine.has_image(&facts.image).await {
-            return Err(format!(
-                "CannotPullContainerError: pull image manifest has been retried 5 time(s): {} not found (the local run's engine reaches no registry)",
-                facts.image
-            ));
-        }
-        let overrides = task.overrides();
-        let first = overrides.and_then(|o| o.container_overrides().first());
-        let mut environment = facts.environment.clone();
-        for kv in first.map(|c| c.environment()).unwrap_or_default() {
-            if let (Some(k), Some(v)) = (kv.name(), kv.value()) {
-                environment.retain(|(name, _)| name != k);
-                environment.push((k.to_owned(), v.to_owned()));
-            }
-        }
-        let task_level = |v: Option<&str>| v.and_then(|v| v.parse::<u32>().ok());
-        let spec = Spec {
-            name: format!("berth-{}", berth_core::logs::task_id(arn)),
-            image: facts.image.clone(),
-            command: played.command.clone().or_else(|| facts.command.clone()),
-            environment,
-            cpu: first
-                .and_then(|c| c.cpu())
-                .and_then(|c| u32::try_from(c).ok())
-                .or_else(|| task_level(overrides.and_then(|o| o.cpu())))
-                .or(facts.cpu),
-            memory: first
-                .and_then(|c| c.memory())
-                .and_then(|m| u32::try_from(m).ok())
-                .or_else(|| task_level(overrides.and_then(|o| o.memory())))
-                .or(facts.memory),
-            labels: vec![
-                ("berth.task".into(), arn.to_owned()),
-                (ACCOUNT_LABEL.into(), local.account.clone()),
-            ],
-        };
-        // A container left by a run that stopped meanwhile goes first.
-        let _ = engine.remove(&spec.name).await;
-        let id = engine.run(&spec).await?;
-        let logs = tokio::spawn(copy_lines(
-            engine.clone(),
-            id.clone(),
-            local.job_logs.clone(),
-            played.log.clone(),
-        ));
-        played.real = Some(Real {
-            id,
-            logs,
-            grace: facts.stop_timeout,
-        });
-        Ok(())
-    }
-
     /// What `definition`'s container `container` runs (read once).
     async fn facts(
         &mut self,
@@ -555,7 +481,8 @@ impl Containers {
         definition: &str,
         container: &str,
     ) -> Option<ContainerFacts> {
-        if let Some(known) = self.definitions.get(definition) {
+        let key = (definition.to_owned(), container.to_owned());
+        if let Some(known) = self.definitions.get(&key) {
             return known.clone();
         }
         let out = local
@@ -586,11 +513,85 @@ impl Containers {
                         .and_then(|t| u64::try_from(t).ok())
                         .unwrap_or(30),
                 ),
+                logs: c.log_configuration().and_then(|l| {
+                    let options = l.options().cloned().unwrap_or_default();
+                    berth_core::logs::AwsLogs::from_options(
+                        container,
+                        Some(l.log_driver().as_str()),
+                        &options,
+                    )
+                    .ok()
+                }),
             });
-        self.definitions
-            .insert(definition.to_owned(), facts.clone());
+        self.definitions.insert(key, facts.clone());
         facts
     }
+}
+
+/// Starts `task`'s container on `engine` as ECS would: its task
+/// definition's image and container, with the task's overrides, its
+/// output copied to its awslogs stream. `Err`: why it cannot start.
+async fn start_real(
+    local: &Local,
+    engine: &Engine,
+    task: &Task,
+    facts: Option<&ContainerFacts>,
+    played: &mut Played,
+) -> Result<(), String> {
+    let arn = task.task_arn().unwrap_or_default();
+    let facts = facts
+        .ok_or_else(|| format!("no container `{}` in the task definition", played.container))?;
+    if !engine.has_image(&facts.image).await {
+        return Err(format!(
+            "CannotPullContainerError: pull image manifest has been retried 5 time(s): {} not found (the local run's engine reaches no registry)",
+            facts.image
+        ));
+    }
+    let overrides = task.overrides();
+    let first = overrides.and_then(|o| o.container_overrides().first());
+    let mut environment = facts.environment.clone();
+    for kv in first.map(|c| c.environment()).unwrap_or_default() {
+        if let (Some(k), Some(v)) = (kv.name(), kv.value()) {
+            environment.retain(|(name, _)| name != k);
+            environment.push((k.to_owned(), v.to_owned()));
+        }
+    }
+    let task_level = |v: Option<&str>| v.and_then(|v| v.parse::<u32>().ok());
+    let spec = Spec {
+        name: format!("berth-{}", berth_core::logs::task_id(arn)),
+        image: facts.image.clone(),
+        command: played.command.clone().or_else(|| facts.command.clone()),
+        environment,
+        cpu: first
+            .and_then(|c| c.cpu())
+            .and_then(|c| u32::try_from(c).ok())
+            .or_else(|| task_level(overrides.and_then(|o| o.cpu())))
+            .or(facts.cpu),
+        memory: first
+            .and_then(|c| c.memory())
+            .and_then(|m| u32::try_from(m).ok())
+            .or_else(|| task_level(overrides.and_then(|o| o.memory())))
+            .or(facts.memory),
+        labels: vec![
+            ("berth.task".into(), arn.to_owned()),
+            (ACCOUNT_LABEL.into(), local.account.clone()),
+        ],
+    };
+    // A container left by a run that stopped meanwhile goes first.
+    let _ = engine.remove(&spec.name).await;
+    let id = engine.run(&spec).await?;
+    let logs = tokio::spawn(copy_lines(
+        engine.clone(),
+        id.clone(),
+        local.job_logs.clone(),
+        played.log.clone(),
+    ));
+    played.real = Some(Real {
+        id,
+        logs,
+        grace: facts.stop_timeout,
+    });
+    Ok(())
 }
 
 /// The run's engine (a real container exists only when there is one).

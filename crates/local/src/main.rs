@@ -276,7 +276,7 @@ async fn run(args: &Args, processes: &mut Processes) -> Fallible<bool> {
         _ => None,
     };
     let again = match &kept {
-        Some((state, false)) => Kept::load(state, &endpoint, started).await,
+        Some((state, false)) => Kept::load(state, &endpoint, &region, started).await,
         _ => None,
     };
     let local = provision(
@@ -413,6 +413,28 @@ impl Activity {
     }
 }
 
+/// The SDK configuration of an account of the local AWS at `endpoint`, by
+/// its access key.
+async fn account_config(
+    endpoint: &str,
+    region: &str,
+    key: &str,
+    secret: &str,
+) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new(region.to_owned()))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            key,
+            secret,
+            None,
+            None,
+            "berth-local",
+        ))
+        .load()
+        .await
+}
+
 /// The account a local run keeps for the next one.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Kept {
@@ -426,24 +448,13 @@ impl Kept {
     /// The last run's account, if the local AWS at `endpoint` still holds
     /// it: it was running before this run (`!started`), and the kept key
     /// still reads the account's jobs table.
-    async fn load(path: &Path, endpoint: &str, started: bool) -> Option<Self> {
+    async fn load(path: &Path, endpoint: &str, region: &str, started: bool) -> Option<Self> {
         let kept: Self = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
         if started || kept.endpoint != endpoint {
             println!("a new account: the local AWS that held the last run's has stopped since");
             return None;
         }
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(endpoint)
-            .region(Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                &kept.key,
-                &kept.secret,
-                None,
-                None,
-                "berth-local",
-            ))
-            .load()
-            .await;
+        let config = account_config(endpoint, region, &kept.key, &kept.secret).await;
         let table = aws_sdk_dynamodb::Client::new(&config)
             .describe_table()
             .table_name(berth_local::deployment::JOBS_TABLE_NAME)
@@ -540,18 +551,7 @@ async fn provision(
     };
     let moto = berth_local::moto::Account::new(endpoint, region, &account);
 
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new(region.to_owned()))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            &key,
-            &secret,
-            None,
-            None,
-            "berth-local",
-        ))
-        .load()
-        .await;
+    let config = account_config(endpoint, region, &key, &secret).await;
     let clients = Clients::new(&config);
     let instances = match cluster_capacity {
         Cluster::Fixed(n) => Instances::Fixed(n),
