@@ -27,6 +27,32 @@ pub const TASK_FUNCTION_PREFIX: &str = "BERTH_TASK_FUNCTION_PREFIX";
 pub const JOB_ROLE_PREFIX: &str = "BERTH_JOB_ROLE_PREFIX";
 pub const STACK: &str = "BERTH_STACK";
 
+/// Every variable above: an empty value is the same as an unset one.
+pub const ALL: [&str; 22] = [
+    JOBS_TABLE,
+    DEFINITIONS_TABLE,
+    CLUSTER,
+    QUEUE_URL,
+    DLQ_URL,
+    EC2_CAPACITY_PROVIDER,
+    FARGATE_SUBNETS,
+    FARGATE_SECURITY_GROUPS,
+    FARGATE_SPOT,
+    LARGEST_CPU,
+    LARGEST_MEMORY,
+    INSTANCE_GROUP,
+    INSTANCE_TYPES,
+    SCALE_IN_AFTER_SECONDS,
+    HEADROOM,
+    MAX_INTERRUPTIONS,
+    MAX_RECEIVES,
+    STRANDED_AFTER_SECONDS,
+    TASK_DEFINITION_PREFIX,
+    TASK_FUNCTION_PREFIX,
+    JOB_ROLE_PREFIX,
+    STACK,
+];
+
 pub use berth_core::stop::DEFAULT_MAX_INTERRUPTIONS;
 
 use berth_core::definition::Prefixes;

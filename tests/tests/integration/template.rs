@@ -491,3 +491,101 @@ fn the_build_and_the_template_agree_on_the_architecture() {
     let samconfig = std::fs::read_to_string(workspace_root().join("samconfig.toml")).unwrap();
     assert!(!samconfig.contains("Architecture="), "{samconfig}");
 }
+
+/// A deployed function uses AWS's own endpoints: the endpoint variables
+/// that `sam local invoke --env-vars` may set (it sets only declared ones)
+/// are declared empty, left out of the deployed function by
+/// `Ref AWS::NoValue`, and nothing else in the template names an endpoint.
+#[test]
+fn endpoints_are_declared_for_a_local_invoke_and_left_out_when_deployed() {
+    let text = template();
+    for name in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_LAMBDA"] {
+        assert_eq!(value_of(&text, name), "!Ref AWS::NoValue", "{name}");
+    }
+    let declared: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("AWS_ENDPOINT_URL"))
+        .collect();
+    assert_eq!(
+        declared,
+        [": !Ref AWS::NoValue", "_LAMBDA: !Ref AWS::NoValue"]
+    );
+    assert!(!text.contains("http://"), "an endpoint in the template");
+}
+
+/// The template as CloudFormation receives it from `sam deploy` (SAM's own
+/// transform: scripts/sam-transform): each of berth's zip functions has a
+/// name of the stack's, and the log group Lambda writes it to
+/// (`/aws/lambda/NAME`) is the stack's, kept `LogRetentionDays`, made before
+/// the function (it depends on it) so that Lambda never makes it first; its
+/// logs are JSON at the Globals' levels; and the endpoint variables are
+/// `Ref AWS::NoValue`, which CloudFormation leaves out.
+#[test]
+fn each_function_logs_to_a_group_of_the_stack_with_retention_once_transformed() {
+    let root = workspace_root();
+    let out = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg("scripts/sam-transform")
+        .current_dir(&root)
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .expect("the SAM CLI in .venv/ (make tools)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfn: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let resources = cfn["Resources"].as_object().unwrap();
+    let mut groups = BTreeSet::new();
+    for function in [
+        "DriverFunction",
+        "EcsRunnerFunction",
+        "CapacityMetricFunction",
+    ] {
+        let props = &resources[function]["Properties"];
+        let logging = &props["LoggingConfig"];
+        assert_eq!(logging["LogFormat"], "JSON", "{function}");
+        assert_eq!(logging["ApplicationLogLevel"], "INFO", "{function}");
+        let name = props["FunctionName"]["Fn::Sub"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{function} has no name of the stack's"));
+        let depends: Vec<&str> = match &resources[function]["DependsOn"] {
+            serde_json::Value::String(one) => vec![one.as_str()],
+            serde_json::Value::Array(many) => many.iter().filter_map(|d| d.as_str()).collect(),
+            _ => vec![],
+        };
+        let group = depends
+            .iter()
+            .copied()
+            .find(|d| resources[*d]["Type"] == "AWS::Logs::LogGroup")
+            .unwrap_or_else(|| panic!("{function} depends on no log group"));
+        let group_props = &resources[group]["Properties"];
+        assert_eq!(
+            group_props["LogGroupName"]["Fn::Sub"],
+            format!("/aws/lambda/{name}"),
+            "{group}"
+        );
+        assert_eq!(
+            group_props["RetentionInDays"],
+            serde_json::json!({"Ref": "LogRetentionDays"}),
+            "{group}"
+        );
+        assert!(groups.insert(group.to_owned()), "{group} is shared");
+        let vars = &props["Environment"]["Variables"];
+        // Each setting it declares is one berth reads (`berth-local run
+        // --sam-host` gives every one of them a value, empty where unset).
+        for name in vars.as_object().unwrap().keys() {
+            assert!(
+                !name.starts_with("BERTH_") || berth_aws::settings::ALL.contains(&name.as_str()),
+                "{function} declares {name}, which berth_aws::settings does not list"
+            );
+        }
+        for name in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_LAMBDA"] {
+            assert_eq!(
+                vars[name],
+                serde_json::json!({"Ref": "AWS::NoValue"}),
+                "{function} {name}"
+            );
+        }
+    }
+}
