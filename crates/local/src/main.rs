@@ -103,6 +103,17 @@ enum Mode {
         /// Where the run keeps its account between starts.
         #[arg(long, default_value = ".local-aws/run.json")]
         state: PathBuf,
+        /// Also serve the local AWS on this address of this machine, one
+        /// that containers reach (berth's engine's bridge, 172.30.99.1, or
+        /// Docker's docker0, 172.17.0.1), for `sam local invoke`: the
+        /// functions' variables for its `--env-vars` are written to
+        /// `--sam-env`.
+        #[arg(long)]
+        sam_host: Option<std::net::IpAddr>,
+        /// Where `--sam-host` writes the variables `sam local invoke
+        /// --env-vars` takes.
+        #[arg(long, default_value = ".local-aws/sam-env.json")]
+        sam_env: PathBuf,
     },
 }
 
@@ -137,6 +148,12 @@ pub struct Local {
     pub reused: bool,
     /// The port `cargo lambda watch` serves the functions on.
     pub watch_port: u16,
+    /// The functions' own variables (the deployment's `BERTH_*` and the
+    /// function settings), as under `cargo lambda watch`.
+    pub function_env: Vec<(String, String)>,
+    /// Where Lambda's asynchronous invokes are answered (to `cargo lambda
+    /// watch`, with Lambda's retries).
+    pub async_invoke: String,
     /// CloudWatch Logs, where the containers write.
     pub job_logs: berth_aws::logs::JobLogs,
     /// The Docker engine ECS tasks' containers run on; `None`: they are
@@ -203,9 +220,11 @@ impl Drop for Processes {
 /// this (`cargo run`), else the one compiled in. Two checkouts that share a
 /// target dir may share this binary's build.
 fn root() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
+    let root = std::env::var_os("CARGO_MANIFEST_DIR")
         .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-        .join("../..")
+        .join("../..");
+    // As a path a user reads: /work/berth/.local-aws, not .../crates/local/../../.local-aws.
+    root.canonicalize().unwrap_or(root)
 }
 
 type Fallible<T> = Result<T, String>;
@@ -348,6 +367,15 @@ async fn run(args: &Args, processes: &mut Processes) -> Fallible<bool> {
                 "invoke a function with a sample event: cargo lambda invoke --invoke-address 127.0.0.1 --invoke-port {} berth-driver --data-file events/driver-sqs.json",
                 local.watch_port
             );
+            // Held while the run goes on: it serves the containers.
+            let sam = match &args.command {
+                Mode::Run {
+                    sam_host: Some(address),
+                    sam_env,
+                    ..
+                } => Some(serve_sam(&local, *address, &root().join(sam_env)).await?),
+                _ => None,
+            };
             println!("ready");
             let mut glue = Glue::new(every, boot);
             let mut activity = Activity::default();
@@ -362,12 +390,96 @@ async fn run(args: &Args, processes: &mut Processes) -> Fallible<bool> {
                     for change in activity.changes(&store).await? {
                         glue.say(&change);
                     }
+                    if let Some(line) = sam.as_ref().and_then(|p| containers_calls(&p.calls)) {
+                        glue.say(&line);
+                    }
                     looked = Instant::now();
                 }
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
         }
     }
+}
+
+/// Serves the local AWS (and Lambda's asynchronous invokes) on `address`
+/// for the functions `sam local invoke` runs in containers, and writes their
+/// variables, as `sam local invoke --env-vars` takes them, to `path`.
+async fn serve_sam(
+    local: &Local,
+    address: std::net::IpAddr,
+    path: &std::path::Path,
+) -> Fallible<berth_local::proxy::LatencyProxy> {
+    let endpoint = local
+        .sdk_config
+        .endpoint_url()
+        .ok_or("the run has no endpoint")?;
+    let proxy =
+        berth_local::proxy::LatencyProxy::start_on(address, endpoint, Some(&local.async_invoke))
+            .await?;
+    let vars = sam_env_vars(&proxy.endpoint, endpoint, &local.function_env);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::write(
+        path,
+        serde_json::to_vec_pretty(&vars).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| format!("{}: {e}", path.display()))?;
+    let arch = match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        _ => "x86_64",
+    };
+    println!(
+        "the local AWS for containers at {} (the functions' variables: {}); after `make sam-build`, with the exports above: sam local invoke -t .aws-sam/local/template.yaml --parameter-overrides Architecture={arch} --env-vars {} DriverFunction -e events/driver-sqs.json",
+        proxy.endpoint,
+        path.display(),
+        path.display()
+    );
+    Ok(proxy)
+}
+
+/// The calls the containers made to the local AWS since the last look, by
+/// operation, as one line; `None` when they made none.
+fn containers_calls(calls: &berth_local::proxy::CallCounts) -> Option<String> {
+    let calls = calls.take();
+    if calls.is_empty() {
+        return None;
+    }
+    let total: u64 = calls.values().map(|c| c.count).sum();
+    let each = calls
+        .iter()
+        .map(|(op, c)| format!("{op} {}", c.count))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(format!(
+        "containers' calls to the local AWS: {total} ({each})"
+    ))
+}
+
+/// `sam local invoke --env-vars`' file: the same variables for every
+/// function (its `Parameters`). Every berth setting is given, empty (unset)
+/// where the run has none, so that no value of the template's stands in for
+/// the run's; the local AWS's address (`loopback`) becomes `endpoint`, which
+/// the containers reach. SAM passes the shell's key and region itself.
+fn sam_env_vars(
+    endpoint: &str,
+    loopback: &str,
+    function_env: &[(String, String)],
+) -> serde_json::Value {
+    let mut vars = serde_json::Map::new();
+    for name in berth_aws::settings::ALL {
+        vars.insert(name.into(), "".into());
+    }
+    for (k, v) in function_env {
+        let v = match v.strip_prefix(loopback) {
+            Some(rest) => format!("{endpoint}{rest}"),
+            None => v.clone(),
+        };
+        vars.insert(k.clone(), v.into());
+    }
+    vars.insert("AWS_ENDPOINT_URL".into(), endpoint.into());
+    vars.insert("AWS_ENDPOINT_URL_LAMBDA".into(), endpoint.into());
+    serde_json::json!({ "Parameters": vars })
 }
 
 /// What the local run says of its jobs as it goes: each change of a job's
@@ -621,11 +733,10 @@ async fn provision(
     }
     // The Lambda-route jobs' lines go to their function's log group, as
     // Lambda sends a function's output to CloudWatch Logs.
+    // One writer for the run: its clones share the streams it has made.
+    let job_logs = berth_aws::logs::JobLogs::from_config(&config);
     let (job_lines, lines) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(glue::lambda_logs(
-        berth_aws::logs::JobLogs::from_config(&config),
-        lines,
-    ));
+    tokio::spawn(glue::lambda_logs(job_logs.clone(), lines));
     let watch = berth_local::watch::Watch::start(berth_local::watch::WatchConfig {
         root: &root(),
         functions: &[
@@ -715,9 +826,11 @@ async fn provision(
         ],
         watch_lambda: aws_sdk_lambda::Client::from_conf(watch_config),
         watch_port: port,
+        function_env: vars,
+        async_invoke: async_url,
         key: (key.clone(), secret.clone()),
         reused: existing,
-        job_logs: berth_aws::logs::JobLogs::from_config(&config),
+        job_logs,
         engine,
         ids: AtomicU64::new(1),
         faults: proxy,
@@ -1139,12 +1252,11 @@ async fn demo(local: &Local, mut glue: Glue) -> Fallible<bool> {
 
     // What some of the jobs printed, as `berth logs` reads it.
     println!("\nwhat some of the jobs printed (berth logs JOB):");
-    let reader = berth_aws::logs::JobLogs::from_config(&local.sdk_config);
     for id in ["thumb-1", "render-1", "fail-1", "render-8"] {
         println!("  {id}:");
         let shown = berth_cli::logs::logs(
             &cli,
-            &reader,
+            &local.job_logs,
             id,
             None,
             None,

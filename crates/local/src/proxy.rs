@@ -6,7 +6,7 @@
 //! point the functions' clients at it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -178,13 +178,50 @@ impl LatencyProxy {
         latency: Duration,
         faults: Option<Faults>,
     ) -> Self {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("a free loopback port");
+        Self::serve(listener, upstream, lambda_upstream, latency, faults)
+    }
+
+    /// Serves on a free port of `address`, an address of this machine
+    /// other than loopback (a container network's gateway, which the
+    /// containers reach), forwarding as `start_with` does with no latency
+    /// and no faults. An unspecified address (0.0.0.0) is refused: that
+    /// would serve every network this machine is on.
+    pub async fn start_on(
+        address: IpAddr,
+        upstream: &str,
+        lambda_upstream: Option<&str>,
+    ) -> Result<Self, String> {
+        if address.is_unspecified() {
+            return Err(format!(
+                "{address} would serve every network of this machine: name one address"
+            ));
+        }
+        let listener = TcpListener::bind((address, 0))
+            .await
+            .map_err(|e| format!("cannot serve on {address}: {e}"))?;
+        Ok(Self::serve(
+            listener,
+            upstream,
+            lambda_upstream,
+            Duration::ZERO,
+            None,
+        ))
+    }
+
+    fn serve(
+        listener: TcpListener,
+        upstream: &str,
+        lambda_upstream: Option<&str>,
+        latency: Duration,
+        faults: Option<Faults>,
+    ) -> Self {
         assert_loopback(upstream);
         if let Some(l) = lambda_upstream {
             assert_loopback(l);
         }
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .expect("a free loopback port");
         let addr: SocketAddr = listener
             .local_addr()
             .expect("a bound listener has an address");
@@ -539,5 +576,14 @@ fn operation(parts: &hyper::http::request::Parts, body: &[u8]) -> String {
         .split('&')
         .find_map(|kv| kv.strip_prefix("Action=").map(str::to_owned))
         .unwrap_or_else(|| "unknown".into());
-    format!("query:{action}")
+    // The Query protocol names no service: its signature's scope does
+    // (`Credential=KEY/DATE/REGION/SERVICE/aws4_request`).
+    let service = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').nth(3))
+        .unwrap_or("query");
+    format!("{service}:{action}")
 }
