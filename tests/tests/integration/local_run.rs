@@ -298,49 +298,26 @@ fn real_containers_end_as_ecs_ends_them() {
     wait_for(&cancel, "sleeping 300 s");
     let (code, _, stderr) = berth_with(e, &["cancel", &cancel]);
     assert_eq!(code, Some(0), "{stderr}");
-    let (_, watched, stderr) = berth_with(
-        e,
-        &[
-            "--output",
-            "json",
-            "watch",
-            &render,
-            &fail,
-            &cancel,
-            &stubborn,
-            &interrupted,
-            "--timeout",
-            "180",
-        ],
-    );
-    let jobs: serde_json::Value =
-        serde_json::from_str(&watched).unwrap_or_else(|_| panic!("{watched}{stderr}"));
-    let job = |id: &str| {
-        jobs.as_array()
-            .unwrap()
-            .iter()
-            .find(|j| j["job_id"] == id)
-            .unwrap_or_else(|| panic!("{id} not in {jobs}"))
-            .clone()
-    };
-    assert_eq!(job(&render)["status"], "SUCCEEDED", "{jobs}");
+    let jobs = watched(e, &[&render, &fail, &cancel, &stubborn, &interrupted], 180);
+    let job = |id: &str| jobs[id].clone();
+    assert_eq!(job(&render)["status"], "SUCCEEDED", "{jobs:?}");
     wait_for(&render, "wrote /work/s1.frame, 65536 bytes");
 
-    assert_eq!(job(&fail)["status"], "FAILED", "{jobs}");
+    assert_eq!(job(&fail)["status"], "FAILED", "{jobs:?}");
     let (_, status, _) = berth_with(e, &["--output", "json", "status", &fail]);
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["exit_code"], 3, "{status}");
     wait_for(&fail, "failing with exit code 3");
 
-    assert_eq!(job(&cancel)["status"], "CANCELLED", "{jobs}");
+    assert_eq!(job(&cancel)["status"], "CANCELLED", "{jobs:?}");
     wait_for(&cancel, "got SIGTERM, stopping");
 
-    assert_eq!(job(&stubborn)["status"], "TIMED_OUT", "{jobs}");
+    assert_eq!(job(&stubborn)["status"], "TIMED_OUT", "{jobs:?}");
     let text = wait_for(&stubborn, "ignoring SIGTERM for 300 s");
     assert!(!text.contains("got SIGTERM"), "{text}");
 
-    assert_eq!(job(&interrupted)["status"], "SUCCEEDED", "{jobs}");
-    assert_eq!(job(&interrupted)["attempts"], 2, "{jobs}");
+    assert_eq!(job(&interrupted)["status"], "SUCCEEDED", "{jobs:?}");
+    assert_eq!(job(&interrupted)["attempts"], 2, "{jobs:?}");
     let (_, first, _) = berth_with(e, &["logs", "--launch", "1", &interrupted]);
     assert!(first.contains("got SIGTERM, stopping"), "{first}");
     let (_, second, _) = berth_with(e, &["logs", "--launch", "2", &interrupted]);
@@ -382,7 +359,7 @@ fn real_containers_end_as_ecs_ends_them() {
 }
 
 /// Where a test's local run keeps its account (not the developer's own).
-fn kept_state(name: &str) -> std::path::PathBuf {
+pub(crate) fn kept_state(name: &str) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!(
         "berth-local-run-{name}-{}.json",
         std::process::id()
@@ -392,19 +369,19 @@ fn kept_state(name: &str) -> std::path::PathBuf {
 }
 
 /// A `berth-local run`, with what it printed up to `ready`.
-struct Run {
+pub(crate) struct Run {
     run: std::process::Child,
     /// Its later lines, as they come.
-    output: std::sync::mpsc::Receiver<String>,
+    pub(crate) output: std::sync::mpsc::Receiver<String>,
     /// The port of its `cargo lambda watch`.
     port: Option<u16>,
-    seen: String,
+    pub(crate) seen: String,
     /// The `export NAME='value'` lines, as a shell would take them.
-    exports: Vec<(String, String)>,
+    pub(crate) exports: Vec<(String, String)>,
 }
 
 impl Run {
-    fn start(state: &std::path::Path, args: &[&str]) -> Self {
+    pub(crate) fn start(state: &std::path::Path, args: &[&str]) -> Self {
         let mut run = Command::new(berth_tests::built_binary("berth-local"))
             .args(["run", "--state"])
             .arg(state)
@@ -457,7 +434,7 @@ impl Run {
     }
 
     /// SIGTERM, and its end.
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let killed = Command::new("kill")
             .args(["-TERM", &self.run.id().to_string()])
             .status()
@@ -476,7 +453,10 @@ impl Run {
 
 /// Runs `berth` with `exports` alone in its environment; (exit code,
 /// stdout, stderr).
-fn berth_with(exports: &[(String, String)], args: &[&str]) -> (Option<i32>, String, String) {
+pub(crate) fn berth_with(
+    exports: &[(String, String)],
+    args: &[&str],
+) -> (Option<i32>, String, String) {
     let out = Command::new(berth_tests::built_binary("berth"))
         .args(args)
         .env_clear()
@@ -489,6 +469,30 @@ fn berth_with(exports: &[(String, String)], args: &[&str]) -> (Option<i32>, Stri
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// `berth --output json watch IDS --timeout SECONDS`: each job as it
+/// ended (or stood at the timeout), by id.
+pub(crate) fn watched(
+    exports: &[(String, String)],
+    ids: &[&str],
+    timeout: u32,
+) -> std::collections::HashMap<String, serde_json::Value> {
+    let mut args = vec!["--output", "json", "watch"];
+    args.extend_from_slice(ids);
+    let timeout = timeout.to_string();
+    args.extend(["--timeout", timeout.as_str()]);
+    let (_, out, stderr) = berth_with(exports, &args);
+    let jobs: Vec<serde_json::Value> =
+        serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}{stderr}"));
+    let jobs: std::collections::HashMap<String, serde_json::Value> = jobs
+        .into_iter()
+        .map(|j| (j["job_id"].as_str().unwrap().to_owned(), j))
+        .collect();
+    for id in ids {
+        assert!(jobs.contains_key(*id), "{id} not in {jobs:?}");
+    }
+    jobs
 }
 
 /// The processes whose command line holds every one of `words`.

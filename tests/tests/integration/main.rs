@@ -13,6 +13,7 @@ mod engine;
 mod events;
 mod lifecycle;
 mod local_run;
+mod sam_local;
 mod scaler;
 mod smoke;
 mod stranded;
