@@ -108,7 +108,7 @@ impl EcsCluster {
                 fargate: FargateNetwork {
                     subnets: settings.fargate_subnets.clone(),
                     security_groups: settings.fargate_security_groups.clone(),
-                    assign_public_ip: false,
+                    assign_public_ip: settings.fargate_public_ip,
                 },
                 fargate_spot: settings.fargate_spot,
             },
@@ -148,7 +148,11 @@ impl EcsCluster {
                     .field("memory")
                     .build(),
             )
-            .set_network_configuration(if awsvpc { self.network()?.into() } else { None });
+            .set_network_configuration(if awsvpc {
+                self.network(false)?.into()
+            } else {
+                None
+            });
         req = match &self.launching.ec2_capacity_provider {
             Some(provider) => req.capacity_provider_strategy(
                 CapacityProviderStrategyItem::builder()
@@ -181,7 +185,7 @@ impl EcsCluster {
         size: FargateSize,
     ) -> Result<Placement, LaunchError> {
         self.checked_task_definition(job).await?;
-        let network = self.network()?;
+        let network = self.network(true)?;
         let mut req = self
             .run_task(
                 job,
@@ -334,14 +338,16 @@ impl EcsCluster {
     }
 
     /// The `awsvpc` network of Fargate tasks (and of EC2 tasks of
-    /// definitions that may run on Fargate).
-    fn network(&self) -> Result<NetworkConfiguration, LaunchError> {
+    /// definitions that may run on Fargate). Only a Fargate task may have a
+    /// public IP (ECS refuses one for a task on an instance, whose traffic
+    /// leaves through the instance's subnet).
+    fn network(&self, fargate: bool) -> Result<NetworkConfiguration, LaunchError> {
         if self.launching.fargate.subnets.is_empty() {
             return Err(LaunchError::Permanent(
                 "awsvpc tasks need subnets: set the stack's Subnets parameter (BERTH_FARGATE_SUBNETS)".into(),
             ));
         }
-        let public_ip = if self.launching.fargate.assign_public_ip {
+        let public_ip = if fargate && self.launching.fargate.assign_public_ip {
             AssignPublicIp::Enabled
         } else {
             AssignPublicIp::Disabled
@@ -1061,6 +1067,80 @@ mod tests {
             ecs.run_on_ec2(&job(), 1).await,
             Err(LaunchError::Permanent(why)) if why.contains("TaskDefinition not found")
         ));
+    }
+
+    /// With public subnets (`BERTH_FARGATE_PUBLIC_IP`), a Fargate task gets
+    /// a public IP, its way to pull images without a NAT gateway; an `awsvpc`
+    /// task on an instance never asks for one (ECS refuses it there).
+    #[tokio::test]
+    async fn only_a_fargate_task_gets_a_public_ip_and_only_when_asked() {
+        let public_ip = |r: &aws_sdk_ecs::operation::run_task::RunTaskInput| {
+            r.network_configuration()
+                .and_then(|n| n.awsvpc_configuration())
+                .and_then(|v| v.assign_public_ip())
+                .cloned()
+        };
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let recorded = seen.clone();
+        let run = mock!(Client::run_task).then_compute_output(move |r| {
+            recorded
+                .lock()
+                .unwrap()
+                .push((r.launch_type().cloned(), public_ip(r)));
+            RunTaskOutput::builder()
+                .tasks(Task::builder().task_arn("arn:task/1").build())
+                .build()
+        });
+        let size = FargateSize {
+            cpu: 1024,
+            memory: 2048,
+        };
+        let fargate = ResolvedJob {
+            fargate_allowed: true,
+            ..job()
+        };
+        for public in [true, false] {
+            let described = mock!(Client::describe_task_definition).then_output(|| {
+                aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput::builder()
+                    .task_definition(
+                        aws_sdk_ecs::types::TaskDefinition::builder()
+                            .network_mode(NetworkMode::Awsvpc)
+                            .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
+                            .cpu("1024")
+                            .memory("2048")
+                            .container_definitions(
+                                aws_sdk_ecs::types::ContainerDefinition::builder()
+                                    .name("main")
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build()
+            });
+            let ecs = EcsCluster::new(
+                mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&described, &run]),
+                "berth",
+                Launching {
+                    fargate: FargateNetwork {
+                        subnets: vec!["subnet-1".into()],
+                        security_groups: vec!["sg-1".into()],
+                        assign_public_ip: public,
+                    },
+                    ..Launching::default()
+                },
+            );
+            ecs.run_on_fargate(&fargate, 1, size).await.unwrap();
+            ecs.run_on_ec2(&fargate, 1).await.unwrap();
+        }
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                (Some(LaunchType::Fargate), Some(AssignPublicIp::Enabled)),
+                (Some(LaunchType::Ec2), Some(AssignPublicIp::Disabled)),
+                (Some(LaunchType::Fargate), Some(AssignPublicIp::Disabled)),
+                (Some(LaunchType::Ec2), Some(AssignPublicIp::Disabled)),
+            ]
+        );
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@ pub const EC2_CAPACITY_PROVIDER: &str = "BERTH_EC2_CAPACITY_PROVIDER";
 pub const FARGATE_SUBNETS: &str = "BERTH_FARGATE_SUBNETS";
 pub const FARGATE_SECURITY_GROUPS: &str = "BERTH_FARGATE_SECURITY_GROUPS";
 pub const FARGATE_SPOT: &str = "BERTH_FARGATE_SPOT";
+pub const FARGATE_PUBLIC_IP: &str = "BERTH_FARGATE_PUBLIC_IP";
 pub const LARGEST_CPU: &str = "BERTH_LARGEST_CPU";
 pub const LARGEST_MEMORY: &str = "BERTH_LARGEST_MEMORY";
 pub const INSTANCE_GROUP: &str = "BERTH_INSTANCE_GROUP";
@@ -28,7 +29,7 @@ pub const JOB_ROLE_PREFIX: &str = "BERTH_JOB_ROLE_PREFIX";
 pub const STACK: &str = "BERTH_STACK";
 
 /// Every variable above: an empty value is the same as an unset one.
-pub const ALL: [&str; 22] = [
+pub const ALL: [&str; 23] = [
     JOBS_TABLE,
     DEFINITIONS_TABLE,
     CLUSTER,
@@ -38,6 +39,7 @@ pub const ALL: [&str; 22] = [
     FARGATE_SUBNETS,
     FARGATE_SECURITY_GROUPS,
     FARGATE_SPOT,
+    FARGATE_PUBLIC_IP,
     LARGEST_CPU,
     LARGEST_MEMORY,
     INSTANCE_GROUP,
@@ -68,6 +70,9 @@ pub struct Settings {
     pub fargate_subnets: Vec<String>,
     pub fargate_security_groups: Vec<String>,
     pub fargate_spot: bool,
+    /// Fargate tasks get a public IP: their subnets are public ones, whose
+    /// way out is an internet gateway rather than a NAT gateway.
+    pub fargate_public_ip: bool,
     /// How many times a job interrupted by the infrastructure (Spot
     /// reclaim, host lost) is re-dispatched before it fails.
     pub max_interruptions: u32,
@@ -144,17 +149,17 @@ impl Settings {
                 })
                 .transpose()
         };
-        let fargate_spot = match optional(FARGATE_SPOT).as_deref() {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(other) => {
-                return Err(SettingsError::Invalid {
-                    name: FARGATE_SPOT,
-                    value: other.into(),
-                    expected: "true or false",
-                });
-            }
+        let flag = |name: &'static str| match optional(name).as_deref() {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(SettingsError::Invalid {
+                name,
+                value: other.into(),
+                expected: "true or false",
+            }),
         };
+        let fargate_spot = flag(FARGATE_SPOT)?;
+        let fargate_public_ip = flag(FARGATE_PUBLIC_IP)?;
         let largest = match (number(LARGEST_CPU)?, number(LARGEST_MEMORY)?) {
             (None, None) => None,
             (Some(cpu), Some(memory)) => {
@@ -196,6 +201,7 @@ impl Settings {
             fargate_subnets: list(FARGATE_SUBNETS),
             fargate_security_groups: list(FARGATE_SECURITY_GROUPS),
             fargate_spot,
+            fargate_public_ip,
             max_interruptions: number(MAX_INTERRUPTIONS)?.unwrap_or(DEFAULT_MAX_INTERRUPTIONS),
             max_receives: number(MAX_RECEIVES)?,
             stranded_after_seconds: number(STRANDED_AFTER_SECONDS)?,
@@ -237,6 +243,7 @@ mod tests {
             (FARGATE_SUBNETS, "subnet-1, subnet-2,"),
             (FARGATE_SECURITY_GROUPS, "sg-1"),
             (FARGATE_SPOT, "true"),
+            (FARGATE_PUBLIC_IP, "true"),
             (LARGEST_CPU, "1024"),
             (LARGEST_MEMORY, "4096"),
             (EC2_CAPACITY_PROVIDER, " "),
@@ -268,6 +275,11 @@ mod tests {
         assert_eq!(s.fargate_subnets, ["subnet-1", "subnet-2"]);
         assert_eq!(s.fargate_security_groups, ["sg-1"]);
         assert!(s.fargate_spot);
+        assert!(s.fargate_public_ip);
+        assert!(
+            !read(&BASE).unwrap().fargate_public_ip,
+            "private by default"
+        );
         assert_eq!(s.largest, Some(LargestContainer::new(1024, 4096).unwrap()));
         assert_eq!(s.ec2_capacity_provider, None, "blank is unset");
         assert_eq!(
@@ -290,6 +302,12 @@ mod tests {
         assert_eq!(
             read(&vars).unwrap_err().to_string(),
             "BERTH_FARGATE_SPOT=\"yes\": expected true or false"
+        );
+        let mut vars = BASE.to_vec();
+        vars.push((FARGATE_PUBLIC_IP, "TRUE"));
+        assert_eq!(
+            read(&vars).unwrap_err().to_string(),
+            "BERTH_FARGATE_PUBLIC_IP=\"TRUE\": expected true or false"
         );
         let mut vars = BASE.to_vec();
         vars.push((LARGEST_CPU, "1024"));

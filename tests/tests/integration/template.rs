@@ -465,8 +465,8 @@ fn network_parameters_are_typed() {
         );
     }
     // The instances and the awsvpc tasks get the stack's own security
-    // groups, in the VPC named.
-    assert!(text.contains("SecurityGroupIds: [!Ref InstanceSecurityGroup]"));
+    // groups, in the VPC named (the instances' with or without a public IP:
+    // public_ip_reaches_the_functions_and_the_instances_only_when_chosen).
     assert!(text.contains("BERTH_FARGATE_SECURITY_GROUPS: !Ref TaskSecurityGroup"));
     assert_eq!(text.matches("VpcId: !Ref VpcId").count(), 2);
 }
@@ -522,19 +522,7 @@ fn endpoints_are_declared_for_a_local_invoke_and_left_out_when_deployed() {
 /// `Ref AWS::NoValue`, which CloudFormation leaves out.
 #[test]
 fn each_function_logs_to_a_group_of_the_stack_with_retention_once_transformed() {
-    let root = workspace_root();
-    let out = std::process::Command::new(root.join(".venv/bin/python"))
-        .arg("scripts/sam-transform")
-        .current_dir(&root)
-        .env_remove("AWS_ENDPOINT_URL")
-        .output()
-        .expect("the SAM CLI in .venv/ (make tools)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cfn: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cfn = transformed();
     let resources = cfn["Resources"].as_object().unwrap();
     let mut groups = BTreeSet::new();
     for function in [
@@ -588,4 +576,67 @@ fn each_function_logs_to_a_group_of_the_stack_with_retention_once_transformed() 
             );
         }
     }
+}
+
+/// The template as CloudFormation receives it from `sam deploy`
+/// (scripts/sam-transform).
+fn transformed() -> serde_json::Value {
+    let root = workspace_root();
+    let out = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg("scripts/sam-transform")
+        .current_dir(&root)
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .expect("the SAM CLI in .venv/ (make tools)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `PublicIp=true` (public subnets, no NAT gateway): every function is told
+/// to give Fargate tasks a public IP, and the instances' launch template asks
+/// for one on the instance's network interface, which then carries the
+/// instances' security group; by default neither asks, and the group is the
+/// instance's own.
+#[test]
+fn public_ip_reaches_the_functions_and_the_instances_only_when_chosen() {
+    let cfn = transformed();
+    assert_eq!(cfn["Parameters"]["PublicIp"]["Default"], "false");
+    assert_eq!(
+        cfn["Conditions"]["HasPublicIp"],
+        serde_json::json!({"Fn::Equals": [{"Ref": "PublicIp"}, "true"]})
+    );
+    let resources = cfn["Resources"].as_object().unwrap();
+    let mut functions = 0;
+    for (name, resource) in resources {
+        if resource["Type"] != "AWS::Lambda::Function" {
+            continue;
+        }
+        let vars = &resource["Properties"]["Environment"]["Variables"];
+        assert_eq!(
+            vars[berth_aws::settings::FARGATE_PUBLIC_IP],
+            serde_json::json!({"Ref": "PublicIp"}),
+            "{name}"
+        );
+        functions += 1;
+    }
+    assert!(functions >= 3, "{functions} functions");
+    let data = &resources["InstanceLaunchTemplate"]["Properties"]["LaunchTemplateData"];
+    let group = serde_json::json!([{"Ref": "InstanceSecurityGroup"}]);
+    let no_value = serde_json::json!({"Ref": "AWS::NoValue"});
+    assert_eq!(
+        data["SecurityGroupIds"],
+        serde_json::json!({"Fn::If": ["HasPublicIp", no_value, group]})
+    );
+    assert_eq!(
+        data["NetworkInterfaces"],
+        serde_json::json!({"Fn::If": [
+            "HasPublicIp",
+            [{"DeviceIndex": 0, "AssociatePublicIpAddress": true, "Groups": group}],
+            no_value
+        ]})
+    );
 }
