@@ -66,6 +66,13 @@ impl AwsError {
     pub fn is_code(&self, code: &str) -> bool {
         self.code.as_deref() == Some(code)
     }
+
+    /// What a function reports as its invocation's `errorType`: the code
+    /// the service sent (`ThrottlingException`), else `AwsCallFailed` (a
+    /// timeout, a lost connection, an answer that could not be read).
+    pub fn error_type(&self) -> &str {
+        self.code.as_deref().unwrap_or("AwsCallFailed")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -61,6 +61,21 @@ pub enum MetricError {
     NoLargestContainer,
 }
 
+/// The invocation's error as Lambda reports it (`errorType`,
+/// `errorMessage`): the AWS error code, or what is missing.
+impl From<MetricError> for lambda_runtime::Diagnostic {
+    fn from(e: MetricError) -> Self {
+        let error_type = match &e {
+            MetricError::Aws(aws) => aws.error_type().to_owned(),
+            MetricError::NoLargestContainer => "NoLargestContainer".to_owned(),
+        };
+        Self {
+            error_type,
+            error_message: e.to_string(),
+        }
+    }
+}
+
 impl CapacityMetric {
     /// Counts, publishes and scales.
     pub async fn run(&self) -> Result<Report, MetricError> {

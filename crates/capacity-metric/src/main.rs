@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use berth_capacity_metric::{CapacityMetric, Report, Scaler};
-use lambda_runtime::{Error, LambdaEvent, run, service_fn, tracing};
+use berth_capacity_metric::{CapacityMetric, Scaler};
+use lambda_runtime::{Diagnostic, Error, LambdaEvent, run, service_fn, tracing};
 
 #[global_allocator]
 static ALLOCATOR: berth_aws::Allocator = berth_aws::Allocator;
@@ -34,9 +34,9 @@ async fn main() -> Result<(), Error> {
         }),
     };
     // The schedule's event carries nothing the metric needs: take any. The
-    // answer is the run's report.
+    // answer is the run's report; an error is reported with its AWS code.
     run(service_fn(|_: LambdaEvent<serde_json::Value>| async {
-        Ok::<Report, Error>(metric.run().await?)
+        metric.run().await.map_err(Diagnostic::from)
     }))
     .await
 }

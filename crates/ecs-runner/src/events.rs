@@ -18,6 +18,16 @@ pub const SPOT_WARNING: &str = "EC2 Spot Instance Interruption Warning";
 pub const REBALANCE_RECOMMENDATION: &str = "EC2 Instance Rebalance Recommendation";
 pub const SCHEDULED: &str = "Scheduled Event";
 
+/// The invocation's error as Lambda reports it: `errorType` the AWS error
+/// code (`ThrottlingException`, or `AwsCallFailed`), `errorMessage` the
+/// call and what it answered.
+pub fn diagnostic(e: AwsError) -> lambda_runtime::Diagnostic {
+    lambda_runtime::Diagnostic {
+        error_type: e.error_type().to_owned(),
+        error_message: e.to_string(),
+    }
+}
+
 /// Handles one event and says what was done, as JSON (the function's
 /// answer, handy under `cargo lambda invoke`). An AWS error that may pass
 /// is returned as an error, so Lambda's retries of the asynchronous
@@ -163,6 +173,32 @@ fn action_parts(action: &TaskAction) -> (&'static str, Option<&'static str>, Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Lambda's report of a failed invocation names what failed, not a
+    /// Rust type: the service's error code, else `AwsCallFailed`.
+    #[test]
+    fn an_error_is_reported_with_its_aws_code() {
+        let throttled = AwsError {
+            operation: "dynamodb:Query",
+            code: Some("ThrottlingException".into()),
+            message: "ThrottlingException: Rate exceeded".into(),
+            retryable: true,
+        };
+        assert_eq!(
+            diagnostic(throttled),
+            lambda_runtime::Diagnostic {
+                error_type: "ThrottlingException".into(),
+                error_message: "dynamodb:Query: ThrottlingException: Rate exceeded".into(),
+            }
+        );
+        let unreachable = AwsError {
+            operation: "ecs:DescribeTasks",
+            code: None,
+            message: "dispatch failure: io error: connection refused".into(),
+            retryable: true,
+        };
+        assert_eq!(diagnostic(unreachable).error_type, "AwsCallFailed");
+    }
 
     #[test]
     fn each_action_is_answered_with_the_status_it_left() {

@@ -18,7 +18,9 @@ async fn main() -> Result<(), Error> {
     let lifecycle = &lifecycle;
     run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
-            Ok::<_, Error>(events::handle(lifecycle, event.payload).await?)
+            events::handle(lifecycle, event.payload)
+                .await
+                .map_err(events::diagnostic)
         },
     ))
     .await
