@@ -888,22 +888,51 @@ mod tests {
         EcsCluster::new(ecs, "berth", Launching::default())
     }
 
+    /// A cluster whose awsvpc tasks go in subnet-1 with sg-1, with a public
+    /// IP on Fargate when `public_ip`.
+    fn in_subnet(ecs: Client, public_ip: bool) -> EcsCluster {
+        EcsCluster::new(
+            ecs,
+            "berth",
+            Launching {
+                fargate: FargateNetwork {
+                    subnets: vec!["subnet-1".into()],
+                    security_groups: vec!["sg-1".into()],
+                    assign_public_ip: public_ip,
+                },
+                ..Launching::default()
+            },
+        )
+    }
+
     /// DescribeTaskDefinition's answer for an EC2-only task definition in
     /// `bridge` mode without a task size, with one container `main`.
     fn bridge() -> aws_smithy_mocks::Rule {
-        mock!(Client::describe_task_definition).then_output(|| {
+        described(false)
+    }
+
+    /// DescribeTaskDefinition's answer for a task definition with one
+    /// container `main`: EC2-only (`bridge`, no task size), or, `fargate`,
+    /// one that may run on Fargate (`awsvpc`, 1024 CPU units, 2048 MiB).
+    fn described(fargate: bool) -> aws_smithy_mocks::Rule {
+        mock!(Client::describe_task_definition).then_output(move || {
+            let definition = aws_sdk_ecs::types::TaskDefinition::builder().container_definitions(
+                aws_sdk_ecs::types::ContainerDefinition::builder()
+                    .name("main")
+                    .build(),
+            );
+            let definition = if fargate {
+                definition
+                    .network_mode(NetworkMode::Awsvpc)
+                    .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
+                    .cpu("1024")
+                    .memory("2048")
+            } else {
+                definition.network_mode(NetworkMode::Bridge)
+            };
             aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput::builder(
             )
-            .task_definition(
-                aws_sdk_ecs::types::TaskDefinition::builder()
-                    .network_mode(NetworkMode::Bridge)
-                    .container_definitions(
-                        aws_sdk_ecs::types::ContainerDefinition::builder()
-                            .name("main")
-                            .build(),
-                    )
-                    .build(),
-            )
+            .task_definition(definition.build())
             .build()
         })
     }
@@ -912,16 +941,9 @@ mod tests {
     async fn a_job_that_does_not_fit_its_task_definition_fails_before_run_task() {
         let run = mock!(Client::run_task).then_output(|| RunTaskOutput::builder().build());
         let described = bridge();
-        let ecs = EcsCluster::new(
+        let ecs = in_subnet(
             mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&described, &run]),
-            "berth",
-            Launching {
-                fargate: FargateNetwork {
-                    subnets: vec!["subnet-1".into()],
-                    ..FargateNetwork::default()
-                },
-                ..Launching::default()
-            },
+            false,
         );
         let other = ResolvedJob {
             container: "app".into(),
@@ -931,20 +953,27 @@ mod tests {
             ecs.run_on_ec2(&other, 1).await,
             Err(LaunchError::Permanent(why)) if why.contains("`app` is not a container of task definition `render` (it has: main)")
         ));
-        let size = FargateSize {
-            cpu: 1024,
-            memory: 2048,
-        };
-        let fargate = ResolvedJob {
-            fargate_allowed: true,
-            ..job()
-        };
+        let fargate = fargate_job();
         assert!(matches!(
-            ecs.run_on_fargate(&fargate, 1, size).await,
+            ecs.run_on_fargate(&fargate, 1, SIZE).await,
             Err(LaunchError::Permanent(why)) if why.contains("does not list FARGATE")
         ));
         assert_eq!(run.num_calls(), 0);
         assert_eq!(described.num_calls(), 1, "the task definition is read once");
+    }
+
+    /// The Fargate size of the jobs here.
+    const SIZE: FargateSize = FargateSize {
+        cpu: 1024,
+        memory: 2048,
+    };
+
+    /// `job()`, of a definition that may run on Fargate.
+    fn fargate_job() -> ResolvedJob {
+        ResolvedJob {
+            fargate_allowed: true,
+            ..job()
+        }
     }
 
     fn job() -> ResolvedJob {
@@ -1047,12 +1076,8 @@ mod tests {
     async fn fargate_needs_subnets_and_a_bad_request_fails_for_good() {
         let described = bridge();
         let ecs = cluster(mock_client!(aws_sdk_ecs, [&described]));
-        let size = FargateSize {
-            cpu: 1024,
-            memory: 2048,
-        };
         assert!(matches!(
-            ecs.run_on_fargate(&job(), 1, size).await,
+            ecs.run_on_fargate(&job(), 1, SIZE).await,
             Err(LaunchError::Permanent(why)) if why.contains("Subnets parameter (BERTH_FARGATE_SUBNETS)")
         ));
         let missing = mock!(Client::run_task)
@@ -1091,45 +1116,14 @@ mod tests {
                 .tasks(Task::builder().task_arn("arn:task/1").build())
                 .build()
         });
-        let size = FargateSize {
-            cpu: 1024,
-            memory: 2048,
-        };
-        let fargate = ResolvedJob {
-            fargate_allowed: true,
-            ..job()
-        };
+        let fargate = fargate_job();
         for public in [true, false] {
-            let described = mock!(Client::describe_task_definition).then_output(|| {
-                aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput::builder()
-                    .task_definition(
-                        aws_sdk_ecs::types::TaskDefinition::builder()
-                            .network_mode(NetworkMode::Awsvpc)
-                            .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
-                            .cpu("1024")
-                            .memory("2048")
-                            .container_definitions(
-                                aws_sdk_ecs::types::ContainerDefinition::builder()
-                                    .name("main")
-                                    .build(),
-                            )
-                            .build(),
-                    )
-                    .build()
-            });
-            let ecs = EcsCluster::new(
+            let described = described(true);
+            let ecs = in_subnet(
                 mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&described, &run]),
-                "berth",
-                Launching {
-                    fargate: FargateNetwork {
-                        subnets: vec!["subnet-1".into()],
-                        security_groups: vec!["sg-1".into()],
-                        assign_public_ip: public,
-                    },
-                    ..Launching::default()
-                },
+                public,
             );
-            ecs.run_on_fargate(&fargate, 1, size).await.unwrap();
+            ecs.run_on_fargate(&fargate, 1, SIZE).await.unwrap();
             ecs.run_on_ec2(&fargate, 1).await.unwrap();
         }
         assert_eq!(
