@@ -576,6 +576,24 @@ fn each_function_logs_to_a_group_of_the_stack_with_retention_once_transformed() 
             );
         }
     }
+    // The sample task function (a job's; its name under the task function
+    // prefix) likewise, when it is deployed.
+    let sample = &resources["SampleTaskFunction"];
+    assert_eq!(sample["DependsOn"], "SampleTaskLogGroup");
+    let group = &resources["SampleTaskLogGroup"];
+    assert_eq!(group["Type"], "AWS::Logs::LogGroup");
+    assert_eq!(group["Condition"], sample["Condition"]);
+    let name = &sample["Properties"]["FunctionName"]["Fn::Sub"];
+    let group_name = &group["Properties"]["LogGroupName"]["Fn::Sub"];
+    assert_eq!(
+        group_name[0].as_str().unwrap(),
+        format!("/aws/lambda/{}", name[0].as_str().unwrap())
+    );
+    assert_eq!(group_name[1], name[1], "the same prefix");
+    assert_eq!(
+        group["Properties"]["RetentionInDays"],
+        serde_json::json!({"Ref": "LogRetentionDays"})
+    );
 }
 
 /// The template as CloudFormation receives it from `sam deploy`
