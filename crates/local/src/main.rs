@@ -468,7 +468,7 @@ fn sam_env_vars(
 ) -> serde_json::Value {
     let mut vars = serde_json::Map::new();
     for name in berth_aws::settings::ALL {
-        vars.insert(name.into(), "".into());
+        vars.insert((*name).to_owned(), "".into());
     }
     for (k, v) in function_env {
         let v = match v.strip_prefix(loopback) {
