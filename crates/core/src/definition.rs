@@ -40,6 +40,27 @@ pub struct JobDefinition {
     /// has no AWS credentials and an ECS task has its task definition's role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_role: Option<String>,
+    /// Whether its jobs tolerate interruption, and so may run on Fargate
+    /// Spot (yes unless it says otherwise, as AWS Batch's Spot compute
+    /// environments assume).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub interruptible: bool,
+    /// How long its jobs are expected to run, in seconds: what routing
+    /// prices Lambda against Fargate by. Without it, the mean of its runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_seconds: Option<u32>,
+    /// Its successful runs so far, as the table keeps them (not part of
+    /// what `berth definitions put` takes).
+    #[serde(skip)]
+    pub runs: crate::routing::Runs,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// Why a definition is not usable.
@@ -134,7 +155,7 @@ impl JobDefinition {
     /// Checks the definition's defaults against the same limits a job
     /// message has, so that a resolved job is always within them.
     pub fn validate(&self) -> Result<(), DefinitionError> {
-        let checks: [(&'static str, u32, u64, u64); 5] = [
+        let checks: [(&'static str, u32, u64, u64); 6] = [
             ("cpu", self.cpu, lim::CPU_MIN, lim::CPU_MAX),
             ("memory", self.memory, lim::MEMORY_MIN, lim::MEMORY_MAX),
             ("gpu", self.gpu, 0, lim::GPU_MAX),
@@ -149,6 +170,12 @@ impl JobDefinition {
                 self.max_attempts,
                 lim::MAX_ATTEMPTS_MIN,
                 lim::MAX_ATTEMPTS_MAX,
+            ),
+            (
+                "expected_seconds",
+                self.expected_seconds.unwrap_or(1),
+                1,
+                u64::from(self.timeout_seconds),
             ),
         ];
         for (field, value, min, max) in checks {
@@ -309,6 +336,14 @@ pub struct ResolvedJob {
     /// The definition's job role (an ARN), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_role: Option<String>,
+    /// The definition's `interruptible`.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub interruptible: bool,
+    /// How long the job is expected to run: the definition's
+    /// `expected_seconds`, else the mean of its runs when it was resolved;
+    /// `None` for a definition's first job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_seconds: Option<u32>,
 }
 
 impl ResolvedJob {
@@ -364,6 +399,8 @@ pub fn resolve(
         processor: job.processor,
         fargate_allowed: def.fargate,
         job_role: def.job_role.clone(),
+        interruptible: def.interruptible,
+        expected_seconds: def.expected_seconds.or(def.runs.mean_seconds()),
     })
 }
 
@@ -386,6 +423,9 @@ mod tests {
             max_attempts: 3,
             fargate: true,
             job_role: None,
+            interruptible: true,
+            expected_seconds: None,
+            runs: Default::default(),
         }
     }
 

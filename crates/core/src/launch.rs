@@ -183,11 +183,13 @@ pub fn overrides(job: &ResolvedJob, launch: LaunchNumber, task: Option<(u32, u32
 pub type LaunchNumber = u32;
 
 /// Where a launch goes, as far as its token is concerned: the same launch
-/// number may try EC2 and then Fargate, which are different requests.
+/// number may try EC2, then Fargate Spot, then Fargate, which are different
+/// requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenScope {
     Ec2,
     Fargate,
+    FargateSpot,
 }
 
 /// RunTask's `clientToken` for one launch of a job: the same job, launch
@@ -199,6 +201,7 @@ pub fn client_token(job_id: &str, launch: LaunchNumber, scope: TokenScope) -> St
     let scope = match scope {
         TokenScope::Ec2 => "e",
         TokenScope::Fargate => "f",
+        TokenScope::FargateSpot => "s",
     };
     let digest = sha2::Sha256::digest(job_id.as_bytes());
     let hash: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
@@ -254,7 +257,9 @@ pub const LAMBDA_SILENCE_SECONDS: u32 = 3 * LAMBDA_HEARTBEAT_SECONDS;
 pub fn start_deadline(route: crate::Route, timeout_seconds: u32, now: i64) -> i64 {
     let allowance = match route {
         crate::Route::Lambda => LAMBDA_START_ALLOWANCE_SECONDS,
-        crate::Route::Ec2 | crate::Route::Fargate => ECS_START_ALLOWANCE_SECONDS,
+        crate::Route::Ec2 | crate::Route::Fargate | crate::Route::FargateSpot => {
+            ECS_START_ALLOWANCE_SECONDS
+        }
     };
     now + i64::from(allowance) + i64::from(timeout_seconds)
 }
@@ -354,6 +359,9 @@ mod tests {
             max_attempts: 1,
             fargate: false,
             job_role: job_role.map(str::to_owned),
+            interruptible: true,
+            expected_seconds: None,
+            runs: Default::default(),
         };
         crate::resolve(&job, Some(&def)).unwrap()
     }

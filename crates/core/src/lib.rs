@@ -6,7 +6,8 @@
 //! - [`definition`]: job definitions (the allowlist) and resolving a job;
 //! - [`limits`]: every limit of Lambda, Fargate, ECS and the message, with sources;
 //! - [`logs`]: where a job's output is in CloudWatch Logs;
-//! - [`routing`]: where a job runs, and why;
+//! - [`prices`]: the price model: each route's and each instance's price, with sources;
+//! - [`routing`]: where a job runs (the cheapest route that meets its start), and why;
 //! - [`launch`]: idempotency tokens, `startedBy`, backoffs, resuming a recorded job;
 //! - [`capacity`]: `SchedulableContainers` and the scaling thresholds;
 //! - [`scaling`]: when the cluster grows and which idle instances go;
@@ -21,6 +22,7 @@ pub mod job;
 pub mod launch;
 pub mod limits;
 pub mod logs;
+pub mod prices;
 pub mod routing;
 pub mod scaling;
 pub mod state;

@@ -1,5 +1,22 @@
 //! Routing: where a resolved job runs, `auto` or forced, with a one-line
 //! reason. A plan only ever names places the job fits.
+//!
+//! `auto` takes the cheapest route that meets the job's start, by the price
+//! model ([`crate::prices`]):
+//! 1. a GPU, a job larger than Fargate or a definition that does not allow
+//!    Fargate: EC2 only (it waits for capacity when there is no room);
+//! 2. room on a running instance: EC2, tried first for every ECS job (the
+//!    instance is paid for already, so the job costs nothing more there);
+//! 3. Lambda, where the job fits it and is expected to cost no more there
+//!    than on Fargate (which bills a minute at least, from the image pull):
+//!    expected by its definition's `expected_seconds`, else the mean of the
+//!    definition's runs; a definition's first job, with neither, is priced
+//!    at its timeout, the longest it can run;
+//! 4. Fargate Spot, for a job that tolerates interruption (its definition's
+//!    choice, yes unless it says otherwise) and has been interrupted fewer
+//!    than `max_interruptions` times; when Fargate Spot has no capacity the
+//!    driver goes on to Fargate at once;
+//! 5. otherwise Fargate.
 
 use std::fmt;
 
@@ -9,29 +26,45 @@ use crate::definition::ResolvedJob;
 use crate::job::Processor;
 use crate::launch::LaunchNumber;
 use crate::limits::{ecs, fargate, lambda};
+use crate::prices::{Arch, Prices};
 
 /// Where a job runs, as recorded in the job store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
 pub enum Route {
+    #[serde(rename = "LAMBDA")]
     Lambda,
+    #[serde(rename = "EC2")]
     Ec2,
+    #[serde(rename = "FARGATE")]
     Fargate,
+    #[serde(rename = "FARGATE_SPOT")]
+    FargateSpot,
 }
 
 impl Route {
+    pub const ALL: [Self; 4] = [Self::Lambda, Self::Ec2, Self::Fargate, Self::FargateSpot];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Lambda => "LAMBDA",
             Self::Ec2 => "EC2",
             Self::Fargate => "FARGATE",
+            Self::FargateSpot => "FARGATE_SPOT",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Lambda, Self::Ec2, Self::Fargate]
-            .into_iter()
-            .find(|r| r.as_str() == s)
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// An ECS task (on an instance or on Fargate).
+    pub fn is_ecs(self) -> bool {
+        self != Self::Lambda
+    }
+
+    /// On Fargate, Spot or not.
+    pub fn is_fargate(self) -> bool {
+        matches!(self, Self::Fargate | Self::FargateSpot)
     }
 }
 
@@ -48,18 +81,34 @@ pub struct FargateSize {
     pub memory: u32,
 }
 
+/// A launch on Fargate: the task's size, and whether on Fargate Spot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OnFargate {
+    pub size: FargateSize,
+    pub spot: bool,
+}
+
+impl OnFargate {
+    pub fn route(self) -> Route {
+        if self.spot {
+            Route::FargateSpot
+        } else {
+            Route::Fargate
+        }
+    }
+}
+
 /// Where to launch a job, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
     /// Invoke this Lambda function.
     Lambda { function: String },
-    /// RunTask on the EC2 capacity; when it has no room, Fargate with this
-    /// size if the job may go there, else wait for capacity.
-    Ec2 {
-        fargate_fallback: Option<FargateSize>,
-    },
-    /// RunTask on Fargate with this size.
-    Fargate { size: FargateSize },
+    /// RunTask on the EC2 capacity; when it has no room, on Fargate this
+    /// way if the job may go there, else wait for capacity.
+    Ec2 { fargate_fallback: Option<OnFargate> },
+    /// RunTask on Fargate (on Fargate Spot when `spot`; with no Fargate
+    /// Spot capacity, on Fargate).
+    Fargate(OnFargate),
 }
 
 impl Plan {
@@ -68,7 +117,7 @@ impl Plan {
         match self {
             Self::Lambda { .. } => Route::Lambda,
             Self::Ec2 { .. } => Route::Ec2,
-            Self::Fargate { .. } => Route::Fargate,
+            Self::Fargate(f) => f.route(),
         }
     }
 }
@@ -88,8 +137,91 @@ pub struct RouteError {
     pub reason: String,
 }
 
+/// What routing knows beside the job: the prices, how long the job is
+/// expected to run, and how often it has been interrupted.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub prices: &'a Prices,
+    /// Seconds the job is expected to run: its definition's
+    /// `expected_seconds`; `None` when unknown.
+    pub expected_seconds: Option<f64>,
+    /// Interruptions by the infrastructure so far.
+    pub interruptions: u32,
+    /// Interruptions on Spot before the job goes on demand
+    /// (`BERTH_MAX_INTERRUPTIONS`).
+    pub max_interruptions: u32,
+    /// Whether the deployment uses Fargate Spot at all
+    /// (`BERTH_FARGATE_SPOT`).
+    pub fargate_spot: bool,
+}
+
+impl<'a> Context<'a> {
+    /// A first attempt at the list prices, with the job's own expected run.
+    pub fn first(prices: &'a Prices, job: &ResolvedJob) -> Self {
+        Self {
+            prices,
+            expected_seconds: job.expected_seconds.map(f64::from),
+            interruptions: 0,
+            max_interruptions: crate::stop::DEFAULT_MAX_INTERRUPTIONS,
+            fargate_spot: true,
+        }
+    }
+
+    /// Whether the job goes on Fargate Spot: the deployment uses it, the
+    /// job tolerates interruption and has not been interrupted
+    /// `max_interruptions` times yet.
+    pub fn spot(&self, job: &ResolvedJob) -> bool {
+        self.fargate_spot && job.interruptible && self.interruptions < self.max_interruptions
+    }
+}
+
+/// A definition's successful runs so far: their count and their whole
+/// seconds in all (the definitions table's `runs` and `run_seconds`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Runs {
+    pub count: u64,
+    pub seconds: u64,
+}
+
+impl Runs {
+    pub fn record(&mut self, seconds: f64) {
+        self.count += 1;
+        self.seconds += seconds.max(0.0).round() as u64;
+    }
+
+    /// Their mean, in whole seconds (at least 1); `None` before the first.
+    pub fn mean_seconds(&self) -> Option<u32> {
+        (self.count > 0).then(|| {
+            u32::try_from(self.seconds.div_ceil(self.count))
+                .unwrap_or(u32::MAX)
+                .max(1)
+        })
+    }
+}
+
+/// What the job is expected to cost on each paid route that runs it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Costs {
+    pub lambda: Option<f64>,
+    pub fargate: Option<f64>,
+}
+
+/// The expected cost of `job` on Lambda and on Fargate (Spot where it goes
+/// there), for a run of `seconds`.
+pub fn costs(job: &ResolvedJob, ctx: &Context<'_>, seconds: f64) -> Costs {
+    let arch = Arch::X86_64;
+    Costs {
+        lambda: lambda_fit(job)
+            .ok()
+            .map(|_| ctx.prices.lambda(job.cpu, job.memory, arch, seconds)),
+        fargate: fargate_fit(job)
+            .ok()
+            .map(|size| ctx.prices.fargate(size, arch, ctx.spot(job), seconds)),
+    }
+}
+
 /// Decides where `job` runs.
-pub fn route(job: &ResolvedJob) -> Result<Decision, RouteError> {
+pub fn route(job: &ResolvedJob, ctx: &Context<'_>) -> Result<Decision, RouteError> {
     let refuse = |reason: String| {
         Err(RouteError {
             processor: job.processor,
@@ -114,17 +246,27 @@ pub fn route(job: &ResolvedJob) -> Result<Decision, RouteError> {
             Err(why) => refuse(why),
         },
         Processor::Fargate => match fargate_fit(job) {
-            Ok(size) => Ok(decision(
-                Plan::Fargate { size },
-                format!("forced: processor fargate, task size {}", show_size(size)),
-            )),
+            Ok(size) => {
+                let on = OnFargate {
+                    size,
+                    spot: ctx.spot(job),
+                };
+                Ok(decision(
+                    Plan::Fargate(on),
+                    format!(
+                        "forced: processor fargate, {} task size {}",
+                        show_fargate(on),
+                        show_size(size)
+                    ),
+                ))
+            }
             Err(why) => refuse(why),
         },
-        Processor::Auto => auto(job),
+        Processor::Auto => auto(job, ctx),
     }
 }
 
-fn auto(job: &ResolvedJob) -> Result<Decision, RouteError> {
+fn auto(job: &ResolvedJob, ctx: &Context<'_>) -> Result<Decision, RouteError> {
     if job.gpu > 0 {
         return match ecs_fit(job) {
             Ok(()) => Ok(decision(
@@ -139,35 +281,81 @@ fn auto(job: &ResolvedJob) -> Result<Decision, RouteError> {
             }),
         };
     }
-    let not_lambda = match lambda_fit(job) {
-        Ok(function) => {
-            return Ok(decision(Plan::Lambda { function }, "fits Lambda".into()));
-        }
-        Err(why) => why,
-    };
+    let on_lambda = lambda_fit(job);
     if let Err(not_ecs) = ecs_fit(job) {
-        return Err(RouteError {
-            processor: Processor::Auto,
-            reason: format!("{not_lambda}; {not_ecs}"),
-        });
+        return match on_lambda {
+            Ok(function) => Ok(decision(
+                Plan::Lambda { function },
+                format!("fits Lambda; {not_ecs}"),
+            )),
+            Err(not_lambda) => Err(RouteError {
+                processor: Processor::Auto,
+                reason: format!("{not_lambda}; {not_ecs}"),
+            }),
+        };
     }
-    Ok(match fargate_fit(job) {
-        Ok(size) => decision(
+    let size = match fargate_fit(job) {
+        Ok(size) => size,
+        Err(not_fargate) => {
+            return Ok(match on_lambda {
+                Ok(function) => decision(
+                    Plan::Lambda { function },
+                    format!("fits Lambda; not Fargate: {not_fargate}"),
+                ),
+                Err(not_lambda) => decision(
+                    Plan::Ec2 {
+                        fargate_fallback: None,
+                    },
+                    format!("{not_lambda}; EC2 only: {not_fargate}"),
+                ),
+            });
+        }
+    };
+    let on = OnFargate {
+        size,
+        spot: ctx.spot(job),
+    };
+    let on_fargate = |why: String| {
+        decision(
             Plan::Ec2 {
-                fargate_fallback: Some(size),
+                fargate_fallback: Some(on),
             },
             format!(
-                "{not_lambda}; EC2 first, Fargate {} when EC2 has no room",
+                "{why}; EC2 when an instance has room (paid for already), else {} {}",
+                show_fargate(on),
                 show_size(size)
             ),
+        )
+    };
+    let function = match on_lambda {
+        Ok(function) => function,
+        Err(not_lambda) => return Ok(on_fargate(not_lambda)),
+    };
+    // With no expected run yet (a definition's first job), the job is
+    // priced at its timeout, the longest it can run: Lambda only where it
+    // costs no more even then.
+    let (seconds, known) = match ctx.expected_seconds {
+        Some(s) => (s, "a"),
+        None => (
+            f64::from(job.timeout_seconds),
+            "no run to go by yet; at its timeout, a",
         ),
-        Err(not_fargate) => decision(
-            Plan::Ec2 {
-                fargate_fallback: None,
-            },
-            format!("{not_lambda}; EC2 only: {not_fargate}"),
-        ),
+    };
+    let c = costs(job, ctx, seconds);
+    let (lambda, fargate) = (c.lambda.unwrap_or(f64::MAX), c.fargate.unwrap_or(f64::MAX));
+    let priced = format!(
+        "{known} {seconds:.0} s run costs ${lambda:.6} on Lambda, ${fargate:.6} on {}",
+        show_fargate(on)
+    );
+    Ok(if lambda <= fargate {
+        decision(Plan::Lambda { function }, format!("fits Lambda: {priced}"))
+    } else {
+        on_fargate(priced)
     })
+}
+
+fn show_fargate(on: OnFargate) -> &'static str {
+    if on.spot { "Fargate Spot" } else { "Fargate" }
 }
 
 fn decision(plan: Plan, reason: String) -> Decision {
@@ -300,6 +488,21 @@ mod tests {
     use super::*;
     use crate::limits::message as lim;
 
+    /// A first attempt at the list prices, with no expected run.
+    fn route_first(j: &ResolvedJob) -> Result<Decision, RouteError> {
+        route(j, &Context::first(&Prices::default(), j))
+    }
+
+    fn with(prices: &Prices, expected: f64, interruptions: u32) -> Context<'_> {
+        Context {
+            prices,
+            expected_seconds: Some(expected),
+            interruptions,
+            max_interruptions: 2,
+            fargate_spot: true,
+        }
+    }
+
     fn job() -> ResolvedJob {
         ResolvedJob {
             job_id: "j".into(),
@@ -317,6 +520,8 @@ mod tests {
             processor: Processor::Auto,
             fargate_allowed: true,
             job_role: None,
+            interruptible: true,
+            expected_seconds: None,
         }
     }
 
@@ -339,15 +544,26 @@ mod tests {
     #[test]
     fn auto_routing_table() {
         let fb = |cpu, memory| Plan::Ec2 {
-            fargate_fallback: Some(FargateSize { cpu, memory }),
+            fargate_fallback: Some(OnFargate {
+                size: FargateSize { cpu, memory },
+                spot: true,
+            }),
         };
         let rows: Vec<(ResolvedJob, Plan, &str)> = vec![
             (
                 job(),
+                fb(1024, 2048),
+                "no run to go by yet; at its timeout, a 300 s run costs $0.010000 on Lambda, $0.001296 on Fargate Spot; EC2 when an instance has room",
+            ),
+            (
+                ResolvedJob {
+                    timeout_seconds: 5,
+                    ..job()
+                },
                 Plan::Lambda {
                     function: "render-fn".into(),
                 },
-                "fits Lambda",
+                "fits Lambda: no run to go by yet; at its timeout, a 5 s run costs $0.000167 on Lambda",
             ),
             (
                 ResolvedJob { gpu: 1, ..job() },
@@ -362,7 +578,7 @@ mod tests {
                     ..job()
                 },
                 fb(1024, 2048),
-                "definition `render` has no Lambda function; EC2 first, Fargate 1024 cpu / 2048 MiB when EC2 has no room",
+                "definition `render` has no Lambda function; EC2 when an instance has room (paid for already), else Fargate Spot 1024 cpu / 2048 MiB",
             ),
             (
                 ResolvedJob {
@@ -370,7 +586,7 @@ mod tests {
                     ..job()
                 },
                 fb(1024, 2048),
-                "timeout 901 s is over Lambda's 900 s; EC2 first",
+                "timeout 901 s is over Lambda's 900 s; EC2 when an instance has room",
             ),
             (
                 ResolvedJob {
@@ -410,7 +626,7 @@ mod tests {
             ),
         ];
         for (j, plan, reason) in rows {
-            let d = route(&j).unwrap_or_else(|e| panic!("{j:?}: {e}"));
+            let d = route_first(&j).unwrap_or_else(|e| panic!("{j:?}: {e}"));
             assert_eq!(d.plan, plan, "{j:?}");
             assert!(
                 d.reason.contains(reason),
@@ -427,26 +643,30 @@ mod tests {
             ..job()
         };
         assert_eq!(
-            route(&forced(Processor::Ec2)).unwrap().plan,
+            route_first(&forced(Processor::Ec2)).unwrap().plan,
             Plan::Ec2 {
                 fargate_fallback: None
             }
         );
         assert_eq!(
-            route(&forced(Processor::Fargate)).unwrap().plan,
-            Plan::Fargate {
+            route_first(&forced(Processor::Fargate)).unwrap().plan,
+            Plan::Fargate(OnFargate {
                 size: FargateSize {
                     cpu: 1024,
                     memory: 2048
-                }
-            }
+                },
+                spot: true,
+            })
         );
         assert_eq!(
-            route(&forced(Processor::Lambda)).unwrap().plan.route(),
+            route_first(&forced(Processor::Lambda))
+                .unwrap()
+                .plan
+                .route(),
             Route::Lambda
         );
 
-        let e = route(&ResolvedJob {
+        let e = route_first(&ResolvedJob {
             gpu: 2,
             ..forced(Processor::Fargate)
         })
@@ -455,7 +675,7 @@ mod tests {
             e.to_string(),
             "processor `fargate` cannot run this job: gpu=2: Fargate has no GPUs"
         );
-        let e = route(&ResolvedJob {
+        let e = route_first(&ResolvedJob {
             lambda_function: None,
             ..forced(Processor::Lambda)
         })
@@ -464,7 +684,7 @@ mod tests {
             e.to_string(),
             "processor `lambda` cannot run this job: definition `render` has no Lambda function"
         );
-        let e = route(&ResolvedJob {
+        let e = route_first(&ResolvedJob {
             fargate_allowed: false,
             ..forced(Processor::Fargate)
         })
@@ -480,8 +700,8 @@ mod tests {
                 .insert(format!("VARIABLE_{i:03}"), "x".repeat(30));
         }
         assert!(overrides_chars(&big) > ecs::MAX_OVERRIDES_CHARS);
-        assert_eq!(route(&big).unwrap().plan.route(), Route::Lambda);
-        let e = route(&ResolvedJob {
+        assert_eq!(route_first(&big).unwrap().plan.route(), Route::Lambda);
+        let e = route_first(&ResolvedJob {
             lambda_function: None,
             ..big.clone()
         })
@@ -492,7 +712,7 @@ mod tests {
             "{e}"
         );
         assert!(
-            route(&ResolvedJob {
+            route_first(&ResolvedJob {
                 processor: Processor::Ec2,
                 ..big
             })
@@ -551,11 +771,99 @@ mod tests {
             )
     }
 
+    /// The break-evens of the list prices, worked by hand for a job of
+    /// 1 vCPU and 2 GiB: on Lambda 2 GB-s a second at $0.0000166667, plus
+    /// $0.0000002 a request; on Fargate Spot 0.3 times (1 * 0.04048 + 2 *
+    /// 0.004445) = $0.0148113 an hour for a minute at least, from the pull:
+    /// Lambda is cheaper below 7.40 s. On Fargate on demand (a job that
+    /// does not tolerate interruption, or one interrupted twice when two
+    /// are allowed): $0.04937 an hour, Lambda is cheaper below 24.68 s.
+    #[test]
+    fn lambda_and_fargate_break_even_where_the_prices_say() {
+        let prices = Prices::default();
+        let cases = [
+            (7.0, true, 0, Route::Lambda),
+            (8.0, true, 0, Route::Ec2),
+            (24.0, false, 0, Route::Lambda),
+            (25.0, false, 0, Route::Ec2),
+            (24.0, true, 2, Route::Lambda),
+            (25.0, true, 2, Route::Ec2),
+            (3600.0, true, 0, Route::Ec2),
+        ];
+        for (expected, interruptible, interruptions, want) in cases {
+            let j = ResolvedJob {
+                interruptible,
+                ..job()
+            };
+            let d = route(&j, &with(&prices, expected, interruptions)).unwrap();
+            assert_eq!(d.plan.route(), want, "{expected} s: {}", d.reason);
+            if let Plan::Ec2 {
+                fargate_fallback: Some(on),
+            } = d.plan
+            {
+                assert_eq!(on.spot, interruptible && interruptions < 2, "{}", d.reason);
+                assert!(d.reason.contains("on Fargate"), "{}", d.reason);
+            }
+        }
+        // At 8 s the two prices, as the reason gives them.
+        let d = route(&job(), &with(&prices, 8.0, 0)).unwrap();
+        assert!(
+            d.reason.starts_with("a 8 s run costs $0.000267 on Lambda, $0.000247 on Fargate Spot; EC2 when an instance has room"),
+            "{}",
+            d.reason
+        );
+        // Deeper Fargate Spot discounts move the break-even down.
+        let cheap = Prices {
+            fargate_spot_fraction: 0.1,
+            ..Prices::default()
+        };
+        assert_eq!(
+            route(&job(), &with(&cheap, 3.0, 0)).unwrap().plan.route(),
+            Route::Ec2
+        );
+        assert_eq!(
+            route(&job(), &with(&cheap, 2.0, 0)).unwrap().plan.route(),
+            Route::Lambda
+        );
+    }
+
+    #[test]
+    fn a_forced_fargate_goes_on_demand_when_it_must() {
+        let prices = Prices::default();
+        let forced = ResolvedJob {
+            processor: Processor::Fargate,
+            ..job()
+        };
+        let spot = |j: &ResolvedJob, n| match route(j, &with(&prices, 60.0, n)).unwrap().plan {
+            Plan::Fargate(on) => on.spot,
+            other => panic!("{other:?}"),
+        };
+        assert!(spot(&forced, 0));
+        assert!(spot(&forced, 1));
+        assert!(!spot(&forced, 2), "past MaxInterruptions, on demand");
+        let steady = ResolvedJob {
+            interruptible: false,
+            ..forced
+        };
+        assert!(!spot(&steady, 0));
+        assert_eq!(Route::parse("FARGATE_SPOT"), Some(Route::FargateSpot));
+        assert_eq!(
+            serde_json::to_string(&Route::FargateSpot).unwrap(),
+            "\"FARGATE_SPOT\""
+        );
+    }
+
     proptest! {
         /// A route is always feasible for the job, the fallback too.
         #[test]
-        fn a_plan_only_names_places_the_job_fits(j in any_job()) {
-            match route(&j) {
+        fn a_plan_only_names_places_the_job_fits(
+            j in any_job(),
+            expected in prop::option::of(1.0f64..4000.0),
+            interruptions in 0u32..4,
+        ) {
+            let prices = Prices::default();
+            let ctx = Context { prices: &prices, expected_seconds: expected, interruptions, max_interruptions: 2, fargate_spot: true };
+            match route(&j, &ctx) {
                 Ok(d) => {
                     match &d.plan {
                         Plan::Lambda { function } => {
@@ -565,28 +873,32 @@ mod tests {
                         }
                         Plan::Ec2 { fargate_fallback } => {
                             prop_assert!(ecs_fit(&j).is_ok());
-                            if let Some(size) = fargate_fallback {
-                                prop_assert_eq!(fargate_fit(&j), Ok(*size));
+                            if let Some(on) = fargate_fallback {
+                                prop_assert_eq!(fargate_fit(&j), Ok(on.size));
                             }
                         }
-                        Plan::Fargate { size } => {
-                            prop_assert_eq!(fargate_fit(&j), Ok(*size));
+                        Plan::Fargate(on) => {
+                            prop_assert_eq!(fargate_fit(&j), Ok(on.size));
                         }
                     }
-                    if let Plan::Ec2 { fargate_fallback: Some(s) } | Plan::Fargate { size: s } = d.plan {
+                    if let Plan::Ec2 { fargate_fallback: Some(on) } | Plan::Fargate(on) = d.plan {
+                        let s = on.size;
                         prop_assert!(j.gpu == 0 && j.fargate_allowed);
                         prop_assert!(is_valid_fargate_pair(s.cpu, s.memory));
                         prop_assert!(s.cpu >= j.cpu && s.memory >= j.memory);
+                        // Spot exactly when the job tolerates it and has
+                        // not used up its interruptions.
+                        prop_assert_eq!(on.spot, j.interruptible && interruptions < 2);
                     }
                     // A forced processor is never overridden.
                     let forced = match j.processor {
                         Processor::Auto => None,
-                        Processor::Lambda => Some(Route::Lambda),
-                        Processor::Ec2 => Some(Route::Ec2),
-                        Processor::Fargate => Some(Route::Fargate),
+                        Processor::Lambda => Some(vec![Route::Lambda]),
+                        Processor::Ec2 => Some(vec![Route::Ec2]),
+                        Processor::Fargate => Some(vec![Route::Fargate, Route::FargateSpot]),
                     };
                     if let Some(r) = forced {
-                        prop_assert_eq!(d.plan.route(), r);
+                        prop_assert!(r.contains(&d.plan.route()));
                     }
                     if j.gpu > 0 {
                         prop_assert_eq!(d.plan.route(), Route::Ec2);
@@ -597,6 +909,39 @@ mod tests {
                     if j.processor == Processor::Auto {
                         prop_assert!(lambda_fit(&j).is_err() && ecs_fit(&j).is_err());
                     }
+                }
+            }
+        }
+
+        /// `auto`'s paid route is never dearer than another paid route that
+        /// runs the job: Lambda only where it costs no more than Fargate for
+        /// the expected run, Fargate only where Lambda costs more or cannot
+        /// run it.
+        #[test]
+        fn the_chosen_route_is_never_dearer_than_another(
+            j in any_job(),
+            expected in 1.0f64..4000.0,
+            interruptions in 0u32..4,
+            spot_fraction in 0.05f64..1.0,
+        ) {
+            let prices = Prices { fargate_spot_fraction: spot_fraction, ..Prices::default() };
+            let ctx = Context { prices: &prices, expected_seconds: Some(expected), interruptions, max_interruptions: 2, fargate_spot: true };
+            let j = ResolvedJob { processor: Processor::Auto, gpu: 0, ..j };
+            let c = costs(&j, &ctx, expected);
+            if let Ok(d) = route(&j, &ctx) {
+                match d.plan {
+                    Plan::Lambda { .. } => {
+                        if ecs_fit(&j).is_ok() {
+                            prop_assert!(c.lambda.unwrap() <= c.fargate.unwrap_or(f64::MAX), "{}", d.reason);
+                        }
+                    }
+                    Plan::Ec2 { fargate_fallback: Some(_) } => {
+                        prop_assert!(c.fargate.unwrap() < c.lambda.unwrap_or(f64::MAX), "{}", d.reason);
+                    }
+                    Plan::Ec2 { fargate_fallback: None } => {
+                        prop_assert!(c.lambda.is_none() && c.fargate.is_none());
+                    }
+                    Plan::Fargate(_) => prop_assert!(false, "auto never forces Fargate"),
                 }
             }
         }

@@ -230,6 +230,21 @@ pub struct Packed {
 /// new instances of `empty` room: first fit, largest first. Needs that
 /// `empty` cannot hold are left out.
 pub fn pack(needs: &[(Room, u32)], free: &[Room], empty: Room) -> Packed {
+    let (bins, sorted) = fill(needs, free, empty);
+    let new = &bins[free.len()..];
+    Packed {
+        new: new.len() as u32,
+        full: new
+            .iter()
+            .filter(|bin| !sorted.iter().any(|(n, _)| n.fits(**bin)))
+            .count() as u32,
+    }
+}
+
+/// The room left on `free` and on the new instances of `empty` room once
+/// `needs` are packed as [`pack`] packs them (`free`'s first, in order),
+/// and the needs that `empty` holds, largest first.
+fn fill(needs: &[(Room, u32)], free: &[Room], empty: Room) -> (Vec<Room>, Vec<(Room, u32)>) {
     let mut sorted: Vec<(Room, u32)> = needs
         .iter()
         .copied()
@@ -237,7 +252,6 @@ pub fn pack(needs: &[(Room, u32)], free: &[Room], empty: Room) -> Packed {
         .collect();
     sorted.sort_unstable_by_key(|n| std::cmp::Reverse(n.0));
     let mut bins: Vec<Room> = free.to_vec();
-    let existing = bins.len();
     for &(need, mut count) in &sorted {
         // First fit of identical tasks fills each bin in turn.
         for bin in bins.iter_mut() {
@@ -261,14 +275,50 @@ pub fn pack(needs: &[(Room, u32)], free: &[Room], empty: Room) -> Packed {
             count -= k;
         }
     }
-    let new = &bins[existing..];
-    Packed {
-        new: new.len() as u32,
-        full: new
-            .iter()
-            .filter(|bin| !sorted.iter().any(|(n, _)| n.fits(**bin)))
-            .count() as u32,
+    (bins, sorted)
+}
+
+/// How many new instances of `empty` room pay for themselves running the
+/// `elsewhere` jobs: packed as [`pack`] packs, after the room `free` has,
+/// the new instances the jobs fill (no more of them fits) and whose jobs
+/// cost more than `threshold` an hour where they run now.
+pub fn paying(elsewhere: &[Elsewhere], free: &[Room], empty: Room, threshold: f64) -> u32 {
+    let mut sorted: Vec<Elsewhere> = elsewhere
+        .iter()
+        .copied()
+        .filter(|e| e.count > 0 && e.need.fits(empty))
+        .collect();
+    sorted.sort_unstable_by_key(|e| std::cmp::Reverse(e.need));
+    let mut bins: Vec<(Room, f64)> = free.iter().map(|r| (*r, 0.0)).collect();
+    let existing = bins.len();
+    for e in &sorted {
+        let mut count = e.count;
+        for (bin, value) in bins.iter_mut() {
+            if count == 0 {
+                break;
+            }
+            let k = e.need.fits_times(*bin).min(count);
+            for _ in 0..k {
+                bin.take(e.need);
+            }
+            *value += f64::from(k) * e.hourly;
+            count -= k;
+        }
+        let per_bin = e.need.fits_times(empty).max(1);
+        while count > 0 {
+            let k = per_bin.min(count);
+            let mut bin = empty;
+            for _ in 0..k {
+                bin.take(e.need);
+            }
+            bins.push((bin, f64::from(k) * e.hourly));
+            count -= k;
+        }
     }
+    bins[existing..]
+        .iter()
+        .filter(|(bin, value)| *value > threshold && !sorted.iter().any(|e| e.need.fits(*bin)))
+        .count() as u32
 }
 
 /// How many new instances of `empty` room the `needs` take after filling
@@ -306,7 +356,7 @@ pub struct Member<Id> {
 }
 
 /// The scaler's settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Config {
     pub min: u32,
     pub max: u32,
@@ -315,15 +365,103 @@ pub struct Config {
     /// While the cluster runs tasks, keep at least this many largest
     /// containers schedulable (0: none).
     pub headroom: u32,
+    /// What an instance of the group costs an hour (its Spot price and its
+    /// root volume): work running elsewhere starts one only when it would
+    /// pay [`PAYS_MARGIN`] times that.
+    pub instance_hourly: f64,
 }
 
 /// What jobs ask of EC2 that it does not give them now.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Demand {
     /// Jobs waiting for capacity (EC2 only), by need.
     pub waiting: Vec<(Room, u32)>,
-    /// Jobs that fell back to Fargate lately and still run there, by need.
-    pub fell_back: Vec<(Room, u32)>,
+    /// Jobs that went to Fargate lately for want of EC2 room and still run
+    /// there, by need, with what each costs there an hour.
+    pub fell_back: Vec<Elsewhere>,
+}
+
+/// Jobs of one need running off the cluster, and what each costs an hour
+/// where it runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Elsewhere {
+    pub need: Room,
+    pub count: u32,
+    pub hourly: f64,
+}
+
+/// Jobs on Fargate, by need, with what the next job like each pays there an
+/// hour: on Fargate Spot where it would go there (the deployment uses it
+/// and the job tolerates interruption), else on demand, whatever the one
+/// running found.
+pub fn elsewhere<'a>(
+    jobs: impl IntoIterator<Item = &'a crate::ResolvedJob>,
+    prices: &crate::prices::Prices,
+    fargate_spot: bool,
+) -> Vec<Elsewhere> {
+    let mut out: Vec<Elsewhere> = Vec::new();
+    for job in jobs {
+        let Some(size) = crate::routing::fargate_size(job.cpu, job.memory) else {
+            continue;
+        };
+        let spot = fargate_spot && job.interruptible;
+        let hourly = prices.fargate_hour(size, crate::prices::Arch::X86_64, spot);
+        let need = Room::new(job.cpu, job.memory, job.gpu);
+        match out
+            .iter_mut()
+            .find(|e| e.need == need && e.hourly == hourly)
+        {
+            Some(e) => e.count += 1,
+            None => out.push(Elsewhere {
+                need,
+                count: 1,
+                hourly,
+            }),
+        }
+    }
+    out.sort_by(|a, b| a.need.cmp(&b.need).then(a.hourly.total_cmp(&b.hourly)));
+    out
+}
+
+/// What an instance of the group costs an hour at most: the dearest of its
+/// types at Spot, with its root volume. A type with no price known never
+/// pays for itself.
+pub fn instance_hourly(types: &[InstanceType], prices: &crate::prices::Prices) -> f64 {
+    types
+        .iter()
+        .map(|t| prices.spot_hour(&t.name).unwrap_or(f64::INFINITY))
+        .fold(0.0, f64::max)
+        + prices.root_volume_hour()
+}
+
+/// How much an instance started for work that runs elsewhere must save over
+/// its own price: it bills from its launch, takes no task until it
+/// registers, and idles between jobs and through its quiet period at the
+/// end (docs/scaling.md).
+pub const PAYS_MARGIN: f64 = 1.25;
+
+/// How long an instance takes from its launch to registering with the
+/// cluster, as published: 30-40 s for an ECS-optimized AMI
+/// (aws/amazon-ecs-agent#2309, aws/karpenter-provider-aws#3827 and #6165).
+pub const REGISTRATION_SECONDS: u32 = 40;
+
+/// EC2 bills a Linux instance per second with a one-minute minimum.
+pub const EC2_MINIMUM_SECONDS: u32 = 60;
+
+/// The ski-rental break-even of an idle instance: keeping it idle costs its
+/// price by the second; draining it costs, when work that needs it
+/// returns, a new instance billed from its launch for at least a minute
+/// and through its registration before it takes a task. An idle instance is
+/// kept as long as that relaunch costs, then drained: whatever comes next,
+/// this costs at most twice what the best choice made knowing the future
+/// would (the deterministic ski-rental bound).
+pub const fn idle_break_even_seconds(registration_seconds: u32) -> u32 {
+    let relaunch = if registration_seconds > EC2_MINIMUM_SECONDS {
+        registration_seconds
+    } else {
+        EC2_MINIMUM_SECONDS
+    };
+    relaunch + registration_seconds
 }
 
 /// What the scaler does this run.
@@ -352,10 +490,9 @@ impl<Id> Plan<Id> {
 }
 
 /// How long an instance stays idle before the scaler drains it, unless
-/// configured (`ScaleInAfterSeconds`): long enough that a gap between
-/// bursts of work does not cost a relaunch, short enough that an idle
-/// cluster costs little.
-pub const DEFAULT_SCALE_IN_AFTER_SECONDS: u32 = 900;
+/// configured (`ScaleInAfterSeconds`): the ski-rental break-even,
+/// [`idle_break_even_seconds`] at the published registration time.
+pub const DEFAULT_SCALE_IN_AFTER_SECONDS: u32 = idle_break_even_seconds(REGISTRATION_SECONDS);
 
 /// How recent a fall back to Fargate is to count as demand: a job that
 /// fell back within this window and still runs says EC2 lacked room.
@@ -387,17 +524,30 @@ pub fn plan<Id: Clone + PartialEq>(
             .collect()
     };
     let waiting = runnable(&demand.waiting);
-    let mut asked = waiting.clone();
-    asked.extend(runnable(&demand.fell_back));
+    let elsewhere: Vec<Elsewhere> = demand
+        .fell_back
+        .iter()
+        .copied()
+        .filter(|e| fit(e.need, types) == Fit::Every)
+        .collect();
+    let threshold = config.instance_hourly * PAYS_MARGIN;
 
     // Jobs waiting have nowhere else to go: they get what they need. Jobs
     // on Fargate already run: instances are started for the like of them
-    // only when they would fill them, as a lone job would leave most of an
-    // instance idle.
+    // only where they pay, filled with work that costs more elsewhere than
+    // the instance does, margin included.
+    // While work runs on Fargate that a full instance would run for less,
+    // the next job like it would take an idle instance's room: no idle
+    // instance is drained meanwhile.
+    let would_pay = elsewhere
+        .iter()
+        .any(|e| e.hourly * f64::from(e.need.fits_times(empty)) > threshold);
     let needed = |room: &[Room]| -> (u32, bool) {
-        let for_waiting = pack(&waiting, room, empty).new;
-        let all = pack(&asked, room, empty);
-        (for_waiting.max(all.full), for_waiting > 0 || all.new > 0)
+        // The waiting jobs first, then work elsewhere on what room is left.
+        let (left, _) = fill(&waiting, room, empty);
+        let for_waiting = (left.len() - room.len()) as u32;
+        let pays = paying(&elsewhere, &left, empty, threshold);
+        (for_waiting + pays, for_waiting > 0 || pays > 0 || would_pay)
     };
     let mut room: Vec<Room> = members
         .iter()
@@ -449,9 +599,9 @@ pub fn plan<Id: Clone + PartialEq>(
         let add = wanted.min(open);
         plan.add = add;
         plan.reasons.push(format!(
-            "add {add} instance(s): {} job(s) waiting for capacity and {} that fell back to Fargate need {wanted} more{}",
+            "add {add} instance(s): {} job(s) waiting for capacity and {} on Fargate that an instance runs for less need {wanted} more{}",
             count(&waiting),
-            count(&runnable(&demand.fell_back)),
+            elsewhere.iter().map(|e| e.count).sum::<u32>(),
             if add < wanted { " (the group is at its maximum)" } else { "" },
         ));
     }
@@ -571,6 +721,8 @@ mod tests {
             max: 10,
             quiet_ms: 15 * MIN,
             headroom: 0,
+            // An m5.large at Spot with its root volume.
+            instance_hourly: 0.0417,
         }
     }
 
@@ -651,55 +803,67 @@ mod tests {
     }
 
     #[test]
-    fn fargate_fallbacks_start_the_instances_they_would_fill() {
-        let demand = |n| Demand {
+    fn work_on_fargate_starts_instances_only_where_they_pay() {
+        // RENDER on Fargate Spot ($0.0148 an hour) and on Fargate on
+        // demand ($0.0494): two fill an m5.large ($0.0417 with its
+        // volume, $0.0521 with the margin).
+        let demand = |n, hourly| Demand {
             waiting: vec![],
-            fell_back: vec![(RENDER, n)],
+            fell_back: vec![Elsewhere {
+                need: RENDER,
+                count: n,
+                hourly,
+            }],
         };
-        let p = plan(
-            0,
-            &[] as &[Member<u32>],
-            &demand(2),
-            &types(),
-            None,
-            config(),
-        );
+        let none: &[Member<u32>] = &[];
+        // On Fargate Spot, an instance never pays, however much runs.
+        let p = plan(0, none, &demand(40, 0.0148), &types(), None, config());
+        assert!(p.is_empty(), "{p:?}");
+        // On demand, two fill an instance that costs less than they do.
+        let p = plan(0, none, &demand(2, 0.0494), &types(), None, config());
         assert_eq!(p.add, 1);
         assert!(
-            p.reasons[0].contains("2 that fell back to Fargate"),
+            p.reasons[0].contains("2 on Fargate that an instance runs for less"),
             "{p:?}"
         );
-        // Five fill two instances; the fifth alone would leave one half idle.
-        let p = plan(
-            0,
-            &[] as &[Member<u32>],
-            &demand(5),
-            &types(),
-            None,
-            config(),
-        );
+        // Five fill two instances; the fifth alone would leave one half
+        // idle, and half an instance's work does not pay for it.
+        let p = plan(0, none, &demand(5, 0.0494), &types(), None, config());
         assert_eq!(p.add, 2);
-        // A lone job does not start an instance.
-        let p = plan(
-            0,
-            &[] as &[Member<u32>],
-            &demand(1),
-            &types(),
-            None,
-            config(),
-        );
+        let p = plan(0, none, &demand(1, 0.0494), &types(), None, config());
         assert!(p.is_empty(), "{p:?}");
-        // ... but while it runs on Fargate, idle instances are not drained:
-        // the next such job would go there.
-        let idle = [member(
-            1,
-            MemberState::Active,
-            Room::new(512, 1000, 0),
-            0,
-            Some(0),
-        )];
-        let p = plan(20 * MIN, &idle, &demand(1), &types(), None, config());
-        assert!(p.drain.is_empty(), "{p:?}");
+        // Room on the way counts first.
+        let coming = [member(1, MemberState::Launching, full(), 0, None)];
+        let p = plan(0, &coming, &demand(3, 0.0494), &types(), None, config());
+        assert!(p.is_empty(), "{p:?}");
+        // At the margin: value above 1.25 times the instance's price.
+        let at = 0.0417 * PAYS_MARGIN / 2.0;
+        assert_eq!(
+            paying(
+                &demand(2, at * 0.99).fell_back,
+                &[],
+                full(),
+                0.0417 * PAYS_MARGIN
+            ),
+            0
+        );
+        assert_eq!(
+            paying(
+                &demand(2, at * 1.01).fell_back,
+                &[],
+                full(),
+                0.0417 * PAYS_MARGIN
+            ),
+            1
+        );
+    }
+
+    #[test]
+    fn an_idle_instance_is_kept_for_the_price_of_a_relaunch() {
+        // A relaunch bills a minute at least and takes 40 s to register.
+        assert_eq!(idle_break_even_seconds(40), 100);
+        assert_eq!(idle_break_even_seconds(90), 180);
+        assert_eq!(DEFAULT_SCALE_IN_AFTER_SECONDS, 100);
     }
 
     #[test]
@@ -964,8 +1128,12 @@ mod tests {
                         }
                     })
                     .collect();
+                let fell_back: Vec<Elsewhere> = fell_back
+                    .into_iter()
+                    .map(|(need, count)| Elsewhere { need, count, hourly: 0.05 })
+                    .collect();
                 let demand = Demand { waiting, fell_back };
-                let config = Config { min: min.min(max), max, quiet_ms: 15 * MIN, headroom: 0 };
+                let config = Config { min: min.min(max), max, quiet_ms: 15 * MIN, headroom: 0, instance_hourly: 0.0417 };
                 let p = plan(now_min * MIN, &members, &demand, &types(), None, config);
                 for id in &p.terminate {
                     let m = &members[*id];
@@ -984,7 +1152,8 @@ mod tests {
                 let staying = members.len() as u32 - p.terminate.len() as u32;
                 prop_assert!(p.add == 0 || staying + p.add <= max.max(config.min), "{p:?}");
                 let fits = |needs: &[(Room, u32)]| needs.iter().any(|(n, _)| fit(*n, &types()) == Fit::Every);
-                if !fits(&demand.waiting) && !fits(&demand.fell_back) {
+                let elsewhere: Vec<(Room, u32)> = demand.fell_back.iter().map(|e| (e.need, e.count)).collect();
+                if !fits(&demand.waiting) && !fits(&elsewhere) {
                     prop_assert!(staying + p.add <= config.min.max(staying), "added for nothing: {p:?}");
                 }
             }
