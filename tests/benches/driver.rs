@@ -179,6 +179,9 @@ async fn prepare(stack: &Stack) {
         max_attempts: 1,
         fargate: false,
         job_role: None,
+        interruptible: true,
+        expected_seconds: None,
+        runs: Default::default(),
     };
     stack.definitions().put(&def).await.unwrap();
 }

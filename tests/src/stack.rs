@@ -406,6 +406,9 @@ pub fn render() -> JobDefinition {
         max_attempts: 3,
         fargate: true,
         job_role: None,
+        interruptible: true,
+        expected_seconds: None,
+        runs: Default::default(),
     }
 }
 

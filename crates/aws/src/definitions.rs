@@ -97,7 +97,38 @@ impl Definitions {
         Ok(out)
     }
 
-    /// Registers or replaces a definition.
+    /// Counts a successful run of `seconds` of definition `name` (its
+    /// `runs` and `run_seconds`, what routing expects of its next jobs when
+    /// it gives no `expected_seconds`). One atomic ADD; a definition
+    /// deleted meanwhile is not brought back.
+    pub async fn record_run(&self, name: &str, seconds: u64) -> Result<(), AwsError> {
+        let done = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key("name", AttributeValue::S(name.to_owned()))
+            .update_expression("ADD #runs :one, #seconds :seconds")
+            .condition_expression("attribute_exists(#name)")
+            .expression_attribute_names("#runs", RUNS)
+            .expression_attribute_names("#seconds", RUN_SECONDS)
+            .expression_attribute_names("#name", "name")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":seconds", AttributeValue::N(seconds.to_string()))
+            .send()
+            .await;
+        match done {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(AwsError::from_sdk("dynamodb:UpdateItem", e)),
+        }
+    }
+
+    /// Registers or replaces a definition (its runs counted anew).
     pub async fn put(&self, def: &JobDefinition) -> Result<(), AwsError> {
         self.ddb
             .put_item()
@@ -131,6 +162,12 @@ pub fn item(def: &JobDefinition) -> Item {
     if let Some(role) = &def.job_role {
         item.insert("job_role".into(), s(role));
     }
+    if !def.interruptible {
+        item.insert("interruptible".into(), AttributeValue::Bool(false));
+    }
+    if let Some(seconds) = def.expected_seconds {
+        item.insert("expected_seconds".into(), n(seconds));
+    }
     if let Some(cmd) = &def.command {
         item.insert(
             "command".into(),
@@ -140,8 +177,12 @@ pub fn item(def: &JobDefinition) -> Item {
     item
 }
 
+/// The attributes the table keeps of a definition's successful runs.
+pub const RUNS: &str = "runs";
+pub const RUN_SECONDS: &str = "run_seconds";
+
 /// The attributes of a definitions-table item.
-const ATTRIBUTES: [&str; 12] = [
+const ATTRIBUTES: [&str; 16] = [
     "name",
     "task_definition",
     "container",
@@ -154,6 +195,10 @@ const ATTRIBUTES: [&str; 12] = [
     "max_attempts",
     "fargate",
     "job_role",
+    "interruptible",
+    "expected_seconds",
+    RUNS,
+    RUN_SECONDS,
 ];
 
 /// Reads a definitions-table item, with the rules `berth definitions put`
@@ -220,10 +265,19 @@ fn parse(item: &Item, name: &str) -> Result<JobDefinition, String> {
         ),
         Some(_) => return Err("`command` must be a list of strings".into()),
     };
-    let fargate = match item.get("fargate") {
-        None | Some(AttributeValue::Null(_)) => false,
-        Some(AttributeValue::Bool(b)) => *b,
-        Some(_) => return Err("`fargate` must be a boolean".into()),
+    let flag = |k: &str, default: bool| match item.get(k) {
+        None | Some(AttributeValue::Null(_)) => Ok(default),
+        Some(AttributeValue::Bool(b)) => Ok(*b),
+        Some(_) => Err(format!("`{k}` must be a boolean")),
+    };
+    let count = |k: &str| -> Result<u64, String> {
+        match item.get(k) {
+            None | Some(AttributeValue::Null(_)) => Ok(0),
+            Some(AttributeValue::N(v)) => v
+                .parse()
+                .map_err(|_| format!("`{k}` must be a whole number, found {v}")),
+            Some(_) => Err(format!("`{k}` must be a number")),
+        }
     };
     Ok(JobDefinition {
         name: name.to_owned(),
@@ -236,8 +290,14 @@ fn parse(item: &Item, name: &str) -> Result<JobDefinition, String> {
         gpu: number("gpu")?.unwrap_or(0),
         timeout_seconds: required_number("timeout_seconds")?,
         max_attempts: required_number("max_attempts")?,
-        fargate,
+        fargate: flag("fargate", false)?,
         job_role: text("job_role")?.filter(|v| !v.is_empty()),
+        interruptible: flag("interruptible", true)?,
+        expected_seconds: number("expected_seconds")?,
+        runs: berth_core::routing::Runs {
+            count: count(RUNS)?,
+            seconds: count(RUN_SECONDS)?,
+        },
     })
 }
 
@@ -259,6 +319,9 @@ mod tests {
             max_attempts: 2,
             fargate: true,
             job_role: None,
+            interruptible: true,
+            expected_seconds: None,
+            runs: Default::default(),
         }
     }
 
@@ -285,6 +348,33 @@ mod tests {
             read(&item(&with_role), &Prefixes::default()),
             Lookup::Found(with_role)
         );
+        let steady = JobDefinition {
+            interruptible: false,
+            expected_seconds: Some(30),
+            ..def()
+        };
+        let mut i = item(&steady);
+        assert_eq!(i.get("interruptible"), Some(&AttributeValue::Bool(false)));
+        assert!(
+            !item(&def()).contains_key("interruptible"),
+            "the default is left out"
+        );
+        // The runs the table counts are read with it, and give the
+        // expected run of a definition that names none.
+        i.insert(RUNS.into(), AttributeValue::N("4".into()));
+        i.insert(RUN_SECONDS.into(), AttributeValue::N("90".into()));
+        let Lookup::Found(read_back) = read(&i, &Prefixes::default()) else {
+            panic!("{i:?}");
+        };
+        assert_eq!(
+            read_back.runs,
+            berth_core::routing::Runs {
+                count: 4,
+                seconds: 90
+            }
+        );
+        assert!(!read_back.interruptible);
+        assert_eq!(read_back.expected_seconds, Some(30));
     }
 
     /// The driver reads a definition with the rules `berth definitions put`

@@ -22,7 +22,7 @@ use aws_sdk_ecs::types::{
 use berth_core::capacity::{ContainerInstance, InstanceStatus};
 use berth_core::launch::{LaunchNumber, TokenScope, client_token, started_by};
 use berth_core::limits::ecs::DESCRIBE_CONTAINER_INSTANCES_MAX;
-use berth_core::routing::FargateSize;
+use berth_core::routing::OnFargate;
 use berth_core::scaling::Room;
 use berth_core::{ResolvedJob, Route};
 use serde::{Deserialize, Serialize};
@@ -64,8 +64,6 @@ pub struct Launching {
     /// The EC2 capacity provider; `None`: launch type EC2.
     pub ec2_capacity_provider: Option<String>,
     pub fargate: FargateNetwork,
-    /// Fargate Spot rather than Fargate.
-    pub fargate_spot: bool,
 }
 
 /// berth's ECS cluster.
@@ -110,7 +108,6 @@ impl EcsCluster {
                     security_groups: settings.fargate_security_groups.clone(),
                     assign_public_ip: settings.fargate_public_ip,
                 },
-                fargate_spot: settings.fargate_spot,
             },
         )
     }
@@ -177,24 +174,27 @@ impl EcsCluster {
         }
     }
 
-    /// Runs one task of `job` on Fargate (or Fargate Spot) with `size`.
+    /// Runs one task of `job` on Fargate as `on` says: its size, and on
+    /// Fargate Spot (the `FARGATE_SPOT` capacity provider) or on demand.
+    /// Fargate Spot with no capacity is `NoRoom`: ECS does not go on to
+    /// Fargate itself, the caller does.
     pub async fn run_on_fargate(
         &self,
         job: &ResolvedJob,
         launch: LaunchNumber,
-        size: FargateSize,
+        on: OnFargate,
     ) -> Result<Placement, LaunchError> {
         self.checked_task_definition(job).await?;
         let network = self.network(true)?;
+        let scope = if on.spot {
+            TokenScope::FargateSpot
+        } else {
+            TokenScope::Fargate
+        };
         let mut req = self
-            .run_task(
-                job,
-                launch,
-                TokenScope::Fargate,
-                Some((size.cpu, size.memory)),
-            )
+            .run_task(job, launch, scope, Some((on.size.cpu, on.size.memory)))
             .network_configuration(network);
-        req = if self.launching.fargate_spot {
+        req = if on.spot {
             req.capacity_provider_strategy(
                 CapacityProviderStrategyItem::builder()
                     .capacity_provider("FARGATE_SPOT")
@@ -730,14 +730,14 @@ pub struct ContainerChange {
 }
 
 impl TaskChange {
-    /// Where the task ran: Fargate (or Fargate Spot), else EC2.
+    /// Where the task ran: Fargate Spot, Fargate, else EC2.
     pub fn route(&self) -> Route {
-        let fargate = self.launch_type.as_deref() == Some("FARGATE")
-            || self
-                .capacity_provider_name
-                .as_deref()
-                .is_some_and(|p| p.starts_with("FARGATE"));
-        if fargate { Route::Fargate } else { Route::Ec2 }
+        match self.capacity_provider_name.as_deref() {
+            Some("FARGATE_SPOT") => Route::FargateSpot,
+            Some("FARGATE") => Route::Fargate,
+            _ if self.launch_type.as_deref() == Some("FARGATE") => Route::Fargate,
+            _ => Route::Ec2,
+        }
     }
 }
 
@@ -872,6 +872,7 @@ mod tests {
     use aws_smithy_runtime_api::http::StatusCode;
     use aws_smithy_types::body::SdkBody;
     use berth_core::Processor;
+    use berth_core::routing::FargateSize;
 
     /// An ECS error answer as ECS sends it (AWS JSON 1.1).
     fn ecs_error(code: &str, message: &str) -> HttpResponse {
@@ -955,7 +956,7 @@ mod tests {
         ));
         let fargate = fargate_job();
         assert!(matches!(
-            ecs.run_on_fargate(&fargate, 1, SIZE).await,
+            ecs.run_on_fargate(&fargate, 1, ON_DEMAND).await,
             Err(LaunchError::Permanent(why)) if why.contains("does not list FARGATE")
         ));
         assert_eq!(run.num_calls(), 0);
@@ -966,6 +967,10 @@ mod tests {
     const SIZE: FargateSize = FargateSize {
         cpu: 1024,
         memory: 2048,
+    };
+    const ON_DEMAND: OnFargate = OnFargate {
+        size: SIZE,
+        spot: false,
     };
 
     /// `job()`, of a definition that may run on Fargate.
@@ -993,6 +998,8 @@ mod tests {
             processor: Processor::Auto,
             fargate_allowed: false,
             job_role: None,
+            interruptible: true,
+            expected_seconds: None,
         }
     }
 
@@ -1077,7 +1084,7 @@ mod tests {
         let described = bridge();
         let ecs = cluster(mock_client!(aws_sdk_ecs, [&described]));
         assert!(matches!(
-            ecs.run_on_fargate(&job(), 1, SIZE).await,
+            ecs.run_on_fargate(&job(), 1, ON_DEMAND).await,
             Err(LaunchError::Permanent(why)) if why.contains("Subnets parameter (BERTH_FARGATE_SUBNETS)")
         ));
         let missing = mock!(Client::run_task)
@@ -1123,7 +1130,7 @@ mod tests {
                 mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&described, &run]),
                 public,
             );
-            ecs.run_on_fargate(&fargate, 1, SIZE).await.unwrap();
+            ecs.run_on_fargate(&fargate, 1, ON_DEMAND).await.unwrap();
             ecs.run_on_ec2(&fargate, 1).await.unwrap();
         }
         assert_eq!(
@@ -1134,6 +1141,73 @@ mod tests {
                 (Some(LaunchType::Fargate), Some(AssignPublicIp::Disabled)),
                 (Some(LaunchType::Ec2), Some(AssignPublicIp::Disabled)),
             ]
+        );
+    }
+
+    /// Fargate Spot is the FARGATE_SPOT capacity provider, with a token of
+    /// its own (the same launch may go on to Fargate on demand); no
+    /// capacity there is no room, with ECS's reason.
+    #[tokio::test]
+    async fn fargate_spot_is_its_capacity_provider_and_a_shortfall_is_no_room() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let recorded = seen.clone();
+        let run = mock!(Client::run_task).then_compute_output(move |r| {
+            let provider = r
+                .capacity_provider_strategy()
+                .first()
+                .map(|p| p.capacity_provider().to_owned());
+            recorded.lock().unwrap().push((
+                r.launch_type().cloned(),
+                provider.clone(),
+                r.client_token().unwrap_or_default().to_owned(),
+            ));
+            if provider.is_some() {
+                RunTaskOutput::builder()
+                    .failures(
+                        aws_sdk_ecs::types::Failure::builder()
+                            .reason("Capacity is unavailable at this time. Please try again later or in a different availability zone")
+                            .build(),
+                    )
+                    .build()
+            } else {
+                RunTaskOutput::builder()
+                    .tasks(Task::builder().task_arn("arn:task/2").build())
+                    .build()
+            }
+        });
+        let described = described(true);
+        let ecs = in_subnet(
+            mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&described, &run]),
+            false,
+        );
+        let spot = OnFargate {
+            size: SIZE,
+            spot: true,
+        };
+        assert_eq!(
+            ecs.run_on_fargate(&fargate_job(), 4, spot).await.unwrap(),
+            Placement::NoRoom {
+                reason: "Capacity is unavailable at this time. Please try again later or in a different availability zone".into()
+            }
+        );
+        assert_eq!(
+            ecs.run_on_fargate(&fargate_job(), 4, ON_DEMAND)
+                .await
+                .unwrap(),
+            Placement::Placed {
+                task_arn: "arn:task/2".into()
+            }
+        );
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[0].0, None, "a capacity provider, not a launch type");
+        assert_eq!(seen[0].1.as_deref(), Some("FARGATE_SPOT"));
+        assert_eq!(
+            (seen[1].0.clone(), seen[1].1.clone()),
+            (Some(LaunchType::Fargate), None)
+        );
+        assert!(
+            seen[0].2.ends_with("-4-s") && seen[1].2.ends_with("-4-f"),
+            "{seen:?}"
         );
     }
 
@@ -1193,7 +1267,7 @@ mod tests {
         let change = ecs.find_task("j-1", 3).await.unwrap().expect("found");
         assert_eq!(
             (change.task_arn.as_str(), change.route()),
-            ("arn:task/9", Route::Fargate)
+            ("arn:task/9", Route::FargateSpot)
         );
         assert_eq!(change.last_status, "STOPPED");
         assert_eq!(

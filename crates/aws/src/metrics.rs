@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | `Dispatched` | `Route` | the driver, a job launched |
 //! | `FargateFallbacks` | none | the driver, EC2 had no room and Fargate took the job |
+//! | `FargateSpotShortfalls` | none | the driver, Fargate Spot had no capacity and Fargate on demand was tried |
 //! | `WaitingForCapacity`, `Rejected`, `DeadLettered`, `LaunchFailed` | none | the driver |
 //! | `LaunchRetries` | none | the driver, a launch hit throttling or a 5xx and its message comes back |
 //! | `Retries` | none | the driver, any other retryable error (the tables, a launch in progress elsewhere) |

@@ -8,6 +8,7 @@ use berth_core::launch::LaunchNumber;
 use berth_core::stop::{self, CANCELLED_REASON, EcsStop};
 use berth_core::{JobStatus, Route};
 
+use crate::definitions::Definitions;
 use crate::ecs::{EcsCluster, TaskChange};
 use crate::store::{Changed, JobRecord, now_ms};
 use crate::{AwsError, JobQueue, JobStore};
@@ -25,6 +26,17 @@ impl JobRecord {
                 .or(self.job.as_ref().map(|j| j.max_attempts))
                 .unwrap_or(1),
         }
+    }
+
+    /// How long the job's container ran, in whole seconds, when it ends at
+    /// `now_ms`: from its start (its running deadline less its timeout) to
+    /// now. `None` unless the record saw it run.
+    pub fn run_seconds(&self, now_ms: i64) -> Option<u64> {
+        if self.status != JobStatus::Running {
+            return None;
+        }
+        let started = self.deadline? - i64::from(self.job.as_ref()?.timeout_seconds);
+        u64::try_from(now_ms / 1000 - started).ok()
     }
 
     /// The job's definition, as recorded.
@@ -49,15 +61,29 @@ pub enum AttemptEnded {
 
 /// Ends an attempt of a job by the settlement berth-core made of it: one
 /// conditional write, then the next attempt's message when there is one.
+/// A success is counted in its definition's runs when `definitions` is
+/// given (what routing expects of the definition's next jobs).
 pub async fn end_attempt(
     store: &JobStore,
     queue: Option<&JobQueue>,
+    definitions: Option<&Definitions>,
     record: &JobRecord,
     settled: Settled,
 ) -> Result<AttemptEnded, AwsError> {
-    match store.settle(&record.job_id, &settled, now_ms()).await? {
+    let now = now_ms();
+    match store.settle(&record.job_id, &settled, now).await? {
         Changed::Applied => {}
         Changed::Refused(now_is) => return Ok(AttemptEnded::Refused(now_is.map(|r| r.status))),
+    }
+    if let (JobStatus::Succeeded, Some(definitions), Some(seconds)) =
+        (settled.status, definitions, record.run_seconds(now))
+        && let Err(e) = definitions
+            .record_run(record.definition_name(), seconds)
+            .await
+    {
+        // The job has ended as it should; its definition's expected run
+        // misses this one.
+        tracing::warn!(job_id = record.job_id, error = %e, "run not counted");
     }
     if let (Some(delay), Some(queue)) = (settled.requeue, queue) {
         queue
@@ -97,6 +123,7 @@ pub fn task_ending(task: &TaskChange, container: Option<&str>) -> Ending {
 pub async fn end_task(
     store: &JobStore,
     queue: Option<&JobQueue>,
+    definitions: Option<&Definitions>,
     record: &JobRecord,
     task: &TaskChange,
     launch: LaunchNumber,
@@ -110,7 +137,7 @@ pub async fn end_task(
     };
     let ending = task_ending(task, container);
     match attempt::settle(&record.standing(), &attempt, ending, policy, now_ms()) {
-        Settlement::Apply(settled) => end_attempt(store, queue, record, settled).await,
+        Settlement::Apply(settled) => end_attempt(store, queue, definitions, record, settled).await,
         Settlement::Ended { status } => Ok(AttemptEnded::Refused(Some(status))),
         Settlement::NotCurrent => Ok(AttemptEnded::Refused(Some(record.status))),
     }
@@ -185,7 +212,7 @@ pub async fn cancel(
         Err(status) => return Ok(Cancelled::AlreadyEnded { status }),
     };
     let launched = settled.history.is_some();
-    match end_attempt(store, None, &before, settled).await? {
+    match end_attempt(store, None, None, &before, settled).await? {
         AttemptEnded::Applied(_) => {}
         AttemptEnded::Refused(Some(status)) => return Ok(Cancelled::AlreadyEnded { status }),
         AttemptEnded::Refused(None) => return Ok(Cancelled::NotFound),

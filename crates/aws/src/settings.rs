@@ -24,6 +24,7 @@ variables! {
     FARGATE_SUBNETS = "BERTH_FARGATE_SUBNETS";
     FARGATE_SECURITY_GROUPS = "BERTH_FARGATE_SECURITY_GROUPS";
     FARGATE_SPOT = "BERTH_FARGATE_SPOT";
+    PRICES = "BERTH_PRICES";
     FARGATE_PUBLIC_IP = "BERTH_FARGATE_PUBLIC_IP";
     LARGEST_CPU = "BERTH_LARGEST_CPU";
     LARGEST_MEMORY = "BERTH_LARGEST_MEMORY";
@@ -44,7 +45,7 @@ pub use berth_core::stop::DEFAULT_MAX_INTERRUPTIONS;
 
 use berth_core::definition::Prefixes;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub jobs_table: String,
     pub definitions_table: String,
@@ -54,7 +55,12 @@ pub struct Settings {
     pub ec2_capacity_provider: Option<String>,
     pub fargate_subnets: Vec<String>,
     pub fargate_security_groups: Vec<String>,
+    /// Jobs that tolerate interruption run on Fargate Spot (unset: yes).
     pub fargate_spot: bool,
+    /// The price model routing and the scaler decide with: the list
+    /// prices, overridden by `BERTH_PRICES` (a JSON object of
+    /// [`Prices`](berth_core::prices::Prices)' fields).
+    pub prices: berth_core::prices::Prices,
     /// Fargate tasks get a public IP: their subnets are public ones, whose
     /// way out is an internet gateway rather than a NAT gateway.
     pub fargate_public_ip: bool,
@@ -96,6 +102,8 @@ pub enum SettingsError {
         value: String,
         expected: &'static str,
     },
+    #[error("{name}: {reason}")]
+    Unusable { name: &'static str, reason: String },
 }
 
 impl Settings {
@@ -134,8 +142,9 @@ impl Settings {
                 })
                 .transpose()
         };
-        let flag = |name: &'static str| match optional(name).as_deref() {
-            None | Some("false") => Ok(false),
+        let flag_or = |name: &'static str, unset: bool| match optional(name).as_deref() {
+            None => Ok(unset),
+            Some("false") => Ok(false),
             Some("true") => Ok(true),
             Some(other) => Err(SettingsError::Invalid {
                 name,
@@ -143,8 +152,13 @@ impl Settings {
                 expected: "true or false",
             }),
         };
-        let fargate_spot = flag(FARGATE_SPOT)?;
-        let fargate_public_ip = flag(FARGATE_PUBLIC_IP)?;
+        let fargate_spot = flag_or(FARGATE_SPOT, true)?;
+        let fargate_public_ip = flag_or(FARGATE_PUBLIC_IP, false)?;
+        let prices = berth_core::prices::Prices::from_json(&optional(PRICES).unwrap_or_default())
+            .map_err(|e| SettingsError::Unusable {
+            name: PRICES,
+            reason: e.to_string(),
+        })?;
         let largest = match (number(LARGEST_CPU)?, number(LARGEST_MEMORY)?) {
             (None, None) => None,
             (Some(cpu), Some(memory)) => {
@@ -186,6 +200,7 @@ impl Settings {
             fargate_subnets: list(FARGATE_SUBNETS),
             fargate_security_groups: list(FARGATE_SECURITY_GROUPS),
             fargate_spot,
+            prices,
             fargate_public_ip,
             max_interruptions: number(MAX_INTERRUPTIONS)?.unwrap_or(DEFAULT_MAX_INTERRUPTIONS),
             max_receives: number(MAX_RECEIVES)?,
@@ -260,6 +275,11 @@ mod tests {
         assert_eq!(s.fargate_subnets, ["subnet-1", "subnet-2"]);
         assert_eq!(s.fargate_security_groups, ["sg-1"]);
         assert!(s.fargate_spot);
+        assert!(
+            read(&BASE).unwrap().fargate_spot,
+            "Fargate Spot unless said"
+        );
+        assert_eq!(read(&BASE).unwrap().prices, Default::default());
         assert!(s.fargate_public_ip);
         assert!(
             !read(&BASE).unwrap().fargate_public_ip,
@@ -301,6 +321,16 @@ mod tests {
         assert_eq!(
             read(&vars).unwrap_err().to_string(),
             "BERTH_LARGEST_MEMORY=\"4GiB\": expected a whole number"
+        );
+        let mut vars = BASE.to_vec();
+        vars.push((PRICES, r#"{"spot_fraction":0.3}"#));
+        assert_eq!(read(&vars).unwrap().prices.spot_fraction, 0.3);
+        let mut vars = BASE.to_vec();
+        vars.push((PRICES, r#"{"spot_fracton":0.3}"#));
+        let e = read(&vars).unwrap_err().to_string();
+        assert!(
+            e.starts_with("BERTH_PRICES: prices: not valid: unknown field `spot_fracton`"),
+            "{e}"
         );
         let mut vars = BASE.to_vec();
         vars.push((INSTANCE_GROUP, "g"));

@@ -638,8 +638,9 @@ impl JobStore {
     }
 
     /// What jobs ask of the cluster's EC2 capacity that it does not give
-    /// them: every job waiting for capacity, and the jobs that fell back to
-    /// Fargate (a `FARGATE` route on a job not forced there) and changed
+    /// them: every job waiting for capacity, and the jobs that went to
+    /// Fargate (a `FARGATE` or `FARGATE_SPOT` route on a job not forced
+    /// there) and changed
     /// since `since_ms`, still dispatched or running. Each as resolved.
     pub async fn ec2_demand(&self, since_ms: i64) -> Result<Ec2Demand, AwsError> {
         let waiting = self
@@ -653,13 +654,14 @@ impl JobStore {
                 .table_name(&self.table)
                 .index_name(STATUS_INDEX)
                 .key_condition_expression("#status = :status AND #updated >= :since")
-                .filter_expression("#route = :fargate")
+                .filter_expression("#route IN (:fargate, :spot)")
                 .expression_attribute_names("#status", attr::STATUS)
                 .expression_attribute_names("#updated", attr::UPDATED_AT)
                 .expression_attribute_names("#route", attr::ROUTE)
                 .expression_attribute_values(":status", s(status.as_str()))
                 .expression_attribute_values(":since", n(since_ms))
-                .expression_attribute_values(":fargate", s(Route::Fargate.as_str()));
+                .expression_attribute_values(":fargate", s(Route::Fargate.as_str()))
+                .expression_attribute_values(":spot", s(Route::FargateSpot.as_str()));
             fargate.extend(self.collect(query, usize::MAX).await?);
         }
         let ids: Vec<&str> = waiting

@@ -31,6 +31,8 @@ async fn main() -> Result<(), Error> {
             instance_types: s.instance_types.clone(),
             scale_in_after: Duration::from_secs(u64::from(s.scale_in_after_seconds)),
             headroom: s.headroom,
+            prices: settings.prices.clone(),
+            fargate_spot: settings.fargate_spot,
         }),
     };
     // The schedule's event carries nothing the metric needs: take any. The

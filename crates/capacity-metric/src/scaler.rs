@@ -30,6 +30,11 @@ pub struct Scaler {
     pub instance_types: Vec<String>,
     pub scale_in_after: Duration,
     pub headroom: u32,
+    /// What instances and Fargate cost (`BERTH_PRICES`).
+    pub prices: berth_core::prices::Prices,
+    /// Jobs that tolerate interruption go on Fargate Spot
+    /// (`BERTH_FARGATE_SPOT`).
+    pub fargate_spot: bool,
 }
 
 /// What one run of the scaler saw and did.
@@ -74,7 +79,7 @@ impl Scaler {
         let asked = self.store.ec2_demand(now_ms() - window_ms).await?;
         let demand = Demand {
             waiting: by_need(&asked.waiting),
-            fell_back: by_need(&asked.fell_back),
+            fell_back: scaling::elsewhere(&asked.fell_back, &self.prices, self.fargate_spot),
         };
 
         // The group's instances, with their container instances where
@@ -146,6 +151,7 @@ impl Scaler {
             max: group.max,
             quiet_ms: self.scale_in_after.as_millis() as u64,
             headroom: self.headroom,
+            instance_hourly: scaling::instance_hourly(types, &self.prices),
         };
         let plan = scaling::plan(now, &members, &demand, types, largest, config);
 
@@ -208,7 +214,16 @@ impl Scaler {
             drained: ids(&plan.drain),
             reactivated: ids(&plan.reactivate),
             terminated: ids(&plan.terminate),
-            demand: (runnable(&demand.waiting), runnable(&demand.fell_back)),
+            demand: (
+                runnable(&demand.waiting),
+                runnable(
+                    &demand
+                        .fell_back
+                        .iter()
+                        .map(|e| (e.need, e.count))
+                        .collect::<Vec<_>>(),
+                ),
+            ),
             reasons: plan.reasons,
         };
         for reason in &scaling.reasons {
@@ -343,6 +358,8 @@ mod tests {
             processor: Processor::Auto,
             fargate_allowed: true,
             job_role: None,
+            interruptible: true,
+            expected_seconds: None,
         };
         let jobs = [
             job(1024, 2048, 0),

@@ -162,7 +162,10 @@ impl Berth {
         };
         let resolved = berth_core::resolve(&request, Some(definition))
             .map_err(|e| CliError::Input(e.to_string()))?;
-        berth_core::routing::route(&resolved).map_err(|e| CliError::Input(e.to_string()))?;
+        // Whether a route runs it does not hang on prices.
+        let prices = berth_core::prices::Prices::default();
+        let ctx = berth_core::routing::Context::first(&prices, &resolved);
+        berth_core::routing::route(&resolved, &ctx).map_err(|e| CliError::Input(e.to_string()))?;
         if let Some(existing) = self.store().get(&request.job_id).await? {
             return Err(CliError::Input(format!(
                 "job `{}` exists already ({}): a job id names one job, so this one would not run; give another --job-id, or none for a new one",
@@ -658,4 +661,19 @@ pub fn resources(s: &str) -> Result<Resources, String> {
 pub fn largest(s: &str) -> Result<LargestContainer, String> {
     let r = resources(s)?;
     LargestContainer::new(r.cpu, r.memory).map_err(|e| e.to_string())
+}
+
+/// An instance type's Spot price, as `TYPE=USD` per hour.
+pub fn spot_price(s: &str) -> Result<(String, f64), String> {
+    let (name, price) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}`: expected TYPE=PRICE, e.g. m5.large=0.035"))?;
+    let price: f64 = price
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}`: the price must be a number of USD per hour"))?;
+    if !(price.is_finite() && price >= 0.0) {
+        return Err(format!("`{s}`: the price must be at least 0"));
+    }
+    Ok((name.trim().to_owned(), price))
 }

@@ -13,7 +13,7 @@ use berth_aws::queue::RELAUNCH_ATTRIBUTE;
 use berth_aws::store::{Change, Changed, Created, FIRST_LAUNCH, JobRecord, Rejection, now_ms};
 use berth_aws::{AwsError, LaunchError, metrics};
 use berth_core::launch::{self, LaunchNumber, Recorded, Resume, capacity_backoff_seconds};
-use berth_core::routing::{self, Decision, FargateSize, Plan};
+use berth_core::routing::{self, Context, Decision, OnFargate, Plan};
 use berth_core::stop::CANCELLED_REASON;
 use berth_core::{JobRequest, JobStatus, ResolvedJob, Route, resolve};
 
@@ -35,7 +35,9 @@ impl Launched {
     /// had no room, for a reason that tells both.
     fn of(route: Route, placed: Result<Placement, LaunchError>, before: Option<&str>) -> Self {
         // ECS's capacity, as people name it.
-        let capacity = if route == Route::Fargate {
+        let capacity = if route == Route::FargateSpot {
+            "Fargate Spot"
+        } else if route == Route::Fargate {
             "Fargate"
         } else {
             "EC2"
@@ -54,6 +56,18 @@ impl Launched {
 }
 
 impl Driver {
+    /// What routing knows beside the job, for a job interrupted
+    /// `interruptions` times so far.
+    fn routing(&self, job: &ResolvedJob, interruptions: u32) -> Context<'_> {
+        Context {
+            prices: &self.prices,
+            expected_seconds: job.expected_seconds.map(f64::from),
+            interruptions,
+            max_interruptions: self.policy.max_interruptions,
+            fargate_spot: self.fargate_spot,
+        }
+    }
+
     /// A valid job message: resolve, route, record, launch.
     pub(crate) async fn valid(
         &self,
@@ -95,7 +109,7 @@ impl Driver {
                     .await;
             }
         };
-        let decision = match routing::route(&job) {
+        let decision = match routing::route(&job, &self.routing(&job, 0)) {
             Ok(d) => d,
             Err(e) => {
                 return self
@@ -160,7 +174,7 @@ impl Driver {
                 status: record.status,
             };
         };
-        let decision = match routing::route(job) {
+        let decision = match routing::route(job, &self.routing(job, record.interruptions)) {
             Ok(decision) => decision,
             Err(e) => return self.fail(job, record.launch, e.to_string()).await,
         };
@@ -252,7 +266,17 @@ impl Driver {
         let ended = match self.store.get(&job.job_id).await {
             Ok(Some(record)) => {
                 let queue = self.queue.as_ref();
-                operations::end_task(&self.store, queue, &record, task, launch, &self.policy).await
+                let definitions = Some(&self.definitions);
+                operations::end_task(
+                    &self.store,
+                    queue,
+                    definitions,
+                    &record,
+                    task,
+                    launch,
+                    &self.policy,
+                )
+                .await
             }
             Ok(None) => return gone(&job.job_id),
             Err(e) => Err(e),
@@ -286,8 +310,8 @@ impl Driver {
             Plan::Ec2 { fargate_fallback } => {
                 let ec2 = Launched::of(Route::Ec2, self.ecs.run_on_ec2(job, launch).await, None);
                 match (ec2, fargate_fallback) {
-                    (Launched::NoRoom { reason }, Some(size)) => {
-                        let fargate = self.fargate(job, launch, *size, Some(&reason)).await;
+                    (Launched::NoRoom { reason }, Some(on)) => {
+                        let fargate = self.fargate(job, launch, *on, Some(&reason)).await;
                         if let Launched::On { .. } = fargate {
                             metrics::count("FargateFallbacks", None);
                         }
@@ -299,7 +323,7 @@ impl Driver {
                     (launched, _) => launched,
                 }
             }
-            Plan::Fargate { size } => self.fargate(job, launch, *size, None).await,
+            Plan::Fargate(on) => self.fargate(job, launch, *on, None).await,
         };
         match launched {
             Launched::On { route, task_arn } => {
@@ -313,15 +337,26 @@ impl Driver {
         }
     }
 
+    /// A launch on Fargate as `on` says. Fargate Spot with no capacity goes
+    /// on to Fargate on demand at once: ECS has no such fallback of its own.
     async fn fargate(
         &self,
         job: &ResolvedJob,
         launch: LaunchNumber,
-        size: FargateSize,
+        on: OnFargate,
         before: Option<&str>,
     ) -> Launched {
-        let placed = self.ecs.run_on_fargate(job, launch, size).await;
-        Launched::of(Route::Fargate, placed, before)
+        let placed = self.ecs.run_on_fargate(job, launch, on).await;
+        let launched = Launched::of(on.route(), placed, before);
+        match launched {
+            Launched::NoRoom { reason } if on.spot => {
+                metrics::count("FargateSpotShortfalls", None);
+                let on_demand = OnFargate { spot: false, ..on };
+                let placed = self.ecs.run_on_fargate(job, launch, on_demand).await;
+                Launched::of(Route::Fargate, placed, Some(&reason))
+            }
+            launched => launched,
+        }
     }
 
     async fn dispatched(

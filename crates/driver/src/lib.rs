@@ -74,6 +74,11 @@ pub struct Driver {
     /// job still not launched at that receive ends `FAILED`.
     pub max_receives: Option<u32>,
     pub tuning: Tuning,
+    /// What routing prices the routes by (`BERTH_PRICES`).
+    pub prices: berth_core::prices::Prices,
+    /// Jobs that tolerate interruption go on Fargate Spot
+    /// (`BERTH_FARGATE_SPOT`).
+    pub fargate_spot: bool,
 }
 
 /// What became of one record.
@@ -183,6 +188,8 @@ impl Driver {
             },
             max_receives: settings.max_receives,
             tuning,
+            prices: settings.prices.clone(),
+            fargate_spot: settings.fargate_spot,
         }
     }
 

@@ -24,7 +24,9 @@ use std::time::Duration;
 use berth_aws::ecs::TaskChange;
 use berth_aws::operations::{self, AttemptEnded, Cancelled};
 use berth_aws::store::{Change, Changed, JobRecord, JobSummary, now_ms};
-use berth_aws::{AwsError, Clients, EcsCluster, JobQueue, JobStore, Settings, SettingsError};
+use berth_aws::{
+    AwsError, Clients, Definitions, EcsCluster, JobQueue, JobStore, Settings, SettingsError,
+};
 use berth_core::attempt::{
     self, Attempt, Ending, OnRunning, OnStopped, Policy, Settlement, Standing,
 };
@@ -109,6 +111,8 @@ pub struct Lifecycle {
     store: JobStore,
     ecs: EcsCluster,
     queue: JobQueue,
+    /// Where a success is counted in its definition's runs.
+    definitions: Option<Definitions>,
     policy: Policy,
     event_grace: Duration,
     stranded_after: Duration,
@@ -126,7 +130,15 @@ impl Lifecycle {
             },
             event_grace: EVENT_GRACE,
             stranded_after: STRANDED_AFTER,
+            definitions: None,
         }
+    }
+
+    /// Counts each success in its definition's runs (`runs`, `run_seconds`
+    /// of the definitions table): what routing expects of its next jobs.
+    pub fn with_definitions(mut self, definitions: Definitions) -> Self {
+        self.definitions = Some(definitions);
+        self
     }
 
     /// The lifecycle of the deployment `settings` describe, on `clients`.
@@ -141,7 +153,8 @@ impl Lifecycle {
             EcsCluster::for_deployment(settings, clients),
             JobQueue::new(clients.sqs.clone(), queue_url),
             settings.max_interruptions,
-        );
+        )
+        .with_definitions(Definitions::for_deployment(settings, clients));
         Ok(match settings.stranded_after_seconds {
             Some(seconds) => lifecycle.with_stranded_after(Duration::from_secs(u64::from(seconds))),
             None => lifecycle,
@@ -277,6 +290,7 @@ impl Lifecycle {
         let ended = operations::end_task(
             &self.store,
             Some(&self.queue),
+            self.definitions.as_ref(),
             record,
             task,
             launch,
@@ -461,7 +475,14 @@ impl Lifecycle {
         };
         match attempt::settle(&record.standing(), &attempt, ending, &self.policy, now) {
             Settlement::Apply(settled) => Ok(action(
-                operations::end_attempt(&self.store, Some(&self.queue), record, settled).await?,
+                operations::end_attempt(
+                    &self.store,
+                    Some(&self.queue),
+                    self.definitions.as_ref(),
+                    record,
+                    settled,
+                )
+                .await?,
             )),
             Settlement::Ended { status } => Ok(TaskAction::Stale { status }),
             Settlement::NotCurrent => Ok(TaskAction::Stale {

@@ -56,7 +56,8 @@ async fn main() -> Result<(), Error> {
             .map(|url| JobQueue::new(clients.sqs.clone(), url)),
         default_command,
     )
-    .with_roles(berth_aws::JobRoles::new(clients.sts.clone()));
+    .with_roles(berth_aws::JobRoles::new(clients.sts.clone()))
+    .with_definitions(berth_aws::Definitions::for_deployment(&settings, &clients));
     if let Err(why) = &runtime.protected {
         tracing::error!(
             problem = why.as_str(),

@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_aws::operations::{self, AttemptEnded};
 use berth_aws::store::{Change, Changed, JobRecord, now_ms};
-use berth_aws::{AwsError, JobQueue, JobRoles, JobStore};
+use berth_aws::{AwsError, Definitions, JobQueue, JobRoles, JobStore};
 use berth_core::attempt::{self, Attempt, Ending, Policy, Settlement};
 use berth_core::launch::{self, JobCredentials, LambdaTask, LaunchNumber, process_environment};
 use berth_core::logs::JobLine;
@@ -105,6 +105,8 @@ pub struct Runtime {
     store: JobStore,
     output: Output,
     queue: Option<JobQueue>,
+    /// Where a success is counted in its definition's runs.
+    definitions: Option<Definitions>,
     /// Assumes job roles; `None`: a job whose definition names one fails.
     roles: Option<JobRoles>,
     /// Whether [`protect`] succeeded; a job never runs in a runtime whose
@@ -192,6 +194,7 @@ impl Runtime {
             output: to_log(),
             queue,
             roles: None,
+            definitions: None,
             protected: protect(),
             default_command,
             grace: Duration::from_secs(2),
@@ -204,6 +207,13 @@ impl Runtime {
     /// Assumes job roles with `roles`.
     pub fn with_roles(mut self, roles: JobRoles) -> Self {
         self.roles = Some(roles);
+        self
+    }
+
+    /// Counts each success in its definition's runs (what routing expects
+    /// of its next jobs).
+    pub fn with_definitions(mut self, definitions: Definitions) -> Self {
+        self.definitions = Some(definitions);
         self
     }
 
@@ -475,9 +485,15 @@ impl Runtime {
                 });
             }
         };
-        match operations::end_attempt(&self.store, self.queue.as_ref(), &taken.record, settled)
-            .await?
-        {
+        let ended = operations::end_attempt(
+            &self.store,
+            self.queue.as_ref(),
+            self.definitions.as_ref(),
+            &taken.record,
+            settled,
+        )
+        .await?;
+        match ended {
             AttemptEnded::Applied(settled) => Ok(Ran::Ended {
                 status: settled.status,
                 exit_code: settled.exit_code,

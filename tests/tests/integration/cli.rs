@@ -476,7 +476,7 @@ async fn every_option_says_its_units_and_values() {
     for status in JobStatus::ALL {
         assert!(list.contains(status.as_str()), "{status:?}:\n{list}");
     }
-    for route in ["LAMBDA", "EC2", "FARGATE"] {
+    for route in ["LAMBDA", "EC2", "FARGATE", "FARGATE_SPOT"] {
         assert!(list.contains(route), "{route}:\n{list}");
     }
 }

@@ -94,14 +94,15 @@ async fn a_full_cluster_sends_the_next_job_to_fargate() {
             .is_empty()
     );
 
+    // A render tolerates interruption: Fargate Spot.
     let r = stack.record("spill").await;
     assert_eq!(
         (r.status, r.route),
-        (JobStatus::Dispatched, Some(Route::Fargate))
+        (JobStatus::Dispatched, Some(Route::FargateSpot))
     );
     let tasks = stack.tasks_of("spill", 1).await;
-    assert_eq!(tasks.len(), 1, "one task, on Fargate only");
-    assert_eq!(tasks[0].launch_type(), Some(&LaunchType::Fargate));
+    assert_eq!(tasks.len(), 1, "one task, on Fargate Spot only");
+    assert_eq!(tasks[0].capacity_provider_name(), Some("FARGATE_SPOT"));
     let overrides = tasks[0].overrides().unwrap();
     assert_eq!(
         (overrides.cpu(), overrides.memory()),

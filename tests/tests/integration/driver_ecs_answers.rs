@@ -62,9 +62,9 @@ fn driver_with(stack: &Stack, ecs: aws_sdk_ecs::Client) -> Driver {
             Launching {
                 ec2_capacity_provider: None,
                 fargate: network,
-                fargate_spot: false,
             },
         ),
+        fargate_spot: false,
         ..stack.driver()
     }
 }

@@ -54,6 +54,8 @@ async fn scaled(max: u32) -> Scaled {
             instance_types: vec![INSTANCE_TYPE.into()],
             scale_in_after: Duration::ZERO,
             headroom: 0,
+            prices: Default::default(),
+            fargate_spot: true,
         }),
     };
     Scaled {
@@ -125,7 +127,7 @@ impl Scaled {
 }
 
 #[tokio::test]
-async fn the_group_grows_from_zero_for_what_waits_and_what_fell_back_only() {
+async fn the_group_grows_from_zero_for_what_waits_and_for_work_an_instance_runs_for_less() {
     let mut s = scaled(5).await;
     // Nothing asked: nothing launched, and an empty cluster publishes only
     // the definition no instance type holds.
@@ -143,8 +145,8 @@ async fn the_group_grows_from_zero_for_what_waits_and_what_fell_back_only() {
         Some(1.0)
     );
 
-    // Two jobs that can only run on EC2 wait; four that may use Fargate
-    // fall back to it; a GPU job waits for a type the group does not have.
+    // Two jobs that can only run on EC2 wait; four that may use Fargate go
+    // to Fargate Spot; a GPU job waits for a type the group does not have.
     s.submit("index", &["index-1", "index-2"]).await;
     s.submit("render", &["render-1", "render-2", "render-3", "render-4"])
         .await;
@@ -158,18 +160,29 @@ async fn the_group_grows_from_zero_for_what_waits_and_what_fell_back_only() {
     for i in 1..=4 {
         assert_eq!(
             s.stack.record(&format!("render-{i}")).await.route,
-            Some(Route::Fargate)
+            Some(Route::FargateSpot)
         );
     }
 
-    // Three of them fit an instance of the local group: the two waiting
-    // need one, and with the four on Fargate they fill two. The GPU job
-    // starts nothing.
+    // The two waiting need one instance of the local group (a c5.xlarge).
+    // The renders cost less on Fargate Spot than an instance would, three
+    // to an instance ($0.044 an hour against $0.071 and its margin): they
+    // start nothing. Nor does the GPU job.
     let grown = s.run().await;
     let scaling = grown.scaling.unwrap();
     assert_eq!(scaling.demand, (2, 4), "train-1 fits no type: not counted");
-    assert_eq!(scaling.added, 2, "{scaling:?}");
-    assert_eq!(scaling.desired, (0, 2));
+    assert_eq!(scaling.added, 1, "{scaling:?}");
+    assert_eq!(scaling.desired, (0, 1));
+
+    // Were they on Fargate on demand ($0.148 an hour for three), the three
+    // the coming instance has no room for would fill one that costs less.
+    s.metric.scaler.as_mut().unwrap().fargate_spot = false;
+    let paying = s.run().await.scaling.unwrap();
+    assert_eq!(paying.added, 1, "{paying:?}");
+    assert!(
+        paying.reasons[0].contains("4 on Fargate that an instance runs for less"),
+        "{paying:?}"
+    );
     assert_eq!(s.desired().await, 2);
     // Asked again before they register, it counts them as coming.
     assert_eq!(s.run().await.scaling.unwrap().added, 0);

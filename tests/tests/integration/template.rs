@@ -179,6 +179,17 @@ fn the_simulator_models_the_template_as_deployed() {
         f64::from(defaults.headroom)
     );
     assert_eq!(number(default_of(&text, "ClusterMinSize")), 0.0);
+    // Fargate Spot for the jobs that tolerate it, at the list prices.
+    assert_eq!(
+        default_of(&text, "FargateSpot") == "true",
+        defaults.fargate_spot
+    );
+    assert_eq!(default_of(&text, "Prices"), "");
+    assert_eq!(defaults.prices, berth_core::prices::Prices::default());
+    assert_eq!(
+        number(default_of(&text, "MaxInterruptions")),
+        f64::from(berth_core::stop::DEFAULT_MAX_INTERRUPTIONS)
+    );
     assert_eq!(
         number(default_of(&text, "ClusterMaxSize")),
         f::CLUSTER_MAX_SIZE.value

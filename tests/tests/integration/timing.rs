@@ -15,6 +15,8 @@ use berth_tests::stack::{Stack, render};
 fn lambda_render() -> berth_core::JobDefinition {
     berth_core::JobDefinition {
         lambda_function: Some("berth-task-render".into()),
+        // A second: cheaper on Lambda than Fargate's minute.
+        expected_seconds: Some(1),
         ..render()
     }
 }

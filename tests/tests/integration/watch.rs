@@ -19,6 +19,8 @@ async fn the_functions_handle_their_samples_under_cargo_lambda_watch() {
     let thumbnail = JobDefinition {
         name: "thumbnail".into(),
         lambda_function: Some("berth-test-recorder".into()),
+        // Seconds: cheaper on Lambda than Fargate's minute.
+        expected_seconds: Some(2),
         ..render()
     };
     stack.definitions().put(&thumbnail).await.unwrap();
@@ -54,7 +56,7 @@ async fn the_functions_handle_their_samples_under_cargo_lambda_watch() {
     let expect = [
         ("sample-lambda", Route::Lambda),
         ("sample-ec2", Route::Ec2),
-        ("sample-fargate", Route::Fargate),
+        ("sample-fargate", Route::FargateSpot),
         ("sample-gpu", Route::Ec2),
     ];
     for (job_id, route) in expect {
