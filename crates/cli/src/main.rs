@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use berth_aws::Settings;
-use berth_cli::{Berth, CliError, Submission, describe, largest, table};
+use berth_cli::{Berth, CliError, Submission, describe, largest, spot_price, table};
 use berth_core::capacity::{LargestContainer, Resources};
 use berth_core::{JobStatus, Route};
 use clap::{Parser, Subcommand};
@@ -91,7 +91,8 @@ enum Command {
         /// REJECTED (any case).
         #[arg(long, value_parser = status)]
         status: Option<JobStatus>,
-        /// Only jobs whose last attempt ran here: LAMBDA, EC2 or FARGATE (any case).
+        /// Only jobs whose last attempt ran here: LAMBDA, EC2, FARGATE or
+        /// FARGATE_SPOT (any case).
         #[arg(long, value_parser = route)]
         route: Option<Route>,
         /// At most this many jobs.
@@ -219,9 +220,24 @@ struct SimulateArgs {
     /// The size of always-on (default: the cheapest size for the trace).
     #[arg(long)]
     always_on: Option<u32>,
-    /// Fall back to Fargate Spot (FargateSpot=true).
+    /// berth never uses Fargate Spot (FargateSpot=false): jobs that
+    /// tolerate interruption go on Fargate on demand too.
     #[arg(long)]
-    fargate_spot: bool,
+    no_fargate_spot: bool,
+    /// Fargate Spot interruptions per task-hour (assumed; AWS publishes no rate).
+    #[arg(long, default_value_t = berth_sim::figures::FARGATE_SPOT_INTERRUPTIONS_PER_TASK_HOUR.value)]
+    fargate_spot_interruptions: f64,
+    /// The share of Fargate Spot launches that find no capacity (assumed).
+    #[arg(long, default_value_t = berth_sim::figures::FARGATE_SPOT_SHORTFALL.value)]
+    fargate_spot_shortfall: f64,
+    /// Instances' Spot price as a fraction of on demand, where no
+    /// --spot-price is given (the template's Prices, spot_fraction).
+    #[arg(long, default_value_t = berth_core::prices::SPOT_PRICE_FRACTION.value)]
+    spot_fraction: f64,
+    /// An instance type's Spot price, USD per hour, as TYPE=PRICE (what
+    /// the capacity metric reads from DescribeSpotPriceHistory); repeatable.
+    #[arg(long = "spot-price", value_parser = spot_price)]
+    spot_prices: Vec<(String, f64)>,
     /// Write the trace used as CSV here.
     #[arg(long)]
     write_trace: Option<PathBuf>,
@@ -262,7 +278,7 @@ fn status(s: &str) -> Result<JobStatus, String> {
 
 fn route(s: &str) -> Result<Route, String> {
     Route::parse(&s.to_ascii_uppercase())
-        .ok_or_else(|| format!("unknown route {s:?}; one of LAMBDA, EC2, FARGATE"))
+        .ok_or_else(|| format!("unknown route {s:?}; one of LAMBDA, EC2, FARGATE, FARGATE_SPOT"))
 }
 
 /// `berth watch`: on a terminal the table is redrawn in place, its clock
@@ -470,7 +486,11 @@ async fn run(command: Command, stack: Option<&str>, json: bool) -> Result<String
                 always_on: a.always_on,
                 headroom: a.headroom,
                 scale_in_after: a.scale_in_after,
-                fargate_spot: a.fargate_spot,
+                fargate_spot: !a.no_fargate_spot,
+                fargate_spot_interruptions: a.fargate_spot_interruptions,
+                fargate_spot_shortfall: a.fargate_spot_shortfall,
+                spot_fraction: a.spot_fraction,
+                spot_prices: a.spot_prices,
                 write_trace: a.write_trace,
             }
             .run()

@@ -29,14 +29,20 @@ pub struct Simulate {
     pub headroom: u32,
     pub scale_in_after: u32,
     pub fargate_spot: bool,
+    pub fargate_spot_interruptions: f64,
+    pub fargate_spot_shortfall: f64,
+    pub spot_fraction: f64,
+    /// Observed Spot prices by instance type, USD per hour.
+    pub spot_prices: Vec<(String, f64)>,
     /// Write the trace used as CSV here.
     pub write_trace: Option<PathBuf>,
 }
 
-/// Every figure the simulator uses, with its source.
+/// Every figure the simulator uses, with its source: berth-core's price
+/// model, then the simulator's own.
 pub fn assumptions() -> String {
     let mut out = String::new();
-    for f in figures::ALL {
+    for f in berth_core::prices::ALL.iter().chain(figures::ALL) {
         out.push_str(&format!(
             "{:<40} {:>14} {:<32} {}\n",
             f.name,
@@ -85,6 +91,14 @@ impl Simulate {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let prices = berth_core::prices::Prices {
+            spot_fraction: self.spot_fraction,
+            spot: self.spot_prices.iter().cloned().collect(),
+            ..Default::default()
+        };
+        prices
+            .validate()
+            .map_err(|e| CliError::Input(e.to_string()))?;
         let settings = Settings {
             instance_types: if instance_types.is_empty() {
                 Settings::default().instance_types
@@ -95,6 +109,9 @@ impl Simulate {
             largest: self.largest,
             spot_interruptions_per_month: self.spot_interruptions,
             fargate_spot: self.fargate_spot,
+            fargate_spot_interruptions_per_hour: self.fargate_spot_interruptions,
+            fargate_spot_shortfall: self.fargate_spot_shortfall,
+            prices,
             always_on: self.always_on,
             headroom: self.headroom,
             scale_in_after_s: self.scale_in_after,
@@ -201,15 +218,41 @@ impl Simulate {
             }
         };
         format!(
-            "trace {}: {} jobs over {:.0} h (seed {}); group of {} (launches {}, Spot at {:.0}% of on demand, assumed), at most {}; {largest}\n",
+            "trace {}: {} jobs over {:.0} h (seed {}); group of {} (launches {}, Spot at {}), at most {}; Fargate Spot {}; {largest}\n",
             trace.name,
             trace.jobs.len(),
             trace.span_s / 3600.0,
             self.seed,
             types.join(", "),
             types.first().unwrap_or(&"?"),
-            figures::SPOT_PRICE_FRACTION.value * 100.0,
+            if settings.prices.spot.is_empty() {
+                format!(
+                    "{:.0}% of on demand, assumed",
+                    settings.prices.spot_fraction * 100.0
+                )
+            } else {
+                let given: Vec<String> = settings
+                    .prices
+                    .spot
+                    .iter()
+                    .map(|(t, p)| format!("{t} ${p}/h"))
+                    .collect();
+                format!(
+                    "{} as given, else {:.0}% of on demand",
+                    given.join(", "),
+                    settings.prices.spot_fraction * 100.0
+                )
+            },
             settings.max_size,
+            if settings.fargate_spot {
+                format!(
+                    "for jobs that tolerate interruption ({} interruptions per task-hour, {:.0}% of launches short of capacity, assumed)",
+                    trim(settings.fargate_spot_interruptions_per_hour),
+                    settings.fargate_spot_shortfall * 100.0
+                )
+            } else {
+                "not used".into()
+            },
         )
     }
 }

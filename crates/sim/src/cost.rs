@@ -1,9 +1,11 @@
-//! What a run costs, in parts that add up to the total.
+//! What a run costs, in parts that add up to the total. Jobs and instances
+//! are priced by berth-core's price model.
 
+use berth_core::prices::{Arch, Prices};
 use berth_core::routing::FargateSize;
 use serde::Serialize;
 
-use crate::figures::{self as f, InstanceType};
+use crate::figures as f;
 
 /// USD, by what it pays for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -12,6 +14,7 @@ pub struct Cost {
     pub ec2: f64,
     /// The instances' root volumes.
     pub ebs: f64,
+    /// Fargate and Fargate Spot tasks.
     pub fargate: f64,
     /// Jobs run as Lambda invocations.
     pub lambda_jobs: f64,
@@ -39,38 +42,26 @@ impl Cost {
     pub fn total(&self) -> f64 {
         self.parts().iter().map(|(_, v)| v).sum()
     }
-}
 
-/// An instance running for `seconds`: (EC2, EBS).
-pub fn instance(t: &InstanceType, spot: bool, seconds: f64) -> (f64, f64) {
-    let hours = seconds / 3600.0;
-    let hourly = if spot {
-        t.spot_hour()
-    } else {
-        t.on_demand_hour
-    };
-    let ebs =
-        f::INSTANCE_ROOT_VOLUME_GB.value * f::EBS_GP3_GB_MONTH.value / f::HOURS_PER_MONTH.value;
-    (hours * hourly, hours * ebs)
-}
-
-/// A Fargate task of `size` billed for `seconds` (one minute at least).
-pub fn fargate(size: FargateSize, seconds: f64, spot: bool) -> f64 {
-    let hours = seconds.max(f::FARGATE_MINIMUM_SECONDS.value) / 3600.0;
-    let vcpu = f64::from(size.cpu) / 1024.0;
-    let gb = f64::from(size.memory) / 1024.0;
-    let price = hours * (vcpu * f::FARGATE_VCPU_HOUR.value + gb * f::FARGATE_GB_HOUR.value);
-    if spot {
-        price * f::FARGATE_SPOT_FRACTION.value
-    } else {
-        price
+    /// What running the jobs cost: instances and their volumes, Fargate,
+    /// Lambda jobs; not berth's own running.
+    pub fn compute(&self) -> f64 {
+        self.ec2 + self.ebs + self.fargate + self.lambda_jobs
     }
 }
 
-/// A job run as one invocation of a function with `memory` MiB.
-pub fn lambda_job(memory: u32, seconds: f64) -> f64 {
-    f64::from(memory.max(128)) / 1024.0 * seconds * f::LAMBDA_GB_SECOND_X86.value
-        + f::LAMBDA_REQUEST.value
+/// An instance of `name` running for `seconds` (billed a minute at least):
+/// (EC2, EBS).
+pub fn instance(prices: &Prices, name: &str, spot: bool, seconds: f64) -> (f64, f64) {
+    let hours = seconds.max(berth_core::prices::EC2_MINIMUM_SECONDS.value) / 3600.0;
+    let hourly = prices.instance_hour(name, spot).unwrap_or(0.0);
+    (hours * hourly, hours * prices.root_volume_hour())
+}
+
+/// A Fargate task of `size` billed for `seconds` (one minute at least).
+pub fn fargate(prices: &Prices, size: FargateSize, seconds: f64, spot: bool) -> f64 {
+    let hours = seconds.max(prices.fargate_minimum_seconds) / 3600.0;
+    hours * prices.fargate_hour(size, Arch::X86_64, spot)
 }
 
 /// `invocations` of one of berth's functions, `seconds` each.
@@ -91,35 +82,26 @@ mod tests {
 
     #[test]
     fn hand_computed_prices() {
+        let p = Prices::default();
+        let size = FargateSize {
+            cpu: 1024,
+            memory: 2048,
+        };
         // 1 vCPU / 2 GB on Fargate for 10 minutes: (0.04048 + 2 * 0.004445) / 6.
-        let ten_min = fargate(
-            FargateSize {
-                cpu: 1024,
-                memory: 2048,
-            },
-            600.0,
-            false,
-        );
+        let ten_min = fargate(&p, size, 600.0, false);
         assert!((ten_min - 0.008228).abs() < 1e-6, "{ten_min}");
         // Under a minute is billed as a minute.
-        let short = fargate(
-            FargateSize {
-                cpu: 1024,
-                memory: 2048,
-            },
-            5.0,
-            false,
-        );
+        let short = fargate(&p, size, 5.0, false);
         assert!((short * 10.0 - ten_min).abs() < 1e-9);
+        assert!((fargate(&p, size, 600.0, true) - ten_min * 0.3).abs() < 1e-12);
         // An m5.large for an hour: 0.096 on demand, 40% of it on Spot.
-        let m5 = InstanceType::find("m5.large").unwrap();
-        let (od, ebs) = instance(m5, false, 3600.0);
-        let (spot, _) = instance(m5, true, 3600.0);
+        let (od, ebs) = instance(&p, "m5.large", false, 3600.0);
+        let (spot, _) = instance(&p, "m5.large", true, 3600.0);
         assert!((od - 0.096).abs() < 1e-12 && (spot - 0.0384).abs() < 1e-12);
         assert!((ebs - 30.0 * 0.08 / 730.0).abs() < 1e-12);
-        // 1 GB for 10 s on Lambda, plus the request.
-        let l = lambda_job(1024, 10.0);
-        assert!((l - (10.0 * 0.000_016_666_7 + 0.000_000_2)).abs() < 1e-12);
+        // A minute at least.
+        let (blip, _) = instance(&p, "m5.large", false, 1.0);
+        assert!((blip - 0.096 / 60.0).abs() < 1e-12);
     }
 
     #[test]
@@ -134,5 +116,6 @@ mod tests {
             cloudwatch: 0.015625,
         };
         assert_eq!(c.total(), 1.984375);
+        assert_eq!(c.compute(), 1.875);
     }
 }

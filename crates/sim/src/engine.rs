@@ -10,8 +10,9 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 use berth_core::capacity::{self, ContainerInstance, InstanceStatus, LargestContainer};
 use berth_core::definition::ResolvedJob;
 use berth_core::launch::{MAX_CAPACITY_WAIT_SECONDS, capacity_backoff_seconds};
-use berth_core::routing::{self, FargateSize, Plan};
-use berth_core::scaling::{self, Demand, Member as ScalingMember, MemberState, Room};
+use berth_core::prices::{Arch, Prices};
+use berth_core::routing::{self, Context, FargateSize, OnFargate, Plan, Runs};
+use berth_core::scaling::{self, Demand, Elsewhere, Member as ScalingMember, MemberState, Room};
 use berth_core::stop::{self, EcsStop, Next, Tries};
 use berth_core::{Processor, Route};
 use rand::{RngExt, SeedableRng};
@@ -50,7 +51,15 @@ pub struct Settings {
     /// berth's scaler: how recent a Fargate fallback counts as demand.
     pub fallback_window_s: u32,
     pub spot_interruptions_per_month: f64,
+    /// Fargate Spot interruptions per task-hour.
+    pub fargate_spot_interruptions_per_hour: f64,
+    /// The share of Fargate Spot launches that find no capacity.
+    pub fargate_spot_shortfall: f64,
+    /// berth uses Fargate Spot for jobs that tolerate interruption
+    /// (template.yaml's FargateSpot).
     pub fargate_spot: bool,
+    /// The price model berth decides with and the run is priced by.
+    pub prices: Prices,
     /// The size of `always-on`; `None`: the cheapest size for the trace.
     pub always_on: Option<u32>,
     pub seed: u64,
@@ -69,7 +78,10 @@ impl Default for Settings {
             scale_in_after_s: scaling::DEFAULT_SCALE_IN_AFTER_SECONDS,
             fallback_window_s: scaling::FALLBACK_WINDOW_SECONDS,
             spot_interruptions_per_month: f::SPOT_INTERRUPTIONS_PER_INSTANCE_MONTH.value,
-            fargate_spot: false,
+            fargate_spot_interruptions_per_hour: f::FARGATE_SPOT_INTERRUPTIONS_PER_TASK_HOUR.value,
+            fargate_spot_shortfall: f::FARGATE_SPOT_SHORTFALL.value,
+            fargate_spot: true,
+            prices: Prices::default(),
             always_on: None,
             seed: 1,
         }
@@ -79,8 +91,14 @@ impl Default for Settings {
 /// Where each job of a trace may run, worked out once by berth-core.
 #[derive(Debug, Clone)]
 pub struct Plans {
-    /// berth's routing decision (an error: the driver rejects the job).
-    berth: Vec<Result<Plan, String>>,
+    /// The seed's routing (Lambda wherever the job fits it, EC2 first,
+    /// Fargate on demand when EC2 has no room), for the policies that keep
+    /// it (an error: the driver rejects the job).
+    seed: Vec<Result<Plan, String>>,
+    /// Each job as the driver resolves it, for berth's routing at dispatch
+    /// (an index into `kinds`).
+    kind: Vec<usize>,
+    kinds: Vec<ResolvedJob>,
     /// Whether the job fits Lambda, were its definition to name a function.
     lambda_anywhere: Vec<bool>,
     /// The Fargate size, were its definition to allow Fargate.
@@ -89,12 +107,30 @@ pub struct Plans {
 }
 
 impl Plans {
+    /// The Fargate size of job `j`, were its definition to allow Fargate.
+    pub fn fargate_size(&self, j: usize) -> Option<FargateSize> {
+        self.fargate_anywhere[j]
+    }
+
+    /// Whether job `j` fits Lambda, were its definition to name a function.
+    pub fn fits_lambda(&self, j: usize) -> bool {
+        self.lambda_anywhere[j]
+    }
+
+    /// What job `j` asks of an instance.
+    pub fn need(&self, j: usize) -> Room {
+        self.need[j]
+    }
+
     pub fn new(trace: &Trace) -> Self {
         type Key = (String, u32, u32, u32, u32, bool, bool);
-        type Routes = (Result<Plan, String>, bool, Option<FargateSize>);
+        type Routes = (Result<Plan, String>, bool, Option<FargateSize>, usize);
         let mut cache: HashMap<Key, Routes> = HashMap::new();
+        let mut kinds = Vec::new();
         let mut plans = Self {
-            berth: Vec::with_capacity(trace.jobs.len()),
+            seed: Vec::with_capacity(trace.jobs.len()),
+            kind: Vec::with_capacity(trace.jobs.len()),
+            kinds: Vec::new(),
             lambda_anywhere: Vec::with_capacity(trace.jobs.len()),
             fargate_anywhere: Vec::with_capacity(trace.jobs.len()),
             need: Vec::with_capacity(trace.jobs.len()),
@@ -109,7 +145,7 @@ impl Plans {
                 j.lambda,
                 j.fargate,
             );
-            let (berth, lambda, fargate) = cache
+            let (seed, lambda, fargate, kind) = cache
                 .entry(key)
                 .or_insert_with(|| {
                     let mut job = ResolvedJob {
@@ -129,18 +165,28 @@ impl Plans {
                         processor: Processor::Auto,
                         fargate_allowed: j.fargate,
                         job_role: None,
+                        interruptible: true,
+                        expected_seconds: None,
                     };
-                    let berth = routing::route(&job)
+                    let prices = Prices::default();
+                    let seed_routing = Context {
+                        fargate_spot: false,
+                        ..Context::first(&prices, &job)
+                    };
+                    let seed = routing::route(&job, &seed_routing)
                         .map(|d| d.plan)
                         .map_err(|e| e.to_string());
+                    kinds.push(job.clone());
+                    let kind = kinds.len() - 1;
                     job.lambda_function = Some(format!("berth-task-{}", j.definition));
                     job.fargate_allowed = true;
                     let lambda = routing::lambda_fit(&job).is_ok();
                     let fargate = routing::fargate_fit(&job).ok();
-                    (berth, lambda, fargate)
+                    (seed, lambda, fargate, kind)
                 })
                 .clone();
-            plans.berth.push(berth);
+            plans.seed.push(seed);
+            plans.kind.push(kind);
             plans.lambda_anywhere.push(lambda);
             plans.fargate_anywhere.push(fargate);
             plans.need.push(Room {
@@ -149,6 +195,7 @@ impl Plans {
                 gpu: j.gpu,
             });
         }
+        plans.kinds = kinds;
         plans
     }
 }
@@ -163,6 +210,8 @@ enum Ev {
     Registered(usize),
     SpotWarning(usize),
     SpotReclaim(usize),
+    /// Fargate Spot takes a task back.
+    FargateReclaim(usize),
     Tick,
     PlacePass,
 }
@@ -233,7 +282,8 @@ struct Job {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Place {
     Ec2(usize),
-    Fargate(FargateSize),
+    /// On Fargate; on Fargate Spot when `spot`.
+    Fargate(FargateSize, bool),
     Lambda,
 }
 
@@ -322,6 +372,9 @@ struct Sim<'a> {
     /// berth: jobs waiting for capacity, and recent Fargate fallbacks.
     waiting_for_capacity: BTreeSet<usize>,
     fallbacks: VecDeque<(u64, usize)>,
+    /// berth: each definition's successful runs so far.
+    runs: HashMap<String, Runs>,
+    fargate_spot_shortfalls: u32,
     types: Vec<scaling::InstanceType>,
     metric_minutes: u64,
     metric_hours: BTreeSet<u64>,
@@ -349,6 +402,9 @@ struct Sim<'a> {
 
 /// Runs `policy` on `trace`.
 pub fn simulate(trace: &Trace, plans: &Plans, policy: Policy, settings: &Settings) -> Outcome {
+    if policy == Policy::LowerBound {
+        return crate::bound::outcome(trace, plans, settings);
+    }
     let mut sim = Sim::new(trace, plans, policy, settings);
     sim.run();
     sim.outcome()
@@ -526,6 +582,8 @@ impl<'a> Sim<'a> {
             strategy,
             waiting_for_capacity: BTreeSet::new(),
             fallbacks: VecDeque::new(),
+            runs: HashMap::new(),
+            fargate_spot_shortfalls: 0,
             types: settings
                 .instance_types
                 .iter()
@@ -601,6 +659,7 @@ impl<'a> Sim<'a> {
                 Ev::Registered(i) => self.registered(i),
                 Ev::SpotWarning(i) => self.spot_warning(i),
                 Ev::SpotReclaim(i) => self.spot_reclaim(i),
+                Ev::FargateReclaim(t) => self.fargate_reclaim(t),
                 Ev::Tick => self.tick(),
                 Ev::PlacePass => self.place_pass(),
             }
@@ -655,45 +714,88 @@ impl<'a> Sim<'a> {
         if self.jobs[j].dispatches > 1 {
             self.extra_dispatches += 1;
         }
+        let on_demand = |size| OnFargate { size, spot: false };
         match self.policy {
             Policy::AllFargate => match self.plans.fargate_anywhere[j] {
-                Some(size) => self.start_fargate(j, size),
+                Some(size) => self.start_fargate(j, on_demand(size)),
+                None => self.end(j, End::Unrunnable),
+            },
+            Policy::AllFargateSpot => match self.plans.fargate_anywhere[j] {
+                Some(size) => {
+                    let spot = self.jobs[j].interruptions < stop::DEFAULT_MAX_INTERRUPTIONS;
+                    self.start_fargate(j, OnFargate { size, spot })
+                }
                 None => self.end(j, End::Unrunnable),
             },
             Policy::AllLambdaWherePossible => {
                 if self.plans.lambda_anywhere[j] {
                     self.start_lambda(j);
                 } else if let Some(size) = self.plans.fargate_anywhere[j] {
-                    self.start_fargate(j, size);
+                    self.start_fargate(j, on_demand(size));
                 } else {
                     self.end(j, End::Unrunnable);
                 }
             }
-            _ => match self.plans.berth[j].clone() {
-                Err(_) => self.end(j, End::Unrunnable),
-                Ok(Plan::Lambda { .. }) => self.start_lambda(j),
-                Ok(Plan::Fargate { size }) => self.start_fargate(j, size),
-                Ok(Plan::Ec2 { fargate_fallback }) => {
-                    if let Some(i) = self.find_room(j) {
-                        self.start_ec2(j, i, ms(f::EC2_TASK_START_SECONDS));
-                    } else if self.policy == Policy::CapacityProvider {
-                        if self.plans.need[j].fits(self.empty) {
-                            self.enqueue(j);
-                        } else {
-                            self.end(j, End::Failed);
-                        }
-                    } else if let Some(size) = fargate_fallback {
-                        self.start_fargate(j, size);
-                        if let Some(t) = self.jobs[j].task {
-                            self.tasks[t].fallback = true;
-                            self.fallbacks.push_back((self.now, t));
-                        }
-                    } else {
-                        self.wait_for_capacity(j);
-                    }
-                }
-            },
+            Policy::Berth => {
+                let job = &self.plans.kinds[self.plans.kind[j]];
+                let ctx = Context {
+                    prices: &self.settings.prices,
+                    // The definition's expected run, else the mean of its
+                    // runs so far, as the driver resolves it.
+                    expected_seconds: job
+                        .expected_seconds
+                        .or_else(|| self.runs.get(&job.definition)?.mean_seconds())
+                        .map(f64::from),
+                    interruptions: self.jobs[j].interruptions,
+                    max_interruptions: stop::DEFAULT_MAX_INTERRUPTIONS,
+                    fargate_spot: self.settings.fargate_spot,
+                };
+                let plan = routing::route(job, &ctx).map(|d| d.plan);
+                self.launch_plan(j, plan.ok());
+            }
+            _ => {
+                let plan = self.plans.seed[j].clone().ok();
+                self.launch_plan(j, plan);
+            }
         }
+    }
+
+    /// Launches the job as `plan` says; `None`: the driver rejects it.
+    fn launch_plan(&mut self, j: usize, plan: Option<Plan>) {
+        match plan {
+            None => self.end(j, End::Unrunnable),
+            Some(Plan::Lambda { .. }) => self.start_lambda(j),
+            Some(Plan::Fargate(on)) => self.start_fargate(j, on),
+            Some(Plan::Ec2 { fargate_fallback }) => {
+                if let Some(i) = self.find_room(j) {
+                    self.start_ec2(j, i, ms(f::EC2_TASK_START_SECONDS));
+                } else if self.policy == Policy::CapacityProvider {
+                    if self.plans.need[j].fits(self.empty) {
+                        self.enqueue(j);
+                    } else {
+                        self.end(j, End::Failed);
+                    }
+                } else if let Some(on) = fargate_fallback {
+                    self.start_fargate(j, on);
+                    if let Some(t) = self.jobs[j].task {
+                        self.tasks[t].fallback = true;
+                        self.fallbacks.push_back((self.now, t));
+                    }
+                } else {
+                    self.wait_for_capacity(j);
+                }
+            }
+        }
+    }
+
+    /// A draw in [0, 1) for the job's current attempt: the same for every
+    /// policy, so that all of them meet the same Fargate Spot weather.
+    fn draw(&self, j: usize, salt: u64) -> f64 {
+        let key = self.settings.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ (j as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)
+            ^ u64::from(self.jobs[j].dispatches).wrapping_mul(0x94D0_49BB_1331_11EB)
+            ^ salt;
+        ChaCha8Rng::seed_from_u64(key).random::<f64>()
     }
 
     /// `WAITING_FOR_CAPACITY`: the message comes back after the driver's
@@ -763,10 +865,17 @@ impl<'a> Sim<'a> {
         self.at(self.now + ms(f::LAMBDA_START_SECONDS), Ev::TaskStart(t));
     }
 
-    fn start_fargate(&mut self, j: usize, size: FargateSize) {
+    /// RunTask on Fargate; on Fargate Spot with no capacity, at once on
+    /// Fargate on demand (as the driver does).
+    fn start_fargate(&mut self, j: usize, on: OnFargate) {
         self.enter_ecs_load(j);
         self.ecs_tasks += 1;
-        let t = self.new_task(j, Place::Fargate(size));
+        let mut spot = on.spot;
+        if spot && self.draw(j, 1) < self.settings.fargate_spot_shortfall {
+            self.fargate_spot_shortfalls += 1;
+            spot = false;
+        }
+        let t = self.new_task(j, Place::Fargate(on.size, spot));
         let delay = match self.policy {
             Policy::AwsBatchFargate => {
                 ms(f::BATCH_JOB_START_SECONDS) + ms(f::FARGATE_TASK_START_SECONDS)
@@ -801,7 +910,29 @@ impl<'a> Sim<'a> {
         self.jobs[job].first_start.get_or_insert(self.now);
         let spec = &self.trace.jobs[job];
         let run_s = spec.duration_s.min(f64::from(spec.timeout_s));
-        self.at(self.now + (run_s * 1000.0).round() as u64, Ev::TaskEnd(t));
+        let run_ms = (run_s * 1000.0).round() as u64;
+        let rate = self.settings.fargate_spot_interruptions_per_hour;
+        if let (Place::Fargate(_, true), true) = (self.tasks[t].place, rate > 0.0) {
+            // Exponential time to Fargate Spot taking the task back.
+            let hours = -(1.0 - self.draw(job, 2)).ln() / rate;
+            let reclaim_ms = (hours * 3_600_000.0) as u64;
+            if reclaim_ms < run_ms {
+                self.at(self.now + reclaim_ms, Ev::FargateReclaim(t));
+                return;
+            }
+        }
+        self.at(self.now + run_ms, Ev::TaskEnd(t));
+    }
+
+    /// Fargate Spot stopped the task (SpotInterruption): it is paid to
+    /// here, and the job goes back as ecs-runner sends it back.
+    fn fargate_reclaim(&mut self, t: usize) {
+        if !self.tasks[t].alive {
+            return;
+        }
+        self.stop_task(t);
+        self.interrupted += 1;
+        self.interrupted_job(self.tasks[t].job);
     }
 
     fn task_end(&mut self, t: usize) {
@@ -813,12 +944,17 @@ impl<'a> Sim<'a> {
         let spec = &self.trace.jobs[j];
         self.jobs[j].ran_on = Some(match self.tasks[t].place {
             Place::Ec2(_) => Route::Ec2,
-            Place::Fargate(_) => Route::Fargate,
+            Place::Fargate(_, false) => Route::Fargate,
+            Place::Fargate(_, true) => Route::FargateSpot,
             Place::Lambda => Route::Lambda,
         });
         let end = if spec.duration_s > f64::from(spec.timeout_s) {
             End::TimedOut
         } else {
+            self.runs
+                .entry(spec.definition.clone())
+                .or_default()
+                .record(spec.duration_s);
             End::Succeeded
         };
         self.end(j, end);
@@ -839,14 +975,18 @@ impl<'a> Sim<'a> {
         match place {
             Place::Lambda => {
                 if self.tasks[t].started.is_some() {
-                    self.cost.lambda_jobs += cost::lambda_job(self.trace.jobs[job].memory, run_s);
+                    let spec = &self.trace.jobs[job];
+                    self.cost.lambda_jobs +=
+                        self.settings
+                            .prices
+                            .lambda(spec.cpu, spec.memory, Arch::X86_64, run_s);
                 }
             }
-            Place::Fargate(size) => {
-                let billed_from = launched + ms(f::FARGATE_TASK_START_SECONDS)
-                    - ms(f::FARGATE_BILLED_BEFORE_RUNNING_SECONDS);
+            Place::Fargate(size, spot) => {
+                let billed_from =
+                    launched + ms(f::FARGATE_TASK_START_SECONDS) - ms(f::FARGATE_PULL_SECONDS);
                 let billed = self.now.saturating_sub(billed_from) as f64 / 1000.0;
-                self.cost.fargate += cost::fargate(size, billed, self.settings.fargate_spot);
+                self.cost.fargate += cost::fargate(&self.settings.prices, size, billed, spot);
             }
             Place::Ec2(i) => {
                 let need = self.plans.need[job];
@@ -1171,23 +1311,45 @@ impl<'a> Sim<'a> {
         for &j in &self.waiting_for_capacity {
             *waiting.entry(self.plans.need[j]).or_default() += 1;
         }
-        let mut fell_back: HashMap<Room, u32> = HashMap::new();
+        let mut fell_back: Vec<Elsewhere> = Vec::new();
         for &(_, t) in &self.fallbacks {
-            if self.tasks[t].alive {
-                *fell_back
-                    .entry(self.plans.need[self.tasks[t].job])
-                    .or_default() += 1;
+            let Place::Fargate(size, _) = self.tasks[t].place else {
+                continue;
+            };
+            if !self.tasks[t].alive {
+                continue;
+            }
+            // What the next job like it pays: on Fargate Spot where it
+            // goes there, whatever this one found.
+            let j = self.tasks[t].job;
+            let job = &self.plans.kinds[self.plans.kind[j]];
+            let spot = self.settings.fargate_spot && job.interruptible;
+            let need = self.plans.need[j];
+            let hourly = self.settings.prices.fargate_hour(size, Arch::X86_64, spot);
+            match fell_back
+                .iter_mut()
+                .find(|e| e.need == need && e.hourly == hourly)
+            {
+                Some(e) => e.count += 1,
+                None => fell_back.push(Elsewhere {
+                    need,
+                    count: 1,
+                    hourly,
+                }),
             }
         }
         let demand = Demand {
             waiting: waiting.into_iter().collect(),
-            fell_back: fell_back.into_iter().collect(),
+            fell_back,
         };
+        let prices = &self.settings.prices;
         let config = scaling::Config {
             min: self.min,
             max: self.max,
             quiet_ms: u64::from(self.settings.scale_in_after_s) * SECOND,
             headroom: self.settings.headroom,
+            instance_hourly: prices.spot_hour(self.launch_type.name).unwrap_or(f64::MAX)
+                + prices.root_volume_hour(),
         };
         let plan = scaling::plan(
             self.now,
@@ -1338,7 +1500,7 @@ impl<'a> Sim<'a> {
                     self.queue.left(self.plans.need[j]);
                     self.jobs[j].queued = false;
                     if let Some(size) = self.plans.fargate_anywhere[j] {
-                        self.start_fargate(j, size);
+                        self.start_fargate(j, OnFargate { size, spot: false });
                     }
                 }
                 self.at(self.now + ms(f::BATCH_SCHEDULER_SECONDS), Ev::PlacePass);
@@ -1429,7 +1591,12 @@ impl<'a> Sim<'a> {
             let busy = inst.busy_ms + inst.busy_since.map_or(0, |s| until.saturating_sub(s));
             instance_ms += life;
             idle_ms += life.saturating_sub(busy);
-            let (ec2, ebs) = cost::instance(self.launch_type, inst.spot, life as f64 / 1000.0);
+            let (ec2, ebs) = cost::instance(
+                &self.settings.prices,
+                self.launch_type.name,
+                inst.spot,
+                life as f64 / 1000.0,
+            );
             self.cost.ec2 += ec2;
             self.cost.ebs += ebs;
         }
@@ -1447,7 +1614,7 @@ impl<'a> Sim<'a> {
         let mut waits: Vec<f64> = Vec::new();
         let (mut ok, mut timed_out, mut failed, mut unrunnable) = (0, 0, 0, 0);
         let (mut unfinished, mut lost) = (0, 0);
-        let mut routes = [0usize; 3];
+        let mut routes = [0usize; 4];
         for (i, job) in self.jobs.iter().enumerate() {
             match job.end {
                 Some(End::Succeeded) => ok += 1,
@@ -1467,6 +1634,7 @@ impl<'a> Sim<'a> {
                 Some(Route::Ec2) => routes[0] += 1,
                 Some(Route::Fargate) => routes[1] += 1,
                 Some(Route::Lambda) => routes[2] += 1,
+                Some(Route::FargateSpot) => routes[3] += 1,
                 None => {}
             }
         }
@@ -1497,7 +1665,7 @@ impl<'a> Sim<'a> {
             fargate_share: if ran == 0 {
                 0.0
             } else {
-                routes[1] as f64 / ran as f64
+                (routes[1] + routes[3]) as f64 / ran as f64
             },
             jobs: self.jobs.len(),
             jobs_succeeded: ok,
@@ -1509,6 +1677,14 @@ impl<'a> Sim<'a> {
             runs_ec2: routes[0],
             runs_fargate: routes[1],
             runs_lambda: routes[2],
+            runs_fargate_spot: routes[3],
+            fargate_spot_shortfalls: self.fargate_spot_shortfalls,
+            capacity_metric_runs: if self.scales_on_schedulable() {
+                self.minutes
+            } else {
+                0
+            },
+            compute_vs_lower_bound: None,
             peak_instances: peak,
             instances_30_min_after_last_job: at_rest,
             always_on_instances: (self.policy == Policy::AlwaysOn).then_some(self.min),
@@ -1570,7 +1746,7 @@ impl<'a> Sim<'a> {
 fn route_index(place: Place) -> usize {
     match place {
         Place::Ec2(_) => 0,
-        Place::Fargate(_) => 1,
+        Place::Fargate(..) => 1,
         Place::Lambda => 2,
     }
 }

@@ -1,49 +1,22 @@
 //! Every figure the simulator uses, in one place, each with its source.
 //!
-//! Prices are AWS's us-east-1 list prices without free tiers (an account may
-//! spend its free tier elsewhere). Where AWS documents no figure (how long an
-//! instance takes to register, how often AWS Batch scales down), the value
-//! is marked *assumed* and says what it rests on. `berth simulate
-//! --assumptions` prints this table.
+//! The prices of the places jobs run are berth-core's price model
+//! ([`berth_core::prices`]), the one the driver and the scaler decide with;
+//! the rest are here. Prices are AWS's us-east-1 list prices without free
+//! tiers (an account may spend its free tier elsewhere). Where AWS documents
+//! no figure (how often Fargate Spot interrupts, how often AWS Batch scales
+//! down), the value is marked *assumed* and says what it rests on. `berth
+//! simulate --assumptions` prints both tables.
 
-/// One figure: its value, its unit and where it comes from.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Figure {
-    pub name: &'static str,
-    pub value: f64,
-    pub unit: &'static str,
-    pub source: &'static str,
-}
+use berth_core::prices::ON_DEMAND_HOUR;
+pub use berth_core::prices::{
+    EBS_GP3_GB_MONTH, FARGATE_MINIMUM_SECONDS, FARGATE_PULL_SECONDS, Figure, HOURS_PER_MONTH,
+    INSTANCE_ROOT_VOLUME_GB, LAMBDA_GB_SECOND_ARM, LAMBDA_GB_SECOND_X86, LAMBDA_REQUEST,
+    SPOT_PRICE_FRACTION,
+};
 
-macro_rules! figures {
-    ($( $(#[$doc:meta])* $name:ident = $value:expr, $unit:literal, $source:literal; )*) => {
-        $( $(#[$doc])* pub const $name: Figure = Figure {
-            name: stringify!($name),
-            value: $value,
-            unit: $unit,
-            source: $source,
-        }; )*
-        /// Every figure, in the order of this file.
-        pub const ALL: &[Figure] = &[$($name),*];
-    };
-}
-
-figures! {
+berth_core::figures! {
     // Prices.
-    FARGATE_VCPU_HOUR = 0.04048, "USD per vCPU-hour",
-        "AWS Fargate pricing, us-east-1, Linux/x86 (as listed in 2026)";
-    FARGATE_GB_HOUR = 0.004445, "USD per GB-hour",
-        "AWS Fargate pricing, us-east-1, Linux/x86 (as listed in 2026)";
-    FARGATE_MINIMUM_SECONDS = 60.0, "seconds",
-        "AWS Fargate pricing: billed per second with a one-minute minimum";
-    FARGATE_SPOT_FRACTION = 0.30, "of the Fargate price",
-        "AWS Fargate pricing: Fargate Spot runs at up to a 70% discount";
-    LAMBDA_GB_SECOND_X86 = 0.000_016_666_7, "USD per GB-second",
-        "AWS Lambda pricing, us-east-1, x86, first tier (job functions: images are usually x86)";
-    LAMBDA_GB_SECOND_ARM = 0.000_013_333_4, "USD per GB-second",
-        "AWS Lambda pricing, us-east-1, arm64, first tier (berth's functions: template.yaml Architecture)";
-    LAMBDA_REQUEST = 0.000_000_2, "USD per request",
-        "AWS Lambda pricing: $0.20 per million requests";
     SQS_REQUEST = 0.000_000_4, "USD per request",
         "Amazon SQS pricing, us-east-1, standard queue: $0.40 per million requests";
     DYNAMODB_WRITE_UNIT = 0.000_000_625, "USD per write request unit",
@@ -62,14 +35,6 @@ figures! {
         "template.yaml: an alarm on each dead-letter queue (jobs, lifecycle events)";
     CLOUDWATCH_LOGS_GB = 0.50, "USD per GB ingested",
         "Amazon CloudWatch Logs pricing, us-east-1, standard ingestion";
-    EBS_GP3_GB_MONTH = 0.08, "USD per GB-month",
-        "Amazon EBS pricing, us-east-1, gp3";
-    INSTANCE_ROOT_VOLUME_GB = 30.0, "GB",
-        "the ECS-optimized Amazon Linux 2023 AMI's root volume";
-    SPOT_PRICE_FRACTION = 0.40, "of the on-demand price",
-        "assumed: Spot prices move by zone and hour; AWS's Auto Scaling guide's example table shows c5 Spot at 47-56% of on-demand and the Spot Instance Advisor lists larger savings for m5";
-    HOURS_PER_MONTH = 730.0, "hours",
-        "the AWS Pricing Calculator's month";
 
     // The path of a job.
     SQS_TO_DRIVER_SECONDS = 1.0, "seconds",
@@ -82,16 +47,18 @@ figures! {
         "assumed: RunTask to RUNNING on a registered instance that has the image cached";
     FARGATE_TASK_START_SECONDS = 45.0, "seconds",
         "assumed: Fargate provisions, attaches the task's network interface and pulls the image (tens of seconds)";
-    FARGATE_BILLED_BEFORE_RUNNING_SECONDS = 15.0, "seconds",
-        "assumed: Fargate bills from the start of the image pull (AWS Fargate pricing), this long before RUNNING";
-    INSTANCE_IN_SERVICE_SECONDS = 60.0, "seconds",
+    INSTANCE_IN_SERVICE_SECONDS = 30.0, "seconds",
         "assumed: from Auto Scaling's launch to the instance running and InService";
-    INSTANCE_REGISTERED_SECONDS = 150.0, "seconds",
-        "assumed: from launch to the ECS agent registering the instance with the cluster";
+    INSTANCE_REGISTERED_SECONDS = berth_core::scaling::REGISTRATION_SECONDS as f64, "seconds",
+        "from launch to the ECS agent registering the instance: 30-40 s in public measurements (aws/amazon-ecs-agent#2309, aws/karpenter-provider-aws#3827 and #6165)";
     SPOT_WARNING_SECONDS = 120.0, "seconds",
         "Amazon EC2 user guide: a Spot interruption notice comes two minutes before the instance is reclaimed";
     SPOT_INTERRUPTIONS_PER_INSTANCE_MONTH = 0.05, "interruptions per instance-month",
         "the Spot Instance Advisor's lowest bracket (\"<5%\" a month) for common types; set with --spot-interruptions";
+    FARGATE_SPOT_INTERRUPTIONS_PER_TASK_HOUR = 0.01, "interruptions per task-hour",
+        "assumed: AWS publishes no rate for Fargate Spot; a task is told two minutes before (SIGTERM) and stopped with SpotInterruption; set with --fargate-spot-interruptions";
+    FARGATE_SPOT_SHORTFALL = 0.02, "of Fargate Spot launches",
+        "assumed: AWS publishes no rate; RunTask on FARGATE_SPOT fails with no capacity, and ECS does not fall back itself (aws/containers-roadmap#852); set with --fargate-spot-shortfall";
 
     // berth's scaling as template.yaml deploys it.
     CAPACITY_METRIC_PERIOD_SECONDS = 60.0, "seconds",
@@ -164,33 +131,27 @@ pub fn ms(f: Figure) -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct InstanceType {
     pub name: &'static str,
-    /// USD per hour, on demand, us-east-1, Linux.
+    /// USD per hour, on demand, us-east-1, Linux (berth-core's list).
     pub on_demand_hour: f64,
 }
 
-/// The instance types the simulator knows, with their on-demand prices
-/// (Amazon EC2 on-demand pricing, us-east-1, Linux). Their sizes come from
-/// berth-core's catalog of AWS's instance types.
-pub const INSTANCE_TYPES: &[InstanceType] = &[
-    it("m5.large", 0.096),
-    it("m5a.large", 0.086),
-    it("m6i.large", 0.096),
-    it("m5.xlarge", 0.192),
-    it("m5.2xlarge", 0.384),
-    it("m4.2xlarge", 0.40),
-    it("c5.large", 0.085),
-    it("c5.xlarge", 0.17),
-    it("c5.2xlarge", 0.34),
-    it("r5.large", 0.126),
-    it("g4dn.xlarge", 0.526),
-];
-
-const fn it(name: &'static str, on_demand_hour: f64) -> InstanceType {
-    InstanceType {
-        name,
-        on_demand_hour,
+/// The instance types the simulator knows: berth-core's price list. Their
+/// sizes come from berth-core's catalog of AWS's instance types.
+pub const INSTANCE_TYPES: [InstanceType; ON_DEMAND_HOUR.len()] = {
+    let mut out = [InstanceType {
+        name: "",
+        on_demand_hour: 0.0,
+    }; ON_DEMAND_HOUR.len()];
+    let mut i = 0;
+    while i < ON_DEMAND_HOUR.len() {
+        out[i] = InstanceType {
+            name: ON_DEMAND_HOUR[i].0,
+            on_demand_hour: ON_DEMAND_HOUR[i].1,
+        };
+        i += 1;
     }
-}
+    out
+};
 
 /// The default instance types: template.yaml's InstanceType1..3.
 pub const DEFAULT_INSTANCE_TYPES: [&str; 3] = ["m5.large", "m5a.large", "m6i.large"];
@@ -214,11 +175,6 @@ impl InstanceType {
     pub fn registered(&self) -> berth_core::scaling::Room {
         self.scaling().room
     }
-
-    /// USD per hour on Spot (assumed, see [`SPOT_PRICE_FRACTION`]).
-    pub fn spot_hour(&self) -> f64 {
-        self.on_demand_hour * SPOT_PRICE_FRACTION.value
-    }
 }
 
 #[cfg(test)]
@@ -227,7 +183,11 @@ mod tests {
 
     #[test]
     fn every_figure_names_a_source_and_is_listed_once() {
-        let mut names: Vec<&str> = ALL.iter().map(|f| f.name).collect();
+        let mut names: Vec<&str> = ALL
+            .iter()
+            .chain(berth_core::prices::ALL)
+            .map(|f| f.name)
+            .collect();
         let n = names.len();
         names.sort_unstable();
         names.dedup();

@@ -30,7 +30,7 @@ pub struct Outcome {
     pub flaps: u32,
     pub tasks_killed_by_scale_in: u32,
     pub tasks_interrupted: u32,
-    /// The share of jobs that ran on Fargate.
+    /// The share of jobs that ran on Fargate (Spot or not).
     pub fargate_share: f64,
     pub jobs: usize,
     pub jobs_succeeded: usize,
@@ -48,6 +48,16 @@ pub struct Outcome {
     pub runs_lambda: usize,
     pub runs_ec2: usize,
     pub runs_fargate: usize,
+    pub runs_fargate_spot: usize,
+    /// Launches on Fargate Spot that found no capacity and went to Fargate.
+    pub fargate_spot_shortfalls: u32,
+    /// Runs of the capacity metric (and its scaler), each paid as a
+    /// function's invocation.
+    pub capacity_metric_runs: u64,
+    /// The compute cost (instances, volumes, Fargate, Lambda jobs) over
+    /// `lower-bound`'s for the same trace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compute_vs_lower_bound: Option<f64>,
     pub peak_instances: u32,
     /// Instances up 30 minutes after the last job ended.
     pub instances_30_min_after_last_job: u32,
@@ -132,6 +142,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
         "fargate",
         "lambda",
         "berth",
+        "compute / lower bound",
         "wait p50 s",
         "p95 s",
         "max s",
@@ -156,6 +167,8 @@ pub fn table(outcomes: &[Outcome]) -> String {
             format!("{:.2}", c.fargate),
             format!("{:.2}", c.lambda_jobs),
             format!("{:.2}", c.functions + c.requests + c.cloudwatch),
+            o.compute_vs_lower_bound
+                .map_or_else(|| "-".into(), |r| format!("{r:.2}x")),
             format!("{:.1}", o.wait_p50_s),
             format!("{:.1}", o.wait_p95_s),
             format!("{:.0}", o.wait_max_s),
@@ -174,7 +187,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
             ),
         ]);
     }
-    for i in 1..=14 {
+    for i in 1..=15 {
         if let Some(col) = t.column_mut(i) {
             col.set_cell_alignment(CellAlignment::Right);
         }

@@ -166,6 +166,9 @@ fn check(job: &TraceJob) -> Result<(), String> {
         max_attempts: 1,
         fargate: job.fargate,
         job_role: None,
+        interruptible: true,
+        expected_seconds: None,
+        runs: Default::default(),
     }
     .validate()
     .map_err(|e| e.to_string())
@@ -187,15 +190,21 @@ pub enum Builtin {
     /// A day with no job, with sparse-day's definitions registered: what a
     /// deployment costs at rest.
     Idle,
+    /// A working week, Monday to Sunday: office hours of short and long
+    /// jobs with two bursts a day, a nightly batch, a few GPU and very
+    /// large jobs on weekdays, quiet nights and weekends
+    /// (examples/week.csv is its seed 1).
+    Week,
 }
 
 impl Builtin {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::SparseDay,
         Self::Steady,
         Self::Burst,
         Self::SeedMix,
         Self::Idle,
+        Self::Week,
     ];
 
     pub fn name(self) -> &'static str {
@@ -205,6 +214,7 @@ impl Builtin {
             Self::Burst => "burst",
             Self::SeedMix => "seed-mix",
             Self::Idle => "idle",
+            Self::Week => "week",
         }
     }
 
@@ -220,6 +230,7 @@ impl Builtin {
             Self::Burst => 500,
             Self::SeedMix => 600,
             Self::Idle => 0,
+            Self::Week => 1645,
         }
     }
 
@@ -258,6 +269,37 @@ impl Builtin {
             Self::Burst => g.burst(n, 10.0 * 3600.0, 120.0, &[(&RENDER, 6), (&TRANSCODE, 4)]),
             Self::SeedMix => g.poisson(n, 8.0 * 3600.0, 18.0 * 3600.0, &[(&CRUNCH, 1)]),
             Self::Idle => {}
+            Self::Week => {
+                // Per weekday: a trickle through office hours, two bursts,
+                // the nightly batch, two GPU jobs and one very large one;
+                // a little on the weekend. Scaled to `n` jobs in all.
+                let scale = n as f64 / self.default_jobs() as f64;
+                let k = |count: f64| (count * scale).round() as usize;
+                const HOUR: f64 = 3600.0;
+                for day in 0..7 {
+                    let at = f64::from(day) * DAY_SECONDS;
+                    if day >= 5 {
+                        g.poisson(
+                            k(15.0),
+                            at + 8.0 * HOUR,
+                            at + 20.0 * HOUR,
+                            &[(&THUMBNAIL, 2), (&RENDER, 1)],
+                        );
+                        continue;
+                    }
+                    g.burst(k(100.0), at + HOUR, 60.0, &[(&REPORT, 1)]);
+                    g.poisson(
+                        k(120.0),
+                        at + 9.0 * HOUR,
+                        at + 18.0 * HOUR,
+                        &[(&THUMBNAIL, 5), (&RENDER, 3), (&TRANSCODE, 2)],
+                    );
+                    g.burst(k(60.0), at + 10.5 * HOUR, 300.0, &[(&RENDER, 1)]);
+                    g.burst(k(40.0), at + 15.0 * HOUR, 600.0, &[(&TRANSCODE, 1)]);
+                    g.poisson(k(2.0), at + 9.0 * HOUR, at + 17.0 * HOUR, &[(&TRAIN, 1)]);
+                    g.poisson(k(1.0), at + 9.0 * HOUR, at + 17.0 * HOUR, &[(&SIMULATE, 1)]);
+                }
+            }
         }
         let mut trace = Trace::new(self.name(), g.jobs);
         if self == Self::Idle {
@@ -330,6 +372,30 @@ const TRAIN: Shape = Shape {
     cpu: 4096,
     memory: 16_384,
     gpu: 1,
+    timeout_s: 14_400,
+    lambda: false,
+    fargate: false,
+    median_s: 3600.0,
+    sigma: 0.3,
+};
+/// The nightly batch's report: 1 vCPU, 4 GiB, about 20 minutes.
+const REPORT: Shape = Shape {
+    definition: "report",
+    cpu: 1024,
+    memory: 4096,
+    gpu: 0,
+    timeout_s: 7200,
+    lambda: false,
+    fargate: true,
+    median_s: 1200.0,
+    sigma: 0.4,
+};
+/// Very large: 32 vCPU and 128 GiB, beyond Fargate's largest task.
+const SIMULATE: Shape = Shape {
+    definition: "simulate",
+    cpu: 32_768,
+    memory: 131_072,
+    gpu: 0,
     timeout_s: 14_400,
     lambda: false,
     fargate: false,
@@ -430,9 +496,44 @@ mod tests {
             }
             assert_eq!(a.jobs.len(), b.default_jobs(), "{b}");
             assert!(a.jobs.windows(2).all(|w| w[0].submit_s <= w[1].submit_s));
-            assert!(a.jobs.iter().all(|j| j.submit_s < DAY_SECONDS));
-            assert_eq!(a.span_s, DAY_SECONDS);
+            let days = if b == Builtin::Week { 7.0 } else { 1.0 };
+            assert!(a.jobs.iter().all(|j| j.submit_s < days * DAY_SECONDS));
+            assert_eq!(a.span_s, days * DAY_SECONDS);
         }
+    }
+
+    #[test]
+    fn the_week_works_weekdays_and_rests_at_weekends() {
+        let t = Builtin::Week.generate(None, 1);
+        let day = |j: &TraceJob| (j.submit_s / DAY_SECONDS) as usize;
+        let hour = |j: &TraceJob| (j.submit_s % DAY_SECONDS) / 3600.0;
+        let mut per_day = [0usize; 7];
+        for j in &t.jobs {
+            per_day[day(j)] += 1;
+        }
+        assert!(per_day[..5].iter().all(|&n| n > 300), "{per_day:?}");
+        assert!(per_day[5..].iter().all(|&n| n <= 15), "{per_day:?}");
+        // The nightly batch at 01:00, and nothing else before 08:00.
+        let batch = t.jobs.iter().filter(|j| j.definition == "report").count();
+        assert_eq!(batch, 500);
+        assert!(
+            t.jobs
+                .iter()
+                .filter(|j| hour(j) < 8.0)
+                .all(|j| j.definition == "report" && (1.0..1.02).contains(&hour(j)))
+        );
+        // A few GPU and very large jobs, on weekdays.
+        assert_eq!(t.jobs.iter().filter(|j| j.gpu > 0).count(), 10);
+        let huge: Vec<&TraceJob> = t
+            .jobs
+            .iter()
+            .filter(|j| j.definition == "simulate")
+            .collect();
+        assert_eq!(huge.len(), 5);
+        assert!(
+            huge.iter()
+                .all(|j| j.cpu > 16 * 1024 && !j.fargate && day(j) < 5)
+        );
     }
 
     #[test]
