@@ -179,7 +179,8 @@ class RpcV2CborTranslator:
 
 
 def ecs_as_aws_answers():
-    """Where moto's ECS answers otherwise than AWS's, as AWS does. RunTask on
+    """Where moto's ECS answers otherwise than AWS's, as AWS does, and the
+    Fargate Spot shortfalls the local run plays. RunTask on
     an EC2 cluster with no container instance: AWS answers
     InvalidParameterException ("No Container Instances were found in your
     cluster."), which berth reads as "no room"; moto raises a bare error (a
@@ -202,6 +203,42 @@ def ecs_as_aws_answers():
             raise
 
     EC2ContainerServiceBackend.run_task = patched
+
+    # Fargate Spot short of capacity, on demand (moto always has room): a
+    # task whose job sets PLAY_SPOT_SHORTFALL=N finds none on FARGATE_SPOT
+    # from its launch N on (1 if N is not a number). AWS answers with a
+    # failure and no task; berth reads no task as no room as well.
+    placed = EC2ContainerServiceBackend.run_task
+
+    def short_of_spot(self, *args, **kwargs):
+        strategy = kwargs.get("capacity_provider_strategy")
+        if strategy is None and len(args) >= 11:
+            strategy = args[10]
+        overrides = kwargs.get("overrides") if "overrides" in kwargs else (
+            args[3] if len(args) > 3 else None
+        )
+        spot = any(
+            (item or {}).get("capacityProvider") == "FARGATE_SPOT"
+            for item in strategy or []
+        )
+        env = {}
+        for container in (overrides or {}).get("containerOverrides") or []:
+            for pair in container.get("environment") or []:
+                env[pair.get("name")] = pair.get("value")
+        if spot and "PLAY_SPOT_SHORTFALL" in env:
+            try:
+                from_launch = int(env["PLAY_SPOT_SHORTFALL"])
+            except ValueError:
+                from_launch = 1
+            try:
+                launch = int(env.get("BERTH_LAUNCH", "1"))
+            except ValueError:
+                launch = 1
+            if launch >= from_launch:
+                return []
+        return placed(self, *args, **kwargs)
+
+    EC2ContainerServiceBackend.run_task = short_of_spot
 
     # ListTasks without desiredStatus lists RUNNING tasks only on AWS
     # (stopped ones are listed when asked for); moto lists every task.

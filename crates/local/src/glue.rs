@@ -8,7 +8,9 @@
 //! event. Without an engine it is played: the task "runs" for its job's
 //! `PLAY_SECONDS` (default 4) and exits with `PLAY_EXIT` (default 0). Either
 //! way, with `PLAY_INTERRUPT` set, its first launch is reclaimed as a Spot
-//! interruption halfway through its `PLAY_SECONDS`. Lambda jobs run for
+//! interruption halfway through its `PLAY_SECONDS`; with `PLAY_SPOT_SHORTFALL`
+//! set to N, Fargate Spot has no capacity for it from its launch N on (the
+//! local AWS answers RunTask with no task). Lambda jobs run for
 //! real, in the task processor under `cargo lambda watch`, on the host.
 
 use std::collections::HashMap;
@@ -724,6 +726,7 @@ fn task_event(
         "desiredStatus": if status == "STOPPED" { "STOPPED" } else { "RUNNING" },
         "startedBy": task.started_by(),
         "launchType": task.launch_type().map(|l| l.as_str()),
+        "capacityProviderName": task.capacity_provider_name(),
         "containers": [{ "name": container, "lastStatus": status }],
     });
     if let Some((code, reason, exit)) = stop {

@@ -48,7 +48,7 @@ struct Capacity {
     #[arg(long, default_value_t = 3)]
     max_instances: u32,
     /// Seconds an instance stays idle before the scaler drains it (the
-    /// deployed default is 900).
+    /// deployed default is 100, the break-even of an idle instance).
     #[arg(long, default_value_t = 20)]
     scale_in_after: u32,
     /// Seconds from an instance's launch to its registering with the
@@ -856,6 +856,9 @@ fn demo_definitions() -> Vec<JobDefinition> {
         max_attempts: 2,
         fargate: true,
         job_role: None,
+        interruptible: true,
+        expected_seconds: None,
+        runs: Default::default(),
     };
     vec![
         JobDefinition {
@@ -884,6 +887,8 @@ fn demo_definitions() -> Vec<JobDefinition> {
                 "echo \"thumbnail of $INPUT\"; sleep 1".into(),
             ]),
             timeout_seconds: 60,
+            // A second or two: cheaper on Lambda than Fargate's minute.
+            expected_seconds: Some(2),
             ..render.clone()
         },
         render,
@@ -1087,16 +1092,16 @@ async fn demo(local: &Local, mut glue: Glue) -> Fallible<bool> {
             .collect(),
         ..Submission::default()
     };
-    // First wave, on a cluster with no instance: Lambda-sized jobs run in
-    // the task processor, renders on Fargate while instances start, an
-    // EC2-only job waits for one, and a GPU job waits for a type the group
-    // does not have.
+    // First wave, on a cluster with no instance: jobs of a second or two run
+    // in the task processor, renders on Fargate Spot (no instance would cost
+    // less for them), an EC2-only job waits for an instance started for it,
+    // and a GPU job waits for a type the group does not have.
     let mut first = vec![
         (
             submit("thumb-1", "thumbnail", &[("INPUT", "s3://demo/a.png")]),
             JobStatus::Succeeded,
             Some(Route::Lambda),
-            "runs in the task processor, in milliseconds",
+            "a 2 s job: cheaper on Lambda, in milliseconds",
         ),
         (
             submit("thumb-2", "thumbnail", &[("INPUT", "s3://demo/b.png")]),
@@ -1136,8 +1141,8 @@ async fn demo(local: &Local, mut glue: Glue) -> Fallible<bool> {
         first.push((
             submit(&format!("render-{i}"), "render", &[("PLAY_SECONDS", "6")]),
             JobStatus::Succeeded,
-            Some(Route::Fargate),
-            "no instance yet: Fargate, and the scaler starts instances",
+            Some(Route::FargateSpot),
+            "no instance: Fargate Spot, the cheapest route for it",
         ));
     }
     submit_wave(&cli, first, &mut expected).await?;

@@ -87,6 +87,9 @@ pub async fn run(local: &Local, glue: &mut Glue, jobs: usize, limit: Duration) -
         max_attempts: 2,
         fargate: true,
         job_role: None,
+        interruptible: true,
+        expected_seconds: None,
+        runs: Default::default(),
     };
     let definitions = berth_aws::Definitions::new(
         local.clients.dynamodb.clone(),

@@ -280,6 +280,20 @@ fn real_containers_end_as_ecs_ends_them() {
         "render",
         "s8",
     ]);
+    // Interrupted on Fargate Spot, then short of Fargate Spot capacity:
+    // its second launch goes on Fargate on demand at once.
+    let short = submit(&[
+        "--env",
+        "PLAY_INTERRUPT=1",
+        "--env",
+        "PLAY_SPOT_SHORTFALL=2",
+        "--env",
+        "PLAY_SECONDS=4",
+        "--",
+        "berth-job",
+        "render",
+        "s9",
+    ]);
     let logs = |id: &str| berth_with(e, &["logs", id]).1;
     let wait_for = |id: &str, what: &str| {
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -298,7 +312,11 @@ fn real_containers_end_as_ecs_ends_them() {
     wait_for(&cancel, "sleeping 300 s");
     let (code, _, stderr) = berth_with(e, &["cancel", &cancel]);
     assert_eq!(code, Some(0), "{stderr}");
-    let jobs = watched(e, &[&render, &fail, &cancel, &stubborn, &interrupted], 180);
+    let jobs = watched(
+        e,
+        &[&render, &fail, &cancel, &stubborn, &interrupted, &short],
+        180,
+    );
     let job = |id: &str| jobs[id].clone();
     assert_eq!(job(&render)["status"], "SUCCEEDED", "{jobs:?}");
     wait_for(&render, "wrote /work/s1.frame, 65536 bytes");
@@ -325,6 +343,22 @@ fn real_containers_end_as_ecs_ends_them() {
         second.contains("launch 2: wrote /work/s8.frame"),
         "{second}"
     );
+
+    // Renders tolerate interruption: Fargate Spot, and again after one.
+    assert_eq!(job(&render)["route"], "FARGATE_SPOT", "{jobs:?}");
+    assert_eq!(job(&interrupted)["route"], "FARGATE_SPOT", "{jobs:?}");
+    // Interrupted on Fargate Spot, then none there: on demand, and the
+    // interruption is not a failure of the job.
+    assert_eq!(job(&short)["status"], "SUCCEEDED", "{jobs:?}");
+    assert_eq!(job(&short)["route"], "FARGATE", "{jobs:?}");
+    let (_, status, _) = berth_with(e, &["--output", "json", "status", &short]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["failures"], 0, "{status}");
+    assert_eq!(status["interruptions"], 1, "{status}");
+    assert_eq!(status["history"][0]["route"], "FARGATE_SPOT", "{status}");
+    assert_eq!(status["history"][0]["outcome"], "INTERRUPTED", "{status}");
+    assert_eq!(status["history"][1]["route"], "FARGATE", "{status}");
+    assert_eq!(status["history"][1]["outcome"], "SUCCEEDED", "{status}");
 
     // Every container is gone while the run goes on: ended, or stopped
     // (the stubborn one killed after its grace), then removed.

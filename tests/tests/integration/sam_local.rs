@@ -193,9 +193,10 @@ fn sam_local_invoke_answers_every_sample_event_against_the_local_run() {
     let status = |id: &str| jobs[id].clone();
     assert_eq!(status("sample-lambda")["status"], "SUCCEEDED", "{jobs:?}");
     assert_eq!(status("sample-lambda")["route"], "LAMBDA", "{jobs:?}");
+    // No instance, and none would cost less for them: Fargate Spot.
     for id in ["sample-ec2", "sample-fargate"] {
         assert_eq!(status(id)["status"], "SUCCEEDED", "{jobs:?}");
-        assert_eq!(status(id)["route"], "FARGATE", "{jobs:?}");
+        assert_eq!(status(id)["route"], "FARGATE_SPOT", "{jobs:?}");
     }
     assert_eq!(status("sample-gpu")["status"], "FAILED", "{jobs:?}");
     let (_, logs, _) = berth_with(&exports, &["logs", "sample-lambda"]);
