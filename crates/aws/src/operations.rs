@@ -218,7 +218,7 @@ pub async fn cancel(
         AttemptEnded::Refused(None) => return Ok(Cancelled::NotFound),
     }
     let task = match (launched, before.route, before.task_arn) {
-        (true, Some(Route::Ec2 | Route::Fargate), Some(task)) => task,
+        (true, Some(route), Some(task)) if route.is_ecs() => task,
         _ => return Ok(Cancelled::Cancelled { stopped_task: None }),
     };
     ecs.stop(&task, &reason).await?;
