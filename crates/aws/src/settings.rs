@@ -75,6 +75,9 @@ pub struct Settings {
     pub stranded_after_seconds: Option<u32>,
     /// Configured largest container; `None`: derive it from the definitions.
     pub largest: Option<LargestContainer>,
+    /// The instance types the cluster may launch (`BERTH_INSTANCE_TYPES`;
+    /// empty: not known): a job only EC2 runs that none holds is refused.
+    pub instance_types: Vec<String>,
     /// The scaler's settings, when the cluster has an Auto Scaling group.
     pub scaling: Option<ScalingSettings>,
     /// The names this stack may run (empty: any, as in the local run).
@@ -190,6 +193,7 @@ impl Settings {
             }
         };
         Ok(Self {
+            instance_types: list(INSTANCE_TYPES),
             scaling,
             jobs_table: required(JOBS_TABLE)?,
             definitions_table: required(DEFINITIONS_TABLE)?,
@@ -297,6 +301,8 @@ mod tests {
             })
         );
         assert_eq!(read(&BASE).unwrap().scaling, None, "no group, no scaler");
+        assert_eq!(s.instance_types, ["m5.large", "m6i.large"]);
+        assert!(read(&BASE).unwrap().instance_types.is_empty());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use berth_aws::{AwsError, Clients, Definitions, EcsCluster, JobQueue, JobStore, 
 use berth_core::capacity::{
     LargestContainer, Resources, Thresholds, check_scale_in, explain_thresholds, most_per_instance,
 };
-use berth_core::{JobDefinition, JobStatus, Route, job, scaling};
+use berth_core::{JobDefinition, JobStatus, ResolvedJob, Route, job, scaling};
 
 /// Everything that ends a command, said in one line.
 #[derive(Debug, thiserror::Error)]
@@ -162,10 +162,8 @@ impl Berth {
         };
         let resolved = berth_core::resolve(&request, Some(definition))
             .map_err(|e| CliError::Input(e.to_string()))?;
-        // Whether a route runs it does not hang on prices.
-        let prices = berth_core::prices::Prices::default();
-        let ctx = berth_core::routing::Context::first(&prices, &resolved);
-        berth_core::routing::route(&resolved, &ctx).map_err(|e| CliError::Input(e.to_string()))?;
+        self.routable(&resolved)
+            .map_err(|e| CliError::Input(e.to_string()))?;
         if let Some(existing) = self.store().get(&request.job_id).await? {
             return Err(CliError::Input(format!(
                 "job `{}` exists already ({}): a job id names one job, so this one would not run; give another --job-id, or none for a new one",
@@ -263,6 +261,19 @@ impl Berth {
             def.validate()
                 .and_then(|()| def.check_prefixes(&self.settings.prefixes))
                 .map_err(|e| CliError::Input(format!("{}: {e}", file.display())))?;
+            // Its jobs, as they are by default, must have somewhere to run.
+            let request = job::parse(&format!(r#"{{"definition":"{}"}}"#, def.name), "check")
+                .map_err(|e| CliError::Input(e.to_string()))?;
+            let resolved = berth_core::resolve(&request, Some(&def))
+                .map_err(|e| CliError::Input(format!("{}: {e}", file.display())))?;
+            self.routable(&resolved).map_err(|e| {
+                CliError::Input(format!(
+                    "{}: job definition `{}`: its jobs cannot run: {}",
+                    file.display(),
+                    def.name,
+                    e.reason
+                ))
+            })?;
             defs.push(def);
         }
         // Each task definition as ECS has it: it exists, holds the
@@ -293,6 +304,18 @@ impl Berth {
             None => Vec::new(),
         };
         Ok((defs.into_iter().map(|d| d.name).collect(), warnings))
+    }
+
+    /// Whether `job` has somewhere to run, as the driver decides it (with
+    /// the deployment's instance types; whether it does not hang on prices).
+    fn routable(&self, job: &ResolvedJob) -> Result<(), berth_core::RouteError> {
+        let prices = berth_core::prices::Prices::default();
+        let types = scaling::known_types(&self.settings.instance_types);
+        let ctx = berth_core::routing::Context {
+            ec2_types: types.as_deref(),
+            ..berth_core::routing::Context::first(&prices, job)
+        };
+        berth_core::routing::route(job, &ctx).map(|_| ())
     }
 
     pub async fn definitions_list(&self) -> Result<Vec<JobDefinition>, CliError> {

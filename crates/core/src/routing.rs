@@ -153,6 +153,10 @@ pub struct Context<'a> {
     /// Whether the deployment uses Fargate Spot at all
     /// (`BERTH_FARGATE_SPOT`).
     pub fargate_spot: bool,
+    /// The instance types the cluster may launch (`BERTH_INSTANCE_TYPES`);
+    /// a job only EC2 runs that none holds is refused. `None`: not known,
+    /// nothing refused for it.
+    pub ec2_types: Option<&'a [crate::scaling::InstanceType]>,
 }
 
 impl<'a> Context<'a> {
@@ -164,6 +168,7 @@ impl<'a> Context<'a> {
             interruptions: 0,
             max_interruptions: crate::stop::DEFAULT_MAX_INTERRUPTIONS,
             fargate_spot: true,
+            ec2_types: None,
         }
     }
 
@@ -220,8 +225,29 @@ pub fn costs(job: &ResolvedJob, ctx: &Context<'_>, seconds: f64) -> Costs {
     }
 }
 
-/// Decides where `job` runs.
+/// Decides where `job` runs. A job only EC2 runs is refused when no
+/// instance type of the group holds it.
 pub fn route(job: &ResolvedJob, ctx: &Context<'_>) -> Result<Decision, RouteError> {
+    let decision = choose(job, ctx)?;
+    if let (
+        Plan::Ec2 {
+            fargate_fallback: None,
+        },
+        Some(types),
+    ) = (&decision.plan, ctx.ec2_types)
+    {
+        let need = crate::scaling::Room::new(job.cpu, job.memory, job.gpu);
+        if let Some(why) = crate::scaling::unplaceable(need, types) {
+            return Err(RouteError {
+                processor: job.processor,
+                reason: format!("{}; {why}", decision.reason),
+            });
+        }
+    }
+    Ok(decision)
+}
+
+fn choose(job: &ResolvedJob, ctx: &Context<'_>) -> Result<Decision, RouteError> {
     let refuse = |reason: String| {
         Err(RouteError {
             processor: job.processor,
@@ -500,6 +526,7 @@ mod tests {
             interruptions,
             max_interruptions: 2,
             fargate_spot: true,
+            ec2_types: None,
         }
     }
 
@@ -827,6 +854,51 @@ mod tests {
         );
     }
 
+    /// A job only EC2 runs that no type of the group holds is refused,
+    /// with the largest type in the reason; one that may go elsewhere is
+    /// not, nor anything when the types are not known.
+    #[test]
+    fn a_job_no_instance_type_holds_is_refused_when_only_ec2_runs_it() {
+        let prices = Prices::default();
+        let m5 = crate::scaling::InstanceType::known("m5.large").unwrap();
+        let types = [m5];
+        let ctx = |types| Context {
+            ec2_types: types,
+            ..Context::first(&prices, &job())
+        };
+        let gpu = ResolvedJob { gpu: 1, ..job() };
+        let e = route(&gpu, &ctx(Some(&types))).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "processor `auto` cannot run this job: gpu=1: only EC2 has GPUs; no instance type of the group holds 1024 CPU units / 2048 MiB / 1 GPU (the largest is m5.large, 2048 CPU units / 7985 MiB)"
+        );
+        assert!(route(&gpu, &ctx(None)).is_ok(), "types unknown");
+        let huge = ResolvedJob {
+            cpu: 4096,
+            memory: 16_384,
+            processor: Processor::Ec2,
+            ..job()
+        };
+        let e = route(&huge, &ctx(Some(&types))).unwrap_err();
+        assert!(e.reason.contains("holds 4096 CPU units / 16384 MiB"), "{e}");
+        assert!(
+            route(&huge, &ctx(Some(&[])))
+                .unwrap_err()
+                .reason
+                .contains("the group has none")
+        );
+        // Fargate takes it where no instance can.
+        let big = ResolvedJob {
+            processor: Processor::Auto,
+            ..huge
+        };
+        assert_eq!(
+            route(&big, &ctx(Some(&types))).unwrap().plan.route(),
+            Route::Ec2,
+            "EC2 room first, Fargate Spot when there is none"
+        );
+    }
+
     #[test]
     fn a_forced_fargate_goes_on_demand_when_it_must() {
         let prices = Prices::default();
@@ -862,7 +934,7 @@ mod tests {
             interruptions in 0u32..4,
         ) {
             let prices = Prices::default();
-            let ctx = Context { prices: &prices, expected_seconds: expected, interruptions, max_interruptions: 2, fargate_spot: true };
+            let ctx = Context { prices: &prices, expected_seconds: expected, interruptions, max_interruptions: 2, fargate_spot: true, ec2_types: None };
             match route(&j, &ctx) {
                 Ok(d) => {
                     match &d.plan {
@@ -925,7 +997,7 @@ mod tests {
             spot_fraction in 0.05f64..1.0,
         ) {
             let prices = Prices { fargate_spot_fraction: spot_fraction, ..Prices::default() };
-            let ctx = Context { prices: &prices, expected_seconds: Some(expected), interruptions, max_interruptions: 2, fargate_spot: true };
+            let ctx = Context { prices: &prices, expected_seconds: Some(expected), interruptions, max_interruptions: 2, fargate_spot: true, ec2_types: None };
             let j = ResolvedJob { processor: Processor::Auto, gpu: 0, ..j };
             let c = costs(&j, &ctx, expected);
             if let Ok(d) = route(&j, &ctx) {

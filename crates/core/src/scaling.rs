@@ -137,6 +137,35 @@ pub enum Fit {
     None,
 }
 
+/// `names` as ECS registers them, by the catalog (an unknown name is left
+/// out); `None` for no names: the instance types are not known.
+pub fn known_types(names: &[String]) -> Option<Vec<InstanceType>> {
+    (!names.is_empty()).then(|| {
+        names
+            .iter()
+            .filter_map(|n| InstanceType::known(n))
+            .collect()
+    })
+}
+
+/// Why no instance of `types` can run a job of `need`, naming the largest
+/// of them; `None` when one can.
+pub fn unplaceable(need: Room, types: &[InstanceType]) -> Option<String> {
+    if types.iter().any(|t| need.fits(t.room)) {
+        return None;
+    }
+    let largest = types
+        .iter()
+        .max_by_key(|t| (t.room.gpu, t.room.cpu, t.room.memory))
+        .map_or_else(
+            || "the group has none".to_owned(),
+            |t| format!("the largest is {}, {}", t.name, t.room),
+        );
+    Some(format!(
+        "no instance type of the group holds {need} ({largest})"
+    ))
+}
+
 /// Where `need` stands with `types` (no types: it fits none).
 pub fn fit(need: Room, types: &[InstanceType]) -> Fit {
     let fitting: Vec<String> = types

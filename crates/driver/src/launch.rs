@@ -65,6 +65,7 @@ impl Driver {
             interruptions,
             max_interruptions: self.policy.max_interruptions,
             fargate_spot: self.fargate_spot,
+            ec2_types: self.ec2_types.as_deref(),
         }
     }
 

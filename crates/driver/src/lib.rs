@@ -79,6 +79,9 @@ pub struct Driver {
     /// Jobs that tolerate interruption go on Fargate Spot
     /// (`BERTH_FARGATE_SPOT`).
     pub fargate_spot: bool,
+    /// The instance types the cluster may launch, as ECS registers them
+    /// (`BERTH_INSTANCE_TYPES`); `None` when not known.
+    pub ec2_types: Option<Vec<berth_core::scaling::InstanceType>>,
 }
 
 /// What became of one record.
@@ -190,6 +193,7 @@ impl Driver {
             tuning,
             prices: settings.prices.clone(),
             fargate_spot: settings.fargate_spot,
+            ec2_types: berth_core::scaling::known_types(&settings.instance_types),
         }
     }
 

@@ -749,6 +749,7 @@ impl<'a> Sim<'a> {
                     interruptions: self.jobs[j].interruptions,
                     max_interruptions: stop::DEFAULT_MAX_INTERRUPTIONS,
                     fargate_spot: self.settings.fargate_spot,
+                    ec2_types: Some(&self.types),
                 };
                 let plan = routing::route(job, &ctx).map(|d| d.plan);
                 self.launch_plan(j, plan.ok());

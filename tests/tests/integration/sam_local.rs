@@ -198,7 +198,8 @@ fn sam_local_invoke_answers_every_sample_event_against_the_local_run() {
         assert_eq!(status(id)["status"], "SUCCEEDED", "{jobs:?}");
         assert_eq!(status(id)["route"], "FARGATE_SPOT", "{jobs:?}");
     }
-    assert_eq!(status("sample-gpu")["status"], "FAILED", "{jobs:?}");
+    // No instance type of the group has a GPU: refused at once.
+    assert_eq!(status("sample-gpu")["status"], "REJECTED", "{jobs:?}");
     let (_, logs, _) = berth_with(&exports, &["logs", "sample-lambda"]);
     assert!(logs.contains("thumbnail of s3://bucket/in.png"), "{logs}");
     let rejected = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e105";
