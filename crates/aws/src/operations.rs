@@ -6,7 +6,7 @@
 use berth_core::attempt::{self, Attempt, Ending, Policy, Settled, Settlement, Standing};
 use berth_core::launch::LaunchNumber;
 use berth_core::stop::{self, CANCELLED_REASON, EcsStop};
-use berth_core::{JobStatus, Route};
+use berth_core::JobStatus;
 
 use crate::definitions::Definitions;
 use crate::ecs::{EcsCluster, TaskChange};
