@@ -3,10 +3,10 @@
 //! task events and timeout sweep, the Lambda task runtime), putting a job
 //! back on the queue, and cancelling a job (ecs-runner and `berth cancel`).
 
+use berth_core::JobStatus;
 use berth_core::attempt::{self, Attempt, Ending, Policy, Settled, Settlement, Standing};
 use berth_core::launch::LaunchNumber;
 use berth_core::stop::{self, CANCELLED_REASON, EcsStop};
-use berth_core::JobStatus;
 
 use crate::definitions::Definitions;
 use crate::ecs::{EcsCluster, TaskChange};
