@@ -571,19 +571,21 @@ pub fn plan<Id: Clone + PartialEq>(
     let would_pay = elsewhere
         .iter()
         .any(|e| e.hourly * f64::from(e.need.fits_times(empty)) > threshold);
-    let needed = |room: &[Room]| -> (u32, bool) {
-        // The waiting jobs first, then work elsewhere on what room is left.
+    // New instances for the waiting jobs, then for work elsewhere that
+    // pays on what room is left; and whether anything asks for room.
+    let needed = |room: &[Room]| -> (u32, u32, bool) {
         let (left, _) = fill(&waiting, room, empty);
         let for_waiting = (left.len() - room.len()) as u32;
         let pays = paying(&elsewhere, &left, empty, threshold);
-        (for_waiting + pays, for_waiting > 0 || pays > 0 || would_pay)
+        (for_waiting, pays, for_waiting > 0 || pays > 0 || would_pay)
     };
     let mut room: Vec<Room> = members
         .iter()
         .filter(|m| matches!(m.state, MemberState::Active | MemberState::Launching))
         .map(|m| m.free)
         .collect();
-    let (mut wanted, mut unmet) = needed(&room);
+    let (mut for_waiting, mut pays, mut unmet) = needed(&room);
+    let mut wanted = for_waiting + pays;
     // Retiring instances come back, the emptiest first, before new ones
     // start.
     if wanted > 0 {
@@ -598,7 +600,8 @@ pub fn plan<Id: Clone + PartialEq>(
             }
             plan.reactivate.push(m.id.clone());
             room.push(m.free);
-            (wanted, unmet) = needed(&room);
+            (for_waiting, pays, unmet) = needed(&room);
+            wanted = for_waiting + pays;
         }
         if !plan.reactivate.is_empty() {
             plan.reasons.push(format!(
@@ -627,11 +630,27 @@ pub fn plan<Id: Clone + PartialEq>(
     if wanted > 0 && open > 0 {
         let add = wanted.min(open);
         plan.add = add;
+        let mut why = Vec::new();
+        if for_waiting > 0 {
+            why.push(format!(
+                "{} job(s) waiting for capacity need {for_waiting}",
+                count(&waiting)
+            ));
+        }
+        if pays > 0 {
+            why.push(format!(
+                "{} job(s) on Fargate fill {pays} that cost less than Fargate for them",
+                elsewhere.iter().map(|e| e.count).sum::<u32>()
+            ));
+        }
         plan.reasons.push(format!(
-            "add {add} instance(s): {} job(s) waiting for capacity and {} on Fargate that an instance runs for less need {wanted} more{}",
-            count(&waiting),
-            elsewhere.iter().map(|e| e.count).sum::<u32>(),
-            if add < wanted { " (the group is at its maximum)" } else { "" },
+            "add {add} instance(s): {}{}",
+            why.join("; "),
+            if add < wanted {
+                " (the group is at its maximum)"
+            } else {
+                ""
+            },
         ));
     }
 
@@ -852,7 +871,8 @@ mod tests {
         let p = plan(0, none, &demand(2, 0.0494), &types(), None, config());
         assert_eq!(p.add, 1);
         assert!(
-            p.reasons[0].contains("2 on Fargate that an instance runs for less"),
+            p.reasons[0]
+                .contains("2 job(s) on Fargate fill 1 that cost less than Fargate for them"),
             "{p:?}"
         );
         // Five fill two instances; the fifth alone would leave one half

@@ -1,7 +1,8 @@
 //! The scaler against the local AWS: an Auto Scaling group (the local AWS
 //! launches and terminates its instances, berth-local's `Boots` registers
 //! them with the cluster as their agents would) that grows from zero for
-//! jobs waiting for capacity and jobs fallen back to Fargate, starts nothing
+//! jobs waiting for capacity and for work on Fargate an instance runs for
+//! less, starts nothing
 //! for a definition no instance type holds, never touches an instance with
 //! a task, and drains and terminates idle instances back to zero.
 
@@ -180,7 +181,7 @@ async fn the_group_grows_from_zero_for_what_waits_and_for_work_an_instance_runs_
     let paying = s.run().await.scaling.unwrap();
     assert_eq!(paying.added, 1, "{paying:?}");
     assert!(
-        paying.reasons[0].contains("4 on Fargate that an instance runs for less"),
+        paying.reasons[0].contains("4 job(s) on Fargate fill 1 that cost less than Fargate"),
         "{paying:?}"
     );
     assert_eq!(s.desired().await, 2);
