@@ -90,14 +90,15 @@ fn main() {
                 definitions: berth_aws::Definitions::new(aws.clients.dynamodb.clone(), "unused"),
                 largest: Some(largest),
                 scaler: None,
+                schedule: None,
             };
-            metric.run().await.unwrap(); // warm the connections
+            metric.run(false).await.unwrap(); // warm the connections
             // The median of a few runs: this machine's other work shows
             // in any one of them.
             let mut runs = Vec::new();
             for _ in 0..RUNS {
                 let (cpu0, t0) = (thread_cpu(), Instant::now());
-                let report = metric.run().await.unwrap();
+                let report = metric.run(false).await.unwrap();
                 runs.push((t0.elapsed(), thread_cpu() - cpu0, report));
             }
             let mut walls: Vec<Duration> = runs.iter().map(|r| r.0).collect();

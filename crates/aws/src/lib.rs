@@ -12,6 +12,7 @@
 //! - [`metrics`]: berth's metrics (embedded metric format, and the cluster's
 //!   PutMetricData);
 //! - [`fleet`]: the Auto Scaling group;
+//! - [`schedule`]: the capacity metric's schedule, off at rest, and waking it;
 //! - [`stack`] (feature `stack`): a deployed stack's settings from its outputs.
 //!
 //! [`operations`] holds what more than one function (or a function and the
@@ -33,6 +34,7 @@ pub mod metrics;
 pub mod operations;
 pub mod queue;
 pub mod roles;
+pub mod schedule;
 pub mod schema;
 pub mod settings;
 #[cfg(feature = "stack")]
@@ -84,6 +86,7 @@ pub struct Clients {
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub ecs: aws_sdk_ecs::Client,
+    pub events: aws_sdk_eventbridge::Client,
     pub lambda: aws_sdk_lambda::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub sts: aws_sdk_sts::Client,
@@ -115,6 +118,7 @@ impl Clients {
             cloudwatch: client!(aws_sdk_cloudwatch),
             dynamodb: client!(aws_sdk_dynamodb),
             ecs: client!(aws_sdk_ecs),
+            events: client!(aws_sdk_eventbridge),
             lambda: client!(aws_sdk_lambda),
             sqs: client!(aws_sdk_sqs),
             sts: client!(aws_sdk_sts),

@@ -25,6 +25,8 @@ variables! {
     FARGATE_SECURITY_GROUPS = "BERTH_FARGATE_SECURITY_GROUPS";
     FARGATE_SPOT = "BERTH_FARGATE_SPOT";
     PRICES = "BERTH_PRICES";
+    SCALER_RULE = "BERTH_SCALER_RULE";
+    SCALER_FUNCTION = "BERTH_SCALER_FUNCTION";
     FARGATE_PUBLIC_IP = "BERTH_FARGATE_PUBLIC_IP";
     LARGEST_CPU = "BERTH_LARGEST_CPU";
     LARGEST_MEMORY = "BERTH_LARGEST_MEMORY";
@@ -75,6 +77,12 @@ pub struct Settings {
     pub stranded_after_seconds: Option<u32>,
     /// Configured largest container; `None`: derive it from the definitions.
     pub largest: Option<LargestContainer>,
+    /// The capacity metric's schedule rule (`BERTH_SCALER_RULE`): it turns
+    /// it off at rest. `None`: it runs on whatever calls it.
+    pub scaler_rule: Option<String>,
+    /// The capacity metric's function (`BERTH_SCALER_FUNCTION`): the driver
+    /// wakes it when a job waits for capacity.
+    pub scaler_function: Option<String>,
     /// The instance types the cluster may launch (`BERTH_INSTANCE_TYPES`;
     /// empty: not known): a job only EC2 runs that none holds is refused.
     pub instance_types: Vec<String>,
@@ -193,6 +201,8 @@ impl Settings {
             }
         };
         Ok(Self {
+            scaler_rule: optional(SCALER_RULE),
+            scaler_function: optional(SCALER_FUNCTION),
             instance_types: list(INSTANCE_TYPES),
             scaling,
             jobs_table: required(JOBS_TABLE)?,

@@ -6,6 +6,7 @@
 pub mod scaler;
 
 use berth_aws::metrics::ClusterMetrics;
+use berth_aws::schedule::Schedule;
 use berth_aws::{AwsError, Definitions, EcsCluster};
 use berth_core::capacity::{
     ContainerInstance, LargestContainer, Resources, most_per_instance, schedulable_containers,
@@ -31,6 +32,9 @@ pub struct CapacityMetric {
     pub largest: Option<LargestContainer>,
     /// The scaler, when the cluster's instances are an Auto Scaling group.
     pub scaler: Option<Scaler>,
+    /// Its own schedule, turned off at rest and on when woken to work
+    /// (`BERTH_SCALER_RULE`); `None`: it runs on whatever calls it.
+    pub schedule: Option<Schedule>,
 }
 
 /// What one run found, published and did.
@@ -47,6 +51,9 @@ pub struct Report {
     pub unplaceable: Vec<String>,
     /// What the scaler did, when there is one.
     pub scaling: Option<Scaling>,
+    /// What became of the schedule: `off` (at rest), `on` (woken to work),
+    /// or nothing.
+    pub schedule: Option<&'static str>,
     /// AWS calls made to read the cluster: (list, describe).
     pub calls: (usize, usize),
 }
@@ -77,11 +84,13 @@ impl From<MetricError> for lambda_runtime::Diagnostic {
 }
 
 impl CapacityMetric {
-    /// Counts, publishes and scales.
-    pub async fn run(&self) -> Result<Report, MetricError> {
+    /// Counts, publishes and scales; `woken`: the driver asked (a job waits
+    /// for capacity), not the schedule. At rest, a scheduled run turns the
+    /// schedule off; woken to work, a run turns it on.
+    pub async fn run(&self, woken: bool) -> Result<Report, MetricError> {
         let (observed, calls) = self.cluster.container_instances().await?;
         let types = self.scaler.as_ref().map(|s| s.instance_types(&observed));
-        let (largest, unplaceable) = self.largest(types.as_deref()).await?;
+        let (largest, unplaceable, pays) = self.largest(types.as_deref()).await?;
         let all: Vec<ContainerInstance> = observed.iter().map(|o| o.instance).collect();
         let schedulable = largest.map_or(0, |l| schedulable_containers(&all, l));
         let per_instance = largest.map_or(0, |l| {
@@ -109,7 +118,29 @@ impl CapacityMetric {
             (Some(scaler), Some(types)) => Some(scaler.run(&observed, types, largest).await?),
             _ => None,
         };
+        // At rest, unless a definition's jobs on Fargate could fill an
+        // instance that costs less: then the scaler keeps watching them.
+        let at_rest = match &scaling {
+            Some(s) => s.at_rest && !pays,
+            None => observed.is_empty(),
+        };
+        let schedule = match &self.schedule {
+            Some(rule) if at_rest && !woken => {
+                rule.disable().await?;
+                tracing::info!(
+                    rule = rule.rule(),
+                    "at rest: the schedule is off until a job asks"
+                );
+                Some("off")
+            }
+            Some(rule) if !at_rest && woken => {
+                rule.enable().await?;
+                Some("on")
+            }
+            _ => None,
+        };
         let report = Report {
+            schedule,
             schedulable_containers: schedulable,
             instances: observed.len(),
             accepting: all.iter().filter(|c| c.accepts_tasks()).count(),
@@ -131,18 +162,22 @@ impl CapacityMetric {
     }
 
     /// The largest container, and the definitions left out of it: with a
-    /// scaler, those that do not fit every instance type of the group.
+    /// scaler, those that do not fit every instance type of the group; and
+    /// whether jobs of a definition, on Fargate, could fill an instance of
+    /// the group that costs less (with a scaler, at its prices).
     async fn largest(
         &self,
         types: Option<&[InstanceType]>,
-    ) -> Result<(Option<LargestContainer>, Vec<Unplaceable>), MetricError> {
+    ) -> Result<(Option<LargestContainer>, Vec<Unplaceable>, bool), MetricError> {
         if self.largest.is_some() && types.is_none() {
-            return Ok((self.largest, Vec::new()));
+            return Ok((self.largest, Vec::new(), false));
         }
-        let defs: Vec<(String, Room)> = self
-            .definitions
-            .scan()
-            .await?
+        let all = self.definitions.scan().await?;
+        let pays = match (&self.scaler, types) {
+            (Some(scaler), Some(types)) => scaler.could_pay(&all, types),
+            _ => false,
+        };
+        let defs: Vec<(String, Room)> = all
             .into_iter()
             .map(|d| (d.name, Room::new(d.cpu, d.memory, d.gpu)))
             .collect();
@@ -154,10 +189,10 @@ impl CapacityMetric {
             ),
         };
         match self.largest.or(derived) {
-            Some(l) => Ok((Some(l), unplaceable)),
+            Some(l) => Ok((Some(l), unplaceable, pays)),
             // With a scaler, a group that can run none of the definitions
             // still scales for nothing and reports them.
-            None if types.is_some() => Ok((None, unplaceable)),
+            None if types.is_some() => Ok((None, unplaceable, pays)),
             None => Err(MetricError::NoLargestContainer),
         }
     }

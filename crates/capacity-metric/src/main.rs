@@ -34,11 +34,20 @@ async fn main() -> Result<(), Error> {
             prices: settings.prices.clone(),
             fargate_spot: settings.fargate_spot,
         }),
+        schedule: settings
+            .scaler_rule
+            .as_ref()
+            .map(|rule| berth_aws::schedule::Schedule::new(clients.events.clone(), rule)),
     };
-    // The schedule's event carries nothing the metric needs: take any. The
-    // answer is the run's report; an error is reported with its AWS code.
-    run(service_fn(|_: LambdaEvent<serde_json::Value>| async {
-        metric.run().await.map_err(Diagnostic::from)
-    }))
+    // The schedule's event, or the driver's wake-up: which one is all the
+    // run needs of it. The answer is the run's report; an error is reported
+    // with its AWS code.
+    let metric = &metric;
+    run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            let woken = berth_aws::schedule::is_wake(&event.payload);
+            metric.run(woken).await.map_err(Diagnostic::from)
+        },
+    ))
     .await
 }

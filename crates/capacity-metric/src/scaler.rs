@@ -52,6 +52,9 @@ pub struct Scaling {
     pub demand: (u32, u32),
     /// Why, one line per decision.
     pub reasons: Vec<String>,
+    /// Nothing may need the scaler until something new asks (berth-core's
+    /// [`scaling::Plan::at_rest`]).
+    pub at_rest: bool,
 }
 
 /// One member of the group and where it is in the cluster.
@@ -61,6 +64,33 @@ struct Seen<'a> {
 }
 
 impl Scaler {
+    /// Whether jobs of one of `definitions`, on Fargate at the price the
+    /// next would pay, could fill an instance of `types` that costs less,
+    /// margin included.
+    pub fn could_pay(
+        &self,
+        definitions: &[berth_core::JobDefinition],
+        types: &[InstanceType],
+    ) -> bool {
+        let elsewhere: Vec<scaling::Elsewhere> = definitions
+            .iter()
+            .filter(|d| d.fargate)
+            .filter_map(|d| {
+                let size = berth_core::routing::fargate_size(d.cpu, d.memory)?;
+                let spot = self.fargate_spot && d.interruptible;
+                Some(scaling::Elsewhere {
+                    need: Room::new(d.cpu, d.memory, d.gpu),
+                    count: 1,
+                    hourly: self
+                        .prices
+                        .fargate_hour(size, berth_core::prices::Arch::X86_64, spot),
+                })
+            })
+            .collect();
+        let threshold = scaling::instance_hourly(types, &self.prices) * scaling::PAYS_MARGIN;
+        scaling::would_pay(&elsewhere, scaling::smallest(types), threshold)
+    }
+
     /// The group's instance types as ECS registers them (see
     /// [`instance_types`]).
     pub fn instance_types(&self, observed: &[Observed]) -> Vec<InstanceType> {
@@ -225,6 +255,7 @@ impl Scaler {
                 ),
             ),
             reasons: plan.reasons,
+            at_rest: plan.at_rest,
         };
         for reason in &scaling.reasons {
             tracing::info!(

@@ -463,6 +463,14 @@ pub fn instance_hourly(types: &[InstanceType], prices: &crate::prices::Prices) -
         + prices.root_volume_hour()
 }
 
+/// Whether any of `elsewhere` would pay for an instance of `empty` room
+/// that it filled: more an hour than `threshold`.
+pub fn would_pay(elsewhere: &[Elsewhere], empty: Room, threshold: f64) -> bool {
+    elsewhere
+        .iter()
+        .any(|e| e.need.fits(empty) && e.hourly * f64::from(e.need.fits_times(empty)) > threshold)
+}
+
 /// How much an instance started for work that runs elsewhere must save over
 /// its own price: it bills from its launch, takes no task until it
 /// registers, and idles between jobs and through its quiet period at the
@@ -507,6 +515,10 @@ pub struct Plan<Id> {
     pub terminate: Vec<Id>,
     /// Why, one line per decision; empty when nothing changes.
     pub reasons: Vec<String>,
+    /// Whether nothing may need the scaler until something new asks: no
+    /// instance stays, none is added, no job waits for capacity, no work
+    /// runs on Fargate that a full instance would run for less.
+    pub at_rest: bool,
 }
 
 impl<Id> Plan<Id> {
@@ -542,6 +554,7 @@ pub fn plan<Id: Clone + PartialEq>(
         reactivate: Vec::new(),
         terminate: Vec::new(),
         reasons: Vec::new(),
+        at_rest: false,
     };
     let empty = smallest(types);
     let count = |needs: &[(Room, u32)]| needs.iter().map(|(_, c)| c).sum::<u32>();
@@ -568,9 +581,7 @@ pub fn plan<Id: Clone + PartialEq>(
     // While work runs on Fargate that a full instance would run for less,
     // the next job like it would take an idle instance's room: no idle
     // instance is drained meanwhile.
-    let would_pay = elsewhere
-        .iter()
-        .any(|e| e.hourly * f64::from(e.need.fits_times(empty)) > threshold);
+    let would_pay = would_pay(&elsewhere, empty, threshold);
     // New instances for the waiting jobs, then for work elsewhere that
     // pays on what room is left; and whether anything asks for room.
     let needed = |room: &[Room]| -> (u32, u32, bool) {
@@ -737,6 +748,7 @@ pub fn plan<Id: Clone + PartialEq>(
             ));
         }
     }
+    plan.at_rest = staying == 0 && plan.add == 0 && waiting.is_empty() && !would_pay;
     plan
 }
 
@@ -905,6 +917,45 @@ mod tests {
             ),
             1
         );
+    }
+
+    #[test]
+    fn the_scaler_rests_only_when_nothing_may_need_it() {
+        let none: &[Member<u32>] = &[];
+        let rest = plan(0, none, &Demand::default(), &types(), None, config());
+        assert!(rest.at_rest && rest.is_empty(), "{rest:?}");
+        // A job waiting for capacity, or an instance in the group: not at rest.
+        let waiting = Demand {
+            waiting: vec![(RENDER, 1)],
+            fell_back: vec![],
+        };
+        assert!(!plan(0, none, &waiting, &types(), None, config()).at_rest);
+        let one = [member(1, MemberState::Active, full(), 1, None)];
+        assert!(!plan(0, &one, &Demand::default(), &types(), None, config()).at_rest);
+        // The last drained instance going: at rest once it has gone.
+        let last = [member(1, MemberState::Retiring, full(), 0, Some(0))];
+        let p = plan(
+            20 * MIN,
+            &last,
+            &Demand::default(),
+            &types(),
+            None,
+            config(),
+        );
+        assert_eq!(p.terminate, [1]);
+        assert!(p.at_rest, "{p:?}");
+        // Work on Fargate Spot that no instance would run for less: at
+        // rest; on Fargate on demand, where one would: not.
+        let on = |hourly| Demand {
+            waiting: vec![],
+            fell_back: vec![Elsewhere {
+                need: RENDER,
+                count: 1,
+                hourly,
+            }],
+        };
+        assert!(plan(0, none, &on(0.0148), &types(), None, config()).at_rest);
+        assert!(!plan(0, none, &on(0.0494), &types(), None, config()).at_rest);
     }
 
     #[test]

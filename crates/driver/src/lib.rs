@@ -82,6 +82,10 @@ pub struct Driver {
     /// The instance types the cluster may launch, as ECS registers them
     /// (`BERTH_INSTANCE_TYPES`); `None` when not known.
     pub ec2_types: Option<Vec<berth_core::scaling::InstanceType>>,
+    /// Wakes the capacity metric when jobs wait for capacity
+    /// (`BERTH_SCALER_FUNCTION`), so that the scaler starts what they need
+    /// at once, not at its next minute, and from rest.
+    pub waker: Option<berth_aws::schedule::Waker>,
 }
 
 /// What became of one record.
@@ -194,6 +198,10 @@ impl Driver {
             prices: settings.prices.clone(),
             fargate_spot: settings.fargate_spot,
             ec2_types: berth_core::scaling::known_types(&settings.instance_types),
+            waker: settings
+                .scaler_function
+                .as_ref()
+                .map(|f| berth_aws::schedule::Waker::new(clients.lambda.clone(), f)),
         }
     }
 
@@ -239,7 +247,7 @@ impl Driver {
             self.definitions.get_many(&names).await
         };
         let definitions = definitions.as_ref();
-        futures::stream::iter(parsed)
+        let handled = futures::stream::iter(parsed)
             .map(|(message, parsed)| async move {
                 let started = Instant::now();
                 let message_id = message.message_id.clone().unwrap_or_default();
@@ -271,8 +279,29 @@ impl Driver {
                 }
             })
             .buffer_unordered(self.tuning.concurrency.max(1))
-            .collect()
+            .collect::<Vec<Handled>>()
+            .await;
+        self.wake_for(&handled).await;
+        handled
+    }
+
+    /// Wakes the scaler, once for the batch, when jobs of it wait for
+    /// capacity. A wake that fails is only logged: the job's next delivery
+    /// wakes it again.
+    async fn wake_for(&self, handled: &[Handled]) {
+        let waiting = handled
+            .iter()
+            .filter(|h| matches!(h.outcome, Outcome::Waiting { .. }))
+            .count();
+        let Some(waker) = self.waker.as_ref().filter(|_| waiting > 0) else {
+            return;
+        };
+        if let Err(e) = waker
+            .wake(&format!("{waiting} job(s) waiting for capacity"))
             .await
+        {
+            tracing::warn!(error = %e, "the scaler was not woken");
+        }
     }
 
     /// The job's message is at the queue's last receive and would come back

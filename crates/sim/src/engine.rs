@@ -212,6 +212,8 @@ enum Ev {
     SpotReclaim(usize),
     /// Fargate Spot takes a task back.
     FargateReclaim(usize),
+    /// The driver's wake-up reaches berth's capacity metric.
+    Wake,
     Tick,
     PlacePass,
 }
@@ -375,6 +377,14 @@ struct Sim<'a> {
     /// berth: each definition's successful runs so far.
     runs: HashMap<String, Runs>,
     fargate_spot_shortfalls: u32,
+    /// berth: whether the capacity metric's schedule is on, whether a
+    /// wake-up is on its way, and its runs so far.
+    scaler_on: bool,
+    wake_pending: bool,
+    scaler_runs: u64,
+    /// berth: whether work of some definition on Fargate could fill an
+    /// instance that costs less (then the scaler never rests).
+    could_pay: bool,
     types: Vec<scaling::InstanceType>,
     metric_minutes: u64,
     metric_hours: BTreeSet<u64>,
@@ -406,6 +416,12 @@ pub fn simulate(trace: &Trace, plans: &Plans, policy: Policy, settings: &Setting
         return crate::bound::outcome(trace, plans, settings);
     }
     let mut sim = Sim::new(trace, plans, policy, settings);
+    if policy == Policy::Berth {
+        sim.could_pay = sim.could_pay();
+        // A day of a deployment that runs already: at midnight its scaler's
+        // schedule is off if the cluster rests.
+        sim.scaler_on = sim.min > 0 || sim.could_pay;
+    }
     sim.run();
     sim.outcome()
 }
@@ -584,6 +600,10 @@ impl<'a> Sim<'a> {
             fallbacks: VecDeque::new(),
             runs: HashMap::new(),
             fargate_spot_shortfalls: 0,
+            scaler_on: true,
+            wake_pending: false,
+            scaler_runs: 0,
+            could_pay: false,
             types: settings
                 .instance_types
                 .iter()
@@ -660,6 +680,13 @@ impl<'a> Sim<'a> {
                 Ev::SpotWarning(i) => self.spot_warning(i),
                 Ev::SpotReclaim(i) => self.spot_reclaim(i),
                 Ev::FargateReclaim(t) => self.fargate_reclaim(t),
+                Ev::Wake => {
+                    self.wake_pending = false;
+                    self.scaler_runs += 1;
+                    let rests = self.berth_scaler();
+                    self.scaler_on |= !rests;
+                    self.reconcile();
+                }
                 Ev::Tick => self.tick(),
                 Ev::PlacePass => self.place_pass(),
             }
@@ -800,8 +827,13 @@ impl<'a> Sim<'a> {
     }
 
     /// `WAITING_FOR_CAPACITY`: the message comes back after the driver's
-    /// backoff; after berth's longest wait the job fails.
+    /// backoff; after berth's longest wait the job fails. berth's driver
+    /// wakes the scaler, once for its batch.
     fn wait_for_capacity(&mut self, j: usize) {
+        if self.policy == Policy::Berth && !self.wake_pending {
+            self.wake_pending = true;
+            self.at(self.now + ms(f::LAMBDA_START_SECONDS), Ev::Wake);
+        }
         self.enter_ecs_load(j);
         self.waiting_for_capacity.insert(j);
         let job = &mut self.jobs[j];
@@ -1258,8 +1290,12 @@ impl<'a> Sim<'a> {
             };
             self.reconcile();
         }
-        if self.policy == Policy::Berth {
-            self.berth_scaler();
+        if self.policy == Policy::Berth && self.scaler_on {
+            self.scaler_runs += 1;
+            if self.berth_scaler() {
+                // At rest: the schedule goes off until the driver wakes it.
+                self.scaler_on = false;
+            }
         }
         if self.has_group() {
             self.reconcile();
@@ -1280,7 +1316,22 @@ impl<'a> Sim<'a> {
 
     /// The capacity metric's run with berth's scaler: berth-core decides,
     /// the group acts.
-    fn berth_scaler(&mut self) {
+    /// Whether jobs of some definition of the trace, on Fargate at the price
+    /// the next would pay, could fill an instance that costs less, as the
+    /// capacity metric asks of the registered definitions.
+    fn could_pay(&self) -> bool {
+        let prices = &self.settings.prices;
+        let elsewhere = scaling::elsewhere(
+            self.plans.kinds.iter().filter(|k| k.fargate_allowed),
+            prices,
+            self.settings.fargate_spot,
+        );
+        let threshold = scaling::instance_hourly(&self.types, prices) * scaling::PAYS_MARGIN;
+        scaling::would_pay(&elsewhere, self.empty, threshold)
+    }
+
+    /// Returns whether it is at rest.
+    fn berth_scaler(&mut self) -> bool {
         let window = u64::from(self.settings.fallback_window_s) * SECOND;
         while self
             .fallbacks
@@ -1349,8 +1400,7 @@ impl<'a> Sim<'a> {
             max: self.max,
             quiet_ms: u64::from(self.settings.scale_in_after_s) * SECOND,
             headroom: self.settings.headroom,
-            instance_hourly: prices.spot_hour(self.launch_type.name).unwrap_or(f64::MAX)
-                + prices.root_volume_hour(),
+            instance_hourly: scaling::instance_hourly(&self.types, prices),
         };
         let plan = scaling::plan(
             self.now,
@@ -1371,6 +1421,7 @@ impl<'a> Sim<'a> {
             self.instances[i].state = State::Active;
         }
         self.desired += plan.add;
+        plan.at_rest && !self.could_pay
     }
 
     fn scales_on_schedulable(&self) -> bool {
@@ -1680,10 +1731,10 @@ impl<'a> Sim<'a> {
             runs_lambda: routes[2],
             runs_fargate_spot: routes[3],
             fargate_spot_shortfalls: self.fargate_spot_shortfalls,
-            capacity_metric_runs: if self.scales_on_schedulable() {
-                self.minutes
-            } else {
-                0
+            capacity_metric_runs: match self.policy {
+                Policy::Berth => self.scaler_runs,
+                Policy::SchedulableAlarms => self.minutes,
+                _ => 0,
             },
             compute_vs_lower_bound: None,
             peak_instances: peak,
@@ -1706,6 +1757,11 @@ impl<'a> Sim<'a> {
         let busy_hours = self.busy_hours.len() as f64;
         let alarms = self.alarms.len() as f64;
         let on_schedulable = self.scales_on_schedulable();
+        let capacity_metric_runs = match self.policy {
+            Policy::Berth => self.scaler_runs as f64,
+            Policy::SchedulableAlarms => minutes,
+            _ => 0.0,
+        };
         let c = &mut self.cost;
         c.cloudwatch += cost::monthly(f::CLOUDWATCH_ALARM_MONTH.value, hours) * alarms;
         if !self.policy.uses_berth() {
@@ -1714,8 +1770,10 @@ impl<'a> Sim<'a> {
         let jobs = self.jobs.len() as f64;
         let dispatches = jobs + self.extra_dispatches as f64;
         let events = 2.0 * self.ecs_tasks as f64;
-        // The sweep runs every minute; the capacity metric with berth's alarms.
-        let cron = if on_schedulable { 2.0 } else { 1.0 } * minutes;
+        // The sweep runs every minute; the capacity metric with the seed's
+        // alarms every minute, berth's while its schedule is on and when the
+        // driver wakes it.
+        let cron = minutes + capacity_metric_runs;
         c.functions += cost::function(dispatches, f::DRIVER_SECONDS_PER_JOB.value)
             + cost::function(events, f::ECS_RUNNER_SECONDS_PER_EVENT.value)
             + cost::function(cron, f::CRON_SECONDS.value);

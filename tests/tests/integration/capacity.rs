@@ -18,6 +18,7 @@ fn metric(stack: &Stack, largest: Option<LargestContainer>) -> CapacityMetric {
         definitions: stack.definitions(),
         largest,
         scaler: None,
+        schedule: None,
     }
 }
 
@@ -92,7 +93,7 @@ async fn a_partly_filled_cluster_gives_the_hand_computed_metric() {
     let expected: i32 = instances.iter().map(|(_, running)| 3 - running).sum();
 
     let report = metric(&stack, Some(LargestContainer::new(1024, 2048).unwrap()))
-        .run()
+        .run(false)
         .await
         .unwrap();
     assert_eq!(report.schedulable_containers, expected as u64, "{report:?}");
@@ -115,7 +116,7 @@ async fn a_partly_filled_cluster_gives_the_hand_computed_metric() {
 async fn an_empty_cluster_gives_zero_and_publishes_nothing() {
     let stack = Stack::new(0).await;
     let report = metric(&stack, Some(LargestContainer::new(1024, 2048).unwrap()))
-        .run()
+        .run(false)
         .await
         .unwrap();
     assert_eq!((report.schedulable_containers, report.instances), (0, 0));
@@ -126,7 +127,7 @@ async fn an_empty_cluster_gives_zero_and_publishes_nothing() {
 #[tokio::test]
 async fn the_largest_container_comes_from_the_definitions_when_not_configured() {
     let stack = Stack::new(1).await;
-    let report = metric(&stack, None).run().await.unwrap();
+    let report = metric(&stack, None).run(false).await.unwrap();
     assert_eq!((report.largest.cpu, report.largest.memory), (1024, 2048));
     assert_eq!(report.schedulable_containers, 3);
 }

@@ -335,3 +335,59 @@ async fn a_mixed_batch_dispatches_the_valid_and_keeps_each_invalid_with_its_reas
     );
     assert_eq!(stack.task_count().await, 2);
 }
+
+/// A job waiting for capacity wakes the scaler at once, once for its batch:
+/// an asynchronous invoke of the capacity metric that says so. A batch whose
+/// jobs all run wakes nothing.
+#[tokio::test]
+async fn a_job_waiting_for_capacity_wakes_the_scaler_once_a_batch() {
+    use aws_sdk_lambda::operation::invoke::InvokeOutput;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    let stack = Stack::new(0).await;
+    let woke = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = woke.clone();
+    let wake = mock!(aws_sdk_lambda::Client::invoke).then_compute_output(move |r| {
+        seen.lock().unwrap().push((
+            r.function_name().unwrap_or_default().to_owned(),
+            r.invocation_type().map(|t| t.as_str().to_owned()),
+            String::from_utf8(r.payload().unwrap().as_ref().to_vec()).unwrap(),
+        ));
+        InvokeOutput::builder().status_code(202).build()
+    });
+    let lambda = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&wake]);
+    let driver = berth_driver::Driver {
+        waker: Some(berth_aws::schedule::Waker::new(
+            lambda,
+            "berth-dev-capacity-metric",
+        )),
+        ..stack.driver()
+    };
+    stack
+        .send(&[
+            r#"{"job_id":"gpu-1","definition":"train"}"#,
+            r#"{"job_id":"gpu-2","definition":"train"}"#,
+        ])
+        .await;
+    stack.deliver(&driver, stack.receive().await).await;
+    assert_eq!(
+        stack.record("gpu-1").await.status,
+        JobStatus::WaitingForCapacity
+    );
+    {
+        let woke = woke.lock().unwrap();
+        assert_eq!(woke.len(), 1, "once for the batch: {woke:?}");
+        let (function, kind, payload) = &woke[0];
+        assert_eq!(function, "berth-dev-capacity-metric");
+        assert_eq!(kind.as_deref(), Some("Event"));
+        let event: serde_json::Value = serde_json::from_str(payload).unwrap();
+        assert!(berth_aws::schedule::is_wake(&event), "{event}");
+        assert_eq!(event["detail"]["why"], "2 job(s) waiting for capacity");
+    }
+    stack
+        .send(&[r#"{"job_id":"r-1","definition":"render"}"#])
+        .await;
+    stack.deliver(&driver, stack.receive().await).await;
+    assert_eq!(stack.record("r-1").await.status, JobStatus::Dispatched);
+    assert_eq!(woke.lock().unwrap().len(), 1, "nothing waits: no wake");
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use aws_sdk_ecs::types::LaunchType;
 use berth_aws::ecs::{IDLE_SINCE, RETIRING};
+use berth_aws::schedule::Schedule;
 use berth_aws::{Fleet, store::now_ms};
 use berth_capacity_metric::{CapacityMetric, Report, Scaler, UNPLACEABLE_DEFINITIONS};
 use berth_core::{JobDefinition, JobStatus, Route};
@@ -43,6 +44,14 @@ async fn scaled(max: u32) -> Scaled {
         .await
         .unwrap();
     stack.definitions().put(&index()).await.unwrap();
+    // The capacity metric's schedule.
+    c.events
+        .put_rule()
+        .name(RULE)
+        .schedule_expression("rate(1 minute)")
+        .send()
+        .await
+        .unwrap();
     let metric = CapacityMetric {
         cluster: stack.cluster(),
         metrics: stack.cluster_metrics(),
@@ -58,6 +67,7 @@ async fn scaled(max: u32) -> Scaled {
             prices: Default::default(),
             fargate_spot: true,
         }),
+        schedule: Some(Schedule::new(c.events.clone(), RULE)),
     };
     Scaled {
         stack,
@@ -66,13 +76,32 @@ async fn scaled(max: u32) -> Scaled {
     }
 }
 
+/// The capacity metric's schedule rule.
+const RULE: &str = "berth-test-capacity-metric";
+
 fn fleet(stack: &Stack) -> Fleet {
     Fleet::new(stack.clients().autoscaling.clone(), GROUP)
 }
 
 impl Scaled {
     async fn run(&self) -> Report {
-        self.metric.run().await.unwrap()
+        self.metric.run(false).await.unwrap()
+    }
+
+    /// The schedule rule's state: ENABLED or DISABLED.
+    async fn schedule(&self) -> String {
+        let rule = self
+            .stack
+            .clients()
+            .events
+            .describe_rule()
+            .name(RULE)
+            .send()
+            .await
+            .unwrap();
+        rule.state()
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default()
     }
 
     /// Registers the group's booted instances, deregisters the gone.
@@ -202,6 +231,56 @@ async fn the_group_grows_from_zero_for_what_waits_and_for_work_an_instance_runs_
         assert_eq!(status, "ACTIVE");
         assert_eq!(attributes, [IDLE_SINCE]);
     }
+}
+
+/// At rest the scaler turns its schedule off: a quiet deployment runs no
+/// scaler. A job waiting for capacity wakes it (the driver's asynchronous
+/// invoke): it launches for the job and turns its schedule on, and turns it
+/// off again once the cluster is back at zero.
+#[tokio::test]
+async fn the_scaler_rests_with_its_schedule_off_until_a_job_wakes_it() {
+    let mut s = scaled(5).await;
+    assert_eq!(s.schedule().await, "ENABLED");
+    // Were renders on Fargate on demand, three of them would fill a
+    // c5.xlarge for less: the scaler keeps watching for them.
+    s.metric.scaler.as_mut().unwrap().fargate_spot = false;
+    assert_eq!(s.run().await.schedule, None);
+    assert_eq!(s.schedule().await, "ENABLED");
+    // On Fargate Spot none would: at rest.
+    s.metric.scaler.as_mut().unwrap().fargate_spot = true;
+    let idle = s.run().await;
+    assert_eq!(idle.schedule, Some("off"), "{idle:?}");
+    assert_eq!(s.schedule().await, "DISABLED");
+    // Woken with nothing to do, it stays off.
+    assert_eq!(s.metric.run(true).await.unwrap().schedule, None);
+    assert_eq!(s.schedule().await, "DISABLED");
+
+    s.submit("index", &["index-1"]).await;
+    let woken = s.metric.run(true).await.unwrap();
+    assert_eq!(woken.schedule, Some("on"), "{woken:?}");
+    assert_eq!(woken.scaling.as_ref().unwrap().added, 1);
+    assert_eq!(s.schedule().await, "ENABLED");
+    // Its scheduled runs while the instance comes change nothing.
+    assert_eq!(s.run().await.schedule, None);
+
+    // The job is cancelled; the instance registers, idles, drains and goes,
+    // and the schedule goes off with it.
+    berth_aws::operations::cancel(&s.stack.store(), &s.stack.cluster(), "index-1", None)
+        .await
+        .unwrap();
+    s.sync().await;
+    let mut off = None;
+    for _ in 0..4 {
+        let r = s.run().await;
+        s.sync().await;
+        if r.schedule.is_some() {
+            off = r.schedule;
+            break;
+        }
+    }
+    assert_eq!(off, Some("off"));
+    assert_eq!(s.schedule().await, "DISABLED");
+    assert_eq!(s.desired().await, 0);
 }
 
 #[tokio::test]
