@@ -1295,7 +1295,9 @@ async fn demo(local: &Local, mut glue: Glue) -> Fallible<bool> {
         glue.tick(local).await?;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let grew = glue.peak_instances >= 2;
+    // It grew for the EC2-only job (and, as the second wave's timing falls,
+    // perhaps once more), and came back to zero.
+    let grew = glue.peak_instances >= 1;
     println!(
         "  {} the cluster: 0 -> {} -> 0 instances",
         if grew { "ok  " } else { "DIFF" },

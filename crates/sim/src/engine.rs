@@ -12,7 +12,7 @@ use berth_core::definition::ResolvedJob;
 use berth_core::launch::{MAX_CAPACITY_WAIT_SECONDS, capacity_backoff_seconds};
 use berth_core::prices::{Arch, Prices};
 use berth_core::routing::{self, Context, FargateSize, OnFargate, Plan, Runs};
-use berth_core::scaling::{self, Demand, Elsewhere, Member as ScalingMember, MemberState, Room};
+use berth_core::scaling::{self, Demand, Member as ScalingMember, MemberState, Room};
 use berth_core::stop::{self, EcsStop, Next, Tries};
 use berth_core::{Processor, Route};
 use rand::{RngExt, SeedableRng};
@@ -1363,33 +1363,18 @@ impl<'a> Sim<'a> {
         for &j in &self.waiting_for_capacity {
             *waiting.entry(self.plans.need[j]).or_default() += 1;
         }
-        let mut fell_back: Vec<Elsewhere> = Vec::new();
-        for &(_, t) in &self.fallbacks {
-            let Place::Fargate(size, _) = self.tasks[t].place else {
-                continue;
-            };
-            if !self.tasks[t].alive {
-                continue;
-            }
-            // What the next job like it pays: on Fargate Spot where it
-            // goes there, whatever this one found.
-            let j = self.tasks[t].job;
-            let job = &self.plans.kinds[self.plans.kind[j]];
-            let spot = self.settings.fargate_spot && job.interruptible;
-            let need = self.plans.need[j];
-            let hourly = self.settings.prices.fargate_hour(size, Arch::X86_64, spot);
-            match fell_back
-                .iter_mut()
-                .find(|e| e.need == need && e.hourly == hourly)
-            {
-                Some(e) => e.count += 1,
-                None => fell_back.push(Elsewhere {
-                    need,
-                    count: 1,
-                    hourly,
-                }),
-            }
-        }
+        // Still on Fargate, priced as the next job like each would pay
+        // (berth-core's `elsewhere`, as the capacity metric prices them).
+        let on_fargate = self.fallbacks.iter().filter_map(|&(_, t)| {
+            let task = &self.tasks[t];
+            (task.alive && matches!(task.place, Place::Fargate(..)))
+                .then(|| &self.plans.kinds[self.plans.kind[task.job]])
+        });
+        let fell_back = scaling::elsewhere(
+            on_fargate,
+            &self.settings.prices,
+            self.settings.fargate_spot,
+        );
         let demand = Demand {
             waiting: waiting.into_iter().collect(),
             fell_back,
