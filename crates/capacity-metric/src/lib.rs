@@ -1,7 +1,9 @@
-//! berth-capacity-metric: once a minute, how many of the largest containers
-//! the EC2 cluster can still place (`SchedulableContainers`), published to
-//! CloudWatch; and, when the cluster has an Auto Scaling group, the scaler
-//! (see [`scaler`]): berth-core's decision, acted on.
+//! berth-capacity-metric: once a minute while anything may need it, and when
+//! the driver wakes it, how many of the largest containers the EC2 cluster
+//! can still place (`SchedulableContainers`), published to CloudWatch; and,
+//! when the cluster has an Auto Scaling group, the scaler (see [`scaler`]):
+//! berth-core's decision, acted on. At rest it turns its own schedule off
+//! (`berth_aws::schedule`).
 
 pub mod scaler;
 

@@ -1,16 +1,19 @@
 //! Scaling the cluster's instances on demand: what the scaler (the capacity
-//! metric's minute run) does to the Auto Scaling group.
+//! metric's run, each minute while it is not at rest) does to the Auto
+//! Scaling group.
 //!
-//! - **Out, on demand.** Instances are added when jobs need EC2 room that is
-//!   not there: jobs waiting for capacity, and jobs that fell back to
-//!   Fargate lately and still run there (the next ones like them would too).
-//!   They are packed onto the room the cluster has and the instances on
-//!   their way, and only what is left over is launched; nothing is launched
-//!   while nothing is asked of the cluster.
+//! - **Out, for what only EC2 runs, and where EC2 pays.** Jobs waiting for
+//!   capacity get the instances they need, packed onto the room the cluster
+//!   has and the instances on their way; work that went to Fargate lately
+//!   and still runs there starts an instance only where the jobs that fill
+//!   it cost more there than [`PAYS_MARGIN`] times the instance. Nothing is
+//!   launched while nothing is asked of the cluster.
 //! - **In, only what is idle.** An instance with no task for the quiet period
-//!   is drained (nothing new lands on it), and terminated on a later run if
-//!   it is still empty; an instance with tasks is never chosen. With no work
-//!   the cluster comes down to its minimum, 0 by default.
+//!   (by default the ski-rental break-even, [`idle_break_even_seconds`]) is
+//!   drained (nothing new lands on it), and terminated on a later run if it
+//!   is still empty; an instance with tasks is never chosen. With no work
+//!   the cluster comes down to its minimum, 0 by default, and the plan says
+//!   it is at rest.
 //! - **Only what the group can run.** A job that fits no instance type of
 //!   the group is never scaled for (that would grow the group to its maximum
 //!   for nothing); [`fit`] says which definitions those are.

@@ -1,7 +1,8 @@
 //! A valid job: resolved against its definition, routed, recorded, then
 //! launched exactly once per attempt: a Lambda invoke, or an ECS task on the
-//! cluster's EC2 capacity and on Fargate when EC2 has no room; with no room
-//! anywhere, the job waits for capacity.
+//! cluster's EC2 capacity and, when EC2 has no room, on Fargate Spot (on
+//! Fargate when Fargate Spot has none) or Fargate; with no room anywhere,
+//! the job waits for capacity.
 
 use std::time::Duration;
 
