@@ -266,6 +266,33 @@ def ecs_as_aws_answers():
     EC2ContainerServiceBackend.list_tasks = listed
 
 
+def autoscaling_as_aws_answers():
+    """Where moto's Auto Scaling answers otherwise than AWS's:
+    TerminateInstanceInAutoScalingGroup with ShouldDecrementDesiredCapacity
+    refuses to take the group below its minimum (a ValidationError, in
+    AWS's words); moto takes it there."""
+    from moto.autoscaling.exceptions import ValidationError
+    from moto.autoscaling.models import AutoScalingBackend
+
+    terminate = AutoScalingBackend.terminate_instance
+
+    def refused_below_minimum(self, instance_id, should_decrement):
+        if should_decrement:
+            for group in self.autoscaling_groups.values():
+                ids = [s.instance.id for s in group.instance_states]
+                if instance_id in ids and group.desired_capacity <= group.min_size:
+                    raise ValidationError(
+                        f"Currently, desiredSize equals minSize ({group.min_size}). "
+                        "Terminating instance without replacement will violate "
+                        "group's min size constraint. Either set "
+                        "shouldDecrementDesiredCapacity flag to false or lower "
+                        "group's min size."
+                    )
+        return terminate(self, instance_id, should_decrement)
+
+    AutoScalingBackend.terminate_instance = refused_below_minimum
+
+
 def write(path, value):
     with open(path + ".tmp", "w") as f:
         f.write(str(value))
@@ -287,6 +314,7 @@ def main():
         "ecs::task", {"progression": "manual", "times": 10**12}
     )
     ecs_as_aws_answers()
+    autoscaling_as_aws_answers()
     moto = DomainDispatcherApplication(create_backend_app)
     server = make_server(
         args.host,

@@ -35,6 +35,29 @@ use crate::{AwsError, Clients, LaunchError, Settings};
 pub const IDLE_SINCE: &str = "berth.idle-since";
 /// The ECS attribute marking an instance the scaler drained (epoch ms).
 pub const RETIRING: &str = "berth.retiring";
+/// The ECS attribute holding when (epoch ms) a task last stopped on an
+/// instance (ecs-runner writes it from the task's event): the instance is
+/// idle since then at the earliest, and has room again.
+pub const TASK_STOPPED: &str = "berth.task-stopped";
+/// The ECS attribute marking when (epoch ms) ECS refused a task on an
+/// instance for a reason the scaler cannot count (no network interface
+/// left, a taken host port, a disconnected agent): until a task stops
+/// there, the scaler plans on no room on it.
+pub const REFUSED: &str = "berth.refused";
+/// The ECS attribute marking an instance its infrastructure reclaims (a
+/// Spot interruption or rebalance warning, epoch ms): it goes whatever
+/// the scaler had planned for it.
+pub const RECLAIMED: &str = "berth.reclaimed";
+
+/// RunTask's failure reasons for room that CPU, memory and GPUs do not
+/// tell (ECS developer guide, "API failure reasons").
+const UNCOUNTED_REFUSALS: [&str; 5] = [
+    "RESOURCE:ENI",
+    "RESOURCE:PORTS",
+    "RESOURCE:PORTS_TCP",
+    "RESOURCE:PORTS_UDP",
+    "AGENT",
+];
 
 /// Describe calls in flight at once when reading the container instances:
 /// ECS allows about 20 describe/list calls a second per account, shared
@@ -161,7 +184,10 @@ impl EcsCluster {
             None => req.launch_type(LaunchType::Ec2),
         };
         match req.send().await {
-            Ok(out) => Ok(placement(out)),
+            Ok(out) => {
+                self.mark_refused(&out).await;
+                Ok(placement(out))
+            }
             Err(e) => {
                 let err = AwsError::from_sdk("ecs:RunTask", e);
                 if err.is_code("InvalidParameterException") && err.message.contains(NO_INSTANCES) {
@@ -208,6 +234,27 @@ impl EcsCluster {
         match req.send().await {
             Ok(out) => Ok(placement(out)),
             Err(e) => Err(LaunchError::from_aws(AwsError::from_sdk("ecs:RunTask", e))),
+        }
+    }
+
+    /// Marks [`REFUSED`] the instances that RunTask's failures say refused
+    /// the task for room the scaler cannot count (best effort: a mark not
+    /// written leaves the scaler counting room a later try finds again).
+    async fn mark_refused(&self, out: &RunTaskOutput) {
+        if out.tasks().iter().any(|t| t.task_arn.is_some()) {
+            return;
+        }
+        let now = crate::store::now_ms().to_string();
+        for f in out.failures() {
+            let (Some(arn), Some(reason)) = (f.arn(), f.reason()) else {
+                continue;
+            };
+            if !UNCOUNTED_REFUSALS.contains(&reason) {
+                continue;
+            }
+            if let Err(e) = self.put_attribute(arn, REFUSED, &now).await {
+                tracing::warn!(container_instance = arn, reason, error = %e, "refusal not marked");
+            }
         }
     }
 
@@ -495,7 +542,8 @@ impl EcsCluster {
     }
 
     /// Drains the container instance on EC2 instance `instance_id`, so that
-    /// nothing new is placed there. Returns the container instance, or
+    /// nothing new is placed there, and marks it [`RECLAIMED`] (its
+    /// infrastructure takes it back). Returns the container instance, or
     /// `None` when the instance is not in the cluster.
     pub async fn drain_instance(&self, instance_id: &str) -> Result<Option<String>, AwsError> {
         let listed = self
@@ -529,9 +577,29 @@ impl EcsCluster {
                 continue;
             };
             self.drain(std::slice::from_ref(&arn)).await?;
+            self.put_attribute(&arn, RECLAIMED, &crate::store::now_ms().to_string())
+                .await?;
             return Ok(Some(arn));
         }
         Ok(None)
+    }
+
+    /// Container instance `arn` as ECS describes it now; `None` when the
+    /// cluster no longer has it.
+    pub async fn container_instance(&self, arn: &str) -> Result<Option<Observed>, AwsError> {
+        let described = self
+            .ecs
+            .describe_container_instances()
+            .cluster(&self.cluster)
+            .container_instances(arn)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ecs:DescribeContainerInstances", e))?;
+        Ok(described
+            .container_instances()
+            .iter()
+            .find(|ci| ci.container_instance_arn() == Some(arn))
+            .map(Observed::from))
     }
 
     /// Sets container instances `DRAINING`: their tasks run on, nothing new
@@ -646,6 +714,12 @@ pub struct Observed {
     /// retires (epoch ms, as written).
     pub idle_since: Option<String>,
     pub retiring: Option<String>,
+    /// When a task last stopped on it, when ECS last refused a task on it
+    /// for room the scaler cannot count, when its infrastructure began to
+    /// reclaim it (epoch ms).
+    pub task_stopped: Option<u64>,
+    pub refused: Option<u64>,
+    pub reclaimed: Option<u64>,
 }
 
 impl From<&EcsInstance> for Observed {
@@ -667,14 +741,24 @@ impl From<&EcsInstance> for Observed {
             .status()
             .map_or(InstanceStatus::Other, InstanceStatus::from_ecs);
         let remaining = room(ci.remaining_resources());
-        // Only the three attributes read here are copied out of the answer.
+        // Only the attributes read here are copied out of the answer.
         let (mut instance_type, mut idle_since, mut retiring) = (None, None, None);
+        let (mut task_stopped, mut refused, mut reclaimed) = (None, None, None);
         for a in ci.attributes() {
             let slot = match a.name() {
                 "ecs.instance-type" => &mut instance_type,
                 IDLE_SINCE => &mut idle_since,
                 RETIRING => &mut retiring,
-                _ => continue,
+                name => {
+                    let at = match name {
+                        TASK_STOPPED => &mut task_stopped,
+                        REFUSED => &mut refused,
+                        RECLAIMED => &mut reclaimed,
+                        _ => continue,
+                    };
+                    *at = a.value().and_then(|v| v.parse::<u64>().ok());
+                    continue;
+                }
             };
             *slot = Some(a.value().unwrap_or_default().to_owned());
         }
@@ -692,6 +776,9 @@ impl From<&EcsInstance> for Observed {
             tasks: u32::try_from(ci.running_tasks_count + ci.pending_tasks_count).unwrap_or(0),
             idle_since,
             retiring,
+            task_stopped,
+            refused,
+            reclaimed,
         }
     }
 }
@@ -715,6 +802,9 @@ pub struct TaskChange {
     pub launch_type: Option<String>,
     #[serde(default)]
     pub capacity_provider_name: Option<String>,
+    /// The instance an EC2 task runs on.
+    #[serde(default)]
+    pub container_instance_arn: Option<String>,
     #[serde(default)]
     pub containers: Vec<ContainerChange>,
 }
@@ -755,6 +845,7 @@ impl From<&Task> for TaskChange {
             stopped_reason: owned(task.stopped_reason()),
             launch_type: task.launch_type().map(|l| l.as_str().to_owned()),
             capacity_provider_name: owned(task.capacity_provider_name()),
+            container_instance_arn: owned(task.container_instance_arn()),
             containers: task
                 .containers()
                 .iter()

@@ -11,6 +11,8 @@ use crate::AwsError;
 pub struct Fleet {
     autoscaling: aws_sdk_autoscaling::Client,
     group: String,
+    #[cfg(feature = "ec2")]
+    ec2: Option<aws_sdk_ec2::Client>,
 }
 
 /// The Auto Scaling group as it is now.
@@ -36,7 +38,52 @@ impl Fleet {
         Self {
             autoscaling,
             group: group.into(),
+            #[cfg(feature = "ec2")]
+            ec2: None,
         }
+    }
+
+    /// The same group, with EC2 to tell when its instances launched.
+    #[cfg(feature = "ec2")]
+    pub fn with_ec2(self, ec2: aws_sdk_ec2::Client) -> Self {
+        Self {
+            ec2: Some(ec2),
+            ..self
+        }
+    }
+
+    /// When (epoch ms) each of `instance_ids` launched, as EC2 says; empty
+    /// without EC2 (see [`Fleet::with_ec2`]). An instance EC2 no longer
+    /// knows is left out.
+    #[cfg(feature = "ec2")]
+    pub async fn launched(
+        &self,
+        instance_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, u64>, AwsError> {
+        let mut launched = std::collections::HashMap::new();
+        let Some(ec2) = &self.ec2 else {
+            return Ok(launched);
+        };
+        if instance_ids.is_empty() {
+            return Ok(launched);
+        }
+        let mut pages = ec2
+            .describe_instances()
+            .set_instance_ids(Some(instance_ids.to_vec()))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::from_sdk("ec2:DescribeInstances", e))?;
+            for i in page.reservations().iter().flat_map(|r| r.instances()) {
+                if let (Some(id), Some(at)) = (i.instance_id(), i.launch_time()) {
+                    let ms = at.to_millis().ok().and_then(|ms| u64::try_from(ms).ok());
+                    if let Some(ms) = ms {
+                        launched.insert(id.to_owned(), ms);
+                    }
+                }
+            }
+        }
+        Ok(launched)
     }
 
     /// The group's name.
@@ -106,10 +153,12 @@ impl Fleet {
         Ok(())
     }
 
-    /// Terminates an instance and takes it off the desired capacity, so
-    /// that nothing replaces it. Its scale-in protection (which keeps Auto
-    /// Scaling's own choices off berth's instances) is lifted first.
-    pub async fn terminate(&self, instance_id: &str) -> Result<(), AwsError> {
+    /// Terminates an instance and, with `decrement`, takes it off the
+    /// desired capacity, so that nothing replaces it (Auto Scaling refuses
+    /// a decrement below the group's minimum). Its scale-in protection
+    /// (which keeps Auto Scaling's own choices off berth's instances) is
+    /// lifted first.
+    pub async fn terminate(&self, instance_id: &str, decrement: bool) -> Result<(), AwsError> {
         self.autoscaling
             .set_instance_protection()
             .auto_scaling_group_name(&self.group)
@@ -121,7 +170,7 @@ impl Fleet {
         self.autoscaling
             .terminate_instance_in_auto_scaling_group()
             .instance_id(instance_id)
-            .should_decrement_desired_capacity(true)
+            .should_decrement_desired_capacity(decrement)
             .send()
             .await
             .map_err(|e| {

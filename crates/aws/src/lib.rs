@@ -11,7 +11,8 @@
 //! - [`roles`]: a job role's credentials, for a Lambda-route job's process;
 //! - [`metrics`]: berth's metrics (embedded metric format, and the cluster's
 //!   PutMetricData);
-//! - [`fleet`]: the Auto Scaling group;
+//! - [`fleet`]: the Auto Scaling group (and, with feature `ec2`, when its
+//!   instances launched);
 //! - [`schedule`]: the capacity metric's schedule, off at rest, and waking it;
 //! - [`stack`] (feature `stack`): a deployed stack's settings from its outputs.
 //!
@@ -85,6 +86,8 @@ pub struct Clients {
     pub autoscaling: aws_sdk_autoscaling::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
+    #[cfg(feature = "ec2")]
+    pub ec2: aws_sdk_ec2::Client,
     pub ecs: aws_sdk_ecs::Client,
     pub events: aws_sdk_eventbridge::Client,
     pub lambda: aws_sdk_lambda::Client,
@@ -117,6 +120,8 @@ impl Clients {
             autoscaling: client!(aws_sdk_autoscaling),
             cloudwatch: client!(aws_sdk_cloudwatch),
             dynamodb: client!(aws_sdk_dynamodb),
+            #[cfg(feature = "ec2")]
+            ec2: client!(aws_sdk_ec2),
             ecs: client!(aws_sdk_ecs),
             events: client!(aws_sdk_eventbridge),
             lambda: client!(aws_sdk_lambda),

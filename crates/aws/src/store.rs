@@ -638,7 +638,7 @@ impl JobStore {
     }
 
     /// What jobs ask of the cluster's EC2 capacity that it does not give
-    /// them: every job waiting for capacity, and the jobs that went to
+    /// them: every job waiting for capacity that may run on EC2, and the jobs that went to
     /// Fargate (a `FARGATE` or `FARGATE_SPOT` route on a job not forced
     /// there) and changed
     /// since `since_ms`, still dispatched or running. Each as resolved.
@@ -675,12 +675,19 @@ impl JobStore {
                 .find(|(j, _)| j == id)
                 .map(|(_, job)| job.clone())
         };
+        // A job that runs only on Fargate asks nothing of EC2, whether it
+        // waits (Fargate had no room) or runs.
+        let on_ec2 = |j: &ResolvedJob| j.processor != berth_core::Processor::Fargate;
         Ok(Ec2Demand {
-            waiting: waiting.iter().filter_map(|r| job(&r.job_id)).collect(),
+            waiting: waiting
+                .iter()
+                .filter_map(|r| job(&r.job_id))
+                .filter(on_ec2)
+                .collect(),
             fell_back: fargate
                 .iter()
                 .filter_map(|r| job(&r.job_id))
-                .filter(|j| j.processor != berth_core::Processor::Fargate)
+                .filter(on_ec2)
                 .collect(),
         })
     }

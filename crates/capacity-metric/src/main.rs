@@ -25,7 +25,8 @@ async fn main() -> Result<(), Error> {
         definitions: berth_aws::Definitions::for_deployment(&settings, &clients),
         largest: settings.largest,
         scaler: settings.scaling.as_ref().map(|s| Scaler {
-            fleet: berth_aws::Fleet::new(clients.autoscaling.clone(), &s.group),
+            fleet: berth_aws::Fleet::new(clients.autoscaling.clone(), &s.group)
+                .with_ec2(clients.ec2.clone()),
             cluster,
             store: berth_aws::JobStore::new(clients.dynamodb.clone(), &settings.jobs_table),
             instance_types: s.instance_types.clone(),

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use berth_aws::ecs::{IDLE_SINCE, Observed, RETIRING};
+use berth_aws::fleet::Group;
 use berth_aws::store::now_ms;
 use berth_aws::{AwsError, EcsCluster, Fleet, JobStore};
 use berth_core::ResolvedJob;
@@ -64,6 +65,38 @@ struct Seen<'a> {
 }
 
 impl Scaler {
+    /// When the members not yet registered launched. Unknown on an error
+    /// (logged): the registration deadline then waits for a later run.
+    async fn launched(&self, seen: &[Seen<'_>]) -> HashMap<String, u64> {
+        let ids: Vec<String> = seen
+            .iter()
+            .filter(|s| s.container.is_none())
+            .map(|s| s.id.clone())
+            .collect();
+        self.fleet.launched(&ids).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "launch times unknown: the registration deadline waits");
+            HashMap::new()
+        })
+    }
+
+    /// Terminates member `seen` if it is still one to go: re-read just
+    /// before, a registered instance must still be drained with no task
+    /// (another run, or a reclaim's end, may have changed it). `decrement`:
+    /// its desired capacity goes with it (not below the group's minimum,
+    /// which Auto Scaling refuses). Whether it was terminated.
+    async fn terminate(&self, seen: &Seen<'_>, decrement: bool) -> Result<bool, AwsError> {
+        if let Some(o) = seen.container {
+            let now = self.cluster.container_instance(&o.arn).await?;
+            let still =
+                now.is_some_and(|n| n.tasks == 0 && n.instance.status != InstanceStatus::Active);
+            if !still {
+                return Ok(false);
+            }
+        }
+        self.fleet.terminate(&seen.id, decrement).await?;
+        Ok(true)
+    }
+
     /// Whether jobs of one of `definitions`, on Fargate at the price the
     /// next would pay, could fill an instance of `types` that costs less,
     /// margin included.
@@ -126,54 +159,24 @@ impl Scaler {
                 container: by_ec2.get(i.id.as_str()).copied(),
             })
             .collect();
-        let launching_room = |name: &str| {
-            types
-                .iter()
-                .find(|t| t.name == name)
-                .map_or_else(|| scaling::smallest(types), |t| t.room)
-        };
+        let launched = self.launched(&seen).await;
         let mut idle_marks: Vec<(&Observed, Option<u64>)> = Vec::new();
         let members: Vec<Member<usize>> = seen
             .iter()
             .enumerate()
-            .map(|(k, s)| match s.container {
-                None => Member {
-                    id: k,
-                    state: MemberState::Launching,
-                    free: launching_room(&group.instances[k].instance_type),
-                    tasks: 0,
-                    idle_since: None,
-                },
-                Some(o) => {
-                    let state = match o.instance.status {
-                        InstanceStatus::Active => MemberState::Active,
-                        _ if o.retiring.is_some() => MemberState::Retiring,
-                        _ => MemberState::Draining,
-                    };
-                    let marked = o.idle_since.as_deref().and_then(|v| v.parse().ok());
-                    let idle_since = match (state, o.tasks) {
-                        (MemberState::Active, 0) => {
-                            if marked.is_none() {
-                                idle_marks.push((o, Some(now)));
-                            }
-                            Some(marked.unwrap_or(now))
-                        }
-                        (_, 0) => marked,
-                        _ => {
-                            if marked.is_some() {
-                                idle_marks.push((o, None));
-                            }
-                            None
-                        }
-                    };
-                    Member {
-                        id: k,
-                        state,
-                        free: o.remaining,
-                        tasks: o.tasks,
-                        idle_since,
-                    }
+            .map(|(k, s)| {
+                let (member, mark) = member(
+                    k,
+                    &group.instances[k].instance_type,
+                    s.container,
+                    launched.get(s.id.as_str()).copied(),
+                    types,
+                    now,
+                );
+                if let (Some(o), Some(mark)) = (s.container, mark) {
+                    idle_marks.push((o, mark));
                 }
+                member
             })
             .collect();
         let config = Config {
@@ -222,13 +225,37 @@ impl Scaler {
                 .put_attribute(&o.arn, IDLE_SINCE, &now.to_string())
                 .await?;
         }
+        // One at a time, each re-checked just before: one refused must not
+        // hold back the others or the scale-out.
+        let mut reasons = plan.reasons;
+        let mut terminated: Vec<usize> = Vec::new();
+        let mut desired = group.desired;
         for k in &plan.terminate {
-            self.fleet.terminate(&seen[*k].id).await?;
+            match self.terminate(&seen[*k], desired > group.min).await {
+                Ok(true) => {
+                    terminated.push(*k);
+                    if desired > group.min {
+                        desired -= 1;
+                    }
+                }
+                Ok(false) => reasons.push(format!(
+                    "keep {}: it took a task, or was taken back, since the plan",
+                    seen[*k].id
+                )),
+                Err(e) => {
+                    tracing::warn!(instance_id = seen[*k].id, error = %e, "instance not terminated");
+                    reasons.push(format!("{} not terminated: {e}", seen[*k].id));
+                }
+            }
         }
-        let after = group.desired.saturating_sub(plan.terminate.len() as u32) + plan.add;
-        if plan.add > 0 {
-            self.fleet.set_desired(after.min(group.max)).await?;
-        }
+        let staying = group.instances.len() as u32 - terminated.len() as u32;
+        let after = match resize(&group, desired, staying, plan.add) {
+            Some(after) => {
+                self.fleet.set_desired(after).await?;
+                after
+            }
+            None => desired,
+        };
         // The demand the group can run, as the plan counted it.
         let runnable = |needs: &[(Room, u32)]| -> u32 {
             needs
@@ -239,11 +266,11 @@ impl Scaler {
         };
         let ids = |list: &[usize]| list.iter().map(|k| seen[*k].id.clone()).collect::<Vec<_>>();
         let scaling = Scaling {
-            desired: (group.desired, after.min(group.max)),
+            desired: (group.desired, after),
             added: plan.add,
             drained: ids(&plan.drain),
             reactivated: ids(&plan.reactivate),
-            terminated: ids(&plan.terminate),
+            terminated: ids(&terminated),
             demand: (
                 runnable(&demand.waiting),
                 runnable(
@@ -254,7 +281,7 @@ impl Scaler {
                         .collect::<Vec<_>>(),
                 ),
             ),
-            reasons: plan.reasons,
+            reasons,
             at_rest: plan.at_rest,
         };
         for reason in &scaling.reasons {
@@ -313,6 +340,90 @@ pub fn instance_types(names: &[String], observed: &[Observed]) -> Vec<InstanceTy
         .collect()
 }
 
+/// The desired capacity to set, if it changes: the instances the group
+/// has that stay, and those the plan adds, within the group's bounds.
+/// Counted from its instances, not from its desired capacity (`desired`): a
+/// launch that failed (no Spot capacity) is not on its way, and must not
+/// be asked for again on top of itself each run.
+fn resize(group: &Group, desired: u32, staying: u32, add: u32) -> Option<u32> {
+    let after = (staying + add).clamp(group.min, group.max.max(group.min));
+    (add > 0 || desired > after).then_some(after)
+}
+
+/// A change to an instance's [`IDLE_SINCE`] mark: set it (to when), or
+/// clear it (`None`).
+type IdleMark = Option<u64>;
+
+/// Member `k` of the group (of `instance_type`, launched at `launched`) as
+/// the plan sees it, from its container instance if it has registered; and
+/// the change its idle mark needs.
+///
+/// Room ECS will not place on is not counted: none on an instance whose
+/// agent is disconnected, none on one that refused a task for room CPU and
+/// memory do not tell ([`berth_aws::ecs::REFUSED`]) until a task stops
+/// there. An instance its infrastructure reclaims goes, whatever the
+/// scaler planned for it. An instance is idle since its last task stopped
+/// at the earliest ([`berth_aws::ecs::TASK_STOPPED`]), not since a sample
+/// happened to find it empty.
+fn member(
+    k: usize,
+    instance_type: &str,
+    container: Option<&Observed>,
+    launched: Option<u64>,
+    types: &[InstanceType],
+    now: u64,
+) -> (Member<usize>, Option<IdleMark>) {
+    let launching = |free: Room| Member {
+        id: k,
+        state: MemberState::Launching,
+        free,
+        tasks: 0,
+        idle_since: None,
+        launched,
+    };
+    let Some(o) = container else {
+        let room = types
+            .iter()
+            .find(|t| t.name == instance_type)
+            .map_or_else(|| scaling::smallest(types), |t| t.room);
+        return (launching(room), None);
+    };
+    let state = match o.instance.status {
+        _ if o.reclaimed.is_some() => MemberState::Draining,
+        InstanceStatus::Active => MemberState::Active,
+        // On its way in (its ENI trunk being attached).
+        InstanceStatus::Registering => return (launching(o.registered), None),
+        InstanceStatus::Draining if o.retiring.is_some() => MemberState::Retiring,
+        _ => MemberState::Draining,
+    };
+    let refused = o
+        .refused
+        .is_some_and(|at| o.task_stopped.is_none_or(|stopped| stopped < at));
+    let free = if !o.instance.agent_connected || refused {
+        Room::default()
+    } else {
+        o.remaining
+    };
+    let marked: Option<u64> = o.idle_since.as_deref().and_then(|v| v.parse().ok());
+    let (idle_since, mark) = match (state, o.tasks) {
+        (MemberState::Active, 0) => {
+            let since = marked.unwrap_or(now).max(o.task_stopped.unwrap_or(0));
+            (Some(since), marked.is_none().then_some(Some(now)))
+        }
+        (_, 0) => (marked, None),
+        _ => (None, marked.is_some().then_some(None)),
+    };
+    let member = Member {
+        id: k,
+        state,
+        free,
+        tasks: o.tasks,
+        idle_since,
+        launched,
+    };
+    (member, mark)
+}
+
 /// Jobs counted by what each needs.
 fn by_need(jobs: &[ResolvedJob]) -> Vec<(Room, u32)> {
     let mut counts: HashMap<Room, u32> = HashMap::new();
@@ -346,7 +457,116 @@ mod tests {
             tasks: 0,
             idle_since: None,
             retiring: None,
+            task_stopped: None,
+            refused: None,
+            reclaimed: None,
         }
+    }
+
+    /// Member 0 (an m5.large) as the plan sees `o` at minute 10.
+    fn seen_as(o: &Observed) -> (Member<usize>, Option<IdleMark>) {
+        let types = [InstanceType::known("m5.large").expect("in the catalog")];
+        member(0, "m5.large", Some(o), Some(0), &types, 10 * MIN)
+    }
+
+    const MIN: u64 = 60_000;
+
+    #[test]
+    fn launches_that_failed_are_not_asked_for_again_on_top() {
+        let group = |desired, instances: usize| Group {
+            desired,
+            min: 0,
+            max: 10,
+            instances: vec![
+                berth_aws::fleet::GroupInstance {
+                    id: "i".into(),
+                    instance_type: "m5.large".into(),
+                    protected: true,
+                };
+                instances
+            ],
+        };
+        // One instance there, two more asked for last run that Spot could
+        // not give: one more job waiting asks for 2 in all, not 4.
+        assert_eq!(resize(&group(3, 1), 3, 1, 1), Some(2));
+        // Nothing added: the launches that never came are let go.
+        assert_eq!(resize(&group(3, 1), 3, 1, 0), Some(1));
+        // In step: nothing to set.
+        assert_eq!(resize(&group(1, 1), 1, 1, 0), None);
+        // Within the bounds.
+        assert_eq!(resize(&group(9, 9), 9, 9, 5), Some(10));
+        let floor = Group {
+            min: 1,
+            ..group(1, 0)
+        };
+        assert_eq!(resize(&floor, 1, 0, 0), None, "the minimum holds");
+    }
+
+    #[test]
+    fn room_ecs_will_not_place_on_is_not_counted() {
+        let room = Room::new(2048, 7680, 0);
+        let healthy = observed("m5.large", 2048, 7680);
+        assert_eq!(seen_as(&healthy).0.free, room);
+        // Its agent is gone: ECS places nothing there.
+        let mut gone = healthy.clone();
+        gone.instance.agent_connected = false;
+        assert_eq!(seen_as(&gone).0.free, Room::default());
+        // ECS refused a task there for want of a network interface: no room
+        // until a task stops there, whatever CPU and memory say.
+        let mut refused = healthy.clone();
+        refused.refused = Some(5 * MIN);
+        assert_eq!(seen_as(&refused).0.free, Room::default());
+        refused.task_stopped = Some(4 * MIN);
+        assert_eq!(seen_as(&refused).0.free, Room::default(), "an older stop");
+        refused.task_stopped = Some(6 * MIN);
+        assert_eq!(seen_as(&refused).0.free, room, "a task stopped since");
+    }
+
+    #[test]
+    fn an_instance_registering_is_on_its_way_not_draining() {
+        let mut o = observed("m5.large", 2048, 7680);
+        o.instance.status = InstanceStatus::Registering;
+        let (m, mark) = seen_as(&o);
+        assert_eq!(m.state, MemberState::Launching);
+        assert_eq!((m.free, m.launched, mark), (o.registered, Some(0), None));
+    }
+
+    #[test]
+    fn an_instance_spot_reclaims_goes_even_if_the_scaler_drained_it_first() {
+        let mut o = observed("m5.large", 2048, 7680);
+        o.instance.status = InstanceStatus::Draining;
+        o.retiring = Some((2 * MIN).to_string());
+        assert_eq!(seen_as(&o).0.state, MemberState::Retiring);
+        o.reclaimed = Some(3 * MIN);
+        assert_eq!(
+            seen_as(&o).0.state,
+            MemberState::Draining,
+            "never taken back"
+        );
+        // Reclaimed while active (ECS drains it a moment later).
+        let mut active = observed("m5.large", 2048, 7680);
+        active.reclaimed = Some(3 * MIN);
+        assert_eq!(seen_as(&active).0.state, MemberState::Draining);
+    }
+
+    #[test]
+    fn an_instance_is_idle_since_its_last_task_stopped_not_since_a_sample() {
+        let mut o = observed("m5.large", 2048, 7680);
+        // Marked idle by a sample at minute 1, between short jobs; a task
+        // stopped at minute 9: idle since minute 9.
+        o.idle_since = Some(MIN.to_string());
+        o.task_stopped = Some(9 * MIN);
+        let (m, mark) = seen_as(&o);
+        assert_eq!((m.idle_since, mark), (Some(9 * MIN), None));
+        // No mark yet: idle since now, and marked so.
+        o.idle_since = None;
+        let (m, mark) = seen_as(&o);
+        assert_eq!((m.idle_since, mark), (Some(10 * MIN), Some(Some(10 * MIN))));
+        // A task on it: not idle, and the mark goes.
+        o.idle_since = Some(MIN.to_string());
+        o.tasks = 1;
+        let (m, mark) = seen_as(&o);
+        assert_eq!((m.idle_since, mark), (None, Some(None)));
     }
 
     #[test]

@@ -65,7 +65,10 @@ pub fn containers_that_fit(free: Resources, largest: LargestContainer) -> u32 {
 pub enum InstanceStatus {
     Active,
     Draining,
-    /// Any other ECS status (REGISTERING, DEREGISTERING, INACTIVE, ...).
+    /// On its way in: its ENI trunk is being attached (ECS puts an
+    /// instance in REGISTERING only with `awsvpcTrunking` on).
+    Registering,
+    /// Any other ECS status (DEREGISTERING, INACTIVE, ...).
     Other,
 }
 
@@ -74,6 +77,7 @@ impl InstanceStatus {
         match status {
             "ACTIVE" => Self::Active,
             "DRAINING" => Self::Draining,
+            "REGISTERING" => Self::Registering,
             _ => Self::Other,
         }
     }
@@ -340,6 +344,10 @@ mod tests {
         assert_eq!(
             InstanceStatus::from_ecs("DRAINING"),
             InstanceStatus::Draining
+        );
+        assert_eq!(
+            InstanceStatus::from_ecs("REGISTERING"),
+            InstanceStatus::Registering
         );
     }
 

@@ -385,6 +385,10 @@ pub struct Member<Id> {
     pub tasks: u32,
     /// Since when (milliseconds) it has had no task; `None` while it has.
     pub idle_since: Option<u64>,
+    /// When (milliseconds) it was launched, where known: an instance still
+    /// [`MemberState::Launching`] past [`REGISTRATION_DEADLINE_SECONDS`]
+    /// never will register.
+    pub launched: Option<u64>,
 }
 
 /// The scaler's settings.
@@ -485,6 +489,14 @@ pub const PAYS_MARGIN: f64 = 1.25;
 /// (aws/amazon-ecs-agent#2309, aws/karpenter-provider-aws#3827 and #6165).
 pub const REGISTRATION_SECONDS: u32 = 40;
 
+/// How long the scaler waits for a launched instance to register with the
+/// cluster before it gives it up (terminates it and plans without its
+/// room): well past the published 30-40 s and a GPU AMI's slower boot;
+/// an instance that has not registered by then (bad user data, no route to
+/// ECS) never will. Karpenter waits 15 minutes; a job waiting for the
+/// instance should not.
+pub const REGISTRATION_DEADLINE_SECONDS: u32 = 600;
+
 /// EC2 bills a Linux instance per second with a one-minute minimum.
 pub const EC2_MINIMUM_SECONDS: u32 = 60;
 
@@ -513,8 +525,8 @@ pub struct Plan<Id> {
     pub drain: Vec<Id>,
     /// Retiring instances to take back (set `ACTIVE`): demand came back.
     pub reactivate: Vec<Id>,
-    /// Drained, empty instances to terminate, decrementing the desired
-    /// capacity.
+    /// Drained, empty instances, and instances that never registered, to
+    /// terminate, decrementing the desired capacity.
     pub terminate: Vec<Id>,
     /// Why, one line per decision; empty when nothing changes.
     pub reasons: Vec<String>,
@@ -576,6 +588,14 @@ pub fn plan<Id: Clone + PartialEq>(
         .filter(|e| fit(e.need, types) == Fit::Every)
         .collect();
     let threshold = config.instance_hourly * PAYS_MARGIN;
+    // Launched long ago and still not registered: it never will. It goes,
+    // and its room is not counted on.
+    let overdue = |m: &Member<Id>| {
+        m.state == MemberState::Launching
+            && m.launched.is_some_and(|at| {
+                at.saturating_add(u64::from(REGISTRATION_DEADLINE_SECONDS) * 1000) <= now
+            })
+    };
 
     // Jobs waiting have nowhere else to go: they get what they need. Jobs
     // on Fargate already run: instances are started for the like of them
@@ -595,7 +615,7 @@ pub fn plan<Id: Clone + PartialEq>(
     };
     let mut room: Vec<Room> = members
         .iter()
-        .filter(|m| matches!(m.state, MemberState::Active | MemberState::Launching))
+        .filter(|m| matches!(m.state, MemberState::Active | MemberState::Launching) && !overdue(m))
         .map(|m| m.free)
         .collect();
     let (mut for_waiting, mut pays, mut unmet) = needed(&room);
@@ -639,6 +659,18 @@ pub fn plan<Id: Clone + PartialEq>(
             plan.terminate.len()
         ));
     }
+    let unregistered: Vec<Id> = members
+        .iter()
+        .filter(|m| overdue(m))
+        .map(|m| m.id.clone())
+        .collect();
+    if !unregistered.is_empty() {
+        plan.reasons.push(format!(
+            "terminate {} instance(s) not registered with the cluster {REGISTRATION_DEADLINE_SECONDS} s after launch",
+            unregistered.len()
+        ));
+        plan.terminate.extend(unregistered);
+    }
     let staying = members.len() as u32 - plan.terminate.len() as u32;
     let open = config.max.saturating_sub(staying);
     if wanted > 0 && open > 0 {
@@ -673,7 +705,8 @@ pub fn plan<Id: Clone + PartialEq>(
     let in_use = members.iter().any(|m| m.tasks > 0);
     let keeps_headroom = in_use && config.headroom > 0 && largest.is_some();
     let holds = |m: &Member<Id>, reactivated: &[Id]| -> u32 {
-        let counts = matches!(m.state, MemberState::Active | MemberState::Launching)
+        let counts = (matches!(m.state, MemberState::Active | MemberState::Launching)
+            && !overdue(m))
             || reactivated.contains(&m.id);
         match largest {
             Some(l) if counts => containers_that_fit(m.free.resources(), l),

@@ -21,7 +21,7 @@
 
 use std::time::Duration;
 
-use berth_aws::ecs::TaskChange;
+use berth_aws::ecs::{TASK_STOPPED, TaskChange};
 use berth_aws::operations::{self, AttemptEnded, Cancelled};
 use berth_aws::store::{Change, Changed, JobRecord, JobSummary, now_ms};
 use berth_aws::{
@@ -191,6 +191,9 @@ impl Lifecycle {
         if !same_cluster(&task.cluster_arn, self.ecs.cluster()) {
             return ignored(format!("task of another cluster ({})", task.cluster_arn));
         }
+        if task.last_status == "STOPPED" {
+            self.task_stopped_on(task).await;
+        }
         let Some(record) = self.store.get(job_id).await? else {
             return ignored(format!("no job `{job_id}` is recorded"));
         };
@@ -198,6 +201,20 @@ impl Lifecycle {
             "RUNNING" => self.running(task, &record, launch).await,
             "STOPPED" => self.stopped(task, &record, launch).await,
             other => ignored(format!("task status {other} is not one berth records")),
+        }
+    }
+
+    /// Marks the instance an EC2 task stopped on with when it stopped
+    /// ([`TASK_STOPPED`]): it is idle since then at the earliest, and has
+    /// room again. Best effort: without the mark the scaler samples idle
+    /// time as before.
+    async fn task_stopped_on(&self, task: &TaskChange) {
+        let Some(instance) = task.container_instance_arn.as_deref() else {
+            return;
+        };
+        let now = now_ms().to_string();
+        if let Err(e) = self.ecs.put_attribute(instance, TASK_STOPPED, &now).await {
+            tracing::warn!(container_instance = instance, error = %e, "task stop not marked on its instance");
         }
     }
 

@@ -1356,6 +1356,7 @@ impl<'a> Sim<'a> {
                     free: inst.free,
                     tasks: inst.tasks.len() as u32,
                     idle_since: inst.idle_since,
+                    launched: Some(inst.launched),
                 }
             })
             .collect();

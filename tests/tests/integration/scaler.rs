@@ -38,9 +38,14 @@ fn index() -> JobDefinition {
 /// A stack with an empty cluster and an empty group of at most `max`
 /// instances, whose instances drain as soon as they are idle.
 async fn scaled(max: u32) -> Scaled {
+    scaled_from(0, max).await
+}
+
+/// As [`scaled`], with a group of at least `min` instances.
+async fn scaled_from(min: u32, max: u32) -> Scaled {
     let stack = Stack::new(0).await;
     let c = stack.clients();
-    create_group(&c.autoscaling, stack.aws.moto(), 0, max)
+    create_group(&c.autoscaling, stack.aws.moto(), min, max)
         .await
         .unwrap();
     stack.definitions().put(&index()).await.unwrap();
@@ -74,6 +79,30 @@ async fn scaled(max: u32) -> Scaled {
         metric,
         boots: Boots::new(Duration::ZERO),
     }
+}
+
+/// Records job `id`, which runs only on Fargate, as waiting for capacity
+/// (Fargate had no room for it).
+async fn fargate_only_waits(stack: &Stack, id: &str) {
+    let body = format!(r#"{{"job_id":"{id}","definition":"index"}}"#);
+    let request = berth_core::job::parse(&body, id).expect("a valid message");
+    let job = berth_core::ResolvedJob {
+        processor: berth_core::Processor::Fargate,
+        ..berth_core::resolve(&request, Some(&index())).expect("a valid job")
+    };
+    let store = stack.store();
+    let now = now_ms();
+    store.accept(&job, id, now).await.unwrap();
+    let change = berth_aws::store::Change {
+        reason: Some("Fargate has no room".into()),
+        add_wait: true,
+        ..Default::default()
+    };
+    store
+        .transition(id, JobStatus::WaitingForCapacity, change, now)
+        .await
+        .unwrap();
+    assert_eq!(stack.record(id).await.status, JobStatus::WaitingForCapacity);
 }
 
 /// The capacity metric's schedule rule.
@@ -193,6 +222,9 @@ async fn the_group_grows_from_zero_for_what_waits_and_for_work_an_instance_runs_
             Some(Route::FargateSpot)
         );
     }
+    // A job that runs only on Fargate waits for Fargate's room: it asks
+    // nothing of EC2.
+    fargate_only_waits(&s.stack, "thumb-1").await;
 
     // The two waiting need one instance of the local group (a c5.xlarge).
     // The renders cost less on Fargate Spot than an instance would, three
@@ -200,7 +232,11 @@ async fn the_group_grows_from_zero_for_what_waits_and_for_work_an_instance_runs_
     // start nothing. Nor does the GPU job.
     let grown = s.run().await;
     let scaling = grown.scaling.unwrap();
-    assert_eq!(scaling.demand, (2, 4), "train-1 fits no type: not counted");
+    assert_eq!(
+        scaling.demand,
+        (2, 4),
+        "train-1 fits no type, thumb-1 runs only on Fargate: neither counted"
+    );
     assert_eq!(scaling.added, 1, "{scaling:?}");
     assert_eq!(scaling.desired, (0, 1));
 
@@ -385,4 +421,41 @@ async fn a_draining_instance_comes_back_when_jobs_need_room() {
         .and_then(|a| a.value().map(|v| v.parse::<i64>().unwrap()))
         .unwrap();
     assert!(now_ms() - marked < 60_000);
+}
+
+/// Spot reclaims both instances of a group of at least one, one of them
+/// drained by the scaler (idle) before: jobs that arrive then do not take
+/// it back. Both go, and the second without taking the group below its
+/// minimum (Auto Scaling refuses that decrement), so the group replaces it;
+/// the refusal holds back neither the other instance nor the scale-out.
+#[tokio::test]
+async fn a_reclaimed_instance_is_never_taken_back_and_the_minimum_holds() {
+    let mut s = scaled_from(1, 5).await;
+    fleet(&s.stack).set_desired(2).await.unwrap();
+    s.sync().await;
+    let drained = s.run().await.scaling.unwrap().drained;
+    assert_eq!(drained.len(), 1, "one idle, one kept for the minimum");
+    // Spot's two-minute warnings: ecs-runner drains each and marks it.
+    let cluster = s.stack.cluster();
+    let all: Vec<String> = s.instances().await.into_iter().map(|i| i.0).collect();
+    for ec2 in &all {
+        cluster.drain_instance(ec2).await.unwrap();
+    }
+    // Two jobs that only run on EC2 arrive: they get a new instance, not
+    // the drained one back.
+    s.submit("index", &["index-1", "index-2"]).await;
+    let run = s.run().await.scaling.unwrap();
+    assert!(run.reactivated.is_empty(), "{run:?}");
+    let mut terminated = run.terminated.clone();
+    terminated.sort();
+    let mut expected = all.clone();
+    expected.sort();
+    assert_eq!(terminated, expected, "{run:?}");
+    assert_eq!(run.added, 1, "{run:?}");
+    let group = fleet(&s.stack).group().await.unwrap();
+    assert!(group.desired >= group.min, "{group:?}");
+    assert_eq!(run.desired.1, group.desired);
+    let mut gone = s.sync().await.deregistered;
+    gone.sort();
+    assert_eq!(gone, expected);
 }

@@ -669,3 +669,38 @@ fn public_ip_reaches_the_functions_and_the_instances_only_when_chosen() {
         ]})
     );
 }
+
+/// One scaler at a time: runs that overlap (a retried run, a schedule
+/// delivered twice, the driver's wake-ups) could each count the same room,
+/// or one terminate an instance the other just took back. The scaler's
+/// concurrency is 1 and nothing retries a run: neither its schedule nor
+/// Lambda's asynchronous queue, which drops a wake-up it cannot run within
+/// a minute (the next run makes up for it).
+#[test]
+fn one_scaler_runs_at_a_time_and_no_run_is_retried() {
+    let cfn = transformed();
+    let resources = cfn["Resources"].as_object().unwrap();
+    let props = &resources["CapacityMetricFunction"]["Properties"];
+    assert_eq!(props["ReservedConcurrentExecutions"], 1);
+    let invoke_config = resources
+        .values()
+        .find(|r| {
+            r["Type"] == "AWS::Lambda::EventInvokeConfig"
+                && r["Properties"]["FunctionName"]
+                    == serde_json::json!({"Ref": "CapacityMetricFunction"})
+        })
+        .expect("the scaler's asynchronous invoke config");
+    assert_eq!(invoke_config["Properties"]["MaximumRetryAttempts"], 0);
+    assert_eq!(invoke_config["Properties"]["MaximumEventAgeInSeconds"], 60);
+    let schedule = resources
+        .values()
+        .find(|r| {
+            r["Type"] == "AWS::Events::Rule"
+                && r["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0] == "CapacityMetricFunction"
+        })
+        .expect("the scaler's schedule");
+    assert_eq!(
+        schedule["Properties"]["Targets"][0]["RetryPolicy"]["MaximumRetryAttempts"],
+        0
+    );
+}

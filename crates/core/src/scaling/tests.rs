@@ -44,6 +44,7 @@ fn member(
         free,
         tasks,
         idle_since: idle_min.map(|m| m * MIN),
+        launched: None,
     }
 }
 
@@ -70,6 +71,42 @@ fn an_m5_large_registers_what_ecs_says_of_an_m4_large() {
     );
     assert_eq!(InstanceType::known("m5.huge"), None);
     assert_eq!(InstanceType::known("# EC2 instance types: name"), None);
+}
+
+#[test]
+fn an_instance_that_never_registers_is_replaced_at_the_deadline() {
+    let waiting = Demand {
+        waiting: vec![(Room::new(1024, 2048, 0), 1)],
+        fell_back: Vec::new(),
+    };
+    let launching = |launched_min| Member {
+        launched: Some(launched_min * MIN),
+        ..member(7, MemberState::Launching, full(), 0, None)
+    };
+    // Launched 9 minutes ago: still on its way, its room counted.
+    let p = plan(9 * MIN, &[launching(0)], &waiting, &types(), None, config());
+    assert_eq!((p.add, p.terminate.len()), (0, 0), "{:?}", p.reasons);
+    // Past the deadline: it goes, and the job waiting for it gets another.
+    let now = u64::from(REGISTRATION_DEADLINE_SECONDS) * 1000;
+    let p = plan(now, &[launching(0)], &waiting, &types(), None, config());
+    assert_eq!(p.terminate, [7], "{:?}", p.reasons);
+    assert_eq!(p.add, 1, "{:?}", p.reasons);
+    assert!(
+        p.reasons.iter().any(|r| r.contains("not registered")),
+        "{:?}",
+        p.reasons
+    );
+    // With nothing waiting it goes all the same: it is billed for nothing.
+    let p = plan(
+        now,
+        &[launching(0)],
+        &Demand::default(),
+        &types(),
+        None,
+        config(),
+    );
+    assert_eq!((p.terminate.as_slice(), p.add), (&[7][..], 0));
+    assert!(p.at_rest);
 }
 
 #[test]
@@ -469,6 +506,7 @@ mod properties {
                         free,
                         tasks,
                         idle_since: if tasks == 0 { idle.map(|m| m * MIN) } else { None },
+                        launched: None,
                     }
                 })
                 .collect();
