@@ -809,6 +809,85 @@ pub struct TaskChange {
     pub containers: Vec<ContainerChange>,
 }
 
+/// A container instance as an "ECS Container Instance State Change"
+/// event's `detail` carries it (on registration, a change of status or of
+/// agent connection, and as tasks come and go): the fields berth reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceChange {
+    #[serde(default)]
+    pub cluster_arn: String,
+    #[serde(default)]
+    pub container_instance_arn: String,
+    #[serde(default)]
+    pub ec2_instance_id: Option<String>,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub agent_connected: bool,
+    #[serde(default)]
+    pub remaining_resources: Vec<EventResource>,
+}
+
+/// One of a container instance's resources in an event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventResource {
+    pub name: String,
+    #[serde(default)]
+    pub integer_value: Option<i64>,
+    #[serde(default)]
+    pub string_set_value: Vec<String>,
+}
+
+impl From<&EcsInstance> for InstanceChange {
+    /// The change an event would carry, from the container instance as
+    /// ECS describes it.
+    fn from(ci: &EcsInstance) -> Self {
+        Self {
+            cluster_arn: String::new(),
+            container_instance_arn: ci.container_instance_arn().unwrap_or_default().to_owned(),
+            ec2_instance_id: ci.ec2_instance_id().map(str::to_owned),
+            status: ci.status().unwrap_or_default().to_owned(),
+            agent_connected: ci.agent_connected,
+            remaining_resources: ci
+                .remaining_resources()
+                .iter()
+                .map(|r| EventResource {
+                    name: r.name().unwrap_or_default().to_owned(),
+                    integer_value: Some(i64::from(r.integer_value)),
+                    string_set_value: r.string_set_value().to_vec(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl InstanceChange {
+    /// Whether ECS places tasks on it now.
+    pub fn takes_tasks(&self) -> bool {
+        self.status == "ACTIVE" && self.agent_connected
+    }
+
+    /// The room it has left: CPU units, MiB, GPUs (listed by id).
+    pub fn remaining(&self) -> Room {
+        let integer = |name: &str| {
+            self.remaining_resources
+                .iter()
+                .find(|r| r.name == name)
+                .and_then(|r| r.integer_value)
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(0)
+        };
+        let gpus = self
+            .remaining_resources
+            .iter()
+            .find(|r| r.name == "GPU")
+            .map_or(0, |r| r.string_set_value.len() as u32);
+        Room::new(integer("CPU"), integer("MEMORY"), gpus)
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerChange {
@@ -1168,6 +1247,48 @@ mod tests {
                 reason: NO_INSTANCES.into()
             }
         );
+    }
+
+    /// An instance that refused the task for room CPU and memory do not
+    /// tell (no network interface left) is marked for the scaler; one short
+    /// of memory is not: the scaler counts memory itself.
+    #[tokio::test]
+    async fn an_instance_refusing_for_room_the_scaler_cannot_count_is_marked() {
+        let refused = mock!(Client::run_task).then_output(|| {
+            RunTaskOutput::builder()
+                .failures(
+                    Failure::builder()
+                        .arn("arn:ci/eni")
+                        .reason("RESOURCE:ENI")
+                        .build(),
+                )
+                .failures(
+                    Failure::builder()
+                        .arn("arn:ci/memory")
+                        .reason("RESOURCE:MEMORY")
+                        .build(),
+                )
+                .build()
+        });
+        let marked = mock!(Client::put_attributes)
+            .match_requests(|r| {
+                let [a] = r.attributes() else { return false };
+                a.name() == REFUSED && a.target_id() == Some("arn:ci/eni")
+            })
+            .then_output(|| {
+                aws_sdk_ecs::operation::put_attributes::PutAttributesOutput::builder().build()
+            });
+        let described = bridge();
+        let ecs = cluster(mock_client!(
+            aws_sdk_ecs,
+            RuleMode::Sequential,
+            [&described, &refused, &marked]
+        ));
+        assert!(matches!(
+            ecs.run_on_ec2(&job(), 1).await.unwrap(),
+            Placement::NoRoom { .. }
+        ));
+        assert_eq!(marked.num_calls(), 1, "only the instance out of ENIs");
     }
 
     #[tokio::test]

@@ -50,6 +50,9 @@ pub mod attr {
     pub const HISTORY: &str = "history";
     pub const NEXT_TRY_AT: &str = "next_try_at";
     pub const WAITING_SINCE: &str = "waiting_since";
+    /// The receipt handle of the delivery a job waiting for capacity holds
+    /// back: making it visible releases the job at once.
+    pub const RECEIPT: &str = "receipt";
 }
 
 /// The jobs table's index by status (partition key `status`, sort key
@@ -85,6 +88,14 @@ pub struct Ec2Demand {
     pub waiting: Vec<ResolvedJob>,
     /// On Fargate because EC2 had no room, lately.
     pub fell_back: Vec<ResolvedJob>,
+}
+
+/// A job waiting for capacity, and the receipt handle of the delivery it
+/// waits on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    pub job: ResolvedJob,
+    pub receipt: Option<String>,
 }
 
 /// A job as the store holds it.
@@ -286,6 +297,8 @@ pub struct Change {
     pub next_try_at: Option<i64>,
     /// Apply only while the record's launch number is this one.
     pub expect_launch: Option<LaunchNumber>,
+    /// The receipt handle of the delivery the job waits on.
+    pub receipt: Option<String>,
 }
 
 /// What a rejected message leaves behind.
@@ -434,6 +447,7 @@ impl JobStore {
             (attr::EXIT_CODE, change.exit_code.map(n)),
             (attr::DEADLINE, change.deadline.map(n)),
             (attr::NEXT_TRY_AT, change.next_try_at.map(n)),
+            (attr::RECEIPT, change.receipt.as_deref().map(s)),
             (
                 attr::DISPATCHED_AT,
                 (to == JobStatus::Dispatched).then(|| n(now_ms)),
@@ -672,8 +686,8 @@ impl JobStore {
         let jobs = self.jobs_of(&ids).await?;
         let job = |id: &str| {
             jobs.iter()
-                .find(|(j, _)| j == id)
-                .map(|(_, job)| job.clone())
+                .find(|w| w.job.job_id == id)
+                .map(|w| w.job.clone())
         };
         // A job that runs only on Fargate asks nothing of EC2, whether it
         // waits (Fargate had no room) or runs.
@@ -692,15 +706,25 @@ impl JobStore {
         })
     }
 
-    /// The resolved jobs of `ids` (their records' `job`), read a hundred
-    /// at a time.
-    async fn jobs_of(&self, ids: &[&str]) -> Result<Vec<(String, ResolvedJob)>, AwsError> {
+    /// The jobs waiting for capacity, each with the receipt handle of the
+    /// delivery it waits on (where the driver recorded one).
+    pub async fn waiting_for_capacity(&self) -> Result<Vec<Waiting>, AwsError> {
+        let waiting = self
+            .collect(self.by_status(JobStatus::WaitingForCapacity), usize::MAX)
+            .await?;
+        let ids: Vec<&str> = waiting.iter().map(|r| r.job_id.as_str()).collect();
+        self.jobs_of(&ids).await
+    }
+
+    /// The resolved jobs of `ids` (their records' `job`), with their
+    /// receipt handles, read a hundred at a time.
+    async fn jobs_of(&self, ids: &[&str]) -> Result<Vec<Waiting>, AwsError> {
         let items = crate::batch::batch_get(
             &self.ddb,
             &self.table,
             attr::JOB_ID,
             ids,
-            &[attr::JOB_ID, attr::JOB],
+            &[attr::JOB_ID, attr::JOB, attr::RECEIPT],
             // Read each minute: a job missed now is counted the next time.
             crate::batch::Read::Eventual,
         )
@@ -712,7 +736,8 @@ impl JobStore {
                     .get(attr::JOB)
                     .and_then(|v| v.as_s().ok())
                     .and_then(|j| serde_json::from_str::<ResolvedJob>(j).ok())?;
-                Some((job_id_of(item).to_owned(), job))
+                let receipt = item.get(attr::RECEIPT).and_then(|v| v.as_s().ok()).cloned();
+                Some(Waiting { job, receipt })
             })
             .collect())
     }

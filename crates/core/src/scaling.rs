@@ -353,6 +353,24 @@ pub fn paying(elsewhere: &[Elsewhere], free: &[Room], empty: Room, threshold: f6
         .count() as u32
 }
 
+/// Which of the jobs `waiting` (each with what it needs) the room `free`
+/// of an instance holds, packed largest first: the ones to release at
+/// once when the instance registers or a task leaves it, rather than after
+/// their backoff.
+pub fn release<T: Clone>(waiting: &[(Room, T)], free: Room) -> Vec<T> {
+    let mut order: Vec<&(Room, T)> = waiting.iter().collect();
+    order.sort_by_key(|(need, _)| std::cmp::Reverse(*need));
+    let mut left = free;
+    let mut out = Vec::new();
+    for (need, job) in order {
+        if need.fits(left) {
+            left.take(*need);
+            out.push(job.clone());
+        }
+    }
+    out
+}
+
 /// How many new instances of `empty` room the `needs` take after filling
 /// `free` (see [`pack`]).
 pub fn instances_needed(needs: &[(Room, u32)], free: &[Room], empty: Room) -> u32 {

@@ -445,6 +445,9 @@ impl Driver {
             add_wait: true,
             expect_launch: Some(launch),
             next_try_at: Some(now + i64::try_from(backoff.as_millis()).unwrap_or(i64::MAX)),
+            // Room that appears before the backoff ends releases the job
+            // (ecs-runner, on the container instance's event).
+            receipt: message.receipt_handle.clone(),
             ..Change::default()
         };
         let written = self

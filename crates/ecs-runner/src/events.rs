@@ -1,12 +1,13 @@
-//! The ecs-runner function's events: EventBridge sends it ECS task state
-//! changes, EC2 Spot interruption warnings and rebalance recommendations,
+//! The ecs-runner function's events: EventBridge sends it ECS task and
+//! container instance state changes, EC2 Spot interruption warnings and
+//! rebalance recommendations,
 //! and its schedule sends it a "Scheduled Event" for the timeout sweep.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use serde_json::{Value, json};
 
 use crate::lifecycle::{Lifecycle, SpotWarning, TaskAction};
-use berth_aws::ecs::TaskChange;
+use berth_aws::ecs::{InstanceChange, TaskChange};
 use berth_aws::{AwsError, metrics};
 use berth_core::JobStatus;
 
@@ -17,6 +18,9 @@ pub const SPOT_WARNING: &str = "EC2 Spot Instance Interruption Warning";
 /// once empty, and starts another if jobs need one.
 pub const REBALANCE_RECOMMENDATION: &str = "EC2 Instance Rebalance Recommendation";
 pub const SCHEDULED: &str = "Scheduled Event";
+/// A container instance registered, changed status, or had a task come or
+/// go: the jobs waiting for capacity that its room holds are released.
+pub const INSTANCE_STATE_CHANGE: &str = "ECS Container Instance State Change";
 
 /// The invocation's error as Lambda reports it: `errorType` the AWS error
 /// code (`ThrottlingException`, or `AwsCallFailed`), `errorMessage` the
@@ -61,6 +65,25 @@ pub async fn handle(
                 }
             }
             Ok(answer)
+        }
+        ("aws.ecs", INSTANCE_STATE_CHANGE) => {
+            let instance: InstanceChange = match serde_json::from_value(event.detail) {
+                Ok(i) => i,
+                Err(e) => return Ok(unreadable(&id, INSTANCE_STATE_CHANGE, &e)),
+            };
+            let released = lifecycle.release(&instance).await?;
+            if !released.is_empty() {
+                metrics::emit(&[], &[("JobsReleased", released.len() as f64)]);
+                tracing::info!(
+                    event_id = id,
+                    container_instance = instance.container_instance_arn,
+                    released = ?released,
+                    "room for jobs waiting for capacity: released"
+                );
+            }
+            Ok(
+                json!({ "container_instance": instance.container_instance_arn, "released": released }),
+            )
         }
         ("aws.ec2", kind @ (SPOT_WARNING | REBALANCE_RECOMMENDATION)) => {
             let warning: SpotWarning = match serde_json::from_value(event.detail) {

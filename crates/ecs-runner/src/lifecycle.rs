@@ -21,7 +21,7 @@
 
 use std::time::Duration;
 
-use berth_aws::ecs::{TASK_STOPPED, TaskChange};
+use berth_aws::ecs::{InstanceChange, TASK_STOPPED, TaskChange};
 use berth_aws::operations::{self, AttemptEnded, Cancelled};
 use berth_aws::store::{Change, Changed, JobRecord, JobSummary, now_ms};
 use berth_aws::{
@@ -31,6 +31,7 @@ use berth_core::attempt::{
     self, Attempt, Ending, OnRunning, OnStopped, Policy, Settlement, Standing,
 };
 use berth_core::launch::{self, LaunchNumber, parse_started_by};
+use berth_core::scaling::{self, Room};
 use berth_core::stop::{StopOutcome, TIMED_OUT_REASON};
 use berth_core::{JobStatus, Route};
 use serde::{Deserialize, Serialize};
@@ -315,6 +316,43 @@ impl Lifecycle {
         )
         .await?;
         Ok(action(ended))
+    }
+
+    /// Releases the jobs waiting for capacity that a container instance
+    /// now has room for (it registered, or a task left it): their held
+    /// deliveries are made visible, so the driver launches them at once
+    /// instead of after their backoff. The launch claim makes a second
+    /// delivery harmless. A handle no longer valid (the job was delivered
+    /// again meanwhile) is passed over. Returns the jobs released.
+    pub async fn release(&self, instance: &InstanceChange) -> Result<Vec<String>, AwsError> {
+        if !instance.takes_tasks() || !same_cluster(&instance.cluster_arn, self.ecs.cluster()) {
+            return Ok(Vec::new());
+        }
+        let free = instance.remaining();
+        if free == Room::default() {
+            return Ok(Vec::new());
+        }
+        let waiting: Vec<(Room, (String, String))> = self
+            .store
+            .waiting_for_capacity()
+            .await?
+            .into_iter()
+            .filter(|w| w.job.processor != berth_core::Processor::Fargate)
+            .filter_map(|w| {
+                let need = Room::new(w.job.cpu, w.job.memory, w.job.gpu);
+                Some((need, (w.job.job_id, w.receipt?)))
+            })
+            .collect();
+        let mut released = Vec::new();
+        for (job_id, receipt) in scaling::release(&waiting, free) {
+            match self.queue.set_visibility(&receipt, Duration::ZERO).await {
+                Ok(()) => released.push(job_id),
+                Err(e) => {
+                    tracing::info!(job_id, error = %e, "not released: its delivery is no longer held");
+                }
+            }
+        }
+        Ok(released)
     }
 
     /// Drains the container instance on EC2 instance `instance_id` so that

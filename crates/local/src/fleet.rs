@@ -67,6 +67,8 @@ pub struct Boots {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Synced {
     pub registered: Vec<String>,
+    /// The container instances of those registered.
+    pub joined: Vec<String>,
     pub deregistered: Vec<String>,
     /// Instances in the group, and container instances in the cluster.
     pub group: usize,
@@ -146,12 +148,19 @@ impl Boots {
                 continue;
             }
             let document = serde_json::json!({ "instanceId": id, "region": region });
-            ecs.register_container_instance()
+            let joined = ecs
+                .register_container_instance()
                 .cluster(cluster)
                 .instance_identity_document(document.to_string())
                 .send()
                 .await
                 .map_err(|e| format!("register container instance: {e}"))?;
+            if let Some(arn) = joined
+                .container_instance()
+                .and_then(|ci| ci.container_instance_arn())
+            {
+                synced.joined.push(arn.to_owned());
+            }
             self.booting.remove(id);
             synced.registered.push(id.clone());
         }

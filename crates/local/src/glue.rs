@@ -471,6 +471,10 @@ impl Containers {
                     .await
                     .map_err(|e| format!("stop task: {e}"))?;
                 invoke_event(local, "berth-ecs-runner", &event).await;
+                // Its instance has room again: ECS says so too.
+                if let Some(instance) = task.container_instance_arn() {
+                    instance_changed(local, instance).await?;
+                }
             }
         }
         Ok(())
@@ -727,6 +731,7 @@ fn task_event(
         "startedBy": task.started_by(),
         "launchType": task.launch_type().map(|l| l.as_str()),
         "capacityProviderName": task.capacity_provider_name(),
+        "containerInstanceArn": task.container_instance_arn(),
         "containers": [{ "name": container, "lastStatus": status }],
     });
     if let Some((code, reason, exit)) = stop {
@@ -744,6 +749,41 @@ fn task_event(
         "resources": [task.task_arn()],
         "detail": detail,
     })
+}
+
+/// ECS's "ECS Container Instance State Change" for container instance
+/// `arn` as it is now (it registered, or a task left it), handed to
+/// ecs-runner as EventBridge would.
+pub async fn instance_changed(local: &Local, arn: &str) -> Result<(), String> {
+    let described = local
+        .clients
+        .ecs
+        .describe_container_instances()
+        .cluster(&local.cluster)
+        .container_instances(arn)
+        .send()
+        .await
+        .map_err(|e| format!("describe container instances: {e}"))?;
+    for ci in described.container_instances() {
+        let mut detail = serde_json::to_value(berth_aws::ecs::InstanceChange::from(ci))
+            .map_err(|e| e.to_string())?;
+        detail["clusterArn"] = json!(format!(
+            "arn:aws:ecs:{}:{}:cluster/{}",
+            local.region, local.account, local.cluster
+        ));
+        let event = json!({
+            "version": "0",
+            "id": format!("local-{}", local.next_id()),
+            "detail-type": "ECS Container Instance State Change",
+            "source": "aws.ecs",
+            "account": local.account,
+            "region": local.region,
+            "resources": [arn],
+            "detail": detail,
+        });
+        invoke_event(local, "berth-ecs-runner", &event).await;
+    }
+    Ok(())
 }
 
 /// A schedule's event, for the capacity metric and the timeout sweep.

@@ -1020,6 +1020,9 @@ impl Glue {
             for id in &synced.registered {
                 self.say(&format!("instance {id} booted and joined the cluster"));
             }
+            for arn in &synced.joined {
+                glue::instance_changed(local, arn).await?;
+            }
             for id in &synced.deregistered {
                 self.say(&format!("instance {id} terminated and left the cluster"));
             }

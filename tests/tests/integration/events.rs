@@ -85,6 +85,21 @@ fn every_sample_event_parses_as_its_aws_type() {
                 );
                 assert!(event.detail.instance_id.starts_with("i-"), "{name}");
             }
+            n if n.starts_with("ecs-runner-instance-registered") => {
+                let event: EventBridgeEvent<berth_aws::ecs::InstanceChange> =
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(
+                    (event.source.as_str(), event.detail_type.as_str()),
+                    ("aws.ecs", berth_ecs_runner::events::INSTANCE_STATE_CHANGE),
+                    "{name}"
+                );
+                assert!(event.detail.takes_tasks(), "{name}");
+                assert_eq!(
+                    event.detail.remaining(),
+                    berth_core::scaling::Room::new(2048, 7680, 0),
+                    "{name}"
+                );
+            }
             n if n.starts_with("ecs-runner-rebalance-recommendation") => {
                 let event: EventBridgeEvent<SpotWarning> =
                     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));

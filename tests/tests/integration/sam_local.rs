@@ -275,6 +275,12 @@ fn sam_local_invoke_answers_every_sample_event_against_the_local_run() {
         invoked.push(event);
     }
 
+    // An instance registered: no job waits for capacity, none released.
+    let (answer, _) = invoke("EcsRunnerFunction", "ecs-runner-instance-registered.json");
+    assert_eq!(answer["released"], serde_json::json!([]), "{answer}");
+    assert!(calls().contains("dynamodb:Query"));
+    invoked.push("ecs-runner-instance-registered.json");
+
     invoked.push(IMAGE_FUNCTION_SAMPLE);
     invoked.sort_unstable();
     assert_eq!(

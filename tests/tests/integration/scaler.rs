@@ -459,3 +459,55 @@ async fn a_reclaimed_instance_is_never_taken_back_and_the_minimum_holds() {
     gone.sort();
     assert_eq!(gone, expected);
 }
+
+/// A job waiting for capacity does not sleep through the room started for
+/// it: when the instance registers, ECS's container instance event has
+/// ecs-runner release the job's held delivery, and the driver launches it
+/// at once, not after its 30 s backoff.
+#[tokio::test]
+async fn a_job_waiting_for_capacity_is_launched_when_its_instance_registers() {
+    let mut s = scaled(5).await;
+    s.submit("index", &["index-1"]).await;
+    assert_eq!(
+        s.stack.record("index-1").await.status,
+        JobStatus::WaitingForCapacity
+    );
+    assert_eq!(s.run().await.scaling.unwrap().added, 1);
+    assert!(s.stack.receive().await.is_empty(), "held for its backoff");
+
+    let synced = s.sync().await;
+    assert_eq!(synced.registered.len(), 1);
+    let registered = std::time::Instant::now();
+    // ECS's event for the registration, as EventBridge hands it over.
+    let ci = s.stack.container_instances().await.remove(0);
+    let detail = serde_json::to_value(berth_aws::ecs::InstanceChange::from(&ci)).unwrap();
+    let event = serde_json::from_value(serde_json::json!({
+        "version": "0",
+        "id": "registered",
+        "detail-type": "ECS Container Instance State Change",
+        "source": "aws.ecs",
+        "account": "000000000000",
+        "time": "2026-12-03T00:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": detail,
+    }))
+    .unwrap();
+    let answer = berth_ecs_runner::events::handle(&s.stack.lifecycle(), event)
+        .await
+        .unwrap();
+    assert_eq!(
+        answer["released"],
+        serde_json::json!(["index-1"]),
+        "{answer}"
+    );
+
+    let records = s.stack.receive().await;
+    assert_eq!(records.len(), 1, "released, not held for its backoff");
+    s.stack.deliver(&s.stack.driver(), records).await;
+    let record = s.stack.record("index-1").await;
+    assert_eq!(record.status, JobStatus::Dispatched, "{record:?}");
+    assert_eq!(record.route, Some(Route::Ec2));
+    let waited = registered.elapsed();
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+}

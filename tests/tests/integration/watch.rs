@@ -160,6 +160,12 @@ async fn the_functions_handle_their_samples_under_cargo_lambda_watch() {
         assert_eq!(answer["drained"], serde_json::Value::Null, "{answer}");
         assert!(answer["instance_id"].as_str().is_some(), "{answer}");
     }
+    // An instance registered: no job waits for capacity, none released.
+    let answer = watch.invoke_file(
+        "berth-ecs-runner",
+        "events/ecs-runner-instance-registered.json",
+    );
+    assert_eq!(answer["released"], serde_json::json!([]), "{answer}");
     let answer = watch.invoke_file("berth-ecs-runner", "events/ecs-runner-schedule.json");
     assert_eq!(
         answer,

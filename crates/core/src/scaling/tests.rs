@@ -110,6 +110,25 @@ fn an_instance_that_never_registers_is_replaced_at_the_deadline() {
 }
 
 #[test]
+fn an_instance_releases_the_waiting_jobs_it_holds_largest_first() {
+    let waiting = [
+        (Room::new(1024, 2048, 0), "small"),
+        (Room::new(4096, 8192, 0), "large"),
+        (Room::new(1024, 1024, 1), "gpu"),
+        (Room::new(2048, 4096, 0), "medium"),
+    ];
+    // 4 vCPUs, 15 GiB, no GPU: the large one, then nothing else fits.
+    assert_eq!(release(&waiting, Room::new(4096, 15_000, 0)), ["large"]);
+    // 8 vCPUs: large, medium, small; never the GPU job.
+    assert_eq!(
+        release(&waiting, Room::new(8192, 30_000, 0)),
+        ["large", "medium", "small"]
+    );
+    assert_eq!(release(&waiting, Room::new(1024, 1024, 1)), ["gpu"]);
+    assert!(release(&waiting, Room::default()).is_empty());
+}
+
+#[test]
 fn nothing_asked_nothing_launched() {
     let p = plan(
         0,
