@@ -203,7 +203,8 @@ impl Plans {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {
     Submit(usize),
-    Dispatch(usize),
+    /// A delivery of a job's message (its number, see `Job::delivery`).
+    Dispatch(usize, u32),
     TaskStart(usize),
     TaskEnd(usize),
     InService(usize),
@@ -276,6 +277,10 @@ struct Job {
     interruptions: u32,
     /// Deliveries of its message on their way to the driver.
     pending: u32,
+    /// Its message's current delivery: one released early (room appeared
+    /// for it) replaces the one held for its backoff, which then never
+    /// comes.
+    delivery: u32,
     queued: bool,
     /// Counted in the ECS load (see [`ScaleEvent`]).
     in_ecs_load: bool,
@@ -406,6 +411,11 @@ struct Sim<'a> {
     metric: Option<f64>,
     busy_hours: BTreeSet<u64>,
     extra_dispatches: u64,
+    /// Container instance events ecs-runner handles (berth: an instance
+    /// registered, a task placed on one or gone from it), and the jobs
+    /// they released.
+    instance_events: u64,
+    released: u64,
     ecs_tasks: u64,
     minutes: u64,
 }
@@ -627,6 +637,8 @@ impl<'a> Sim<'a> {
             metric: None,
             busy_hours: BTreeSet::new(),
             extra_dispatches: 0,
+            instance_events: 0,
+            released: 0,
             ecs_tasks: 0,
             minutes: 0,
         }
@@ -668,7 +680,13 @@ impl<'a> Sim<'a> {
             self.now = t;
             match ev {
                 Ev::Submit(j) => self.submit(j),
-                Ev::Dispatch(j) => self.dispatch(j),
+                Ev::Dispatch(j, delivery) => {
+                    if delivery == self.jobs[j].delivery {
+                        self.dispatch(j);
+                    } else {
+                        self.jobs[j].pending -= 1;
+                    }
+                }
                 Ev::TaskStart(t) => self.task_start(t),
                 Ev::TaskEnd(t) => self.task_end(t),
                 Ev::InService(i) => {
@@ -722,7 +740,29 @@ impl<'a> Sim<'a> {
     /// The job's message reaches the driver at `t`.
     fn deliver(&mut self, j: usize, t: u64) {
         self.jobs[j].pending += 1;
-        self.at(t, Ev::Dispatch(j));
+        self.at(t, Ev::Dispatch(j, self.jobs[j].delivery));
+    }
+
+    /// berth's ecs-runner on a container instance's event (it registered,
+    /// or a task left it): the jobs waiting for capacity that instance `i`'s
+    /// room holds are released, their held deliveries made visible now.
+    fn release_onto(&mut self, i: usize) {
+        if self.policy != Policy::Berth || self.instances[i].state != State::Active {
+            return;
+        }
+        self.instance_events += 1;
+        let waiting: Vec<(Room, usize)> = self
+            .waiting_for_capacity
+            .iter()
+            .filter(|&&j| self.jobs[j].end.is_none())
+            .map(|&j| (self.plans.need[j], j))
+            .collect();
+        let at = self.now + ms(f::EVENT_TO_FUNCTION_SECONDS) + ms(f::SQS_TO_DRIVER_SECONDS);
+        for j in scaling::release(&waiting, self.instances[i].free) {
+            self.jobs[j].delivery += 1;
+            self.released += 1;
+            self.deliver(j, at);
+        }
     }
 
     fn enqueue(&mut self, j: usize) {
@@ -921,6 +961,10 @@ impl<'a> Sim<'a> {
     fn start_ec2(&mut self, j: usize, i: usize, delay: u64) {
         self.enter_ecs_load(j);
         self.ecs_tasks += 1;
+        if self.policy == Policy::Berth {
+            // The instance's room changed: its event reaches ecs-runner.
+            self.instance_events += 1;
+        }
         let t = self.new_task(j, Place::Ec2(i));
         let need = self.plans.need[j];
         let inst = &mut self.instances[i];
@@ -1035,6 +1079,7 @@ impl<'a> Sim<'a> {
                     }
                     inst.idle_since = Some(now);
                 }
+                self.release_onto(i);
             }
         }
     }
@@ -1094,6 +1139,7 @@ impl<'a> Sim<'a> {
         if matches!(self.policy, Policy::CapacityProvider | Policy::AwsBatch) {
             self.place_queue();
         }
+        self.release_onto(i);
     }
 
     fn spot_warning(&mut self, i: usize) {
@@ -1755,7 +1801,9 @@ impl<'a> Sim<'a> {
         }
         let jobs = self.jobs.len() as f64;
         let dispatches = jobs + self.extra_dispatches as f64;
-        let events = 2.0 * self.ecs_tasks as f64;
+        // Each ECS task's RUNNING and STOPPED events; with berth, the
+        // container instance events too (each reads the jobs waiting).
+        let events = 2.0 * self.ecs_tasks as f64 + self.instance_events as f64;
         // The sweep runs every minute; the capacity metric with the seed's
         // alarms every minute, berth's while its schedule is on and when the
         // driver wakes it.
@@ -1769,7 +1817,8 @@ impl<'a> Sim<'a> {
             * f::SQS_REQUEST.value
             + (jobs * f::DYNAMODB_WRITES_PER_JOB.value + 2.0 * self.extra_dispatches as f64)
                 * f::DYNAMODB_WRITE_UNIT.value
-            + dispatches * f::DYNAMODB_READS_PER_JOB.value * f::DYNAMODB_READ_UNIT.value;
+            + (dispatches * f::DYNAMODB_READS_PER_JOB.value + self.instance_events as f64)
+                * f::DYNAMODB_READ_UNIT.value;
         let invocations = dispatches + events + cron;
         c.cloudwatch += invocations * f::LOG_BYTES_PER_INVOCATION.value / 1e9
             * f::CLOUDWATCH_LOGS_GB.value

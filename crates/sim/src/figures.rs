@@ -41,6 +41,8 @@ berth_core::figures! {
         "template.yaml: the driver's SQS trigger batches for up to 1 s (MaximumBatchingWindowInSeconds)";
     REQUEUE_SECONDS = 3.0, "seconds",
         "assumed: an ECS event reaches ecs-runner in about a second, and the next attempt goes through the queue and the driver";
+    EVENT_TO_FUNCTION_SECONDS = 1.0, "seconds",
+        "assumed: an ECS event reaches ecs-runner through EventBridge in about a second";
     LAMBDA_START_SECONDS = 1.0, "seconds",
         "assumed: an asynchronous invoke of a container-image function, cold start included";
     EC2_TASK_START_SECONDS = 5.0, "seconds",
