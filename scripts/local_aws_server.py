@@ -20,6 +20,7 @@ import os
 import re
 import signal
 import sys
+import threading
 
 import botocore.session
 import cbor2
@@ -264,6 +265,77 @@ def ecs_as_aws_answers():
         )
 
     EC2ContainerServiceBackend.list_tasks = listed
+
+    # A container instance registers what its EC2 instance type has, as the
+    # ECS agent does: all its CPU (1024 units a vCPU), its memory less what
+    # the agent keeps (an m4.large's 8 GiB registers 7,985 MiB), its GPUs by
+    # id, and the attribute `ecs.cpu-architecture`. moto registers 4096 CPU
+    # units and 7482 MiB whatever the type, and no architecture.
+    from moto.ec2.models.instance_types import INSTANCE_TYPES
+    from moto.ecs.models import ContainerInstance
+
+    registered = ContainerInstance.__init__
+
+    def as_its_type(self, ec2_instance_id, account_id, region_name, cluster_name, backend):
+        registered(self, ec2_instance_id, account_id, region_name, cluster_name, backend)
+        kind = INSTANCE_TYPES.get(self.attributes.get("ecs.instance-type"))
+        if kind is None:
+            return
+        cpu = kind["VCpuInfo"]["DefaultVCpus"] * 1024
+        memory = kind["MemoryInfo"]["SizeInMiB"] * 7985 // 8192
+        gpus = sum(g.get("Count", 0) for g in (kind.get("GpuInfo") or {}).get("Gpus", []))
+        for resources in (self.registered_resources, self.remaining_resources):
+            for r in resources:
+                if r["name"] == "CPU":
+                    r["integerValue"] = cpu
+                elif r["name"] == "MEMORY":
+                    r["integerValue"] = memory
+            if gpus:
+                resources.append(
+                    {
+                        "doubleValue": 0.0,
+                        "integerValue": 0,
+                        "longValue": 0,
+                        "name": "GPU",
+                        "stringSetValue": [f"GPU-{ec2_instance_id}-{n}" for n in range(gpus)],
+                        "type": "STRINGSET",
+                    }
+                )
+        arch = (kind.get("ProcessorInfo") or {}).get("SupportedArchitectures") or ["x86_64"]
+        self.attributes["ecs.cpu-architecture"] = "arm64" if "arm64" in arch else "x86_64"
+
+    ContainerInstance.__init__ = as_its_type
+
+    # RunTask's placement constraints of the kind berth sets
+    # (`memberOf` on `attribute:ecs.cpu-architecture`): a task goes only on
+    # an instance of its architecture. moto ignores placement constraints.
+    from moto.ecs.responses import EC2ContainerServiceResponse
+
+    asked = threading.local()
+    respond = EC2ContainerServiceResponse.run_task
+
+    def constrained(self):
+        asked.constraints = self._get_param("placementConstraints") or []
+        try:
+            return respond(self)
+        finally:
+            asked.constraints = []
+
+    EC2ContainerServiceResponse.run_task = constrained
+    fits = EC2ContainerServiceBackend._can_be_placed
+
+    def placeable(container_instance, requirements):
+        for c in getattr(asked, "constraints", []):
+            expression = c.get("expression") or ""
+            if c.get("type") == "memberOf" and "==" in expression:
+                name, value = (part.strip() for part in expression.split("==", 1))
+                if name.startswith("attribute:"):
+                    have = container_instance.attributes.get(name[len("attribute:"):])
+                    if have != value:
+                        return False
+        return fits(container_instance, requirements)
+
+    EC2ContainerServiceBackend._can_be_placed = staticmethod(placeable)
 
 
 def autoscaling_as_aws_answers():

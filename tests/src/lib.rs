@@ -328,7 +328,7 @@ impl TestAccount {
     /// Starts an EC2 instance in the local AWS and returns its id.
     pub async fn run_instance(&self) -> String {
         self.moto
-            .run_instance()
+            .run_instance(berth_local::moto::INSTANCE_TYPE)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
     }
@@ -338,6 +338,15 @@ impl TestAccount {
     pub async fn add_container_instance(&self, cluster: &str) -> String {
         self.moto
             .add_container_instance(&self.clients.ecs, cluster)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The same, backed by an EC2 instance of `instance_type` (registered
+    /// with its CPU, memory, GPUs and architecture).
+    pub async fn add_container_instance_of(&self, cluster: &str, instance_type: &str) -> String {
+        self.moto
+            .add_container_instance_of(&self.clients.ecs, cluster, instance_type)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
     }

@@ -15,13 +15,15 @@ use aws_sdk_ecs::operation::run_task::RunTaskOutput;
 use aws_sdk_ecs::operation::run_task::builders::RunTaskFluentBuilder;
 use aws_sdk_ecs::types::{
     AssignPublicIp, Attribute, AwsVpcConfiguration, CapacityProviderStrategyItem,
-    ContainerInstance as EcsInstance, ContainerInstanceStatus, ContainerOverride, DesiredStatus,
-    KeyValuePair, LaunchType, NetworkConfiguration, NetworkMode, PlacementStrategy,
-    PlacementStrategyType, Resource, ResourceRequirement, ResourceType, Tag, Task, TaskOverride,
+    ContainerInstance as EcsInstance, ContainerInstanceStatus, ContainerOverride, CpuArchitecture,
+    DesiredStatus, KeyValuePair, LaunchType, NetworkConfiguration, NetworkMode,
+    PlacementConstraint, PlacementConstraintType, PlacementStrategy, PlacementStrategyType,
+    Resource, ResourceRequirement, ResourceType, Tag, Task, TaskOverride,
 };
 use berth_core::capacity::{ContainerInstance, InstanceStatus};
 use berth_core::launch::{LaunchNumber, TokenScope, client_token, started_by};
 use berth_core::limits::ecs::DESCRIBE_CONTAINER_INSTANCES_MAX;
+use berth_core::prices::Arch;
 use berth_core::routing::OnFargate;
 use berth_core::scaling::Room;
 use berth_core::{ResolvedJob, Route};
@@ -172,7 +174,8 @@ impl EcsCluster {
                 self.network(false)?.into()
             } else {
                 None
-            });
+            })
+            .set_placement_constraints(facts.architecture.map(|arch| vec![on_architecture(arch)]));
         req = match &self.launching.ec2_capacity_provider {
             Some(provider) => req.capacity_provider_strategy(
                 CapacityProviderStrategyItem::builder()
@@ -328,6 +331,14 @@ impl EcsCluster {
                         .collect()
                 })
                 .unwrap_or_default(),
+            architecture: definition
+                .and_then(|d| d.runtime_platform())
+                .and_then(|p| p.cpu_architecture())
+                .and_then(|a| match a {
+                    CpuArchitecture::Arm64 => Some(Arch::Arm64),
+                    CpuArchitecture::X8664 => Some(Arch::X86_64),
+                    _ => None,
+                }),
         };
         if let Ok(mut known) = self.task_definitions.lock() {
             known.insert(name.to_owned(), (Instant::now(), facts.clone()));
@@ -936,6 +947,18 @@ impl From<&Task> for TaskChange {
                 .collect(),
         }
     }
+}
+
+/// The placement constraint that keeps a task on instances of `arch`: its
+/// task definition's runtime platform decides which instances it may use.
+fn on_architecture(arch: Arch) -> PlacementConstraint {
+    PlacementConstraint::builder()
+        .r#type(PlacementConstraintType::MemberOf)
+        .expression(format!(
+            "attribute:ecs.cpu-architecture == {}",
+            arch.ecs_attribute()
+        ))
+        .build()
 }
 
 /// One task asked for: placed if ECS started one; otherwise no room, with

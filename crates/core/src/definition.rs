@@ -105,6 +105,9 @@ pub struct TaskDefinitionFacts {
     pub fargate: bool,
     /// Its containers' names.
     pub containers: Vec<String>,
+    /// Its runtime platform's CPU architecture, where it names one: its
+    /// tasks run only on instances of that architecture.
+    pub architecture: Option<crate::prices::Arch>,
 }
 
 /// The family of a task definition named as a family, `family:revision`
@@ -578,6 +581,7 @@ mod tests {
             sized: true,
             fargate: true,
             containers: vec!["sidecar".into(), "main".into()],
+            architecture: None,
         };
         assert_eq!(definition().check_task_definition(&facts), Ok(()));
         let other = JobDefinition {

@@ -106,6 +106,17 @@ pub enum Arch {
     Arm64,
 }
 
+impl Arch {
+    /// The value of a container instance's `ecs.cpu-architecture`
+    /// attribute for this architecture.
+    pub fn ecs_attribute(self) -> &'static str {
+        match self {
+            Self::X86_64 => "x86_64",
+            Self::Arm64 => "arm64",
+        }
+    }
+}
+
 impl fmt::Display for Arch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

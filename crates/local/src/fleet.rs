@@ -13,9 +13,9 @@ use crate::moto::{Account, xml_values};
 
 /// The group's name in the local run.
 pub const GROUP: &str = "berth-instances";
-/// The local ECS registers every container instance with 4096 CPU units and
-/// 7482 MiB, about what a c5.xlarge (4 vCPUs, 8 GiB) gives.
-pub const INSTANCE_TYPE: &str = "c5.xlarge";
+/// The group's instance type: the local AWS registers its instances as the
+/// ECS agent would, 4096 CPU units and 7,985 MiB.
+pub use crate::moto::INSTANCE_TYPE;
 
 /// Creates the group (empty, instances protected from scale-in, as
 /// template.yaml makes it) with its launch configuration.

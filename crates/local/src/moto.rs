@@ -89,8 +89,8 @@ impl Account {
             .ok_or_else(|| format!("no access key in {xml}"))
     }
 
-    /// Starts an EC2 instance; its id.
-    pub async fn run_instance(&self) -> Result<String, String> {
+    /// Starts an EC2 instance of `instance_type`; its id.
+    pub async fn run_instance(&self, instance_type: &str) -> Result<String, String> {
         let xml = self
             .query(
                 "ec2",
@@ -100,7 +100,7 @@ impl Account {
                     ("ImageId", "ami-12c6146b"),
                     ("MinCount", "1"),
                     ("MaxCount", "1"),
-                    ("InstanceType", "m5.xlarge"),
+                    ("InstanceType", instance_type),
                 ],
             )
             .await?;
@@ -110,14 +110,27 @@ impl Account {
             .ok_or_else(|| format!("no instance id in {xml}"))
     }
 
-    /// Registers a new container instance, backed by a new EC2 instance,
-    /// with `cluster`; its ARN.
+    /// Registers a new container instance, backed by a new EC2 instance of
+    /// [`INSTANCE_TYPE`], with `cluster`; its ARN.
     pub async fn add_container_instance(
         &self,
         ecs: &aws_sdk_ecs::Client,
         cluster: &str,
     ) -> Result<String, String> {
-        let instance_id = self.run_instance().await?;
+        self.add_container_instance_of(ecs, cluster, INSTANCE_TYPE)
+            .await
+    }
+
+    /// Registers a new container instance, backed by a new EC2 instance of
+    /// `instance_type`, with `cluster`: it registers that type's CPU,
+    /// memory, GPUs and architecture, as the ECS agent would. Its ARN.
+    pub async fn add_container_instance_of(
+        &self,
+        ecs: &aws_sdk_ecs::Client,
+        cluster: &str,
+        instance_type: &str,
+    ) -> Result<String, String> {
+        let instance_id = self.run_instance(instance_type).await?;
         let document = serde_json::json!({ "instanceId": instance_id, "region": self.region });
         ecs.register_container_instance()
             .cluster(cluster)
@@ -130,6 +143,10 @@ impl Account {
             .ok_or_else(|| "no container instance ARN".to_owned())
     }
 }
+
+/// The type of the local run's container instances: 4 vCPUs and 8 GiB,
+/// which ECS registers as 4096 CPU units and 7,985 MiB.
+pub const INSTANCE_TYPE: &str = "c5.xlarge";
 
 /// The CPU units and MiB of the task definitions below.
 pub const TASK_CPU: i32 = 1024;

@@ -391,3 +391,65 @@ async fn a_job_waiting_for_capacity_wakes_the_scaler_once_a_batch() {
     assert_eq!(stack.record("r-1").await.status, JobStatus::Dispatched);
     assert_eq!(woke.lock().unwrap().len(), 1, "nothing waits: no wake");
 }
+
+/// A task runs on an instance of its architecture: an arm64 task
+/// definition's job (runtime platform ARM64) finds no room on an x86
+/// instance, however empty, and runs on the Graviton instance that joins.
+#[tokio::test]
+async fn an_arm64_task_definition_runs_only_on_arm64_instances() {
+    use aws_sdk_ecs::types::{ContainerDefinition, CpuArchitecture, RuntimePlatform};
+    let stack = Stack::new(1).await;
+    let ecs = &stack.clients().ecs;
+    ecs.register_task_definition()
+        .family("index-arm")
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("main")
+                .image("busybox")
+                .cpu(1024)
+                .memory(2048)
+                .essential(true)
+                .build(),
+        )
+        .runtime_platform(
+            RuntimePlatform::builder()
+                .cpu_architecture(CpuArchitecture::Arm64)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let definition = berth_core::JobDefinition {
+        name: "index-arm".into(),
+        task_definition: "index-arm".into(),
+        fargate: false,
+        ..berth_tests::stack::render()
+    };
+    stack.definitions().put(&definition).await.unwrap();
+    stack
+        .send(&[r#"{"job_id":"arm-1","definition":"index-arm"}"#])
+        .await;
+    stack.deliver(&stack.driver(), stack.receive().await).await;
+    let r = stack.record("arm-1").await;
+    assert_eq!(r.status, JobStatus::WaitingForCapacity, "{r:?}");
+
+    let graviton = stack
+        .aws
+        .add_container_instance_of(berth_tests::stack::CLUSTER, "m6g.xlarge")
+        .await;
+    let handles: Vec<String> = stack
+        .store()
+        .waiting_for_capacity()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|w| w.receipt)
+        .collect();
+    let again = stack.redeliver(&handles).await;
+    stack.deliver(&stack.driver(), again).await;
+    let r = stack.record("arm-1").await;
+    assert_eq!(r.status, JobStatus::Dispatched, "{r:?}");
+    let tasks = stack.tasks_of("arm-1", 2).await;
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].container_instance_arn(), Some(graviton.as_str()));
+}
