@@ -26,6 +26,8 @@ use std::fmt;
 
 use crate::capacity::{LargestContainer, Resources, containers_that_fit};
 
+pub mod choice;
+
 /// CPU units, MiB and GPUs: what a task asks, or what an instance has.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Room {

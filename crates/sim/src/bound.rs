@@ -118,6 +118,7 @@ pub fn outcome(trace: &Trace, plans: &Plans, settings: &Settings) -> Outcome {
         wait_p50_s: 0.0,
         wait_p95_s: 0.0,
         wait_max_s: 0.0,
+        ec2_only_wait_p95_s: None,
         instance_hours: 0.0,
         idle_instance_hours: 0.0,
         scale_events: 0,

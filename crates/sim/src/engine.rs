@@ -1696,6 +1696,7 @@ impl<'a> Sim<'a> {
         self.berth_running_costs(hours);
 
         let mut waits: Vec<f64> = Vec::new();
+        let mut ec2_only_waits: Vec<f64> = Vec::new();
         let (mut ok, mut timed_out, mut failed, mut unrunnable) = (0, 0, 0, 0);
         let (mut unfinished, mut lost) = (0, 0);
         let mut routes = [0usize; 4];
@@ -1712,7 +1713,11 @@ impl<'a> Sim<'a> {
             }
             if let Some(start) = job.first_start {
                 let submit = (self.trace.jobs[i].submit_s * 1000.0).round() as u64;
-                waits.push(start.saturating_sub(submit) as f64 / 1000.0);
+                let wait = start.saturating_sub(submit) as f64 / 1000.0;
+                waits.push(wait);
+                if self.plans.fargate_anywhere[i].is_none() && !self.plans.lambda_anywhere[i] {
+                    ec2_only_waits.push(wait);
+                }
             }
             match job.ran_on {
                 Some(Route::Ec2) => routes[0] += 1,
@@ -1723,6 +1728,7 @@ impl<'a> Sim<'a> {
             }
         }
         waits.sort_by(f64::total_cmp);
+        ec2_only_waits.sort_by(f64::total_cmp);
         let ran: usize = routes.iter().sum();
         let after = self.last_end + 30 * MINUTE;
         let at_rest = self
@@ -1738,6 +1744,8 @@ impl<'a> Sim<'a> {
             wait_p50_s: report::quantile(&waits, 0.5),
             wait_p95_s: report::quantile(&waits, 0.95),
             wait_max_s: waits.last().copied().unwrap_or(0.0),
+            ec2_only_wait_p95_s: (!ec2_only_waits.is_empty())
+                .then(|| report::quantile(&ec2_only_waits, 0.95)),
             instance_hours: instance_ms as f64 / 3_600_000.0,
             idle_instance_hours: idle_ms as f64 / 3_600_000.0,
             scale_events: self.scale_outs + self.scale_ins,

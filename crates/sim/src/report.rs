@@ -18,6 +18,11 @@ pub struct Outcome {
     pub wait_p50_s: f64,
     pub wait_p95_s: f64,
     pub wait_max_s: f64,
+    /// The same p95 over the jobs only EC2 runs (no Fargate size holds
+    /// them, or their definition forbids Fargate, and Lambda cannot),
+    /// where there are any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ec2_only_wait_p95_s: Option<f64>,
     pub instance_hours: f64,
     /// Instance-hours with no task on the instance (booting included).
     pub idle_instance_hours: f64,
