@@ -104,29 +104,33 @@ pub struct InstanceType {
     pub room: Room,
 }
 
-/// Every EC2 instance type's vCPUs, memory and GPUs (AWS's
-/// DescribeInstanceTypes; `scripts/instance-types` writes the file).
+/// Every EC2 instance type's vCPUs, memory, GPUs and CPU architecture
+/// (AWS's DescribeInstanceTypes; `scripts/instance-types` writes the file).
 const CATALOG: &str = include_str!("instance_types.csv");
+
+/// The fields after the name of instance type `name`'s catalog line:
+/// vCPUs, memory (MiB), GPUs, architecture.
+fn catalog_fields(name: &str) -> Option<std::str::Split<'static, char>> {
+    CATALOG
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|line| {
+            let mut f = line.split(',');
+            (f.next()? == name).then_some(f)
+        })
+}
 
 impl InstanceType {
     /// `name` as ECS would register it, from AWS's figures; `None` for a
     /// type the catalog does not know.
     pub fn known(name: &str) -> Option<Self> {
-        CATALOG
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .find_map(|line| {
-                let mut f = line.split(',');
-                if f.next()? != name {
-                    return None;
-                }
-                let mut num = || f.next()?.parse::<u32>().ok();
-                let (vcpus, memory, gpus) = (num()?, num()?, num()?);
-                Some(Self {
-                    name: name.to_owned(),
-                    room: registered(vcpus, memory, gpus),
-                })
-            })
+        let mut f = catalog_fields(name)?;
+        let mut num = || f.next()?.parse::<u32>().ok();
+        let (vcpus, memory, gpus) = (num()?, num()?, num()?);
+        Some(Self {
+            name: name.to_owned(),
+            room: registered(vcpus, memory, gpus),
+        })
     }
 }
 

@@ -124,20 +124,11 @@ fn one_instance(needs: &[(Room, u32)], room: Room) -> Vec<u32> {
 /// The CPU architecture of instance type `name`, by the catalog; `None`
 /// for a type it does not know.
 pub fn architecture(name: &str) -> Option<Arch> {
-    super::CATALOG
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|line| {
-            let mut f = line.split(',');
-            if f.next()? != name {
-                return None;
-            }
-            match f.nth(3)? {
-                "arm64" => Some(Arch::Arm64),
-                "x86_64" => Some(Arch::X86_64),
-                _ => None,
-            }
-        })
+    match super::catalog_fields(name)?.nth(3)? {
+        "arm64" => Some(Arch::Arm64),
+        "x86_64" => Some(Arch::X86_64),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
