@@ -471,6 +471,75 @@ mod tests {
 
     const MIN: u64 = 60_000;
 
+    /// Another run took the instance back (or a task landed on it) after
+    /// this run planned to terminate it: re-read just before, it stays.
+    #[tokio::test]
+    async fn an_instance_taken_back_since_the_plan_is_not_terminated() {
+        use aws_sdk_ecs::operation::describe_container_instances::DescribeContainerInstancesOutput;
+        use aws_smithy_mocks::{RuleMode, mock, mock_client};
+        let now_as = |status: &'static str, tasks: i32| {
+            mock!(aws_sdk_ecs::Client::describe_container_instances).then_output(move || {
+                DescribeContainerInstancesOutput::builder()
+                    .container_instances(
+                        aws_sdk_ecs::types::ContainerInstance::builder()
+                            .container_instance_arn("ci-2048-7680")
+                            .status(status)
+                            .running_tasks_count(tasks)
+                            .build(),
+                    )
+                    .build()
+            })
+        };
+        let (back, busy, still) = (
+            now_as("ACTIVE", 0),
+            now_as("DRAINING", 1),
+            now_as("DRAINING", 0),
+        );
+        let ecs = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&back, &busy, &still]);
+        let protection = mock!(aws_sdk_autoscaling::Client::set_instance_protection).then_output(|| {
+            aws_sdk_autoscaling::operation::set_instance_protection::SetInstanceProtectionOutput::builder().build()
+        });
+        let terminated = mock!(aws_sdk_autoscaling::Client::terminate_instance_in_auto_scaling_group)
+            .then_output(|| {
+                aws_sdk_autoscaling::operation::terminate_instance_in_auto_scaling_group::TerminateInstanceInAutoScalingGroupOutput::builder().build()
+            });
+        let autoscaling = mock_client!(
+            aws_sdk_autoscaling,
+            RuleMode::MatchAny,
+            [&protection, &terminated]
+        );
+        let scaler = Scaler {
+            fleet: Fleet::new(autoscaling, "berth-instances"),
+            cluster: EcsCluster::new(ecs, "berth", Default::default()),
+            store: JobStore::new(mock_client!(aws_sdk_dynamodb, []), "jobs"),
+            instance_types: vec!["m5.large".into()],
+            scale_in_after: Duration::ZERO,
+            headroom: 0,
+            prices: Default::default(),
+            fargate_spot: true,
+        };
+        let mut o = observed("m5.large", 2048, 7680);
+        o.instance.status = InstanceStatus::Draining;
+        let seen = Seen {
+            id: "i-1".into(),
+            container: Some(&o),
+        };
+        assert!(
+            !scaler.terminate(&seen, true).await.unwrap(),
+            "taken back: ACTIVE"
+        );
+        assert!(
+            !scaler.terminate(&seen, true).await.unwrap(),
+            "a task landed"
+        );
+        assert_eq!(terminated.num_calls(), 0);
+        assert!(
+            scaler.terminate(&seen, true).await.unwrap(),
+            "still drained, empty"
+        );
+        assert_eq!(terminated.num_calls(), 1);
+    }
+
     #[test]
     fn launches_that_failed_are_not_asked_for_again_on_top() {
         let group = |desired, instances: usize| Group {
