@@ -704,3 +704,25 @@ fn one_scaler_runs_at_a_time_and_no_run_is_retried() {
         0
     );
 }
+
+/// A task on an instance never reaches the instance role (which may change
+/// container instance states, and so undo the scaler's drain) through the
+/// instance metadata service: IMDSv2 only, answers one hop at most (a
+/// bridge-mode container is a hop further), and the agent blocks awsvpc
+/// tasks from it.
+#[test]
+fn tasks_cannot_reach_the_instance_role_through_instance_metadata() {
+    let cfn = transformed();
+    let data = &cfn["Resources"]["InstanceLaunchTemplate"]["Properties"]["LaunchTemplateData"];
+    assert_eq!(data["MetadataOptions"]["HttpTokens"], "required");
+    assert_eq!(data["MetadataOptions"]["HttpPutResponseHopLimit"], 1);
+    let user_data = data["UserData"]["Fn::Base64"]["Fn::Sub"]
+        .as_str()
+        .expect("the instances' user data");
+    assert!(
+        user_data
+            .lines()
+            .any(|l| l.trim() == "ECS_AWSVPC_BLOCK_IMDS=true"),
+        "{user_data}"
+    );
+}
