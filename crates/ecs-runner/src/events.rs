@@ -190,6 +190,7 @@ fn action_parts(action: &TaskAction) -> (&'static str, Option<&'static str>, Opt
         TaskAction::Requeued { reason, .. } => ("requeued", Some("ACCEPTED"), Some(reason.clone())),
         TaskAction::Stale { status } => ("stale", Some(status.as_str()), None),
         TaskAction::StoppedStray { status } => ("stopped-stray", Some(status.as_str()), None),
+        TaskAction::LeftToSweep { why } => ("left-to-sweep", Some("ACCEPTED"), Some(why.clone())),
     }
 }
 
@@ -253,6 +254,12 @@ mod tests {
                     why: "another cluster".into(),
                 },
                 ("ignored", None),
+            ),
+            (
+                TaskAction::LeftToSweep {
+                    why: "stopped before its launch was recorded".into(),
+                },
+                ("left-to-sweep", Some("ACCEPTED")),
             ),
         ];
         for (action, (what, status)) in cases {

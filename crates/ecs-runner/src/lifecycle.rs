@@ -87,6 +87,9 @@ pub enum TaskAction {
     /// The task ran for a job that is finished or has a newer launch: it
     /// was stopped.
     StoppedStray { status: JobStatus },
+    /// The task stopped before the driver recorded its launch: the sweep
+    /// settles its end once the launch is recorded.
+    LeftToSweep { why: String },
 }
 
 /// What a sweep found and did.
@@ -293,15 +296,14 @@ impl Lifecycle {
                 });
             }
             OnStopped::TooEarly => {
-                // Lambda's retry of the event comes once the launch is.
-                return Err(AwsError {
-                    operation: "berth:TaskStopped",
-                    code: None,
-                    message: format!(
-                        "job `{}` launch {launch} stopped before its launch was recorded",
-                        record.job_id
+                // A benign race, not a failure: once the driver records the
+                // launch, the sweep reads the stopped task from ECS (which
+                // keeps it an hour) and settles its end; should the driver
+                // never record it, its next delivery finds the task.
+                return Ok(TaskAction::LeftToSweep {
+                    why: format!(
+                        "launch {launch} stopped before the driver recorded it: the sweep settles its end"
                     ),
-                    retryable: true,
                 });
             }
         }

@@ -594,3 +594,94 @@ async fn the_sample_events_take_a_job_through_the_handler() {
         "{answer}"
     );
 }
+
+/// A task that stops before the driver has recorded its launch (a benign
+/// race) is no failure: the event is answered, not retried into the
+/// lifecycle dead-letter queue (whose alarm pages a person), and once the
+/// launch is recorded the sweep gives the job its task's end.
+#[tokio::test]
+async fn a_task_that_stops_before_its_launch_is_recorded_is_left_to_the_sweep() {
+    use berth_aws::store::Change;
+    use std::time::Duration;
+    let stack = Stack::new(1).await;
+    // An EC2 task definition in bridge mode: the test starts its task as
+    // the driver would, without a network configuration.
+    stack
+        .register_task_definition("early", false, &["main"])
+        .await;
+    // The driver has claimed launch 1 and started the task; its record of
+    // the launch is not written yet.
+    let body = r#"{"job_id":"early","definition":"render"}"#;
+    let request = berth_core::job::parse(body, "m-early").unwrap();
+    let definition = berth_core::JobDefinition {
+        task_definition: "early".into(),
+        ..berth_tests::stack::render()
+    };
+    let job = berth_core::resolve(&request, Some(&definition)).unwrap();
+    let store = stack.store();
+    store
+        .accept(&job, "m-early", berth_aws::store::now_ms())
+        .await
+        .unwrap();
+    let task = stack
+        .clients()
+        .ecs
+        .run_task()
+        .cluster(CLUSTER)
+        .task_definition(&job.task_definition)
+        .started_by(berth_core::launch::started_by("early", 1))
+        .send()
+        .await
+        .unwrap()
+        .tasks()[0]
+        .task_arn()
+        .unwrap()
+        .to_owned();
+    stack
+        .clients()
+        .ecs
+        .stop_task()
+        .cluster(CLUSTER)
+        .task(&task)
+        .reason("Essential container in task exited")
+        .send()
+        .await
+        .unwrap();
+    let life = stack.lifecycle().with_event_grace(Duration::ZERO);
+    let stopped = stack.task_exited("early", 1, 0).await;
+    assert!(
+        matches!(
+            life.task_changed(&stopped).await,
+            Ok(TaskAction::LeftToSweep { .. })
+        ),
+        "answered, not failed"
+    );
+    assert_eq!(stack.record("early").await.status, JobStatus::Accepted);
+
+    // The driver records the launch; the sweep settles the end.
+    let change = Change {
+        route: Some(Route::Ec2),
+        task_arn: Some(task.clone()),
+        add_attempt: true,
+        expect_launch: Some(1),
+        ..Change::default()
+    };
+    store
+        .transition(
+            "early",
+            JobStatus::Dispatched,
+            change,
+            berth_aws::store::now_ms(),
+        )
+        .await
+        .unwrap();
+    let sweep = life.sweep().await.unwrap();
+    assert!(
+        matches!(
+            sweep.reconciled.as_slice(),
+            [(id, TaskAction::Ended { status: JobStatus::Succeeded, .. })] if id == "early"
+        ),
+        "{sweep:?}"
+    );
+    assert_eq!(stack.record("early").await.status, JobStatus::Succeeded);
+}
