@@ -167,6 +167,7 @@ async fn prepare(stack: &Stack) {
         .await
         .unwrap();
     let def = JobDefinition {
+        command_override: true,
         name: "bench".into(),
         task_definition: "bench".into(),
         container: "main".into(),

@@ -394,6 +394,7 @@ impl Stack {
 /// `render`: an ECS job that may fall back to Fargate; no Lambda function.
 pub fn render() -> JobDefinition {
     JobDefinition {
+        command_override: true,
         name: "render".into(),
         task_definition: "render".into(),
         container: "main".into(),

@@ -165,6 +165,9 @@ pub fn item(def: &JobDefinition) -> Item {
     if !def.interruptible {
         item.insert("interruptible".into(), AttributeValue::Bool(false));
     }
+    if !def.command_override {
+        item.insert("command_override".into(), AttributeValue::Bool(false));
+    }
     if let Some(seconds) = def.expected_seconds {
         item.insert("expected_seconds".into(), n(seconds));
     }
@@ -182,7 +185,7 @@ pub const RUNS: &str = "runs";
 pub const RUN_SECONDS: &str = "run_seconds";
 
 /// The attributes of a definitions-table item.
-const ATTRIBUTES: [&str; 16] = [
+const ATTRIBUTES: [&str; 17] = [
     "name",
     "task_definition",
     "container",
@@ -196,6 +199,7 @@ const ATTRIBUTES: [&str; 16] = [
     "fargate",
     "job_role",
     "interruptible",
+    "command_override",
     "expected_seconds",
     RUNS,
     RUN_SECONDS,
@@ -293,6 +297,7 @@ fn parse(item: &Item, name: &str) -> Result<JobDefinition, String> {
         fargate: flag("fargate", false)?,
         job_role: text("job_role")?.filter(|v| !v.is_empty()),
         interruptible: flag("interruptible", true)?,
+        command_override: flag("command_override", true)?,
         expected_seconds: number("expected_seconds")?,
         runs: berth_core::routing::Runs {
             count: count(RUNS)?,
@@ -307,6 +312,7 @@ mod tests {
 
     fn def() -> JobDefinition {
         JobDefinition {
+            command_override: true,
             name: "render".into(),
             task_definition: "render:1".into(),
             container: "main".into(),
@@ -347,6 +353,14 @@ mod tests {
         assert_eq!(
             read(&item(&with_role), &Prefixes::default()),
             Lookup::Found(with_role)
+        );
+        let own_command = JobDefinition {
+            command_override: false,
+            ..def()
+        };
+        assert_eq!(
+            read(&item(&own_command), &Prefixes::default()),
+            Lookup::Found(own_command)
         );
         let steady = JobDefinition {
             interruptible: false,

@@ -45,6 +45,12 @@ pub struct JobDefinition {
     /// environments assume).
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub interruptible: bool,
+    /// Whether a job may name a command of its own in place of the
+    /// definition's (yes unless it says otherwise). With `false`, whoever
+    /// may send to the job queue can run only the definition's command
+    /// under its job role.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub command_override: bool,
     /// How long its jobs are expected to run, in seconds: what routing
     /// prices Lambda against Fargate by. Without it, the mean of its runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -373,6 +379,10 @@ pub enum ResolveError {
     UnknownDefinition(String),
     #[error(transparent)]
     InvalidDefinition(#[from] DefinitionError),
+    #[error(
+        "job definition `{0}` runs only its own command (command_override: false): the job names one"
+    )]
+    CommandOverride(String),
 }
 
 /// Applies `definition` (`None` when no definition of that name is
@@ -386,6 +396,9 @@ pub fn resolve(
         .filter(|d| d.name == job.definition)
         .ok_or_else(|| ResolveError::UnknownDefinition(job.definition.clone()))?;
     def.validate()?;
+    if job.command.is_some() && !def.command_override {
+        return Err(ResolveError::CommandOverride(def.name.clone()));
+    }
     Ok(ResolvedJob {
         job_id: job.job_id.clone(),
         definition: def.name.clone(),
@@ -414,6 +427,7 @@ mod tests {
 
     pub(crate) fn definition() -> JobDefinition {
         JobDefinition {
+            command_override: true,
             name: "render".into(),
             task_definition: "render:3".into(),
             container: "main".into(),
@@ -477,6 +491,42 @@ mod tests {
         assert_eq!(
             resolve(&job, Some(&definition())),
             Err(ResolveError::UnknownDefinition("mine".into()))
+        );
+    }
+
+    #[test]
+    fn a_definition_may_keep_jobs_to_its_own_command() {
+        let own = JobDefinition {
+            command_override: false,
+            ..definition()
+        };
+        let named = parse(
+            r#"{"definition":"render","command":["sh","-c","id"]}"#,
+            "m-1",
+        )
+        .unwrap();
+        let err = resolve(&named, Some(&own)).unwrap_err();
+        assert_eq!(err, ResolveError::CommandOverride("render".into()));
+        assert!(err.to_string().contains("command_override: false"), "{err}");
+        // Without a command of its own, the job runs the definition's.
+        let plain = parse(r#"{"definition":"render"}"#, "m-1").unwrap();
+        assert_eq!(resolve(&plain, Some(&own)).unwrap().command, own.command);
+        // Allowed unless the definition says otherwise, and said only then.
+        let read: JobDefinition = serde_json::from_value(serde_json::json!({
+            "name": "render", "task_definition": "render:3", "container": "main",
+            "cpu": 1024, "memory": 2048, "timeout_seconds": 600, "max_attempts": 3, "fargate": true,
+        }))
+        .unwrap();
+        assert!(read.command_override);
+        assert!(
+            !serde_json::to_string(&read)
+                .unwrap()
+                .contains("command_override")
+        );
+        assert!(
+            serde_json::to_string(&own)
+                .unwrap()
+                .contains("\"command_override\":false")
         );
     }
 

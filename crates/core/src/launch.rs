@@ -347,6 +347,7 @@ mod tests {
         )
         .unwrap();
         let def = crate::JobDefinition {
+            command_override: true,
             name: "d".into(),
             task_definition: "d:1".into(),
             container: "main".into(),

@@ -3,7 +3,9 @@
 //!
 //! Per invocation: take the launch (`DISPATCHED` → `RUNNING`, conditional on
 //! the launch number, so a duplicate or retried invocation runs nothing);
-//! run the job's command with its environment; copy its stdout and stderr
+//! run the job's command with its environment, as the job's record holds
+//! them (the invoke's payload only names the job and its launch: a payload
+//! of another command or job role changes nothing); copy its stdout and stderr
 //! to the function's log line by line as they come (nothing is buffered
 //! beyond a line, whatever the output's size); stop it with SIGTERM, then
 //! SIGKILL after a grace period, before the job's timeout or Lambda's own
@@ -230,11 +232,22 @@ impl Runtime {
         request_id: &str,
         lambda_deadline: SystemTime,
     ) -> Result<Ran, AwsError> {
-        let job = &task.job;
         let taken = match self.take(task, request_id).await? {
             Ok(taken) => taken,
             Err(skipped) => return Ok(skipped),
         };
+        // The invoke names the job and its launch; what runs (its command,
+        // its environment, its job role, its timeout) is the job as the
+        // driver recorded it, not what the payload says.
+        let Some(stored) = taken.record.job.clone() else {
+            let reason = "not run: the job's record holds no job to run".to_owned();
+            return self.end(task, &taken, Finish::failed(None, reason)).await;
+        };
+        let task = &LambdaTask {
+            job: stored,
+            launch: task.launch,
+        };
+        let job = &task.job;
         let Some(command) = job.command.clone().or_else(|| self.default_command.clone()) else {
             return self
                 .end(
@@ -390,9 +403,13 @@ impl Runtime {
             let now = now_ms();
             match record.status {
                 JobStatus::Dispatched if record.launch == task.launch => {
+                    let timeout_seconds = record
+                        .job
+                        .as_ref()
+                        .map_or(task.job.timeout_seconds, |j| j.timeout_seconds);
                     let change = Change {
                         request_id: Some(request_id.to_owned()),
-                        deadline: Some(now / 1000 + i64::from(task.job.timeout_seconds)),
+                        deadline: Some(now / 1000 + i64::from(timeout_seconds)),
                         expect_launch: Some(task.launch),
                         ..Change::default()
                     };

@@ -842,6 +842,7 @@ async fn provision(
 
 fn demo_definitions() -> Vec<JobDefinition> {
     let render = JobDefinition {
+        command_override: true,
         name: "render".into(),
         task_definition: "render".into(),
         container: "main".into(),

@@ -101,6 +101,44 @@ async fn a_job_that_succeeds_gets_its_environment_and_its_output_logged() {
     assert_eq!(lines[0].3, "hello from l-ok/1");
 }
 
+/// The invoke's payload names the job and its launch, nothing more: one
+/// that says another command and another job role (whoever may invoke the
+/// function wrote it) runs the job as the driver recorded it.
+#[tokio::test]
+async fn the_job_runs_as_recorded_whatever_the_invoke_payload_says() {
+    let stack = Stack::new(0).await;
+    let (rt, lines) = runtime(&stack);
+    let recorded = dispatched(
+        &stack,
+        r#"{"job_id":"l-pointer","definition":"render","command":["echo","as recorded"]}"#,
+    )
+    .await;
+    let mut forged = recorded.clone();
+    forged.job.command = Some(vec!["echo".into(), "forged".into()]);
+    forged.job.job_role = Some(format!("arn:aws:iam::{}:role/admin", stack.aws.id));
+    forged.job.timeout_seconds = 86_400;
+    let ran = rt.run(&forged, "req-forged", far()).await.unwrap();
+    assert_eq!(
+        ran,
+        Ran::Ended {
+            status: JobStatus::Succeeded,
+            exit_code: Some(0),
+            reason: None
+        },
+        "no job role assumed: the record names none"
+    );
+    let said: Vec<String> = lines.lock().unwrap().iter().map(|l| l.3.clone()).collect();
+    assert_eq!(said, ["as recorded"]);
+    let r = stack.record("l-pointer").await;
+    let timeout = i64::from(recorded.job.timeout_seconds);
+    assert!(
+        r.deadline
+            .is_some_and(|d| d <= berth_aws::store::now_ms() / 1000 + timeout),
+        "the deadline is the recorded job's: {:?}",
+        r.deadline
+    );
+}
+
 /// A job whose definition names a job role runs with that role's
 /// credentials, assumed for it (the session named after the job), and sees
 /// nothing of the runtime's own: not its keys, not its `BERTH_*` settings.
