@@ -320,24 +320,26 @@ impl Runtime {
             .take()
             .map(|err| tokio::spawn(copy_lines(err, Stream::Stderr, tagged, STDERR_TAIL_LINES)));
 
-        let heartbeat = tokio::spawn(beat(
+        let mut heartbeat = tokio::spawn(beat(
             self.store.clone(),
             job.job_id.clone(),
             task.launch,
             self.heartbeat,
         ));
-        let (status, timed_out) = match tokio::time::timeout(budget, child.wait()).await {
-            Ok(status) => (status, false),
-            Err(_) => {
-                signal(pgid, Signal::SIGTERM);
-                match tokio::time::timeout(self.grace, child.wait()).await {
-                    Ok(status) => (status, true),
-                    Err(_) => {
-                        signal(pgid, Signal::SIGKILL);
-                        (child.wait().await, true)
-                    }
-                }
-            }
+        // The process exits, runs out of time, or is found no longer the
+        // job's current attempt (cancelled; ended by the sweep) by a
+        // heartbeat: then it is stopped at once, as on a timeout.
+        let waited = tokio::select! {
+            waited = tokio::time::timeout(budget, child.wait()) => match waited {
+                Ok(status) => Waited::Exited(status),
+                Err(_) => Waited::OutOfTime,
+            },
+            Ok(now) = &mut heartbeat => Waited::Superseded(now),
+        };
+        let (status, timed_out, superseded) = match waited {
+            Waited::Exited(status) => (status, false, None),
+            Waited::OutOfTime => (stop(&mut child, pgid, self.grace).await, true, None),
+            Waited::Superseded(now) => (stop(&mut child, pgid, self.grace).await, false, Some(now)),
         };
         heartbeat.abort();
         // The whole group is done with: nothing it left behind outlives the job.
@@ -350,6 +352,17 @@ impl Runtime {
             None => Vec::new(),
         };
 
+        if let Some(now) = superseded {
+            // Its end is someone else's to record (the cancel's, the
+            // sweep's): nothing of this run is written.
+            tracing::warn!(
+                job_id = job.job_id,
+                launch = task.launch,
+                status = now.map(JobStatus::as_str),
+                "stopped: the launch is no longer the job's current one"
+            );
+            return Ok(Ran::Skipped { status: now });
+        }
         let finish = if timed_out {
             let why = if stop_at == by_job {
                 format!("the job's timeout of {} s", job.timeout_seconds)
@@ -605,10 +618,43 @@ async fn copy_lines(
     tail.into()
 }
 
-/// Touches the record of `job_id`, `RUNNING` at `launch`, every `every`,
-/// until aborted: a missed touch is logged, and the next one may make up
-/// for it (the sweep takes three missed for a dead sandbox).
-async fn beat(store: JobStore, job_id: String, launch: LaunchNumber, every: Duration) {
+/// How the wait for the job's process ended.
+enum Waited {
+    Exited(std::io::Result<ExitStatus>),
+    /// Its timeout, or Lambda's deadline, came first.
+    OutOfTime,
+    /// A heartbeat found the launch no longer the job's current one; the
+    /// job's status then.
+    Superseded(Option<JobStatus>),
+}
+
+/// Stops the job's process group: SIGTERM, then SIGKILL after `grace`.
+async fn stop(
+    child: &mut tokio::process::Child,
+    group: Option<Pid>,
+    grace: Duration,
+) -> std::io::Result<ExitStatus> {
+    signal(group, Signal::SIGTERM);
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            signal(group, Signal::SIGKILL);
+            child.wait().await
+        }
+    }
+}
+
+/// Touches the record of `job_id`, `RUNNING` at `launch`, every `every`: a
+/// missed touch is logged, and the next one may make up for it (the sweep
+/// takes three missed for a dead sandbox). Returns when a touch finds the
+/// launch no longer current (cancelled, timed out or ended by the sweep
+/// meanwhile), with the job's status then.
+async fn beat(
+    store: JobStore,
+    job_id: String,
+    launch: LaunchNumber,
+    every: Duration,
+) -> Option<JobStatus> {
     let mut ticks = tokio::time::interval(every);
     ticks.tick().await;
     loop {
@@ -619,7 +665,7 @@ async fn beat(store: JobStore, job_id: String, launch: LaunchNumber, every: Dura
         match touched {
             Ok(Changed::Applied) => {}
             // Cancelled or timed out meanwhile: its end is not this run's.
-            Ok(Changed::Refused(_)) => return,
+            Ok(Changed::Refused(now)) => return now.map(|r| r.status),
             Err(e) => tracing::warn!(job_id, error = %e, "heartbeat not recorded"),
         }
     }

@@ -487,3 +487,68 @@ async fn the_runtime_touches_the_record_while_the_job_runs() {
         }
     ));
 }
+
+/// A job cancelled while it runs on the Lambda route is stopped by the
+/// runtime at its next heartbeat, not left to run out its time beside
+/// what berth records; the cancel's end stands, and nothing of the run is
+/// written over it.
+#[tokio::test]
+async fn a_job_cancelled_while_it_runs_is_stopped_at_the_next_heartbeat() {
+    let stack = Stack::new(0).await;
+    let (mut rt, _) = runtime(&stack);
+    rt.heartbeat = Duration::from_millis(200);
+    let pid_file = std::env::temp_dir().join(format!("berth-cancel-{}", stack.aws.id));
+    let _ = std::fs::remove_file(&pid_file);
+    let body = serde_json::json!({
+        "job_id": "l-cancel", "definition": "render",
+        "environment": {"PID_FILE": pid_file.display().to_string()},
+        "command": ["sh", "-c", "echo $$ > \"$PID_FILE\"; exec sleep 60"],
+    });
+    let task = dispatched(&stack, &body.to_string()).await;
+    let running = tokio::spawn({
+        let task = task.clone();
+        async move { rt.run(&task, "req-cancel", far()).await }
+    });
+    let pid = loop {
+        if let Ok(pid) = std::fs::read_to_string(&pid_file)
+            && let Ok(pid) = pid.trim().parse::<u32>()
+        {
+            break pid;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let cancelled = berth_aws::operations::cancel(
+        &stack.store(),
+        &stack.cluster(),
+        "l-cancel",
+        Some("no longer wanted"),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(
+            cancelled,
+            berth_aws::operations::Cancelled::Cancelled { .. }
+        ),
+        "{cancelled:?}"
+    );
+    let ran = tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("stopped within a heartbeat and the grace, not after its 60 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ran,
+        Ran::Skipped {
+            status: Some(JobStatus::Cancelled)
+        }
+    );
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the job's process {pid} is gone"
+    );
+    let r = stack.record("l-cancel").await;
+    assert_eq!(r.status, JobStatus::Cancelled);
+    assert!(r.reason.unwrap_or_default().contains("no longer wanted"));
+    let _ = std::fs::remove_file(&pid_file);
+}
