@@ -143,16 +143,28 @@ pub async fn end_task(
     }
 }
 
-/// Queues the attempt after launch `ended` of `record`'s job, now: for an
-/// attempt whose end was recorded but whose message was never sent.
+/// Queues the attempt after launch `ended` of `record`'s job, due when the
+/// record says its next try is (its retry delay, not sooner): for an
+/// attempt whose end was recorded but whose message was never sent, or a
+/// repeated event of it. Returns the delay, in seconds.
 pub async fn requeue(
     queue: &JobQueue,
     record: &JobRecord,
     ended: LaunchNumber,
-) -> Result<(), AwsError> {
+) -> Result<u32, AwsError> {
+    let delay = requeue_delay(record.next_try_at, now_ms());
     queue
-        .requeue(&record.job_id, record.definition_name(), ended, 0)
-        .await
+        .requeue(&record.job_id, record.definition_name(), ended, delay)
+        .await?;
+    Ok(delay)
+}
+
+/// The seconds from `now_ms` to `next_try_at` (epoch ms), rounded up; 0
+/// when it is past or unknown (the queue caps it at SQS's 15 minutes).
+pub fn requeue_delay(next_try_at: Option<i64>, now_ms: i64) -> u32 {
+    next_try_at.map_or(0, |at| {
+        u32::try_from((at - now_ms).max(0).unsigned_abs().div_ceil(1000)).unwrap_or(u32::MAX)
+    })
 }
 
 /// What a cancel did.
@@ -225,4 +237,17 @@ pub async fn cancel(
     Ok(Cancelled::Cancelled {
         stopped_task: Some(task),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::requeue_delay;
+
+    #[test]
+    fn a_requeue_waits_out_what_is_left_of_the_retry_delay() {
+        assert_eq!(requeue_delay(Some(31_000), 1_000), 30);
+        assert_eq!(requeue_delay(Some(1_500), 1_000), 1, "rounded up");
+        assert_eq!(requeue_delay(Some(1_000), 5_000), 0, "past");
+        assert_eq!(requeue_delay(None, 5_000), 0, "unknown");
+    }
 }

@@ -288,11 +288,11 @@ impl Lifecycle {
                 });
             }
             OnStopped::Requeue => {
-                operations::requeue(&self.queue, record, launch).await?;
+                let delay_seconds = operations::requeue(&self.queue, record, launch).await?;
                 return Ok(TaskAction::Requeued {
                     failure: false,
                     reason: record.reason.clone().unwrap_or_default(),
-                    delay_seconds: 0,
+                    delay_seconds,
                 });
             }
             OnStopped::TooEarly => {

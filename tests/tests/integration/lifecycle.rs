@@ -685,3 +685,49 @@ async fn a_task_that_stops_before_its_launch_is_recorded_is_left_to_the_sweep() 
     );
     assert_eq!(stack.record("early").await.status, JobStatus::Succeeded);
 }
+
+/// A STOPPED event that comes again after its attempt was settled (EventBridge
+/// delivers at least once) finds the job back in the queue's hands; the
+/// message it sends for the next attempt keeps the retry delay, and does
+/// not bring the attempt forward.
+#[tokio::test]
+async fn a_repeated_stop_event_keeps_the_retry_delay() {
+    let stack = Stack::new(1).await;
+    let life =
+        berth_ecs_runner::lifecycle::Lifecycle::for_deployment(&stack.settings, stack.clients())
+            .unwrap()
+            .with_retry_delay_cap(600);
+    submit(
+        &stack,
+        r#"{"job_id":"again","definition":"render","max_attempts":3}"#,
+    )
+    .await;
+    let failed = stack.task_exited("again", 1, 3).await;
+    let first = life.task_changed(&failed).await.unwrap();
+    let TaskAction::Requeued {
+        failure: true,
+        delay_seconds: delay,
+        ..
+    } = first
+    else {
+        panic!("{first:?}");
+    };
+    assert!(delay > 2, "a retry delay to keep: {delay} s");
+    assert!(stack.receive().await.is_empty(), "not due yet");
+
+    let again = life.task_changed(&failed).await.unwrap();
+    let TaskAction::Requeued {
+        failure: false,
+        delay_seconds: left,
+        ..
+    } = again
+    else {
+        panic!("{again:?}");
+    };
+    assert!(left > 0 && left <= delay, "{left} s of {delay} s");
+    assert!(
+        stack.receive().await.is_empty(),
+        "the repeated event's message is not due before the retry delay ends"
+    );
+    assert_eq!(stack.record("again").await.status, JobStatus::Accepted);
+}
