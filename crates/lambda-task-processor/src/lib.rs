@@ -3,5 +3,6 @@
 //! driver launches the job: `berth_aws::lambda`.)
 
 pub mod runtime;
+pub mod sandbox;
 
 pub use runtime::{Ran, Runtime};

@@ -7,12 +7,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_aws::{JobQueue, JobStore, Settings};
 use berth_core::launch::LambdaTask;
+use berth_lambda_task_processor::sandbox::Sandbox;
 use berth_lambda_task_processor::{Ran, Runtime};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn, tracing};
 
 /// The image's own command for jobs and definitions that name none: a JSON
 /// array of strings, or words separated by spaces.
 const DEFAULT_COMMAND: &str = "BERTH_COMMAND";
+
+/// The directory emptied after each job (`/tmp` on Lambda): what a job
+/// writes there is not left for the next. Unset, nothing is removed (as
+/// under `cargo lambda watch`, where `/tmp` is the developer's).
+const SCRATCH: &str = "BERTH_SCRATCH";
 
 /// The invocation's deadline. Lambda gives it in epoch milliseconds; an
 /// emulator may give something else (`cargo lambda watch` sends its invoke
@@ -56,6 +62,9 @@ async fn main() -> Result<(), Error> {
             .map(|url| JobQueue::new(clients.sqs.clone(), url)),
         default_command,
     )
+    .with_sandbox(Sandbox::new(
+        std::env::var_os(SCRATCH).map(std::path::PathBuf::from),
+    ))
     .with_roles(berth_aws::JobRoles::new(clients.sts.clone()))
     .with_definitions(berth_aws::Definitions::for_deployment(&settings, &clients));
     if let Err(why) = &runtime.protected {
@@ -72,6 +81,11 @@ async fn main() -> Result<(), Error> {
             let ran = runtime
                 .run(&task, &event.context.request_id, deadline)
                 .await?;
+            if runtime.must_exit() {
+                // The job's end is recorded; Lambda retries this invoke in
+                // another sandbox, which finds it so and runs nothing.
+                std::process::exit(1);
+            }
             match &ran {
                 Ran::Skipped { status } => tracing::info!(
                     job_id = task.job.job_id,

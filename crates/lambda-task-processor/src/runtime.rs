@@ -30,6 +30,8 @@ use berth_aws::store::{Change, Changed, JobRecord, now_ms};
 use berth_aws::{AwsError, Definitions, JobQueue, JobRoles, JobStore};
 use berth_core::attempt::{self, Attempt, Ending, Policy, Settlement};
 use berth_core::launch::{self, JobCredentials, LambdaTask, LaunchNumber, process_environment};
+
+use crate::sandbox::Sandbox;
 use berth_core::logs::JobLine;
 use berth_core::stop::{StopOutcome, TIMED_OUT_REASON};
 use berth_core::text::cut;
@@ -128,6 +130,10 @@ pub struct Runtime {
     /// How often the record is touched while the job runs, so that the
     /// sweep can tell a run from a sandbox that died with its job.
     pub heartbeat: Duration,
+    /// Cleared after each job.
+    sandbox: Option<Sandbox>,
+    /// Set when it was not cleared: see [`Runtime::must_exit`].
+    unclean: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What an invocation did.
@@ -203,6 +209,8 @@ impl Runtime {
             margin: Duration::from_secs(2),
             dispatch_wait: Duration::from_secs(60),
             heartbeat: Duration::from_secs(u64::from(launch::LAMBDA_HEARTBEAT_SECONDS)),
+            sandbox: None,
+            unclean: Arc::default(),
         }
     }
 
@@ -223,6 +231,50 @@ impl Runtime {
     pub fn with_output(mut self, output: Output) -> Self {
         self.output = output;
         self
+    }
+
+    /// Clears `sandbox` after each job: nothing the job leaves behind
+    /// outlives it ([`crate::sandbox`]). Only where the runtime runs alone
+    /// in its process, as on Lambda: every process below it is killed.
+    pub fn with_sandbox(mut self, sandbox: Sandbox) -> Self {
+        self.sandbox = Some(sandbox);
+        self
+    }
+
+    /// Whether the sandbox must not take another job: something a job left
+    /// behind survived, or could not be tracked. The function then exits,
+    /// and Lambda discards the sandbox.
+    pub fn must_exit(&self) -> bool {
+        self.unclean.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn clear_sandbox(&self, job: &berth_core::ResolvedJob) {
+        let Some(sandbox) = &self.sandbox else {
+            return;
+        };
+        let cleared = sandbox.clear().await;
+        if !cleared.killed.is_empty() {
+            tracing::warn!(
+                job_id = job.job_id,
+                processes = cleared.killed.len(),
+                "the job left processes behind: killed"
+            );
+        }
+        let why = match (&sandbox.adopts, cleared.is_clean()) {
+            (Err(why), _) => why.clone(),
+            (Ok(()), false) => format!(
+                "processes {:?} survived; scratch not emptied: {:?}",
+                cleared.survivors, cleared.scratch_left
+            ),
+            (Ok(()), true) => return,
+        };
+        tracing::error!(
+            job_id = job.job_id,
+            problem = why.as_str(),
+            "the sandbox is not clean: the function exits once the job's end is recorded"
+        );
+        self.unclean
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Runs `task`, which must end by `lambda_deadline`.
@@ -351,6 +403,7 @@ impl Runtime {
             Some(err) => err.await.unwrap_or_default(),
             None => Vec::new(),
         };
+        self.clear_sandbox(job).await;
 
         if let Some(now) = superseded {
             // Its end is someone else's to record (the cancel's, the
