@@ -142,6 +142,35 @@ impl Intercept for StopBefore {
     }
 }
 
+/// Fails every call of one operation before it is sent while its switch
+/// is on, as a run of errors the SDK's retries do not outlast would.
+#[derive(Debug)]
+struct FailWhile {
+    operation: &'static str,
+    on: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Intercept for FailWhile {
+    fn name(&self) -> &'static str {
+        "FailWhile"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let operation = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .map(|m| m.name());
+        if operation == Some(self.operation) && self.on.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(format!("{} failed", self.operation).into());
+        }
+        Ok(())
+    }
+}
+
 /// Loses the answers of the first `remaining` successful calls of one
 /// operation after the local AWS has served them, as a dropped connection
 /// would: the write is made, the caller sees a transient error, and the
@@ -236,6 +265,16 @@ impl TestAccount {
     /// before that call.
     pub fn clients_stopping_before(&self, operation: &'static str) -> Clients {
         self.clients_with(SharedInterceptor::new(StopBefore(operation)))
+    }
+
+    /// Clients for this account whose calls of `operation` fail while `on`
+    /// is set.
+    pub fn clients_failing_while(
+        &self,
+        operation: &'static str,
+        on: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Clients {
+        self.clients_with(SharedInterceptor::new(FailWhile { operation, on }))
     }
 
     /// Clients for this account that lose the answers of the first `times`

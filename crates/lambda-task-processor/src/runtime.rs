@@ -20,7 +20,7 @@
 //! runtime makes itself non-dumpable ([`protect`]), so that a process of the
 //! same user cannot read its `/proc/<pid>/environ` or its memory.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -134,7 +134,14 @@ pub struct Runtime {
     sandbox: Option<Sandbox>,
     /// Set when it was not cleared: see [`Runtime::must_exit`].
     unclean: Arc<std::sync::atomic::AtomicBool>,
+    /// Runs whose end could not be recorded, by job and launch: Lambda's
+    /// retry of the invocation records it.
+    unrecorded: Arc<std::sync::Mutex<Unrecorded>>,
 }
+
+/// Runs whose end could not be recorded: by job id and launch, the launch
+/// taken and how it ended.
+type Unrecorded = HashMap<(String, LaunchNumber), (Taken, Finish)>;
 
 /// What an invocation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +218,7 @@ impl Runtime {
             heartbeat: Duration::from_secs(u64::from(launch::LAMBDA_HEARTBEAT_SECONDS)),
             sandbox: None,
             unclean: Arc::default(),
+            unrecorded: Arc::default(),
         }
     }
 
@@ -284,6 +292,31 @@ impl Runtime {
         request_id: &str,
         lambda_deadline: SystemTime,
     ) -> Result<Ran, AwsError> {
+        let key = (task.job.job_id.clone(), task.launch);
+        let unrecorded = self
+            .unrecorded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&key);
+        if let Some((taken, finish)) = unrecorded {
+            let stored = LambdaTask {
+                job: taken.record.job.clone().unwrap_or_else(|| task.job.clone()),
+                launch: task.launch,
+            };
+            tracing::info!(
+                job_id = key.0,
+                launch = key.1,
+                "recording the end of the run whose end was not recorded"
+            );
+            let ended = self.end(&stored, &taken, finish.clone()).await;
+            if ended.is_err() {
+                self.unrecorded
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(key, (taken, finish));
+            }
+            return ended;
+        }
         let taken = match self.take(task, request_id).await? {
             Ok(taken) => taken,
             Err(skipped) => return Ok(skipped),
@@ -433,7 +466,17 @@ impl Runtime {
                 Err(e) => Finish::failed(None, format!("lost the job's process: {e}")),
             }
         };
-        self.end(task, &taken, finish).await
+        let ended = self.end(task, &taken, finish.clone()).await;
+        if ended.is_err() {
+            // Lambda retries the invocation, in this sandbox while it is
+            // warm: the retry records this end instead of finding the job
+            // RUNNING and leaving it to the sweep's verdict.
+            self.unrecorded
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert((task.job.job_id.clone(), task.launch), (taken, finish));
+        }
+        ended
     }
 
     /// The job role's credentials, when the job's definition names one.

@@ -552,3 +552,64 @@ async fn a_job_cancelled_while_it_runs_is_stopped_at_the_next_heartbeat() {
     assert!(r.reason.unwrap_or_default().contains("no longer wanted"));
     let _ = std::fs::remove_file(&pid_file);
 }
+
+/// A run whose end could not be recorded (the job store refused every
+/// try) fails its invocation; Lambda's retry of it, in the same warm
+/// sandbox, records that end: the job is not run again, nor left RUNNING
+/// for the sweep to call dead.
+#[tokio::test]
+async fn a_run_whose_end_was_not_recorded_is_recorded_by_the_retry() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stack = Stack::new(0).await;
+    let failing = Arc::new(AtomicBool::new(false));
+    let clients = stack
+        .aws
+        .clients_failing_while("UpdateItem", failing.clone());
+    let store = berth_aws::JobStore::new(clients.dynamodb.clone(), &stack.settings.jobs_table);
+    let mut rt = Runtime::new(store, None, None);
+    rt.grace = Duration::from_millis(500);
+    rt.margin = Duration::from_millis(200);
+    let marker = std::env::temp_dir().join(format!("berth-unrecorded-{}", stack.aws.id));
+    let _ = std::fs::remove_file(&marker);
+    let body = serde_json::json!({
+        "job_id": "l-unrecorded", "definition": "render",
+        "environment": {"MARKER": marker.display().to_string()},
+        "command": ["sh", "-c", "echo ran >> \"$MARKER\"; sleep 1"],
+    });
+    let task = dispatched(&stack, &body.to_string()).await;
+    let running = tokio::spawn({
+        let (rt, task) = (rt.clone(), task.clone());
+        async move { rt.run(&task, "req-unrecorded", far()).await }
+    });
+    while stack.record("l-unrecorded").await.status != JobStatus::Running {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    failing.store(true, Ordering::SeqCst);
+    let first = running.await.unwrap();
+    assert!(first.is_err(), "{first:?}");
+    assert_eq!(
+        stack.record("l-unrecorded").await.status,
+        JobStatus::Running
+    );
+
+    failing.store(false, Ordering::SeqCst);
+    let retried = rt.run(&task, "req-unrecorded", far()).await.unwrap();
+    assert_eq!(
+        retried,
+        Ran::Ended {
+            status: JobStatus::Succeeded,
+            exit_code: Some(0),
+            reason: None
+        }
+    );
+    assert_eq!(
+        stack.record("l-unrecorded").await.status,
+        JobStatus::Succeeded
+    );
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        "ran\n",
+        "run once"
+    );
+    let _ = std::fs::remove_file(&marker);
+}
