@@ -122,10 +122,9 @@ pub struct Runtime {
     pub grace: Duration,
     /// Kept free before Lambda's deadline to record the end.
     pub margin: Duration,
-    /// How long to wait for the driver to record the launch it just made:
-    /// usually milliseconds, but the driver's write may be retrying through
-    /// throttling and 5xx answers (the SDK's backoff), and a launch given up
-    /// here runs nowhere until the sweep times it out.
+    /// How long to wait for the driver to record the launch it just made
+    /// (usually milliseconds, but the driver's write may be retrying
+    /// through throttling and 5xx answers) before recording it here.
     pub dispatch_wait: Duration,
     /// How often the record is touched while the job runs, so that the
     /// sweep can tell a run from a sandbox that died with its job.
@@ -547,6 +546,37 @@ impl Runtime {
                 {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                // The driver's record of this launch is late (its write
+                // retrying through throttling, or the driver stopped after
+                // the invoke): the invoke reached this function, so the
+                // launch is dispatched. Recorded here, on the same condition
+                // as the driver's (still ACCEPTED at this launch), which the
+                // driver's own write then finds taken; should a later
+                // delivery have claimed the next launch meanwhile, this one
+                // is refused and runs nothing. The job does not sit
+                // DISPATCHED with nothing to run it.
+                JobStatus::Accepted
+                    if record.launch == task.launch && record.claimed_at.is_some() =>
+                {
+                    let change = Change {
+                        route: Some(Route::Lambda),
+                        request_id: Some(request_id.to_owned()),
+                        add_attempt: true,
+                        expect_launch: Some(task.launch),
+                        deadline: record.job.as_ref().map(|j| {
+                            launch::start_deadline(Route::Lambda, j.timeout_seconds, now / 1000)
+                        }),
+                        ..Change::default()
+                    };
+                    tracing::warn!(
+                        job_id,
+                        launch = task.launch,
+                        "the driver has not recorded this launch: recording it here"
+                    );
+                    self.store
+                        .transition(job_id, JobStatus::Dispatched, change, now)
+                        .await?;
                 }
                 // This launch ran and ended, and went back to the queue for
                 // its next attempt, whose message was never sent (this is

@@ -437,14 +437,28 @@ async fn a_retried_invocation_sends_the_next_attempt_whose_message_was_lost() {
             status: Some(JobStatus::Accepted)
         }
     );
-    let queued = stack.receive().await;
-    assert_eq!(queued.len(), 1, "the next attempt is queued");
+    // Queued, due when the record says the next attempt is (the first
+    // retry's 10 s), not sooner.
+    let next_try_at = stack.record("l-requeue").await.next_try_at.unwrap();
+    assert!(next_try_at > berth_aws::store::now_ms(), "{next_try_at}");
+    assert!(stack.receive().await.is_empty(), "not due yet");
+    let delayed = stack
+        .clients()
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&stack.queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
-        queued[0]
-            .message_attributes
-            .get(berth_aws::queue::RELAUNCH_ATTRIBUTE)
-            .and_then(|a| a.string_value.as_deref()),
-        Some("1")
+        delayed
+            .attributes()
+            .and_then(|a| a
+                .get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed))
+            .map(String::as_str),
+        Some("1"),
+        "the next attempt is queued"
     );
     let ran_times = std::fs::read_to_string(&runs).unwrap().lines().count();
     let _ = std::fs::remove_file(&runs);
@@ -612,4 +626,65 @@ async fn a_run_whose_end_was_not_recorded_is_recorded_by_the_retry() {
         "run once"
     );
     let _ = std::fs::remove_file(&marker);
+}
+
+/// The driver invoked the function but its record of the launch is late
+/// (throttled, or the driver stopped after the invoke): past its wait, the
+/// runtime records the launch itself and runs the job, once; the driver's
+/// own write then finds it taken. The job does not sit DISPATCHED for hours
+/// with nothing to run it.
+#[tokio::test]
+async fn a_launch_the_driver_has_not_recorded_is_recorded_by_the_runtime_and_run() {
+    let stack = Stack::new(0).await;
+    let (mut rt, lines) = runtime(&stack);
+    rt.dispatch_wait = Duration::from_millis(300);
+    let request = job::parse(
+        r#"{"job_id":"l-late","definition":"render","command":["echo","ran"]}"#,
+        "m-1",
+    )
+    .unwrap();
+    let definition = berth_core::JobDefinition {
+        lambda_function: Some("berth-task-demo".into()),
+        ..render()
+    };
+    let job = resolve(&request, Some(&definition)).unwrap();
+    let store = stack.store();
+    // Accepted with launch 1 claimed; the invoke is made, its record not.
+    assert_eq!(store.accept(&job, "m-1", 0).await.unwrap(), Created::New);
+    let r = stack.record("l-late").await;
+    assert_eq!((r.status, r.launch), (JobStatus::Accepted, 1));
+    assert!(r.claimed_at.is_some());
+    let task = LambdaTask { job, launch: 1 };
+    let ran = rt.run(&task, "req-late", far()).await.unwrap();
+    assert_eq!(
+        ran,
+        Ran::Ended {
+            status: JobStatus::Succeeded,
+            exit_code: Some(0),
+            reason: None
+        }
+    );
+    let said: Vec<String> = lines.lock().unwrap().iter().map(|l| l.3.clone()).collect();
+    assert_eq!(said, ["ran"]);
+    let r = stack.record("l-late").await;
+    assert_eq!(
+        (r.status, r.attempts, r.route, r.launch),
+        (JobStatus::Succeeded, 1, Some(Route::Lambda), 1)
+    );
+
+    // The driver's write comes at last: refused, nothing counted twice.
+    let change = Change {
+        route: Some(Route::Lambda),
+        add_attempt: true,
+        expect_launch: Some(1),
+        ..Change::default()
+    };
+    assert!(matches!(
+        store
+            .transition("l-late", JobStatus::Dispatched, change, 2)
+            .await
+            .unwrap(),
+        berth_aws::store::Changed::Refused(_)
+    ));
+    assert_eq!(stack.record("l-late").await.attempts, 1);
 }
