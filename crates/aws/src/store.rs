@@ -297,6 +297,9 @@ pub struct Change {
     pub next_try_at: Option<i64>,
     /// Apply only while the record's launch number is this one.
     pub expect_launch: Option<LaunchNumber>,
+    /// Apply only from this status (one of those the new status may come
+    /// from), not from any of them.
+    pub expect_status: Option<JobStatus>,
     /// The receipt handle of the delivery the job waits on.
     pub receipt: Option<String>,
 }
@@ -431,7 +434,14 @@ impl JobStore {
         change: Change,
         now_ms: i64,
     ) -> Result<Changed, AwsError> {
-        let sources = to.sources();
+        let sources: &[JobStatus] = match change.expect_status {
+            Some(from) => to
+                .sources()
+                .iter()
+                .position(|s| *s == from)
+                .map_or(&[], |i| &to.sources()[i..=i]),
+            None => to.sources(),
+        };
         if sources.is_empty() {
             return Ok(Changed::Refused(self.get(job_id).await?.map(Box::new)));
         }

@@ -137,6 +137,7 @@ pub async fn handle(
                 reconciled = sweep.reconciled.len(),
                 timed_out = sweep.timed_out.len(),
                 requeued = sweep.requeued.len(),
+                no_capacity = sweep.no_capacity.len(),
                 requeue_deferred_backlog = sweep.requeue_deferred,
                 errors = sweep.errors.len(),
                 "sweep"
@@ -145,6 +146,7 @@ pub async fn handle(
                 "reconciled": reconciled,
                 "timed_out": sweep.timed_out,
                 "requeued": sweep.requeued,
+                "no_capacity": sweep.no_capacity,
                 "errors": sweep.errors.len(),
             }))
         }

@@ -56,6 +56,21 @@ pub const EVENT_GRACE: Duration = Duration::from_secs(60);
 pub const STRANDED_AFTER: Duration =
     Duration::from_secs(berth_core::launch::CAPACITY_BACKOFF_MAX_SECONDS as u64 + 300);
 
+/// How long a job waiting to launch may stay quiet before the sweep puts
+/// its message back even while messages wait on the queue: a driver held
+/// back (its concurrency taken by other functions) lets SQS count receives
+/// it never handles, and a job's message can reach the dead-letter queue
+/// unseen; the same throttling keeps the queue from emptying. Each job is
+/// put back at most once in this time, so the backlog grows by at most
+/// one message per stranded job an hour.
+pub const STRANDED_WHATEVER_BACKLOG: Duration = Duration::from_secs(3600);
+
+/// How long past the driver's cap on a wait for capacity
+/// ([`berth_core::launch::MAX_CAPACITY_WAIT_SECONDS`]) the sweep fails a job
+/// still waiting: the cap is enforced on the job's delivery, and one may
+/// never come.
+pub const WAIT_CAP_GRACE: Duration = STRANDED_AFTER;
+
 /// The `detail` of an "EC2 Spot Instance Interruption Warning".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -105,8 +120,11 @@ pub struct Sweep {
     /// Jobs waiting to launch whose message was lost: a message was put
     /// back for each.
     pub requeued: Vec<String>,
-    /// Messages that waited on the job queue, when there were any: then no
-    /// lost message was looked for.
+    /// Jobs that waited for capacity past the cap, with no delivery to end
+    /// the wait: failed.
+    pub no_capacity: Vec<String>,
+    /// Messages that waited on the job queue, when there were any: then
+    /// only jobs quiet for [`STRANDED_WHATEVER_BACKLOG`] were put back.
     pub requeue_deferred: Option<u64>,
 }
 
@@ -120,6 +138,7 @@ pub struct Lifecycle {
     policy: Policy,
     event_grace: Duration,
     stranded_after: Duration,
+    stranded_whatever_backlog: Duration,
 }
 
 impl Lifecycle {
@@ -134,6 +153,7 @@ impl Lifecycle {
             },
             event_grace: EVENT_GRACE,
             stranded_after: STRANDED_AFTER,
+            stranded_whatever_backlog: STRANDED_WHATEVER_BACKLOG,
             definitions: None,
         }
     }
@@ -183,6 +203,14 @@ impl Lifecycle {
     /// takes its message for lost (default [`STRANDED_AFTER`]).
     pub fn with_stranded_after(mut self, quiet: Duration) -> Self {
         self.stranded_after = quiet;
+        self
+    }
+
+    /// Sets how long such a job stays quiet before its message is put back
+    /// even while others wait on the queue (default
+    /// [`STRANDED_WHATEVER_BACKLOG`]).
+    pub fn with_stranded_whatever_backlog(mut self, quiet: Duration) -> Self {
+        self.stranded_whatever_backlog = quiet;
         self
     }
 
@@ -390,6 +418,7 @@ impl Lifecycle {
             }
         }
         self.requeue_stranded(now, &mut sweep).await?;
+        self.end_overdue_waits(now, &mut sweep).await?;
         Ok(sweep)
     }
 
@@ -399,18 +428,21 @@ impl Lifecycle {
     /// message deleted). The launch claim makes a message that was not lost
     /// after all harmless.
     ///
-    /// Not while messages wait on the queue: then the driver is behind, and
-    /// a quiet job's message may well be among them. Putting messages back
-    /// then would lengthen the very backlog that keeps jobs quiet, and each
-    /// sweep would add more (the 2,000-job soak saw its queue grow so). The
-    /// sweep after the backlog is drained puts back what is still missing.
+    /// While messages wait on the queue, only jobs quiet for
+    /// [`STRANDED_WHATEVER_BACKLOG`]: then the driver is behind, and a quiet
+    /// job's message may well be among them. Putting messages back then
+    /// would lengthen the very backlog that keeps jobs quiet, and each sweep
+    /// would add more (the 2,000-job soak saw its queue grow so). The sweep
+    /// after the backlog is drained puts back what is still missing.
     async fn requeue_stranded(&self, now: i64, sweep: &mut Sweep) -> Result<(), AwsError> {
         let backlog = self.queue.backlog().await?;
-        if backlog > 0 {
+        let quiet = if backlog > 0 {
             sweep.requeue_deferred = Some(backlog);
-            return Ok(());
-        }
-        let quiet = i64::try_from(self.stranded_after.as_millis()).unwrap_or(i64::MAX);
+            self.stranded_whatever_backlog
+        } else {
+            self.stranded_after
+        };
+        let quiet = i64::try_from(quiet.as_millis()).unwrap_or(i64::MAX);
         for status in [JobStatus::Accepted, JobStatus::WaitingForCapacity] {
             for job in self.store.in_status(status, usize::MAX).await? {
                 if job.updated_at.is_none_or(|t| t > now.saturating_sub(quiet)) {
@@ -432,6 +464,60 @@ impl Lifecycle {
                     }
                     Err(e) => sweep.errors.push((job.job_id, e.to_string())),
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails each job that has waited for capacity longer than the cap and
+    /// [`WAIT_CAP_GRACE`]: the driver fails it on a delivery, which a held
+    /// back driver or a lost message may never make. Conditional on the job
+    /// still waiting at the launch read, so a delivery that launches it
+    /// meanwhile wins.
+    async fn end_overdue_waits(&self, now: i64, sweep: &mut Sweep) -> Result<(), AwsError> {
+        let cap = i64::from(launch::MAX_CAPACITY_WAIT_SECONDS) * 1000;
+        let grace = i64::try_from(WAIT_CAP_GRACE.as_millis()).unwrap_or(i64::MAX);
+        let waiting = self
+            .store
+            .in_status(JobStatus::WaitingForCapacity, usize::MAX)
+            .await?;
+        let overdue = |since: i64| since.saturating_add(cap).saturating_add(grace) <= now;
+        // The status index keeps when a job was created, not since when it
+        // waits: only a job that old can have waited that long, and its
+        // record says since when it has.
+        for job in waiting {
+            if !job.created_at.is_some_and(overdue) {
+                continue;
+            }
+            let record = match self.store.get(&job.job_id).await {
+                Ok(Some(record)) => record,
+                Ok(None) => continue,
+                Err(e) => {
+                    sweep.errors.push((job.job_id, e.to_string()));
+                    continue;
+                }
+            };
+            if !record.waiting_since.is_some_and(overdue) {
+                continue;
+            }
+            let change = Change {
+                reason: Some(format!(
+                    "no capacity within {} s: the sweep ended a wait no delivery ended",
+                    launch::MAX_CAPACITY_WAIT_SECONDS
+                )),
+                expect_launch: Some(record.launch),
+                expect_status: Some(JobStatus::WaitingForCapacity),
+                release_claim: true,
+                ..Change::default()
+            };
+            match self
+                .store
+                .transition(&job.job_id, JobStatus::Failed, change, now)
+                .await
+            {
+                Ok(Changed::Applied) => sweep.no_capacity.push(job.job_id),
+                Ok(Changed::Refused(_)) => {}
+                Err(e) => sweep.errors.push((job.job_id, e.to_string())),
             }
         }
         Ok(())

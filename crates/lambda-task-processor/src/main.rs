@@ -78,9 +78,8 @@ async fn main() -> Result<(), Error> {
         move |event: LambdaEvent<LambdaTask>| async move {
             let deadline = invocation_deadline(event.context.deadline);
             let task = event.payload;
-            let ran = runtime
-                .run(&task, &event.context.request_id, deadline)
-                .await?;
+            // Boxed: the run's future is deep for the compiler's layout.
+            let ran = Box::pin(runtime.run(&task, &event.context.request_id, deadline)).await?;
             if runtime.must_exit() {
                 // The job's end is recorded; Lambda retries this invoke in
                 // another sandbox, which finds it so and runs nothing.

@@ -222,3 +222,72 @@ async fn the_sweep_puts_back_the_message_of_a_job_left_waiting_to_launch() {
         assert_eq!(stack.record(id).await.status, JobStatus::Dispatched, "{id}");
     }
 }
+
+/// A driver held back (other functions took the account's concurrency)
+/// lets SQS count receives it never handles: a job's message reaches the
+/// dead-letter queue unseen while its record says WAITING, and the same
+/// throttling keeps the queue from emptying. The sweep still puts its
+/// message back once the job has been quiet for the bound, backlog or not;
+/// and a wait past the 6 h cap that no delivery ends is ended by the sweep.
+#[tokio::test]
+async fn no_job_waits_forever_behind_a_backlog_or_without_a_delivery() {
+    let stack = Stack::new(0).await;
+    stack
+        .send(&[r#"{"job_id":"behind","definition":"train"}"#])
+        .await;
+    let waiting = stack.receive().await;
+    stack.driver().handle_batch(waiting.clone()).await;
+    assert_eq!(
+        stack.record("behind").await.status,
+        JobStatus::WaitingForCapacity
+    );
+    // Its message went to the dead-letter queue; others keep the queue busy.
+    stack.delete(&waiting).await;
+    stack
+        .send(&[r#"{"job_id":"busy","definition":"render"}"#])
+        .await;
+    let life = stack
+        .lifecycle()
+        .with_stranded_after(std::time::Duration::ZERO);
+    let sweep = life.sweep().await.unwrap();
+    assert_eq!((sweep.requeued.len(), sweep.requeue_deferred), (0, Some(1)));
+    let life = life.with_stranded_whatever_backlog(std::time::Duration::ZERO);
+    let sweep = life.sweep().await.unwrap();
+    assert_eq!(sweep.requeued, ["behind"], "{sweep:?}");
+    let queued = stack.receive().await;
+    assert!(
+        queued
+            .iter()
+            .any(|m| m.body.as_deref().is_some_and(|b| b.contains("behind"))),
+        "its message is back"
+    );
+    stack.delete(&queued).await;
+
+    // Six hours and the grace on, no delivery has come: the sweep ends it.
+    let long_ago = berth_aws::store::now_ms()
+        - i64::from(berth_core::launch::MAX_CAPACITY_WAIT_SECONDS) * 1000
+        - i64::try_from(berth_ecs_runner::lifecycle::WAIT_CAP_GRACE.as_millis()).unwrap()
+        - 1000;
+    stack
+        .clients()
+        .dynamodb
+        .update_item()
+        .table_name(&stack.settings.jobs_table)
+        .key("job_id", AttributeValue::S("behind".into()))
+        .update_expression("SET waiting_since = :t, created_at = :t")
+        .expression_attribute_values(":t", AttributeValue::N(long_ago.to_string()))
+        .send()
+        .await
+        .unwrap();
+    let sweep = stack.lifecycle().sweep().await.unwrap();
+    assert_eq!(sweep.no_capacity, ["behind"], "{sweep:?}");
+    let r = stack.record("behind").await;
+    assert_eq!(r.status, JobStatus::Failed);
+    assert!(
+        r.reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("no capacity within 21600 s"),
+        "{r:?}"
+    );
+}

@@ -705,6 +705,33 @@ fn one_scaler_runs_at_a_time_and_no_run_is_retried() {
     );
 }
 
+/// The driver keeps concurrency of its own, and the job queue's event
+/// source never runs more of it than that: a driver throttled by other
+/// functions would let SQS count receives it never handles, until a job's
+/// message went to the dead-letter queue unseen.
+#[test]
+fn the_driver_has_concurrency_of_its_own_and_the_queue_never_outruns_it() {
+    let cfn = transformed();
+    let resources = cfn["Resources"].as_object().unwrap();
+    let concurrency = serde_json::json!({"Ref": "DriverConcurrency"});
+    assert_eq!(
+        resources["DriverFunction"]["Properties"]["ReservedConcurrentExecutions"],
+        concurrency
+    );
+    let mapping = resources
+        .values()
+        .find(|r| {
+            r["Type"] == "AWS::Lambda::EventSourceMapping"
+                && r["Properties"]["FunctionName"] == serde_json::json!({"Ref": "DriverFunction"})
+        })
+        .expect("the job queue's event source");
+    assert_eq!(
+        mapping["Properties"]["ScalingConfig"]["MaximumConcurrency"],
+        concurrency
+    );
+    assert!(cfn["Parameters"]["DriverConcurrency"]["MinValue"].as_i64() >= Some(2));
+}
+
 /// A task on an instance never reaches the instance role (which may change
 /// container instance states, and so undo the scaler's drain) through the
 /// instance metadata service: IMDSv2 only, answers one hop at most (a
