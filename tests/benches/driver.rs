@@ -167,7 +167,6 @@ async fn prepare(stack: &Stack) {
         .await
         .unwrap();
     let def = JobDefinition {
-        command_override: true,
         name: "bench".into(),
         task_definition: "bench".into(),
         container: "main".into(),
@@ -181,6 +180,7 @@ async fn prepare(stack: &Stack) {
         fargate: false,
         job_role: None,
         interruptible: true,
+        command_override: true,
         expected_seconds: None,
         runs: Default::default(),
     };

@@ -394,7 +394,6 @@ impl Stack {
 /// `render`: an ECS job that may fall back to Fargate; no Lambda function.
 pub fn render() -> JobDefinition {
     JobDefinition {
-        command_override: true,
         name: "render".into(),
         task_definition: "render".into(),
         container: "main".into(),
@@ -408,6 +407,7 @@ pub fn render() -> JobDefinition {
         fargate: true,
         job_role: None,
         interruptible: true,
+        command_override: true,
         expected_seconds: None,
         runs: Default::default(),
     }

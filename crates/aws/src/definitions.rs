@@ -312,7 +312,6 @@ mod tests {
 
     fn def() -> JobDefinition {
         JobDefinition {
-            command_override: true,
             name: "render".into(),
             task_definition: "render:1".into(),
             container: "main".into(),
@@ -326,6 +325,7 @@ mod tests {
             fargate: true,
             job_role: None,
             interruptible: true,
+            command_override: true,
             expected_seconds: None,
             runs: Default::default(),
         }

@@ -427,7 +427,6 @@ mod tests {
 
     pub(crate) fn definition() -> JobDefinition {
         JobDefinition {
-            command_override: true,
             name: "render".into(),
             task_definition: "render:3".into(),
             container: "main".into(),
@@ -441,6 +440,7 @@ mod tests {
             fargate: true,
             job_role: None,
             interruptible: true,
+            command_override: true,
             expected_seconds: None,
             runs: Default::default(),
         }

@@ -347,7 +347,6 @@ mod tests {
         )
         .unwrap();
         let def = crate::JobDefinition {
-            command_override: true,
             name: "d".into(),
             task_definition: "d:1".into(),
             container: "main".into(),
@@ -361,6 +360,7 @@ mod tests {
             fargate: false,
             job_role: job_role.map(str::to_owned),
             interruptible: true,
+            command_override: true,
             expected_seconds: None,
             runs: Default::default(),
         };

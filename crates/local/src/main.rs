@@ -842,7 +842,6 @@ async fn provision(
 
 fn demo_definitions() -> Vec<JobDefinition> {
     let render = JobDefinition {
-        command_override: true,
         name: "render".into(),
         task_definition: "render".into(),
         container: "main".into(),
@@ -858,6 +857,7 @@ fn demo_definitions() -> Vec<JobDefinition> {
         fargate: true,
         job_role: None,
         interruptible: true,
+        command_override: true,
         expected_seconds: None,
         runs: Default::default(),
     };

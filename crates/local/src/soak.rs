@@ -71,7 +71,6 @@ pub async fn run(local: &Local, glue: &mut Glue, jobs: usize, limit: Duration) -
     let runs = std::env::temp_dir().join(format!("berth-soak-runs-{}", local.account));
     let runs_path = runs.display().to_string();
     let lambda = JobDefinition {
-        command_override: true,
         name: "soak-lambda".into(),
         task_definition: "render".into(),
         container: "main".into(),
@@ -89,6 +88,7 @@ pub async fn run(local: &Local, glue: &mut Glue, jobs: usize, limit: Duration) -
         fargate: true,
         job_role: None,
         interruptible: true,
+        command_override: true,
         expected_seconds: None,
         runs: Default::default(),
     };

@@ -154,7 +154,6 @@ fn check(job: &TraceJob) -> Result<(), String> {
     }
     berth_core::job::validate_definition_name(&job.definition).map_err(|e| e.to_string())?;
     JobDefinition {
-        command_override: true,
         name: job.definition.clone(),
         task_definition: job.definition.clone(),
         container: "main".into(),
@@ -168,6 +167,7 @@ fn check(job: &TraceJob) -> Result<(), String> {
         fargate: job.fargate,
         job_role: None,
         interruptible: true,
+        command_override: true,
         expected_seconds: None,
         runs: Default::default(),
     }
