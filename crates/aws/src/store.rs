@@ -591,6 +591,50 @@ impl JobStore {
             .await
     }
 
+    /// Takes over launch `launch` of `job_id`, `ACCEPTED` with the claim
+    /// `claimed_at` (epoch ms) whose lease is over: claimed anew, now, under
+    /// the same number (its RunTask then carries the same client token).
+    /// Only one caller wins; a changed claim or launch is refused.
+    pub async fn reclaim_launch(
+        &self,
+        job_id: &str,
+        launch: LaunchNumber,
+        claimed_at: Option<i64>,
+        now_ms: i64,
+    ) -> Result<Changed, AwsError> {
+        let Some(claimed_at) = claimed_at else {
+            return Ok(Changed::Refused(self.get(job_id).await?.map(Box::new)));
+        };
+        let req = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::JOB_ID, s(job_id))
+            .update_expression("SET #claimed = :now, #updated = :now")
+            .condition_expression(
+                "#status = :accepted AND #launch = :launch AND #claimed = :claimed",
+            )
+            .expression_attribute_names("#claimed", attr::CLAIMED_AT)
+            .expression_attribute_names("#updated", attr::UPDATED_AT)
+            .expression_attribute_names("#status", attr::STATUS)
+            .expression_attribute_names("#launch", attr::LAUNCH)
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":claimed", n(claimed_at))
+            .expression_attribute_values(":accepted", s(JobStatus::Accepted.as_str()))
+            .expression_attribute_values(":launch", n(launch));
+        match self.conditional_update(req).await? {
+            // An earlier attempt of this very call, whose answer was lost.
+            Changed::Refused(Some(now_is))
+                if now_is.status == JobStatus::Accepted
+                    && now_is.launch == launch
+                    && now_is.claimed_at == Some(now_ms) =>
+            {
+                Ok(Changed::Applied)
+            }
+            other => Ok(other),
+        }
+    }
+
     /// Ends the claim on launch `launch` of `job_id`, still `ACCEPTED`, at
     /// once, with `reason`: the launch failed in a way another try may not
     /// (a throttled RunTask). The next delivery takes the launch over as it

@@ -293,8 +293,10 @@ pub enum Resume {
     /// Another delivery is launching it right now: come back later.
     InProgress,
     /// A launch was claimed and never recorded, and may have happened: look
-    /// for its task before launching again (ECS; a Lambda invoke leaves
-    /// nothing to find).
+    /// for its task, and with none found make the launch again under its
+    /// own number, whose RunTask client token ECS answers with the task it
+    /// started, if a listing lagged it (ECS; a Lambda invoke leaves nothing
+    /// to find).
     FindTask,
     /// Claim the next launch and make it.
     Claim,

@@ -219,7 +219,27 @@ impl Driver {
             }
             Resume::FindTask => match self.ecs.find_task(&job.job_id, record.launch).await {
                 Ok(Some(task)) => return Err(self.taken_over(job, record.launch, &task).await),
-                Ok(None) => {}
+                // None listed, which may be ListTasks lagging a task just
+                // started: the launch is made again under its own number, so
+                // its RunTask carries the same client token, and ECS answers
+                // with the task it started, if it did, not a second one.
+                Ok(None) => {
+                    return match self
+                        .store
+                        .reclaim_launch(&job.job_id, record.launch, record.claimed_at, now_ms())
+                        .await
+                    {
+                        Ok(Changed::Applied) => Ok(record.launch),
+                        Ok(Changed::Refused(Some(r))) if r.status != JobStatus::Accepted => {
+                            Err(Outcome::Duplicate { status: r.status })
+                        }
+                        Ok(Changed::Refused(Some(_))) => Err(Outcome::Retry {
+                            reason: "another delivery took the launch over".into(),
+                        }),
+                        Ok(Changed::Refused(None)) => Err(gone(&job.job_id)),
+                        Err(e) => Err(Outcome::retry(e)),
+                    };
+                }
                 Err(e) => return Err(Outcome::retry(e)),
             },
             Resume::Claim => {}

@@ -471,3 +471,84 @@ async fn a_job_larger_than_its_task_definition_sizes_the_task_on_ec2() {
         (JobStatus::Dispatched, Some(Route::Ec2), None)
     );
 }
+
+/// A delivery that takes over a launch whose driver stopped after RunTask
+/// finds no task listed (ListTasks lags a task just started): it makes the
+/// launch again under the same number, so its RunTask carries the same
+/// client token, which ECS answers with the task already started, not a
+/// second task under a new launch.
+#[tokio::test]
+async fn a_take_over_that_lists_no_task_runs_the_launch_again_under_its_token() {
+    use std::sync::{Arc, Mutex};
+    let stack = Stack::new(0).await;
+    let tokens: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let seen = tokens.clone();
+    let started = mock!(aws_sdk_ecs::Client::run_task).then_compute_output(move |r| {
+        seen.lock().unwrap().push((
+            r.started_by().unwrap_or_default().to_owned(),
+            r.client_token().unwrap_or_default().to_owned(),
+        ));
+        task("arn:aws:ecs:us-east-1:1:task/berth/first", LaunchType::Ec2)
+    });
+    let lagging = mock!(aws_sdk_ecs::Client::list_tasks)
+        .then_output(|| aws_sdk_ecs::operation::list_tasks::ListTasksOutput::builder().build());
+    let render_definition = render_task_definition();
+    let ecs = mock_client!(
+        aws_sdk_ecs,
+        RuleMode::MatchAny,
+        [&render_definition, &started, &lagging]
+    );
+    let driver = Driver {
+        tuning: berth_driver::Tuning {
+            claim_lease: std::time::Duration::ZERO,
+            ..berth_driver::Tuning::default()
+        },
+        ..driver_with(&stack, ecs)
+    };
+    stack
+        .send(&[r#"{"job_id":"lagged","definition":"render"}"#])
+        .await;
+    // The first delivery claims launch 1 and starts its task; the driver
+    // stops before recording it.
+    let message = stack.receive().await;
+    let handle = message[0].receipt_handle.clone().unwrap();
+    let crashed = Driver {
+        store: berth_aws::JobStore::new(
+            stack
+                .aws
+                .clients_stopping_before("UpdateItem")
+                .dynamodb
+                .clone(),
+            &stack.settings.jobs_table,
+        ),
+        ..driver.clone()
+    };
+    crashed.handle_batch(message).await;
+    assert_eq!(
+        (
+            stack.record("lagged").await.status,
+            stack.record("lagged").await.launch
+        ),
+        (JobStatus::Accepted, 1)
+    );
+    // The next delivery takes the launch over; ListTasks lists nothing.
+    let again = stack.redeliver(&[handle]).await;
+    assert!(stack.deliver(&driver, again).await.is_empty());
+    let tokens = tokens.lock().unwrap().clone();
+    assert_eq!(tokens.len(), 2, "{tokens:?}");
+    assert_eq!(
+        tokens[1], tokens[0],
+        "launch 1's RunTask again, with its token"
+    );
+    assert_eq!(tokens[0].0, "lagged/1");
+    let r = stack.record("lagged").await;
+    assert_eq!(
+        (r.status, r.launch, r.attempts, r.task_arn.as_deref()),
+        (
+            JobStatus::Dispatched,
+            1,
+            1,
+            Some("arn:aws:ecs:us-east-1:1:task/berth/first")
+        )
+    );
+}
