@@ -63,7 +63,7 @@ pub const STRANDED_AFTER: Duration =
 /// unseen; the same throttling keeps the queue from emptying. Each job is
 /// put back at most once in this time, so the backlog grows by at most
 /// one message per stranded job an hour.
-pub const STRANDED_WHATEVER_BACKLOG: Duration = Duration::from_secs(3600);
+pub const STRANDED_WHATEVER_BACKLOG: Duration = Duration::from_secs(STRANDED_AFTER.as_secs() * 3);
 
 /// How long past the driver's cap on a wait for capacity
 /// ([`berth_core::launch::MAX_CAPACITY_WAIT_SECONDS`]) the sweep fails a job
@@ -179,8 +179,15 @@ impl Lifecycle {
             settings.max_interruptions,
         )
         .with_definitions(Definitions::for_deployment(settings, clients));
+        // A shorter quiet (the local run's soak) shortens the bound past
+        // which a backlog does not hold the put-back in proportion.
         Ok(match settings.stranded_after_seconds {
-            Some(seconds) => lifecycle.with_stranded_after(Duration::from_secs(u64::from(seconds))),
+            Some(seconds) => {
+                let quiet = Duration::from_secs(u64::from(seconds));
+                lifecycle
+                    .with_stranded_after(quiet)
+                    .with_stranded_whatever_backlog(quiet * 3)
+            }
             None => lifecycle,
         })
     }

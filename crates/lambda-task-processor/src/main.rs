@@ -54,7 +54,7 @@ async fn main() -> Result<(), Error> {
             .or_else(|| Some(v.split_whitespace().map(String::from).collect()))
             .filter(|c: &Vec<String>| !c.is_empty())
     });
-    let runtime = Runtime::new(
+    let mut runtime = Runtime::new(
         JobStore::new(clients.dynamodb.clone(), &settings.jobs_table),
         settings
             .queue_url
@@ -67,6 +67,16 @@ async fn main() -> Result<(), Error> {
     ))
     .with_roles(berth_aws::JobRoles::new(clients.sts.clone()))
     .with_definitions(berth_aws::Definitions::for_deployment(&settings, &clients));
+    // How often a running job's record is touched: the sweep takes three
+    // minutes of silence for a dead sandbox, so at most every minute.
+    if let Some(seconds) = std::env::var(berth_aws::settings::HEARTBEAT_SECONDS)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        runtime.heartbeat = Duration::from_secs(
+            seconds.clamp(1, u64::from(berth_core::launch::LAMBDA_HEARTBEAT_SECONDS)),
+        );
+    }
     if let Err(why) = &runtime.protected {
         tracing::error!(
             problem = why.as_str(),

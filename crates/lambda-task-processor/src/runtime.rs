@@ -426,16 +426,28 @@ impl Runtime {
             Waited::Superseded(now) => (stop(&mut child, pgid, self.grace).await, false, Some(now)),
         };
         heartbeat.abort();
-        // The whole group is done with: nothing it left behind outlives the job.
+        // The whole group is done with, and whatever left it: nothing the
+        // job left behind outlives it, or holds its output open.
         signal(pgid, Signal::SIGKILL);
-        if let Some(out) = stdout {
-            let _ = out.await;
+        self.clear_sandbox(job).await;
+        // What the job wrote is copied to its end; a process that escaped
+        // with its output (no sandbox to clear) is not waited for beyond the
+        // grace.
+        if let Some(mut out) = stdout
+            && tokio::time::timeout(self.grace, &mut out).await.is_err()
+        {
+            out.abort();
         }
         let tail = match stderr {
-            Some(err) => err.await.unwrap_or_default(),
+            Some(mut err) => match tokio::time::timeout(self.grace, &mut err).await {
+                Ok(tail) => tail.unwrap_or_default(),
+                Err(_) => {
+                    err.abort();
+                    Vec::new()
+                }
+            },
             None => Vec::new(),
         };
-        self.clear_sandbox(job).await;
 
         if let Some(now) = superseded {
             // Its end is someone else's to record (the cancel's, the

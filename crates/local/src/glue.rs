@@ -90,15 +90,25 @@ pub async fn deliver_queue(local: &Local) -> Result<usize, String> {
     if records.is_empty() {
         return Ok(0);
     }
-    local
-        .delivered
-        .fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    let crash_rate = local
+    let fault_rate = local
         .faults
         .as_ref()
         .and_then(|p| p.faults())
         .map_or(0.0, |f| f.rate);
-    if berth_local::proxy::rand_unit() < crash_rate {
+    if berth_local::proxy::rand_unit() < fault_rate {
+        // A driver held back (the account's concurrency taken by other
+        // functions): the event source received the batch, SQS counted the
+        // receives, and no driver ever sees it. It comes back when its
+        // visibility ends.
+        local
+            .throttled_batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Ok(0);
+    }
+    local
+        .delivered
+        .fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    if berth_local::proxy::rand_unit() < fault_rate {
         // A driver that stops part way through the batch: after a few of
         // its AWS calls every call fails, as if its process had ended
         // there. Its answer is lost with it, so the batch's messages come

@@ -169,6 +169,9 @@ pub struct Local {
     pub delivered: AtomicU64,
     /// Batches handed to a driver that stopped part way (a soak fault).
     pub crashed_batches: AtomicU64,
+    /// Batches received and never handed to the driver, as for a driver
+    /// held back by throttling (a soak fault): SQS counted the receives.
+    pub throttled_batches: AtomicU64,
 }
 
 impl Local {
@@ -730,6 +733,11 @@ async fn provision(
             berth_aws::settings::STRANDED_AFTER_SECONDS.into(),
             soak::STRANDED_AFTER_SECONDS.to_string(),
         ));
+        // Its cancels of running Lambda-route jobs are seen within seconds.
+        vars.push((
+            berth_aws::settings::HEARTBEAT_SECONDS.into(),
+            soak::HEARTBEAT_SECONDS.to_string(),
+        ));
     }
     // The Lambda-route jobs' lines go to their function's log group, as
     // Lambda sends a function's output to CloudWatch Logs.
@@ -837,6 +845,7 @@ async fn provision(
         lost_events: AtomicU64::new(0),
         delivered: AtomicU64::new(0),
         crashed_batches: AtomicU64::new(0),
+        throttled_batches: AtomicU64::new(0),
     })
 }
 

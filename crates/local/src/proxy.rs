@@ -74,6 +74,9 @@ struct Shared {
     denied: Mutex<BTreeSet<String>>,
     /// Next attempts that cannot be queued (`Fault::RequeueLost`), until when.
     doomed: Mutex<HashMap<String, Instant>>,
+    /// Jobs whose success cannot be written (`Fault::EndLost`): the writes
+    /// still to fail.
+    ends_lost: Mutex<HashMap<String, u32>>,
 }
 
 /// How long a next attempt whose queuing failed keeps failing: longer than
@@ -106,16 +109,25 @@ pub enum Fault {
     /// A job's next attempt (SendMessage with `berth-relaunch-after`) fails,
     /// and keeps failing for a while.
     RequeueLost,
+    /// The write of a job's success fails, and the next
+    /// [`END_LOST_CALLS`] of it too: more than the SDK's retries, so the
+    /// function that ran the job fails, and its retry must record the end.
+    EndLost,
 }
 
+/// How many writes of a job's success fail in a row under
+/// [`Fault::EndLost`] (the functions' SDK clients try a call up to 8 times).
+pub const END_LOST_CALLS: u32 = 10;
+
 impl Fault {
-    pub const ALL: [Fault; 6] = [
+    pub const ALL: [Fault; 7] = [
         Fault::Throttled,
         Fault::ServerError,
         Fault::Dropped,
         Fault::Slow,
         Fault::Denied,
         Fault::RequeueLost,
+        Fault::EndLost,
     ];
 
     pub fn name(self) -> &'static str {
@@ -126,6 +138,7 @@ impl Fault {
             Fault::Slow => "slow (2 s)",
             Fault::Denied => "RunTask denied",
             Fault::RequeueLost => "re-queue lost",
+            Fault::EndLost => "job's end lost",
         }
     }
 
@@ -134,6 +147,7 @@ impl Fault {
         match self {
             Fault::Denied => operation == "ecs:RunTask",
             Fault::RequeueLost => relaunch_key(operation, body).is_some(),
+            Fault::EndLost => success_of(operation, body).is_some(),
             _ => true,
         }
     }
@@ -238,6 +252,7 @@ impl LatencyProxy {
             injected: Mutex::new(BTreeMap::new()),
             run_task_tokens: Mutex::new(BTreeMap::new()),
             denied: Mutex::new(BTreeSet::new()),
+            ends_lost: Mutex::new(HashMap::new()),
             doomed: Mutex::new(HashMap::new()),
         });
         let serving = shared.clone();
@@ -308,6 +323,22 @@ fn run_task_job_of(body: &[u8]) -> String {
         .rsplit_once('/')
         .map_or("", |(job, _)| job)
         .to_owned()
+}
+
+/// The job whose success an UpdateItem writes (its status set to
+/// `SUCCEEDED`), if it is one.
+fn success_of(operation: &str, body: &[u8]) -> Option<String> {
+    if operation != "dynamodb:UpdateItem" {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let sets_success = v["ExpressionAttributeValues"]
+        .as_object()?
+        .iter()
+        .any(|(name, value)| name == ":status" && value["S"] == "SUCCEEDED");
+    sets_success
+        .then(|| v["Key"]["job_id"]["S"].as_str().map(str::to_owned))
+        .flatten()
 }
 
 /// What identifies a job's next attempt in a SendMessage body: the message
@@ -408,6 +439,24 @@ async fn forward(
     } else {
         fault
     };
+    // A job whose success could not be written fails to write it again,
+    // [`END_LOST_CALLS`] times in all.
+    let fault = match success_of(&operation, &body) {
+        Some(job) => {
+            let mut lost = shared.ends_lost.lock().expect(POISONED);
+            if fault == Some(Fault::EndLost) {
+                lost.entry(job.clone()).or_insert(END_LOST_CALLS);
+            }
+            match lost.get_mut(&job) {
+                Some(left) if *left > 0 => {
+                    *left -= 1;
+                    Some(Fault::EndLost)
+                }
+                _ => fault.filter(|f| *f != Fault::EndLost),
+            }
+        }
+        None => fault,
+    };
     // A job whose RunTask was denied is denied on every later RunTask too,
     // as a missing permission would be: when the driver could not record
     // the denial (its write failed, say), the job's next try is denied again.
@@ -424,7 +473,7 @@ async fn forward(
             .entry((operation.clone(), fault))
             .or_default() += 1;
         match fault {
-            Fault::Throttled | Fault::ServerError | Fault::RequeueLost => {
+            Fault::Throttled | Fault::ServerError | Fault::RequeueLost | Fault::EndLost => {
                 shared.counts.add(operation.clone(), Duration::ZERO);
                 return Ok(respond(&fault_answer(&operation, fault)));
             }

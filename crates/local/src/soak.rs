@@ -9,9 +9,15 @@
 //! DynamoDB, SQS, RunTask and Invoke); RunTask denied for good; a job's next
 //! attempt that cannot be queued for 90 s (longer than every retry of the
 //! event that queues it); a driver that stops part way through a batch, its
-//! answer lost. And once every job of the EC2-only definition `soak-wait`
-//! is recorded, the definition is edited, then deleted, while some of its
-//! jobs wait for capacity.
+//! answer lost; a driver held back, its batch received (SQS counts the
+//! receives) and never handed to it; a job's success that cannot be written
+//! (more times than the SDK retries, so the function that ran it fails and
+//! its retry must record it). Of the Lambda-route jobs, some are cancelled
+//! while they run (they must end CANCELLED, stopped before their end) and
+//! some leave a process behind with `setsid` (none may outlive its job). And
+//! once every job of the EC2-only definition `soak-wait` is recorded, the
+//! definition is edited, then deleted, while some of its jobs wait for
+//! capacity.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -30,6 +36,44 @@ use crate::{Fallible, Glue, Local};
 /// sweep takes its message for lost (deployed: 20 minutes).
 pub const STRANDED_AFTER_SECONDS: u32 = 120;
 
+/// How often the soak's Lambda-route jobs touch their records (deployed:
+/// every minute), so that a cancel stops one within seconds.
+pub const HEARTBEAT_SECONDS: u32 = 5;
+
+/// How long a Lambda-route job to be cancelled runs, if it is not.
+const CANCELLED_JOB_SECONDS: u32 = 30;
+
+/// What a Lambda-route job left behind runs (`sleep` for this many
+/// seconds), to be found by its command line.
+const LEFTOVER_SECONDS: u32 = 301;
+
+/// Lambda-route jobs chosen for a fault of their own, each at the fault
+/// rate.
+#[derive(Debug, Default)]
+struct LambdaFaults {
+    /// Cancelled while they run.
+    cancelled: std::collections::BTreeSet<usize>,
+    /// Leave a process behind.
+    leaving: std::collections::BTreeSet<usize>,
+    /// Of `cancelled`, the jobs cancelled while RUNNING (by id): they must
+    /// end CANCELLED, stopped before their end.
+    cancelled_running: std::collections::BTreeSet<String>,
+}
+
+impl LambdaFaults {
+    fn draw(jobs: usize, rate: f64) -> Self {
+        let mut faults = Self::default();
+        for i in (0..jobs).filter(|i| (1..=3).contains(&(i % 20))) {
+            let roll = berth_local::proxy::rand_unit();
+            if roll < rate {
+                faults.cancelled.insert(i);
+            } else if roll < 2.0 * rate {
+                faults.leaving.insert(i);
+            }
+        }
+        faults
+    }
+}
 /// The calls faults are injected on: DynamoDB, SQS, RunTask and Invoke.
 pub fn faulted(operation: &str) -> bool {
     operation.starts_with("dynamodb:")
@@ -43,15 +87,24 @@ fn valid(i: usize) -> bool {
     !i.is_multiple_of(20)
 }
 
-/// One job of the mix: every 20th invalid, three in 20 on Lambda, one in
+/// One job of the mix: every 20th invalid, three in 20 sent to Lambda, one in
 /// 20 EC2 only (it waits while EC2 is full), one in 20 interrupted once, the
 /// rest on ECS (EC2 while there is room, then Fargate).
-fn body(i: usize, runs: &str) -> String {
+fn body(i: usize, runs: &str, faults: &LambdaFaults) -> String {
     match i % 20 {
         0 => format!(r#"{{"job_id":"soak-{i}","definition":"render","cpus":1}}"#),
-        1..=3 => format!(
-            r#"{{"job_id":"soak-{i}","definition":"soak-lambda","environment":{{"SOAK_RUNS":"{runs}"}}}}"#
-        ),
+        1..=3 => {
+            let extra = if faults.cancelled.contains(&i) {
+                format!(r#","SOAK_SLEEP":"{CANCELLED_JOB_SECONDS}""#)
+            } else if faults.leaving.contains(&i) {
+                r#","SOAK_LEAVE":"1""#.to_owned()
+            } else {
+                String::new()
+            };
+            format!(
+                r#"{{"job_id":"soak-{i}","definition":"soak-lambda","processor":"lambda","environment":{{"SOAK_RUNS":"{runs}"{extra}}}}}"#
+            )
+        }
         4 => format!(
             r#"{{"job_id":"soak-{i}","definition":"soak-wait","environment":{{"PLAY_SECONDS":"1"}}}}"#
         ),
@@ -75,10 +128,14 @@ pub async fn run(local: &Local, glue: &mut Glue, jobs: usize, limit: Duration) -
         task_definition: "render".into(),
         container: "main".into(),
         lambda_function: Some("berth-lambda-task-processor".into()),
+        // Its run counted; a process left behind, out of the job's process
+        // group and session, holding its output open; a wait; its end.
         command: Some(vec![
             "sh".into(),
             "-c".into(),
-            r#"echo "$BERTH_JOB_ID/$BERTH_LAUNCH" >> "$SOAK_RUNS""#.into(),
+            format!(
+                r#"echo "$BERTH_JOB_ID/$BERTH_LAUNCH" >> "$SOAK_RUNS"; if [ -n "$SOAK_LEAVE" ]; then setsid sleep {LEFTOVER_SECONDS} & fi; sleep "${{SOAK_SLEEP:-0}}"; echo "$BERTH_JOB_ID" >> "$SOAK_RUNS.ended""#
+            ),
         ]),
         cpu: 256,
         memory: 512,
@@ -111,6 +168,12 @@ pub async fn run(local: &Local, glue: &mut Glue, jobs: usize, limit: Duration) -
             .map_err(|e| e.to_string())?;
     }
     let mut churn = Churn::Waiting;
+    let rate = local
+        .faults
+        .as_ref()
+        .and_then(|p| p.faults())
+        .map_or(0.0, |f| f.rate);
+    let mut lambda_faults = LambdaFaults::draw(jobs, rate);
 
     // Submitted straight to the queue, ten a call, as producers would.
     let sqs = &local.clients.sqs;
@@ -120,7 +183,7 @@ pub async fn run(local: &Local, glue: &mut Glue, jobs: usize, limit: Duration) -
             .map(|i| {
                 SendMessageBatchRequestEntry::builder()
                     .id(format!("m{i}"))
-                    .message_body(body(*i, &runs_path))
+                    .message_body(body(*i, &runs_path, &lambda_faults))
                     .build()
                     .map_err(|e| e.to_string())
             })
@@ -136,11 +199,6 @@ pub async fn run(local: &Local, glue: &mut Glue, jobs: usize, limit: Duration) -
             return Err(format!("send: {:?}", out.failed()));
         }
     }
-    let rate = local
-        .faults
-        .as_ref()
-        .and_then(|p| p.faults())
-        .map_or(0.0, |f| f.rate);
     println!(
         "soak: {jobs} jobs submitted in {:.1} s; each fault kind at {:.1}% of the functions' calls to DynamoDB, SQS, RunTask and Invoke",
         started.elapsed().as_secs_f64(),
@@ -148,6 +206,18 @@ pub async fn run(local: &Local, glue: &mut Glue, jobs: usize, limit: Duration) -
     );
 
     let store = JobStore::new(local.clients.dynamodb.clone(), &local.settings.jobs_table);
+    // The jobs to cancel, each once it runs, watched beside the ticks (one
+    // tick may outlast a job).
+    let canceller = tokio::spawn(cancel_when_running(
+        store.clone(),
+        berth_aws::EcsCluster::for_deployment(&local.settings, &local.clients),
+        lambda_faults
+            .cancelled
+            .iter()
+            .map(|i| format!("soak-{i}"))
+            .collect(),
+        started + limit,
+    ));
     let mut last_report = Instant::now();
     loop {
         glue.tick(local).await?;
@@ -186,7 +256,44 @@ pub async fn run(local: &Local, glue: &mut Glue, jobs: usize, limit: Duration) -
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let took = started.elapsed();
-    reconcile(local, glue, &store, jobs, &runs, took).await
+    // It ends once each of its jobs is cancelled or ended, or at the limit.
+    lambda_faults.cancelled_running = canceller.await.map_err(|e| e.to_string())?;
+    reconcile(local, glue, &store, jobs, &runs, &lambda_faults, took).await
+}
+
+/// Cancels each of `ids` once its record is RUNNING, polling until every
+/// one is cancelled or ended, or `until`. The ids cancelled while RUNNING.
+async fn cancel_when_running(
+    store: JobStore,
+    ecs: berth_aws::EcsCluster,
+    mut ids: Vec<String>,
+    until: Instant,
+) -> std::collections::BTreeSet<String> {
+    let mut cancelled = std::collections::BTreeSet::new();
+    while !ids.is_empty() && Instant::now() < until {
+        let mut still = Vec::new();
+        for id in ids {
+            match store.get(&id).await {
+                Ok(Some(r)) if r.status == JobStatus::Running => {
+                    match berth_aws::operations::cancel(&store, &ecs, &id, Some("the soak")).await {
+                        Ok(berth_aws::operations::Cancelled::Cancelled { .. }) => {
+                            cancelled.insert(id);
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            eprintln!("soak: cancel of {id}: {e}; tried again");
+                            still.push(id);
+                        }
+                    }
+                }
+                Ok(Some(r)) if r.status.is_final() => {}
+                _ => still.push(id),
+            }
+        }
+        ids = still;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    cancelled
 }
 
 /// Where the soak is with `soak-wait`'s definition: it is edited, then
@@ -282,6 +389,7 @@ async fn reconcile(
     store: &JobStore,
     jobs: usize,
     runs: &std::path::Path,
+    lambda_faults: &LambdaFaults,
     took: Duration,
 ) -> Fallible<bool> {
     // Every job's one end state.
@@ -314,6 +422,8 @@ async fn reconcile(
             (Some([(status, route)]), false) if status.is_final() => {
                 let expected = if denied.contains(&id) {
                     JobStatus::Failed
+                } else if lambda_faults.cancelled_running.contains(&id) {
+                    JobStatus::Cancelled
                 } else {
                     JobStatus::Succeeded
                 };
@@ -368,6 +478,21 @@ async fn reconcile(
         *lambda_runs.entry(line.to_owned()).or_default() += 1;
     }
     let _ = std::fs::remove_file(runs);
+    // A cancelled job stopped before its end; nothing a job left behind
+    // lives on.
+    let ended_runs_path = format!("{}.ended", runs.display());
+    let finished: std::collections::BTreeSet<String> = std::fs::read_to_string(&ended_runs_path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let _ = std::fs::remove_file(&ended_runs_path);
+    let cancelled_ran_out: Vec<&String> = lambda_faults
+        .cancelled_running
+        .iter()
+        .filter(|id| finished.contains(*id))
+        .collect();
+    let leftovers = leftover_processes();
     let doubled: Vec<String> = tasks
         .iter()
         .chain(lambda_runs.iter())
@@ -435,6 +560,18 @@ async fn reconcile(
         }
     );
     println!(
+        "Lambda-route jobs to cancel while they ran: {}, cancelled while RUNNING: {}, of which ran to their end: {}; that left a process behind: {}, processes still there: {}",
+        lambda_faults.cancelled.len(),
+        lambda_faults.cancelled_running.len(),
+        cancelled_ran_out.len(),
+        lambda_faults.leaving.len(),
+        leftovers.len()
+    );
+    println!(
+        "batches received for a driver held back (never handed to it): {}",
+        local.throttled_batches.load(Ordering::Relaxed)
+    );
+    println!(
         "unaccounted: {}; in more than one end state: {}",
         unaccounted.len(),
         twice.len()
@@ -445,12 +582,28 @@ async fn reconcile(
     for d in doubled.iter().take(20) {
         println!("  launched twice: {d}");
     }
-    Ok(
-        unaccounted.is_empty()
-            && twice.is_empty()
-            && doubled.is_empty()
-            && not_succeeded.is_empty(),
-    )
+    Ok(unaccounted.is_empty()
+        && twice.is_empty()
+        && doubled.is_empty()
+        && not_succeeded.is_empty()
+        && cancelled_ran_out.is_empty()
+        && leftovers.is_empty())
+}
+
+/// The processes a Lambda-route job left behind that still run (their
+/// command line is `sleep LEFTOVER_SECONDS`), by pid.
+fn leftover_processes() -> Vec<u32> {
+    let wanted = format!("sleep\0{LEFTOVER_SECONDS}\0");
+    std::fs::read_dir("/proc")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|pid| {
+                    std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .is_ok_and(|c| c == wanted.as_bytes())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The job ids on the dead-letter queue, with the reason each carries.
