@@ -365,6 +365,56 @@ def autoscaling_as_aws_answers():
     AutoScalingBackend.terminate_instance = refused_below_minimum
 
 
+# The Spot prices the local AWS answers, USD per hour (made up near us-east-1's
+# of late, not observed), and how each zone's differs from it. moto answers
+# $0.00001 for every type, which would make every instance look free.
+LOCAL_SPOT_PRICES = {
+    "m5.large": 0.0371,
+    "m5a.large": 0.0352,
+    "m6i.large": 0.0389,
+    "c5.large": 0.0334,
+    "c5.xlarge": 0.0668,
+    "c6g.large": 0.0281,
+    "m6g.large": 0.0309,
+    "r5.large": 0.0472,
+    "g4dn.xlarge": 0.2151,
+}
+ZONE_SPREAD = [1.0, 1.06, 0.94, 1.12, 0.97, 1.03]
+
+
+def ec2_as_aws_answers():
+    """DescribeSpotPriceHistory as AWS answers it when asked for the price in
+    effect now: one price per type and zone, stamped now, for the types with a
+    price in LOCAL_SPOT_PRICES (AWS leaves out what it has no price for)."""
+    from moto.core.responses import ActionResult
+    from moto.ec2.responses.spot_instances import SpotInstances
+
+    def describe_spot_price_history(self):
+        types = self._get_param("InstanceTypes", [])
+        filters = self._filters_from_querystring()
+        offerings = self.ec2_backend.describe_spot_price_history(types, filters)
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        zones = sorted({o["Location"] for o in offerings})
+        history = [
+            {
+                "InstanceType": o["InstanceType"],
+                "ProductDescription": "Linux/UNIX",
+                "SpotPrice": "%.6f"
+                % (
+                    LOCAL_SPOT_PRICES[o["InstanceType"]]
+                    * ZONE_SPREAD[zones.index(o["Location"]) % len(ZONE_SPREAD)]
+                ),
+                "AvailabilityZone": o["Location"],
+                "Timestamp": now,
+            }
+            for o in offerings
+            if o["InstanceType"] in LOCAL_SPOT_PRICES
+        ]
+        return ActionResult({"SpotPriceHistory": history})
+
+    SpotInstances.describe_spot_price_history = describe_spot_price_history
+
+
 def write(path, value):
     with open(path + ".tmp", "w") as f:
         f.write(str(value))
@@ -387,6 +437,7 @@ def main():
     )
     ecs_as_aws_answers()
     autoscaling_as_aws_answers()
+    ec2_as_aws_answers()
     moto = DomainDispatcherApplication(create_backend_app)
     server = make_server(
         args.host,

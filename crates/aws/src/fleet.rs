@@ -86,6 +86,47 @@ impl Fleet {
         Ok(launched)
     }
 
+    /// The current Spot price of each of `types` in each availability zone
+    /// of the region (Linux, USD per hour), as `(type, price)` quotes, from
+    /// `DescribeSpotPriceHistory` asked for the price in effect now; none
+    /// without EC2 (see [`Fleet::with_ec2`]). berth-core's
+    /// [`berth_core::prices::observed_spot`] makes one price per type of
+    /// them.
+    #[cfg(feature = "ec2")]
+    pub async fn spot_quotes(&self, types: &[String]) -> Result<Vec<(String, f64)>, AwsError> {
+        let mut quotes = Vec::new();
+        let Some(ec2) = &self.ec2 else {
+            return Ok(quotes);
+        };
+        if types.is_empty() {
+            return Ok(quotes);
+        }
+        let mut pages = ec2
+            .describe_spot_price_history()
+            .set_instance_types(Some(
+                types
+                    .iter()
+                    .map(|t| aws_sdk_ec2::types::InstanceType::from(t.as_str()))
+                    .collect(),
+            ))
+            .product_descriptions("Linux/UNIX")
+            .start_time(aws_sdk_ec2::primitives::DateTime::from(
+                std::time::SystemTime::now(),
+            ))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::from_sdk("ec2:DescribeSpotPriceHistory", e))?;
+            for quote in page.spot_price_history() {
+                let price = quote.spot_price().and_then(|p| p.parse::<f64>().ok());
+                if let (Some(kind), Some(price)) = (quote.instance_type(), price) {
+                    quotes.push((kind.as_str().to_owned(), price));
+                }
+            }
+        }
+        Ok(quotes)
+    }
+
     /// The group's name.
     pub fn name(&self) -> &str {
         &self.group

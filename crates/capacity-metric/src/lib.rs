@@ -91,8 +91,12 @@ impl CapacityMetric {
     /// schedule off; woken to work, a run turns it on.
     pub async fn run(&self, woken: bool) -> Result<Report, MetricError> {
         let (observed, calls) = self.cluster.container_instances().await?;
-        let types = self.scaler.as_ref().map(|s| s.instance_types(&observed));
-        let (largest, unplaceable, pays) = self.largest(types.as_deref()).await?;
+        let scaler = match &self.scaler {
+            Some(s) => Some(s.at_current_prices().await),
+            None => None,
+        };
+        let types = scaler.as_ref().map(|s| s.instance_types(&observed));
+        let (largest, unplaceable, pays) = self.largest(scaler.as_ref(), types.as_deref()).await?;
         let all: Vec<ContainerInstance> = observed.iter().map(|o| o.instance).collect();
         let schedulable = largest.map_or(0, |l| schedulable_containers(&all, l));
         let per_instance = largest.map_or(0, |l| {
@@ -116,7 +120,7 @@ impl CapacityMetric {
             }
             self.metrics.publish(&metrics).await?;
         }
-        let scaling = match (&self.scaler, &types) {
+        let scaling = match (&scaler, &types) {
             (Some(scaler), Some(types)) => Some(scaler.run(&observed, types, largest).await?),
             _ => None,
         };
@@ -169,13 +173,14 @@ impl CapacityMetric {
     /// the group that costs less (with a scaler, at its prices).
     async fn largest(
         &self,
+        scaler: Option<&Scaler>,
         types: Option<&[InstanceType]>,
     ) -> Result<(Option<LargestContainer>, Vec<Unplaceable>, bool), MetricError> {
         if self.largest.is_some() && types.is_none() {
             return Ok((self.largest, Vec::new(), false));
         }
         let all = self.definitions.scan().await?;
-        let pays = match (&self.scaler, types) {
+        let pays = match (scaler, types) {
             (Some(scaler), Some(types)) => scaler.could_pay(&all, types),
             _ => false,
         };

@@ -38,6 +38,10 @@ pub struct Scaler {
     pub fargate_spot: bool,
 }
 
+/// How long observed Spot prices hold before EC2 is asked again (they move
+/// over hours and days; one call an hour).
+pub const SPOT_PRICES_MAX_AGE: Duration = Duration::from_secs(3600);
+
 /// What one run of the scaler saw and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Scaling {
@@ -95,6 +99,45 @@ impl Scaler {
         }
         self.fleet.terminate(&seen.id, decrement).await?;
         Ok(true)
+    }
+
+    /// This scaler at the Spot prices of its group's types as observed within
+    /// [`SPOT_PRICES_MAX_AGE`]: kept in the jobs table, or asked of EC2 when
+    /// those are older (and kept). Where neither answers, the prices it had,
+    /// with a warning: a price is an estimate, never a reason not to scale.
+    pub async fn at_current_prices(&self) -> Scaler {
+        let now = now_ms();
+        let kept = self.store.spot_prices().await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "kept Spot prices unread: asking EC2");
+            None
+        });
+        let max_age = SPOT_PRICES_MAX_AGE.as_millis() as i64;
+        let observed = match kept {
+            Some(kept) if now - kept.at_ms < max_age => Some(kept),
+            kept => match self.fleet.spot_quotes(&self.instance_types).await {
+                Ok(quotes) if !quotes.is_empty() => {
+                    let fresh = berth_aws::store::ObservedSpot {
+                        at_ms: now,
+                        prices: berth_core::prices::observed_spot(&quotes),
+                    };
+                    tracing::info!(prices = ?fresh.prices, "Spot prices observed");
+                    if let Err(e) = self.store.keep_spot_prices(&fresh).await {
+                        tracing::warn!(error = %e, "Spot prices not kept: asked again next run");
+                    }
+                    Some(fresh)
+                }
+                Ok(_) => kept,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Spot prices unknown: the last kept, else the configured ones");
+                    kept
+                }
+            },
+        };
+        let mut scaler = self.clone();
+        if let Some(observed) = observed {
+            scaler.prices = self.prices.with_observed_spot(&observed.prices);
+        }
+        scaler
     }
 
     /// Whether jobs of one of `definitions`, on Fargate at the price the
@@ -538,6 +581,81 @@ mod tests {
             "still drained, empty"
         );
         assert_eq!(terminated.num_calls(), 1);
+    }
+
+    /// The Spot prices kept in the table while they are fresh; the last
+    /// kept ones where EC2 gives none; the configured ones where nothing
+    /// can be read.
+    #[tokio::test]
+    async fn the_scaler_prices_spot_as_last_observed() {
+        use aws_sdk_dynamodb::operation::get_item::{GetItemError, GetItemOutput};
+        use aws_sdk_dynamodb::types::AttributeValue;
+        use aws_smithy_mocks::{RuleMode, mock, mock_client};
+        let kept = |at_ms: i64| {
+            mock!(aws_sdk_dynamodb::Client::get_item)
+                .match_requests(|r| {
+                    r.key().and_then(|k| k.get("job_id"))
+                        == Some(&AttributeValue::S(berth_aws::store::SPOT_PRICES_KEY.into()))
+                })
+                .then_output(move || {
+                    GetItemOutput::builder()
+                        .item("job_id", AttributeValue::S("berth:spot-prices".into()))
+                        .item("prices", AttributeValue::S(r#"{"m5.large":0.0312}"#.into()))
+                        .item("updated_at", AttributeValue::N(at_ms.to_string()))
+                        .build()
+                })
+        };
+        let configured = berth_core::prices::Prices {
+            spot: [
+                ("m5.large".to_string(), 0.05),
+                ("c5.large".to_string(), 0.03),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let scaler_with = |ddb| Scaler {
+            fleet: Fleet::new(mock_client!(aws_sdk_autoscaling, []), "berth-instances"),
+            cluster: EcsCluster::new(mock_client!(aws_sdk_ecs, []), "berth", Default::default()),
+            store: JobStore::new(ddb, "jobs"),
+            instance_types: vec!["m5.large".into(), "c5.large".into()],
+            scale_in_after: Duration::ZERO,
+            headroom: 0,
+            prices: configured.clone(),
+            fargate_spot: true,
+        };
+        let fresh = kept(now_ms() - 60_000);
+        let scaler = scaler_with(mock_client!(aws_sdk_dynamodb, [&fresh]))
+            .at_current_prices()
+            .await;
+        assert_eq!(scaler.prices.spot_hour("m5.large"), Some(0.0312), "kept");
+        assert_eq!(
+            scaler.prices.spot_hour("c5.large"),
+            Some(0.03),
+            "configured"
+        );
+        // Older than an hour, and EC2 (not given here) says nothing: still
+        // the last observed.
+        let stale = kept(now_ms() - 2 * SPOT_PRICES_MAX_AGE.as_millis() as i64);
+        let scaler = scaler_with(mock_client!(aws_sdk_dynamodb, [&stale]))
+            .at_current_prices()
+            .await;
+        assert_eq!(scaler.prices.spot_hour("m5.large"), Some(0.0312));
+        // The table unreadable: the configured prices, and the run goes on.
+        let unreadable = mock!(aws_sdk_dynamodb::Client::get_item).then_error(|| {
+            GetItemError::ProvisionedThroughputExceededException(
+                aws_sdk_dynamodb::types::error::ProvisionedThroughputExceededException::builder()
+                    .message("slow down")
+                    .build(),
+            )
+        });
+        let scaler = scaler_with(mock_client!(
+            aws_sdk_dynamodb,
+            RuleMode::MatchAny,
+            [&unreadable]
+        ))
+        .at_current_prices()
+        .await;
+        assert_eq!(scaler.prices.spot_hour("m5.large"), Some(0.05));
     }
 
     #[test]

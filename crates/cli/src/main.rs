@@ -234,8 +234,9 @@ struct SimulateArgs {
     /// --spot-price is given (the template's Prices, spot_fraction).
     #[arg(long, default_value_t = berth_core::prices::SPOT_PRICE_FRACTION.value)]
     spot_fraction: f64,
-    /// An instance type's Spot price, USD per hour, as TYPE=PRICE (what
-    /// the capacity metric reads from DescribeSpotPriceHistory); repeatable.
+    /// An instance type's Spot price, USD per hour, as TYPE=PRICE (as the
+    /// deployed scaler observes them with DescribeSpotPriceHistory);
+    /// repeatable.
     #[arg(long = "spot-price", value_parser = spot_price)]
     spot_prices: Vec<(String, f64)>,
     /// Write the trace used as CSV here.

@@ -307,6 +307,39 @@ impl Prices {
     }
 }
 
+/// One Spot price per instance type from the zones' quotes
+/// (`DescribeSpotPriceHistory`'s, one per type and zone): the median of the
+/// type's quotes, as the group's instances land in any of the zones (the
+/// upper of the two middle quotes where their number is even). A quote that
+/// is not a positive, finite price is left out.
+pub fn observed_spot(quotes: &[(String, f64)]) -> BTreeMap<String, f64> {
+    let mut by_type: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for (kind, price) in quotes {
+        if price.is_finite() && *price > 0.0 {
+            by_type.entry(kind).or_default().push(*price);
+        }
+    }
+    by_type
+        .into_iter()
+        .map(|(kind, mut prices)| {
+            prices.sort_by(f64::total_cmp);
+            (kind.to_owned(), prices[prices.len() / 2])
+        })
+        .collect()
+}
+
+impl Prices {
+    /// These prices with `observed` Spot prices over the configured ones
+    /// (a type observed now is priced as observed).
+    pub fn with_observed_spot(&self, observed: &BTreeMap<String, f64>) -> Self {
+        let mut prices = self.clone();
+        prices
+            .spot
+            .extend(observed.iter().map(|(k, v)| (k.clone(), *v)));
+        prices
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,5 +427,44 @@ mod tests {
             assert!(t.is_some_and(|t| t.room.cpu > 0), "{name}");
             assert!(*price > 0.0);
         }
+    }
+
+    #[test]
+    fn observed_spot_prices_are_each_types_median_over_its_zones() {
+        let quotes = [
+            ("m5.large".to_string(), 0.041),
+            ("m5.large".to_string(), 0.035),
+            ("m5.large".to_string(), 0.038),
+            ("c6g.large".to_string(), 0.03),
+            ("c6g.large".to_string(), 0.02),
+            ("r5.large".to_string(), f64::NAN),
+            ("r5.large".to_string(), 0.0),
+        ];
+        let observed = observed_spot(&quotes);
+        assert_eq!(
+            observed,
+            [
+                ("c6g.large".to_string(), 0.03),
+                ("m5.large".to_string(), 0.038)
+            ]
+            .into()
+        );
+        // Observed over configured; the rest as before.
+        let configured = Prices {
+            spot: [
+                ("m5.large".to_string(), 0.05),
+                ("m5a.large".to_string(), 0.03),
+            ]
+            .into(),
+            ..Prices::default()
+        };
+        let now = configured.with_observed_spot(&observed);
+        assert_eq!(now.spot_hour("m5.large"), Some(0.038));
+        assert_eq!(now.spot_hour("m5a.large"), Some(0.03));
+        assert_eq!(
+            now.spot_hour("r5.large"),
+            Some(0.126 * SPOT_PRICE_FRACTION.value),
+            "not observed: the assumed fraction of on demand"
+        );
     }
 }

@@ -511,3 +511,50 @@ async fn a_job_waiting_for_capacity_is_launched_when_its_instance_registers() {
     let waited = registered.elapsed();
     assert!(waited < Duration::from_secs(10), "{waited:?}");
 }
+
+/// The scaler prices its group's instances at the Spot prices EC2 answers
+/// for them now (one per type: the median of the zones'), and keeps them in
+/// the jobs table, where they hold for an hour and are no job.
+#[tokio::test]
+async fn the_scaler_prices_instances_at_the_spot_prices_ec2_answers() {
+    let mut s = scaled(5).await;
+    let with_ec2 = fleet(&s.stack).with_ec2(s.stack.clients().ec2.clone());
+    let scaler = s.metric.scaler.as_mut().unwrap();
+    scaler.fleet = with_ec2.clone();
+    scaler.instance_types = vec![INSTANCE_TYPE.into(), "m5.large".into()];
+    let priced = scaler.at_current_prices().await;
+
+    let quotes = with_ec2.spot_quotes(&[INSTANCE_TYPE.into()]).await.unwrap();
+    assert!(quotes.len() > 2, "a price per zone: {quotes:?}");
+    let zones: Vec<f64> = quotes.iter().map(|(_, p)| *p).collect();
+    let price = priced.prices.spot_hour(INSTANCE_TYPE).unwrap();
+    assert!(
+        zones.iter().filter(|p| **p < price).count() <= zones.len() / 2
+            && zones.iter().filter(|p| **p > price).count() <= zones.len() / 2,
+        "the median of {zones:?}: {price}"
+    );
+    assert_ne!(
+        Some(price),
+        berth_core::prices::Prices::default().spot_hour(INSTANCE_TYPE),
+        "observed, not the assumed fraction of on demand"
+    );
+
+    let kept = s.stack.store().spot_prices().await.unwrap().unwrap();
+    assert_eq!(kept.prices.get(INSTANCE_TYPE), Some(&price));
+    assert!(kept.prices.contains_key("m5.large"), "{kept:?}");
+    assert!(now_ms() - kept.at_ms < 60_000);
+    assert!(
+        s.stack
+            .store()
+            .get(berth_aws::store::SPOT_PRICES_KEY)
+            .await
+            .unwrap()
+            .is_none(),
+        "no job"
+    );
+    // The next run within the hour takes them from the table.
+    let again = s.metric.scaler.as_ref().unwrap().at_current_prices().await;
+    assert_eq!(again.prices.spot, priced.prices.spot);
+    // And the capacity metric runs at them.
+    assert!(s.run().await.scaling.is_some());
+}
