@@ -552,9 +552,22 @@ async fn the_scaler_prices_instances_at_the_spot_prices_ec2_answers() {
             .is_none(),
         "no job"
     );
-    // The next run within the hour takes them from the table.
+    // A run within the hour takes them from the table, not from EC2; past
+    // the hour, EC2 is asked again.
+    let store = s.stack.store();
+    let mut marked = kept.clone();
+    marked.prices.insert(INSTANCE_TYPE.into(), 0.5);
+    store.keep_spot_prices(&marked).await.unwrap();
+    let again = s.metric.scaler.as_ref().unwrap().at_current_prices().await;
+    assert_eq!(again.prices.spot_hour(INSTANCE_TYPE), Some(0.5));
+    marked.at_ms -= 2 * 3_600_000;
+    store.keep_spot_prices(&marked).await.unwrap();
     let again = s.metric.scaler.as_ref().unwrap().at_current_prices().await;
     assert_eq!(again.prices.spot, priced.prices.spot);
+    assert_eq!(
+        store.spot_prices().await.unwrap().unwrap().prices,
+        kept.prices
+    );
     // And the capacity metric runs at them.
     assert!(s.run().await.scaling.is_some());
 }
