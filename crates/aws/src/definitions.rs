@@ -97,32 +97,77 @@ impl Definitions {
         Ok(out)
     }
 
-    /// Counts a successful run of `seconds` of definition `name` (its
-    /// `runs` and `run_seconds`, what routing expects of its next jobs when
-    /// it gives no `expected_seconds`). One atomic ADD; a definition
-    /// deleted meanwhile is not brought back.
-    pub async fn record_run(&self, name: &str, seconds: u64) -> Result<(), AwsError> {
+    /// Counts a successful run of `seconds` of definition `name`, ended at
+    /// `now_ms`: in all its runs (`runs`, `run_seconds`) and in its day's
+    /// slot of the last [`RECENT_DAYS`] (what routing expects of its next
+    /// jobs when it gives no `expected_seconds`). Each write is atomic and
+    /// conditional, and no read comes first: the day's slot is added to
+    /// while it holds the day, else taken over for it (a slot a week old),
+    /// and a lost race for the take-over adds to the slot the winner
+    /// made. A definition deleted meanwhile is not brought back.
+    pub async fn record_run(&self, name: &str, seconds: u64, now_ms: i64) -> Result<(), AwsError> {
+        let day = now_ms.div_euclid(DAY_MS);
+        let slot = RecentSlot::of_day(day);
+        for _ in 0..2 {
+            if self.add_run(name, seconds, day, &slot, false).await? {
+                return Ok(());
+            }
+            if self.add_run(name, seconds, day, &slot, true).await? {
+                return Ok(());
+            }
+        }
+        // Neither holds: the definition is gone (or was put again meanwhile,
+        // its runs counted anew).
+        Ok(())
+    }
+
+    /// One conditional write of a run: added to `slot` while it holds
+    /// `day`, or (`take_over`) to a slot that holds an older day or none,
+    /// its counts started anew. Whether it was written.
+    async fn add_run(
+        &self,
+        name: &str,
+        seconds: u64,
+        day: i64,
+        slot: &RecentSlot,
+        take_over: bool,
+    ) -> Result<bool, AwsError> {
+        let (update, condition) = if take_over {
+            (
+                "ADD #runs :one, #seconds :seconds SET #day = :day, #recent_runs = :one, #recent_seconds = :seconds",
+                "attribute_exists(#name) AND (attribute_not_exists(#day) OR #day < :day)",
+            )
+        } else {
+            (
+                "ADD #runs :one, #seconds :seconds, #recent_runs :one, #recent_seconds :seconds",
+                "attribute_exists(#name) AND #day = :day",
+            )
+        };
         let done = self
             .ddb
             .update_item()
             .table_name(&self.table)
             .key("name", AttributeValue::S(name.to_owned()))
-            .update_expression("ADD #runs :one, #seconds :seconds")
-            .condition_expression("attribute_exists(#name)")
+            .update_expression(update)
+            .condition_expression(condition)
             .expression_attribute_names("#runs", RUNS)
             .expression_attribute_names("#seconds", RUN_SECONDS)
+            .expression_attribute_names("#day", &slot.day)
+            .expression_attribute_names("#recent_runs", &slot.runs)
+            .expression_attribute_names("#recent_seconds", &slot.seconds)
             .expression_attribute_names("#name", "name")
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .expression_attribute_values(":seconds", AttributeValue::N(seconds.to_string()))
+            .expression_attribute_values(":day", AttributeValue::N(day.to_string()))
             .send()
             .await;
         match done {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(true),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
             {
-                Ok(())
+                Ok(false)
             }
             Err(e) => Err(AwsError::from_sdk("dynamodb:UpdateItem", e)),
         }
@@ -184,6 +229,52 @@ pub fn item(def: &JobDefinition) -> Item {
 pub const RUNS: &str = "runs";
 pub const RUN_SECONDS: &str = "run_seconds";
 
+/// How many days of runs are recent: what routing expects of a
+/// definition's next jobs is the mean of its runs of the last week (the
+/// day of the week included), else of all its runs.
+pub const RECENT_DAYS: i64 = 7;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// One day's slot of a definition's recent runs: `recent_day_K` (the day,
+/// in days since 1970, UTC), `recent_runs_K` and `recent_seconds_K`, for K
+/// the day modulo [`RECENT_DAYS`].
+struct RecentSlot {
+    day: String,
+    runs: String,
+    seconds: String,
+}
+
+impl RecentSlot {
+    fn of_day(day: i64) -> Self {
+        Self::at(day.rem_euclid(RECENT_DAYS))
+    }
+
+    fn at(k: i64) -> Self {
+        Self {
+            day: format!("recent_day_{k}"),
+            runs: format!("recent_runs_{k}"),
+            seconds: format!("recent_seconds_{k}"),
+        }
+    }
+
+    fn all() -> impl Iterator<Item = Self> {
+        (0..RECENT_DAYS).map(Self::at)
+    }
+
+    /// Whether `attribute` is one of a slot's.
+    fn names(attribute: &str) -> bool {
+        ["recent_day_", "recent_runs_", "recent_seconds_"]
+            .iter()
+            .filter_map(|p| attribute.strip_prefix(p))
+            .any(|k| {
+                k.parse::<i64>()
+                    .is_ok_and(|k| (0..RECENT_DAYS).contains(&k))
+                    && k.len() == 1
+            })
+    }
+}
+
 /// The attributes of a definitions-table item.
 const ATTRIBUTES: [&str; 17] = [
     "name",
@@ -209,12 +300,18 @@ const ATTRIBUTES: [&str; 17] = [
 /// applies: no unknown attribute, every value within its limits, every
 /// name within `prefixes`.
 pub fn read(item: &Item, prefixes: &Prefixes) -> Lookup {
+    read_at(item, prefixes, crate::store::now_ms())
+}
+
+/// [`read`] at `now_ms`: the runs it gives routing are those of the last
+/// [`RECENT_DAYS`] before it where there are any, else all of them.
+pub fn read_at(item: &Item, prefixes: &Prefixes, now_ms: i64) -> Lookup {
     let name = item
         .get("name")
         .and_then(|v| v.as_s().ok())
         .cloned()
         .unwrap_or_default();
-    match parse(item, &name) {
+    match parse(item, &name, now_ms) {
         Ok(def) => match def.validate().and_then(|()| def.check_prefixes(prefixes)) {
             Ok(()) => Lookup::Found(def),
             Err(e) => Lookup::Malformed(e.to_string()),
@@ -223,11 +320,11 @@ pub fn read(item: &Item, prefixes: &Prefixes) -> Lookup {
     }
 }
 
-fn parse(item: &Item, name: &str) -> Result<JobDefinition, String> {
+fn parse(item: &Item, name: &str, now_ms: i64) -> Result<JobDefinition, String> {
     let mut unknown: Vec<&str> = item
         .keys()
         .map(String::as_str)
-        .filter(|k| !ATTRIBUTES.contains(k))
+        .filter(|k| !ATTRIBUTES.contains(k) && !RecentSlot::names(k))
         .collect();
     unknown.sort_unstable();
     if let Some(first) = unknown.first() {
@@ -283,6 +380,23 @@ fn parse(item: &Item, name: &str) -> Result<JobDefinition, String> {
             Some(_) => Err(format!("`{k}` must be a number")),
         }
     };
+    let today = now_ms.div_euclid(DAY_MS);
+    let mut recent = berth_core::routing::Runs::default();
+    for slot in RecentSlot::all() {
+        let day = count(&slot.day)?;
+        if i64::try_from(day).is_ok_and(|day| day <= today && today - day < RECENT_DAYS) {
+            recent.count += count(&slot.runs)?;
+            recent.seconds += count(&slot.seconds)?;
+        }
+    }
+    let runs = if recent.count > 0 {
+        recent
+    } else {
+        berth_core::routing::Runs {
+            count: count(RUNS)?,
+            seconds: count(RUN_SECONDS)?,
+        }
+    };
     Ok(JobDefinition {
         name: name.to_owned(),
         task_definition: required_text("task_definition")?,
@@ -299,10 +413,7 @@ fn parse(item: &Item, name: &str) -> Result<JobDefinition, String> {
         interruptible: flag("interruptible", true)?,
         command_override: flag("command_override", true)?,
         expected_seconds: number("expected_seconds")?,
-        runs: berth_core::routing::Runs {
-            count: count(RUNS)?,
-            seconds: count(RUN_SECONDS)?,
-        },
+        runs,
     })
 }
 
@@ -389,6 +500,47 @@ mod tests {
         );
         assert!(!read_back.interruptible);
         assert_eq!(read_back.expected_seconds, Some(30));
+    }
+
+    /// Routing expects of a definition the mean of its runs of the last
+    /// week, where it has any; else of all its runs.
+    #[test]
+    fn the_expected_run_is_the_last_weeks_mean() {
+        let n = |v: u64| AttributeValue::N(v.to_string());
+        let today = 20_000;
+        let now = today * DAY_MS + 5_000;
+        let mut i = item(&def());
+        i.insert(RUNS.into(), n(100));
+        i.insert(RUN_SECONDS.into(), n(60_000));
+        // Two days of this week, and a slot left from the week before.
+        for (day, runs, seconds) in [(today, 3, 30), (today - 6, 1, 10), (today - 8, 50, 50_000)] {
+            let slot = RecentSlot::of_day(day);
+            i.insert(slot.day, n(day as u64));
+            i.insert(slot.runs, n(runs));
+            i.insert(slot.seconds, n(seconds));
+        }
+        let Lookup::Found(d) = read_at(&i, &Prefixes::default(), now) else {
+            panic!("{i:?}");
+        };
+        assert_eq!(
+            d.runs,
+            berth_core::routing::Runs {
+                count: 4,
+                seconds: 40
+            }
+        );
+        assert_eq!(d.runs.mean_seconds(), Some(10));
+        // A week on, none of them is recent: all the runs.
+        let Lookup::Found(d) = read_at(&i, &Prefixes::default(), now + 7 * DAY_MS) else {
+            panic!("{i:?}");
+        };
+        assert_eq!(d.runs.mean_seconds(), Some(600));
+        // A slot's attributes are known; another name like them is not.
+        i.insert("recent_runs_7".into(), n(1));
+        assert!(matches!(
+            read_at(&i, &Prefixes::default(), now),
+            Lookup::Malformed(why) if why.contains("unknown field `recent_runs_7`")
+        ));
     }
 
     /// The driver reads a definition with the rules `berth definitions put`

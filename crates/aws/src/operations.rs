@@ -78,7 +78,7 @@ pub async fn end_attempt(
     if let (JobStatus::Succeeded, Some(definitions), Some(seconds)) =
         (settled.status, definitions, record.run_seconds(now))
         && let Err(e) = definitions
-            .record_run(record.definition_name(), seconds)
+            .record_run(record.definition_name(), seconds, now)
             .await
     {
         // The job has ended as it should; its definition's expected run

@@ -52,11 +52,12 @@ pub struct JobDefinition {
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub command_override: bool,
     /// How long its jobs are expected to run, in seconds: what routing
-    /// prices Lambda against Fargate by. Without it, the mean of its runs.
+    /// prices Lambda against Fargate by. Without it, the mean of its runs
+    /// (of the last week where it has any, as the table reads them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_seconds: Option<u32>,
-    /// Its successful runs so far, as the table keeps them (not part of
-    /// what `berth definitions put` takes).
+    /// Its successful runs, recent ones where there are any, as the table
+    /// keeps them (not part of what `berth definitions put` takes).
     #[serde(skip)]
     pub runs: crate::routing::Runs,
 }

@@ -180,8 +180,9 @@ impl<'a> Context<'a> {
     }
 }
 
-/// A definition's successful runs so far: their count and their whole
-/// seconds in all (the definitions table's `runs` and `run_seconds`).
+/// A definition's successful runs: their count and their whole seconds in
+/// all (as the definitions table keeps them: those of the last week where
+/// there are any, else all since the definition was put).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Runs {
     pub count: u64,

@@ -731,3 +731,79 @@ async fn a_repeated_stop_event_keeps_the_retry_delay() {
     );
     assert_eq!(stack.record("again").await.status, JobStatus::Accepted);
 }
+
+/// A success counts in its definition's runs of the day, kept a week: the
+/// slot of a day a week old is taken over, not added to, and a definition
+/// deleted meanwhile is not brought back.
+#[tokio::test]
+async fn a_definitions_runs_are_counted_by_the_day_for_a_week() {
+    let stack = Stack::new(0).await;
+    let definitions = stack.definitions();
+    let day = |d: i64| d * 86_400_000 + 3_600_000;
+    let read = |at: i64| {
+        let stack = &stack;
+        async move {
+            let item = stack
+                .clients()
+                .dynamodb
+                .get_item()
+                .table_name(&stack.settings.definitions_table)
+                .key(
+                    "name",
+                    aws_sdk_dynamodb::types::AttributeValue::S("render".into()),
+                )
+                .consistent_read(true)
+                .send()
+                .await
+                .unwrap()
+                .item
+                .expect("render is registered");
+            match berth_aws::definitions::read_at(&item, &Default::default(), at) {
+                berth_aws::definitions::Lookup::Found(d) => d.runs,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let runs = |count, seconds| berth_core::routing::Runs { count, seconds };
+    for seconds in [10, 20] {
+        definitions
+            .record_run("render", seconds, day(20_000))
+            .await
+            .unwrap();
+    }
+    definitions
+        .record_run("render", 60, day(20_001))
+        .await
+        .unwrap();
+    assert_eq!(read(day(20_001)).await, runs(3, 90));
+    // A week after the first day, its slot is that day's again: 20,000's
+    // runs are not recent any more, 20,001's still are.
+    definitions
+        .record_run("render", 4, day(20_007))
+        .await
+        .unwrap();
+    assert_eq!(read(day(20_007)).await, runs(2, 64));
+    // Nothing in the last week: every run so far.
+    assert_eq!(read(day(20_020)).await, runs(4, 94));
+
+    stack
+        .clients()
+        .dynamodb
+        .delete_item()
+        .table_name(&stack.settings.definitions_table)
+        .key(
+            "name",
+            aws_sdk_dynamodb::types::AttributeValue::S("render".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    definitions
+        .record_run("render", 5, day(20_020))
+        .await
+        .unwrap();
+    assert!(
+        definitions.get_many(&["render"]).await.unwrap().is_empty(),
+        "not brought back"
+    );
+}
