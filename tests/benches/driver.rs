@@ -183,6 +183,7 @@ async fn prepare(stack: &Stack) {
         command_override: true,
         expected_seconds: None,
         runs: Default::default(),
+        tags: Default::default(),
     };
     stack.definitions().put(&def).await.unwrap();
 }

@@ -410,6 +410,7 @@ pub fn render() -> JobDefinition {
         command_override: true,
         expected_seconds: None,
         runs: Default::default(),
+        tags: Default::default(),
     }
 }
 

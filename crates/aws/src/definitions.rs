@@ -222,6 +222,12 @@ pub fn item(def: &JobDefinition) -> Item {
             AttributeValue::L(cmd.iter().map(|a| s(a)).collect()),
         );
     }
+    if !def.tags.is_empty() {
+        item.insert(
+            "tags".into(),
+            AttributeValue::M(def.tags.iter().map(|(k, v)| (k.clone(), s(v))).collect()),
+        );
+    }
     item
 }
 
@@ -276,7 +282,7 @@ impl RecentSlot {
 }
 
 /// The attributes of a definitions-table item.
-const ATTRIBUTES: [&str; 17] = [
+const ATTRIBUTES: [&str; 18] = [
     "name",
     "task_definition",
     "container",
@@ -292,6 +298,7 @@ const ATTRIBUTES: [&str; 17] = [
     "interruptible",
     "command_override",
     "expected_seconds",
+    "tags",
     RUNS,
     RUN_SECONDS,
 ];
@@ -380,6 +387,18 @@ fn parse(item: &Item, name: &str, now_ms: i64) -> Result<JobDefinition, String> 
             Some(_) => Err(format!("`{k}` must be a number")),
         }
     };
+    let tags = match item.get("tags") {
+        None | Some(AttributeValue::Null(_)) => Default::default(),
+        Some(AttributeValue::M(tags)) => tags
+            .iter()
+            .map(|(k, v)| {
+                v.as_s()
+                    .map(|v| (k.clone(), v.clone()))
+                    .map_err(|_| format!("`tags.{k}` must be a string"))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err("`tags` must be a map of strings".into()),
+    };
     let today = now_ms.div_euclid(DAY_MS);
     let mut recent = berth_core::routing::Runs::default();
     for slot in RecentSlot::all() {
@@ -414,6 +433,7 @@ fn parse(item: &Item, name: &str, now_ms: i64) -> Result<JobDefinition, String> 
         command_override: flag("command_override", true)?,
         expected_seconds: number("expected_seconds")?,
         runs,
+        tags,
     })
 }
 
@@ -439,6 +459,7 @@ mod tests {
             command_override: true,
             expected_seconds: None,
             runs: Default::default(),
+            tags: Default::default(),
         }
     }
 
@@ -464,6 +485,20 @@ mod tests {
         assert_eq!(
             read(&item(&with_role), &Prefixes::default()),
             Lookup::Found(with_role)
+        );
+        let tagged = JobDefinition {
+            tags: [("team".to_string(), "vision".to_string())].into(),
+            ..def()
+        };
+        assert_eq!(
+            item(&tagged).get("tags"),
+            Some(&AttributeValue::M(
+                [("team".to_string(), AttributeValue::S("vision".into()))].into()
+            ))
+        );
+        assert_eq!(
+            read(&item(&tagged), &Prefixes::default()),
+            Lookup::Found(tagged)
         );
         let own_command = JobDefinition {
             command_override: false,

@@ -1031,21 +1031,20 @@ fn overrides(
         .build()
 }
 
+/// The task's tags: berth's own three, then the job's (its definition's
+/// and its own; at most [`berth_core::tags::MAX_TAGS`], keys never
+/// `berth:`).
 fn tags(job: &ResolvedJob, launch: LaunchNumber) -> Vec<Tag> {
-    vec![
-        Tag::builder()
-            .key("berth:job-id")
-            .value(&job.job_id)
-            .build(),
-        Tag::builder()
-            .key("berth:launch")
-            .value(launch.to_string())
-            .build(),
-        Tag::builder()
-            .key("berth:definition")
-            .value(&job.definition)
-            .build(),
-    ]
+    let own = [
+        ("berth:job-id", job.job_id.clone()),
+        ("berth:launch", launch.to_string()),
+        ("berth:definition", job.definition.clone()),
+    ];
+    own.into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .chain(job.tags.iter().map(|(k, v)| (k.clone(), v.clone())))
+        .map(|(key, value)| Tag::builder().key(key).value(value).build())
+        .collect()
 }
 
 fn build(e: aws_sdk_ecs::error::BuildError) -> LaunchError {
@@ -1193,6 +1192,7 @@ mod tests {
             job_role: None,
             interruptible: true,
             expected_seconds: None,
+            tags: Default::default(),
         }
     }
 

@@ -798,6 +798,7 @@ mod tests {
             job_role: None,
             interruptible: true,
             expected_seconds: None,
+            tags: Default::default(),
         };
         let jobs = [
             job(1024, 2048, 0),

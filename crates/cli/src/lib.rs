@@ -54,6 +54,8 @@ pub struct Submission {
     pub timeout_seconds: Option<u32>,
     pub processor: Option<String>,
     pub max_attempts: Option<u32>,
+    /// Tags, KEY=VALUE: on its ECS tasks and its record.
+    pub tags: Vec<(String, String)>,
 }
 
 impl Submission {
@@ -81,6 +83,14 @@ impl Submission {
                 .map(|(k, v)| (k.clone(), v.clone().into()))
                 .collect();
             m.insert("environment".into(), env.into());
+        }
+        if !self.tags.is_empty() {
+            let tags: serde_json::Map<String, serde_json::Value> = self
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().into()))
+                .collect();
+            m.insert("tags".into(), tags.into());
         }
         for (name, value) in [
             ("cpu", self.cpu),
@@ -365,6 +375,16 @@ pub fn describe_view(v: &view::JobView) -> String {
     );
     add("reason", v.reason.clone());
     add("definition", v.definition.clone());
+    add(
+        "tags",
+        (!v.tags.is_empty()).then(|| {
+            v.tags
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }),
+    );
     add(
         "routes",
         (!v.routes.is_empty()).then(|| v.routes.join(" → ")),

@@ -53,6 +53,13 @@ enum Command {
         /// with BERTH_.
         #[arg(long = "env", short, value_parser = env_pair)]
         environment: Vec<(String, String)>,
+        /// A tag, KEY=VALUE (repeat), put on the job's ECS tasks (for Cost
+        /// Explorer) and kept on its record, over its definition's: at most
+        /// 47; keys of 1 to 128 characters, values of up to 256, of letters,
+        /// digits, spaces and _ . : / = + - @; no key starting with aws: or
+        /// berth:. A key with `=` in it goes in a --file message.
+        #[arg(long = "tag", value_parser = tag_pair)]
+        tags: Vec<(String, String)>,
         /// CPU units, 1024 a vCPU: 128 to 196,608 (default: the definition's).
         #[arg(long)]
         cpu: Option<u32>,
@@ -268,6 +275,12 @@ fn env_pair(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .ok_or_else(|| format!("expected NAME=VALUE, found {s:?}"))
+}
+
+fn tag_pair(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected KEY=VALUE, found {s:?}"))
 }
 
 fn status(s: &str) -> Result<JobStatus, String> {
@@ -513,6 +526,7 @@ async fn run(command: Command, stack: Option<&str>, json: bool) -> Result<String
             definition,
             job_id,
             environment,
+            tags,
             cpu,
             memory,
             gpu,
@@ -534,6 +548,7 @@ async fn run(command: Command, stack: Option<&str>, json: bool) -> Result<String
                 timeout_seconds: timeout,
                 processor,
                 max_attempts,
+                tags,
             };
             let job_id = connect().await?.submit(&submission).await?;
             if json {

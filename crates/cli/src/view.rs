@@ -20,6 +20,8 @@ pub struct JobView {
     pub status: &'static str,
     pub reason: Option<String>,
     pub definition: Option<String>,
+    /// Its tags: its definition's, its own over them.
+    pub tags: std::collections::BTreeMap<String, String>,
     /// Where the last attempt ran.
     pub route: Option<&'static str>,
     /// Where each attempt ran, oldest first.
@@ -84,6 +86,7 @@ impl JobView {
             status: r.status.as_str(),
             reason: shown_reason(r.status, r.reason.as_deref()).map(str::to_owned),
             definition: r.definition.clone(),
+            tags: r.job.as_ref().map(|j| j.tags.clone()).unwrap_or_default(),
             route: r.route.map(|x| x.as_str()),
             routes: r.routes().into_iter().map(|x| x.as_str()).collect(),
             now: now_line(

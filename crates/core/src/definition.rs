@@ -60,6 +60,10 @@ pub struct JobDefinition {
     /// keeps them (not part of what `berth definitions put` takes).
     #[serde(skip)]
     pub runs: crate::routing::Runs,
+    /// Tags its jobs carry unless a job sets its own of the same key (see
+    /// [`crate::tags`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 fn yes() -> bool {
@@ -213,6 +217,26 @@ impl JobDefinition {
                 return Err(invalid(field, "is required".into()));
             }
         }
+        if self.tags.len() > crate::tags::MAX_TAGS {
+            return Err(invalid(
+                "tags",
+                format!(
+                    "has {} entries, more than the limit of {}",
+                    self.tags.len(),
+                    crate::tags::MAX_TAGS
+                ),
+            ));
+        }
+        for (key, value) in &self.tags {
+            if let Err((part, problem)) = crate::tags::check(key, value) {
+                let which = match part {
+                    crate::tags::Part::Key => "key",
+                    crate::tags::Part::Value => "value of",
+                };
+                let key = crate::job::quote(key);
+                return Err(invalid("tags", format!("{which} `{key}` {problem}")));
+            }
+        }
         if self
             .lambda_function
             .as_deref()
@@ -354,6 +378,9 @@ pub struct ResolvedJob {
     /// `None` for a definition's first job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_seconds: Option<u32>,
+    /// Its tags: its definition's, its own over them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 impl ResolvedJob {
@@ -384,6 +411,14 @@ pub enum ResolveError {
         "job definition `{0}` runs only its own command (command_override: false): the job names one"
     )]
     CommandOverride(String),
+    #[error(
+        "`tags`: the job's and its definition `{definition}`'s are {found} in all, more than the limit of {limit}"
+    )]
+    TooManyTags {
+        definition: String,
+        found: usize,
+        limit: usize,
+    },
 }
 
 /// Applies `definition` (`None` when no definition of that name is
@@ -399,6 +434,14 @@ pub fn resolve(
     def.validate()?;
     if job.command.is_some() && !def.command_override {
         return Err(ResolveError::CommandOverride(def.name.clone()));
+    }
+    let tags = crate::tags::merged(&def.tags, &job.tags);
+    if tags.len() > crate::tags::MAX_TAGS {
+        return Err(ResolveError::TooManyTags {
+            definition: def.name.clone(),
+            found: tags.len(),
+            limit: crate::tags::MAX_TAGS,
+        });
     }
     Ok(ResolvedJob {
         job_id: job.job_id.clone(),
@@ -418,6 +461,7 @@ pub fn resolve(
         job_role: def.job_role.clone(),
         interruptible: def.interruptible,
         expected_seconds: def.expected_seconds.or(def.runs.mean_seconds()),
+        tags,
     })
 }
 
@@ -444,7 +488,48 @@ mod tests {
             command_override: true,
             expected_seconds: None,
             runs: Default::default(),
+            tags: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_job_carries_its_definitions_tags_under_its_own() {
+        let def = JobDefinition {
+            tags: [("team", "vision"), ("tier", "batch")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
+            ..definition()
+        };
+        let job = parse(
+            r#"{"definition":"render","tags":{"team":"render","run":"7"}}"#,
+            "m-1",
+        )
+        .unwrap();
+        let resolved = resolve(&job, Some(&def)).unwrap();
+        let tags: Vec<(&str, &str)> = resolved
+            .tags
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(tags, [("run", "7"), ("team", "render"), ("tier", "batch")]);
+        // Together more than a task takes: refused, with both counted.
+        let full = JobDefinition {
+            tags: (0..46).map(|i| (format!("d{i}"), "v".into())).collect(),
+            ..definition()
+        };
+        assert_eq!(
+            resolve(&job, Some(&full)).unwrap_err().to_string(),
+            "`tags`: the job's and its definition `render`'s are 48 in all, more than the limit of 47"
+        );
+        // A definition's own tags follow AWS's rules.
+        let bad = JobDefinition {
+            tags: [("aws:team".to_string(), "x".to_string())].into(),
+            ..definition()
+        };
+        assert_eq!(
+            bad.validate().unwrap_err().to_string(),
+            "job definition `render`: `tags` key `aws:team` is reserved: tag keys starting with aws: (in any case) are AWS's"
+        );
     }
 
     #[test]

@@ -57,10 +57,14 @@ pub struct JobRequest {
     pub timeout_seconds: Option<u32>,
     pub processor: Processor,
     pub max_attempts: Option<u32>,
+    /// Put on its ECS tasks and kept on its record, over its definition's
+    /// (see [`crate::tags`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// The fields of a v1 job message, in the order the contract lists them.
-pub const FIELDS: [&str; 10] = [
+pub const FIELDS: [&str; 11] = [
     "job_id",
     "definition",
     "command",
@@ -71,6 +75,7 @@ pub const FIELDS: [&str; 10] = [
     "timeout_seconds",
     "processor",
     "max_attempts",
+    "tags",
 ];
 
 /// Why a job message was rejected.
@@ -154,6 +159,11 @@ pub enum Problem {
     TooLarge { found: usize, limit: usize },
     #[error("is reserved: names starting with {prefix} are set by berth")]
     Reserved { prefix: &'static str },
+    #[error("is reserved: tag keys starting with {prefix} (in any case) are {owner}'s")]
+    ReservedTag {
+        prefix: &'static str,
+        owner: &'static str,
+    },
     #[error("must be one of {allowed}, found {found:?}")]
     NotOneOf {
         allowed: &'static str,
@@ -175,7 +185,7 @@ impl Problem {
             Self::Duplicate => "duplicate",
             Self::TooMany { .. } => "count",
             Self::TooLarge { .. } => "size",
-            Self::Reserved { .. } => "reserved",
+            Self::Reserved { .. } | Self::ReservedTag { .. } => "reserved",
             Self::NotOneOf { .. } => "value",
             Self::Nul => "nul",
         }
@@ -359,6 +369,10 @@ pub fn parse(body: &str, message_id: &str) -> Result<JobRequest, MessageError> {
             )
         })
         .transpose()?;
+    let tags = take(&mut obj, "tags")
+        .map(crate::tags::from_json)
+        .transpose()?
+        .unwrap_or_default();
 
     Ok(JobRequest {
         job_id,
@@ -371,6 +385,7 @@ pub fn parse(body: &str, message_id: &str) -> Result<JobRequest, MessageError> {
         timeout_seconds,
         processor,
         max_attempts,
+        tags,
     })
 }
 
@@ -559,7 +574,7 @@ fn is_env_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn wrong_type(expected: &'static str, found: &Value) -> Problem {
+pub(crate) fn wrong_type(expected: &'static str, found: &Value) -> Problem {
     let mut shown = found.to_string();
     if shown.len() > 40 {
         shown = format!("{}…", crate::text::cut(&shown, 40));

@@ -365,6 +365,7 @@ mod tests {
             command_override: true,
             expected_seconds: None,
             runs: Default::default(),
+            tags: Default::default(),
         };
         crate::resolve(&job, Some(&def)).unwrap()
     }

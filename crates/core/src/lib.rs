@@ -27,6 +27,7 @@ pub mod routing;
 pub mod scaling;
 pub mod state;
 pub mod stop;
+pub mod tags;
 pub mod text;
 
 pub use definition::{JobDefinition, ResolveError, ResolvedJob, resolve};

@@ -869,6 +869,7 @@ fn demo_definitions() -> Vec<JobDefinition> {
         command_override: true,
         expected_seconds: None,
         runs: Default::default(),
+        tags: Default::default(),
     };
     vec![
         JobDefinition {

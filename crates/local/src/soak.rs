@@ -148,6 +148,7 @@ pub async fn run(local: &Local, glue: &mut Glue, jobs: usize, limit: Duration) -
         command_override: true,
         expected_seconds: None,
         runs: Default::default(),
+        tags: Default::default(),
     };
     let definitions = berth_aws::Definitions::new(
         local.clients.dynamodb.clone(),

@@ -167,6 +167,7 @@ impl Plans {
                         job_role: None,
                         interruptible: true,
                         expected_seconds: None,
+                        tags: Default::default(),
                     };
                     let prices = Prices::default();
                     let seed_routing = Context {

@@ -170,6 +170,7 @@ fn check(job: &TraceJob) -> Result<(), String> {
         command_override: true,
         expected_seconds: None,
         runs: Default::default(),
+        tags: Default::default(),
     }
     .validate()
     .map_err(|e| e.to_string())

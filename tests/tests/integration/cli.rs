@@ -21,6 +21,7 @@ async fn submit_status_list_and_cancel() {
         job_id: Some("cli-1".into()),
         command: vec!["render".into(), "--fast".into()],
         environment: vec![("SCENE".into(), "s1".into())],
+        tags: vec![("team".into(), "vision".into())],
         cpu: Some(512),
         ..Submission::default()
     };
@@ -41,7 +42,14 @@ async fn submit_status_list_and_cancel() {
         (r.status, r.route),
         (JobStatus::Dispatched, Some(Route::Ec2))
     );
-    assert_eq!(r.job.unwrap().cpu, 512);
+    let job = r.job.clone().unwrap();
+    assert_eq!(job.cpu, 512);
+    assert_eq!(job.tags.get("team").map(String::as_str), Some("vision"));
+    let shown_tagged = berth_cli::describe(&r);
+    assert!(
+        shown_tagged.contains("tags          team=vision"),
+        "{shown_tagged}"
+    );
     let shown = berth_cli::describe(&cli.status(&anonymous).await.unwrap());
     assert!(
         shown.contains(&format!("job           {anonymous}")),

@@ -453,3 +453,81 @@ async fn an_arm64_task_definition_runs_only_on_arm64_instances() {
     assert_eq!(tasks.len(), 1);
     assert_eq!(tasks[0].container_instance_arn(), Some(graviton.as_str()));
 }
+
+/// A job's tags, over its definition's, go on its ECS task beside berth's
+/// own and stay on its record; a tag AWS would refuse rejects the job with
+/// the reason, and so do more tags than a task takes.
+#[tokio::test]
+async fn a_jobs_tags_and_its_definitions_go_on_its_task_and_record() {
+    let stack = Stack::new(1).await;
+    let tagged = berth_core::JobDefinition {
+        tags: [
+            ("team".to_string(), "vision".to_string()),
+            ("tier".to_string(), "batch".to_string()),
+        ]
+        .into(),
+        ..berth_tests::stack::render()
+    };
+    stack.definitions().put(&tagged).await.unwrap();
+    let many: Vec<String> = (0..46).map(|i| format!(r#""k{i}":"v""#)).collect();
+    let many = format!(
+        r#"{{"job_id":"many-1","definition":"render","tags":{{{}}}}}"#,
+        many.join(",")
+    );
+    stack
+        .send(&[
+            r#"{"job_id":"tag-1","definition":"render","tags":{"team":"render","pipeline":"nightly 2026-12/04"}}"#,
+            r#"{"job_id":"aws-1","definition":"render","tags":{"aws:cost":"x"}}"#,
+            &many,
+        ])
+        .await;
+    let failed = stack.deliver(&stack.driver(), stack.receive().await).await;
+    assert!(failed.is_empty(), "{failed:?}");
+
+    let r = stack.record("tag-1").await;
+    assert_eq!(r.status, JobStatus::Dispatched, "{r:?}");
+    let want = [
+        ("berth:job-id", "tag-1"),
+        ("berth:launch", "1"),
+        ("berth:definition", "render"),
+        ("pipeline", "nightly 2026-12/04"),
+        ("team", "render"),
+        ("tier", "batch"),
+    ];
+    let tasks = stack.tasks_of("tag-1", 1).await;
+    let mut on_task: Vec<(&str, &str)> = tasks[0]
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap(), t.value().unwrap()))
+        .collect();
+    on_task.sort_unstable();
+    let mut expected = want.to_vec();
+    expected.sort_unstable();
+    assert_eq!(on_task, expected);
+    let kept: Vec<(&str, &str)> = r
+        .job
+        .as_ref()
+        .unwrap()
+        .tags
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(kept, want[3..]);
+
+    let refused = stack.record("aws-1").await;
+    assert_eq!(refused.status, JobStatus::Rejected);
+    assert!(
+        refused.reason.as_deref().is_some_and(|why| why
+            .contains("`tags`: is reserved: tag keys starting with aws: (in any case) are AWS's")),
+        "{refused:?}"
+    );
+    let too_many = stack.record("many-1").await;
+    assert_eq!(too_many.status, JobStatus::Rejected);
+    assert!(
+        too_many
+            .reason
+            .as_deref()
+            .is_some_and(|why| why.contains("48 in all, more than the limit of 47")),
+        "{too_many:?}"
+    );
+}

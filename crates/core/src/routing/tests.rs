@@ -41,6 +41,7 @@ fn job() -> ResolvedJob {
         job_role: None,
         interruptible: true,
         expected_seconds: None,
+        tags: Default::default(),
     }
 }
 
