@@ -76,21 +76,15 @@ impl Submission {
         if !self.command.is_empty() {
             m.insert("command".into(), self.command.clone().into());
         }
-        if !self.environment.is_empty() {
-            let env: serde_json::Map<String, serde_json::Value> = self
-                .environment
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone().into()))
-                .collect();
-            m.insert("environment".into(), env.into());
-        }
-        if !self.tags.is_empty() {
-            let tags: serde_json::Map<String, serde_json::Value> = self
-                .tags
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone().into()))
-                .collect();
-            m.insert("tags".into(), tags.into());
+        // NAME=VALUE pairs as a JSON object of strings.
+        for (field, pairs) in [("environment", &self.environment), ("tags", &self.tags)] {
+            if !pairs.is_empty() {
+                let object: serde_json::Map<String, serde_json::Value> = pairs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone().into()))
+                    .collect();
+                m.insert(field.into(), object.into());
+            }
         }
         for (name, value) in [
             ("cpu", self.cpu),
