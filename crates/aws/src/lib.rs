@@ -38,6 +38,7 @@ pub mod roles;
 pub mod schedule;
 pub mod schema;
 pub mod settings;
+mod spot_prices;
 #[cfg(feature = "stack")]
 pub mod stack;
 pub mod store;

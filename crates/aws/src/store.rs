@@ -17,6 +17,7 @@ use berth_core::launch::LaunchNumber;
 use berth_core::text::cut;
 use berth_core::{JobStatus, ResolvedJob, Route};
 
+pub use crate::spot_prices::{ObservedSpot, SPOT_PRICES_KEY};
 pub use berth_core::attempt::AttemptEnd;
 
 use crate::AwsError;
@@ -315,22 +316,10 @@ pub struct Rejection<'a> {
     pub raw_body: Option<&'a str>,
 }
 
-/// The key of the item that keeps the latest observed Spot prices (no job
-/// id has a colon).
-pub const SPOT_PRICES_KEY: &str = "berth:spot-prices";
-const SPOT_PRICES_ATTR: &str = "prices";
-
-/// Spot prices per instance type (USD per hour), as observed at `at_ms`.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ObservedSpot {
-    pub at_ms: i64,
-    pub prices: std::collections::BTreeMap<String, f64>,
-}
-
 #[derive(Debug, Clone)]
 pub struct JobStore {
-    ddb: Client,
-    table: String,
+    pub(crate) ddb: Client,
+    pub(crate) table: String,
 }
 
 impl JobStore {
@@ -715,50 +704,6 @@ impl JobStore {
     ) -> Result<Vec<JobSummary>, AwsError> {
         let query = self.by_status(status).scan_index_forward(false);
         self.collect(query, limit).await
-    }
-
-    /// The Spot prices the scaler last observed, and when (epoch ms); none
-    /// before its first observation.
-    pub async fn spot_prices(&self) -> Result<Option<ObservedSpot>, AwsError> {
-        let out = self
-            .ddb
-            .get_item()
-            .table_name(&self.table)
-            .key(attr::JOB_ID, s(SPOT_PRICES_KEY))
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("dynamodb:GetItem", e))?;
-        let Some(item) = out.item else {
-            return Ok(None);
-        };
-        let at_ms = item
-            .get(attr::UPDATED_AT)
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok());
-        let prices = item
-            .get(SPOT_PRICES_ATTR)
-            .and_then(|v| v.as_s().ok())
-            .and_then(|v| serde_json::from_str(v).ok());
-        Ok(at_ms
-            .zip(prices)
-            .map(|(at_ms, prices)| ObservedSpot { at_ms, prices }))
-    }
-
-    /// Keeps `observed` as the latest Spot prices, in the one item of the
-    /// table that is not a job (its key is no valid job id, and it has no
-    /// status, so no listing of jobs sees it).
-    pub async fn keep_spot_prices(&self, observed: &ObservedSpot) -> Result<(), AwsError> {
-        let json = serde_json::to_string(&observed.prices).unwrap_or_else(|_| "{}".into());
-        self.ddb
-            .put_item()
-            .table_name(&self.table)
-            .item(attr::JOB_ID, s(SPOT_PRICES_KEY))
-            .item(SPOT_PRICES_ATTR, s(&json))
-            .item(attr::UPDATED_AT, n(observed.at_ms))
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("dynamodb:PutItem", e))?;
-        Ok(())
     }
 
     /// What jobs ask of the cluster's EC2 capacity that it does not give
