@@ -268,16 +268,13 @@ impl RecentSlot {
         (0..RECENT_DAYS).map(Self::at)
     }
 
-    /// Whether `attribute` is one of a slot's.
+    /// Whether `attribute` is one of a slot's: a prefix and one digit
+    /// below [`RECENT_DAYS`].
     fn names(attribute: &str) -> bool {
         ["recent_day_", "recent_runs_", "recent_seconds_"]
             .iter()
-            .filter_map(|p| attribute.strip_prefix(p))
-            .any(|k| {
-                k.parse::<i64>()
-                    .is_ok_and(|k| (0..RECENT_DAYS).contains(&k))
-                    && k.len() == 1
-            })
+            .filter_map(|prefix| attribute.strip_prefix(prefix))
+            .any(|k| matches!(k.as_bytes(), [d] if d.is_ascii_digit() && i64::from(d - b'0') < RECENT_DAYS))
     }
 }
 

@@ -76,6 +76,11 @@ pub struct Settings {
     /// How long a job waiting to launch stays quiet before the sweep takes
     /// its message for lost (ecs-runner's default: 20 minutes).
     pub stranded_after_seconds: Option<u32>,
+    /// How often the task runtime touches a running job's record, 1 to 60
+    /// seconds (`None`: every minute, [`LAMBDA_HEARTBEAT_SECONDS`]).
+    ///
+    /// [`LAMBDA_HEARTBEAT_SECONDS`]: berth_core::launch::LAMBDA_HEARTBEAT_SECONDS
+    pub heartbeat_seconds: Option<u32>,
     /// Configured largest container; `None`: derive it from the definitions.
     pub largest: Option<LargestContainer>,
     /// The capacity metric's schedule rule (`BERTH_SCALER_RULE`): it turns
@@ -220,6 +225,16 @@ impl Settings {
             max_interruptions: number(MAX_INTERRUPTIONS)?.unwrap_or(DEFAULT_MAX_INTERRUPTIONS),
             max_receives: number(MAX_RECEIVES)?,
             stranded_after_seconds: number(STRANDED_AFTER_SECONDS)?,
+            heartbeat_seconds: match number(HEARTBEAT_SECONDS)? {
+                Some(s) if !(1..=berth_core::launch::LAMBDA_HEARTBEAT_SECONDS).contains(&s) => {
+                    return Err(SettingsError::Invalid {
+                        name: HEARTBEAT_SECONDS,
+                        value: s.to_string(),
+                        expected: "1 to 60 seconds",
+                    });
+                }
+                seconds => seconds,
+            },
             largest,
             prefixes: Prefixes {
                 task_definition: optional(TASK_DEFINITION_PREFIX).unwrap_or_default(),
@@ -352,5 +367,16 @@ mod tests {
         let mut vars = BASE.to_vec();
         vars.push((INSTANCE_GROUP, "g"));
         assert_eq!(read(&vars), Err(SettingsError::Missing(INSTANCE_TYPES)));
+        let mut vars = BASE.to_vec();
+        vars.push((HEARTBEAT_SECONDS, "5"));
+        assert_eq!(read(&vars).unwrap().heartbeat_seconds, Some(5));
+        for out_of_range in ["0", "61"] {
+            let mut vars = BASE.to_vec();
+            vars.push((HEARTBEAT_SECONDS, out_of_range));
+            assert_eq!(
+                read(&vars).unwrap_err().to_string(),
+                format!("BERTH_HEARTBEAT_SECONDS=\"{out_of_range}\": expected 1 to 60 seconds")
+            );
+        }
     }
 }

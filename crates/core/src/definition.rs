@@ -217,25 +217,15 @@ impl JobDefinition {
                 return Err(invalid(field, "is required".into()));
             }
         }
-        if self.tags.len() > crate::tags::MAX_TAGS {
-            return Err(invalid(
-                "tags",
-                format!(
-                    "has {} entries, more than the limit of {}",
-                    self.tags.len(),
-                    crate::tags::MAX_TAGS
-                ),
-            ));
-        }
-        for (key, value) in &self.tags {
-            if let Err((part, problem)) = crate::tags::check(key, value) {
-                let which = match part {
-                    crate::tags::Part::Key => "key",
-                    crate::tags::Part::Value => "value of",
-                };
-                let key = crate::job::quote(key);
-                return Err(invalid("tags", format!("{which} `{key}` {problem}")));
-            }
+        if let Some((tag, problem)) = crate::tags::problem(&self.tags) {
+            let which = match tag {
+                Some((key, crate::tags::Part::Key)) => format!("key `{}` ", crate::job::quote(key)),
+                Some((key, crate::tags::Part::Value)) => {
+                    format!("value of `{}` ", crate::job::quote(key))
+                }
+                None => String::new(),
+            };
+            return Err(invalid("tags", format!("{which}{problem}")));
         }
         if self
             .lambda_function

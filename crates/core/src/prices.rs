@@ -293,6 +293,16 @@ impl Prices {
             .or_else(|| Some(self.on_demand_hour(name)? * self.spot_fraction))
     }
 
+    /// These prices with `observed` Spot prices over the configured ones
+    /// (a type observed now is priced as observed).
+    pub fn with_observed_spot(&self, observed: &BTreeMap<String, f64>) -> Self {
+        let mut prices = self.clone();
+        prices
+            .spot
+            .extend(observed.iter().map(|(k, v)| (k.clone(), *v)));
+        prices
+    }
+
     pub fn instance_hour(&self, name: &str, spot: bool) -> Option<f64> {
         if spot {
             self.spot_hour(name)
@@ -326,18 +336,6 @@ pub fn observed_spot(quotes: &[(String, f64)]) -> BTreeMap<String, f64> {
             (kind.to_owned(), prices[prices.len() / 2])
         })
         .collect()
-}
-
-impl Prices {
-    /// These prices with `observed` Spot prices over the configured ones
-    /// (a type observed now is priced as observed).
-    pub fn with_observed_spot(&self, observed: &BTreeMap<String, f64>) -> Self {
-        let mut prices = self.clone();
-        prices
-            .spot
-            .extend(observed.iter().map(|(k, v)| (k.clone(), *v)));
-        prices
-    }
 }
 
 #[cfg(test)]

@@ -82,28 +82,38 @@ fn allowed(c: char) -> bool {
     c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c)
 }
 
-/// Checks a set of tags: each tag, and how many. The error names the
-/// field as `field.KEY`.
-pub fn check_all(tags: &BTreeMap<String, String>, field: &str) -> Result<(), MessageError> {
+/// The first thing wrong with a set of tags: too many (no tag named), or
+/// one tag's key or value.
+pub fn problem(tags: &BTreeMap<String, String>) -> Option<(Option<(&str, Part)>, Problem)> {
     if tags.len() > MAX_TAGS {
-        return Err(MessageError::Field {
-            field: field.to_owned(),
-            problem: Problem::TooMany {
+        return Some((
+            None,
+            Problem::TooMany {
                 found: tags.len(),
                 limit: MAX_TAGS,
             },
-        });
+        ));
     }
-    for (key, value) in tags {
-        check(key, value).map_err(|(part, problem)| MessageError::Field {
-            field: match part {
-                Part::Key => field.to_owned(),
-                Part::Value => format!("{field}.{}", quote(key)),
+    tags.iter().find_map(|(key, value)| {
+        check(key, value)
+            .err()
+            .map(|(part, problem)| (Some((key.as_str(), part)), problem))
+    })
+}
+
+/// Checks a set of tags as a job message's `field`: the error names the
+/// field, or `field.KEY` for a value.
+pub fn check_all(tags: &BTreeMap<String, String>, field: &str) -> Result<(), MessageError> {
+    match problem(tags) {
+        None => Ok(()),
+        Some((tag, problem)) => Err(MessageError::Field {
+            field: match tag {
+                Some((key, Part::Value)) => format!("{field}.{}", quote(key)),
+                _ => field.to_owned(),
             },
             problem,
-        })?;
+        }),
     }
-    Ok(())
 }
 
 /// A job message's `tags`: an object of strings, each tag as AWS allows.

@@ -63,7 +63,12 @@ pub const STRANDED_AFTER: Duration =
 /// unseen; the same throttling keeps the queue from emptying. Each job is
 /// put back at most once in this time, so the backlog grows by at most
 /// one message per stranded job an hour.
-pub const STRANDED_WHATEVER_BACKLOG: Duration = Duration::from_secs(STRANDED_AFTER.as_secs() * 3);
+pub const STRANDED_WHATEVER_BACKLOG: Duration =
+    Duration::from_secs(STRANDED_AFTER.as_secs() * WHATEVER_BACKLOG_FACTOR as u64);
+
+/// How many times its quiet a waiting job stays quiet before its message is
+/// put back whatever the backlog ([`STRANDED_WHATEVER_BACKLOG`]).
+pub const WHATEVER_BACKLOG_FACTOR: u32 = 3;
 
 /// How long past the driver's cap on a wait for capacity
 /// ([`berth_core::launch::MAX_CAPACITY_WAIT_SECONDS`]) the sweep fails a job
@@ -186,7 +191,7 @@ impl Lifecycle {
                 let quiet = Duration::from_secs(u64::from(seconds));
                 lifecycle
                     .with_stranded_after(quiet)
-                    .with_stranded_whatever_backlog(quiet * 3)
+                    .with_stranded_whatever_backlog(quiet * WHATEVER_BACKLOG_FACTOR)
             }
             None => lifecycle,
         })

@@ -67,15 +67,8 @@ async fn main() -> Result<(), Error> {
     ))
     .with_roles(berth_aws::JobRoles::new(clients.sts.clone()))
     .with_definitions(berth_aws::Definitions::for_deployment(&settings, &clients));
-    // How often a running job's record is touched: the sweep takes three
-    // minutes of silence for a dead sandbox, so at most every minute.
-    if let Some(seconds) = std::env::var(berth_aws::settings::HEARTBEAT_SECONDS)
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        runtime.heartbeat = Duration::from_secs(
-            seconds.clamp(1, u64::from(berth_core::launch::LAMBDA_HEARTBEAT_SECONDS)),
-        );
+    if let Some(seconds) = settings.heartbeat_seconds {
+        runtime.heartbeat = Duration::from_secs(u64::from(seconds));
     }
     if let Err(why) = &runtime.protected {
         tracing::error!(
