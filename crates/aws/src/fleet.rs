@@ -6,13 +6,83 @@ use aws_sdk_autoscaling::types::LifecycleState;
 
 use crate::AwsError;
 
+/// The most instance types a mixed instances policy takes (Auto Scaling's
+/// quota: 40 overrides a group).
+pub const MAX_OVERRIDES: usize = 40;
+
 /// berth's Auto Scaling group.
 #[derive(Debug, Clone)]
 pub struct Fleet {
     autoscaling: aws_sdk_autoscaling::Client,
     group: String,
+    templates: Option<LaunchTemplates>,
     #[cfg(feature = "ec2")]
     ec2: Option<aws_sdk_ec2::Client>,
+}
+
+/// A launch template and its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pub id: String,
+    pub version: String,
+}
+
+/// The launch template for each class of instance type: its architecture's
+/// ECS-optimized AMI, or the ECS GPU-optimized AMI for a type with GPUs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchTemplates {
+    pub x86_64: Template,
+    pub arm64: Option<Template>,
+    pub gpu: Option<Template>,
+}
+
+impl LaunchTemplates {
+    /// `x86_64=ID:VERSION,arm64=ID:VERSION,gpu=ID:VERSION` (x86_64 needed,
+    /// the others optional).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (mut x86_64, mut arm64, mut gpu) = (None, None, None);
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (class, spec) = part
+                .split_once('=')
+                .ok_or_else(|| format!("expected CLASS=ID:VERSION, found {part:?}"))?;
+            let (id, version) = spec
+                .split_once(':')
+                .filter(|(id, v)| !id.is_empty() && !v.is_empty())
+                .ok_or_else(|| format!("expected ID:VERSION for {class}, found {spec:?}"))?;
+            let template = Some(Template {
+                id: id.to_owned(),
+                version: version.to_owned(),
+            });
+            match class {
+                "x86_64" => x86_64 = template,
+                "arm64" => arm64 = template,
+                "gpu" => gpu = template,
+                other => {
+                    return Err(format!(
+                        "unknown class {other:?}: expected x86_64, arm64 or gpu"
+                    ));
+                }
+            }
+        }
+        Ok(Self {
+            x86_64: x86_64.ok_or("no x86_64 launch template")?,
+            arm64,
+            gpu,
+        })
+    }
+
+    /// The template instances of type `name` launch from; `None` for a
+    /// type of a class with none (or unknown to the catalog).
+    pub fn of(&self, name: &str) -> Option<&Template> {
+        let kind = berth_core::scaling::InstanceType::known(name)?;
+        if kind.room.gpu > 0 {
+            return self.gpu.as_ref();
+        }
+        match berth_core::scaling::choice::architecture(name)? {
+            berth_core::prices::Arch::X86_64 => Some(&self.x86_64),
+            berth_core::prices::Arch::Arm64 => self.arm64.as_ref(),
+        }
+    }
 }
 
 /// The Auto Scaling group as it is now.
@@ -38,6 +108,7 @@ impl Fleet {
         Self {
             autoscaling,
             group: group.into(),
+            templates: None,
             #[cfg(feature = "ec2")]
             ec2: None,
         }
@@ -125,6 +196,96 @@ impl Fleet {
             }
         }
         Ok(quotes)
+    }
+
+    /// The same group, launching each type from its class's template (see
+    /// [`Fleet::launch_types`]).
+    pub fn with_launch_templates(self, templates: Option<LaunchTemplates>) -> Self {
+        Self { templates, ..self }
+    }
+
+    /// Whether the scaler chooses the types the group launches (it has
+    /// their launch templates).
+    pub fn chooses_types(&self) -> bool {
+        self.templates.is_some()
+    }
+
+    /// Makes `types` (the cheapest first) the ones the group launches next,
+    /// each from its class's launch template, the group's Spot allocation
+    /// (`price-capacity-optimized`) choosing among them; the group's
+    /// instances distribution (on-demand base and share) stays as it is.
+    /// Without launch templates (see [`Fleet::with_launch_templates`]) the
+    /// group is left as it is. A type whose class has no template is left
+    /// out; none left is an error.
+    pub async fn launch_types(&self, types: &[String]) -> Result<(), AwsError> {
+        use aws_sdk_autoscaling::types::{
+            LaunchTemplate, LaunchTemplateOverrides, LaunchTemplateSpecification,
+            MixedInstancesPolicy,
+        };
+        let Some(templates) = &self.templates else {
+            return Ok(());
+        };
+        let spec = |t: &Template| {
+            LaunchTemplateSpecification::builder()
+                .launch_template_id(&t.id)
+                .version(&t.version)
+                .build()
+        };
+        let overrides: Vec<LaunchTemplateOverrides> = types
+            .iter()
+            .filter_map(|name| {
+                let template = templates.of(name)?;
+                Some(
+                    LaunchTemplateOverrides::builder()
+                        .instance_type(name)
+                        .launch_template_specification(spec(template))
+                        .build(),
+                )
+            })
+            .take(MAX_OVERRIDES)
+            .collect();
+        if overrides.is_empty() {
+            return Err(AwsError {
+                operation: "autoscaling:UpdateAutoScalingGroup",
+                code: None,
+                message: format!(
+                    "no launch template for any of {}: the group is not changed",
+                    types.join(", ")
+                ),
+                retryable: false,
+            });
+        }
+        // The distribution as it is: an update without it may reset it.
+        let described = self
+            .autoscaling
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(&self.group)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("autoscaling:DescribeAutoScalingGroups", e))?;
+        let distribution = described
+            .auto_scaling_groups()
+            .first()
+            .and_then(|g| g.mixed_instances_policy())
+            .and_then(|p| p.instances_distribution())
+            .cloned();
+        let policy = MixedInstancesPolicy::builder()
+            .launch_template(
+                LaunchTemplate::builder()
+                    .launch_template_specification(spec(&templates.x86_64))
+                    .set_overrides(Some(overrides))
+                    .build(),
+            )
+            .set_instances_distribution(distribution)
+            .build();
+        self.autoscaling
+            .update_auto_scaling_group()
+            .auto_scaling_group_name(&self.group)
+            .mixed_instances_policy(policy)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("autoscaling:UpdateAutoScalingGroup", e))?;
+        Ok(())
     }
 
     /// The group's name.
@@ -218,5 +379,37 @@ impl Fleet {
                 AwsError::from_sdk("autoscaling:TerminateInstanceInAutoScalingGroup", e)
             })?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_class_of_type_launches_from_its_template() {
+        let t = LaunchTemplates::parse("x86_64=lt-1:3, arm64=lt-2:1,gpu=lt-3:$Latest").unwrap();
+        assert_eq!(t.of("m5.large").map(|t| t.id.as_str()), Some("lt-1"));
+        assert_eq!(t.of("m7g.large").map(|t| t.id.as_str()), Some("lt-2"));
+        let gpu = t.of("g4dn.xlarge").unwrap();
+        assert_eq!((gpu.id.as_str(), gpu.version.as_str()), ("lt-3", "$Latest"));
+        assert_eq!(t.of("x9.mega"), None);
+        let x86 = LaunchTemplates::parse("x86_64=lt-1:1").unwrap();
+        assert_eq!(x86.of("m7g.large"), None, "no arm64 template");
+        assert!(
+            LaunchTemplates::parse("arm64=lt-2:1")
+                .unwrap_err()
+                .contains("x86_64")
+        );
+        assert!(
+            LaunchTemplates::parse("x86_64=lt-1")
+                .unwrap_err()
+                .contains("ID:VERSION")
+        );
+        assert!(
+            LaunchTemplates::parse("mips=lt-1:1")
+                .unwrap_err()
+                .contains("unknown class")
+        );
     }
 }

@@ -32,6 +32,10 @@ variables! {
     LARGEST_MEMORY = "BERTH_LARGEST_MEMORY";
     INSTANCE_GROUP = "BERTH_INSTANCE_GROUP";
     INSTANCE_TYPES = "BERTH_INSTANCE_TYPES";
+    INSTANCE_VCPUS = "BERTH_INSTANCE_VCPUS";
+    INSTANCE_MEMORY_GIB = "BERTH_INSTANCE_MEMORY_GIB";
+    INSTANCE_ARCHITECTURES = "BERTH_INSTANCE_ARCHITECTURES";
+    LAUNCH_TEMPLATES = "BERTH_LAUNCH_TEMPLATES";
     SCALE_IN_AFTER_SECONDS = "BERTH_SCALE_IN_AFTER_SECONDS";
     HEADROOM = "BERTH_HEADROOM";
     MAX_INTERRUPTIONS = "BERTH_MAX_INTERRUPTIONS";
@@ -89,8 +93,12 @@ pub struct Settings {
     /// The capacity metric's function (`BERTH_SCALER_FUNCTION`): the driver
     /// wakes it when a job waits for capacity.
     pub scaler_function: Option<String>,
-    /// The instance types the cluster may launch (`BERTH_INSTANCE_TYPES`;
-    /// empty: not known): a job only EC2 runs that none holds is refused.
+    /// The instance types the cluster may launch (empty: not known): a job
+    /// only EC2 runs that none holds is refused. `BERTH_INSTANCE_TYPES`
+    /// names types and families; a family stands for its sizes within
+    /// `BERTH_INSTANCE_VCPUS` and `BERTH_INSTANCE_MEMORY_GIB` (`LOW-HIGH`)
+    /// and of `BERTH_INSTANCE_ARCHITECTURES` (berth-core's
+    /// [`Allowed`](berth_core::scaling::choice::Allowed)).
     pub instance_types: Vec<String>,
     /// The scaler's settings, when the cluster has an Auto Scaling group.
     pub scaling: Option<ScalingSettings>,
@@ -105,6 +113,10 @@ pub struct Settings {
 pub struct ScalingSettings {
     pub group: String,
     pub instance_types: Vec<String>,
+    /// The launch template of each class of type (`BERTH_LAUNCH_TEMPLATES`:
+    /// `x86_64=ID:VERSION,arm64=…,gpu=…`); `None`: the group launches
+    /// from its own configuration, whatever the scaler chose.
+    pub launch_templates: Option<crate::fleet::LaunchTemplates>,
     pub scale_in_after_seconds: u32,
     pub headroom: u32,
 }
@@ -190,16 +202,64 @@ impl Settings {
             (Some(_), None) => return Err(SettingsError::Missing(LARGEST_MEMORY)),
             (None, Some(_)) => return Err(SettingsError::Missing(LARGEST_CPU)),
         };
+        let range = |name: &'static str| -> Result<Option<(u32, u32)>, SettingsError> {
+            optional(name)
+                .map(|v| {
+                    berth_core::scaling::choice::range(&v)
+                        .map_err(|reason| SettingsError::Unusable { name, reason })
+                })
+                .transpose()
+        };
+        let architectures = list(INSTANCE_ARCHITECTURES)
+            .iter()
+            .map(|a| match a.as_str() {
+                "x86_64" => Ok(berth_core::prices::Arch::X86_64),
+                "arm64" => Ok(berth_core::prices::Arch::Arm64),
+                other => Err(SettingsError::Invalid {
+                    name: INSTANCE_ARCHITECTURES,
+                    value: other.into(),
+                    expected: "x86_64 or arm64",
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let allowed = berth_core::scaling::choice::Allowed {
+            entries: list(INSTANCE_TYPES),
+            vcpus: range(INSTANCE_VCPUS)?.unwrap_or((0, u32::MAX)),
+            memory_gib: range(INSTANCE_MEMORY_GIB)?.unwrap_or((0, u32::MAX)),
+            architectures: if architectures.is_empty() {
+                vec![
+                    berth_core::prices::Arch::X86_64,
+                    berth_core::prices::Arch::Arm64,
+                ]
+            } else {
+                architectures
+            },
+        };
+        let instance_types = allowed.types();
+        if !allowed.entries.is_empty() && instance_types.is_empty() {
+            return Err(SettingsError::Unusable {
+                name: INSTANCE_TYPES,
+                reason: "no instance type of these families has the vCPUs, memory and architecture allowed".into(),
+            });
+        }
+        let launch_templates = optional(LAUNCH_TEMPLATES)
+            .map(|v| {
+                crate::fleet::LaunchTemplates::parse(&v).map_err(|reason| SettingsError::Unusable {
+                    name: LAUNCH_TEMPLATES,
+                    reason,
+                })
+            })
+            .transpose()?;
         let scaling = match optional(INSTANCE_GROUP) {
             None => None,
             Some(group) => {
-                let instance_types = list(INSTANCE_TYPES);
                 if instance_types.is_empty() {
                     return Err(SettingsError::Missing(INSTANCE_TYPES));
                 }
                 Some(ScalingSettings {
                     group,
-                    instance_types,
+                    instance_types: instance_types.clone(),
+                    launch_templates,
                     scale_in_after_seconds: number(SCALE_IN_AFTER_SECONDS)?
                         .unwrap_or(berth_core::scaling::DEFAULT_SCALE_IN_AFTER_SECONDS),
                     headroom: number(HEADROOM)?.unwrap_or(0),
@@ -209,7 +269,7 @@ impl Settings {
         Ok(Self {
             scaler_rule: optional(SCALER_RULE),
             scaler_function: optional(SCALER_FUNCTION),
-            instance_types: list(INSTANCE_TYPES),
+            instance_types,
             scaling,
             jobs_table: required(JOBS_TABLE)?,
             definitions_table: required(DEFINITIONS_TABLE)?,
@@ -322,6 +382,7 @@ mod tests {
             Some(ScalingSettings {
                 group: "berth-instances".into(),
                 instance_types: vec!["m5.large".into(), "m6i.large".into()],
+                launch_templates: None,
                 scale_in_after_seconds: 600,
                 headroom: 0,
             })
@@ -329,6 +390,54 @@ mod tests {
         assert_eq!(read(&BASE).unwrap().scaling, None, "no group, no scaler");
         assert_eq!(s.instance_types, ["m5.large", "m6i.large"]);
         assert!(read(&BASE).unwrap().instance_types.is_empty());
+    }
+
+    #[test]
+    fn the_allowed_types_are_families_within_ranges() {
+        let mut vars = BASE.to_vec();
+        vars.extend([
+            (INSTANCE_GROUP, "berth-instances"),
+            (INSTANCE_TYPES, "m7g, g4dn, c5.large"),
+            (INSTANCE_VCPUS, "2-8"),
+            (INSTANCE_MEMORY_GIB, "8-16"),
+            (INSTANCE_ARCHITECTURES, "x86_64"),
+            (LAUNCH_TEMPLATES, "x86_64=lt-1:2,gpu=lt-3:1"),
+        ]);
+        let s = read(&vars).unwrap();
+        // m7g is arm64; g4dn within the ranges; a name as given.
+        assert_eq!(s.instance_types, ["g4dn.xlarge", "c5.large"]);
+        let scaling = s.scaling.unwrap();
+        assert_eq!(scaling.instance_types, s.instance_types);
+        let templates = scaling.launch_templates.unwrap();
+        assert_eq!(templates.gpu.map(|t| t.id), Some("lt-3".to_owned()));
+        for (name, value, says) in [
+            (
+                INSTANCE_VCPUS,
+                "64-2",
+                "BERTH_INSTANCE_VCPUS: \"64-2\": the low end",
+            ),
+            (
+                INSTANCE_ARCHITECTURES,
+                "i386",
+                "BERTH_INSTANCE_ARCHITECTURES=\"i386\": expected x86_64 or arm64",
+            ),
+            (
+                LAUNCH_TEMPLATES,
+                "arm64=lt-2:1",
+                "BERTH_LAUNCH_TEMPLATES: no x86_64",
+            ),
+            (
+                INSTANCE_TYPES,
+                "m7g",
+                "BERTH_INSTANCE_TYPES: no instance type",
+            ),
+        ] {
+            let mut bad = vars.clone();
+            bad.retain(|(k, _)| *k != name);
+            bad.push((name, value));
+            let error = read(&bad).unwrap_err().to_string();
+            assert!(error.starts_with(says), "{error}");
+        }
     }
 
     #[test]

@@ -26,7 +26,8 @@ async fn main() -> Result<(), Error> {
         largest: settings.largest,
         scaler: settings.scaling.as_ref().map(|s| Scaler {
             fleet: berth_aws::Fleet::new(clients.autoscaling.clone(), &s.group)
-                .with_ec2(clients.ec2.clone()),
+                .with_ec2(clients.ec2.clone())
+                .with_launch_templates(s.launch_templates.clone()),
             cluster,
             store: berth_aws::JobStore::new(clients.dynamodb.clone(), &settings.jobs_table),
             instance_types: s.instance_types.clone(),

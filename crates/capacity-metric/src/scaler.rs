@@ -163,8 +163,7 @@ impl Scaler {
                 })
             })
             .collect();
-        let threshold = scaling::instance_hourly(types, &self.prices) * scaling::PAYS_MARGIN;
-        scaling::would_pay(&elsewhere, scaling::smallest(types), threshold)
+        scaling::could_pay(&elsewhere, types, &self.prices)
     }
 
     /// The group's instance types as ECS registers them (see
@@ -227,9 +226,26 @@ impl Scaler {
             max: group.max,
             quiet_ms: self.scale_in_after.as_millis() as u64,
             headroom: self.headroom,
-            instance_hourly: scaling::instance_hourly(types, &self.prices),
+            prices: &self.prices,
         };
-        let plan = scaling::plan(now, &members, &demand, types, largest, config);
+        // Without launch templates the group launches its own types,
+        // whichever it picks: the plan can count on no more room than the
+        // smallest of them has.
+        let interchangeable: Vec<InstanceType>;
+        let planned = if self.fleet.chooses_types() {
+            types
+        } else {
+            let smallest = scaling::smallest(types);
+            interchangeable = types
+                .iter()
+                .map(|t| InstanceType {
+                    name: t.name.clone(),
+                    room: smallest,
+                })
+                .collect();
+            &interchangeable
+        };
+        let plan = scaling::plan(now, &members, &demand, planned, largest, config);
 
         // Since when each instance has been idle.
         for (o, mark) in idle_marks {
@@ -294,6 +310,10 @@ impl Scaler {
         let staying = group.instances.len() as u32 - terminated.len() as u32;
         let after = match resize(&group, desired, staying, plan.add) {
             Some(after) => {
+                // What the group launches: the types chosen for the jobs.
+                if after > staying && !plan.types.is_empty() {
+                    self.fleet.launch_types(&plan.types).await?;
+                }
                 self.fleet.set_desired(after).await?;
                 after
             }
@@ -303,7 +323,7 @@ impl Scaler {
         let runnable = |needs: &[(Room, u32)]| -> u32 {
             needs
                 .iter()
-                .filter(|(n, _)| scaling::fit(*n, types) == scaling::Fit::Every)
+                .filter(|(n, _)| scaling::fit(*n, types) != scaling::Fit::None)
                 .map(|(_, c)| c)
                 .sum()
         };

@@ -120,6 +120,26 @@ fn catalog_fields(name: &str) -> Option<std::str::Split<'static, char>> {
         })
 }
 
+/// Every type of the catalog: name, vCPUs, memory (MiB), GPUs and
+/// architecture (`None`: neither x86 nor Graviton).
+fn catalog() -> impl Iterator<Item = (&'static str, u32, u32, u32, Option<crate::prices::Arch>)> {
+    CATALOG
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|line| {
+            let mut f = line.split(',');
+            let name = f.next()?;
+            let mut num = || f.next()?.parse::<u32>().ok();
+            let (vcpus, memory, gpus) = (num()?, num()?, num()?);
+            let arch = match f.next()? {
+                "arm64" => Some(crate::prices::Arch::Arm64),
+                "x86_64" => Some(crate::prices::Arch::X86_64),
+                _ => None,
+            };
+            Some((name, vcpus, memory, gpus, arch))
+        })
+}
+
 impl InstanceType {
     /// `name` as ECS would register it, from AWS's figures; `None` for a
     /// type the catalog does not know.
@@ -139,8 +159,7 @@ impl InstanceType {
 pub enum Fit {
     /// Any instance the group launches can run it.
     Every,
-    /// Only these types can: the group may launch others, so it is not
-    /// scaled for.
+    /// Only these types can: the scaler launches one of them for it.
     Some(Vec<String>),
     /// No type of the group can: it never runs on EC2.
     None,
@@ -223,8 +242,8 @@ impl fmt::Display for Unplaceable {
     }
 }
 
-/// The largest container over the definitions every instance type of the
-/// group can run, and the definitions left out.
+/// The largest container over the definitions some instance type of the
+/// group can run, and the definitions left out (those none can).
 pub fn largest_container(
     definitions: &[(String, Room)],
     types: &[InstanceType],
@@ -233,7 +252,7 @@ pub fn largest_container(
     let mut kept = Vec::new();
     for (name, need) in definitions {
         match fit(*need, types) {
-            Fit::Every => kept.push(need.resources()),
+            Fit::Every | Fit::Some(_) => kept.push(need.resources()),
             other => left_out.push(Unplaceable {
                 definition: name.clone(),
                 need: *need,
@@ -417,7 +436,7 @@ pub struct Member<Id> {
 
 /// The scaler's settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Config {
+pub struct Config<'a> {
     pub min: u32,
     pub max: u32,
     /// How long an instance is idle before it is drained.
@@ -425,10 +444,18 @@ pub struct Config {
     /// While the cluster runs tasks, keep at least this many largest
     /// containers schedulable (0: none).
     pub headroom: u32,
-    /// What an instance of the group costs an hour (its Spot price and its
-    /// root volume): work running elsewhere starts one only when it would
-    /// pay [`PAYS_MARGIN`] times that.
-    pub instance_hourly: f64,
+    /// What instances cost: a type is launched for the jobs it runs at the
+    /// least cost per job, and work running elsewhere starts one only
+    /// where it would pay [`PAYS_MARGIN`] times its price ([`hourly`]).
+    pub prices: &'a crate::prices::Prices,
+}
+
+/// What an instance of `t` costs an hour at Spot, with its root volume;
+/// `None` for a type with no price (never launched).
+pub fn hourly(t: &InstanceType, prices: &crate::prices::Prices) -> Option<f64> {
+    prices
+        .spot_hour(&t.name)
+        .map(|h| h + prices.root_volume_hour())
 }
 
 /// What jobs ask of EC2 that it does not give them now.
@@ -483,15 +510,16 @@ pub fn elsewhere<'a>(
     out
 }
 
-/// What an instance of the group costs an hour at most: the dearest of its
-/// types at Spot, with its root volume. A type with no price known never
-/// pays for itself.
-pub fn instance_hourly(types: &[InstanceType], prices: &crate::prices::Prices) -> f64 {
+/// Whether any of `elsewhere` would pay for an instance of one of `types`
+/// that it filled: more an hour than [`PAYS_MARGIN`] times its price.
+pub fn could_pay(
+    elsewhere: &[Elsewhere],
+    types: &[InstanceType],
+    prices: &crate::prices::Prices,
+) -> bool {
     types
         .iter()
-        .map(|t| prices.spot_hour(&t.name).unwrap_or(f64::INFINITY))
-        .fold(0.0, f64::max)
-        + prices.root_volume_hour()
+        .any(|t| hourly(t, prices).is_some_and(|h| would_pay(elsewhere, t.room, h * PAYS_MARGIN)))
 }
 
 /// Whether any of `elsewhere` would pay for an instance of `empty` room
@@ -545,6 +573,11 @@ pub const fn idle_break_even_seconds(registration_seconds: u32) -> u32 {
 pub struct Plan<Id> {
     /// Instances to add to the group's desired capacity.
     pub add: u32,
+    /// The types they may be (any one of them, the cheapest first): the
+    /// type that runs the jobs they are for at the least cost per job
+    /// ([`choice::choose`]), with those within [`choice::EQUAL_FIT`] of
+    /// it. Empty when nothing is added.
+    pub types: Vec<String>,
     /// Idle instances to drain (set `DRAINING`): they retire.
     pub drain: Vec<Id>,
     /// Retiring instances to take back (set `ACTIVE`): demand came back.
@@ -578,6 +611,60 @@ pub const DEFAULT_SCALE_IN_AFTER_SECONDS: u32 = idle_break_even_seconds(REGISTRA
 /// fell back within this window and still runs says EC2 lacked room.
 pub const FALLBACK_WINDOW_SECONDS: u32 = 300;
 
+/// What the jobs need beyond the room the cluster has, as [`plan`] counts
+/// it.
+struct Needed {
+    /// Instances for the waiting jobs, by type.
+    launches: Vec<choice::Launch>,
+    /// The type that most instances of, filled with work on Fargate, pay
+    /// for themselves: its name, how many, what one costs an hour.
+    pays: Option<(String, u32, f64)>,
+    /// Whether anything asks for room.
+    unmet: bool,
+}
+
+impl Needed {
+    fn wanted(&self) -> u32 {
+        self.launches.iter().map(|l| l.count).sum::<u32>()
+            + self.pays.as_ref().map_or(0, |(_, n, _)| *n)
+    }
+}
+
+/// `needs` packed onto `free` (first fit, largest first): the room left on
+/// each, and the needs that do not fit there.
+fn place(needs: &[(Room, u32)], free: &[Room]) -> (Vec<Room>, Vec<(Room, u32)>) {
+    let mut sorted: Vec<(Room, u32)> = needs.iter().copied().filter(|(_, c)| *c > 0).collect();
+    sorted.sort_unstable_by_key(|n| std::cmp::Reverse(n.0));
+    let mut bins = free.to_vec();
+    let mut over = Vec::new();
+    for (need, mut count) in sorted {
+        for bin in bins.iter_mut() {
+            let k = need.fits_times(*bin).min(count);
+            for _ in 0..k {
+                bin.take(need);
+            }
+            count -= k;
+        }
+        if count > 0 {
+            over.push((need, count));
+        }
+    }
+    (bins, over)
+}
+
+/// The cheapest types (within [`choice::EQUAL_FIT`]) that hold `need`.
+fn cheapest_holding(
+    need: Room,
+    types: &[InstanceType],
+    prices: &crate::prices::Prices,
+) -> Vec<String> {
+    choice::choose(&[(need, 1)], types, |t| hourly(t, prices))
+        .into_iter()
+        .next()
+        .map(|l| l.types)
+        .unwrap_or_default()
+}
+
 /// Decides this run's scaling at `now` (milliseconds).
 pub fn plan<Id: Clone + PartialEq>(
     now: u64,
@@ -585,33 +672,34 @@ pub fn plan<Id: Clone + PartialEq>(
     demand: &Demand,
     types: &[InstanceType],
     largest: Option<LargestContainer>,
-    config: Config,
+    config: Config<'_>,
 ) -> Plan<Id> {
     let mut plan = Plan {
         add: 0,
+        types: Vec::new(),
         drain: Vec::new(),
         reactivate: Vec::new(),
         terminate: Vec::new(),
         reasons: Vec::new(),
         at_rest: false,
     };
-    let empty = smallest(types);
+    let hourly = |t: &InstanceType| hourly(t, config.prices);
     let count = |needs: &[(Room, u32)]| needs.iter().map(|(_, c)| c).sum::<u32>();
-    let runnable = |needs: &[(Room, u32)]| -> Vec<(Room, u32)> {
-        needs
-            .iter()
-            .copied()
-            .filter(|(n, _)| fit(*n, types) == Fit::Every)
-            .collect()
-    };
-    let waiting = runnable(&demand.waiting);
+    // What no priced type holds is never scaled for (the driver refuses it
+    // at submission).
+    let held = |n: Room| types.iter().any(|t| n.fits(t.room) && hourly(t).is_some());
+    let waiting: Vec<(Room, u32)> = demand
+        .waiting
+        .iter()
+        .copied()
+        .filter(|(n, _)| held(*n))
+        .collect();
     let elsewhere: Vec<Elsewhere> = demand
         .fell_back
         .iter()
         .copied()
-        .filter(|e| fit(e.need, types) == Fit::Every)
+        .filter(|e| held(e.need))
         .collect();
-    let threshold = config.instance_hourly * PAYS_MARGIN;
     // Launched long ago and still not registered: it never will. It goes,
     // and its room is not counted on.
     let overdue = |m: &Member<Id>| {
@@ -621,45 +709,57 @@ pub fn plan<Id: Clone + PartialEq>(
             })
     };
 
-    // Jobs waiting have nowhere else to go: they get what they need. Jobs
-    // on Fargate already run: instances are started for the like of them
-    // only where they pay, filled with work that costs more elsewhere than
-    // the instance does, margin included.
+    // Jobs waiting have nowhere else to go: they get what they need, on the
+    // type that runs them at the least cost per job. Jobs on Fargate
+    // already run: instances are started for the like of them only where
+    // they pay, filled with work that costs more elsewhere than the
+    // instance does, margin included.
     // While work runs on Fargate that a full instance would run for less,
     // the next job like it would take an idle instance's room: no idle
     // instance is drained meanwhile.
-    let would_pay = would_pay(&elsewhere, empty, threshold);
+    let would_pay = could_pay(&elsewhere, types, config.prices);
     // New instances for the waiting jobs, then for work elsewhere that
     // pays on what room is left; and whether anything asks for room.
-    let needed = |room: &[Room]| -> (u32, u32, bool) {
-        let (left, _) = fill(&waiting, room, empty);
-        let for_waiting = (left.len() - room.len()) as u32;
-        let pays = paying(&elsewhere, &left, empty, threshold);
-        (for_waiting, pays, for_waiting > 0 || pays > 0 || would_pay)
+    let needed = |room: &[Room]| -> Needed {
+        let (left, over) = place(&waiting, room);
+        let launches = choice::choose(&over, types, hourly);
+        let pays = types
+            .iter()
+            .filter_map(|t| {
+                let h = hourly(t)?;
+                let n = paying(&elsewhere, &left, t.room, h * PAYS_MARGIN);
+                (n > 0).then(|| (t.name.clone(), n, h))
+            })
+            .max_by(|a, b| a.1.cmp(&b.1).then(b.2.total_cmp(&a.2)));
+        let for_waiting = launches.iter().map(|l| l.count).sum::<u32>();
+        let unmet = for_waiting > 0 || pays.is_some() || would_pay;
+        Needed {
+            launches,
+            pays,
+            unmet,
+        }
     };
     let mut room: Vec<Room> = members
         .iter()
         .filter(|m| matches!(m.state, MemberState::Active | MemberState::Launching) && !overdue(m))
         .map(|m| m.free)
         .collect();
-    let (mut for_waiting, mut pays, mut unmet) = needed(&room);
-    let mut wanted = for_waiting + pays;
+    let mut need = needed(&room);
     // Retiring instances come back, the emptiest first, before new ones
     // start.
-    if wanted > 0 {
+    if need.wanted() > 0 {
         let mut retiring: Vec<&Member<Id>> = members
             .iter()
             .filter(|m| m.state == MemberState::Retiring)
             .collect();
         retiring.sort_by_key(|m| m.tasks);
         for m in retiring {
-            if wanted == 0 {
+            if need.wanted() == 0 {
                 break;
             }
             plan.reactivate.push(m.id.clone());
             room.push(m.free);
-            (for_waiting, pays, unmet) = needed(&room);
-            wanted = for_waiting + pays;
+            need = needed(&room);
         }
         if !plan.reactivate.is_empty() {
             plan.reasons.push(format!(
@@ -697,20 +797,36 @@ pub fn plan<Id: Clone + PartialEq>(
     }
     let staying = members.len() as u32 - plan.terminate.len() as u32;
     let open = config.max.saturating_sub(staying);
-    if wanted > 0 && open > 0 {
+    // One set of types a run (the group launches from one list): the
+    // first the waiting jobs need, else the one that pays; the rest on the
+    // next run, with the room on its way counted.
+    let chosen: Option<(Vec<String>, u32)> = match need.launches.first() {
+        Some(l) => Some((l.types.clone(), l.count)),
+        None => need.pays.as_ref().map(|(t, n, _)| (vec![t.clone()], *n)),
+    };
+    if let (Some((kinds, wanted)), true) = (chosen, open > 0) {
         let add = wanted.min(open);
         plan.add = add;
+        plan.types = kinds;
         let mut why = Vec::new();
-        if for_waiting > 0 {
+        if let Some(l) = need.launches.first() {
             why.push(format!(
-                "{} job(s) waiting for capacity need {for_waiting}",
-                count(&waiting)
+                "{} job(s) waiting for capacity run at the least cost per job on {}",
+                l.jobs,
+                plan.types.join(" or ")
+            ));
+        } else if let Some((_, pays, _)) = &need.pays {
+            why.push(format!(
+                "{} job(s) on Fargate fill {pays} {} that cost less than Fargate for them",
+                elsewhere.iter().map(|e| e.count).sum::<u32>(),
+                plan.types.join(" or ")
             ));
         }
-        if pays > 0 {
+        let later: u32 = need.launches.iter().skip(1).map(|l| l.count).sum();
+        if later > 0 {
             why.push(format!(
-                "{} job(s) on Fargate fill {pays} that cost less than Fargate for them",
-                elsewhere.iter().map(|e| e.count).sum::<u32>()
+                "{later} instance(s) of other types for the other {} waiting job(s) on the next run",
+                count(&waiting).saturating_sub(need.launches[0].jobs)
             ));
         }
         plan.reasons.push(format!(
@@ -723,6 +839,7 @@ pub fn plan<Id: Clone + PartialEq>(
             },
         ));
     }
+    let unmet = need.unmet;
 
     // Headroom while the cluster is in use: a retiring instance comes
     // back before a new one starts.
@@ -756,7 +873,12 @@ pub fn plan<Id: Clone + PartialEq>(
                     .push(format!("take back a draining instance: {why}"));
             }
             None if open > 0 => {
+                let need = largest.map_or_else(Room::default, |l| {
+                    let r = l.resources();
+                    Room::new(r.cpu, r.memory, 0)
+                });
                 plan.add = 1;
+                plan.types = cheapest_holding(need, types, config.prices);
                 plan.reasons.push(format!("add 1 instance: {why}"));
             }
             None => {}
@@ -769,6 +891,9 @@ pub fn plan<Id: Clone + PartialEq>(
     if after < config.min {
         let more = config.min - after;
         plan.add += more;
+        if plan.types.is_empty() {
+            plan.types = cheapest_holding(Room::default(), types, config.prices);
+        }
         plan.reasons.push(format!(
             "add {more} instance(s): the group's minimum is {}",
             config.min

@@ -319,6 +319,8 @@ enum State {
 
 #[derive(Debug, Clone)]
 struct Instance {
+    /// Its type.
+    kind: &'static InstanceType,
     spot: bool,
     launched: u64,
     in_service: Option<u64>,
@@ -1093,12 +1095,13 @@ impl<'a> Sim<'a> {
         let i = self.instances.len();
         let spot = true;
         self.instances.push(Instance {
+            kind: self.launch_type,
             spot,
             launched: self.now,
             in_service: None,
             terminated: None,
             state: State::Pending,
-            free: self.empty,
+            free: self.launch_type.registered(),
             tasks: Vec::new(),
             busy_since: None,
             busy_ms: 0,
@@ -1373,8 +1376,7 @@ impl<'a> Sim<'a> {
             prices,
             self.settings.fargate_spot,
         );
-        let threshold = scaling::instance_hourly(&self.types, prices) * scaling::PAYS_MARGIN;
-        scaling::would_pay(&elsewhere, self.empty, threshold)
+        scaling::could_pay(&elsewhere, &self.types, prices)
     }
 
     /// Returns whether it is at rest.
@@ -1433,7 +1435,7 @@ impl<'a> Sim<'a> {
             max: self.max,
             quiet_ms: u64::from(self.settings.scale_in_after_s) * SECOND,
             headroom: self.settings.headroom,
-            instance_hourly: scaling::instance_hourly(&self.types, prices),
+            prices,
         };
         let plan = scaling::plan(
             self.now,
@@ -1678,7 +1680,7 @@ impl<'a> Sim<'a> {
             idle_ms += life.saturating_sub(busy);
             let (ec2, ebs) = cost::instance(
                 &self.settings.prices,
-                self.launch_type.name,
+                inst.kind.name,
                 inst.spot,
                 life as f64 / 1000.0,
             );

@@ -131,6 +131,73 @@ pub fn architecture(name: &str) -> Option<Arch> {
     }
 }
 
+/// The instance types berth may launch, as template.yaml gives them: type
+/// names (`m5.large`) and families (`m7g`), a family standing for its sizes
+/// whose vCPUs and memory are within the ranges and whose architecture is
+/// allowed. A family's bare-metal sizes are left out (they boot in
+/// minutes, not seconds), and so are GPU types of any architecture but
+/// x86 (the ECS GPU-optimized AMI is x86 only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allowed {
+    pub entries: Vec<String>,
+    pub vcpus: (u32, u32),
+    pub memory_gib: (u32, u32),
+    pub architectures: Vec<Arch>,
+}
+
+impl Allowed {
+    /// The allowed types' names, in the catalog's order; a name the catalog
+    /// does not know is kept (the scaler says it cannot size it).
+    pub fn types(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for entry in &self.entries {
+            let entry = entry.trim();
+            if entry.is_empty() {
+                continue;
+            }
+            if entry.contains('.') {
+                if !out.iter().any(|t| t == entry) {
+                    out.push(entry.to_owned());
+                }
+                continue;
+            }
+            for (name, vcpus, memory_mib, gpus, arch) in super::catalog() {
+                let family = name.split('.').next().unwrap_or_default();
+                let arch_allowed = arch.is_some_and(|a| self.architectures.contains(&a));
+                let within = |v: u32, (lo, hi): (u32, u32)| lo <= v && v <= hi;
+                if family == entry
+                    && !name.contains("metal")
+                    && arch_allowed
+                    && !(gpus > 0 && arch != Some(Arch::X86_64))
+                    && within(vcpus, self.vcpus)
+                    && within(memory_mib / 1024, self.memory_gib)
+                    && !out.iter().any(|t| t == name)
+                {
+                    out.push(name.to_owned());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A range of whole numbers written `LOW-HIGH` (or one number).
+pub fn range(s: &str) -> Result<(u32, u32), String> {
+    let number = |v: &str| {
+        v.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("expected LOW-HIGH in whole numbers, found {s:?}"))
+    };
+    let (lo, hi) = match s.split_once('-') {
+        Some((lo, hi)) => (number(lo)?, number(hi)?),
+        None => (number(s)?, number(s)?),
+    };
+    if lo > hi {
+        return Err(format!("{s:?}: the low end is above the high end"));
+    }
+    Ok((lo, hi))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +312,65 @@ mod tests {
         assert_eq!(architecture("g4dn.xlarge"), Some(Arch::X86_64));
         assert_eq!(architecture("mac2.metal"), None, "Macs are left out");
         assert_eq!(architecture("x9.mega"), None);
+    }
+
+    fn allowed(entries: &[&str]) -> Allowed {
+        Allowed {
+            entries: entries.iter().map(|e| e.to_string()).collect(),
+            vcpus: (2, 64),
+            memory_gib: (0, 1024),
+            architectures: vec![Arch::X86_64, Arch::Arm64],
+        }
+    }
+
+    #[test]
+    fn a_family_stands_for_its_sizes_within_the_ranges() {
+        let m5 = allowed(&["m5"]).types();
+        assert!(m5.contains(&"m5.large".to_owned()), "{m5:?}");
+        assert!(m5.contains(&"m5.16xlarge".to_owned()), "64 vCPUs: {m5:?}");
+        assert!(!m5.iter().any(|t| t == "m5.24xlarge"), "96 vCPUs: {m5:?}");
+        assert!(!m5.iter().any(|t| t.contains("metal")), "{m5:?}");
+        let small = Allowed {
+            vcpus: (2, 4),
+            memory_gib: (8, 8),
+            ..allowed(&["m5", "c5", "m7g"])
+        };
+        assert_eq!(small.types(), ["m5.large", "c5.xlarge", "m7g.large"]);
+        let x86 = Allowed {
+            architectures: vec![Arch::X86_64],
+            ..allowed(&["m7g", "m6i.large"])
+        };
+        assert_eq!(x86.types(), ["m6i.large"], "a name is kept as given");
+        // Arm GPU types have no ECS GPU AMI.
+        assert!(allowed(&["g5g"]).types().is_empty());
+        assert!(
+            allowed(&["g4dn"])
+                .types()
+                .contains(&"g4dn.xlarge".to_owned())
+        );
+    }
+
+    #[test]
+    fn ranges_are_read_or_refused() {
+        assert_eq!(range("2-64"), Ok((2, 64)));
+        assert_eq!(range("8"), Ok((8, 8)));
+        assert!(range("64-2").unwrap_err().contains("low end"));
+        assert!(range("two").unwrap_err().contains("LOW-HIGH"));
+    }
+
+    #[test]
+    fn every_type_the_template_allows_by_default_has_a_price() {
+        let prices = crate::prices::Prices::default();
+        let default = allowed(&[
+            "m5", "m6i", "m7i", "c5", "c6i", "c7i", "r5", "r6i", "r7i", "m6g", "m7g", "c6g", "c7g",
+            "r6g", "r7g", "g4dn", "g5", "g6",
+        ]);
+        let types = default.types();
+        assert!(types.len() > 100, "{}", types.len());
+        let unpriced: Vec<&String> = types
+            .iter()
+            .filter(|t| prices.on_demand_hour(t).is_none())
+            .collect();
+        assert!(unpriced.is_empty(), "{unpriced:?}");
     }
 }

@@ -20,14 +20,18 @@ fn types() -> Vec<InstanceType> {
     ]
 }
 
-fn config() -> Config {
+/// The list prices: an m5.large at Spot with its root volume is $0.0417
+/// an hour.
+static PRICES: std::sync::LazyLock<crate::prices::Prices> =
+    std::sync::LazyLock::new(crate::prices::Prices::default);
+
+fn config() -> Config<'static> {
     Config {
         min: 0,
         max: 10,
         quiet_ms: 15 * MIN,
         headroom: 0,
-        // An m5.large at Spot with its root volume.
-        instance_hourly: 0.0417,
+        prices: &PRICES,
     }
 }
 
@@ -184,7 +188,8 @@ fn work_on_fargate_starts_instances_only_where_they_pay() {
     let p = plan(0, none, &demand(2, 0.0494), &types(), None, config());
     assert_eq!(p.add, 1);
     assert!(
-        p.reasons[0].contains("2 job(s) on Fargate fill 1 that cost less than Fargate for them"),
+        p.reasons[0]
+            .contains("2 job(s) on Fargate fill 1 m5a.large that cost less than Fargate for them"),
         "{p:?}"
     );
     // Five fill two instances; the fifth alone would leave one half
@@ -275,7 +280,7 @@ fn demand_no_type_can_hold_is_never_scaled_for() {
     };
     let p = plan(0, &[] as &[Member<u32>], &demand, &types(), None, config());
     assert!(p.is_empty(), "{p:?}");
-    // Nor what only some of the group's types hold.
+    // What only some of the group's types hold starts one of those.
     let mixed = vec![
         m5_large(),
         InstanceType {
@@ -288,7 +293,11 @@ fn demand_no_type_can_hold_is_never_scaled_for() {
         waiting: vec![(big, 1)],
         fell_back: vec![],
     };
-    assert!(plan(0, &[] as &[Member<u32>], &demand, &mixed, None, config()).is_empty());
+    let p = plan(0, &[] as &[Member<u32>], &demand, &mixed, None, config());
+    assert_eq!(
+        (p.add, p.types.as_slice()),
+        (1, &["m5.xlarge".to_owned()][..])
+    );
     assert_eq!(fit(big, &mixed), Fit::Some(vec!["m5.xlarge".into()]));
     assert_eq!(fit(train, &mixed), Fit::None);
     assert_eq!(fit(RENDER, &mixed), Fit::Every);
@@ -534,7 +543,7 @@ mod properties {
                 .map(|(need, count)| Elsewhere { need, count, hourly: 0.05 })
                 .collect();
             let demand = Demand { waiting, fell_back };
-            let config = Config { min: min.min(max), max, quiet_ms: 15 * MIN, headroom: 0, instance_hourly: 0.0417 };
+            let config = Config { min: min.min(max), max, quiet_ms: 15 * MIN, headroom: 0, prices: &PRICES };
             let p = plan(now_min * MIN, &members, &demand, &types(), None, config);
             for id in &p.terminate {
                 let m = &members[*id];
@@ -559,4 +568,84 @@ mod properties {
             }
         }
     }
+}
+
+/// The types template.yaml allows by default.
+fn allowed() -> Vec<InstanceType> {
+    let allowed = choice::Allowed {
+        entries: [
+            "m5", "m6i", "m7i", "c5", "c6i", "c7i", "r5", "r6i", "r7i", "m6g", "m7g", "c6g", "c7g",
+            "r6g", "r7g", "g4dn", "g5", "g6",
+        ]
+        .map(String::from)
+        .to_vec(),
+        vcpus: (2, 64),
+        memory_gib: (0, 1024),
+        architectures: vec![crate::prices::Arch::X86_64, crate::prices::Arch::Arm64],
+    };
+    known_types(&allowed.types()).expect("types")
+}
+
+#[test]
+fn a_huge_job_waiting_starts_a_type_that_holds_it() {
+    let types = allowed();
+    let huge = Room::new(16 * 1024, 64 * 1024, 0);
+    let demand = Demand {
+        waiting: vec![(huge, 1)],
+        fell_back: vec![],
+    };
+    let p = plan(0, &[] as &[Member<u32>], &demand, &types, None, config());
+    assert_eq!(p.add, 1, "{p:?}");
+    assert!(!p.types.is_empty());
+    for t in &p.types {
+        let room = types.iter().find(|k| k.name == *t).unwrap().room;
+        assert!(huge.fits(room), "{t} does not hold it: {p:?}");
+    }
+    assert_ne!(p.types[0], types[0].name);
+    assert!(
+        p.reasons[0].contains("1 job(s) waiting for capacity"),
+        "{p:?}"
+    );
+    // An instance of it on its way: nothing more.
+    let room = types.iter().find(|k| k.name == p.types[0]).unwrap().room;
+    let coming = [Member {
+        launched: Some(0),
+        ..member(1, MemberState::Launching, room, 0, None)
+    }];
+    assert_eq!(plan(MIN, &coming, &demand, &types, None, config()).add, 0);
+}
+
+#[test]
+fn a_gpu_job_waiting_starts_a_gpu_type_and_small_jobs_a_small_one() {
+    let types = allowed();
+    let train = Room::new(4096, 15 * 1024, 1);
+    let demand = Demand {
+        waiting: vec![(train, 1)],
+        fell_back: vec![],
+    };
+    let p = plan(0, &[] as &[Member<u32>], &demand, &types, None, config());
+    assert_eq!(p.add, 1);
+    for t in &p.types {
+        assert!(
+            types.iter().any(|k| k.name == *t && k.room.gpu >= 1),
+            "{t}: {p:?}"
+        );
+    }
+    // Two kinds of jobs that want different types: the first this run,
+    // the other the next.
+    let demand = Demand {
+        waiting: vec![(train, 1), (Room::new(16 * 1024, 100 * 1024, 0), 1)],
+        fell_back: vec![],
+    };
+    let p = plan(0, &[] as &[Member<u32>], &demand, &types, None, config());
+    assert_eq!(p.add, 1, "{p:?}");
+    assert!(p.reasons[0].contains("on the next run"), "{p:?}");
+    let small = Demand {
+        waiting: vec![(RENDER, 1)],
+        fell_back: vec![],
+    };
+    let p = plan(0, &[] as &[Member<u32>], &small, &types, None, config());
+    let cheapest = p.types[0].clone();
+    let room = types.iter().find(|k| k.name == cheapest).unwrap().room;
+    assert!(room.cpu <= 2048 && room.gpu == 0, "{p:?}");
 }
