@@ -296,6 +296,19 @@ impl EcsCluster {
 
     /// What RunTask needs to know of task definition `name`: read with
     /// DescribeTaskDefinition, then trusted for [`TASK_DEFINITION_TTL`].
+    /// The architecture the tasks of task definition `name` run on: its
+    /// runtime platform's, else x86 (ECS's default). Where it cannot be
+    /// read, x86, with a warning.
+    pub async fn architecture_of(&self, name: &str) -> Arch {
+        match self.task_definition(name).await {
+            Ok(facts) => facts.architecture.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(task_definition = name, error = %e, "architecture unknown: taken for x86");
+                Arch::X86_64
+            }
+        }
+    }
+
     pub async fn task_definition(&self, name: &str) -> Result<TaskDefinitionFacts, LaunchError> {
         let cached = self
             .task_definitions
@@ -733,8 +746,18 @@ pub struct Observed {
     pub reclaimed: Option<u64>,
 }
 
+/// The architecture an instance's `ecs.cpu-architecture` attribute names
+/// (x86 where it names none: the agent sets it on every instance).
+fn architecture<'a>(mut attributes: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> Arch {
+    attributes
+        .find(|(name, _)| *name == "ecs.cpu-architecture")
+        .and_then(|(_, value)| Arch::from_ecs_attribute(value?))
+        .unwrap_or_default()
+}
+
 impl From<&EcsInstance> for Observed {
     fn from(ci: &EcsInstance) -> Self {
+        let arch = architecture(ci.attributes().iter().map(|a| (a.name(), a.value())));
         let room = |list: &[Resource]| {
             let value = |name: &str| {
                 list.iter()
@@ -746,7 +769,7 @@ impl From<&EcsInstance> for Observed {
                 .iter()
                 .find(|r| r.name() == Some("GPU"))
                 .map_or(0, |r| r.string_set_value().len() as u32);
-            Room::new(value("CPU"), value("MEMORY"), gpus)
+            Room::new(value("CPU"), value("MEMORY"), gpus).on(arch)
         };
         let status = ci
             .status()
@@ -838,6 +861,17 @@ pub struct InstanceChange {
     pub agent_connected: bool,
     #[serde(default)]
     pub remaining_resources: Vec<EventResource>,
+    #[serde(default)]
+    pub attributes: Vec<EventAttribute>,
+}
+
+/// One of a container instance's attributes in an event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventAttribute {
+    pub name: String,
+    #[serde(default)]
+    pub value: Option<String>,
 }
 
 /// One of a container instance's resources in an event.
@@ -870,6 +904,14 @@ impl From<&EcsInstance> for InstanceChange {
                     string_set_value: r.string_set_value().to_vec(),
                 })
                 .collect(),
+            attributes: ci
+                .attributes()
+                .iter()
+                .map(|a| EventAttribute {
+                    name: a.name().to_owned(),
+                    value: a.value().map(str::to_owned),
+                })
+                .collect(),
         }
     }
 }
@@ -895,7 +937,12 @@ impl InstanceChange {
             .iter()
             .find(|r| r.name == "GPU")
             .map_or(0, |r| r.string_set_value.len() as u32);
-        Room::new(integer("CPU"), integer("MEMORY"), gpus)
+        let arch = architecture(
+            self.attributes
+                .iter()
+                .map(|a| (a.name.as_str(), a.value.as_deref())),
+        );
+        Room::new(integer("CPU"), integer("MEMORY"), gpus).on(arch)
     }
 }
 

@@ -17,6 +17,7 @@ use berth_aws::store::now_ms;
 use berth_aws::{AwsError, EcsCluster, Fleet, JobStore};
 use berth_core::ResolvedJob;
 use berth_core::capacity::{InstanceStatus, LargestContainer};
+use berth_core::prices::Arch;
 use berth_core::scaling::{self, Config, Demand, InstanceType, Member, MemberState, Room};
 use serde::Serialize;
 
@@ -182,8 +183,17 @@ impl Scaler {
         let group = self.fleet.group().await?;
         let window_ms = i64::from(scaling::FALLBACK_WINDOW_SECONDS) * 1000;
         let asked = self.store.ec2_demand(now_ms() - window_ms).await?;
+        // Each waiting job's architecture, its task definition's (read once
+        // each, and kept a while).
+        let mut archs: HashMap<String, Arch> = HashMap::new();
+        for j in &asked.waiting {
+            if !archs.contains_key(&j.task_definition) {
+                let arch = self.cluster.architecture_of(&j.task_definition).await;
+                archs.insert(j.task_definition.clone(), arch);
+            }
+        }
         let demand = Demand {
-            waiting: by_need(&asked.waiting),
+            waiting: by_need(&asked.waiting, &archs),
             fell_back: scaling::elsewhere(&asked.fell_back, &self.prices, self.fargate_spot),
         };
 
@@ -487,11 +497,15 @@ fn member(
     (member, mark)
 }
 
-/// Jobs counted by what each needs.
-fn by_need(jobs: &[ResolvedJob]) -> Vec<(Room, u32)> {
+/// Jobs counted by what each needs, on the architecture of its task
+/// definition (`archs`, x86 for one not there).
+fn by_need(jobs: &[ResolvedJob], archs: &HashMap<String, Arch>) -> Vec<(Room, u32)> {
     let mut counts: HashMap<Room, u32> = HashMap::new();
     for j in jobs {
-        *counts.entry(Room::new(j.cpu, j.memory, j.gpu)).or_default() += 1;
+        let arch = archs.get(&j.task_definition).copied().unwrap_or_default();
+        *counts
+            .entry(Room::new(j.cpu, j.memory, j.gpu).on(arch))
+            .or_default() += 1;
     }
     let mut out: Vec<(Room, u32)> = counts.into_iter().collect();
     out.sort();
@@ -803,7 +817,7 @@ mod tests {
         let job = |cpu, memory, gpu| ResolvedJob {
             job_id: "j".into(),
             definition: "d".into(),
-            task_definition: "td".into(),
+            task_definition: if gpu > 0 { "graviton" } else { "td" }.into(),
             container: "main".into(),
             lambda_function: None,
             command: None,
@@ -826,12 +840,13 @@ mod tests {
             job(1024, 2048, 0),
             job(1024, 2048, 1),
         ];
+        let archs = HashMap::from([("graviton".to_owned(), Arch::Arm64)]);
         assert_eq!(
-            by_need(&jobs),
+            by_need(&jobs, &archs),
             [
                 (Room::new(512, 1024, 0), 1),
                 (Room::new(1024, 2048, 0), 2),
-                (Room::new(1024, 2048, 1), 1),
+                (Room::new(1024, 2048, 1).on(Arch::Arm64), 1),
             ]
         );
     }

@@ -207,7 +207,9 @@ pub const ON_DEMAND_HOUR: &[(&str, f64)] = &[
 ];
 
 /// A CPU architecture, as ECS names it (`runtimePlatform.cpuArchitecture`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub enum Arch {
     #[default]
     #[serde(rename = "X86_64")]
@@ -217,6 +219,16 @@ pub enum Arch {
 }
 
 impl Arch {
+    /// The architecture a container instance's `ecs.cpu-architecture`
+    /// attribute names.
+    pub fn from_ecs_attribute(value: &str) -> Option<Self> {
+        match value {
+            "x86_64" => Some(Self::X86_64),
+            "arm64" => Some(Self::Arm64),
+            _ => None,
+        }
+    }
+
     /// The value of a container instance's `ecs.cpu-architecture`
     /// attribute for this architecture.
     pub fn ecs_attribute(self) -> &'static str {

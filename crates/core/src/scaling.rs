@@ -25,29 +25,51 @@
 use std::fmt;
 
 use crate::capacity::{LargestContainer, Resources, containers_that_fit};
+use crate::prices::Arch;
 
 pub mod choice;
 
-/// CPU units, MiB and GPUs: what a task asks, or what an instance has.
+/// CPU units, MiB and GPUs of a CPU architecture: what a task asks, or
+/// what an instance has. A task runs only on an instance of its
+/// architecture (berth places it there: ECS's `memberOf` constraint on
+/// `ecs.cpu-architecture`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Room {
     pub cpu: u32,
     pub memory: u32,
     pub gpu: u32,
+    pub arch: Arch,
 }
 
 impl Room {
+    /// x86 room (see [`Room::on`]).
     pub fn new(cpu: u32, memory: u32, gpu: u32) -> Self {
-        Self { cpu, memory, gpu }
+        Self {
+            cpu,
+            memory,
+            gpu,
+            arch: Arch::X86_64,
+        }
+    }
+
+    /// The same room, of `arch`.
+    pub fn on(self, arch: Arch) -> Self {
+        Self { arch, ..self }
     }
 
     /// Whether `self` (a need) fits in `free`.
     pub fn fits(self, free: Room) -> bool {
-        self.cpu <= free.cpu && self.memory <= free.memory && self.gpu <= free.gpu
+        self.arch == free.arch
+            && self.cpu <= free.cpu
+            && self.memory <= free.memory
+            && self.gpu <= free.gpu
     }
 
     /// How many of `self` (a need) fit in `free`.
     pub fn fits_times(self, free: Room) -> u32 {
+        if self.arch != free.arch {
+            return 0;
+        }
         let per = |have: u32, want: u32| have.checked_div(want).unwrap_or(u32::MAX);
         per(free.cpu, self.cpu)
             .min(per(free.memory, self.memory))
@@ -81,20 +103,23 @@ impl fmt::Display for Room {
         if self.gpu > 0 {
             write!(f, " / {} GPU", self.gpu)?;
         }
+        if self.arch != Arch::X86_64 {
+            write!(f, " ({})", self.arch.ecs_attribute())?;
+        }
         Ok(())
     }
 }
 
-/// What ECS registers of an instance type for tasks: all its CPU, about
-/// 97.5% of its memory (ECS developer guide, "Reserving Amazon ECS Linux
-/// container instance memory": an m4.large's 8 GiB registers 7,985 MiB),
-/// its GPUs.
+/// What ECS registers of an x86 instance type for tasks: all its CPU,
+/// about 97.5% of its memory (ECS developer guide, "Reserving Amazon ECS
+/// Linux container instance memory": an m4.large's 8 GiB registers 7,985
+/// MiB), its GPUs.
 pub fn registered(vcpus: u32, memory_mib: u32, gpus: u32) -> Room {
-    Room {
-        cpu: vcpus * crate::limits::CPU_UNITS_PER_VCPU,
-        memory: (u64::from(memory_mib) * 7985 / 8192) as u32,
-        gpu: gpus,
-    }
+    Room::new(
+        vcpus * crate::limits::CPU_UNITS_PER_VCPU,
+        (u64::from(memory_mib) * 7985 / 8192) as u32,
+        gpus,
+    )
 }
 
 /// One instance type of the group, as ECS would register it.
@@ -147,9 +172,10 @@ impl InstanceType {
         let mut f = catalog_fields(name)?;
         let mut num = || f.next()?.parse::<u32>().ok();
         let (vcpus, memory, gpus) = (num()?, num()?, num()?);
+        let arch = choice::architecture(name).unwrap_or_default();
         Some(Self {
             name: name.to_owned(),
-            room: registered(vcpus, memory, gpus),
+            room: registered(vcpus, memory, gpus).on(arch),
         })
     }
 }
@@ -176,10 +202,16 @@ pub fn known_types(names: &[String]) -> Option<Vec<InstanceType>> {
     })
 }
 
-/// Why no instance of `types` can run a job of `need`, naming the largest
-/// of them; `None` when one can.
+/// Whether `need` fits in `room` on its architecture, whatever the
+/// architecture `need` names (where a job's architecture is not yet known).
+fn fits_some_arch(need: Room, room: Room) -> bool {
+    need.on(room.arch).fits(room)
+}
+
+/// Why no instance of `types` (of any architecture) can run a job of
+/// `need`, naming the largest of them; `None` when one can.
 pub fn unplaceable(need: Room, types: &[InstanceType]) -> Option<String> {
-    if types.iter().any(|t| need.fits(t.room)) {
+    if types.iter().any(|t| fits_some_arch(need, t.room)) {
         return None;
     }
     let largest = types
@@ -194,11 +226,12 @@ pub fn unplaceable(need: Room, types: &[InstanceType]) -> Option<String> {
     ))
 }
 
-/// Where `need` stands with `types` (no types: it fits none).
+/// Where `need` stands with `types`, of whatever architecture (no types:
+/// it fits none).
 pub fn fit(need: Room, types: &[InstanceType]) -> Fit {
     let fitting: Vec<String> = types
         .iter()
-        .filter(|t| need.fits(t.room))
+        .filter(|t| fits_some_arch(need, t.room))
         .map(|t| t.name.clone())
         .collect();
     if types.is_empty() || fitting.is_empty() {
@@ -271,6 +304,7 @@ pub fn smallest(types: &[InstanceType]) -> Room {
         cpu: min(|t| t.room.cpu),
         memory: min(|t| t.room.memory),
         gpu: min(|t| t.room.gpu),
+        arch: types.first().map(|t| t.room.arch).unwrap_or_default(),
     }
 }
 

@@ -371,20 +371,22 @@ impl Lifecycle {
             return Ok(Vec::new());
         }
         let free = instance.remaining();
-        if free == Room::default() {
+        if free == Room::default().on(free.arch) {
             return Ok(Vec::new());
         }
-        let waiting: Vec<(Room, (String, String))> = self
-            .store
-            .waiting_for_capacity()
-            .await?
-            .into_iter()
-            .filter(|w| w.job.processor != berth_core::Processor::Fargate)
-            .filter_map(|w| {
-                let need = Room::new(w.job.cpu, w.job.memory, w.job.gpu);
-                Some((need, (w.job.job_id, w.receipt?)))
-            })
-            .collect();
+        let mut waiting: Vec<(Room, (String, String))> = Vec::new();
+        for w in self.store.waiting_for_capacity().await? {
+            if w.job.processor == berth_core::Processor::Fargate {
+                continue;
+            }
+            let Some(receipt) = w.receipt else {
+                continue;
+            };
+            // A task runs only on an instance of its architecture.
+            let arch = self.ecs.architecture_of(&w.job.task_definition).await;
+            let need = Room::new(w.job.cpu, w.job.memory, w.job.gpu).on(arch);
+            waiting.push((need, (w.job.job_id, receipt)));
+        }
         let mut released = Vec::new();
         for (job_id, receipt) in scaling::release(&waiting, free) {
             match self.queue.set_visibility(&receipt, Duration::ZERO).await {

@@ -190,11 +190,7 @@ impl Plans {
             plans.kind.push(kind);
             plans.lambda_anywhere.push(lambda);
             plans.fargate_anywhere.push(fargate);
-            plans.need.push(Room {
-                cpu: j.cpu,
-                memory: j.memory,
-                gpu: j.gpu,
-            });
+            plans.need.push(Room::new(j.cpu, j.memory, j.gpu));
         }
         plans.kinds = kinds;
         plans

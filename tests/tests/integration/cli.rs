@@ -252,6 +252,7 @@ async fn definitions_put_and_list() {
     with_group.scaling = Some(berth_aws::settings::ScalingSettings {
         group: "berth-instances".into(),
         instance_types: vec!["m5.large".into(), "m5a.large".into(), "m6i.large".into()],
+        launch_templates: None,
         scale_in_after_seconds: 900,
         headroom: 0,
     });

@@ -60,6 +60,7 @@ const RENDER: Room = Room {
     cpu: 1024,
     memory: 2048,
     gpu: 0,
+    arch: crate::prices::Arch::X86_64,
 };
 
 #[test]
@@ -634,7 +635,7 @@ fn a_gpu_job_waiting_starts_a_gpu_type_and_small_jobs_a_small_one() {
     // Two kinds of jobs that want different types: the first this run,
     // the other the next.
     let demand = Demand {
-        waiting: vec![(train, 1), (Room::new(16 * 1024, 100 * 1024, 0), 1)],
+        waiting: vec![(train, 1), (RENDER.on(Arch::Arm64), 1)],
         fell_back: vec![],
     };
     let p = plan(0, &[] as &[Member<u32>], &demand, &types, None, config());
@@ -648,4 +649,54 @@ fn a_gpu_job_waiting_starts_a_gpu_type_and_small_jobs_a_small_one() {
     let cheapest = p.types[0].clone();
     let room = types.iter().find(|k| k.name == cheapest).unwrap().room;
     assert!(room.cpu <= 2048 && room.gpu == 0, "{p:?}");
+}
+
+#[test]
+fn a_job_starts_an_instance_of_its_architecture_only() {
+    let types = allowed();
+    let arch_of = |p: &Plan<u32>| {
+        let kinds: Vec<Arch> = p
+            .types
+            .iter()
+            .map(|t| types.iter().find(|k| k.name == *t).unwrap().room.arch)
+            .collect();
+        kinds
+    };
+    let on = |arch| Demand {
+        waiting: vec![(RENDER.on(arch), 2)],
+        fell_back: vec![],
+    };
+    let none: &[Member<u32>] = &[];
+    let arm = plan(0, none, &on(Arch::Arm64), &types, None, config());
+    assert!(
+        arm.add > 0 && arch_of(&arm).iter().all(|a| *a == Arch::Arm64),
+        "{arm:?}"
+    );
+    let x86 = plan(0, none, &on(Arch::X86_64), &types, None, config());
+    assert!(
+        x86.add > 0 && arch_of(&x86).iter().all(|a| *a == Arch::X86_64),
+        "{x86:?}"
+    );
+    // Room of the other architecture on its way is not theirs.
+    let coming = [member(
+        1,
+        MemberState::Launching,
+        full().on(Arch::Arm64),
+        0,
+        None,
+    )];
+    assert_eq!(
+        plan(0, &coming, &on(Arch::X86_64), &types, None, config()).add,
+        1
+    );
+    assert_eq!(
+        plan(0, &coming, &on(Arch::Arm64), &types, None, config()).add,
+        0
+    );
+    assert!(!RENDER.fits(full().on(Arch::Arm64)));
+    assert_eq!(RENDER.fits_times(full().on(Arch::Arm64)), 0);
+    // Where its architecture is not known, any type of any holds it.
+    assert!(unplaceable(RENDER, &types[..0]).is_some());
+    let graviton = known_types(&["m7g.large".to_owned()]).unwrap();
+    assert_eq!(unplaceable(RENDER, &graviton), None);
 }
