@@ -306,9 +306,29 @@ def ecs_as_aws_answers():
 
     ContainerInstance.__init__ = as_its_type
 
+    # An Auto Scaling group with a mixed instances policy launches the type
+    # of its first override, as a group whose overrides list the types in
+    # order of price would on AWS; moto launches its launch template's type,
+    # and a template that names none launches none.
+    from moto.autoscaling.models import FakeAutoScalingGroup
+
+    template_type = FakeAutoScalingGroup.instance_type
+
+    def first_override(self):
+        launch = (self.mixed_instances_policy or {}).get("LaunchTemplate") or {}
+        overrides = launch.get("Overrides") or []
+        if overrides and overrides[0].get("InstanceType"):
+            return overrides[0]["InstanceType"]
+        return template_type.fget(self)
+
+    FakeAutoScalingGroup.instance_type = property(first_override)
+
     # RunTask's placement constraints of the kind berth sets
     # (`memberOf` on `attribute:ecs.cpu-architecture`): a task goes only on
     # an instance of its architecture. moto ignores placement constraints.
+    # And a task that asks for GPUs (a container override's resource
+    # requirement, as berth asks) goes only on an instance that has as many
+    # (the GPUs other tasks hold are not counted); moto ignores GPUs.
     from moto.ecs.responses import EC2ContainerServiceResponse
 
     asked = threading.local()
@@ -316,10 +336,18 @@ def ecs_as_aws_answers():
 
     def constrained(self):
         asked.constraints = self._get_param("placementConstraints") or []
+        overrides = (self._get_param("overrides") or {}).get("containerOverrides") or []
+        asked.gpus = sum(
+            int(r.get("value") or 0)
+            for c in overrides
+            for r in c.get("resourceRequirements") or []
+            if r.get("type") == "GPU"
+        )
         try:
             return respond(self)
         finally:
             asked.constraints = []
+            asked.gpus = 0
 
     EC2ContainerServiceResponse.run_task = constrained
     fits = EC2ContainerServiceBackend._can_be_placed
@@ -333,6 +361,13 @@ def ecs_as_aws_answers():
                     have = container_instance.attributes.get(name[len("attribute:"):])
                     if have != value:
                         return False
+        gpus = sum(
+            len(r.get("stringSetValue") or [])
+            for r in container_instance.registered_resources
+            if r.get("name") == "GPU"
+        )
+        if gpus < getattr(asked, "gpus", 0):
+            return False
         return fits(container_instance, requirements)
 
     EC2ContainerServiceBackend._can_be_placed = staticmethod(placeable)

@@ -85,6 +85,26 @@ impl LaunchTemplates {
     }
 }
 
+impl std::fmt::Display for LaunchTemplates {
+    /// As [`LaunchTemplates::parse`] reads it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let classes = [
+            ("x86_64", Some(&self.x86_64)),
+            ("arm64", self.arm64.as_ref()),
+            ("gpu", self.gpu.as_ref()),
+        ];
+        let mut first = true;
+        for (class, template) in classes {
+            if let Some(t) = template {
+                let comma = if first { "" } else { "," };
+                write!(f, "{comma}{class}={}:{}", t.id, t.version)?;
+                first = false;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The Auto Scaling group as it is now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
@@ -394,6 +414,7 @@ mod tests {
         let gpu = t.of("g4dn.xlarge").unwrap();
         assert_eq!((gpu.id.as_str(), gpu.version.as_str()), ("lt-3", "$Latest"));
         assert_eq!(t.of("x9.mega"), None);
+        assert_eq!(LaunchTemplates::parse(&t.to_string()), Ok(t.clone()));
         let x86 = LaunchTemplates::parse("x86_64=lt-1:1").unwrap();
         assert_eq!(x86.of("m7g.large"), None, "no arm64 template");
         assert!(

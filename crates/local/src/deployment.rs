@@ -8,7 +8,8 @@
 use aws_sdk_sqs::types::QueueAttributeName;
 use berth_aws::settings::{
     CLUSTER, DEFINITIONS_TABLE, DLQ_URL, FARGATE_SECURITY_GROUPS, FARGATE_SUBNETS, INSTANCE_GROUP,
-    INSTANCE_TYPES, JOBS_TABLE, MAX_RECEIVES, QUEUE_URL, SCALE_IN_AFTER_SECONDS,
+    INSTANCE_TYPES, INSTANCE_VCPUS, JOBS_TABLE, LAUNCH_TEMPLATES, MAX_RECEIVES, QUEUE_URL,
+    SCALE_IN_AFTER_SECONDS,
 };
 use berth_aws::{Clients, Settings};
 
@@ -175,7 +176,12 @@ impl Deployment {
         if let Instances::Group { scale_in_after, .. } = options.instances {
             vars.extend([
                 (INSTANCE_GROUP, crate::fleet::GROUP.to_owned()),
-                (INSTANCE_TYPES, crate::fleet::INSTANCE_TYPE.to_owned()),
+                (INSTANCE_TYPES, crate::fleet::ALLOWED_TYPES.to_owned()),
+                (INSTANCE_VCPUS, crate::fleet::ALLOWED_VCPUS.to_owned()),
+                (
+                    LAUNCH_TEMPLATES,
+                    crate::fleet::launch_templates(moto).await?.to_string(),
+                ),
                 (SCALE_IN_AFTER_SECONDS, scale_in_after.to_string()),
             ]);
         }

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_autoscaling::types::LifecycleState;
 
+use berth_aws::fleet::LaunchTemplates;
+
 use crate::moto::{Account, xml_values};
 
 /// The group's name in the local run.
@@ -17,33 +19,70 @@ pub const GROUP: &str = "berth-instances";
 /// ECS agent would, 4096 CPU units and 7,985 MiB.
 pub use crate::moto::INSTANCE_TYPE;
 
+/// The instance types the local run's scaler may launch: its usual type,
+/// general purpose and memory types of 2 to 64 vCPUs, and GPU types.
+pub const ALLOWED_TYPES: &str = "c5.xlarge,m5,r5,g4dn";
+/// The vCPUs of the allowed families' sizes.
+pub const ALLOWED_VCPUS: &str = "2-64";
+
+/// The classes of instance type, each launched from a template of its own
+/// (template.yaml's three: x86, Graviton, GPU).
+const CLASSES: [&str; 3] = ["x86_64", "arm64", "gpu"];
+
 /// Creates the group (empty, instances protected from scale-in, as
-/// template.yaml makes it) with its launch configuration.
+/// template.yaml makes it), launching [`INSTANCE_TYPE`] from the x86
+/// launch template until the scaler chooses others, and a launch template
+/// for each class of type ([`launch_templates`]).
 pub async fn create_group(
     autoscaling: &aws_sdk_autoscaling::Client,
     moto: &Account,
     min: u32,
     max: u32,
-) -> Result<(), String> {
-    let config = format!("{GROUP}-launch");
-    autoscaling
-        .create_launch_configuration()
-        .launch_configuration_name(&config)
-        .image_id("ami-12c6146b")
-        .instance_type(INSTANCE_TYPE)
-        .send()
-        .await
-        .map_err(|e| format!("create launch configuration: {e}"))?;
+) -> Result<LaunchTemplates, String> {
+    use aws_sdk_autoscaling::types::{
+        LaunchTemplate, LaunchTemplateOverrides, LaunchTemplateSpecification, MixedInstancesPolicy,
+    };
+    for class in CLASSES {
+        moto.query(
+            "ec2",
+            "2016-11-15",
+            "CreateLaunchTemplate",
+            &[
+                ("LaunchTemplateName", &format!("{GROUP}-{class}")),
+                ("LaunchTemplateData.ImageId", "ami-12c6146b"),
+            ],
+        )
+        .await?;
+    }
+    let templates = launch_templates(moto).await?;
     let subnets = xml_values(
         &moto
             .query("ec2", "2016-11-15", "DescribeSubnets", &[])
             .await?,
         "subnetId",
     );
+    let x86 = LaunchTemplateSpecification::builder()
+        .launch_template_id(&templates.x86_64.id)
+        .version(&templates.x86_64.version)
+        .build();
     autoscaling
         .create_auto_scaling_group()
         .auto_scaling_group_name(GROUP)
-        .launch_configuration_name(&config)
+        .mixed_instances_policy(
+            MixedInstancesPolicy::builder()
+                .launch_template(
+                    LaunchTemplate::builder()
+                        .launch_template_specification(x86.clone())
+                        .overrides(
+                            LaunchTemplateOverrides::builder()
+                                .instance_type(INSTANCE_TYPE)
+                                .launch_template_specification(x86)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
         .min_size(i32::try_from(min).unwrap_or(0))
         .max_size(i32::try_from(max).unwrap_or(0))
         .desired_capacity(i32::try_from(min).unwrap_or(0))
@@ -52,7 +91,33 @@ pub async fn create_group(
         .send()
         .await
         .map_err(|e| format!("create auto scaling group: {e}"))?;
-    Ok(())
+    Ok(templates)
+}
+
+/// The group's launch templates, one per class of type, as the local AWS
+/// holds them.
+pub async fn launch_templates(moto: &Account) -> Result<LaunchTemplates, String> {
+    let mut spec = Vec::new();
+    for class in CLASSES {
+        let xml = moto
+            .query(
+                "ec2",
+                "2016-11-15",
+                "DescribeLaunchTemplates",
+                &[("LaunchTemplateName.1", &format!("{GROUP}-{class}"))],
+            )
+            .await?;
+        let id = xml_values(&xml, "launchTemplateId")
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("no launch template {GROUP}-{class}"))?;
+        let version = xml_values(&xml, "latestVersionNumber")
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| "1".into());
+        spec.push(format!("{class}={id}:{version}"));
+    }
+    LaunchTemplates::parse(&spec.join(","))
 }
 
 /// Instances of the group on their way into the cluster.

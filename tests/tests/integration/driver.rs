@@ -173,10 +173,11 @@ async fn a_gpu_job_on_a_full_cluster_waits_then_dispatches_when_room_appears() {
         Some("1")
     );
 
-    // Room appears; the backoff is over (time passes: the message is due).
+    // Room appears on an instance with a GPU; the backoff is over (time
+    // passes: the message is due).
     stack
         .aws
-        .add_container_instance(berth_tests::stack::CLUSTER)
+        .add_container_instance_of(berth_tests::stack::CLUSTER, "g4dn.xlarge")
         .await;
     let records = stack.redeliver(&[handle]).await;
     assert_eq!(records.len(), 1, "the waiting job's message comes back");

@@ -10,9 +10,13 @@ use std::time::Duration;
 
 use aws_sdk_ecs::types::LaunchType;
 use berth_aws::ecs::{IDLE_SINCE, RETIRING};
+use berth_aws::fleet::LaunchTemplates;
 use berth_aws::schedule::Schedule;
 use berth_aws::{Fleet, store::now_ms};
 use berth_capacity_metric::{CapacityMetric, Report, Scaler, UNPLACEABLE_DEFINITIONS};
+use berth_core::prices::Arch;
+use berth_core::scaling::choice::{self, Allowed};
+use berth_core::scaling::{InstanceType, Room};
 use berth_core::{JobDefinition, JobStatus, Route};
 use berth_local::fleet::{Boots, GROUP, INSTANCE_TYPE, create_group};
 use berth_tests::stack::{CLUSTER, Stack, render};
@@ -23,6 +27,8 @@ struct Scaled {
     stack: Stack,
     metric: CapacityMetric,
     boots: Boots,
+    /// The group's launch templates, one per class of type.
+    templates: LaunchTemplates,
 }
 
 /// `index`: an EC2-only job with no GPU: it waits for capacity.
@@ -45,7 +51,7 @@ async fn scaled(max: u32) -> Scaled {
 async fn scaled_from(min: u32, max: u32) -> Scaled {
     let stack = Stack::new(0).await;
     let c = stack.clients();
-    create_group(&c.autoscaling, stack.aws.moto(), min, max)
+    let templates = create_group(&c.autoscaling, stack.aws.moto(), min, max)
         .await
         .unwrap();
     stack.definitions().put(&index()).await.unwrap();
@@ -78,6 +84,7 @@ async fn scaled_from(min: u32, max: u32) -> Scaled {
         stack,
         metric,
         boots: Boots::new(Duration::ZERO),
+        templates,
     }
 }
 
@@ -113,6 +120,33 @@ fn fleet(stack: &Stack) -> Fleet {
 }
 
 impl Scaled {
+    /// The scaler chooses the types the group launches, among the local
+    /// run's allowed set, each from its class's launch template.
+    fn choosing_types(&mut self) {
+        let scaler = self.metric.scaler.as_mut().unwrap();
+        scaler.fleet = fleet(&self.stack).with_launch_templates(Some(self.templates.clone()));
+        scaler.instance_types = Allowed {
+            entries: berth_local::fleet::ALLOWED_TYPES
+                .split(',')
+                .map(String::from)
+                .collect(),
+            vcpus: choice::range(berth_local::fleet::ALLOWED_VCPUS).unwrap(),
+            memory_gib: (0, u32::MAX),
+            architectures: vec![Arch::X86_64, Arch::Arm64],
+        }
+        .types();
+    }
+
+    /// The types of the group's instances.
+    async fn launched_types(&self) -> Vec<String> {
+        let group = fleet(&self.stack).group().await.unwrap();
+        group
+            .instances
+            .into_iter()
+            .map(|i| i.instance_type)
+            .collect()
+    }
+
     async fn run(&self) -> Report {
         self.metric.run(false).await.unwrap()
     }
@@ -246,7 +280,8 @@ async fn the_group_grows_from_zero_for_what_waits_and_for_work_an_instance_runs_
     let paying = s.run().await.scaling.unwrap();
     assert_eq!(paying.added, 1, "{paying:?}");
     assert!(
-        paying.reasons[0].contains("4 job(s) on Fargate fill 1 that cost less than Fargate"),
+        paying.reasons[0]
+            .contains("4 job(s) on Fargate fill 1 c5.xlarge that cost less than Fargate"),
         "{paying:?}"
     );
     assert_eq!(s.desired().await, 2);
@@ -570,4 +605,66 @@ async fn the_scaler_prices_instances_at_the_spot_prices_ec2_answers() {
     );
     // And the capacity metric runs at them.
     assert!(s.run().await.scaling.is_some());
+}
+
+/// The scaler launches the type that holds what waits: a job of 16 vCPUs
+/// and 64 GiB starts a type that holds it, not the group's first; a GPU job
+/// starts a GPU type; the instances register with their types' room.
+#[tokio::test]
+async fn a_huge_job_starts_a_type_that_holds_it_and_a_gpu_job_a_gpu_type() {
+    let mut s = scaled(5).await;
+    s.choosing_types();
+    let huge = JobDefinition {
+        name: "huge".into(),
+        cpu: 16 * 1024,
+        memory: 64 * 1024,
+        ..index()
+    };
+    s.stack.definitions().put(&huge).await.unwrap();
+    s.submit("huge", &["huge-1"]).await;
+    assert_eq!(
+        s.stack.record("huge-1").await.status,
+        JobStatus::WaitingForCapacity
+    );
+    let grown = s.run().await.scaling.unwrap();
+    assert_eq!(grown.added, 1, "{grown:?}");
+    let types = s.launched_types().await;
+    assert_eq!(types.len(), 1, "{types:?}");
+    assert_ne!(types[0], INSTANCE_TYPE, "not the group's first type");
+    let room = InstanceType::known(&types[0]).unwrap().room;
+    assert!(Room::new(16 * 1024, 64 * 1024, 0).fits(room), "{types:?}");
+    assert!(
+        grown.reasons.iter().any(|r| r.contains(&types[0])),
+        "{grown:?}"
+    );
+    // It registers with its type's room; asked again, nothing more.
+    let synced = s.sync().await;
+    assert_eq!(synced.registered.len(), 1);
+    let registered = s.stack.container_instances().await;
+    let cpu = registered[0]
+        .registered_resources()
+        .iter()
+        .find(|r| r.name() == Some("CPU"))
+        .map(|r| r.integer_value);
+    assert_eq!(cpu, Some(room.cpu as i32));
+    assert_eq!(s.run().await.scaling.unwrap().added, 0);
+
+    // A GPU job (`train`: a GPU) starts a GPU type: the instance there has
+    // none.
+    s.submit("train", &["train-1"]).await;
+    assert_eq!(
+        s.stack.record("train-1").await.status,
+        JobStatus::WaitingForCapacity,
+        "{types:?}"
+    );
+    let grown = s.run().await.scaling.unwrap();
+    assert_eq!(grown.added, 1, "{grown:?}");
+    let types = s.launched_types().await;
+    let gpu: Vec<&String> = types
+        .iter()
+        .filter(|t| InstanceType::known(t).is_some_and(|k| k.room.gpu >= 1))
+        .collect();
+    assert_eq!(gpu.len(), 1, "{types:?}");
+    let room = InstanceType::known(gpu[0]).unwrap().room;
+    assert!(Room::new(1024, 2048, 1).fits(room), "{types:?}");
 }

@@ -59,8 +59,11 @@ async fn a_waiting_job_whose_definition_is_deleted_runs_as_recorded() {
         "{r:?}"
     );
 
-    // Room appears: the job runs as it was recorded.
-    stack.aws.add_container_instance(CLUSTER).await;
+    // Room appears, with a GPU: the job runs as it was recorded.
+    stack
+        .aws
+        .add_container_instance_of(CLUSTER, "g4dn.xlarge")
+        .await;
     let last = stack.redeliver(&handles).await;
     assert!(stack.deliver(&driver, last).await.is_empty());
     let r = stack.record("orphan").await;
@@ -199,7 +202,11 @@ async fn the_sweep_puts_back_the_message_of_a_job_left_waiting_to_launch() {
     requeued.sort();
     assert_eq!(requeued, ["lost-accepted", "lost-waiting"]);
 
-    stack.aws.add_container_instance(CLUSTER).await;
+    // Room for both: `lost-waiting` needs a GPU.
+    stack
+        .aws
+        .add_container_instance_of(CLUSTER, "g4dn.xlarge")
+        .await;
     let again = stack.receive().await;
     assert_eq!(again.len(), 2);
     assert!(

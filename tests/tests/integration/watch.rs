@@ -16,6 +16,11 @@ use berth_tests::watch::LambdaWatch;
 #[tokio::test]
 async fn the_functions_handle_their_samples_under_cargo_lambda_watch() {
     let stack = Stack::new(2).await;
+    // The GPU sample's room.
+    stack
+        .aws
+        .add_container_instance_of(berth_tests::stack::CLUSTER, "g4dn.xlarge")
+        .await;
     let thumbnail = JobDefinition {
         name: "thumbnail".into(),
         lambda_function: Some("berth-test-recorder".into()),
@@ -172,15 +177,16 @@ async fn the_functions_handle_their_samples_under_cargo_lambda_watch() {
         serde_json::json!({ "reconciled": [], "timed_out": [], "requeued": [], "no_capacity": [], "errors": 0 })
     );
 
-    // The capacity metric on its schedule sample: two instances holding 3
-    // largest containers each, two of them taken by the EC2 jobs above.
+    // The capacity metric on its schedule sample: two c5.xlarge holding 3
+    // largest containers each and a g4dn.xlarge holding 4, two of them
+    // taken by the EC2 jobs above (the GPU job's on the g4dn.xlarge).
     let report = watch.invoke_file(
         "berth-capacity-metric",
         "events/capacity-metric-schedule.json",
     );
     assert_eq!(
         report["schedulable_containers"],
-        serde_json::json!(4),
+        serde_json::json!(8),
         "{}",
         watch.output()
     );
