@@ -4,7 +4,7 @@
 use crate::{AwsError, Settings, settings};
 
 /// The outputs of berth's stack that stand for the `BERTH_*` variables.
-pub const STACK_OUTPUTS: [(&str, &str); 10] = [
+pub const STACK_OUTPUTS: [(&str, &str); 13] = [
     ("JobsTableName", settings::JOBS_TABLE),
     ("DefinitionsTableName", settings::DEFINITIONS_TABLE),
     ("ClusterName", settings::CLUSTER),
@@ -12,6 +12,9 @@ pub const STACK_OUTPUTS: [(&str, &str); 10] = [
     ("JobDeadLetterQueueUrl", settings::DLQ_URL),
     ("InstanceGroupName", settings::INSTANCE_GROUP),
     ("InstanceTypes", settings::INSTANCE_TYPES),
+    ("InstanceVcpus", settings::INSTANCE_VCPUS),
+    ("InstanceMemoryGiB", settings::INSTANCE_MEMORY_GIB),
+    ("InstanceArchitectures", settings::INSTANCE_ARCHITECTURES),
     ("TaskDefinitionPrefix", settings::TASK_DEFINITION_PREFIX),
     ("TaskFunctionPrefix", settings::TASK_FUNCTION_PREFIX),
     ("JobRolePrefix", settings::JOB_ROLE_PREFIX),

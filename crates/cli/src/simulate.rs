@@ -100,6 +100,11 @@ impl Simulate {
             .validate()
             .map_err(|e| CliError::Input(e.to_string()))?;
         let settings = Settings {
+            allowed: if instance_types.is_empty() {
+                Settings::default().allowed
+            } else {
+                instance_types.clone()
+            },
             instance_types: if instance_types.is_empty() {
                 Settings::default().instance_types
             } else {
@@ -193,11 +198,7 @@ impl Simulate {
         let largest = match settings.largest {
             Some(l) => format!("largest container {} (given)", l.resources()),
             None => {
-                let scaling_types: Vec<_> = settings
-                    .instance_types
-                    .iter()
-                    .map(|t| t.scaling())
-                    .collect();
+                let scaling_types: Vec<_> = settings.allowed.iter().map(|t| t.scaling()).collect();
                 let (kept, left_out) =
                     berth_core::scaling::largest_container(&trace.definitions, &scaling_types);
                 let all =
@@ -209,7 +210,7 @@ impl Simulate {
                 if !left_out.is_empty() {
                     let names: Vec<&str> = left_out.iter().map(|u| u.definition.as_str()).collect();
                     text.push_str(&format!(
-                        "; berth's scaler leaves out {} (no instance type of the group runs it): {}",
+                        "; berth's scaler leaves out {} (no instance type it may launch runs it): {}",
                         names.join(", "),
                         show(kept)
                     ));
@@ -218,13 +219,14 @@ impl Simulate {
             }
         };
         format!(
-            "trace {}: {} jobs over {:.0} h (seed {}); group of {} (launches {}, Spot at {}), at most {}; Fargate Spot {}; {largest}\n",
+            "trace {}: {} jobs over {:.0} h (seed {}); group of {} (launches {}; berth's scaler launches the type that runs what waits for least among {} types), Spot at {}, at most {}; Fargate Spot {}; {largest}\n",
             trace.name,
             trace.jobs.len(),
             trace.span_s / 3600.0,
             self.seed,
             types.join(", "),
             types.first().unwrap_or(&"?"),
+            settings.allowed.len(),
             if settings.prices.spot.is_empty() {
                 format!(
                     "{:.0}% of on demand, assumed",

@@ -133,21 +133,12 @@ pub struct InstanceType {
 /// (AWS's DescribeInstanceTypes; `scripts/instance-types` writes the file).
 const CATALOG: &str = include_str!("instance_types.csv");
 
-/// The fields after the name of instance type `name`'s catalog line:
-/// vCPUs, memory (MiB), GPUs, architecture.
-fn catalog_fields(name: &str) -> Option<std::str::Split<'static, char>> {
-    CATALOG
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|line| {
-            let mut f = line.split(',');
-            (f.next()? == name).then_some(f)
-        })
-}
+/// One type of the catalog: vCPUs, memory (MiB), GPUs and architecture
+/// (`None`: neither x86 nor Graviton).
+type Entry = (u32, u32, u32, Option<Arch>);
 
-/// Every type of the catalog: name, vCPUs, memory (MiB), GPUs and
-/// architecture (`None`: neither x86 nor Graviton).
-fn catalog() -> impl Iterator<Item = (&'static str, u32, u32, u32, Option<crate::prices::Arch>)> {
+/// Every type of the catalog, in its order (by name).
+fn catalog() -> impl Iterator<Item = (&'static str, u32, u32, u32, Option<Arch>)> {
     CATALOG
         .lines()
         .filter(|l| !l.starts_with('#'))
@@ -157,22 +148,34 @@ fn catalog() -> impl Iterator<Item = (&'static str, u32, u32, u32, Option<crate:
             let mut num = || f.next()?.parse::<u32>().ok();
             let (vcpus, memory, gpus) = (num()?, num()?, num()?);
             let arch = match f.next()? {
-                "arm64" => Some(crate::prices::Arch::Arm64),
-                "x86_64" => Some(crate::prices::Arch::X86_64),
+                "arm64" => Some(Arch::Arm64),
+                "x86_64" => Some(Arch::X86_64),
                 _ => None,
             };
             Some((name, vcpus, memory, gpus, arch))
         })
 }
 
+/// The catalog entry of type `name`, read from the catalog once.
+fn catalog_entry(name: &str) -> Option<Entry> {
+    static INDEX: std::sync::OnceLock<std::collections::HashMap<&'static str, Entry>> =
+        std::sync::OnceLock::new();
+    INDEX
+        .get_or_init(|| {
+            catalog()
+                .map(|(n, vcpus, memory, gpus, arch)| (n, (vcpus, memory, gpus, arch)))
+                .collect()
+        })
+        .get(name)
+        .copied()
+}
+
 impl InstanceType {
     /// `name` as ECS would register it, from AWS's figures; `None` for a
     /// type the catalog does not know.
     pub fn known(name: &str) -> Option<Self> {
-        let mut f = catalog_fields(name)?;
-        let mut num = || f.next()?.parse::<u32>().ok();
-        let (vcpus, memory, gpus) = (num()?, num()?, num()?);
-        let arch = choice::architecture(name).unwrap_or_default();
+        let (vcpus, memory, gpus, arch) = catalog_entry(name)?;
+        let arch = arch.unwrap_or_default();
         Some(Self {
             name: name.to_owned(),
             room: registered(vcpus, memory, gpus).on(arch),
@@ -717,7 +720,12 @@ pub fn plan<Id: Clone + PartialEq>(
         reasons: Vec::new(),
         at_rest: false,
     };
-    let hourly = |t: &InstanceType| hourly(t, config.prices);
+    // Each type's price, looked up once a run.
+    let priced: std::collections::HashMap<&str, f64> = types
+        .iter()
+        .filter_map(|t| Some((t.name.as_str(), hourly(t, config.prices)?)))
+        .collect();
+    let hourly = |t: &InstanceType| priced.get(t.name.as_str()).copied();
     let count = |needs: &[(Room, u32)]| needs.iter().map(|(_, c)| c).sum::<u32>();
     // What no priced type holds is never scaled for (the driver refuses it
     // at submission).
@@ -751,7 +759,10 @@ pub fn plan<Id: Clone + PartialEq>(
     // While work runs on Fargate that a full instance would run for less,
     // the next job like it would take an idle instance's room: no idle
     // instance is drained meanwhile.
-    let would_pay = could_pay(&elsewhere, types, config.prices);
+    let would_pay = !elsewhere.is_empty()
+        && types.iter().any(|t| {
+            hourly(t).is_some_and(|h| self::would_pay(&elsewhere, t.room, h * PAYS_MARGIN))
+        });
     // New instances for the waiting jobs, then for work elsewhere that
     // pays on what room is left; and whether anything asks for room.
     let needed = |room: &[Room]| -> Needed {
@@ -759,6 +770,7 @@ pub fn plan<Id: Clone + PartialEq>(
         let launches = choice::choose(&over, types, hourly);
         let pays = types
             .iter()
+            .filter(|_| !elsewhere.is_empty())
             .filter_map(|t| {
                 let h = hourly(t)?;
                 let n = paying(&elsewhere, &left, t.room, h * PAYS_MARGIN);

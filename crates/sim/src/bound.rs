@@ -54,7 +54,8 @@ pub fn cheapest(job: &TraceJob, j: usize, plans: &Plans, settings: &Settings) ->
         )));
     }
     let need = plans.need(j);
-    for t in &settings.instance_types {
+    // On any type a policy may launch.
+    for t in settings.instance_types.iter().chain(&settings.allowed) {
         let room = t.registered();
         if !need.fits(room) {
             continue;
@@ -170,7 +171,11 @@ mod tests {
 
     #[test]
     fn each_job_at_its_cheapest_exact_price() {
-        let settings = Settings::default();
+        // The seed's group alone.
+        let settings = Settings {
+            allowed: Vec::new(),
+            ..Settings::default()
+        };
         // 1 vCPU / 2 GB for 600 s on Fargate Spot by the second: 0.0148113
         // an hour, no minimum, no pull.
         let (t, p) = one("0,render,1024,2048,0,600,3600,false,true");
@@ -189,9 +194,12 @@ mod tests {
         assert_eq!(cheapest(&t.jobs[0], 0, &p, &settings), None);
         let gpu = Settings {
             instance_types: vec![InstanceType::find("g4dn.xlarge").unwrap()],
-            ..Settings::default()
+            ..settings.clone()
         };
         let c = cheapest(&t.jobs[0], 0, &p, &gpu).unwrap();
+        assert!((c.usd() - (0.526 * 0.4 + 30.0 * 0.08 / 730.0)).abs() < 1e-12);
+        // Or one of the types berth may launch.
+        let c = cheapest(&t.jobs[0], 0, &p, &Settings::default()).unwrap();
         assert!((c.usd() - (0.526 * 0.4 + 30.0 * 0.08 / 730.0)).abs() < 1e-12);
         // A 2 s job that names a function: Lambda's 2 GB-s and a request
         // beat Fargate Spot's 2 s.

@@ -37,8 +37,12 @@ const GIVE_UP_AFTER_MS: u64 = 7 * 24 * 3600 * SECOND;
 /// What a simulation is run with, beside the trace and the policy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
-    /// The group's instance types; instances are launched as the first.
+    /// The group's instance types for the other policies; instances are
+    /// launched as the first.
     pub instance_types: Vec<&'static InstanceType>,
+    /// The types berth's scaler may launch: for the jobs that wait, the one
+    /// that runs them at the least cost per job (berth-core's plan).
+    pub allowed: Vec<&'static InstanceType>,
     pub max_size: u32,
     /// The largest container; `None`: the largest of the trace's
     /// definitions, as the capacity metric derives it.
@@ -72,6 +76,7 @@ impl Default for Settings {
                 .iter()
                 .filter_map(|n| InstanceType::find(n))
                 .collect(),
+            allowed: f::default_allowed(),
             max_size: f::CLUSTER_MAX_SIZE.value as u32,
             largest: None,
             headroom: 0,
@@ -443,14 +448,16 @@ impl<'a> Sim<'a> {
             .copied()
             .or_else(|| InstanceType::find(f::DEFAULT_INSTANCE_TYPES[0]))
             .unwrap_or(&f::INSTANCE_TYPES[0]);
+        let group_types = if policy == Policy::Berth {
+            &settings.allowed
+        } else {
+            &settings.instance_types
+        };
         let largest = settings.largest.or_else(|| {
             if policy == Policy::Berth {
-                // The scaler leaves out what the group cannot run.
-                let types: Vec<scaling::InstanceType> = settings
-                    .instance_types
-                    .iter()
-                    .map(|t| t.scaling())
-                    .collect();
+                // The scaler leaves out what no type it may launch can run.
+                let types: Vec<scaling::InstanceType> =
+                    group_types.iter().map(|t| t.scaling()).collect();
                 scaling::largest_container(&trace.definitions, &types).0
             } else {
                 LargestContainer::of(trace.definitions.iter().map(|(_, r)| r.resources()))
@@ -613,11 +620,7 @@ impl<'a> Sim<'a> {
             wake_pending: false,
             scaler_runs: 0,
             could_pay: false,
-            types: settings
-                .instance_types
-                .iter()
-                .map(|t| t.scaling())
-                .collect(),
+            types: group_types.iter().map(|t| t.scaling()).collect(),
             metric_minutes: 0,
             metric_hours: BTreeSet::new(),
             submitted: 0,
@@ -1452,6 +1455,10 @@ impl<'a> Sim<'a> {
             self.instances[i].state = State::Active;
         }
         self.desired += plan.add;
+        // The group launches the cheapest of the types the plan chose.
+        if let Some(kind) = plan.types.first().and_then(|n| InstanceType::find(n)) {
+            self.launch_type = kind;
+        }
         plan.at_rest && !self.could_pay
     }
 

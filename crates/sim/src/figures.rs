@@ -155,8 +155,38 @@ pub const INSTANCE_TYPES: [InstanceType; ON_DEMAND_HOUR.len()] = {
     out
 };
 
-/// The default instance types: template.yaml's InstanceType1..3.
+/// The instance types of the other policies' groups (AWS Batch's, the
+/// seed's, ECS managed scaling's, always-on): three alike, as a group of
+/// one size is made.
 pub const DEFAULT_INSTANCE_TYPES: [&str; 3] = ["m5.large", "m5a.large", "m6i.large"];
+
+/// The types berth's scaler may launch by default: template.yaml's
+/// InstanceTypes, InstanceVcpus, InstanceMemoryGiB and
+/// InstanceArchitectures (berth-core's `Allowed`).
+pub const DEFAULT_ALLOWED: &str =
+    "m5,m6i,m7i,c5,c6i,c7i,r5,r6i,r7i,m6g,m7g,c6g,c7g,r6g,r7g,g4dn,g5,g6";
+pub const DEFAULT_ALLOWED_VCPUS: &str = "2-64";
+pub const DEFAULT_ALLOWED_MEMORY_GIB: &str = "4-512";
+pub const DEFAULT_ALLOWED_ARCHITECTURES: &str = "x86_64,arm64";
+
+/// [`DEFAULT_ALLOWED`]'s types, each priced.
+pub fn default_allowed() -> Vec<&'static InstanceType> {
+    use berth_core::scaling::choice::{Allowed, range};
+    let allowed = Allowed {
+        entries: DEFAULT_ALLOWED.split(',').map(String::from).collect(),
+        vcpus: range(DEFAULT_ALLOWED_VCPUS).unwrap_or((0, u32::MAX)),
+        memory_gib: range(DEFAULT_ALLOWED_MEMORY_GIB).unwrap_or((0, u32::MAX)),
+        architectures: DEFAULT_ALLOWED_ARCHITECTURES
+            .split(',')
+            .filter_map(berth_core::prices::Arch::from_ecs_attribute)
+            .collect(),
+    };
+    allowed
+        .types()
+        .iter()
+        .filter_map(|n| InstanceType::find(n))
+        .collect()
+}
 
 impl InstanceType {
     pub fn find(name: &str) -> Option<&'static InstanceType> {
@@ -205,6 +235,14 @@ mod tests {
         for name in DEFAULT_INSTANCE_TYPES {
             assert!(InstanceType::find(name).is_some(), "{name}");
         }
+        let allowed = default_allowed();
+        assert!(allowed.len() > 100, "{}", allowed.len());
+        assert!(allowed.iter().any(|t| t.registered().gpu > 0));
+        assert!(
+            allowed
+                .iter()
+                .any(|t| t.registered().arch == berth_core::prices::Arch::Arm64)
+        );
         for t in INSTANCE_TYPES {
             assert!(t.registered().cpu > 0, "{}", t.name);
         }

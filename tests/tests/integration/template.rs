@@ -194,11 +194,17 @@ fn the_simulator_models_the_template_as_deployed() {
         number(default_of(&text, "ClusterMaxSize")),
         f::CLUSTER_MAX_SIZE.value
     );
-    let types: Vec<String> = ["InstanceType1", "InstanceType2", "InstanceType3"]
-        .iter()
-        .map(|p| default_of(&text, p))
-        .collect();
-    assert_eq!(types, f::DEFAULT_INSTANCE_TYPES);
+    // The types berth's scaler may launch, as the simulator's berth does.
+    assert_eq!(default_of(&text, "InstanceTypes"), f::DEFAULT_ALLOWED);
+    assert_eq!(default_of(&text, "InstanceVcpus"), f::DEFAULT_ALLOWED_VCPUS);
+    assert_eq!(
+        default_of(&text, "InstanceMemoryGiB"),
+        f::DEFAULT_ALLOWED_MEMORY_GIB
+    );
+    assert_eq!(
+        default_of(&text, "InstanceArchitectures"),
+        f::DEFAULT_ALLOWED_ARCHITECTURES
+    );
     assert_eq!(
         number(value_of(&text, "MaximumBatchingWindowInSeconds")),
         f::SQS_TO_DRIVER_SECONDS.value

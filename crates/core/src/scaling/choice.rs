@@ -124,11 +124,7 @@ fn one_instance(needs: &[(Room, u32)], room: Room) -> Vec<u32> {
 /// The CPU architecture of instance type `name`, by the catalog; `None`
 /// for a type it does not know.
 pub fn architecture(name: &str) -> Option<Arch> {
-    match super::catalog_fields(name)?.nth(3)? {
-        "arm64" => Some(Arch::Arm64),
-        "x86_64" => Some(Arch::X86_64),
-        _ => None,
-    }
+    super::catalog_entry(name)?.3
 }
 
 /// The instance types berth may launch, as template.yaml gives them: type
