@@ -857,7 +857,7 @@ pub fn plan<Id: Clone + PartialEq>(
         let mut why = Vec::new();
         if let Some(l) = need.launches.first() {
             why.push(format!(
-                "{} job(s) waiting for capacity run at the least cost per job on {}",
+                "{} job(s) waiting for capacity on {}, where the jobs that wait cost least",
                 l.jobs,
                 plan.types.join(" or ")
             ));

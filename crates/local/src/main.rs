@@ -326,9 +326,10 @@ async fn run(args: &Args, processes: &mut Processes) -> Fallible<bool> {
     let instances = match cluster {
         Cluster::Fixed(n) => format!("{n} container instances"),
         Cluster::Group(c) => format!(
-            "no instance yet: an Auto Scaling group of at most {} {} instances, idle ones drained after {} s",
+            "no instance yet: an Auto Scaling group of at most {} instances of the types the scaler chooses ({}, {} vCPUs), idle ones drained after {} s",
             c.max_instances,
-            berth_local::fleet::INSTANCE_TYPE,
+            berth_local::fleet::ALLOWED_TYPES,
+            berth_local::fleet::ALLOWED_VCPUS,
             c.scale_in_after
         ),
     };
@@ -1131,6 +1132,22 @@ async fn demo(local: &Local, mut glue: Glue) -> Fallible<bool> {
         ),
         (
             Submission {
+                cpu: Some(16 * 1024),
+                memory: Some(64 * 1024),
+                ..submit("huge-1", "reindex", &[("PLAY_SECONDS", "4")])
+            },
+            JobStatus::Succeeded,
+            Some(Route::Ec2),
+            "16 vCPU / 64 GiB: the scaler starts a type that holds it",
+        ),
+        (
+            submit("gpu-1", "train", &[("PLAY_SECONDS", "4")]),
+            JobStatus::Succeeded,
+            Some(Route::Ec2),
+            "a GPU: the scaler starts a GPU type for it",
+        ),
+        (
+            Submission {
                 // A real container runs the command; a played one
                 // PLAY_EXIT.
                 command: vec!["berth-job".into(), "fail".into(), "3".into()],
@@ -1170,28 +1187,31 @@ async fn demo(local: &Local, mut glue: Glue) -> Fallible<bool> {
         route: None,
         why: "unknown field `cpus`: rejected, never run",
     });
-    // A GPU job, which no instance type of the group can hold: `berth
-    // submit` refuses it with the reason, and so does the driver.
-    let gpu = submit("gpu-1", "train", &[]);
-    let refused = match cli.submit(&gpu).await {
-        Err(e) => e.to_string(),
-        Ok(id) => return Err(format!("berth submit took GPU job {id}")),
+    // A job of 8 GPUs, which no instance type the scaler may launch holds:
+    // `berth submit` refuses it with the reason, and so does the driver.
+    let gpus = Submission {
+        gpu: Some(8),
+        ..submit("gpu-8", "train", &[])
     };
-    glue.say(&format!("berth submit refused gpu-1: {refused}"));
+    let refused = match cli.submit(&gpus).await {
+        Err(e) => e.to_string(),
+        Ok(id) => return Err(format!("berth submit took the 8-GPU job {id}")),
+    };
+    glue.say(&format!("berth submit refused gpu-8: {refused}"));
     local
         .clients
         .sqs
         .send_message()
         .queue_url(&local.queue_url)
-        .message_body(r#"{"job_id":"gpu-1","definition":"train"}"#)
+        .message_body(r#"{"job_id":"gpu-8","definition":"train","gpu":8}"#)
         .send()
         .await
         .map_err(|e| format!("send: {e}"))?;
     expected.push(Expect {
-        job_id: "gpu-1".into(),
+        job_id: "gpu-8".into(),
         status: JobStatus::Rejected,
         route: None,
-        why: "GPU: no instance type of the group has one: refused at once",
+        why: "8 GPUs: no type the scaler may launch has them: refused at once",
     });
     // Second wave, once the cluster has room.
     let second = vec![

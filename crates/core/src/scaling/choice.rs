@@ -50,6 +50,24 @@ pub fn choose(
         .filter(|(need, count)| *count > 0 && priced.iter().any(|(t, _)| need.fits(t.room)))
         .collect();
     left.sort_unstable_by_key(|(need, _)| std::cmp::Reverse(*need));
+    pack(left, &priced, LOOKAHEAD)
+}
+
+/// How many of the instances the largest waiting job could start are
+/// weighed by what the whole set would cost, the rest of the jobs packed
+/// after them: the cheapest per job alone can take jobs an instance of
+/// their own would run for less (a 16-vCPU job and a GPU job on one large
+/// GPU instance, where a memory instance and a small GPU one cost less).
+const LOOKAHEAD: usize = 6;
+
+/// [`choose`] on `left` (largest first, each held by a priced type),
+/// weighing the `lookahead` cheapest instances per job for the largest by
+/// the cost of the whole set.
+fn pack(
+    mut left: Vec<(Room, u32)>,
+    priced: &[(&InstanceType, f64)],
+    lookahead: usize,
+) -> Vec<Launch> {
     let mut launches: Vec<Launch> = Vec::new();
     while let Some(&(largest, _)) = left.first() {
         // Each type the largest job fits, with the jobs one instance of it
@@ -65,9 +83,32 @@ pub fn choose(
                 .total_cmp(&per_job(b.1, &b.2))
                 .then_with(|| a.0.name.cmp(&b.0.name))
         });
-        let Some((_, best_hourly, taken)) = offers.first().cloned() else {
+        if offers.is_empty() {
             break;
-        };
+        }
+        // The whole set's cost an hour with each of the first offers.
+        let mut best = 0;
+        if lookahead > 0 {
+            let total = |k: usize| {
+                let (_, h, taken) = &offers[k];
+                let mut rest = left.clone();
+                for ((_, have), want) in rest.iter_mut().zip(taken) {
+                    *have -= want;
+                }
+                rest.retain(|(_, have)| *have > 0);
+                h + pack(rest, priced, 0)
+                    .iter()
+                    .map(|l| l.hourly * f64::from(l.count))
+                    .sum::<f64>()
+            };
+            let totals: Vec<f64> = (0..offers.len().min(lookahead)).map(total).collect();
+            for (k, t) in totals.iter().enumerate() {
+                if *t < totals[best] - 1e-12 {
+                    best = k;
+                }
+            }
+        }
+        let (_, best_hourly, taken) = offers[best].clone();
         let best_per_job = per_job(best_hourly, &taken);
         let types: Vec<String> = offers
             .iter()
@@ -299,6 +340,34 @@ mod tests {
             "{launches:?}"
         );
         assert!(choose(&[(Room::new(1024, 2048, 0), 1)], &allowed, |_| None).is_empty());
+    }
+
+    #[test]
+    fn a_large_job_and_a_gpu_job_go_where_the_two_cost_least() {
+        let allowed = types(&["r5.4xlarge", "g4dn.xlarge", "g4dn.8xlarge", "m5.large"]);
+        let price = |t: &InstanceType| {
+            Some(match t.name.as_str() {
+                "r5.4xlarge" => 0.4032,
+                "g4dn.xlarge" => 0.2104,
+                "g4dn.8xlarge" => 0.8704,
+                "m5.large" => 0.0384,
+                _ => return None,
+            })
+        };
+        // 16 vCPUs fill an r5.4xlarge; a g4dn.8xlarge takes the three at
+        // $0.29 a job, but an r5.4xlarge and a g4dn.xlarge (the GPU job and
+        // the small one) cost $0.61 for the three, not $0.87.
+        let waiting = [
+            (Room::new(16 * 1024, 64 * GIB, 0), 1),
+            (Room::new(1024, 2 * GIB, 1), 1),
+            (Room::new(1024, 2 * GIB, 0), 1),
+        ];
+        let launches = choose(&waiting, &allowed, price);
+        let all: Vec<(&str, u32, u32)> = launches
+            .iter()
+            .map(|l| (l.types[0].as_str(), l.count, l.jobs))
+            .collect();
+        assert_eq!(all, [("r5.4xlarge", 1, 1), ("g4dn.xlarge", 1, 2)]);
     }
 
     #[test]
