@@ -12,6 +12,7 @@ it to `<state-dir>/port` once it listens.
 """
 
 import argparse
+import fnmatch
 import base64
 import datetime
 import io
@@ -323,9 +324,10 @@ def ecs_as_aws_answers():
 
     FakeAutoScalingGroup.instance_type = property(first_override)
 
-    # RunTask's placement constraints of the kind berth sets
-    # (`memberOf` on `attribute:ecs.cpu-architecture`): a task goes only on
-    # an instance of its architecture. moto ignores placement constraints.
+    # RunTask's placement constraints of the kinds berth sets (`memberOf`,
+    # `attribute:ecs.cpu-architecture == …`: a task goes only on an instance
+    # of its architecture; `attribute:ecs.instance-type !~ g*`: not on a GPU
+    # instance). moto ignores placement constraints.
     # And a task that asks for GPUs (a container override's resource
     # requirement, as berth asks) goes only on an instance that has as many
     # (the GPUs other tasks hold are not counted); moto ignores GPUs.
@@ -355,12 +357,21 @@ def ecs_as_aws_answers():
     def placeable(container_instance, requirements):
         for c in getattr(asked, "constraints", []):
             expression = c.get("expression") or ""
-            if c.get("type") == "memberOf" and "==" in expression:
-                name, value = (part.strip() for part in expression.split("==", 1))
-                if name.startswith("attribute:"):
-                    have = container_instance.attributes.get(name[len("attribute:"):])
-                    if have != value:
-                        return False
+            if c.get("type") != "memberOf":
+                continue
+            for operator in ("!~", "=="):
+                if operator in expression:
+                    break
+            else:
+                continue
+            name, value = (part.strip() for part in expression.split(operator, 1))
+            if not name.startswith("attribute:"):
+                continue
+            have = container_instance.attributes.get(name[len("attribute:"):])
+            if operator == "==" and have != value:
+                return False
+            if operator == "!~" and have is not None and fnmatch.fnmatchcase(have, value):
+                return False
         gpus = sum(
             len(r.get("stringSetValue") or [])
             for r in container_instance.registered_resources

@@ -175,7 +175,7 @@ impl EcsCluster {
             } else {
                 None
             })
-            .set_placement_constraints(facts.architecture.map(|arch| vec![on_architecture(arch)]));
+            .set_placement_constraints(placement_constraints(job, facts.architecture));
         req = match &self.launching.ec2_capacity_provider {
             Some(provider) => req.capacity_provider_strategy(
                 CapacityProviderStrategyItem::builder()
@@ -994,6 +994,31 @@ impl From<&Task> for TaskChange {
                 .collect(),
         }
     }
+}
+
+/// The instance families with GPUs (the ECS GPU-optimized AMI's): `g…`
+/// and `p…`.
+const GPU_FAMILIES: [&str; 2] = ["g*", "p*"];
+
+/// Where `job`'s task may be placed: on instances of its task definition's
+/// architecture (`arch`), and, for a job with no GPU that may run
+/// elsewhere (Fargate, Lambda), off GPU instances: room left on one started
+/// for GPU jobs would keep that dearer instance up for work that costs
+/// less elsewhere. `None`: anywhere.
+fn placement_constraints(
+    job: &ResolvedJob,
+    arch: Option<Arch>,
+) -> Option<Vec<PlacementConstraint>> {
+    let mut constraints: Vec<PlacementConstraint> = arch.map(on_architecture).into_iter().collect();
+    if job.gpu == 0 && (job.fargate_allowed || job.lambda_function.is_some()) {
+        constraints.extend(GPU_FAMILIES.iter().map(|family| {
+            PlacementConstraint::builder()
+                .r#type(PlacementConstraintType::MemberOf)
+                .expression(format!("attribute:ecs.instance-type !~ {family}"))
+                .build()
+        }));
+    }
+    (!constraints.is_empty()).then_some(constraints)
 }
 
 /// The placement constraint that keeps a task on instances of `arch`: its

@@ -1242,10 +1242,16 @@ impl<'a> Sim<'a> {
     fn find_room(&mut self, j: usize) -> Option<usize> {
         let need = self.plans.need[j];
         let instances = &self.instances;
+        // A job that may run elsewhere is kept off GPU instances (berth's
+        // placement constraint): taking free room there would keep a dear
+        // instance up.
+        let elsewhere = self.plans.fargate_anywhere[j].is_some() || self.plans.lambda_anywhere[j];
+        let off_gpus = self.policy == Policy::Berth && need.gpu == 0 && elsewhere;
         let candidates = self
             .live
             .iter()
             .filter(|&&i| instances[i].state == State::Active)
+            .filter(|&&i| !(off_gpus && instances[i].kind.registered().gpu > 0))
             .map(|&i| (i, instances[i].free));
         let rng = &mut self.rng;
         ecs::place(candidates, need, self.strategy, |n| rng.random_range(0..n))

@@ -240,7 +240,8 @@ mod tests {
 
     /// The cheapest way through every day: on each built-in day at seeds
     /// 1-3 and on examples/week.csv, berth runs every job, those only EC2
-    /// runs waiting at most an instance's registration and 30 s at p95; on
+    /// runs waiting at most an instance's registration and 30 s at p95, its
+    /// compute at most 1.2 times `lower-bound`'s; on
     /// the jobs the other policies can run too (the day without those that
     /// need a GPU or more than the seed's types hold), it costs no more
     /// than any other policy that runs as many jobs (`aws-batch` at its
@@ -289,6 +290,11 @@ mod tests {
                 (all.jobs_unrunnable, all.jobs_lost),
                 (0, 0),
                 "{what}: every job runs"
+            );
+            let whole_ratio = all.compute_vs_lower_bound.unwrap_or(1.0);
+            assert!(
+                whole_ratio <= 1.2,
+                "{what}: {whole_ratio:.3} x lower-bound, every job"
             );
             let registration = f64::from(berth_core::scaling::REGISTRATION_SECONDS);
             if let Some(p95) = all.ec2_only_wait_p95_s {

@@ -532,3 +532,39 @@ async fn a_jobs_tags_and_its_definitions_go_on_its_task_and_record() {
         "{too_many:?}"
     );
 }
+
+/// A job that may run on Fargate is kept off a GPU instance, however much
+/// room it has: there it would keep a dear instance up for work that costs
+/// less on Fargate. A job only EC2 runs may use that room.
+#[tokio::test]
+async fn a_job_that_may_run_elsewhere_is_kept_off_gpu_instances() {
+    let stack = Stack::new(0).await;
+    let gpu = stack
+        .aws
+        .add_container_instance_of(berth_tests::stack::CLUSTER, "g4dn.xlarge")
+        .await;
+    let index = berth_core::JobDefinition {
+        name: "index".into(),
+        task_definition: "train".into(),
+        fargate: false,
+        ..berth_tests::stack::render()
+    };
+    stack.definitions().put(&index).await.unwrap();
+    stack
+        .send(&[
+            r#"{"job_id":"render-1","definition":"render"}"#,
+            r#"{"job_id":"index-1","definition":"index"}"#,
+        ])
+        .await;
+    stack.deliver(&stack.driver(), stack.receive().await).await;
+    let render = stack.record("render-1").await;
+    assert_eq!(render.route, Some(Route::FargateSpot), "{render:?}");
+    let index = stack.record("index-1").await;
+    assert_eq!(
+        (index.status, index.route),
+        (JobStatus::Dispatched, Some(Route::Ec2)),
+        "{index:?}"
+    );
+    let tasks = stack.tasks_of("index-1", 1).await;
+    assert_eq!(tasks[0].container_instance_arn(), Some(gpu.as_str()));
+}
