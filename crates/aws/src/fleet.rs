@@ -276,17 +276,10 @@ impl Fleet {
             });
         }
         // The distribution as it is: an update without it may reset it.
-        let described = self
-            .autoscaling
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(&self.group)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("autoscaling:DescribeAutoScalingGroups", e))?;
-        let distribution = described
-            .auto_scaling_groups()
-            .first()
-            .and_then(|g| g.mixed_instances_policy())
+        let distribution = self
+            .describe()
+            .await?
+            .mixed_instances_policy()
             .and_then(|p| p.instances_distribution())
             .cloned();
         let policy = MixedInstancesPolicy::builder()
@@ -313,8 +306,8 @@ impl Fleet {
         &self.group
     }
 
-    /// The group's size and instances.
-    pub async fn group(&self) -> Result<Group, AwsError> {
+    /// The group as Auto Scaling describes it.
+    async fn describe(&self) -> Result<aws_sdk_autoscaling::types::AutoScalingGroup, AwsError> {
         let out = self
             .autoscaling
             .describe_auto_scaling_groups()
@@ -322,12 +315,20 @@ impl Fleet {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("autoscaling:DescribeAutoScalingGroups", e))?;
-        let group = out.auto_scaling_groups().first().ok_or_else(|| AwsError {
-            operation: "autoscaling:DescribeAutoScalingGroups",
-            code: None,
-            message: format!("no Auto Scaling group `{}`", self.group),
-            retryable: false,
-        })?;
+        out.auto_scaling_groups()
+            .first()
+            .cloned()
+            .ok_or_else(|| AwsError {
+                operation: "autoscaling:DescribeAutoScalingGroups",
+                code: None,
+                message: format!("no Auto Scaling group `{}`", self.group),
+                retryable: false,
+            })
+    }
+
+    /// The group's size and instances.
+    pub async fn group(&self) -> Result<Group, AwsError> {
+        let group = &self.describe().await?;
         let size = |v: Option<i32>| v.and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
         let instances = group
             .instances()

@@ -100,7 +100,12 @@ impl Engine {
         let host = HostConfig {
             network_mode: Some("host".into()),
             memory: spec.memory.map(|m| i64::from(m) * 1024 * 1024),
-            nano_cpus: spec.cpu.map(|c| i64::from(c) * 1_000_000_000 / 1024),
+            // At most this machine's CPUs (the engine refuses more): a task
+            // of 16 vCPUs runs here on what there is.
+            nano_cpus: spec.cpu.map(|c| {
+                let here = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+                (i64::from(c) * 1_000_000_000 / 1024).min(here * 1_000_000_000)
+            }),
             ..HostConfig::default()
         };
         let body = ContainerCreateBody {

@@ -198,8 +198,17 @@ fn sam_local_invoke_answers_every_sample_event_against_the_local_run() {
         assert_eq!(status(id)["status"], "SUCCEEDED", "{jobs:?}");
         assert_eq!(status(id)["route"], "FARGATE_SPOT", "{jobs:?}");
     }
-    // No instance type of the group has a GPU: refused at once.
-    assert_eq!(status("sample-gpu")["status"], "REJECTED", "{jobs:?}");
+    // A GPU job, which an allowed type holds, but only EC2 runs, and the
+    // sample's message was sent more than six hours ago: FAILED at once
+    // with the reason, as a job that waited that long for capacity.
+    assert_eq!(status("sample-gpu")["status"], "FAILED", "{jobs:?}");
+    assert!(
+        status("sample-gpu")["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("no capacity within 21600 s"),
+        "{jobs:?}"
+    );
     let (_, logs, _) = berth_with(&exports, &["logs", "sample-lambda"]);
     assert!(logs.contains("thumbnail of s3://bucket/in.png"), "{logs}");
     let rejected = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e105";
@@ -225,17 +234,20 @@ fn sam_local_invoke_answers_every_sample_event_against_the_local_run() {
     // The capacity metric and its scaler, on the run's cluster.
     let (answer, _) = invoke("CapacityMetricFunction", "capacity-metric-schedule.json");
     assert!(answer["schedulable_containers"].is_u64(), "{answer}");
-    assert!(
-        answer["unplaceable"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|u| u.as_str().unwrap().contains("`train`")),
-        "the run's definitions were read: {answer}"
+    // The run's definitions were read: the largest container is theirs,
+    // and an allowed type holds each.
+    assert_eq!(
+        answer["largest"],
+        serde_json::json!({"cpu": 1024, "memory": 2048}),
+        "{answer}"
     );
+    assert_eq!(answer["unplaceable"], serde_json::json!([]), "{answer}");
+    // With no instance and nothing unplaceable it publishes nothing (a
+    // metric costs in the hours it is emitted).
     let served = calls();
     assert!(served.contains("ecs:ListContainerInstances"), "{served}");
-    assert!(served.contains("cloudwatch:PutMetricData"), "{served}");
+    assert!(served.contains("dynamodb:Scan"), "{served}");
+    assert!(!served.contains("cloudwatch:PutMetricData"), "{served}");
     invoked.push("capacity-metric-schedule.json");
 
     // The sweep: every job has ended, so nothing to do, and no error.
