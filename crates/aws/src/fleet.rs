@@ -405,7 +405,115 @@ impl Fleet {
 
 #[cfg(test)]
 mod tests {
+    use aws_sdk_autoscaling::Client;
+    use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
+    use aws_sdk_autoscaling::operation::update_auto_scaling_group::UpdateAutoScalingGroupOutput;
+    use aws_sdk_autoscaling::types::{
+        AutoScalingGroup, InstancesDistribution, MixedInstancesPolicy,
+    };
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
     use super::*;
+
+    /// The group as described: on-demand base 1 and 20% above it.
+    fn described() -> aws_smithy_mocks::Rule {
+        mock!(Client::describe_auto_scaling_groups).then_output(|| {
+            DescribeAutoScalingGroupsOutput::builder()
+                .auto_scaling_groups(
+                    AutoScalingGroup::builder()
+                        .auto_scaling_group_name("g")
+                        .mixed_instances_policy(
+                            MixedInstancesPolicy::builder()
+                                .instances_distribution(
+                                    InstancesDistribution::builder()
+                                        .on_demand_base_capacity(1)
+                                        .on_demand_percentage_above_base_capacity(20)
+                                        .build(),
+                                )
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build()
+        })
+    }
+
+    #[tokio::test]
+    async fn the_chosen_types_launch_each_from_its_template_and_the_distribution_stays() {
+        let templates = LaunchTemplates::parse("x86_64=lt-1:3,arm64=lt-2:1,gpu=lt-3:2").unwrap();
+        let update = mock!(Client::update_auto_scaling_group)
+            .match_requests(|r| {
+                let Some(policy) = r.mixed_instances_policy() else {
+                    return false;
+                };
+                let kept = policy.instances_distribution().is_some_and(|d| {
+                    d.on_demand_base_capacity() == Some(1)
+                        && d.on_demand_percentage_above_base_capacity() == Some(20)
+                });
+                let launch = policy.launch_template();
+                let overrides: Vec<(String, String, String)> = launch
+                    .map(|l| l.overrides())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|o| {
+                        let spec = o.launch_template_specification();
+                        (
+                            o.instance_type().unwrap_or_default().to_owned(),
+                            spec.and_then(|s| s.launch_template_id())
+                                .unwrap_or_default()
+                                .to_owned(),
+                            spec.and_then(|s| s.version())
+                                .unwrap_or_default()
+                                .to_owned(),
+                        )
+                    })
+                    .collect();
+                let base = launch
+                    .and_then(|l| l.launch_template_specification())
+                    .and_then(|s| s.launch_template_id());
+                kept && base == Some("lt-1")
+                    && overrides
+                        == [
+                            ("m7g.large".into(), "lt-2".into(), "1".into()),
+                            ("g4dn.xlarge".into(), "lt-3".into(), "2".into()),
+                            ("m5.large".into(), "lt-1".into(), "3".into()),
+                        ]
+            })
+            .then_output(|| UpdateAutoScalingGroupOutput::builder().build());
+        let described = described();
+        let client = mock_client!(
+            aws_sdk_autoscaling,
+            RuleMode::MatchAny,
+            [&described, &update]
+        );
+        let fleet = Fleet::new(client, "g").with_launch_templates(Some(templates));
+        assert!(fleet.chooses_types());
+        // A type the catalog does not know has no template: left out.
+        let types = ["m7g.large", "g4dn.xlarge", "x9.mega", "m5.large"].map(String::from);
+        fleet.launch_types(&types).await.unwrap();
+        assert_eq!(update.num_calls(), 1);
+
+        // Only Graviton types and no arm64 template: the group is not
+        // changed, and the scaler is told why.
+        let x86 = LaunchTemplates::parse("x86_64=lt-1:3").unwrap();
+        let fleet = fleet.with_launch_templates(Some(x86));
+        let error = fleet
+            .launch_types(&["m7g.large".to_owned()])
+            .await
+            .unwrap_err();
+        assert!(
+            error
+                .message
+                .contains("no launch template for any of m7g.large"),
+            "{error}"
+        );
+        assert_eq!(update.num_calls(), 1);
+        // Without templates the group is left as it is.
+        let fleet = fleet.with_launch_templates(None);
+        assert!(!fleet.chooses_types());
+        fleet.launch_types(&types).await.unwrap();
+        assert_eq!((update.num_calls(), described.num_calls()), (1, 1));
+    }
 
     #[test]
     fn each_class_of_type_launches_from_its_template() {
