@@ -264,7 +264,7 @@ impl fmt::Display for Unplaceable {
             ),
             Fit::Some(types) => write!(
                 f,
-                "job definition `{}` ({}) fits only {} of the group's instance types: the group is not scaled for it",
+                "job definition `{}` ({}) fits only {} of the group's instance types: the scaler launches one of those for its jobs",
                 self.definition,
                 self.need,
                 types.join(", ")
