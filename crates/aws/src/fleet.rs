@@ -230,6 +230,12 @@ impl Fleet {
         self.templates.is_some()
     }
 
+    /// Whether the group can launch type `name` as the scaler chose it:
+    /// its class has a launch template (any, without templates).
+    pub fn can_launch(&self, name: &str) -> bool {
+        self.templates.as_ref().is_none_or(|t| t.of(name).is_some())
+    }
+
     /// Makes `types` (the cheapest first) the ones the group launches next,
     /// each from its class's launch template, the group's Spot allocation
     /// (`price-capacity-optimized`) choosing among them; the group's
@@ -497,6 +503,7 @@ mod tests {
         // changed, and the scaler is told why.
         let x86 = LaunchTemplates::parse("x86_64=lt-1:3").unwrap();
         let fleet = fleet.with_launch_templates(Some(x86));
+        assert!(fleet.can_launch("m5.large") && !fleet.can_launch("m7g.large"));
         let error = fleet
             .launch_types(&["m7g.large".to_owned()])
             .await

@@ -241,9 +241,16 @@ impl Scaler {
         // Without launch templates the group launches its own types,
         // whichever it picks: the plan can count on no more room than the
         // smallest of them has.
+        // With them, only the types it has a template for.
         let interchangeable: Vec<InstanceType>;
+        let launchable: Vec<InstanceType>;
         let planned = if self.fleet.chooses_types() {
-            types
+            launchable = types
+                .iter()
+                .filter(|t| self.fleet.can_launch(&t.name))
+                .cloned()
+                .collect();
+            &launchable
         } else {
             let smallest = scaling::smallest(types);
             interchangeable = types
@@ -455,10 +462,14 @@ fn member(
         launched,
     };
     let Some(o) = container else {
+        // Its type as registered, else as the catalog has it (a type the
+        // group launched before the allowed set changed).
         let room = types
             .iter()
             .find(|t| t.name == instance_type)
-            .map_or_else(|| scaling::smallest(types), |t| t.room);
+            .map(|t| t.room)
+            .or_else(|| InstanceType::known(instance_type).map(|t| t.room))
+            .unwrap_or_else(|| scaling::smallest(types));
         return (launching(room), None);
     };
     let state = match o.instance.status {
