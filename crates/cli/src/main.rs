@@ -190,8 +190,10 @@ struct SimulateArgs {
     /// aws-batch-fargate, always-on, all-fargate, all-lambda-where-possible.
     #[arg(long = "policy", num_args = 1.., default_value = "all")]
     policies: Vec<String>,
-    /// The group's instance types (repeat); instances launch as the first.
-    /// Default: template.yaml's m5.large, m5a.large, m6i.large.
+    /// The group's instance types (repeat): the other policies launch the
+    /// first, berth's scaler chooses among them. Default: m5.large,
+    /// m5a.large, m6i.large for the others, template.yaml's InstanceTypes for
+    /// berth.
     #[arg(long = "instance-type")]
     instance_types: Vec<String>,
     /// table (for people) or json (for scripts); `--output json` does the same.
