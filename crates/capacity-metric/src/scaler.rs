@@ -238,31 +238,26 @@ impl Scaler {
             headroom: self.headroom,
             prices: &self.prices,
         };
-        // Without launch templates the group launches its own types,
-        // whichever it picks: the plan can count on no more room than the
-        // smallest of them has.
-        // With them, only the types it has a template for.
-        let interchangeable: Vec<InstanceType>;
-        let launchable: Vec<InstanceType>;
-        let planned = if self.fleet.chooses_types() {
-            launchable = types
+        // With launch templates, the types it has a template for. Without,
+        // the group launches its own types, whichever it picks: the plan
+        // can count on no more room than the smallest of them has.
+        let planned: Vec<InstanceType> = if self.fleet.chooses_types() {
+            types
                 .iter()
                 .filter(|t| self.fleet.can_launch(&t.name))
                 .cloned()
-                .collect();
-            &launchable
+                .collect()
         } else {
             let smallest = scaling::smallest(types);
-            interchangeable = types
+            types
                 .iter()
                 .map(|t| InstanceType {
                     name: t.name.clone(),
                     room: smallest,
                 })
-                .collect();
-            &interchangeable
+                .collect()
         };
-        let plan = scaling::plan(now, &members, &demand, planned, largest, config);
+        let plan = scaling::plan(now, &members, &demand, &planned, largest, config);
 
         // Since when each instance has been idle.
         for (o, mark) in idle_marks {

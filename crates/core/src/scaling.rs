@@ -481,8 +481,8 @@ pub struct Config<'a> {
     /// While the cluster runs tasks, keep at least this many largest
     /// containers schedulable (0: none).
     pub headroom: u32,
-    /// What instances cost: a type is launched for the jobs it runs at the
-    /// least cost per job, and work running elsewhere starts one only
+    /// What instances cost: a type is launched for the jobs that cost
+    /// least on it, and work running elsewhere starts one only
     /// where it would pay [`PAYS_MARGIN`] times its price ([`hourly`]).
     pub prices: &'a crate::prices::Prices,
 }
@@ -554,9 +554,19 @@ pub fn could_pay(
     types: &[InstanceType],
     prices: &crate::prices::Prices,
 ) -> bool {
-    types
-        .iter()
-        .any(|t| hourly(t, prices).is_some_and(|h| would_pay(elsewhere, t.room, h * PAYS_MARGIN)))
+    pays_on_some(elsewhere, types, |t| hourly(t, prices))
+}
+
+/// [`could_pay`], each type priced an hour by `hourly`.
+fn pays_on_some(
+    elsewhere: &[Elsewhere],
+    types: &[InstanceType],
+    hourly: impl Fn(&InstanceType) -> Option<f64>,
+) -> bool {
+    !elsewhere.is_empty()
+        && types
+            .iter()
+            .any(|t| hourly(t).is_some_and(|h| would_pay(elsewhere, t.room, h * PAYS_MARGIN)))
 }
 
 /// Whether any of `elsewhere` would pay for an instance of `empty` room
@@ -611,7 +621,7 @@ pub struct Plan<Id> {
     /// Instances to add to the group's desired capacity.
     pub add: u32,
     /// The types they may be (any one of them, the cheapest first): the
-    /// type that runs the jobs they are for at the least cost per job
+    /// type on which the jobs they are for cost least
     /// ([`choice::choose`]), with those within [`choice::EQUAL_FIT`] of
     /// it. Empty when nothing is added.
     pub types: Vec<String>,
@@ -656,8 +666,6 @@ struct Needed {
     /// The type that most instances of, filled with work on Fargate, pay
     /// for themselves: its name, how many, what one costs an hour.
     pays: Option<(String, u32, f64)>,
-    /// Whether anything asks for room.
-    unmet: bool,
 }
 
 impl Needed {
@@ -752,17 +760,14 @@ pub fn plan<Id: Clone + PartialEq>(
     };
 
     // Jobs waiting have nowhere else to go: they get what they need, on the
-    // type that runs them at the least cost per job. Jobs on Fargate
+    // type on which they cost least. Jobs on Fargate
     // already run: instances are started for the like of them only where
     // they pay, filled with work that costs more elsewhere than the
     // instance does, margin included.
     // While work runs on Fargate that a full instance would run for less,
     // the next job like it would take an idle instance's room: no idle
     // instance is drained meanwhile.
-    let would_pay = !elsewhere.is_empty()
-        && types.iter().any(|t| {
-            hourly(t).is_some_and(|h| self::would_pay(&elsewhere, t.room, h * PAYS_MARGIN))
-        });
+    let would_pay = pays_on_some(&elsewhere, types, hourly);
     // New instances for the waiting jobs, then for work elsewhere that
     // pays on what room is left; and whether anything asks for room.
     let needed = |room: &[Room]| -> Needed {
@@ -777,13 +782,7 @@ pub fn plan<Id: Clone + PartialEq>(
                 (n > 0).then(|| (t.name.clone(), n, h))
             })
             .max_by(|a, b| a.1.cmp(&b.1).then(b.2.total_cmp(&a.2)));
-        let for_waiting = launches.iter().map(|l| l.count).sum::<u32>();
-        let unmet = for_waiting > 0 || pays.is_some() || would_pay;
-        Needed {
-            launches,
-            pays,
-            unmet,
-        }
+        Needed { launches, pays }
     };
     let mut room: Vec<Room> = members
         .iter()
@@ -885,7 +884,8 @@ pub fn plan<Id: Clone + PartialEq>(
             },
         ));
     }
-    let unmet = need.unmet;
+    // Whether anything asks for room.
+    let unmet = need.wanted() > 0 || would_pay;
 
     // Headroom while the cluster is in use: a retiring instance comes
     // back before a new one starts.

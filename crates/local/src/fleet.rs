@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_autoscaling::types::LifecycleState;
 
-use berth_aws::fleet::LaunchTemplates;
+use berth_aws::fleet::{LaunchTemplates, Template};
 
 use crate::moto::{Account, xml_values};
 
@@ -97,27 +97,33 @@ pub async fn create_group(
 /// The group's launch templates, one per class of type, as the local AWS
 /// holds them.
 pub async fn launch_templates(moto: &Account) -> Result<LaunchTemplates, String> {
-    let mut spec = Vec::new();
-    for class in CLASSES {
-        let xml = moto
-            .query(
-                "ec2",
-                "2016-11-15",
-                "DescribeLaunchTemplates",
-                &[("LaunchTemplateName.1", &format!("{GROUP}-{class}"))],
-            )
-            .await?;
-        let id = xml_values(&xml, "launchTemplateId")
-            .into_iter()
-            .next()
-            .ok_or_else(|| format!("no launch template {GROUP}-{class}"))?;
-        let version = xml_values(&xml, "latestVersionNumber")
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| "1".into());
-        spec.push(format!("{class}={id}:{version}"));
-    }
-    LaunchTemplates::parse(&spec.join(","))
+    let [x86_64, arm64, gpu] = CLASSES;
+    Ok(LaunchTemplates {
+        x86_64: template(moto, x86_64).await?,
+        arm64: Some(template(moto, arm64).await?),
+        gpu: Some(template(moto, gpu).await?),
+    })
+}
+
+/// The launch template of `class`, its latest version.
+async fn template(moto: &Account, class: &str) -> Result<Template, String> {
+    let xml = moto
+        .query(
+            "ec2",
+            "2016-11-15",
+            "DescribeLaunchTemplates",
+            &[("LaunchTemplateName.1", &format!("{GROUP}-{class}"))],
+        )
+        .await?;
+    let id = xml_values(&xml, "launchTemplateId")
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("no launch template {GROUP}-{class}"))?;
+    let version = xml_values(&xml, "latestVersionNumber")
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| "1".into());
+    Ok(Template { id, version })
 }
 
 /// Instances of the group on their way into the cluster.

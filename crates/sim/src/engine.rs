@@ -41,7 +41,7 @@ pub struct Settings {
     /// launched as the first.
     pub instance_types: Vec<&'static InstanceType>,
     /// The types berth's scaler may launch: for the jobs that wait, the one
-    /// that runs them at the least cost per job (berth-core's plan).
+    /// on which they cost least (berth-core's plan).
     pub allowed: Vec<&'static InstanceType>,
     pub max_size: u32,
     /// The largest container; `None`: the largest of the trace's

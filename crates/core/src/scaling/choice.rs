@@ -1,11 +1,12 @@
-//! Which instance type to launch for the jobs that wait: the type that
-//! runs them at the least cost per job, chosen as Karpenter chooses, first
-//! fit decreasing over the allowed types.
+//! Which instance type to launch for the jobs that wait: the types on which
+//! they cost least, chosen as Karpenter chooses, first fit decreasing over
+//! the allowed types.
 //!
 //! The largest job still waiting decides which types can be considered (the
 //! ones it fits); each of those is packed, largest job first, with as many
-//! of the waiting jobs as one instance holds; the type whose instance costs
-//! least per job it takes wins, and the types within [`EQUAL_FIT`] of it
+//! of the waiting jobs as one instance holds; of the [`LOOKAHEAD`] cheapest
+//! per job it takes, the one with which the whole set costs least (the
+//! rest packed after it) wins, and the types within [`EQUAL_FIT`] of it
 //! that take the same jobs go with it, for EC2 to choose among by Spot price
 //! and capacity (`price-capacity-optimized`). Its jobs are taken off, and
 //! the next instance is chosen for the rest, until every job that some type
@@ -32,7 +33,7 @@ pub struct Launch {
 }
 
 /// The instances that run `waiting` (each need with how many jobs ask it)
-/// at the least cost per job, over `types` priced an hour by `hourly` (a
+/// for least, over `types` priced an hour by `hourly` (a
 /// type with no price is not chosen). A need no priced type holds is left
 /// out: [`super::unplaceable`] says why.
 pub fn choose(
