@@ -50,6 +50,10 @@ pub const REFUSED: &str = "berth.refused";
 /// Spot interruption or rebalance warning, epoch ms): it goes whatever
 /// the scaler had planned for it.
 pub const RECLAIMED: &str = "berth.reclaimed";
+/// How an instance is bought, `spot` or `on-demand`: set at boot from the
+/// instance metadata's `instance-life-cycle` (the launch templates' user
+/// data), read to price the tasks that ran there.
+pub const MARKET: &str = "berth.market";
 
 /// RunTask's failure reasons for room that CPU, memory and GPUs do not
 /// tell (ECS developer guide, "API failure reasons").
@@ -738,6 +742,8 @@ pub struct Observed {
     /// retires (epoch ms, as written).
     pub idle_since: Option<String>,
     pub retiring: Option<String>,
+    /// How the instance is bought ([`MARKET`]): `spot` or `on-demand`.
+    pub market: Option<String>,
     /// When a task last stopped on it, when ECS last refused a task on it
     /// for room the scaler cannot count, when its infrastructure began to
     /// reclaim it (epoch ms).
@@ -776,13 +782,15 @@ impl From<&EcsInstance> for Observed {
             .map_or(InstanceStatus::Other, InstanceStatus::from_ecs);
         let remaining = room(ci.remaining_resources());
         // Only the attributes read here are copied out of the answer.
-        let (mut instance_type, mut idle_since, mut retiring) = (None, None, None);
+        let (mut instance_type, mut idle_since, mut retiring, mut market) =
+            (None, None, None, None);
         let (mut task_stopped, mut refused, mut reclaimed) = (None, None, None);
         for a in ci.attributes() {
             let slot = match a.name() {
                 "ecs.instance-type" => &mut instance_type,
                 IDLE_SINCE => &mut idle_since,
                 RETIRING => &mut retiring,
+                MARKET => &mut market,
                 name => {
                     let at = match name {
                         TASK_STOPPED => &mut task_stopped,
@@ -810,6 +818,7 @@ impl From<&EcsInstance> for Observed {
             tasks: u32::try_from(ci.running_tasks_count + ci.pending_tasks_count).unwrap_or(0),
             idle_since,
             retiring,
+            market,
             task_stopped,
             refused,
             reclaimed,
@@ -841,6 +850,21 @@ pub struct TaskChange {
     pub container_instance_arn: Option<String>,
     #[serde(default)]
     pub containers: Vec<ContainerChange>,
+    /// The task's size: CPU units and MiB, as ECS writes them (`"1024"`).
+    #[serde(default)]
+    pub cpu: Option<String>,
+    #[serde(default)]
+    pub memory: Option<String>,
+    /// When its image pull began, it started and it stopped (RFC 3339).
+    #[serde(default)]
+    pub pull_started_at: Option<String>,
+    #[serde(default)]
+    pub started_at: Option<String>,
+    #[serde(default)]
+    pub stopped_at: Option<String>,
+    /// The task's attributes (`ecs.cpu-architecture` on Fargate).
+    #[serde(default)]
+    pub attributes: Vec<EventAttribute>,
 }
 
 /// A container instance as an "ECS Container Instance State Change"
@@ -968,6 +992,11 @@ impl TaskChange {
     }
 }
 
+fn rfc3339(at: &aws_sdk_ecs::primitives::DateTime) -> Option<String> {
+    at.fmt(aws_sdk_ecs::primitives::DateTimeFormat::DateTime)
+        .ok()
+}
+
 impl From<&Task> for TaskChange {
     /// The change a task's event would carry, from the task as ECS
     /// describes it.
@@ -983,6 +1012,19 @@ impl From<&Task> for TaskChange {
             launch_type: task.launch_type().map(|l| l.as_str().to_owned()),
             capacity_provider_name: owned(task.capacity_provider_name()),
             container_instance_arn: owned(task.container_instance_arn()),
+            cpu: owned(task.cpu()),
+            memory: owned(task.memory()),
+            pull_started_at: task.pull_started_at().and_then(rfc3339),
+            started_at: task.started_at().and_then(rfc3339),
+            stopped_at: task.stopped_at().and_then(rfc3339),
+            attributes: task
+                .attributes()
+                .iter()
+                .map(|a| EventAttribute {
+                    name: a.name().to_owned(),
+                    value: owned(a.value()),
+                })
+                .collect(),
             containers: task
                 .containers()
                 .iter()

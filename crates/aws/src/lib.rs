@@ -2,6 +2,7 @@
 //! One module per port, each in berth's terms:
 //!
 //! - [`store`]: the jobs table (every change conditional on the state machine);
+//! - [`cost`]: what an attempt used, read from what AWS says of it, to price it;
 //! - [`definitions`]: the job definitions table, berth's allowlist;
 //! - [`queue`]: submitting, re-queuing, message visibility, the dead-letter queue;
 //! - [`ecs`]: running, stopping, describing and finding tasks; reading,
@@ -24,6 +25,7 @@
 //! same wiring talks to the local AWS).
 
 pub mod batch;
+pub mod cost;
 pub mod definitions;
 pub mod ecs;
 pub mod error;

@@ -38,7 +38,8 @@ pub fn line(timestamp_ms: u64, dimensions: &[(&str, &str)], metrics: &[(&str, f6
     let names: Vec<&str> = dimensions.iter().map(|(name, _)| *name).collect();
     let definitions: Vec<Value> = metrics
         .iter()
-        .map(|(name, _)| json!({ "Name": name, "Unit": "Count" }))
+        // A cost is in dollars, which CloudWatch has no unit for.
+        .map(|(name, _)| json!({ "Name": name, "Unit": if name.ends_with("USD") { "None" } else { "Count" } }))
         .collect();
     let mut object = Map::new();
     object.insert(

@@ -17,6 +17,8 @@ use berth_core::launch::LaunchNumber;
 use berth_core::text::cut;
 use berth_core::{JobStatus, ResolvedJob, Route};
 
+pub use crate::cost::RecordedCost;
+use crate::cost::recorded_costs;
 pub use crate::spot_prices::{ObservedSpot, SPOT_PRICES_KEY};
 pub use berth_core::attempt::AttemptEnd;
 
@@ -54,6 +56,10 @@ pub mod attr {
     /// The receipt handle of the delivery a job waiting for capacity holds
     /// back: making it visible releases the job at once.
     pub const RECEIPT: &str = "receipt";
+    /// Each attempt's cost, by launch number ([`crate::cost`]).
+    pub const COSTS: &str = "costs";
+    /// The sum of `costs`, USD.
+    pub const COST_USD: &str = "cost_usd";
 }
 
 /// The jobs table's index by status (partition key `status`, sort key
@@ -100,7 +106,7 @@ pub struct Waiting {
 }
 
 /// A job as the store holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JobRecord {
     pub job_id: String,
     pub status: JobStatus,
@@ -143,6 +149,10 @@ pub struct JobRecord {
     /// Since when a `WAITING_FOR_CAPACITY` job has waited, in epoch
     /// milliseconds (its first wait in a row).
     pub waiting_since: Option<i64>,
+    /// What each attempt cost, oldest first, as each was recorded.
+    pub costs: Vec<RecordedCost>,
+    /// Their sum, USD (none before the first).
+    pub cost_usd: Option<f64>,
 }
 
 /// A history entry as the item holds it.
@@ -188,7 +198,7 @@ fn history_entry(v: &AttributeValue) -> Option<AttemptEnd> {
 
 /// A job as the status index holds it ([`STATUS_INDEX_ATTRIBUTES`]): what
 /// a listing and the sweep read, not the job itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JobSummary {
     pub job_id: String,
     pub status: JobStatus,
@@ -209,6 +219,9 @@ pub struct JobSummary {
     pub next_try_at: Option<i64>,
     /// As [`JobRecord::waiting_since`] (not in a listing from the index).
     pub waiting_since: Option<i64>,
+    /// As [`JobRecord::cost_usd`] (not in the index:
+    /// [`JobStore::costs_of`] reads it).
+    pub cost_usd: Option<f64>,
 }
 
 impl JobRecord {
@@ -236,6 +249,7 @@ impl From<JobRecord> for JobSummary {
             routes,
             next_try_at: r.next_try_at,
             waiting_since: r.waiting_since,
+            cost_usd: r.cost_usd,
             job_id: r.job_id,
             status: r.status,
             definition: r.definition,
@@ -253,7 +267,7 @@ impl From<JobRecord> for JobSummary {
 }
 
 /// The outcome of a write that creates a record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Created {
     /// The record was written as asked.
     New,
@@ -262,7 +276,7 @@ pub enum Created {
 }
 
 /// The outcome of a conditional change.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Changed {
     /// The change was written as asked.
     Applied,
@@ -364,6 +378,7 @@ impl JobStore {
         item.insert(attr::MAX_ATTEMPTS.into(), n(job.max_attempts));
         item.insert(attr::LAUNCH.into(), n(FIRST_LAUNCH));
         item.insert(attr::CLAIMED_AT.into(), n(now_ms));
+        item.insert(attr::COSTS.into(), AttributeValue::M(HashMap::new()));
         self.create(item).await
     }
 
@@ -964,6 +979,11 @@ pub fn record(item: &Item) -> Option<JobRecord> {
             .unwrap_or_default(),
         next_try_at: num(attr::NEXT_TRY_AT),
         waiting_since: num(attr::WAITING_SINCE),
+        costs: recorded_costs(item.get(attr::COSTS)),
+        cost_usd: item
+            .get(attr::COST_USD)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok()),
     })
 }
 

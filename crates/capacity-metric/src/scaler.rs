@@ -540,6 +540,7 @@ mod tests {
             tasks: 0,
             idle_since: None,
             retiring: None,
+            market: None,
             task_stopped: None,
             refused: None,
             reclaimed: None,

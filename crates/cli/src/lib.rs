@@ -4,6 +4,7 @@
 
 pub mod logs;
 pub mod simulate;
+pub mod spend;
 pub mod view;
 
 use std::collections::BTreeMap;
@@ -17,7 +18,7 @@ use berth_aws::{AwsError, Clients, Definitions, EcsCluster, JobQueue, JobStore, 
 use berth_core::capacity::{
     LargestContainer, Resources, Thresholds, check_scale_in, explain_thresholds, most_per_instance,
 };
-use berth_core::{JobDefinition, JobStatus, ResolvedJob, Route, job, scaling};
+use berth_core::{JobDefinition, JobStatus, ResolvedJob, Route, cost, job, scaling};
 
 /// Everything that ends a command, said in one line.
 #[derive(Debug, thiserror::Error)]
@@ -230,7 +231,32 @@ impl Berth {
         jobs.retain(|j| route.is_none() || j.route == route);
         jobs.sort_by_key(|j| std::cmp::Reverse(j.updated_at));
         jobs.truncate(limit);
+        // The status index keeps no costs: they are read for the page.
+        let ids: Vec<&str> = jobs.iter().map(|j| j.job_id.as_str()).collect();
+        let costs = self.store().costs_of(&ids).await?;
+        for j in &mut jobs {
+            j.cost_usd = costs.get(&j.job_id).copied();
+        }
         Ok(jobs)
+    }
+
+    /// What the jobs' attempts that ended in `[since_ms, until_ms)` cost,
+    /// grouped `by`.
+    pub async fn cost(
+        &self,
+        since_ms: i64,
+        until_ms: i64,
+        by: &spend::GroupBy,
+    ) -> Result<spend::Report, CliError> {
+        if since_ms >= until_ms {
+            return Err(CliError::Input(format!(
+                "--since ({}) is not before --until ({})",
+                view::iso(since_ms).unwrap_or_default(),
+                view::iso(until_ms).unwrap_or_default()
+            )));
+        }
+        let jobs = self.store().costed_jobs().await?;
+        Ok(spend::report(&jobs, since_ms, until_ms, by))
     }
 
     /// Cancels `job_id` wherever it is; what that did, in one line.
@@ -403,6 +429,11 @@ pub fn describe_view(v: &view::JobView) -> String {
     add("task", v.task_arn.clone());
     add("request", v.request_id.clone());
     add("exit code", v.exit_code.map(|c| c.to_string()));
+    add(
+        "cost",
+        v.cost_usd
+            .map(|usd| format!("{} (estimated; see `berth cost`)", cost::usd(usd))),
+    );
     for h in &v.history {
         add(
             &format!("attempt {}", h.launch),
@@ -419,6 +450,12 @@ pub fn describe_view(v: &view::JobView) -> String {
                     .map(|r| format!(": {}", view::one_line(r)))
                     .unwrap_or_default()
             )),
+        );
+    }
+    for c in &v.costs {
+        add(
+            &format!("cost {}", c.launch),
+            Some(format!("{} {}: {}", c.route, cost::usd(c.usd), c.basis)),
         );
     }
     out.join("\n")
@@ -450,11 +487,12 @@ pub fn watch_table(jobs: &[(String, Option<JobRecord>)]) -> String {
 fn rows_table(rows: &[(&str, Option<&JobSummary>)]) -> String {
     let now = now_ms();
     let rows = rows.iter().map(|(id, record)| {
-        let (status, routes, attempts, reason) = match record {
+        let (status, routes, attempts, usd, reason) = match record {
             Some(j) => (
                 j.status.as_str(),
                 routes(&j.routes),
                 j.attempts,
+                j.cost_usd.map_or_else(|| "-".to_owned(), cost::usd),
                 view::now_line(
                     j.status,
                     j.reason.as_deref(),
@@ -468,6 +506,7 @@ fn rows_table(rows: &[(&str, Option<&JobSummary>)]) -> String {
                 "QUEUED",
                 "-".to_owned(),
                 0,
+                "-".to_owned(),
                 "not yet taken from the queue".to_owned(),
             ),
         };
@@ -476,12 +515,13 @@ fn rows_table(rows: &[(&str, Option<&JobSummary>)]) -> String {
             status.to_owned(),
             routes,
             attempts.to_string(),
+            usd,
             reason,
         ]
     });
     columns(
-        &["JOB", "STATUS", "ROUTE", "ATTEMPTS", "REASON"],
-        &[3],
+        &["JOB", "STATUS", "ROUTE", "ATTEMPTS", "COST", "REASON"],
+        &[3, 4],
         rows,
     )
 }

@@ -142,6 +142,21 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         interval: u64,
     },
+    /// What the jobs cost: each attempt's compute, priced when it ended
+    /// (an estimate; it leaves out data transfer, logs, idle instance time
+    /// and berth's own functions), summed by group.
+    Cost {
+        /// From when: a span back from now (7d, 12h, 30m), a date
+        /// (2026-12-01, UTC) or a time (2026-12-01T09:00:00Z).
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// Until when, as --since (default: now).
+        #[arg(long)]
+        until: Option<String>,
+        /// Group by definition, route, day (UTC) or tag:KEY.
+        #[arg(long, default_value = "definition")]
+        by: String,
+    },
     /// Cancel a job: queued, waiting or running, it ends CANCELLED.
     Cancel {
         /// The job's id.
@@ -604,6 +619,20 @@ async fn run(command: Command, stack: Option<&str>, json: bool) -> Result<String
         } => {
             let follow = follow.then(|| std::time::Duration::from_secs(interval.max(1)));
             logs(stack, &job_id, launch, follow, json).await
+        }
+        Command::Cost { since, until, by } => {
+            let now = berth_cli::now_ms();
+            let since = berth_cli::spend::parse_time(&since, now)?;
+            let until = until
+                .as_deref()
+                .map_or(Ok(now), |u| berth_cli::spend::parse_time(u, now))?;
+            let by = berth_cli::spend::GroupBy::parse(&by).map_err(CliError::Input)?;
+            let report = connect().await?.cost(since, until, &by).await?;
+            if json {
+                to_json(&report)
+            } else {
+                Ok(berth_cli::spend::table(&report))
+            }
         }
         Command::Cancel { job_id, reason } => {
             connect().await?.cancel(&job_id, reason.as_deref()).await

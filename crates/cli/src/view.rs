@@ -54,6 +54,11 @@ pub struct JobView {
     pub exit_code: Option<i32>,
     /// How each attempt ended, oldest first.
     pub history: Vec<AttemptView>,
+    /// What the attempts cost so far, USD (an estimate by berth's price
+    /// model; `None` before the first is priced).
+    pub cost_usd: Option<f64>,
+    /// What each attempt cost, oldest first.
+    pub costs: Vec<CostView>,
     /// The job as it runs (`None` for a rejected message).
     pub job: Option<ResolvedJob>,
     /// The message as it was sent.
@@ -71,6 +76,17 @@ pub struct AttemptView {
     /// The ECS task ARN or the Lambda request id.
     pub id: Option<String>,
     pub ended_at: Option<String>,
+    /// What it cost, USD, once priced.
+    pub cost_usd: Option<f64>,
+}
+
+/// An attempt's cost, and what it was priced on.
+#[derive(Debug, Clone, Serialize)]
+pub struct CostView {
+    pub launch: u32,
+    pub route: &'static str,
+    pub usd: f64,
+    pub basis: String,
 }
 
 impl JobView {
@@ -121,6 +137,22 @@ impl JobView {
                     exit_code: h.exit_code,
                     id: h.id.clone(),
                     ended_at: iso(h.at),
+                    cost_usd: r
+                        .costs
+                        .iter()
+                        .find(|c| c.launch == h.launch)
+                        .map(|c| c.cost.usd),
+                })
+                .collect(),
+            cost_usd: r.cost_usd,
+            costs: r
+                .costs
+                .iter()
+                .map(|c| CostView {
+                    launch: c.launch,
+                    route: c.cost.route.as_str(),
+                    usd: c.cost.usd,
+                    basis: c.cost.basis.clone(),
                 })
                 .collect(),
             job: r.job.clone(),
@@ -141,6 +173,8 @@ pub struct JobRow {
     /// last).
     pub routes: Vec<&'static str>,
     pub attempts: u32,
+    /// What its attempts cost so far, USD.
+    pub cost_usd: Option<f64>,
     pub reason: Option<String>,
     /// When a waiting job is tried next (`berth watch`).
     pub next_try_at: Option<String>,
@@ -159,6 +193,7 @@ impl JobRow {
             route: j.route.map(|x| x.as_str()),
             routes: j.routes.iter().map(|x| x.as_str()).collect(),
             attempts: j.attempts,
+            cost_usd: j.cost_usd,
             reason: shown_reason(j.status, j.reason.as_deref()).map(str::to_owned),
             next_try_at: j.next_try_at.and_then(iso),
             waiting_since: j.waiting_since.and_then(iso),

@@ -6,6 +6,7 @@
 //! - [`definition`]: job definitions (the allowlist) and resolving a job;
 //! - [`limits`]: every limit of Lambda, Fargate, ECS and the message, with sources;
 //! - [`logs`]: where a job's output is in CloudWatch Logs;
+//! - [`cost`]: what one attempt cost, by the price model;
 //! - [`prices`]: the price model: each route's and each instance's price, with sources;
 //! - [`routing`]: where a job runs (the cheapest route that meets its start), and why;
 //! - [`launch`]: idempotency tokens, `startedBy`, backoffs, resuming a recorded job;
@@ -17,6 +18,7 @@
 
 pub mod attempt;
 pub mod capacity;
+pub mod cost;
 pub mod definition;
 pub mod job;
 pub mod launch;

@@ -388,12 +388,20 @@ impl Prices {
     /// A job of `cpu` units and `memory` MiB that runs `seconds` as one
     /// invocation.
     pub fn lambda(&self, cpu: u32, memory: u32, arch: Arch, seconds: f64) -> f64 {
-        let gb_second = match arch {
+        self.lambda_invocation(self.lambda_memory(cpu, memory), arch, seconds)
+    }
+
+    /// An invocation of a function of `memory_mib` that runs `seconds`:
+    /// its GB-seconds and the request.
+    pub fn lambda_invocation(&self, memory_mib: u32, arch: Arch, seconds: f64) -> f64 {
+        self.lambda_gb_second(arch) * f64::from(memory_mib) / 1024.0 * seconds + self.lambda_request
+    }
+
+    pub fn lambda_gb_second(&self, arch: Arch) -> f64 {
+        match arch {
             Arch::X86_64 => self.lambda_gb_second_x86,
             Arch::Arm64 => self.lambda_gb_second_arm64,
-        };
-        f64::from(self.lambda_memory(cpu, memory)) / 1024.0 * seconds * gb_second
-            + self.lambda_request
+        }
     }
 
     /// An instance of `name` for an hour, on demand.

@@ -21,16 +21,20 @@
 
 use std::time::Duration;
 
+use berth_aws::cost::{InstanceFacts, task_usage};
 use berth_aws::ecs::{InstanceChange, TASK_STOPPED, TaskChange};
 use berth_aws::operations::{self, AttemptEnded, Cancelled};
 use berth_aws::store::{Change, Changed, JobRecord, JobSummary, now_ms};
 use berth_aws::{
     AwsError, Clients, Definitions, EcsCluster, JobQueue, JobStore, Settings, SettingsError,
+    metrics,
 };
 use berth_core::attempt::{
     self, Attempt, Ending, OnRunning, OnStopped, Policy, Settlement, Standing,
 };
+use berth_core::cost;
 use berth_core::launch::{self, LaunchNumber, parse_started_by};
+use berth_core::prices::Prices;
 use berth_core::scaling::{self, Room};
 use berth_core::stop::{StopOutcome, TIMED_OUT_REASON};
 use berth_core::{JobStatus, Route};
@@ -144,6 +148,8 @@ pub struct Lifecycle {
     event_grace: Duration,
     stranded_after: Duration,
     stranded_whatever_backlog: Duration,
+    /// What an attempt is priced at (Spot as the scaler last observed).
+    prices: Prices,
 }
 
 impl Lifecycle {
@@ -160,7 +166,14 @@ impl Lifecycle {
             stranded_after: STRANDED_AFTER,
             stranded_whatever_backlog: STRANDED_WHATEVER_BACKLOG,
             definitions: None,
+            prices: Prices::default(),
         }
+    }
+
+    /// Prices attempts at `prices` (the deployment's `BERTH_PRICES`).
+    pub fn with_prices(mut self, prices: Prices) -> Self {
+        self.prices = prices;
+        self
     }
 
     /// Counts each success in its definition's runs (`runs`, `run_seconds`
@@ -183,7 +196,8 @@ impl Lifecycle {
             JobQueue::new(clients.sqs.clone(), queue_url),
             settings.max_interruptions,
         )
-        .with_definitions(Definitions::for_deployment(settings, clients));
+        .with_definitions(Definitions::for_deployment(settings, clients))
+        .with_prices(settings.prices.clone());
         // A shorter quiet (the local run's soak) shortens the bound past
         // which a backlog does not hold the put-back in proportion.
         Ok(match settings.stranded_after_seconds {
@@ -243,9 +257,82 @@ impl Lifecycle {
         };
         match task.last_status.as_str() {
             "RUNNING" => self.running(task, &record, launch).await,
-            "STOPPED" => self.stopped(task, &record, launch).await,
+            "STOPPED" => {
+                let action = self.stopped(task, &record, launch).await?;
+                self.record_cost(task, &record, launch).await?;
+                Ok(action)
+            }
             other => ignored(format!("task status {other} is not one berth records")),
         }
+    }
+
+    /// Records what a stopped task of a job cost, whatever its end did to
+    /// the job (a cancelled or superseded attempt was paid for too): once
+    /// per launch, so a repeated event or the sweep's reading of the same
+    /// end adds nothing.
+    async fn record_cost(
+        &self,
+        task: &TaskChange,
+        record: &JobRecord,
+        launch: LaunchNumber,
+    ) -> Result<(), AwsError> {
+        if record.costs.iter().any(|c| c.launch == launch) {
+            return Ok(());
+        }
+        let Some(job) = &record.job else {
+            return Ok(());
+        };
+        let (instance, prices) = match task.container_instance_arn.as_deref() {
+            Some(arn) if task.route() == Route::Ec2 => {
+                let observed = self.ecs.container_instance(arn).await?;
+                let spot = self.store.spot_prices().await?;
+                let prices = match spot {
+                    Some(spot) => self.prices.with_observed_spot(&spot.prices),
+                    None => self.prices.clone(),
+                };
+                (observed.as_ref().and_then(InstanceFacts::of), prices)
+            }
+            _ => (None, self.prices.clone()),
+        };
+        let arch = self.ecs.architecture_of(&job.task_definition).await;
+        let Some(usage) = task_usage(
+            &prices,
+            task,
+            (job.cpu, job.memory),
+            arch,
+            instance.as_ref(),
+        ) else {
+            tracing::warn!(
+                job_id = job.job_id,
+                launch,
+                task_arn = task.task_arn,
+                "not priced: the task's stop time or its instance is unknown"
+            );
+            return Ok(());
+        };
+        match cost::price(&prices, &usage) {
+            Ok(cost) => {
+                if self
+                    .store
+                    .record_cost(&job.job_id, launch, &cost, now_ms())
+                    .await?
+                {
+                    metrics::emit(
+                        &[("Definition", job.definition.as_str())],
+                        &[("JobCostUSD", cost.usd)],
+                    );
+                    tracing::info!(
+                        job_id = job.job_id,
+                        launch,
+                        usd = cost.usd,
+                        basis = cost.basis,
+                        "attempt cost"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(job_id = job.job_id, launch, error = %e, "not priced"),
+        }
+        Ok(())
     }
 
     /// Marks the instance an EC2 task stopped on with when it stopped

@@ -66,7 +66,8 @@ async fn main() -> Result<(), Error> {
         std::env::var_os(SCRATCH).map(std::path::PathBuf::from),
     ))
     .with_roles(berth_aws::JobRoles::new(clients.sts.clone()))
-    .with_definitions(berth_aws::Definitions::for_deployment(&settings, &clients));
+    .with_definitions(berth_aws::Definitions::for_deployment(&settings, &clients))
+    .with_prices(settings.prices.clone());
     if let Some(seconds) = settings.heartbeat_seconds {
         runtime.heartbeat = Duration::from_secs(u64::from(seconds));
     }

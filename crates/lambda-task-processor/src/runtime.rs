@@ -25,11 +25,15 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use berth_aws::cost::{function_memory, invocation_usage, this_arch};
+use berth_aws::metrics;
 use berth_aws::operations::{self, AttemptEnded};
 use berth_aws::store::{Change, Changed, JobRecord, now_ms};
 use berth_aws::{AwsError, Definitions, JobQueue, JobRoles, JobStore};
 use berth_core::attempt::{self, Attempt, Ending, Policy, Settlement};
+use berth_core::cost;
 use berth_core::launch::{self, JobCredentials, LambdaTask, LaunchNumber, process_environment};
+use berth_core::prices::Prices;
 
 use crate::sandbox::Sandbox;
 use berth_core::logs::JobLine;
@@ -131,6 +135,8 @@ pub struct Runtime {
     pub heartbeat: Duration,
     /// Cleared after each job.
     sandbox: Option<Sandbox>,
+    /// What a run is priced at.
+    prices: Prices,
     /// Set when it was not cleared: see [`Runtime::must_exit`].
     unclean: Arc<std::sync::atomic::AtomicBool>,
     /// Runs whose end could not be recorded, by job and launch: Lambda's
@@ -218,12 +224,19 @@ impl Runtime {
             sandbox: None,
             unclean: Arc::default(),
             unrecorded: Arc::default(),
+            prices: Prices::default(),
         }
     }
 
     /// Assumes job roles with `roles`.
     pub fn with_roles(mut self, roles: JobRoles) -> Self {
         self.roles = Some(roles);
+        self
+    }
+
+    /// Prices each run at `prices` (the deployment's `BERTH_PRICES`).
+    pub fn with_prices(mut self, prices: Prices) -> Self {
+        self.prices = prices;
         self
     }
 
@@ -316,10 +329,60 @@ impl Runtime {
             }
             return ended;
         }
+        let began = tokio::time::Instant::now();
         let taken = match self.take(task, request_id).await? {
             Ok(taken) => taken,
             Err(skipped) => return Ok(skipped),
         };
+        let ran = self.run_taken(task, taken, lambda_deadline).await;
+        self.record_cost(task, began.elapsed().as_secs_f64()).await;
+        ran
+    }
+
+    /// Records what this invocation's run of `task` cost: the function's
+    /// memory for `seconds`, and the request. Best effort: the job's end is
+    /// recorded already, and a retry of the invocation would not run it
+    /// again to price it.
+    async fn record_cost(&self, task: &LambdaTask, seconds: f64) {
+        let job = &task.job;
+        // Outside Lambda (a local run), a function sized for the job.
+        let memory = function_memory().unwrap_or(self.prices.lambda_memory(job.cpu, job.memory));
+        let usage = invocation_usage(seconds, memory, this_arch());
+        let Ok(cost) = cost::price(&self.prices, &usage) else {
+            return;
+        };
+        match self
+            .store
+            .record_cost(&job.job_id, task.launch, &cost, now_ms())
+            .await
+        {
+            Ok(true) => {
+                metrics::emit(
+                    &[("Definition", job.definition.as_str())],
+                    &[("JobCostUSD", cost.usd)],
+                );
+                tracing::info!(
+                    job_id = job.job_id,
+                    launch = task.launch,
+                    usd = cost.usd,
+                    basis = cost.basis,
+                    "attempt cost"
+                );
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(job_id = job.job_id, launch = task.launch, error = %e, "attempt cost not recorded")
+            }
+        }
+    }
+
+    /// Runs `task`, whose launch this invocation took.
+    async fn run_taken(
+        &self,
+        task: &LambdaTask,
+        taken: Taken,
+        lambda_deadline: SystemTime,
+    ) -> Result<Ran, AwsError> {
         // The invoke names the job and its launch; what runs (its command,
         // its environment, its job role, its timeout) is the job as the
         // driver recorded it, not what the payload says.

@@ -115,6 +115,8 @@ pub fn outcome(trace: &Trace, plans: &Plans, settings: &Settings) -> Outcome {
         policy: Policy::LowerBound.name().into(),
         trace: trace.name.clone(),
         cost_usd: cost.total(),
+        jobs_priced_usd: cost.compute(),
+        attempts: Vec::new(),
         cost,
         wait_p50_s: 0.0,
         wait_p95_s: 0.0,

@@ -1,8 +1,8 @@
-//! What a run costs, in parts that add up to the total. Jobs and instances
-//! are priced by berth-core's price model.
+//! What a run costs, in parts that add up to the total. Jobs are priced
+//! by berth-core's [`berth_core::cost::price`], as the runtime prices
+//! them; instances by its price model, whole.
 
-use berth_core::prices::{Arch, Prices};
-use berth_core::routing::FargateSize;
+use berth_core::prices::Prices;
 use serde::Serialize;
 
 use crate::figures as f;
@@ -58,12 +58,6 @@ pub fn instance(prices: &Prices, name: &str, spot: bool, seconds: f64) -> (f64, 
     (hours * hourly, hours * prices.root_volume_hour())
 }
 
-/// A Fargate task of `size` billed for `seconds` (one minute at least).
-pub fn fargate(prices: &Prices, size: FargateSize, seconds: f64, spot: bool) -> f64 {
-    let hours = seconds.max(prices.fargate_minimum_seconds) / 3600.0;
-    hours * prices.fargate_hour(size, Arch::X86_64, spot)
-}
-
 /// `invocations` of one of berth's functions, `seconds` each.
 pub fn function(invocations: f64, seconds: f64) -> f64 {
     invocations
@@ -83,17 +77,6 @@ mod tests {
     #[test]
     fn hand_computed_prices() {
         let p = Prices::default();
-        let size = FargateSize {
-            cpu: 1024,
-            memory: 2048,
-        };
-        // 1 vCPU / 2 GB on Fargate for 10 minutes: (0.04048 + 2 * 0.004445) / 6.
-        let ten_min = fargate(&p, size, 600.0, false);
-        assert!((ten_min - 0.008228).abs() < 1e-6, "{ten_min}");
-        // Under a minute is billed as a minute.
-        let short = fargate(&p, size, 5.0, false);
-        assert!((short * 10.0 - ten_min).abs() < 1e-9);
-        assert!((fargate(&p, size, 600.0, true) - ten_min * 0.3).abs() < 1e-12);
         // An m5.large for an hour: 0.096 on demand, 40% of it on Spot.
         let (od, ebs) = instance(&p, "m5.large", false, 3600.0);
         let (spot, _) = instance(&p, "m5.large", true, 3600.0);

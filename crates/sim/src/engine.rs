@@ -25,8 +25,10 @@ use crate::cost::{self, Cost};
 use crate::ecs::{self, Strategy};
 use crate::figures::{self as f, InstanceType, ms};
 use crate::policy::Policy;
+use crate::report::PricedAttempt;
 use crate::report::{self, Outcome, Sample, ScaleEvent, ScaleKind};
 use crate::trace::Trace;
+use berth_core::cost::{self as attempt, Usage};
 
 const SECOND: u64 = 1000;
 const MINUTE: u64 = 60 * SECOND;
@@ -411,6 +413,8 @@ struct Sim<'a> {
     killed_by_scale_in: u32,
     interrupted: u32,
     cost: Cost,
+    /// Each attempt's cost, as the runtime records it.
+    attempts: Vec<PricedAttempt>,
     series: Vec<Sample>,
     metric: Option<f64>,
     busy_hours: BTreeSet<u64>,
@@ -635,6 +639,7 @@ impl<'a> Sim<'a> {
             killed_by_scale_in: 0,
             interrupted: 0,
             cost: Cost::default(),
+            attempts: Vec::new(),
             series: Vec::new(),
             metric: None,
             busy_hours: BTreeSet::new(),
@@ -1051,22 +1056,64 @@ impl<'a> Sim<'a> {
             self.running[route_index(place)] -= 1;
         }
         self.jobs[job].task = None;
-        match place {
-            Place::Lambda => {
-                if self.tasks[t].started.is_some() {
-                    let spec = &self.trace.jobs[job];
-                    self.cost.lambda_jobs +=
-                        self.settings
-                            .prices
-                            .lambda(spec.cpu, spec.memory, Arch::X86_64, run_s);
-                }
-            }
+        // What the attempt cost, as the runtime prices it.
+        let prices = &self.settings.prices;
+        let spec = &self.trace.jobs[job];
+        let started = self.tasks[t].started;
+        let mut pull_started = None;
+        let usage = match place {
+            Place::Lambda => started.map(|_| Usage::Lambda {
+                memory_mib: prices.lambda_memory(spec.cpu, spec.memory),
+                arch: Arch::X86_64,
+                seconds: run_s,
+            }),
             Place::Fargate(size, spot) => {
-                let billed_from =
+                let from =
                     launched + ms(f::FARGATE_TASK_START_SECONDS) - ms(f::FARGATE_PULL_SECONDS);
-                let billed = self.now.saturating_sub(billed_from) as f64 / 1000.0;
-                self.cost.fargate += cost::fargate(&self.settings.prices, size, billed, spot);
+                pull_started = Some(from);
+                Some(Usage::Fargate {
+                    size,
+                    arch: Arch::X86_64,
+                    spot,
+                    billed_seconds: attempt::fargate_billed_seconds(
+                        prices,
+                        Some(from as i64),
+                        None,
+                        self.now as i64,
+                    ),
+                })
             }
+            Place::Ec2(i) => {
+                let (inst, need) = (&self.instances[i], self.plans.need[job]);
+                let room = inst.kind.registered();
+                Some(Usage::Ec2 {
+                    instance_type: inst.kind.name.to_owned(),
+                    spot: inst.spot,
+                    share: attempt::share(need.cpu, need.memory, room.cpu, room.memory),
+                    seconds: run_s,
+                })
+            }
+        };
+        if let Some(usage) = usage {
+            let usd = attempt::price(prices, &usage).map_or(0.0, |c| c.usd);
+            match place {
+                Place::Lambda => self.cost.lambda_jobs += usd,
+                // An instance is paid for whole, at its end.
+                Place::Ec2(_) => {}
+                Place::Fargate(..) => self.cost.fargate += usd,
+            }
+            self.attempts.push(PricedAttempt {
+                job,
+                launched_ms: launched,
+                pull_started_ms: pull_started,
+                started_ms: started,
+                stopped_ms: self.now,
+                usage,
+                usd,
+            });
+        }
+        match place {
+            Place::Lambda | Place::Fargate(..) => {}
             Place::Ec2(i) => {
                 let need = self.plans.need[job];
                 let now = self.now;
@@ -1792,6 +1839,8 @@ impl<'a> Sim<'a> {
             peak_instances: peak,
             instances_30_min_after_last_job: at_rest,
             always_on_instances: (self.policy == Policy::AlwaysOn).then_some(self.min),
+            jobs_priced_usd: self.attempts.iter().map(|a| a.usd).sum(),
+            attempts: std::mem::take(&mut self.attempts),
             metric_name: match self.policy {
                 Policy::Berth | Policy::SchedulableAlarms => "SchedulableContainers",
                 Policy::TwoAlarms => "CPUReservation %",

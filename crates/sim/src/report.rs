@@ -69,10 +69,33 @@ pub struct Outcome {
     /// The fixed size of `always-on`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub always_on_instances: Option<u32>,
+    /// The jobs' attempts as berth prices each when it ends (what `berth
+    /// cost` would show): Lambda and Fargate as billed, a task on EC2 its
+    /// share of its instance over its run. Below the compute cost by the
+    /// instances' idle time and their volumes.
+    pub jobs_priced_usd: f64,
+    /// Each attempt and its cost.
+    #[serde(skip)]
+    pub attempts: Vec<PricedAttempt>,
     /// What the policy scales on, as plotted.
     pub metric_name: &'static str,
     #[serde(skip)]
     pub series: Vec<Sample>,
+}
+
+/// An attempt as the simulator ran it, and what it cost by berth-core's
+/// [`berth_core::cost::price`]. Times in milliseconds from the start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PricedAttempt {
+    /// The job's index in the trace.
+    pub job: usize,
+    pub launched_ms: u64,
+    /// When a Fargate task's image pull began.
+    pub pull_started_ms: Option<u64>,
+    pub started_ms: Option<u64>,
+    pub stopped_ms: u64,
+    pub usage: berth_core::cost::Usage,
+    pub usd: f64,
 }
 
 /// The state once a minute, for the plots.
