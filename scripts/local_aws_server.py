@@ -279,6 +279,10 @@ def ecs_as_aws_answers():
 
     def as_its_type(self, ec2_instance_id, account_id, region_name, cluster_name, backend):
         registered(self, ec2_instance_id, account_id, region_name, cluster_name, backend)
+        # How the instance is bought, as the launch templates' user data
+        # tells the agent from the instance metadata: the local group, as
+        # the template's by default, buys every instance at Spot.
+        self.attributes["berth.market"] = "spot"
         kind = INSTANCE_TYPES.get(self.attributes.get("ecs.instance-type"))
         if kind is None:
             return

@@ -273,7 +273,11 @@ async fn definitions_put_and_list() {
 
 /// Runs the `berth` binary against `stack`, named by the BERTH_*
 /// variables; (exit code, stdout, stderr).
-fn run_berth(stack: &Stack, key: &(String, String), args: &[&str]) -> (i32, String, String) {
+pub(crate) fn run_berth(
+    stack: &Stack,
+    key: &(String, String),
+    args: &[&str],
+) -> (i32, String, String) {
     run_berth_with(stack, key, args, true)
 }
 

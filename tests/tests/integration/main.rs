@@ -6,6 +6,7 @@
 mod bad_input;
 mod capacity;
 mod cli;
+mod cost;
 mod crash;
 mod driver;
 mod driver_ecs_answers;
