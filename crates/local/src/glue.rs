@@ -263,6 +263,9 @@ struct Real {
 #[derive(Debug)]
 struct Played {
     since: Instant,
+    /// When it started, epoch milliseconds (its task's `startedAt`; the
+    /// local engine pulls nothing, so its `pullStartedAt` too).
+    started_ms: i64,
     seconds: u64,
     exit: i32,
     interrupt: bool,
@@ -342,12 +345,14 @@ impl Containers {
                         }
                     }
                 }
+                let started = played.as_ref().map(|p| p.started_ms);
                 let container = played.map_or_else(|| "main".to_owned(), |p| p.container);
                 let event = task_event(
                     local,
                     &task,
                     "STOPPED",
                     &container,
+                    started,
                     Some(("UserInitiated", reason.as_str(), exit)),
                 );
                 invoke_event(local, "berth-ecs-runner", &event).await;
@@ -383,8 +388,14 @@ impl Containers {
                     };
                     match started {
                         Ok(()) => {
-                            let event =
-                                task_event(local, &task, "RUNNING", &played.container, None);
+                            let event = task_event(
+                                local,
+                                &task,
+                                "RUNNING",
+                                &played.container,
+                                Some(played.started_ms),
+                                None,
+                            );
                             self.running.insert(arn.clone(), played);
                             invoke_event(local, "berth-ecs-runner", &event).await;
                             None
@@ -464,11 +475,14 @@ impl Containers {
                 },
             };
             if let Some((p, (code, reason, exit))) = stop {
+                // A container that failed to start never ran.
+                let started = (code != "TaskFailedToStart").then_some(p.started_ms);
                 let event = task_event(
                     local,
                     &task,
                     "STOPPED",
                     &p.container,
+                    started,
                     Some((code, reason.as_str(), exit)),
                 );
                 // Free the task's room in the local ECS first, as the
@@ -710,6 +724,7 @@ fn played(task: &Task) -> Played {
     let first_launch = env("BERTH_LAUNCH").as_deref() == Some("1");
     Played {
         since: Instant::now(),
+        started_ms: berth_aws::store::now_ms(),
         seconds: env("PLAY_SECONDS")
             .and_then(|s| s.parse().ok())
             .unwrap_or(4),
@@ -726,13 +741,21 @@ fn played(task: &Task) -> Played {
     }
 }
 
+/// ECS's "ECS Task State Change" for `task`, whose container started at
+/// `started_ms` (epoch ms; none: it never ran), now in `status`.
 fn task_event(
     local: &Local,
     task: &Task,
     status: &str,
     container: &str,
+    started_ms: Option<i64>,
     stop: Option<(&str, &str, Option<i32>)>,
 ) -> Value {
+    let at = |ms: i64| {
+        aws_sdk_ecs::primitives::DateTime::from_millis(ms)
+            .fmt(aws_sdk_ecs::primitives::DateTimeFormat::DateTime)
+            .ok()
+    };
     let mut detail = json!({
         "clusterArn": task.cluster_arn(),
         "taskArn": task.task_arn(),
@@ -742,12 +765,17 @@ fn task_event(
         "launchType": task.launch_type().map(|l| l.as_str()),
         "capacityProviderName": task.capacity_provider_name(),
         "containerInstanceArn": task.container_instance_arn(),
+        "cpu": task.cpu(),
+        "memory": task.memory(),
+        "pullStartedAt": started_ms.and_then(at),
+        "startedAt": started_ms.and_then(at),
         "containers": [{ "name": container, "lastStatus": status }],
     });
     if let Some((code, reason, exit)) = stop {
         detail["stopCode"] = code.into();
         detail["stoppedReason"] = reason.into();
         detail["containers"][0]["exitCode"] = json!(exit);
+        detail["stoppedAt"] = json!(at(berth_aws::store::now_ms()));
     }
     json!({
         "version": "0",

@@ -1248,7 +1248,7 @@ async fn demo(local: &Local, mut glue: Glue) -> Fallible<bool> {
     glue.keep_what_is_said(live);
     let started = Instant::now();
     let mut shown = String::new();
-    let jobs = loop {
+    loop {
         glue.tick(local).await?;
         if glue.instances > 0
             && let Some(wave) = second.take()
@@ -1266,13 +1266,13 @@ async fn demo(local: &Local, mut glue: Glue) -> Fallible<bool> {
             shown = table;
         }
         if second.is_none() && berth_cli::settled(&jobs) {
-            break jobs;
+            break;
         }
         if started.elapsed() > Duration::from_secs(300) {
             return Err("the jobs did not settle within 5 minutes".into());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    }
 
     if live {
         // The whole of what the glue said, below the last table.
@@ -1280,22 +1280,47 @@ async fn demo(local: &Local, mut glue: Glue) -> Fallible<bool> {
             println!("{line}");
         }
     }
-    println!("\nevery job, as the demo said it would end:");
+    // An attempt's cost is recorded just after its end: the records are
+    // read again once every job that ran has its cost.
+    let ids: Vec<String> = expected.iter().map(|e| e.job_id.clone()).collect();
+    let priced = Instant::now();
+    let jobs = loop {
+        let jobs = cli.records(&ids).await.map_err(|e| e.to_string())?;
+        let unpriced = jobs.iter().any(|(_, r)| {
+            r.as_ref()
+                .is_some_and(|r| r.attempts > 0 && r.cost_usd.is_none())
+        });
+        if !unpriced || priced.elapsed() > Duration::from_secs(15) {
+            break jobs;
+        }
+        glue.tick(local).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    println!("\nevery job, as the demo said it would end, and what it cost:");
     let mut all_right = true;
+    let mut total = 0.0;
     for (e, (_, r)) in expected.iter().zip(&jobs) {
         let r = r.as_ref().ok_or("a job vanished")?;
         let ok = r.status == e.status && (e.route.is_none() || r.route == e.route);
         all_right &= ok;
+        total += r.cost_usd.unwrap_or(0.0);
         println!(
-            "  {} {:<38} {:<10} {:<8} attempts {}  {}",
+            "  {} {:<38} {:<10} {:<12} attempts {}  {:>10}  {}",
             if ok { "ok  " } else { "DIFF" },
             e.job_id,
             r.status.as_str(),
             r.route.map_or("-", Route::as_str),
             r.attempts,
+            r.cost_usd
+                .map_or_else(|| "-".to_owned(), berth_core::cost::usd),
             e.why
         );
     }
+    println!(
+        "  what the jobs cost, at the default price table: {} ({}; `berth cost --by route` sums it)",
+        berth_core::cost::usd(total),
+        "an estimate: each attempt's compute, priced when it ended"
+    );
 
     // What some of the jobs printed, as `berth logs` reads it.
     println!("\nwhat some of the jobs printed (berth logs JOB):");
