@@ -1317,9 +1317,9 @@ async fn demo(local: &Local, mut glue: Glue) -> Fallible<bool> {
         );
     }
     println!(
-        "  what the jobs cost, at the default price table: {} ({}; `berth cost --by route` sums it)",
+        "  what the jobs cost, at the default price table: {} (an estimate: each attempt's \
+         compute, priced when it ended; `berth cost --by route` sums it)",
         berth_core::cost::usd(total),
-        "an estimate: each attempt's compute, priced when it ended"
     );
 
     // What some of the jobs printed, as `berth logs` reads it.
