@@ -167,6 +167,7 @@ async fn prepare(stack: &Stack) {
         .await
         .unwrap();
     let def = JobDefinition {
+        daily_limit_usd: None,
         name: "bench".into(),
         task_definition: "bench".into(),
         container: "main".into(),

@@ -394,6 +394,7 @@ impl Stack {
 /// `render`: an ECS job that may fall back to Fargate; no Lambda function.
 pub fn render() -> JobDefinition {
     JobDefinition {
+        daily_limit_usd: None,
         name: "render".into(),
         task_definition: "render".into(),
         container: "main".into(),

@@ -141,11 +141,11 @@ pub struct RecordedCost {
 
 /// USD kept to the nano-dollar: DynamoDB adds numbers exactly, and no
 /// price is finer.
-fn dollars(usd: f64) -> AttributeValue {
+pub(crate) fn dollars(usd: f64) -> AttributeValue {
     AttributeValue::N(((usd * 1e9).round() / 1e9).to_string())
 }
 
-fn cost_value(cost: &AttemptCost, at: i64) -> AttributeValue {
+pub(crate) fn cost_value(cost: &AttemptCost, at: i64) -> AttributeValue {
     AttributeValue::M(HashMap::from([
         ("usd".to_owned(), dollars(cost.usd)),
         (

@@ -13,9 +13,9 @@ use crate::AwsError;
 type Item = HashMap<String, AttributeValue>;
 
 /// What a lookup found for one name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Lookup {
-    Found(JobDefinition),
+    Found(Box<JobDefinition>),
     /// The item exists but is not a usable definition; the reason says why.
     Malformed(String),
 }
@@ -87,7 +87,7 @@ impl Definitions {
             let page = page.map_err(|e| AwsError::from_sdk("dynamodb:Scan", e))?;
             for item in page.items.unwrap_or_default() {
                 match read(&item, &self.prefixes) {
-                    Lookup::Found(def) => out.push(def),
+                    Lookup::Found(def) => out.push(*def),
                     Lookup::Malformed(why) => {
                         tracing::warn!(problem = why.as_str(), "definition skipped")
                     }
@@ -222,6 +222,12 @@ pub fn item(def: &JobDefinition) -> Item {
             AttributeValue::L(cmd.iter().map(|a| s(a)).collect()),
         );
     }
+    if let Some(limit) = def.daily_limit_usd {
+        item.insert(
+            "daily_limit_usd".into(),
+            AttributeValue::N(limit.to_string()),
+        );
+    }
     if !def.tags.is_empty() {
         item.insert(
             "tags".into(),
@@ -279,7 +285,7 @@ impl RecentSlot {
 }
 
 /// The attributes of a definitions-table item.
-const ATTRIBUTES: [&str; 18] = [
+const ATTRIBUTES: [&str; 19] = [
     "name",
     "task_definition",
     "container",
@@ -296,6 +302,7 @@ const ATTRIBUTES: [&str; 18] = [
     "command_override",
     "expected_seconds",
     "tags",
+    "daily_limit_usd",
     RUNS,
     RUN_SECONDS,
 ];
@@ -317,7 +324,7 @@ pub fn read_at(item: &Item, prefixes: &Prefixes, now_ms: i64) -> Lookup {
         .unwrap_or_default();
     match parse(item, &name, now_ms) {
         Ok(def) => match def.validate().and_then(|()| def.check_prefixes(prefixes)) {
-            Ok(()) => Lookup::Found(def),
+            Ok(()) => Lookup::Found(Box::new(def)),
             Err(e) => Lookup::Malformed(e.to_string()),
         },
         Err(why) => Lookup::Malformed(format!("job definition `{name}`: {why}")),
@@ -413,7 +420,16 @@ fn parse(item: &Item, name: &str, now_ms: i64) -> Result<JobDefinition, String> 
             seconds: count(RUN_SECONDS)?,
         }
     };
+    let daily_limit_usd = match item.get("daily_limit_usd") {
+        None | Some(AttributeValue::Null(_)) => None,
+        Some(AttributeValue::N(v)) => Some(
+            v.parse::<f64>()
+                .map_err(|_| format!("`daily_limit_usd` must be a number, found {v}"))?,
+        ),
+        Some(_) => return Err("`daily_limit_usd` must be a number".into()),
+    };
     Ok(JobDefinition {
+        daily_limit_usd,
         name: name.to_owned(),
         task_definition: required_text("task_definition")?,
         container: required_text("container")?,
@@ -440,6 +456,7 @@ mod tests {
 
     fn def() -> JobDefinition {
         JobDefinition {
+            daily_limit_usd: None,
             name: "render".into(),
             task_definition: "render:1".into(),
             container: "main".into(),
@@ -464,7 +481,7 @@ mod tests {
     fn items_round_trip() {
         assert_eq!(
             read(&item(&def()), &Prefixes::default()),
-            Lookup::Found(def())
+            Lookup::Found(Box::new(def()))
         );
         let bare = JobDefinition {
             lambda_function: None,
@@ -473,7 +490,7 @@ mod tests {
         };
         assert_eq!(
             read(&item(&bare), &Prefixes::default()),
-            Lookup::Found(bare)
+            Lookup::Found(Box::new(bare))
         );
         let with_role = JobDefinition {
             job_role: Some("arn:aws:iam::123456789012:role/berth-dev_job-r".into()),
@@ -481,7 +498,30 @@ mod tests {
         };
         assert_eq!(
             read(&item(&with_role), &Prefixes::default()),
-            Lookup::Found(with_role)
+            Lookup::Found(Box::new(with_role))
+        );
+        let limited = JobDefinition {
+            daily_limit_usd: Some(0.05),
+            ..def()
+        };
+        assert_eq!(
+            item(&limited).get("daily_limit_usd"),
+            Some(&AttributeValue::N("0.05".into()))
+        );
+        assert_eq!(
+            read(&item(&limited), &Prefixes::default()),
+            Lookup::Found(Box::new(limited))
+        );
+        let unlimited = JobDefinition {
+            daily_limit_usd: Some(0.0),
+            ..def()
+        };
+        let Lookup::Malformed(why) = read(&item(&unlimited), &Prefixes::default()) else {
+            panic!("a limit of $0 was read");
+        };
+        assert!(
+            why.contains("`daily_limit_usd` must be a number of USD above 0"),
+            "{why}"
         );
         let tagged = JobDefinition {
             tags: [("team".to_string(), "vision".to_string())].into(),
@@ -495,7 +535,7 @@ mod tests {
         );
         assert_eq!(
             read(&item(&tagged), &Prefixes::default()),
-            Lookup::Found(tagged)
+            Lookup::Found(Box::new(tagged))
         );
         let own_command = JobDefinition {
             command_override: false,
@@ -503,7 +543,7 @@ mod tests {
         };
         assert_eq!(
             read(&item(&own_command), &Prefixes::default()),
-            Lookup::Found(own_command)
+            Lookup::Found(Box::new(own_command))
         );
         let steady = JobDefinition {
             interruptible: false,
@@ -639,7 +679,7 @@ mod tests {
             });
         let definitions = Definitions::new(mock_client!(aws_sdk_dynamodb, [&consistent]), "defs");
         let found = definitions.get_many(&["render"]).await.unwrap();
-        assert_eq!(found.get("render"), Some(&Lookup::Found(def())));
+        assert_eq!(found.get("render"), Some(&Lookup::Found(Box::new(def()))));
         assert_eq!(consistent.num_calls(), 1);
     }
 }

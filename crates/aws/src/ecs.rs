@@ -1289,6 +1289,7 @@ mod tests {
 
     fn job() -> ResolvedJob {
         ResolvedJob {
+            daily_limit_usd: None,
             job_id: "j-1".into(),
             definition: "render".into(),
             task_definition: "render".into(),

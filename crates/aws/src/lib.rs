@@ -3,6 +3,7 @@
 //!
 //! - [`store`]: the jobs table (every change conditional on the state machine);
 //! - [`cost`]: what an attempt used, read from what AWS says of it, to price it;
+//! - [`spending`]: each limited definition's spend of the day; holding a job for it;
 //! - [`definitions`]: the job definitions table, berth's allowlist;
 //! - [`queue`]: submitting, re-queuing, message visibility, the dead-letter queue;
 //! - [`ecs`]: running, stopping, describing and finding tasks; reading,
@@ -40,6 +41,7 @@ pub mod roles;
 pub mod schedule;
 pub mod schema;
 pub mod settings;
+pub mod spending;
 mod spot_prices;
 #[cfg(feature = "stack")]
 pub mod stack;

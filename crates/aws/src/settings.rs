@@ -41,6 +41,7 @@ variables! {
     MAX_INTERRUPTIONS = "BERTH_MAX_INTERRUPTIONS";
     MAX_RECEIVES = "BERTH_MAX_RECEIVES";
     STRANDED_AFTER_SECONDS = "BERTH_STRANDED_AFTER_SECONDS";
+    SPENDING_DAY_SECONDS = "BERTH_SPENDING_DAY_SECONDS";
     HEARTBEAT_SECONDS = "BERTH_HEARTBEAT_SECONDS";
     TASK_DEFINITION_PREFIX = "BERTH_TASK_DEFINITION_PREFIX";
     TASK_FUNCTION_PREFIX = "BERTH_TASK_FUNCTION_PREFIX";
@@ -80,6 +81,10 @@ pub struct Settings {
     /// How long a job waiting to launch stays quiet before the sweep takes
     /// its message for lost (ecs-runner's default: 20 minutes).
     pub stranded_after_seconds: Option<u32>,
+    /// What a day of a spending limit is: a UTC day, unless
+    /// `BERTH_SPENDING_DAY_SECONDS` makes it shorter (the local run's soak,
+    /// which sees days turn).
+    pub spending_day: berth_core::spending::SpendingDay,
     /// How often the task runtime touches a running job's record, 1 to 60
     /// seconds (`None`: every minute, [`LAMBDA_HEARTBEAT_SECONDS`]).
     ///
@@ -285,6 +290,20 @@ impl Settings {
             max_interruptions: number(MAX_INTERRUPTIONS)?.unwrap_or(DEFAULT_MAX_INTERRUPTIONS),
             max_receives: number(MAX_RECEIVES)?,
             stranded_after_seconds: number(STRANDED_AFTER_SECONDS)?,
+            spending_day: match number(SPENDING_DAY_SECONDS)? {
+                Some(0) => {
+                    return Err(SettingsError::Invalid {
+                        name: SPENDING_DAY_SECONDS,
+                        value: "0".into(),
+                        expected: "seconds in a day of a spending limit, at least 1",
+                    });
+                }
+                Some(seconds) => berth_core::spending::SpendingDay {
+                    length_ms: i64::from(seconds) * 1000,
+                    offset_ms: 0,
+                },
+                None => berth_core::spending::SpendingDay::default(),
+            },
             heartbeat_seconds: match number(HEARTBEAT_SECONDS)? {
                 Some(s) if !(1..=berth_core::launch::LAMBDA_HEARTBEAT_SECONDS).contains(&s) => {
                     return Err(SettingsError::Invalid {

@@ -89,7 +89,7 @@ pub const FIRST_LAUNCH: LaunchNumber = 1;
 
 /// The jobs that ask the cluster for EC2 room it lacks
 /// ([`JobStore::ec2_demand`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Ec2Demand {
     /// Waiting for capacity (they can run nowhere else).
     pub waiting: Vec<ResolvedJob>,
@@ -99,7 +99,7 @@ pub struct Ec2Demand {
 
 /// A job waiting for capacity, and the receipt handle of the delivery it
 /// waits on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Waiting {
     pub job: ResolvedJob,
     pub receipt: Option<String>,
@@ -882,7 +882,7 @@ impl JobStore {
         }
     }
 
-    async fn conditional_update(
+    pub(crate) async fn conditional_update(
         &self,
         req: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
     ) -> Result<Changed, AwsError> {

@@ -256,7 +256,27 @@ impl Berth {
             )));
         }
         let jobs = self.store().costed_jobs().await?;
-        Ok(spend::report(&jobs, since_ms, until_ms, by))
+        let mut report = spend::report(&jobs, since_ms, until_ms, by);
+        // Each limited definition's spend of the day against its limit.
+        let now = now_ms();
+        let day = self.settings.spending_day;
+        for def in self.definitions_list().await? {
+            let Some(limit) = def.daily_limit_usd else {
+                continue;
+            };
+            let key = berth_aws::spending::SpendKey {
+                definition: def.name.clone(),
+                day_start_ms: day.start(now),
+            };
+            report.limits.push(spend::Limit {
+                definition: def.name,
+                daily_limit_usd: limit,
+                spent_today_usd: self.store().spent(&key).await?,
+                day_started_at: view::iso(day.start(now) - day.offset_ms),
+                next_day_at: view::iso(day.next_start(now) - day.offset_ms),
+            });
+        }
+        Ok(report)
     }
 
     /// Cancels `job_id` wherever it is; what that did, in one line.

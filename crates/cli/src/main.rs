@@ -658,6 +658,8 @@ async fn run(command: Command, stack: Option<&str>, json: bool) -> Result<String
                         d.memory.to_string(),
                         d.gpu.to_string(),
                         d.timeout_seconds.to_string(),
+                        d.daily_limit_usd
+                            .map_or_else(|| "-".into(), berth_core::cost::usd),
                         d.lambda_function.unwrap_or_else(|| "-".into()),
                     ]
                 });
@@ -669,9 +671,10 @@ async fn run(command: Command, stack: Option<&str>, json: bool) -> Result<String
                         "MEMORY",
                         "GPU",
                         "TIMEOUT",
+                        "LIMIT/DAY",
                         "LAMBDA",
                     ],
-                    &[2, 3, 4, 5],
+                    &[2, 3, 4, 5, 6],
                     rows,
                 ))
             }

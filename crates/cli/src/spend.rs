@@ -60,6 +60,17 @@ pub struct Group {
     pub usd: f64,
 }
 
+/// A definition's spending limit and what it spent of it today.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Limit {
+    pub definition: String,
+    pub daily_limit_usd: f64,
+    pub spent_today_usd: f64,
+    /// When today (a UTC day) began, and the next begins.
+    pub day_started_at: Option<String>,
+    pub next_day_at: Option<String>,
+}
+
 /// `berth cost`'s answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -70,6 +81,8 @@ pub struct Report {
     pub jobs: usize,
     pub attempts: usize,
     pub total_usd: f64,
+    /// The definitions with a spending limit, and today's spend of each.
+    pub limits: Vec<Limit>,
     pub note: &'static str,
 }
 
@@ -122,6 +135,7 @@ pub fn report(jobs: &[CostedJob], since_ms: i64, until_ms: i64, by: &GroupBy) ->
         jobs: all_jobs.len(),
         attempts,
         total_usd: total,
+        limits: Vec::new(),
         note: ESTIMATE,
     }
 }
@@ -147,6 +161,29 @@ pub fn table(r: &Report) -> String {
         ]]);
     let header = r.by.to_uppercase();
     let mut out = crate::columns(&[&header, "JOBS", "ATTEMPTS", "COST"], &[1, 2, 3], rows);
+    if !r.limits.is_empty() {
+        out.push('\n');
+        let rows = r.limits.iter().map(|l| {
+            vec![
+                l.definition.clone(),
+                format!("{}/day", usd(l.daily_limit_usd)),
+                usd(l.spent_today_usd),
+                if l.spent_today_usd >= l.daily_limit_usd {
+                    format!(
+                        "reached: its jobs wait until {}",
+                        l.next_day_at.as_deref().unwrap_or("the next day")
+                    )
+                } else {
+                    format!("{} left", usd(l.daily_limit_usd - l.spent_today_usd))
+                },
+            ]
+        });
+        out.push_str(&crate::columns(
+            &["DEFINITION", "LIMIT", "SPENT TODAY", ""],
+            &[1, 2],
+            rows,
+        ));
+    }
     out.push_str(&format!(
         "from {} to {}: {}\n",
         r.since.as_deref().unwrap_or("-"),

@@ -226,7 +226,10 @@ pub fn now_line(
         ms if ms > 0 => format!("next try in {}", span(ms)),
         _ => "being tried now".to_owned(),
     });
+    let held = berth_core::spending::is_held(reason.as_deref());
     let doing = match (status, next) {
+        // Its reason says it all: the limit, the spend, when the day turns.
+        (JobStatus::Accepted, Some(_)) if held => Some("held".to_owned()),
         (JobStatus::Accepted, Some(next)) => Some(format!("waiting to retry, {next}")),
         (JobStatus::WaitingForCapacity, next) => {
             let since = waiting_since
@@ -245,15 +248,7 @@ pub fn now_line(
     }
 }
 
-/// A span of milliseconds for people: `42 s`, `3 min 5 s`, `2 h 10 min`.
-pub fn span(ms: i64) -> String {
-    let s = (ms.max(0) + 999) / 1000;
-    match s {
-        0..60 => format!("{s} s"),
-        60..3600 => format!("{} min {} s", s / 60, s % 60),
-        _ => format!("{} h {} min", s / 3600, s % 3600 / 60),
-    }
-}
+pub use berth_core::text::span;
 
 /// A reason on one line: its first line, and where that only announces the
 /// end of stderr, the last line of it.
@@ -304,6 +299,15 @@ mod tests {
         assert_eq!(
             line.as_deref(),
             Some("waiting for capacity for 3 min 5 s, next try in 1 min 30 s: EC2 has no room")
+        );
+    }
+
+    #[test]
+    fn a_held_job_says_so_with_its_limit() {
+        let reason = "spending limit $0.05/day reached ($0.0512 spent this UTC day); the next day starts in 3 h 0 min";
+        assert_eq!(
+            now_line(JobStatus::Accepted, Some(reason), Some(10_800_000), None, 0).as_deref(),
+            Some(format!("held: {reason}").as_str())
         );
     }
 

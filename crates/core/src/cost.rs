@@ -177,7 +177,9 @@ pub fn usd(v: f64) -> String {
     if v == 0.0 {
         "$0".to_owned()
     } else if v < 0.01 {
-        format!("${v:.6}")
+        // Six places at most, no trailing zeros: $0.001, $0.000417.
+        let places = format!("{v:.6}");
+        format!("${}", places.trim_end_matches('0'))
     } else if v < 1.0 {
         format!("${v:.4}")
     } else {
@@ -311,6 +313,7 @@ mod tests {
     fn dollars_read_as_a_reader_expects() {
         assert_eq!(usd(0.0), "$0");
         assert_eq!(usd(0.000_416_7), "$0.000417");
+        assert_eq!(usd(0.001), "$0.001");
         assert_eq!(usd(0.0412), "$0.0412");
         assert_eq!(usd(12.345), "$12.35");
     }

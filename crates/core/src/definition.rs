@@ -12,7 +12,7 @@ use crate::limits::message as lim;
 /// A registered job definition (an item of the definitions table). A field
 /// it does not know is an error, as in a job message: a misspelt optional
 /// field would otherwise be dropped without a word.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobDefinition {
     pub name: String,
@@ -64,6 +64,10 @@ pub struct JobDefinition {
     /// [`crate::tags`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// At most this many USD a UTC day: once the day's jobs cost as much,
+    /// its jobs wait for the next day ([`crate::spending`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_limit_usd: Option<f64>,
 }
 
 fn yes() -> bool {
@@ -227,6 +231,9 @@ impl JobDefinition {
             };
             return Err(invalid("tags", format!("{which}{problem}")));
         }
+        if let Some(Err(problem)) = self.daily_limit_usd.map(crate::spending::valid_limit) {
+            return Err(invalid("daily_limit_usd", problem));
+        }
         if self
             .lambda_function
             .as_deref()
@@ -340,7 +347,7 @@ fn fits_task_definition(
 }
 
 /// A job with its definition applied: what will actually run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResolvedJob {
     pub job_id: String,
     pub definition: String,
@@ -371,6 +378,9 @@ pub struct ResolvedJob {
     /// Its tags: its definition's, its own over them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// Its definition's spending limit, USD a day, as it was resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_limit_usd: Option<f64>,
 }
 
 impl ResolvedJob {
@@ -452,6 +462,7 @@ pub fn resolve(
         interruptible: def.interruptible,
         expected_seconds: def.expected_seconds.or(def.runs.mean_seconds()),
         tags,
+        daily_limit_usd: def.daily_limit_usd,
     })
 }
 
@@ -462,6 +473,7 @@ mod tests {
 
     pub(crate) fn definition() -> JobDefinition {
         JobDefinition {
+            daily_limit_usd: None,
             name: "render".into(),
             task_definition: "render:3".into(),
             container: "main".into(),

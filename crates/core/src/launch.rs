@@ -12,7 +12,7 @@ pub const ENV_JOB_ID: &str = "BERTH_JOB_ID";
 pub const ENV_LAUNCH: &str = "BERTH_LAUNCH";
 
 /// The payload of an asynchronous invoke of a Lambda task processor.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LambdaTask {
     pub job: ResolvedJob,
     pub launch: LaunchNumber,
@@ -349,6 +349,7 @@ mod tests {
         )
         .unwrap();
         let def = crate::JobDefinition {
+            daily_limit_usd: None,
             name: "d".into(),
             task_definition: "d:1".into(),
             container: "main".into(),

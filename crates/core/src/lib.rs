@@ -12,9 +12,10 @@
 //! - [`launch`]: idempotency tokens, `startedBy`, backoffs, resuming a recorded job;
 //! - [`capacity`]: `SchedulableContainers` and the scaling thresholds;
 //! - [`scaling`]: when the cluster grows and which idle instances go;
+//! - [`spending`]: a definition's spending limit, over the UTC day;
 //! - [`state`]: the job state machine;
 //! - [`stop`]: what a stopped ECS task means for its job;
-//! - [`text`]: cutting text to a size.
+//! - [`text`]: cutting text to a size; spans of time as people read them.
 
 pub mod attempt;
 pub mod capacity;
@@ -27,6 +28,7 @@ pub mod logs;
 pub mod prices;
 pub mod routing;
 pub mod scaling;
+pub mod spending;
 pub mod state;
 pub mod stop;
 pub mod tags;

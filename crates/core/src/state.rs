@@ -95,6 +95,16 @@ impl JobStatus {
         }
     }
 
+    /// Whether a job in `self` may be held for its definition's spending
+    /// limit ([`crate::spending`]): a job waiting to launch goes back to
+    /// `ACCEPTED`, its launch released, until the next day. The one move
+    /// outside [`JobStatus::sources`], which it keeps: from
+    /// `WAITING_FOR_CAPACITY` it ends the wait, which no delivery would
+    /// otherwise end for a day.
+    pub fn can_be_held(self) -> bool {
+        matches!(self, Accepted | WaitingForCapacity)
+    }
+
     /// Whether a job in `self` may move to `to`.
     pub fn can_become(self, to: JobStatus) -> bool {
         to.sources().contains(&self)

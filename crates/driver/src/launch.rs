@@ -11,10 +11,12 @@ use berth_aws::definitions::Lookup;
 use berth_aws::ecs::{Placement, TaskChange};
 use berth_aws::operations;
 use berth_aws::queue::RELAUNCH_ATTRIBUTE;
+use berth_aws::spending::SpendKey;
 use berth_aws::store::{Change, Changed, Created, FIRST_LAUNCH, JobRecord, Rejection, now_ms};
 use berth_aws::{AwsError, LaunchError, metrics};
 use berth_core::launch::{self, LaunchNumber, Recorded, Resume, capacity_backoff_seconds};
 use berth_core::routing::{self, Context, Decision, OnFargate, Plan};
+use berth_core::spending;
 use berth_core::stop::CANCELLED_REASON;
 use berth_core::{JobRequest, JobStatus, ResolvedJob, Route, resolve};
 
@@ -95,7 +97,7 @@ impl Driver {
             return self.relaunch(request, after, message).await;
         }
         let definition = match definition {
-            Some(Lookup::Found(d)) => Some(d),
+            Some(Lookup::Found(d)) => Some(&**d),
             Some(Lookup::Malformed(why)) => {
                 return self
                     .reject(message, &rejection(request, message_id, why))
@@ -318,6 +320,13 @@ impl Driver {
         decision: &Decision,
         launch: LaunchNumber,
     ) -> Outcome {
+        if let Some(limit) = job.daily_limit_usd {
+            match self.over_limit(job, launch, limit).await {
+                Ok(None) => {}
+                Ok(Some(held)) => return held,
+                Err(e) => return Outcome::retry(e),
+            }
+        }
         let why = decision.reason.clone();
         let launched = match &decision.plan {
             Plan::Lambda { function } => {
@@ -357,6 +366,36 @@ impl Driver {
             }
             Launched::Failed(e) => self.launch_failed(job, launch, e).await,
         }
+    }
+
+    /// Whether launch `launch` of `job` waits for the next day, its
+    /// definition having spent its limit of the day: then it is held
+    /// (`Some`, what became of it).
+    async fn over_limit(
+        &self,
+        job: &ResolvedJob,
+        launch: LaunchNumber,
+        limit: f64,
+    ) -> Result<Option<Outcome>, AwsError> {
+        let now = now_ms();
+        let day = self.spending_day;
+        let key = SpendKey {
+            definition: job.definition.clone(),
+            day_start_ms: day.start(now),
+        };
+        let spent = self.store.spent(&key).await?;
+        if !spending::reached(Some(limit), spent) {
+            return Ok(None);
+        }
+        let reason = spending::held_reason(limit, spent, &day, now);
+        let until = day.next_start(now) - day.offset_ms;
+        let held = self
+            .store
+            .hold(&job.job_id, launch, &reason, until, now)
+            .await;
+        Ok(Some(
+            moved_on(held, &job.job_id).unwrap_or(Outcome::Held { until, reason }),
+        ))
     }
 
     /// A launch on Fargate as `on` says. Fargate Spot with no capacity goes

@@ -82,6 +82,8 @@ pub struct Driver {
     /// The instance types the cluster may launch, as ECS registers them
     /// (`BERTH_INSTANCE_TYPES`); `None` when not known.
     pub ec2_types: Option<Vec<berth_core::scaling::InstanceType>>,
+    /// What a day of a spending limit is (`BERTH_SPENDING_DAY_SECONDS`).
+    pub spending_day: berth_core::spending::SpendingDay,
     /// Wakes the capacity metric when jobs wait for capacity
     /// (`BERTH_SCALER_FUNCTION`), so that the scaler starts what they need
     /// at once, not at its next minute, and from rest.
@@ -97,6 +99,13 @@ pub enum Outcome {
         id: String,
         /// Why the job went where it did (berth-core's routing).
         why: String,
+    },
+    /// Its definition spent its spending limit for the day: the job waits,
+    /// `ACCEPTED`, until the next day begins (epoch ms), when the sweep
+    /// puts it back on the queue; this message is done with.
+    Held {
+        until: i64,
+        reason: String,
     },
     /// No room anywhere the job fits; its message comes back after `backoff`.
     Waiting {
@@ -147,6 +156,7 @@ impl Outcome {
         match self {
             Self::Dispatched { .. } => "dispatched",
             Self::Waiting { .. } => "waiting",
+            Self::Held { .. } => "held",
             Self::Rejected { .. } => "rejected",
             Self::DeadLettered { .. } => "dead-lettered",
             Self::Duplicate { .. } => "duplicate",
@@ -197,6 +207,7 @@ impl Driver {
             tuning,
             prices: settings.prices.clone(),
             fargate_spot: settings.fargate_spot,
+            spending_day: settings.spending_day,
             ec2_types: berth_core::scaling::known_types(&settings.instance_types),
             waker: settings
                 .scaler_function
@@ -381,6 +392,7 @@ fn count(outcome: &Outcome) {
             return metrics::count("Dispatched", Some(("Route", route.as_str())));
         }
         Outcome::Waiting { .. } => "WaitingForCapacity",
+        Outcome::Held { .. } => "HeldForSpendingLimit",
         Outcome::Rejected { .. } => "Rejected",
         Outcome::DeadLettered { .. } => "DeadLettered",
         Outcome::Failed { .. } => "LaunchFailed",
@@ -420,6 +432,15 @@ fn log(message_id: &str, job_id: Option<&str>, outcome: &Outcome, elapsed: Durat
             decision,
             reason = reason.as_str(),
             backoff_s = backoff.as_secs(),
+            elapsed_ms,
+            "job decision"
+        ),
+        Outcome::Held { until, reason } => tracing::info!(
+            job_id,
+            message_id,
+            decision,
+            reason = reason.as_str(),
+            until,
             elapsed_ms,
             "job decision"
         ),

@@ -126,6 +126,12 @@ pub async fn handle(
                     "waiting to launch and quiet for too long: its message was lost and is put back"
                 );
             }
+            for job_id in &sweep.released {
+                tracing::info!(
+                    job_id,
+                    "held for its definition's spending limit, and the day is over: put back on the queue"
+                );
+            }
             for (job_id, error) in &sweep.errors {
                 tracing::warn!(
                     job_id,
@@ -137,6 +143,7 @@ pub async fn handle(
                 reconciled = sweep.reconciled.len(),
                 timed_out = sweep.timed_out.len(),
                 requeued = sweep.requeued.len(),
+                released = sweep.released.len(),
                 no_capacity = sweep.no_capacity.len(),
                 requeue_deferred_backlog = sweep.requeue_deferred,
                 errors = sweep.errors.len(),
@@ -146,6 +153,7 @@ pub async fn handle(
                 "reconciled": reconciled,
                 "timed_out": sweep.timed_out,
                 "requeued": sweep.requeued,
+                "released": sweep.released,
                 "no_capacity": sweep.no_capacity,
                 "errors": sweep.errors.len(),
             }))

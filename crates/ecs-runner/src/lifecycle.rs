@@ -36,6 +36,7 @@ use berth_core::cost;
 use berth_core::launch::{self, LaunchNumber, parse_started_by};
 use berth_core::prices::Prices;
 use berth_core::scaling::{self, Room};
+use berth_core::spending::{self, SpendingDay};
 use berth_core::stop::{StopOutcome, TIMED_OUT_REASON};
 use berth_core::{JobStatus, Route};
 use serde::{Deserialize, Serialize};
@@ -129,6 +130,9 @@ pub struct Sweep {
     /// Jobs waiting to launch whose message was lost: a message was put
     /// back for each.
     pub requeued: Vec<String>,
+    /// Jobs held for their definition's spending limit whose day is over:
+    /// put back on the queue.
+    pub released: Vec<String>,
     /// Jobs that waited for capacity past the cap, with no delivery to end
     /// the wait: failed.
     pub no_capacity: Vec<String>,
@@ -150,6 +154,8 @@ pub struct Lifecycle {
     stranded_whatever_backlog: Duration,
     /// What an attempt is priced at (Spot as the scaler last observed).
     prices: Prices,
+    /// What a day of a spending limit is.
+    spending_day: SpendingDay,
 }
 
 impl Lifecycle {
@@ -167,7 +173,15 @@ impl Lifecycle {
             stranded_whatever_backlog: STRANDED_WHATEVER_BACKLOG,
             definitions: None,
             prices: Prices::default(),
+            spending_day: SpendingDay::default(),
         }
+    }
+
+    /// Counts spend and releases held jobs by `day` (the deployment's
+    /// `BERTH_SPENDING_DAY_SECONDS`; tests move its clock).
+    pub fn with_spending_day(mut self, day: SpendingDay) -> Self {
+        self.spending_day = day;
+        self
     }
 
     /// Prices attempts at `prices` (the deployment's `BERTH_PRICES`).
@@ -197,7 +211,8 @@ impl Lifecycle {
             settings.max_interruptions,
         )
         .with_definitions(Definitions::for_deployment(settings, clients))
-        .with_prices(settings.prices.clone());
+        .with_prices(settings.prices.clone())
+        .with_spending_day(settings.spending_day);
         // A shorter quiet (the local run's soak) shortens the bound past
         // which a backlog does not hold the put-back in proportion.
         Ok(match settings.stranded_after_seconds {
@@ -314,7 +329,7 @@ impl Lifecycle {
             Ok(cost) => {
                 if self
                     .store
-                    .record_cost(&job.job_id, launch, &cost, now_ms())
+                    .record_attempt_cost(job, launch, &cost, now_ms(), &self.spending_day)
                     .await?
                 {
                     metrics::emit(
@@ -546,6 +561,15 @@ impl Lifecycle {
         let quiet = i64::try_from(quiet.as_millis()).unwrap_or(i64::MAX);
         for status in [JobStatus::Accepted, JobStatus::WaitingForCapacity] {
             for job in self.store.in_status(status, usize::MAX).await? {
+                // A job held for its definition's spending limit waits for
+                // the next day, not for a lost message: then it goes back.
+                if spending::is_held(job.reason.as_deref()) {
+                    let held_at = job.updated_at.unwrap_or(0);
+                    if self.spending_day.released(held_at, now) {
+                        self.release_held(&job, now, sweep).await;
+                    }
+                    continue;
+                }
                 if job.updated_at.is_none_or(|t| t > now.saturating_sub(quiet)) {
                     continue;
                 }
@@ -568,6 +592,24 @@ impl Lifecycle {
             }
         }
         Ok(())
+    }
+
+    /// Puts a held job whose day is over back on the queue, then marks it
+    /// released: a lost message is then put back as any other's.
+    async fn release_held(&self, job: &JobSummary, now: i64, sweep: &mut Sweep) {
+        let definition = job.definition.as_deref().unwrap_or_default();
+        if let Err(e) = self
+            .queue
+            .requeue(&job.job_id, definition, job.launch, 0)
+            .await
+        {
+            sweep.errors.push((job.job_id.clone(), e.to_string()));
+            return;
+        }
+        match self.store.release_hold(&job.job_id, job.launch, now).await {
+            Ok(_) => sweep.released.push(job.job_id.clone()),
+            Err(e) => sweep.errors.push((job.job_id.clone(), e.to_string())),
+        }
     }
 
     /// Fails each job that has waited for capacity longer than the cap and

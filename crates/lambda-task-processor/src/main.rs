@@ -67,7 +67,8 @@ async fn main() -> Result<(), Error> {
     ))
     .with_roles(berth_aws::JobRoles::new(clients.sts.clone()))
     .with_definitions(berth_aws::Definitions::for_deployment(&settings, &clients))
-    .with_prices(settings.prices.clone());
+    .with_prices(settings.prices.clone())
+    .with_spending_day(settings.spending_day);
     if let Some(seconds) = settings.heartbeat_seconds {
         runtime.heartbeat = Duration::from_secs(u64::from(seconds));
     }

@@ -34,6 +34,7 @@ use berth_core::attempt::{self, Attempt, Ending, Policy, Settlement};
 use berth_core::cost;
 use berth_core::launch::{self, JobCredentials, LambdaTask, LaunchNumber, process_environment};
 use berth_core::prices::Prices;
+use berth_core::spending::SpendingDay;
 
 use crate::sandbox::Sandbox;
 use berth_core::logs::JobLine;
@@ -137,6 +138,8 @@ pub struct Runtime {
     sandbox: Option<Sandbox>,
     /// What a run is priced at.
     prices: Prices,
+    /// What a day of a spending limit is.
+    spending_day: SpendingDay,
     /// Set when it was not cleared: see [`Runtime::must_exit`].
     unclean: Arc<std::sync::atomic::AtomicBool>,
     /// Runs whose end could not be recorded, by job and launch: Lambda's
@@ -225,6 +228,7 @@ impl Runtime {
             unclean: Arc::default(),
             unrecorded: Arc::default(),
             prices: Prices::default(),
+            spending_day: SpendingDay::default(),
         }
     }
 
@@ -237,6 +241,13 @@ impl Runtime {
     /// Prices each run at `prices` (the deployment's `BERTH_PRICES`).
     pub fn with_prices(mut self, prices: Prices) -> Self {
         self.prices = prices;
+        self
+    }
+
+    /// Counts a limited definition's spend by `day`
+    /// (`BERTH_SPENDING_DAY_SECONDS`).
+    pub fn with_spending_day(mut self, day: SpendingDay) -> Self {
+        self.spending_day = day;
         self
     }
 
@@ -353,7 +364,7 @@ impl Runtime {
         };
         match self
             .store
-            .record_cost(&job.job_id, task.launch, &cost, now_ms())
+            .record_attempt_cost(job, task.launch, &cost, now_ms(), &self.spending_day)
             .await
         {
             Ok(true) => {

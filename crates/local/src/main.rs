@@ -852,6 +852,7 @@ async fn provision(
 
 fn demo_definitions() -> Vec<JobDefinition> {
     let render = JobDefinition {
+        daily_limit_usd: None,
         name: "render".into(),
         task_definition: "render".into(),
         container: "main".into(),

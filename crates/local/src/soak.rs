@@ -124,6 +124,7 @@ pub async fn run(local: &Local, glue: &mut Glue, jobs: usize, limit: Duration) -
     let runs = std::env::temp_dir().join(format!("berth-soak-runs-{}", local.account));
     let runs_path = runs.display().to_string();
     let lambda = JobDefinition {
+        daily_limit_usd: None,
         name: "soak-lambda".into(),
         task_definition: "render".into(),
         container: "main".into(),

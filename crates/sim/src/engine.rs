@@ -156,6 +156,7 @@ impl Plans {
                 .entry(key)
                 .or_insert_with(|| {
                     let mut job = ResolvedJob {
+                        daily_limit_usd: None,
                         // A message id's length: what the payload limits see.
                         job_id: "00000000-0000-0000-0000-000000000000".into(),
                         definition: j.definition.clone(),

@@ -300,3 +300,131 @@ async fn a_cost_is_recorded_once_per_launch() {
     assert!(!store.record_cost("nobody", 1, &cost(1.0), 8).await.unwrap());
     assert!(store.get("nobody").await.unwrap().is_none());
 }
+
+/// A definition with a limit of a tenth of a cent a day: a job that costs
+/// more reaches it; the jobs after it are held with the reason, their
+/// messages done with, and the sweep leaves them; with the clock moved a
+/// day on, the sweep puts them back on the queue and they launch. `berth
+/// cost` shows the day's spend against the limit.
+#[tokio::test]
+async fn jobs_past_a_spending_limit_wait_for_the_next_day_and_then_run() {
+    let stack = Stack::new(0).await;
+    let capped = berth_core::JobDefinition {
+        name: "capped".into(),
+        daily_limit_usd: Some(0.001),
+        ..render()
+    };
+    stack.definitions().put(&capped).await.unwrap();
+    let cli = berth(&stack);
+    let submit = |id: &str| Submission {
+        definition: Some("capped".into()),
+        job_id: Some(id.into()),
+        processor: Some("fargate".into()),
+        ..Submission::default()
+    };
+    cli.submit(&submit("cap-1")).await.unwrap();
+    assert!(
+        stack
+            .deliver(&stack.driver(), stack.receive().await)
+            .await
+            .is_empty()
+    );
+    // Under the limit: it launched; its 300 s on Fargate Spot cost
+    // $0.00123, past the limit.
+    let lifecycle = stack.lifecycle();
+    lifecycle
+        .task_changed(&stopped(&stack, "cap-1").await)
+        .await
+        .unwrap();
+    let first = stack.record("cap-1").await;
+    assert_eq!(first.status, JobStatus::Succeeded);
+    assert!(only_cost(&first) > 0.001);
+
+    for id in ["cap-2", "cap-3"] {
+        cli.submit(&submit(id)).await.unwrap();
+    }
+    assert!(
+        stack
+            .deliver(&stack.driver(), stack.receive().await)
+            .await
+            .is_empty(),
+        "held: their messages are done with"
+    );
+    let tomorrow = {
+        let now = berth_cli::now_ms();
+        (now.div_euclid(berth_core::spending::DAY_MS) + 1) * berth_core::spending::DAY_MS
+    };
+    for id in ["cap-2", "cap-3"] {
+        let r = stack.record(id).await;
+        assert_eq!((r.status, r.attempts), (JobStatus::Accepted, 0), "{id}");
+        let reason = r.reason.clone().unwrap();
+        assert!(
+            reason.starts_with("spending limit $0.001/day reached ($0.001234 spent this UTC day); the next day starts in "),
+            "{reason}"
+        );
+        assert_eq!(r.next_try_at, Some(tomorrow));
+        assert_eq!(r.claimed_at, None, "its launch is free for the next day's");
+        let shown = berth_cli::describe(&r);
+        assert!(
+            shown.contains("now           held: spending limit"),
+            "{shown}"
+        );
+    }
+    assert!(stack.receive().await.is_empty());
+    // The same day: the sweep leaves them held, whatever their quiet.
+    let sweep = lifecycle
+        .with_stranded_after(Duration::ZERO)
+        .with_stranded_whatever_backlog(Duration::ZERO)
+        .sweep()
+        .await
+        .unwrap();
+    assert!(
+        sweep.released.is_empty() && sweep.requeued.is_empty(),
+        "{sweep:?}"
+    );
+    assert!(stack.receive().await.is_empty());
+    let report = cli
+        .cost(
+            0,
+            berth_cli::now_ms() + 1,
+            &berth_cli::spend::GroupBy::Definition,
+        )
+        .await
+        .unwrap();
+    let limit = report
+        .limits
+        .iter()
+        .find(|l| l.definition == "capped")
+        .unwrap();
+    assert_eq!(limit.daily_limit_usd, 0.001);
+    assert!(
+        close(limit.spent_today_usd, first.cost_usd.unwrap()),
+        "{limit:?}"
+    );
+    assert!(berth_cli::spend::table(&report).contains("reached: its jobs wait until"));
+
+    // A day on: released, launched.
+    let mut next_day = stack.settings.clone();
+    next_day.spending_day.offset_ms = berth_core::spending::DAY_MS;
+    let sweep = berth_ecs_runner::Lifecycle::for_deployment(&next_day, stack.clients())
+        .unwrap()
+        .sweep()
+        .await
+        .unwrap();
+    let mut released = sweep.released.clone();
+    released.sort();
+    assert_eq!(released, ["cap-2", "cap-3"]);
+    let driver = berth_driver::Driver::new(&next_day, stack.clients(), Default::default());
+    let messages = stack.receive().await;
+    assert_eq!(messages.len(), 2);
+    assert!(stack.deliver(&driver, messages).await.is_empty());
+    for id in ["cap-2", "cap-3"] {
+        let r = stack.record(id).await;
+        assert_eq!(
+            (r.status, r.route, r.attempts),
+            (JobStatus::Dispatched, Some(Route::FargateSpot), 1),
+            "{id}: {:?}",
+            r.reason
+        );
+    }
+}

@@ -97,7 +97,13 @@ fn names_after(text: &str, marker: &str) -> BTreeSet<String> {
 #[test]
 fn the_dashboard_shows_every_metric_the_functions_emit() {
     let text = template();
-    let shown = names_after(&text, r#"["berth", ""#);
+    let mut shown = names_after(&text, r#"["berth", ""#);
+    // And those a SEARCH expression finds by name.
+    shown.extend(
+        names_after(&text, r#"MetricName=\""#)
+            .iter()
+            .map(|n| n.trim_end_matches('\\').to_owned()),
+    );
     // Published by the capacity metric with PutMetricData.
     let mut emitted = BTreeSet::from([
         berth_capacity_metric::SCHEDULABLE_CONTAINERS.to_owned(),
@@ -109,13 +115,16 @@ fn the_dashboard_shows_every_metric_the_functions_emit() {
         "crates/ecs-runner/src/events.rs",
         "crates/lambda-task-processor/src/main.rs",
         "crates/capacity-metric/src/scaler.rs",
+        "crates/ecs-runner/src/lifecycle.rs",
+        "crates/lambda-task-processor/src/runtime.rs",
     ] {
         let code = std::fs::read_to_string(workspace_root().join(source)).unwrap();
         emitted.extend(names_after(&code, r#"count(""#));
         emitted.extend(
             names_after(&code, r#"&[(""#)
                 .into_iter()
-                .filter(|n| n != "Status"),
+                // Dimensions, not metrics.
+                .filter(|n| n != "Status" && n != "Definition"),
         );
         // The driver's decisions, named in its match.
         for line in code.lines() {
@@ -527,7 +536,14 @@ fn endpoints_are_declared_for_a_local_invoke_and_left_out_when_deployed() {
         declared,
         [": !Ref AWS::NoValue", "_LAMBDA: !Ref AWS::NoValue"]
     );
-    assert!(!text.contains("http://"), "an endpoint in the template");
+    // The instances' user data asks the instance metadata service (on
+    // the instance's link-local address) how the instance is bought.
+    let imds = "http://169.254.169.254/latest/";
+    assert!(text.contains(imds));
+    assert!(
+        !text.replace(imds, "").contains("http://"),
+        "an endpoint in the template"
+    );
 }
 
 /// The template as CloudFormation receives it from `sam deploy` (SAM's own
