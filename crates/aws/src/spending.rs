@@ -165,7 +165,7 @@ impl JobStore {
 
     /// Holds launch `launch` of `job_id` for its definition's spending
     /// limit: `ACCEPTED` with `reason` (it starts with
-    /// [`HELD_PREFIX`]) and its launch claim released, to be tried at
+    /// [`HELD_PREFIX`]), its holds counted and its launch claim released, to be tried at
     /// `next_try_at` (epoch ms), whether it was `ACCEPTED` or waiting for
     /// capacity at that launch. The one change of status outside the state
     /// machine's transitions: a job waiting to launch goes back to waiting
@@ -185,7 +185,7 @@ impl JobStore {
             .key(attr::JOB_ID, s(job_id))
             .update_expression(
                 "SET #status = :accepted, #reason = :reason, #next_try = :next, #updated = :now \
-                 REMOVE #claimed, #waiting_since, #receipt",
+                 ADD #holds :one REMOVE #claimed, #waiting_since, #receipt",
             )
             .condition_expression("#status IN (:accepted, :waiting) AND #launch = :launch")
             .expression_attribute_names("#status", attr::STATUS)
@@ -196,6 +196,8 @@ impl JobStore {
             .expression_attribute_names("#waiting_since", attr::WAITING_SINCE)
             .expression_attribute_names("#receipt", attr::RECEIPT)
             .expression_attribute_names("#launch", attr::LAUNCH)
+            .expression_attribute_names("#holds", attr::HOLDS)
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .expression_attribute_values(":accepted", s(JobStatus::Accepted.as_str()))
             .expression_attribute_values(":waiting", s(JobStatus::WaitingForCapacity.as_str()))
             .expression_attribute_values(":reason", s(reason))

@@ -60,6 +60,8 @@ pub mod attr {
     pub const COSTS: &str = "costs";
     /// The sum of `costs`, USD.
     pub const COST_USD: &str = "cost_usd";
+    /// Times the job was held for its definition's spending limit.
+    pub const HOLDS: &str = "holds";
 }
 
 /// The jobs table's index by status (partition key `status`, sort key
@@ -153,6 +155,8 @@ pub struct JobRecord {
     pub costs: Vec<RecordedCost>,
     /// Their sum, USD (none before the first).
     pub cost_usd: Option<f64>,
+    /// Times it was held for its definition's spending limit.
+    pub holds: u32,
 }
 
 /// A history entry as the item holds it.
@@ -980,6 +984,7 @@ pub fn record(item: &Item) -> Option<JobRecord> {
         next_try_at: num(attr::NEXT_TRY_AT),
         waiting_since: num(attr::WAITING_SINCE),
         costs: recorded_costs(item.get(attr::COSTS)),
+        holds: small(attr::HOLDS).unwrap_or(0),
         cost_usd: item
             .get(attr::COST_USD)
             .and_then(|v| v.as_n().ok())

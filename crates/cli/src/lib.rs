@@ -437,12 +437,17 @@ pub fn describe_view(v: &view::JobView) -> String {
         add(
             "attempts",
             Some(format!(
-                "{} started; {} failed of {} allowed; {} interrupted; {} waits for capacity",
+                "{} started; {} failed of {} allowed; {} interrupted; {} waits for capacity{}",
                 v.attempts,
                 v.failures,
                 v.max_attempts.map_or("?".into(), |m| m.to_string()),
                 v.interruptions,
-                v.waits_for_capacity
+                v.waits_for_capacity,
+                if v.holds > 0 {
+                    format!("; held {} times for the spending limit", v.holds)
+                } else {
+                    String::new()
+                }
             )),
         );
     }

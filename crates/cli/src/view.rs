@@ -49,6 +49,8 @@ pub struct JobView {
     /// Attempts the infrastructure interrupted (they do not).
     pub interruptions: u32,
     pub waits_for_capacity: u32,
+    /// Times it was held for its definition's spending limit.
+    pub holds: u32,
     pub task_arn: Option<String>,
     pub request_id: Option<String>,
     pub exit_code: Option<i32>,
@@ -123,6 +125,7 @@ impl JobView {
             failures: r.failures,
             interruptions: r.interruptions,
             waits_for_capacity: r.waits,
+            holds: r.holds,
             task_arn: r.task_arn.clone(),
             request_id: r.request_id.clone(),
             exit_code: r.exit_code,

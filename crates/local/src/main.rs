@@ -734,6 +734,11 @@ async fn provision(
             berth_aws::settings::STRANDED_AFTER_SECONDS.into(),
             soak::STRANDED_AFTER_SECONDS.to_string(),
         ));
+        // Its capped definition's days are a minute long.
+        vars.push((
+            berth_aws::settings::SPENDING_DAY_SECONDS.into(),
+            soak::SPENDING_DAY_SECONDS.to_string(),
+        ));
         // Its cancels of running Lambda-route jobs are seen within seconds.
         vars.push((
             berth_aws::settings::HEARTBEAT_SECONDS.into(),

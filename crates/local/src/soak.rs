@@ -17,7 +17,9 @@
 //! some leave a process behind with `setsid` (none may outlive its job). And
 //! once every job of the EC2-only definition `soak-wait` is recorded, the
 //! definition is edited, then deleted, while some of its jobs wait for
-//! capacity.
+//! capacity. The definition `soak-capped` has a spending limit, its days a
+//! minute long: its jobs past the day's limit are held, and must run once
+//! the next day begins.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -39,6 +41,15 @@ pub const STRANDED_AFTER_SECONDS: u32 = 120;
 /// How often the soak's Lambda-route jobs touch their records (deployed:
 /// every minute), so that a cancel stops one within seconds.
 pub const HEARTBEAT_SECONDS: u32 = 5;
+
+/// How long a day of a spending limit is in the soak (deployed: a UTC
+/// day), so that its capped definition's held jobs see days turn.
+pub const SPENDING_DAY_SECONDS: u32 = 60;
+
+/// `soak-capped`'s spending limit, USD a day: under what one of its jobs
+/// costs on Fargate Spot (a minute billed), so each day a few run and the
+/// rest are held for the next.
+const CAPPED_LIMIT_USD: f64 = 0.0001;
 
 /// How long a Lambda-route job to be cancelled runs, if it is not.
 const CANCELLED_JOB_SECONDS: u32 = 30;
@@ -88,8 +99,9 @@ fn valid(i: usize) -> bool {
 }
 
 /// One job of the mix: every 20th invalid, three in 20 sent to Lambda, one in
-/// 20 EC2 only (it waits while EC2 is full), one in 20 interrupted once, the
-/// rest on ECS (EC2 while there is room, then Fargate).
+/// 20 EC2 only (it waits while EC2 is full), one in 20 interrupted once, one
+/// in 20 of a definition with a spending limit (held once the day's is
+/// spent), the rest on ECS (EC2 while there is room, then Fargate).
 fn body(i: usize, runs: &str, faults: &LambdaFaults) -> String {
     match i % 20 {
         0 => format!(r#"{{"job_id":"soak-{i}","definition":"render","cpus":1}}"#),
@@ -112,6 +124,11 @@ fn body(i: usize, runs: &str, faults: &LambdaFaults) -> String {
         // attempt is queued (and sometimes lost, see the faults).
         5 => format!(
             r#"{{"job_id":"soak-{i}","definition":"render","environment":{{"PLAY_SECONDS":"1","PLAY_INTERRUPT":"1"}}}}"#
+        ),
+        // Interrupted on its first launch: the day's limit is spent by
+        // then, and its next attempt is held until the next day.
+        6 => format!(
+            r#"{{"job_id":"soak-{i}","definition":"soak-capped","environment":{{"PLAY_SECONDS":"1","PLAY_INTERRUPT":"1"}}}}"#
         ),
         _ => format!(
             r#"{{"job_id":"soak-{i}","definition":"render","environment":{{"PLAY_SECONDS":"1"}}}}"#
@@ -163,7 +180,14 @@ pub async fn run(local: &Local, glue: &mut Glue, jobs: usize, limit: Duration) -
         fargate: false,
         ..lambda.clone()
     };
-    for definition in [&lambda, &wait] {
+    let capped = JobDefinition {
+        name: "soak-capped".into(),
+        lambda_function: None,
+        command: None,
+        daily_limit_usd: Some(CAPPED_LIMIT_USD),
+        ..lambda.clone()
+    };
+    for definition in [&lambda, &wait, &capped] {
         definitions
             .put(definition)
             .await
@@ -260,6 +284,21 @@ pub async fn run(local: &Local, glue: &mut Glue, jobs: usize, limit: Duration) -
     let took = started.elapsed();
     // It ends once each of its jobs is cancelled or ended, or at the limit.
     lambda_faults.cancelled_running = canceller.await.map_err(|e| e.to_string())?;
+    let (mut capped_jobs, mut held, mut holds) = (0, 0, 0);
+    for i in (0..jobs).filter(|i| i % 20 == 6) {
+        capped_jobs += 1;
+        let r = store
+            .get(&format!("soak-{i}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let n = r.map_or(0, |r| r.holds);
+        held += usize::from(n > 0);
+        holds += n;
+    }
+    println!(
+        "soak-capped (a limit of {} a day of {SPENDING_DAY_SECONDS} s): {capped_jobs} jobs, {held} held for the limit ({holds} holds), each then run",
+        berth_core::cost::usd(CAPPED_LIMIT_USD),
+    );
     reconcile(local, glue, &store, jobs, &runs, &lambda_faults, took).await
 }
 

@@ -364,6 +364,7 @@ async fn jobs_past_a_spending_limit_wait_for_the_next_day_and_then_run() {
         );
         assert_eq!(r.next_try_at, Some(tomorrow));
         assert_eq!(r.claimed_at, None, "its launch is free for the next day's");
+        assert_eq!(r.holds, 1);
         let shown = berth_cli::describe(&r);
         assert!(
             shown.contains("now           held: spending limit"),
