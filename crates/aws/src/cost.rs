@@ -127,6 +127,12 @@ pub fn this_arch() -> Arch {
     }
 }
 
+/// An attempt's cost into its record's map, and its part of the total...
+pub(crate) const INTO_MAP: &str = "SET #costs.#launch = :entry ADD #total :usd";
+/// ...once: while the record exists and has no cost for the launch.
+pub(crate) const NOT_YET_RECORDED: &str =
+    "attribute_exists(#id) AND attribute_not_exists(#costs.#launch)";
+
 /// Keys BatchGetItem takes at once.
 const BATCH_GET_MAX: usize = 100;
 
@@ -314,10 +320,8 @@ impl JobStore {
                 .update_item()
                 .table_name(&self.table)
                 .key(attr::JOB_ID, AttributeValue::S(job_id.into()))
-                .update_expression("SET #costs.#launch = :entry ADD #total :usd")
-                .condition_expression(
-                    "attribute_exists(#id) AND attribute_not_exists(#costs.#launch)",
-                )
+                .update_expression(INTO_MAP)
+                .condition_expression(NOT_YET_RECORDED)
                 .expression_attribute_names("#id", attr::JOB_ID)
                 .expression_attribute_names("#costs", attr::COSTS)
                 .expression_attribute_names("#launch", &key)

@@ -12,7 +12,7 @@ use berth_core::spending::{HELD_PREFIX, SpendingDay};
 use berth_core::{JobStatus, ResolvedJob};
 
 use crate::AwsError;
-use crate::cost::{cost_value, dollars};
+use crate::cost::{INTO_MAP, NOT_YET_RECORDED, cost_value, dollars};
 use crate::store::{Changed, JobStore, attr};
 
 /// Where a day's spend of a definition is kept.
@@ -89,8 +89,8 @@ impl JobStore {
         let job = Update::builder()
             .table_name(&self.table)
             .key(attr::JOB_ID, s(job_id))
-            .update_expression("SET #costs.#launch = :entry ADD #total :usd")
-            .condition_expression("attribute_exists(#id) AND attribute_not_exists(#costs.#launch)")
+            .update_expression(INTO_MAP)
+            .condition_expression(NOT_YET_RECORDED)
             .expression_attribute_names("#id", attr::JOB_ID)
             .expression_attribute_names("#costs", attr::COSTS)
             .expression_attribute_names("#launch", &key)

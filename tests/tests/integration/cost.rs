@@ -4,10 +4,9 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use berth_aws::store::{Change, Created, JobRecord};
+use berth_aws::store::JobRecord;
 use berth_cli::{Berth, Submission};
-use berth_core::launch::LambdaTask;
-use berth_core::{JobStatus, Route, job, resolve};
+use berth_core::{JobStatus, Route};
 use berth_lambda_task_processor::{Ran, Runtime};
 use berth_tests::stack::{Stack, TASK_CPU, TASK_MEMORY, render};
 
@@ -192,36 +191,15 @@ async fn each_attempt_is_priced_once_and_berth_cost_sums_the_records() {
 #[tokio::test]
 async fn a_lambda_run_is_priced_at_its_memory_for_its_time() {
     let stack = Stack::new(0).await;
-    let request = job::parse(
+    let task = crate::task_processor::dispatched(
+        &stack,
         r#"{"job_id":"cost-lambda","definition":"render","command":["sleep","1"]}"#,
-        "m-1",
     )
-    .unwrap();
-    let definition = berth_core::JobDefinition {
-        lambda_function: Some("berth-task-demo".into()),
-        ..render()
-    };
-    let job = resolve(&request, Some(&definition)).unwrap();
-    let store = stack.store();
-    assert_eq!(store.accept(&job, "m-1", 0).await.unwrap(), Created::New);
-    let change = Change {
-        route: Some(Route::Lambda),
-        add_attempt: true,
-        expect_launch: Some(1),
-        ..Change::default()
-    };
-    store
-        .transition(&job.job_id, JobStatus::Dispatched, change, 1)
-        .await
-        .unwrap();
+    .await;
     let rt = Runtime::new(stack.store(), None, None);
     let began = Instant::now();
     let ran = rt
-        .run(
-            &LambdaTask { job, launch: 1 },
-            "req-1",
-            SystemTime::now() + Duration::from_secs(900),
-        )
+        .run(&task, "req-1", SystemTime::now() + Duration::from_secs(900))
         .await
         .unwrap();
     let longest = began.elapsed().as_secs_f64();

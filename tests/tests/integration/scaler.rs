@@ -210,7 +210,11 @@ impl Scaled {
                     ci.status().unwrap_or_default().to_owned(),
                     ci.attributes()
                         .iter()
-                        .filter(|a| a.name().starts_with("berth."))
+                        // The scaler's marks, not how the instance is
+                        // bought (the agent's, from its user data).
+                        .filter(|a| {
+                            a.name().starts_with("berth.") && a.name() != berth_aws::ecs::MARKET
+                        })
                         .map(|a| a.name().to_owned())
                         .collect(),
                 )

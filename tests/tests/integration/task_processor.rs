@@ -17,7 +17,7 @@ use berth_tests::stack::{Stack, render};
 type Lines = Arc<Mutex<Vec<(Stream, Instant, usize, String)>>>;
 
 /// A job recorded and dispatched on the Lambda route, as the driver leaves it.
-async fn dispatched(stack: &Stack, body: &str) -> LambdaTask {
+pub(crate) async fn dispatched(stack: &Stack, body: &str) -> LambdaTask {
     dispatched_with_role(stack, body, None).await
 }
 
