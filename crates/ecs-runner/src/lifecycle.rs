@@ -272,10 +272,11 @@ impl Lifecycle {
         };
         match task.last_status.as_str() {
             "RUNNING" => self.running(task, &record, launch).await,
+            // Its cost first: the attempt it may queue next then finds the
+            // day's spend counted (its definition's spending limit).
             "STOPPED" => {
-                let action = self.stopped(task, &record, launch).await?;
                 self.record_cost(task, &record, launch).await?;
-                Ok(action)
+                self.stopped(task, &record, launch).await
             }
             other => ignored(format!("task status {other} is not one berth records")),
         }

@@ -17,9 +17,9 @@
 //! some leave a process behind with `setsid` (none may outlive its job). And
 //! once every job of the EC2-only definition `soak-wait` is recorded, the
 //! definition is edited, then deleted, while some of its jobs wait for
-//! capacity. The definition `soak-capped` has a spending limit, its days a
-//! minute long: its jobs past the day's limit are held, and must run once
-//! the next day begins.
+//! capacity. The definition `soak-capped` has a spending limit, its days
+//! three minutes long: its jobs past the day's limit are held, and must run
+//! once the next day begins.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -43,13 +43,15 @@ pub const STRANDED_AFTER_SECONDS: u32 = 120;
 pub const HEARTBEAT_SECONDS: u32 = 5;
 
 /// How long a day of a spending limit is in the soak (deployed: a UTC
-/// day), so that its capped definition's held jobs see days turn.
-pub const SPENDING_DAY_SECONDS: u32 = 60;
+/// day), so that its capped definition's held jobs see days turn: longer
+/// than an interrupted job's next attempt takes to come (about a minute).
+pub const SPENDING_DAY_SECONDS: u32 = 180;
 
-/// `soak-capped`'s spending limit, USD a day: under what one of its jobs
-/// costs on Fargate Spot (a minute billed), so each day a few run and the
-/// rest are held for the next.
-const CAPPED_LIMIT_USD: f64 = 0.0001;
+/// `soak-capped`'s spending limit, USD a day: under what any attempt of
+/// its jobs costs (a second of its share of an instance is about
+/// $0.000005), so that an attempt after one has ended the same day is held
+/// for the next.
+const CAPPED_LIMIT_USD: f64 = 0.000_001;
 
 /// How long a Lambda-route job to be cancelled runs, if it is not.
 const CANCELLED_JOB_SECONDS: u32 = 30;
