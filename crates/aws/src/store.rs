@@ -24,6 +24,9 @@ pub use berth_core::attempt::AttemptEnd;
 
 use crate::AwsError;
 
+mod history;
+use history::{history_entry, history_value};
+
 type Item = HashMap<String, AttributeValue>;
 
 /// Attribute names of a job item.
@@ -157,47 +160,6 @@ pub struct JobRecord {
     pub cost_usd: Option<f64>,
     /// Times it was held for its definition's spending limit.
     pub holds: u32,
-}
-
-/// A history entry as the item holds it.
-fn history_value(end: &AttemptEnd) -> AttributeValue {
-    let mut m = HashMap::from([
-        ("launch".to_owned(), n(end.launch)),
-        ("outcome".to_owned(), s(&end.outcome)),
-        ("at".to_owned(), n(end.at)),
-    ]);
-    let optional = [
-        ("route", end.route.map(|r| s(r.as_str()))),
-        ("id", end.id.as_deref().map(s)),
-        ("reason", end.reason.as_deref().map(s)),
-        ("exit_code", end.exit_code.map(n)),
-    ];
-    m.extend(
-        optional
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v))),
-    );
-    AttributeValue::M(m)
-}
-
-/// A history entry read from the item.
-fn history_entry(v: &AttributeValue) -> Option<AttemptEnd> {
-    let m = v.as_m().ok()?;
-    let text = |k: &str| m.get(k).and_then(|v| v.as_s().ok()).cloned();
-    let num = |k: &str| {
-        m.get(k)
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse::<i64>().ok())
-    };
-    Some(AttemptEnd {
-        launch: num("launch").and_then(|v| u32::try_from(v).ok())?,
-        route: text("route").and_then(|r| Route::parse(&r)),
-        id: text("id"),
-        outcome: text("outcome")?,
-        reason: text("reason"),
-        exit_code: num("exit_code").and_then(|v| i32::try_from(v).ok()),
-        at: num("at").unwrap_or(0),
-    })
 }
 
 /// A job as the status index holds it ([`STATUS_INDEX_ATTRIBUTES`]): what
