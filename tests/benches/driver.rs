@@ -168,6 +168,7 @@ async fn prepare(stack: &Stack) {
         .unwrap();
     let def = JobDefinition {
         daily_limit_usd: None,
+        retry_rules: Vec::new(),
         name: "bench".into(),
         task_definition: "bench".into(),
         container: "main".into(),

@@ -395,6 +395,7 @@ impl Stack {
 pub fn render() -> JobDefinition {
     JobDefinition {
         daily_limit_usd: None,
+        retry_rules: Vec::new(),
         name: "render".into(),
         task_definition: "render".into(),
         container: "main".into(),

@@ -7,6 +7,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use berth_core::JobDefinition;
 use berth_core::definition::Prefixes;
+use berth_core::retry::{Action, RetryRule};
 
 use crate::AwsError;
 
@@ -228,6 +229,22 @@ pub fn item(def: &JobDefinition) -> Item {
             AttributeValue::N(limit.to_string()),
         );
     }
+    if !def.retry_rules.is_empty() {
+        let rule = |r: &RetryRule| {
+            let mut m = HashMap::from([("action".to_owned(), s(r.action.as_str()))]);
+            if let Some(code) = &r.on_exit_code {
+                m.insert("on_exit_code".into(), s(code));
+            }
+            if let Some(reason) = &r.on_reason {
+                m.insert("on_reason".into(), s(reason));
+            }
+            AttributeValue::M(m)
+        };
+        item.insert(
+            "retry_rules".into(),
+            AttributeValue::L(def.retry_rules.iter().map(rule).collect()),
+        );
+    }
     if !def.tags.is_empty() {
         item.insert(
             "tags".into(),
@@ -235,6 +252,26 @@ pub fn item(def: &JobDefinition) -> Item {
         );
     }
     item
+}
+
+/// A rule of an item's `retry_rules`.
+fn retry_rule(v: &AttributeValue) -> Result<RetryRule, String> {
+    let m = v.as_m().map_err(|_| "must be a map".to_owned())?;
+    let text = |k: &str| match m.get(k) {
+        None | Some(AttributeValue::Null(_)) => Ok(None),
+        Some(AttributeValue::S(v)) => Ok(Some(v.clone())),
+        Some(_) => Err(format!("`{k}` must be a string")),
+    };
+    let action = match text("action")?.as_deref() {
+        Some("retry" | "RETRY") => Action::Retry,
+        Some("exit" | "EXIT") => Action::Exit,
+        other => return Err(format!("`action` must be retry or exit, found {other:?}")),
+    };
+    Ok(RetryRule {
+        on_exit_code: text("on_exit_code")?,
+        on_reason: text("on_reason")?,
+        action,
+    })
 }
 
 /// The attributes the table keeps of a definition's successful runs.
@@ -285,7 +322,7 @@ impl RecentSlot {
 }
 
 /// The attributes of a definitions-table item.
-const ATTRIBUTES: [&str; 19] = [
+const ATTRIBUTES: [&str; 20] = [
     "name",
     "task_definition",
     "container",
@@ -303,6 +340,7 @@ const ATTRIBUTES: [&str; 19] = [
     "expected_seconds",
     "tags",
     "daily_limit_usd",
+    "retry_rules",
     RUNS,
     RUN_SECONDS,
 ];
@@ -428,7 +466,19 @@ fn parse(item: &Item, name: &str, now_ms: i64) -> Result<JobDefinition, String> 
         ),
         Some(_) => return Err("`daily_limit_usd` must be a number".into()),
     };
+    let retry_rules = match item.get("retry_rules") {
+        None | Some(AttributeValue::Null(_)) => Vec::new(),
+        Some(AttributeValue::L(rules)) => rules
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| {
+                retry_rule(rule).map_err(|why| format!("`retry_rules` rule {}: {why}", i + 1))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err("`retry_rules` must be a list".into()),
+    };
     Ok(JobDefinition {
+        retry_rules,
         daily_limit_usd,
         name: name.to_owned(),
         task_definition: required_text("task_definition")?,
@@ -457,6 +507,7 @@ mod tests {
     fn def() -> JobDefinition {
         JobDefinition {
             daily_limit_usd: None,
+            retry_rules: Vec::new(),
             name: "render".into(),
             task_definition: "render:1".into(),
             container: "main".into(),

@@ -1290,6 +1290,7 @@ mod tests {
     fn job() -> ResolvedJob {
         ResolvedJob {
             daily_limit_usd: None,
+            retry_rules: Vec::new(),
             job_id: "j-1".into(),
             definition: "render".into(),
             task_definition: "render".into(),

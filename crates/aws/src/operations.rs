@@ -25,6 +25,11 @@ impl JobRecord {
                 .max_attempts
                 .or(self.job.as_ref().map(|j| j.max_attempts))
                 .unwrap_or(1),
+            retry_rules: self
+                .job
+                .as_ref()
+                .map(|j| j.retry_rules.clone())
+                .unwrap_or_default(),
         }
     }
 

@@ -823,6 +823,7 @@ mod tests {
     fn demand_is_counted_by_need() {
         let job = |cpu, memory, gpu| ResolvedJob {
             daily_limit_usd: None,
+            retry_rules: Vec::new(),
             job_id: "j".into(),
             definition: "d".into(),
             task_definition: if gpu > 0 { "graviton" } else { "td" }.into(),

@@ -8,6 +8,7 @@
 //! record as it stands.
 
 use crate::launch::LaunchNumber;
+use crate::retry::{self, Action, RetryRule};
 use crate::stop::{self, CANCELLED_REASON, Next, StopOutcome, Tries};
 use crate::{JobStatus, Route};
 
@@ -33,7 +34,7 @@ pub struct AttemptEnd {
 }
 
 /// The job's record as it stands, as far as an attempt's end reads it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Standing {
     pub status: JobStatus,
     /// The launch the record is at.
@@ -44,6 +45,8 @@ pub struct Standing {
     pub interruptions: u32,
     /// The job's `max_attempts`.
     pub max_attempts: u32,
+    /// The job's retry rules ([`crate::retry`]).
+    pub retry_rules: Vec<RetryRule>,
 }
 
 /// The attempt that ended: its launch, where it ran and its task ARN or
@@ -175,6 +178,13 @@ pub fn settle(
         StopOutcome::Interrupted { .. } => (false, true, "INTERRUPTED"),
         StopOutcome::Succeeded | StopOutcome::StoppedByRequest { .. } => (false, false, "STOPPED"),
     };
+    // A failure the job's retry rules end at once.
+    let decided = match &outcome {
+        StopOutcome::JobFailed { exit_code, reason } => {
+            retry::decide(&standing.retry_rules, *exit_code, reason)
+        }
+        _ => None,
+    };
     let tries = Tries {
         failures: standing.failures,
         max_attempts: standing.max_attempts,
@@ -186,7 +196,25 @@ pub fn settle(
         add_interruption,
         ..settled
     };
-    Settlement::Apply(match stop::next(outcome, tries) {
+    let next = match (outcome, decided) {
+        (StopOutcome::JobFailed { exit_code, reason }, Some(d))
+            if d.rule.action == Action::Exit =>
+        {
+            Next::Fail {
+                reason: format!("{reason} ({d})"),
+                exit_code,
+            }
+        }
+        (StopOutcome::JobFailed { exit_code, reason }, Some(d)) => stop::next(
+            StopOutcome::JobFailed {
+                exit_code,
+                reason: format!("{reason} ({d})"),
+            },
+            tries,
+        ),
+        (outcome, _) => stop::next(outcome, tries),
+    };
+    Settlement::Apply(match next {
         Next::Succeed => Settled {
             exit_code,
             history: Some(entry(
@@ -370,6 +398,7 @@ mod tests {
             failures,
             interruptions,
             max_attempts,
+            retry_rules: Vec::new(),
         }
     }
 
@@ -605,6 +634,86 @@ mod tests {
     }
 
     #[test]
+    fn retry_rules_decide_a_failure_first_match_first_and_only_a_failure() {
+        use crate::retry::{Action, RetryRule};
+        let rule = |code: &str, action| RetryRule {
+            on_exit_code: Some(code.into()),
+            on_reason: None,
+            action,
+        };
+        let standing = Standing {
+            retry_rules: vec![
+                rule("137", Action::Retry),
+                rule("2", Action::Exit),
+                rule("*", Action::Exit),
+            ],
+            ..running(0, 0, 3)
+        };
+        let stopped = |code| Ending::Stopped {
+            outcome: StopOutcome::JobFailed {
+                exit_code: Some(code),
+                reason: format!("exit code {code}"),
+            },
+            exit_code: Some(code),
+        };
+        // 137: retried while attempts remain, the rule named.
+        let s = applied(settle(&standing, &ATTEMPT, stopped(137), &policy(), NOW));
+        assert_eq!(
+            (s.status, s.add_failure, s.requeue.is_some()),
+            (Accepted, true, true)
+        );
+        assert!(
+            s.reason
+                .as_deref()
+                .unwrap()
+                .ends_with("(retry rule 1 (on_exit_code 137: retry))"),
+            "{:?}",
+            s.reason
+        );
+        // ... and not past them.
+        let last = Standing {
+            failures: 2,
+            ..standing.clone()
+        };
+        assert_eq!(
+            applied(settle(&last, &ATTEMPT, stopped(137), &policy(), NOW)).status,
+            Failed
+        );
+        // 2 ends the job at its first attempt; so does anything else (rule 3).
+        for code in [2, 1] {
+            let s = applied(settle(&standing, &ATTEMPT, stopped(code), &policy(), NOW));
+            assert_eq!((s.status, s.add_failure, s.requeue), (Failed, true, None));
+            let why = s.reason.unwrap();
+            assert!(
+                why.contains(if code == 2 {
+                    "retry rule 2"
+                } else {
+                    "retry rule 3"
+                }),
+                "{why}"
+            );
+            assert_eq!(s.history.unwrap().reason.as_deref(), Some(why.as_str()));
+        }
+        // An interruption is re-dispatched, whatever the rules say.
+        let interrupted = Ending::Stopped {
+            outcome: StopOutcome::Interrupted {
+                reason: "Spot".into(),
+            },
+            exit_code: Some(137),
+        };
+        let s = applied(settle(&standing, &ATTEMPT, interrupted, &policy(), NOW));
+        assert_eq!((s.status, s.add_interruption), (Accepted, true));
+        // A timeout ends the job.
+        let timed_out = Ending::TimedOut {
+            reason: "late".into(),
+        };
+        assert_eq!(
+            applied(settle(&standing, &ATTEMPT, timed_out, &policy(), NOW)).status,
+            TimedOut
+        );
+    }
+
+    #[test]
     fn a_cancel_before_any_attempt_has_no_history_and_holds_at_any_launch() {
         for status in [Accepted, WaitingForCapacity] {
             let standing = Standing {
@@ -762,7 +871,7 @@ mod tests {
             requeue in any::<bool>(),
             ending in any_ending(),
         ) {
-            let standing = Standing { status, launch, failures, interruptions, max_attempts };
+            let standing = Standing { status, launch, failures, interruptions, max_attempts, retry_rules: Vec::new() };
             let attempt = Attempt { launch: attempt_launch, route: Some(Route::Fargate), id: Some("t") };
             let policy = Policy { max_interruptions, retry_delay_cap: u32::MAX, requeue };
             let infrastructure = matches!(

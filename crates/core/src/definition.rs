@@ -68,6 +68,10 @@ pub struct JobDefinition {
     /// its jobs wait for the next day ([`crate::spending`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daily_limit_usd: Option<f64>,
+    /// What a failed attempt of its jobs does next, by exit code and reason
+    /// ([`crate::retry`]); a job's own rules replace these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retry_rules: Vec<crate::retry::RetryRule>,
 }
 
 fn yes() -> bool {
@@ -234,6 +238,7 @@ impl JobDefinition {
         if let Some(Err(problem)) = self.daily_limit_usd.map(crate::spending::valid_limit) {
             return Err(invalid("daily_limit_usd", problem));
         }
+        crate::retry::validate(&self.retry_rules).map_err(|why| invalid("retry_rules", why))?;
         if self
             .lambda_function
             .as_deref()
@@ -381,6 +386,9 @@ pub struct ResolvedJob {
     /// Its definition's spending limit, USD a day, as it was resolved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daily_limit_usd: Option<f64>,
+    /// Its retry rules: its own, else its definition's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retry_rules: Vec<crate::retry::RetryRule>,
 }
 
 impl ResolvedJob {
@@ -463,6 +471,10 @@ pub fn resolve(
         expected_seconds: def.expected_seconds.or(def.runs.mean_seconds()),
         tags,
         daily_limit_usd: def.daily_limit_usd,
+        retry_rules: job
+            .retry_rules
+            .clone()
+            .unwrap_or_else(|| def.retry_rules.clone()),
     })
 }
 
@@ -474,6 +486,7 @@ mod tests {
     pub(crate) fn definition() -> JobDefinition {
         JobDefinition {
             daily_limit_usd: None,
+            retry_rules: Vec::new(),
             name: "render".into(),
             task_definition: "render:3".into(),
             container: "main".into(),
@@ -492,6 +505,41 @@ mod tests {
             runs: Default::default(),
             tags: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_jobs_retry_rules_replace_its_definitions() {
+        use crate::retry::{Action, RetryRule};
+        let rule = |code: &str| RetryRule {
+            on_exit_code: Some(code.into()),
+            on_reason: None,
+            action: Action::Exit,
+        };
+        let def = JobDefinition {
+            retry_rules: vec![rule("2"), rule("3")],
+            ..definition()
+        };
+        let body = r#"{"job_id":"j","definition":"render"}"#;
+        let plain = crate::job::parse(body, "m").unwrap();
+        assert_eq!(
+            resolve(&plain, Some(&def)).unwrap().retry_rules,
+            def.retry_rules
+        );
+        let own = crate::job::parse(
+            r#"{"job_id":"j","definition":"render","retry_rules":[{"on_exit_code":"9","action":"exit"}]}"#,
+            "m",
+        )
+        .unwrap();
+        assert_eq!(
+            resolve(&own, Some(&def)).unwrap().retry_rules,
+            vec![rule("9")]
+        );
+        let bad = JobDefinition {
+            retry_rules: vec![rule("x")],
+            ..definition()
+        };
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.starts_with("job definition `render`: `retry_rules` rule 1: `on_exit_code` may contain only digits"), "{e}");
     }
 
     #[test]

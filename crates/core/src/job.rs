@@ -61,10 +61,14 @@ pub struct JobRequest {
     /// (see [`crate::tags`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// Its own retry rules, in place of its definition's (see
+    /// [`crate::retry`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_rules: Option<Vec<crate::retry::RetryRule>>,
 }
 
 /// The fields of a v1 job message, in the order the contract lists them.
-pub const FIELDS: [&str; 11] = [
+pub const FIELDS: [&str; 12] = [
     "job_id",
     "definition",
     "command",
@@ -76,6 +80,7 @@ pub const FIELDS: [&str; 11] = [
     "processor",
     "max_attempts",
     "tags",
+    "retry_rules",
 ];
 
 /// Why a job message was rejected.
@@ -171,6 +176,8 @@ pub enum Problem {
     },
     #[error("contains a NUL character, which no process argument or environment variable can hold")]
     Nul,
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl Problem {
@@ -188,6 +195,7 @@ impl Problem {
             Self::Reserved { .. } | Self::ReservedTag { .. } => "reserved",
             Self::NotOneOf { .. } => "value",
             Self::Nul => "nul",
+            Self::Invalid(_) => "invalid",
         }
     }
 }
@@ -373,6 +381,7 @@ pub fn parse(body: &str, message_id: &str) -> Result<JobRequest, MessageError> {
         .map(crate::tags::from_json)
         .transpose()?
         .unwrap_or_default();
+    let retry_rules = take(&mut obj, "retry_rules").map(retry_rules).transpose()?;
 
     Ok(JobRequest {
         job_id,
@@ -386,7 +395,28 @@ pub fn parse(body: &str, message_id: &str) -> Result<JobRequest, MessageError> {
         processor,
         max_attempts,
         tags,
+        retry_rules,
     })
+}
+
+/// `retry_rules`: a list of [`crate::retry::RetryRule`] in the grammar
+/// [`crate::retry::validate`] checks.
+fn retry_rules(v: Value) -> Result<Vec<crate::retry::RetryRule>, MessageError> {
+    let field = "retry_rules";
+    if !v.is_array() {
+        return Err(MessageError::invalid(
+            field,
+            Problem::WrongType {
+                expected: "an array of rules",
+                found: json_type(&v).into(),
+            },
+        ));
+    }
+    let rules: Vec<crate::retry::RetryRule> = serde_json::from_value(v)
+        .map_err(|e| MessageError::invalid(field, Problem::Invalid(quote(&e.to_string()))))?;
+    crate::retry::validate(&rules)
+        .map_err(|why| MessageError::invalid(field, Problem::Invalid(why)))?;
+    Ok(rules)
 }
 
 /// Checks a job id: 1 to 64 of `[A-Za-z0-9_-]`.
@@ -918,6 +948,25 @@ mod tests {
                 json!({"max_attempts": 11}),
                 "max_attempts.range",
                 "found 11",
+            ),
+            // retry_rules
+            (
+                json!({"retry_rules": [{"on_exit_code": "137", "action": "retry"}]}),
+                json!({"retry_rules": [{"on_exit_code": "137", "action": "again"}]}),
+                "retry_rules.invalid",
+                "unknown variant `again`",
+            ),
+            (
+                json!({"retry_rules": []}),
+                json!({"retry_rules": {"on_exit_code": "1"}}),
+                "retry_rules.type",
+                "must be an array of rules, found an object",
+            ),
+            (
+                json!({"retry_rules": [{"on_reason": "OutOfMemory*", "action": "exit"}]}),
+                json!({"retry_rules": [{"on_reason": "Out-of-memory", "action": "exit"}]}),
+                "retry_rules.invalid",
+                "`retry_rules`: rule 1: `on_reason` may contain only letters",
             ),
         ];
         for (good, bad, code, text) in rows {

@@ -10,6 +10,18 @@ use crate::limits::ecs;
 /// Environment variables berth sets for every job.
 pub const ENV_JOB_ID: &str = "BERTH_JOB_ID";
 pub const ENV_LAUNCH: &str = "BERTH_LAUNCH";
+/// The attempt, from 1: failures of the job before this launch, plus one
+/// (an interruption's re-dispatch is the same attempt again).
+pub const ENV_ATTEMPT: &str = "BERTH_ATTEMPT";
+
+/// `job` as its launch after `failures` failures of its own runs it: with
+/// [`ENV_ATTEMPT`] in its environment.
+pub fn at_attempt(job: &ResolvedJob, failures: u32) -> ResolvedJob {
+    let mut job = job.clone();
+    job.environment
+        .insert(ENV_ATTEMPT.into(), failures.saturating_add(1).to_string());
+    job
+}
 
 /// The payload of an asynchronous invoke of a Lambda task processor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -350,6 +362,7 @@ mod tests {
         .unwrap();
         let def = crate::JobDefinition {
             daily_limit_usd: None,
+            retry_rules: Vec::new(),
             name: "d".into(),
             task_definition: "d:1".into(),
             container: "main".into(),

@@ -8,6 +8,7 @@
 //! - [`logs`]: where a job's output is in CloudWatch Logs;
 //! - [`cost`]: what one attempt cost, by the price model;
 //! - [`prices`]: the price model: each route's and each instance's price, with sources;
+//! - [`retry`]: retry rules: what a failed attempt does next, by exit code and reason;
 //! - [`routing`]: where a job runs (the cheapest route that meets its start), and why;
 //! - [`launch`]: idempotency tokens, `startedBy`, backoffs, resuming a recorded job;
 //! - [`capacity`]: `SchedulableContainers` and the scaling thresholds;
@@ -26,6 +27,7 @@ pub mod launch;
 pub mod limits;
 pub mod logs;
 pub mod prices;
+pub mod retry;
 pub mod routing;
 pub mod scaling;
 pub mod spending;

@@ -484,10 +484,12 @@ pub fn ecs_fit(job: &ResolvedJob) -> Result<(), String> {
 }
 
 /// The length of the RunTask `overrides` berth sends for `job`, framing
-/// included, as ECS counts it: at its longest launch number, and with the
+/// included, as ECS counts it: at its longest launch and attempt numbers
+/// (the driver adds [`crate::launch::ENV_ATTEMPT`] at launch), and with the
 /// larger of the task sizes it may be sent with (its own on EC2, the Fargate
 /// size that covers it).
 pub fn overrides_chars(job: &ResolvedJob) -> usize {
+    let job = &crate::launch::at_attempt(job, u32::MAX - 1);
     let mut sizes = vec![(job.cpu, job.memory)];
     if let Some(size) = fargate_size(job.cpu, job.memory) {
         sizes.push((size.cpu, size.memory));

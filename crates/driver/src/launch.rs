@@ -123,7 +123,10 @@ impl Driver {
         };
 
         match self.store.accept(&job, message_id, now_ms()).await {
-            Ok(Created::New) => self.launch(message, &job, &decision, FIRST_LAUNCH).await,
+            Ok(Created::New) => {
+                let job = launch::at_attempt(&job, 0);
+                self.launch(message, &job, &decision, FIRST_LAUNCH).await
+            }
             Ok(Created::Exists(record)) => self.recorded(message, &record, Some(message_id)).await,
             Err(e) => Outcome::retry(e),
         }
@@ -183,7 +186,10 @@ impl Driver {
             Err(e) => return self.fail(job, record.launch, e.to_string()).await,
         };
         match self.resume(job, &decision.plan, message_id, record).await {
-            Ok(launch) => self.launch(message, job, &decision, launch).await,
+            Ok(launch) => {
+                let job = launch::at_attempt(job, record.failures);
+                self.launch(message, &job, &decision, launch).await
+            }
             Err(outcome) => outcome,
         }
     }

@@ -822,6 +822,7 @@ impl Lifecycle {
             failures: 0,
             interruptions: 0,
             max_attempts: 1,
+            retry_rules: Vec::new(),
         };
         let attempt = Attempt {
             launch: job.launch,

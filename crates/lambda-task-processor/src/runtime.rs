@@ -402,7 +402,7 @@ impl Runtime {
             return self.end(task, &taken, Finish::failed(None, reason)).await;
         };
         let task = &LambdaTask {
-            job: stored,
+            job: berth_core::launch::at_attempt(&stored, taken.record.failures),
             launch: task.launch,
         };
         let job = &task.job;

@@ -858,6 +858,7 @@ async fn provision(
 fn demo_definitions() -> Vec<JobDefinition> {
     let render = JobDefinition {
         daily_limit_usd: None,
+        retry_rules: Vec::new(),
         name: "render".into(),
         task_definition: "render".into(),
         container: "main".into(),

@@ -144,6 +144,7 @@ pub async fn run(local: &Local, glue: &mut Glue, jobs: usize, limit: Duration) -
     let runs_path = runs.display().to_string();
     let lambda = JobDefinition {
         daily_limit_usd: None,
+        retry_rules: Vec::new(),
         name: "soak-lambda".into(),
         task_definition: "render".into(),
         container: "main".into(),

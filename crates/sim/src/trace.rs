@@ -155,6 +155,7 @@ fn check(job: &TraceJob) -> Result<(), String> {
     berth_core::job::validate_definition_name(&job.definition).map_err(|e| e.to_string())?;
     JobDefinition {
         daily_limit_usd: None,
+        retry_rules: Vec::new(),
         name: job.definition.clone(),
         task_definition: job.definition.clone(),
         container: "main".into(),

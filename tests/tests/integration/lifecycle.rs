@@ -258,6 +258,98 @@ async fn a_job_failing_every_time_fails_after_exactly_max_attempts_launches() {
     assert!(stack.receive().await.is_empty(), "nothing more queued");
 }
 
+/// The value of `name` in the job container's environment overrides of
+/// `job_id`'s `launch`.
+async fn task_env(stack: &Stack, job_id: &str, launch: u32, name: &str) -> Option<String> {
+    let task = stack.tasks_of(job_id, launch).await.into_iter().next()?;
+    task.overrides()?.container_overrides()[0]
+        .environment()
+        .iter()
+        .find(|kv| kv.name() == Some(name))
+        .and_then(|kv| kv.value().map(str::to_owned))
+}
+
+#[tokio::test]
+async fn retry_rules_retry_137_and_end_2_at_once_the_first_match_deciding() {
+    let stack = Stack::new(1).await;
+    let life = stack.lifecycle();
+    let rules = r#""retry_rules":[{"on_exit_code":"137","action":"retry"},{"on_exit_code":"2","action":"exit"},{"on_exit_code":"*","action":"exit"}]"#;
+    for id in ["oom", "bad-arg", "other"] {
+        submit(
+            &stack,
+            &format!(r#"{{"job_id":"{id}","definition":"render","max_attempts":3,{rules}}}"#),
+        )
+        .await;
+        assert_eq!(
+            task_env(&stack, id, 1, "BERTH_ATTEMPT").await.as_deref(),
+            Some("1")
+        );
+    }
+    // 137 is retried: its second attempt sees BERTH_ATTEMPT=2, and after an
+    // interruption (which counts nothing) still 2.
+    let oom = stack.task_exited("oom", 1, 137).await;
+    assert!(matches!(
+        life.task_changed(&oom).await.unwrap(),
+        TaskAction::Requeued { failure: true, .. }
+    ));
+    deliver_all(&stack).await;
+    assert_eq!(
+        task_env(&stack, "oom", 2, "BERTH_ATTEMPT").await.as_deref(),
+        Some("2")
+    );
+    let spot = stack
+        .task_stopped(
+            "oom",
+            2,
+            "SpotInterruption",
+            "Your Spot Task was interrupted.",
+            None,
+        )
+        .await;
+    assert!(matches!(
+        life.task_changed(&spot).await.unwrap(),
+        TaskAction::Requeued { failure: false, .. }
+    ));
+    deliver_all(&stack).await;
+    assert_eq!(
+        task_env(&stack, "oom", 3, "BERTH_ATTEMPT").await.as_deref(),
+        Some("2")
+    );
+    let done = stack.task_exited("oom", 3, 0).await;
+    life.task_changed(&done).await.unwrap();
+    let r = stack.record("oom").await;
+    assert_eq!(
+        (r.status, r.failures, r.interruptions),
+        (JobStatus::Succeeded, 1, 1)
+    );
+    let first = &r.history[0];
+    assert_eq!(
+        first.reason.as_deref(),
+        Some("attempt failed (1 of 3): exit code 137 (retry rule 1 (on_exit_code 137: retry))")
+    );
+    // 2 ends the job at its first attempt, and so does 1 by rule 3, with
+    // attempts left.
+    for (id, code, rule) in [
+        ("bad-arg", 2, "retry rule 2 (on_exit_code 2: exit)"),
+        ("other", 1, "retry rule 3 (on_exit_code *: exit)"),
+    ] {
+        let failed = stack.task_exited(id, 1, code).await;
+        let why = format!("exit code {code} ({rule})");
+        assert_eq!(
+            life.task_changed(&failed).await.unwrap(),
+            TaskAction::Ended {
+                status: JobStatus::Failed,
+                reason: Some(why.clone())
+            }
+        );
+        let r = stack.record(id).await;
+        assert_eq!((r.status, r.failures, r.launch), (JobStatus::Failed, 1, 1));
+        assert_eq!(r.history[0].reason.as_deref(), Some(why.as_str()));
+        assert!(stack.tasks_of(id, 2).await.is_empty());
+    }
+    assert!(stack.receive().await.is_empty(), "nothing more queued");
+}
+
 #[tokio::test]
 async fn interruptions_beyond_the_cap_fail_the_job() {
     let stack = Stack::new(1).await;

@@ -25,6 +25,7 @@ fn with(prices: &Prices, expected: f64, interruptions: u32) -> Context<'_> {
 fn job() -> ResolvedJob {
     ResolvedJob {
         daily_limit_usd: None,
+        retry_rules: Vec::new(),
         job_id: "j".into(),
         definition: "render".into(),
         task_definition: "render:1".into(),
