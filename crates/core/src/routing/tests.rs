@@ -54,12 +54,14 @@ fn the_overrides_size_counts_all_that_run_task_sends() {
     let plain = overrides_chars(&job());
     let gpu = overrides_chars(&ResolvedJob { gpu: 1, ..job() });
     assert!(gpu > plain + "resourceRequirements".len(), "{plain} {gpu}");
-    let sent = crate::launch::overrides(&job(), u32::MAX, Some((1024, 2048)));
+    let at_last = crate::launch::at_attempt(&job(), u32::MAX - 1);
+    let sent = crate::launch::overrides(&at_last, u32::MAX, Some((1024, 2048)));
     let text = serde_json::to_string(&sent).unwrap();
     assert!(
         text.contains("BERTH_JOB_ID") && text.contains("4294967295"),
         "{text}"
     );
+    assert!(text.contains(r#""name":"BERTH_ATTEMPT","value":"4294967295""#), "{text}");
     assert_eq!(plain, text.chars().count());
 }
 
