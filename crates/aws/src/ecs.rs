@@ -1291,6 +1291,7 @@ mod tests {
         ResolvedJob {
             daily_limit_usd: None,
             retry_rules: Vec::new(),
+            depends_on: Vec::new(),
             job_id: "j-1".into(),
             definition: "render".into(),
             task_definition: "render".into(),

@@ -28,6 +28,7 @@
 pub mod batch;
 pub mod cost;
 pub mod definitions;
+pub mod dependencies;
 pub mod ecs;
 pub mod error;
 pub mod fleet;

@@ -100,6 +100,9 @@ pub async fn end_attempt(
             )
             .await?;
     }
+    if settled.status.is_final() {
+        crate::dependencies::after_end(store, queue, &record.job_id).await;
+    }
     Ok(AttemptEnded::Applied(settled))
 }
 
@@ -202,12 +205,15 @@ impl Cancelled {
     }
 }
 
-/// Cancels `job_id`: queued, waiting or running, it ends `CANCELLED` and
-/// its ECS task is stopped. A later event or delivery does not revive it
-/// (every other change is conditional on a state it left).
+/// Cancels `job_id`: pending, queued, waiting or running, it ends
+/// `CANCELLED` and its ECS task is stopped. A later event or delivery does
+/// not revive it (every other change is conditional on a state it left).
+/// The jobs waiting on it are moved on: released through `queue` (without
+/// one, by the sweep) or failed.
 pub async fn cancel(
     store: &JobStore,
     ecs: &EcsCluster,
+    queue: Option<&JobQueue>,
     job_id: &str,
     why: Option<&str>,
 ) -> Result<Cancelled, AwsError> {
@@ -229,7 +235,7 @@ pub async fn cancel(
         Err(status) => return Ok(Cancelled::AlreadyEnded { status }),
     };
     let launched = settled.history.is_some();
-    match end_attempt(store, None, None, &before, settled).await? {
+    match end_attempt(store, queue, None, &before, settled).await? {
         AttemptEnded::Applied(_) => {}
         AttemptEnded::Refused(Some(status)) => return Ok(Cancelled::AlreadyEnded { status }),
         AttemptEnded::Refused(None) => return Ok(Cancelled::NotFound),

@@ -332,18 +332,39 @@ impl JobStore {
         message_id: &str,
         now_ms: i64,
     ) -> Result<Created, AwsError> {
+        self.accept_as(job, message_id, JobStatus::Accepted, None, now_ms)
+            .await
+    }
+
+    /// Records a valid job in `status`: `ACCEPTED` with its first launch
+    /// claimed, or `PENDING` at launch 0 with nothing claimed.
+    pub(crate) async fn accept_as(
+        &self,
+        job: &ResolvedJob,
+        message_id: &str,
+        status: JobStatus,
+        reason: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Created, AwsError> {
         let json = serde_json::to_string(job).map_err(|e| AwsError {
             operation: "dynamodb:PutItem",
             code: None,
             message: format!("cannot serialise job: {e}"),
             retryable: false,
         })?;
-        let mut item = base_item(&job.job_id, JobStatus::Accepted, message_id, now_ms);
+        let mut item = base_item(&job.job_id, status, message_id, now_ms);
         item.insert(attr::DEFINITION.into(), s(&job.definition));
         item.insert(attr::JOB.into(), s(&json));
         item.insert(attr::MAX_ATTEMPTS.into(), n(job.max_attempts));
-        item.insert(attr::LAUNCH.into(), n(FIRST_LAUNCH));
-        item.insert(attr::CLAIMED_AT.into(), n(now_ms));
+        if status == JobStatus::Pending {
+            item.insert(attr::LAUNCH.into(), n(0));
+        } else {
+            item.insert(attr::LAUNCH.into(), n(FIRST_LAUNCH));
+            item.insert(attr::CLAIMED_AT.into(), n(now_ms));
+        }
+        if let Some(reason) = reason {
+            item.insert(attr::REASON.into(), s(reason));
+        }
         item.insert(attr::COSTS.into(), AttributeValue::M(HashMap::new()));
         self.create(item).await
     }

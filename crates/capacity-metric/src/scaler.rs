@@ -824,6 +824,7 @@ mod tests {
         let job = |cpu, memory, gpu| ResolvedJob {
             daily_limit_usd: None,
             retry_rules: Vec::new(),
+            depends_on: Vec::new(),
             job_id: "j".into(),
             definition: "d".into(),
             task_definition: if gpu > 0 { "graviton" } else { "td" }.into(),

@@ -9,6 +9,9 @@ pub mod view;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
+
+use berth_core::dependency::Dependency;
 
 use berth_aws::definitions::Lookup;
 use berth_aws::operations::{self, Cancelled};
@@ -57,7 +60,14 @@ pub struct Submission {
     pub max_attempts: Option<u32>,
     /// Tags, KEY=VALUE: on its ECS tasks and its record.
     pub tags: Vec<(String, String)>,
+    /// The jobs it waits for, each with its condition.
+    pub depends_on: Vec<Dependency>,
 }
+
+/// How long `berth submit` waits for a job it depends on to be recorded
+/// (one submitted a moment before may not have been taken from the queue
+/// yet) before it refuses the submission.
+pub const DEPENDENCY_RECORD_WAIT: Duration = Duration::from_secs(30);
 
 impl Submission {
     /// The job message this submission sends.
@@ -100,6 +110,11 @@ impl Submission {
         }
         if let Some(p) = &self.processor {
             m.insert("processor".into(), p.clone().into());
+        }
+        if !self.depends_on.is_empty() {
+            let deps = serde_json::to_value(&self.depends_on)
+                .map_err(|e| CliError::Input(e.to_string()))?;
+            m.insert("depends_on".into(), deps);
         }
         Ok(serde_json::Value::Object(m).to_string())
     }
@@ -176,6 +191,7 @@ impl Berth {
                 existing.status.as_str()
             )));
         }
+        self.dependencies_recorded(&request.depends_on).await?;
         let queue = self
             .settings
             .queue_url
@@ -185,6 +201,35 @@ impl Berth {
             .submit(&body)
             .await?;
         Ok(request.job_id)
+    }
+
+    /// Refuses dependencies that are not recorded, after waiting
+    /// [`DEPENDENCY_RECORD_WAIT`] for them: the driver would reject the job.
+    async fn dependencies_recorded(&self, deps: &[Dependency]) -> Result<(), CliError> {
+        if deps.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = deps.iter().map(|d| d.job_id.as_str()).collect();
+        let started = std::time::Instant::now();
+        loop {
+            let statuses = self.store().statuses(&ids).await?;
+            let unknown: Vec<&str> = ids
+                .iter()
+                .copied()
+                .filter(|id| !statuses.contains_key(*id))
+                .collect();
+            if unknown.is_empty() {
+                return Ok(());
+            }
+            if started.elapsed() >= DEPENDENCY_RECORD_WAIT {
+                return Err(CliError::Input(format!(
+                    "`--depends-on`: no job {} is recorded (waited {} s); a job may depend only on jobs submitted before it",
+                    unknown.join(", "),
+                    DEPENDENCY_RECORD_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 
     /// The records of `job_ids`, in that order; `None` for a job not yet
@@ -282,7 +327,12 @@ impl Berth {
     /// Cancels `job_id` wherever it is; what that did, in one line.
     pub async fn cancel(&self, job_id: &str, reason: Option<&str>) -> Result<String, CliError> {
         let ecs = EcsCluster::for_deployment(&self.settings, &self.clients);
-        match operations::cancel(&self.store(), &ecs, job_id, reason).await? {
+        let queue = self
+            .settings
+            .queue_url
+            .as_ref()
+            .map(|url| JobQueue::new(self.clients.sqs.clone(), url));
+        match operations::cancel(&self.store(), &ecs, queue.as_ref(), job_id, reason).await? {
             Cancelled::NotFound => Err(CliError::Failed(format!("no job `{job_id}`"))),
             done => Ok(done.describe(job_id)),
         }

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use berth_aws::Settings;
 use berth_cli::{Berth, CliError, Submission, describe, largest, spot_price, table};
 use berth_core::capacity::{LargestContainer, Resources};
+use berth_core::dependency::{Condition, Dependency};
 use berth_core::{JobStatus, Route};
 use clap::{Parser, Subcommand};
 
@@ -82,6 +83,13 @@ enum Command {
         /// (default: the definition's). Spot interruptions do not count.
         #[arg(long)]
         max_attempts: Option<u32>,
+        /// A job this one waits for, ID[:CONDITION] (repeat, up to 100):
+        /// it runs once each has ended as its condition says: succeeded
+        /// (the default), failed (ended in any other state) or ended. The
+        /// job is PENDING until then, and ends FAILED at once when one can
+        /// no longer be met.
+        #[arg(long = "depends-on", value_parser = dependency)]
+        depends_on: Vec<Dependency>,
         /// The command, after `--`.
         #[arg(last = true)]
         command: Vec<String>,
@@ -93,7 +101,7 @@ enum Command {
     },
     /// List jobs, most recently changed first.
     List {
-        /// Only jobs in this status: ACCEPTED, WAITING_FOR_CAPACITY,
+        /// Only jobs in this status: PENDING, ACCEPTED, WAITING_FOR_CAPACITY,
         /// DISPATCHED, RUNNING, SUCCEEDED, FAILED, TIMED_OUT, CANCELLED or
         /// REJECTED (any case).
         #[arg(long, value_parser = status)]
@@ -298,6 +306,24 @@ fn tag_pair(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .ok_or_else(|| format!("expected KEY=VALUE, found {s:?}"))
+}
+
+/// `ID[:CONDITION]`; an array child's id (`PARENT:INDEX`) may stand alone.
+fn dependency(s: &str) -> Result<Dependency, String> {
+    let (job_id, condition) = match s.rsplit_once(':') {
+        Some((id, c)) if Condition::parse(c).is_some() => (id, Condition::parse(c)),
+        Some((_, c)) if !c.bytes().all(|b| b.is_ascii_digit()) => {
+            return Err(format!(
+                "unknown condition {c:?}; one of succeeded, failed, ended"
+            ));
+        }
+        _ => (s, None),
+    };
+    berth_core::dependency::validate_reference(job_id)?;
+    Ok(Dependency {
+        job_id: job_id.to_owned(),
+        condition: condition.unwrap_or_default(),
+    })
 }
 
 fn status(s: &str) -> Result<JobStatus, String> {
@@ -550,6 +576,7 @@ async fn run(command: Command, stack: Option<&str>, json: bool) -> Result<String
             timeout,
             processor,
             max_attempts,
+            depends_on,
             command,
         } => {
             let body = file.as_deref().map(berth_cli::read).transpose()?;
@@ -566,6 +593,7 @@ async fn run(command: Command, stack: Option<&str>, json: bool) -> Result<String
                 processor,
                 max_attempts,
                 tags,
+                depends_on,
             };
             let job_id = connect().await?.submit(&submission).await?;
             if json {

@@ -389,6 +389,9 @@ pub struct ResolvedJob {
     /// Its retry rules: its own, else its definition's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retry_rules: Vec<crate::retry::RetryRule>,
+    /// The jobs it waits for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<crate::dependency::Dependency>,
 }
 
 impl ResolvedJob {
@@ -475,6 +478,7 @@ pub fn resolve(
             .retry_rules
             .clone()
             .unwrap_or_else(|| def.retry_rules.clone()),
+        depends_on: job.depends_on.clone(),
     })
 }
 

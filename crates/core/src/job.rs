@@ -65,10 +65,13 @@ pub struct JobRequest {
     /// [`crate::retry`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_rules: Option<Vec<crate::retry::RetryRule>>,
+    /// The jobs it waits for (see [`crate::dependency`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<crate::dependency::Dependency>,
 }
 
 /// The fields of a v1 job message, in the order the contract lists them.
-pub const FIELDS: [&str; 12] = [
+pub const FIELDS: [&str; 13] = [
     "job_id",
     "definition",
     "command",
@@ -81,6 +84,7 @@ pub const FIELDS: [&str; 12] = [
     "max_attempts",
     "tags",
     "retry_rules",
+    "depends_on",
 ];
 
 /// Why a job message was rejected.
@@ -382,6 +386,10 @@ pub fn parse(body: &str, message_id: &str) -> Result<JobRequest, MessageError> {
         .transpose()?
         .unwrap_or_default();
     let retry_rules = take(&mut obj, "retry_rules").map(retry_rules).transpose()?;
+    let depends_on = take(&mut obj, "depends_on")
+        .map(|v| depends_on(v, &job_id))
+        .transpose()?
+        .unwrap_or_default();
 
     Ok(JobRequest {
         job_id,
@@ -396,7 +404,38 @@ pub fn parse(body: &str, message_id: &str) -> Result<JobRequest, MessageError> {
         max_attempts,
         tags,
         retry_rules,
+        depends_on,
     })
+}
+
+/// `depends_on`: job ids (each `succeeded`), or `{"job_id", "condition"}`
+/// objects, checked by [`crate::dependency::validate`].
+fn depends_on(v: Value, job_id: &str) -> Result<Vec<crate::dependency::Dependency>, MessageError> {
+    use crate::dependency::{Condition, Dependency};
+    let field = "depends_on";
+    let Value::Array(items) = v else {
+        return Err(MessageError::invalid(
+            field,
+            Problem::WrongType {
+                expected: "an array of job ids or {job_id, condition} objects",
+                found: json_type(&v).into(),
+            },
+        ));
+    };
+    let deps = items
+        .into_iter()
+        .map(|item| match item {
+            Value::String(job_id) => Ok(Dependency {
+                job_id,
+                condition: Condition::Succeeded,
+            }),
+            other => serde_json::from_value(other)
+                .map_err(|e| MessageError::invalid(field, Problem::Invalid(quote(&e.to_string())))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::dependency::validate(job_id, &deps)
+        .map_err(|why| MessageError::invalid(field, Problem::Invalid(why)))?;
+    Ok(deps)
 }
 
 /// `retry_rules`: a list of [`crate::retry::RetryRule`] in the grammar
@@ -948,6 +987,25 @@ mod tests {
                 json!({"max_attempts": 11}),
                 "max_attempts.range",
                 "found 11",
+            ),
+            // depends_on
+            (
+                json!({"depends_on": ["a", {"job_id": "b", "condition": "ended"}, "arr:3"]}),
+                json!({"depends_on": [{"job_id": "b", "condition": "afterok"}]}),
+                "depends_on.invalid",
+                "unknown variant `afterok`, expected one of `succeeded`",
+            ),
+            (
+                json!({"depends_on": []}),
+                json!({"depends_on": "a"}),
+                "depends_on.type",
+                "must be an array of job ids or {job_id, condition} objects, found a string",
+            ),
+            (
+                json!({"depends_on": ["a"]}),
+                json!({"depends_on": ["a", "a"]}),
+                "depends_on.invalid",
+                "`depends_on`: `a` is named more than once",
             ),
             // retry_rules
             (

@@ -3,6 +3,7 @@
 //!
 //! - [`job`]: the v1 job message, parsed and validated;
 //! - [`attempt`]: the end of an attempt, settled in one place;
+//! - [`dependency`]: jobs that wait for others, their conditions, cycles;
 //! - [`definition`]: job definitions (the allowlist) and resolving a job;
 //! - [`limits`]: every limit of Lambda, Fargate, ECS and the message, with sources;
 //! - [`logs`]: where a job's output is in CloudWatch Logs;
@@ -22,6 +23,7 @@ pub mod attempt;
 pub mod capacity;
 pub mod cost;
 pub mod definition;
+pub mod dependency;
 pub mod job;
 pub mod launch;
 pub mod limits;

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {
+    /// Waiting for its dependencies to end ([`crate::dependency`]).
+    Pending,
     Accepted,
     Dispatched,
     WaitingForCapacity,
@@ -24,7 +26,8 @@ pub enum JobStatus {
 use JobStatus::*;
 
 impl JobStatus {
-    pub const ALL: [JobStatus; 9] = [
+    pub const ALL: [JobStatus; 10] = [
+        Pending,
         Accepted,
         Dispatched,
         WaitingForCapacity,
@@ -38,6 +41,7 @@ impl JobStatus {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Pending => "PENDING",
             Accepted => "ACCEPTED",
             Dispatched => "DISPATCHED",
             WaitingForCapacity => "WAITING_FOR_CAPACITY",
@@ -61,7 +65,7 @@ impl JobStatus {
 
     /// A job can be created directly in these states (no record before).
     pub fn is_initial(self) -> bool {
-        matches!(self, Accepted | Rejected)
+        matches!(self, Pending | Accepted | Rejected)
     }
 
     /// A job in this state has a launch in the world (an ECS task or a
@@ -82,16 +86,19 @@ impl JobStatus {
     ///   repeated (a retry after its answer was lost) must not apply twice.
     /// - `FAILED` may come straight from `ACCEPTED` or `WAITING_FOR_CAPACITY`
     ///   when a launch fails permanently (say, a missing task definition).
+    /// - `PENDING` is only ever a job's first state: it leaves it for
+    ///   `ACCEPTED` when its dependencies are met, `FAILED` when one can no
+    ///   longer be, or `CANCELLED`.
     pub fn sources(self) -> &'static [JobStatus] {
         match self {
-            Rejected => &[],
-            Accepted => &[Dispatched, Running],
+            Rejected | Pending => &[],
+            Accepted => &[Pending, Dispatched, Running],
             Dispatched => &[Accepted, WaitingForCapacity],
             WaitingForCapacity => &[Accepted, WaitingForCapacity],
             Running => &[Dispatched],
             Succeeded | TimedOut => &[Dispatched, Running],
-            Failed => &[Accepted, WaitingForCapacity, Dispatched, Running],
-            Cancelled => &[Accepted, WaitingForCapacity, Dispatched, Running],
+            Failed => &[Pending, Accepted, WaitingForCapacity, Dispatched, Running],
+            Cancelled => &[Pending, Accepted, WaitingForCapacity, Dispatched, Running],
         }
     }
 
@@ -159,6 +166,9 @@ mod tests {
             ], // re-dispatch
             &[Accepted, WaitingForCapacity, Cancelled],
             &[Accepted, Failed],
+            &[Pending, Accepted, Dispatched, Running, Succeeded], // its dependencies met
+            &[Pending, Failed],                                   // one can no longer be met
+            &[Pending, Cancelled],
         ];
         for path in paths {
             for pair in path.windows(2) {
@@ -192,20 +202,26 @@ mod tests {
     }
 
     #[test]
-    fn a_record_starts_accepted_or_rejected_and_only_a_launched_job_goes_back() {
+    fn a_record_starts_pending_accepted_or_rejected_and_only_a_launched_or_pending_job_goes_back() {
         let initial: Vec<JobStatus> = JobStatus::ALL
             .into_iter()
             .filter(|s| s.is_initial())
             .collect();
-        assert_eq!(initial, [Accepted, Rejected]);
+        assert_eq!(initial, [Pending, Accepted, Rejected]);
         assert!(Rejected.sources().is_empty());
+        assert!(Pending.sources().is_empty(), "nothing goes back to PENDING");
         for from in JobStatus::ALL {
             assert_eq!(
                 from.can_become(Accepted),
-                from.is_launched(),
+                from.is_launched() || from == Pending,
                 "{from} -> ACCEPTED"
             );
         }
+        assert!(
+            !Pending.can_become(Dispatched),
+            "a launch is claimed from ACCEPTED"
+        );
+        assert!(!Pending.can_be_held());
     }
 
     #[test]

@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsMessage;
 use berth_aws::definitions::Lookup;
+use berth_aws::dependencies::{self, Checked};
 use berth_aws::ecs::{Placement, TaskChange};
 use berth_aws::operations;
 use berth_aws::queue::RELAUNCH_ATTRIBUTE;
 use berth_aws::spending::SpendKey;
 use berth_aws::store::{Change, Changed, Created, FIRST_LAUNCH, JobRecord, Rejection, now_ms};
 use berth_aws::{AwsError, LaunchError, metrics};
+use berth_core::dependency::{self, Decision as Awaited};
 use berth_core::launch::{self, LaunchNumber, Recorded, Resume, capacity_backoff_seconds};
 use berth_core::routing::{self, Context, Decision, OnFargate, Plan};
 use berth_core::spending;
@@ -21,6 +23,11 @@ use berth_core::stop::CANCELLED_REASON;
 use berth_core::{JobRequest, JobStatus, ResolvedJob, Route, resolve};
 
 use crate::{Driver, Outcome, receive_count, sent_at_ms};
+
+/// How long after a job was sent a dependency it names may still be
+/// unrecorded (its message not yet taken by the driver) before the job is
+/// rejected.
+pub const UNKNOWN_DEPENDENCY_GRACE: Duration = Duration::from_secs(300);
 
 /// Where a launch on ECS left the job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,12 +129,123 @@ impl Driver {
             }
         };
 
+        if !job.depends_on.is_empty() {
+            match self.dependencies_now(message, &job).await {
+                Ok(Awaited::Run) => {}
+                Ok(decision) => return self.pending(message, &job, message_id, decision).await,
+                Err(outcome) => return outcome,
+            }
+        }
         match self.store.accept(&job, message_id, now_ms()).await {
             Ok(Created::New) => {
                 let job = launch::at_attempt(&job, 0);
                 self.launch(message, &job, &decision, FIRST_LAUNCH).await
             }
             Ok(Created::Exists(record)) => self.recorded(message, &record, Some(message_id)).await,
+            Err(e) => Outcome::retry(e),
+        }
+    }
+
+    /// Where a new job's dependencies stand. One not recorded yet may be
+    /// a job sent a moment before, whose message the driver has not taken
+    /// yet: the message comes back for [`UNKNOWN_DEPENDENCY_GRACE`] after
+    /// it was sent, and then the job is rejected.
+    async fn dependencies_now(
+        &self,
+        message: &SqsMessage,
+        job: &ResolvedJob,
+    ) -> Result<Awaited, Outcome> {
+        let ids: Vec<&str> = job.depends_on.iter().map(|d| d.job_id.as_str()).collect();
+        let statuses = self.store.statuses(&ids).await.map_err(Outcome::retry)?;
+        let unknown: Vec<&str> = ids
+            .iter()
+            .copied()
+            .filter(|id| !statuses.contains_key(*id))
+            .collect();
+        if !unknown.is_empty() {
+            let grace = i64::try_from(UNKNOWN_DEPENDENCY_GRACE.as_millis()).unwrap_or(i64::MAX);
+            let sent = sent_at_ms(message).unwrap_or_else(now_ms);
+            let named = unknown.join(", ");
+            return Err(if now_ms() - sent < grace {
+                Outcome::Retry {
+                    reason: format!("its dependencies {named} are not recorded yet"),
+                }
+            } else {
+                let reason = format!(
+                    "`depends_on`: no job {named} is recorded ({} s after the job was sent)",
+                    UNKNOWN_DEPENDENCY_GRACE.as_secs()
+                );
+                let message_id = message.message_id.as_deref().unwrap_or("");
+                self.reject(
+                    message,
+                    &Rejection {
+                        job_id: &job.job_id,
+                        message_id,
+                        reason: &reason,
+                        definition: Some(&job.definition),
+                        raw_body: None,
+                    },
+                )
+                .await
+            });
+        }
+        Ok(dependency::decide(&job.depends_on, |id| {
+            statuses.get(id).copied()
+        }))
+    }
+
+    /// Records a job whose dependencies are not all met `PENDING`, ties it
+    /// to those it waits for, and moves it on if one ended meanwhile.
+    async fn pending(
+        &self,
+        message: &SqsMessage,
+        job: &ResolvedJob,
+        message_id: &str,
+        decision: Awaited,
+    ) -> Outcome {
+        let reason = match &decision {
+            Awaited::Wait(ids) => dependency::waiting_reason(ids),
+            Awaited::Fail(reason) => reason.clone(),
+            Awaited::Run => String::new(),
+        };
+        match self
+            .store
+            .accept_pending(job, message_id, &reason, now_ms())
+            .await
+        {
+            Ok(Created::New) => {}
+            Ok(Created::Exists(record)) => {
+                return self.recorded(message, &record, Some(message_id)).await;
+            }
+            Err(e) => return Outcome::retry(e),
+        }
+        let waiting = match decision {
+            Awaited::Wait(ids) => ids,
+            _ => Vec::new(),
+        };
+        self.tie(message, &job.job_id, &waiting).await
+    }
+
+    /// Ties a `PENDING` job to `waiting` (see `berth_aws::dependencies`)
+    /// and moves it on as its dependencies now stand: launched here once
+    /// they are met.
+    async fn tie(&self, message: &SqsMessage, job_id: &str, waiting: &[String]) -> Outcome {
+        match dependencies::tie(&self.store, None, job_id, waiting).await {
+            Ok(Checked::Waiting(waiting)) => Outcome::Pending { waiting },
+            Ok(Checked::Failed(reason)) => Outcome::Failed { reason },
+            Ok(Checked::NotPending(Some(status))) => Outcome::Duplicate { status },
+            Ok(Checked::NotPending(None)) => gone(job_id),
+            Ok(Checked::Released | Checked::Runnable) => {
+                match dependencies::release(&self.store, job_id).await {
+                    Ok(Changed::Applied) => {}
+                    written => return moved_on(written, job_id).unwrap_or_else(|| gone(job_id)),
+                }
+                match self.store.get(job_id).await {
+                    Ok(Some(record)) => self.recorded(message, &record, None).await,
+                    Ok(None) => gone(job_id),
+                    Err(e) => Outcome::retry(e),
+                }
+            }
             Err(e) => Outcome::retry(e),
         }
     }
@@ -181,6 +299,12 @@ impl Driver {
                 status: record.status,
             };
         };
+        if record.status == JobStatus::Pending {
+            // Its message again (the driver stopped before it was done with
+            // it): tie it again, which adds nothing twice.
+            let ids: Vec<String> = job.depends_on.iter().map(|d| d.job_id.clone()).collect();
+            return Box::pin(self.tie(message, &record.job_id, &ids)).await;
+        }
         let decision = match routing::route(job, &self.routing(job, record.interruptions)) {
             Ok(decision) => decision,
             Err(e) => return self.fail(job, record.launch, e.to_string()).await,
@@ -560,7 +684,11 @@ impl Driver {
             .store
             .transition(&job.job_id, JobStatus::Failed, change, now_ms())
             .await;
-        moved_on(written, &job.job_id).unwrap_or(Outcome::Failed { reason })
+        if let Some(outcome) = moved_on(written, &job.job_id) {
+            return outcome;
+        }
+        dependencies::after_end(&self.store, self.queue.as_ref(), &job.job_id).await;
+        Outcome::Failed { reason }
     }
 }
 

@@ -131,6 +131,11 @@ pub enum Outcome {
     LaunchRetry {
         reason: String,
     },
+    /// It waits for its dependencies, `PENDING`: these have not ended.
+    /// Whoever ends the last of them releases it; this message is done with.
+    Pending {
+        waiting: Vec<String>,
+    },
     /// Anything else retryable (the store or the definitions unreachable,
     /// a launch in progress elsewhere); the message comes back.
     Retry {
@@ -157,6 +162,7 @@ impl Outcome {
             Self::Dispatched { .. } => "dispatched",
             Self::Waiting { .. } => "waiting",
             Self::Held { .. } => "held",
+            Self::Pending { .. } => "pending",
             Self::Rejected { .. } => "rejected",
             Self::DeadLettered { .. } => "dead-lettered",
             Self::Duplicate { .. } => "duplicate",
@@ -349,7 +355,10 @@ impl Driver {
             .transition(job_id, JobStatus::Failed, change, now_ms())
             .await
         {
-            Ok(Changed::Applied) => Outcome::Failed { reason },
+            Ok(Changed::Applied) => {
+                berth_aws::dependencies::after_end(&self.store, self.queue.as_ref(), job_id).await;
+                Outcome::Failed { reason }
+            }
             // It moved on meanwhile: as it was.
             Ok(Changed::Refused(_)) => outcome,
             Err(e) => Outcome::retry(e),
@@ -393,6 +402,7 @@ fn count(outcome: &Outcome) {
         }
         Outcome::Waiting { .. } => "WaitingForCapacity",
         Outcome::Held { .. } => "HeldForSpendingLimit",
+        Outcome::Pending { .. } => "Pending",
         Outcome::Rejected { .. } => "Rejected",
         Outcome::DeadLettered { .. } => "DeadLettered",
         Outcome::Failed { .. } => "LaunchFailed",
@@ -441,6 +451,14 @@ fn log(message_id: &str, job_id: Option<&str>, outcome: &Outcome, elapsed: Durat
             decision,
             reason = reason.as_str(),
             until,
+            elapsed_ms,
+            "job decision"
+        ),
+        Outcome::Pending { waiting } => tracing::info!(
+            job_id,
+            message_id,
+            decision,
+            reason = berth_core::dependency::waiting_reason(waiting).as_str(),
             elapsed_ms,
             "job decision"
         ),

@@ -132,6 +132,13 @@ pub async fn handle(
                     "held for its definition's spending limit, and the day is over: put back on the queue"
                 );
             }
+            for (job_id, checked) in &sweep.dependencies {
+                tracing::warn!(
+                    job_id,
+                    checked = ?checked,
+                    "pending, and its dependencies had ended with no one moving it on"
+                );
+            }
             for (job_id, error) in &sweep.errors {
                 tracing::warn!(
                     job_id,
@@ -145,6 +152,7 @@ pub async fn handle(
                 requeued = sweep.requeued.len(),
                 released = sweep.released.len(),
                 no_capacity = sweep.no_capacity.len(),
+                dependencies = sweep.dependencies.len(),
                 requeue_deferred_backlog = sweep.requeue_deferred,
                 errors = sweep.errors.len(),
                 "sweep"
@@ -155,6 +163,7 @@ pub async fn handle(
                 "requeued": sweep.requeued,
                 "released": sweep.released,
                 "no_capacity": sweep.no_capacity,
+                "dependencies": sweep.dependencies.iter().map(|(id, _)| id).collect::<Vec<_>>(),
                 "errors": sweep.errors.len(),
             }))
         }

@@ -22,6 +22,7 @@
 use std::time::Duration;
 
 use berth_aws::cost::{InstanceFacts, task_usage};
+use berth_aws::dependencies::{self, Checked};
 use berth_aws::ecs::{InstanceChange, TASK_STOPPED, TaskChange};
 use berth_aws::operations::{self, AttemptEnded, Cancelled};
 use berth_aws::store::{Change, Changed, JobRecord, JobSummary, now_ms};
@@ -52,6 +53,15 @@ pub const LAMBDA_REPORT_GRACE: Duration = Duration::from_secs(120);
 /// later, and one that never arrives would otherwise leave the job as it
 /// was until its deadline.
 pub const EVENT_GRACE: Duration = Duration::from_secs(60);
+
+/// How long a `PENDING` job stays unchanged before the sweep checks its
+/// dependencies: whoever ends a dependency moves its dependents on at once,
+/// so the sweep is for the ends no one followed.
+pub const PENDING_QUIET: Duration = Duration::from_secs(60);
+
+/// The most `PENDING` jobs one sweep checks (two reads each, and a write
+/// for each still waiting).
+pub const PENDING_PER_SWEEP: usize = 200;
 
 /// How long a job waiting to launch (`ACCEPTED`, `WAITING_FOR_CAPACITY`)
 /// may stay unchanged before the sweep takes its message for lost: longer
@@ -139,6 +149,9 @@ pub struct Sweep {
     /// Messages that waited on the job queue, when there were any: then
     /// only jobs quiet for [`STRANDED_WHATEVER_BACKLOG`] were put back.
     pub requeue_deferred: Option<u64>,
+    /// `PENDING` jobs whose dependencies had ended with no one moving them
+    /// on: each released or failed, with the reason of a failure.
+    pub dependencies: Vec<(String, Checked)>,
 }
 
 #[derive(Debug, Clone)]
@@ -152,6 +165,9 @@ pub struct Lifecycle {
     event_grace: Duration,
     stranded_after: Duration,
     stranded_whatever_backlog: Duration,
+    /// How long a `PENDING` job stays quiet before the sweep checks its
+    /// dependencies.
+    pending_quiet: Duration,
     /// What an attempt is priced at (Spot as the scaler last observed).
     prices: Prices,
     /// What a day of a spending limit is.
@@ -171,6 +187,7 @@ impl Lifecycle {
             event_grace: EVENT_GRACE,
             stranded_after: STRANDED_AFTER,
             stranded_whatever_backlog: STRANDED_WHATEVER_BACKLOG,
+            pending_quiet: PENDING_QUIET,
             definitions: None,
             prices: Prices::default(),
             spending_day: SpendingDay::default(),
@@ -252,6 +269,13 @@ impl Lifecycle {
     /// [`STRANDED_WHATEVER_BACKLOG`]).
     pub fn with_stranded_whatever_backlog(mut self, quiet: Duration) -> Self {
         self.stranded_whatever_backlog = quiet;
+        self
+    }
+
+    /// Sets how long a `PENDING` job stays quiet before the sweep checks
+    /// its dependencies (default [`PENDING_QUIET`]).
+    pub fn with_pending_quiet(mut self, quiet: Duration) -> Self {
+        self.pending_quiet = quiet;
         self
     }
 
@@ -536,7 +560,41 @@ impl Lifecycle {
         }
         self.requeue_stranded(now, &mut sweep).await?;
         self.end_overdue_waits(now, &mut sweep).await?;
+        self.check_pending(now, &mut sweep).await?;
         Ok(sweep)
+    }
+
+    /// Checks the dependencies of `PENDING` jobs quiet for
+    /// [`Lifecycle::with_pending_quiet`], the quietest first, at most
+    /// [`PENDING_PER_SWEEP`]: one whose dependencies ended with no one
+    /// moving it on (a function stopped before it read their dependents,
+    /// or a cancel from the CLI, which sends no message) is released or
+    /// failed. One still waiting is marked changed, so that the next sweep
+    /// takes others first.
+    async fn check_pending(&self, now: i64, sweep: &mut Sweep) -> Result<(), AwsError> {
+        let quiet = i64::try_from(self.pending_quiet.as_millis()).unwrap_or(i64::MAX);
+        let mut pending = self.store.in_status(JobStatus::Pending, usize::MAX).await?;
+        pending.retain(|j| j.updated_at.is_some_and(|t| t <= now.saturating_sub(quiet)));
+        pending.sort_by_key(|j| j.updated_at);
+        for job in pending.into_iter().take(PENDING_PER_SWEEP) {
+            match dependencies::check(&self.store, Some(&self.queue), &job.job_id).await {
+                Ok(Checked::Waiting(_)) => {
+                    if let Err(e) = self
+                        .store
+                        .touch(&job.job_id, JobStatus::Pending, job.launch, now)
+                        .await
+                    {
+                        sweep.errors.push((job.job_id, e.to_string()));
+                    }
+                }
+                Ok(checked @ (Checked::Released | Checked::Failed(_))) => {
+                    sweep.dependencies.push((job.job_id, checked));
+                }
+                Ok(_) => {}
+                Err(e) => sweep.errors.push((job.job_id, e.to_string())),
+            }
+        }
+        Ok(())
     }
 
     /// Puts back the message of each job waiting to launch (`ACCEPTED`,
@@ -659,7 +717,10 @@ impl Lifecycle {
                 .transition(&job.job_id, JobStatus::Failed, change, now)
                 .await
             {
-                Ok(Changed::Applied) => sweep.no_capacity.push(job.job_id),
+                Ok(Changed::Applied) => {
+                    dependencies::after_end(&self.store, Some(&self.queue), &job.job_id).await;
+                    sweep.no_capacity.push(job.job_id)
+                }
                 Ok(Changed::Refused(_)) => {}
                 Err(e) => sweep.errors.push((job.job_id, e.to_string())),
             }
@@ -838,15 +899,19 @@ impl Lifecycle {
         ) else {
             return Ok(false);
         };
-        Ok(matches!(
+        let applied = matches!(
             self.store.settle(&job.job_id, &settled, now).await?,
             Changed::Applied
-        ))
+        );
+        if applied {
+            dependencies::after_end(&self.store, Some(&self.queue), &job.job_id).await;
+        }
+        Ok(applied)
     }
 
     /// Cancels `job_id` wherever it is (see [`operations::cancel`]).
     pub async fn cancel(&self, job_id: &str, why: Option<&str>) -> Result<Cancelled, AwsError> {
-        operations::cancel(&self.store, &self.ecs, job_id, why).await
+        operations::cancel(&self.store, &self.ecs, Some(&self.queue), job_id, why).await
     }
 }
 

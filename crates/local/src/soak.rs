@@ -319,7 +319,9 @@ async fn cancel_when_running(
         for id in ids {
             match store.get(&id).await {
                 Ok(Some(r)) if r.status == JobStatus::Running => {
-                    match berth_aws::operations::cancel(&store, &ecs, &id, Some("the soak")).await {
+                    match berth_aws::operations::cancel(&store, &ecs, None, &id, Some("the soak"))
+                        .await
+                    {
                         Ok(berth_aws::operations::Cancelled::Cancelled { .. }) => {
                             cancelled.insert(id);
                         }

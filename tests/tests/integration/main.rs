@@ -8,6 +8,7 @@ mod capacity;
 mod cli;
 mod cost;
 mod crash;
+mod dependencies;
 mod driver;
 mod driver_ecs_answers;
 mod engine;

@@ -340,7 +340,7 @@ async fn the_scaler_rests_with_its_schedule_off_until_a_job_wakes_it() {
 
     // The job is cancelled; the instance registers, idles, drains and goes,
     // and the schedule goes off with it.
-    berth_aws::operations::cancel(&s.stack.store(), &s.stack.cluster(), "index-1", None)
+    berth_aws::operations::cancel(&s.stack.store(), &s.stack.cluster(), None, "index-1", None)
         .await
         .unwrap();
     s.sync().await;

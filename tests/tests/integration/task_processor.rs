@@ -171,8 +171,8 @@ async fn a_job_with_a_job_role_gets_that_roles_credentials_alone() {
     let env: std::collections::BTreeMap<&str, &str> =
         text.lines().filter_map(|l| l.split_once('=')).collect();
     assert!(
-        !env.keys()
-            .any(|k| k.starts_with("BERTH_") && !["BERTH_JOB_ID", "BERTH_LAUNCH"].contains(k)),
+        !env.keys().any(|k| k.starts_with("BERTH_")
+            && !["BERTH_JOB_ID", "BERTH_LAUNCH", "BERTH_ATTEMPT"].contains(k)),
         "{text}"
     );
     assert!(!env.contains_key("AWS_LAMBDA_RUNTIME_API"), "{text}");
@@ -534,6 +534,7 @@ async fn a_job_cancelled_while_it_runs_is_stopped_at_the_next_heartbeat() {
     let cancelled = berth_aws::operations::cancel(
         &stack.store(),
         &stack.cluster(),
+        None,
         "l-cancel",
         Some("no longer wanted"),
     )

@@ -174,7 +174,7 @@ async fn the_functions_handle_their_samples_under_cargo_lambda_watch() {
     let answer = watch.invoke_file("berth-ecs-runner", "events/ecs-runner-schedule.json");
     assert_eq!(
         answer,
-        serde_json::json!({ "reconciled": [], "timed_out": [], "requeued": [], "released": [], "no_capacity": [], "errors": 0 })
+        serde_json::json!({ "reconciled": [], "timed_out": [], "requeued": [], "released": [], "no_capacity": [], "dependencies": [], "errors": 0 })
     );
 
     // The capacity metric on its schedule sample: two c5.xlarge holding 3

@@ -26,6 +26,7 @@ fn job() -> ResolvedJob {
     ResolvedJob {
         daily_limit_usd: None,
         retry_rules: Vec::new(),
+        depends_on: Vec::new(),
         job_id: "j".into(),
         definition: "render".into(),
         task_definition: "render:1".into(),
@@ -61,7 +62,10 @@ fn the_overrides_size_counts_all_that_run_task_sends() {
         text.contains("BERTH_JOB_ID") && text.contains("4294967295"),
         "{text}"
     );
-    assert!(text.contains(r#""name":"BERTH_ATTEMPT","value":"4294967295""#), "{text}");
+    assert!(
+        text.contains(r#""name":"BERTH_ATTEMPT","value":"4294967295""#),
+        "{text}"
+    );
     assert_eq!(plain, text.chars().count());
 }
 
