@@ -341,6 +341,22 @@ impl Stack {
             .unwrap_or_default()
     }
 
+    /// The value of `name` in the job container's environment overrides of
+    /// `job_id`'s `launch`.
+    pub async fn task_env(&self, job_id: &str, launch: u32, name: &str) -> Option<String> {
+        let task = self.tasks_of(job_id, launch).await.into_iter().next()?;
+        task.overrides()?.container_overrides()[0]
+            .environment()
+            .iter()
+            .find(|kv| kv.name() == Some(name))
+            .and_then(|kv| kv.value().map(str::to_owned))
+    }
+
+    /// The CLI's library on this stack.
+    pub fn cli(&self) -> berth_cli::Berth {
+        berth_cli::Berth::new(self.settings.clone(), self.clients().clone())
+    }
+
     /// The cluster's container instances, described.
     pub async fn container_instances(&self) -> Vec<aws_sdk_ecs::types::ContainerInstance> {
         let ecs = &self.clients().ecs;

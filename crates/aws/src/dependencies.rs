@@ -112,23 +112,47 @@ impl JobStore {
 
     /// The jobs waiting on `job_id`, read consistently.
     pub async fn dependents_of(&self, job_id: &str) -> Result<Vec<String>, AwsError> {
+        Ok(self
+            .end_facts(job_id)
+            .await?
+            .map(|(_, dependents)| dependents)
+            .unwrap_or_default())
+    }
+
+    /// The status of `job_id` and the jobs waiting on it, read
+    /// consistently; `None` when it is not recorded.
+    pub async fn end_facts(
+        &self,
+        job_id: &str,
+    ) -> Result<Option<(JobStatus, Vec<String>)>, AwsError> {
         let out = self
             .ddb
             .get_item()
             .table_name(&self.table)
             .key(attr::JOB_ID, AttributeValue::S(job_id.into()))
-            .projection_expression("#dependents")
+            .projection_expression("#dependents, #status")
             .expression_attribute_names("#dependents", DEPENDENTS)
+            .expression_attribute_names("#status", attr::STATUS)
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("dynamodb:GetItem", e))?;
-        Ok(out
-            .item()
-            .and_then(|i| i.get(DEPENDENTS))
+        let Some(item) = out.item() else {
+            return Ok(None);
+        };
+        let Some(status) = item
+            .get(attr::STATUS)
+            .and_then(|v| v.as_s().ok())
+            .and_then(|s| JobStatus::parse(s))
+        else {
+            return Ok(None);
+        };
+        let dependents = item
+            .get(DEPENDENTS)
             .and_then(|v| v.as_ss().ok())
             .cloned()
-            .unwrap_or_default())
+            .unwrap_or_default();
+        Ok(Some((status, dependents)))
     }
 
     /// The status of each of `job_ids` that is recorded, read consistently.
@@ -299,8 +323,10 @@ async fn check_one(
     }
 }
 
-/// After `job_id` ended: checks each job waiting on it, and on down the
-/// chain for each that fails so (at most [`CASCADE_MAX`] jobs; the sweep
+/// After `job_id` ended: counts its end on its array's parent, when it is
+/// a child (which may release the next children or end the parent), and
+/// checks each job waiting on it, and on down the chain for each that
+/// fails so or parent that ends so (at most [`CASCADE_MAX`] jobs; the sweep
 /// takes the rest). Returns the jobs it moved on.
 pub async fn ended(
     store: &JobStore,
@@ -310,7 +336,23 @@ pub async fn ended(
     let mut moved = Vec::new();
     let mut ends = vec![job_id.to_owned()];
     while let Some(end) = ends.pop() {
-        for dependent in store.dependents_of(&end).await? {
+        let Some((status, dependents)) = store.end_facts(&end).await? else {
+            continue;
+        };
+        if !status.is_final() {
+            continue;
+        }
+        if let Some((parent, index)) = berth_core::array::parent_of(&end) {
+            store
+                .count_child_end(parent, index, status == JobStatus::Succeeded)
+                .await?;
+            let advanced =
+                crate::array::advance(store, queue, parent, crate::array::END_BUDGET).await?;
+            if let crate::array::Advanced::Ended(_) = advanced {
+                ends.push(parent.to_owned());
+            }
+        }
+        for dependent in dependents {
             if moved.len() >= CASCADE_MAX {
                 return Ok(moved);
             }

@@ -1292,6 +1292,7 @@ mod tests {
             daily_limit_usd: None,
             retry_rules: Vec::new(),
             depends_on: Vec::new(),
+            array: None,
             job_id: "j-1".into(),
             definition: "render".into(),
             task_definition: "render".into(),

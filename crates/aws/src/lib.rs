@@ -25,6 +25,7 @@
 //! built once from one `SdkConfig` (which honours `AWS_ENDPOINT_URL`, so the
 //! same wiring talks to the local AWS).
 
+pub mod array;
 pub mod batch;
 pub mod cost;
 pub mod definitions;

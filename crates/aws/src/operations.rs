@@ -240,6 +240,23 @@ pub async fn cancel(
         AttemptEnded::Refused(Some(status)) => return Ok(Cancelled::AlreadyEnded { status }),
         AttemptEnded::Refused(None) => return Ok(Cancelled::NotFound),
     }
+    if before.children.is_some() {
+        // An array: every child released and not ended goes with it. None
+        // is released once it has ended (its cursor moves only while it is
+        // `ACCEPTED`), and one recorded after this reading is cancelled by
+        // the driver, which reads the parent again once it has recorded a
+        // child.
+        let released = store
+            .get(job_id)
+            .await?
+            .and_then(|r| r.children)
+            .map_or(0, |c| c.released);
+        let why = format!("its array {job_id} was cancelled");
+        for child in crate::array::open_children(store, job_id, released).await? {
+            Box::pin(cancel(store, ecs, queue, &child, Some(&why))).await?;
+        }
+        return Ok(Cancelled::Cancelled { stopped_task: None });
+    }
     let task = match (launched, before.route, before.task_arn) {
         (true, Some(route), Some(task)) if route.is_ecs() => task,
         _ => return Ok(Cancelled::Cancelled { stopped_task: None }),

@@ -18,6 +18,9 @@ use crate::AwsError;
 
 /// The message attribute naming the launch after which a job is re-queued.
 pub const RELAUNCH_ATTRIBUTE: &str = "berth-relaunch-after";
+/// The message attribute that marks an array's child's message, naming
+/// its parent (see `berth_aws::array`).
+pub const ARRAY_CHILD_ATTRIBUTE: &str = "berth-array-child";
 /// The message attribute that carries the reason on the dead-letter queue.
 pub const REASON_ATTRIBUTE: &str = "berth-reason";
 /// The message attribute that names the original message on the dead-letter queue.
@@ -25,8 +28,8 @@ pub const SOURCE_MESSAGE_ATTRIBUTE: &str = "berth-source-message-id";
 
 #[derive(Debug, Clone)]
 pub struct JobQueue {
-    sqs: Client,
-    url: String,
+    pub(crate) sqs: Client,
+    pub(crate) url: String,
 }
 
 impl JobQueue {
@@ -143,7 +146,7 @@ impl DeadLetters {
     }
 }
 
-fn attribute(data_type: &str, value: &str) -> Result<MessageAttributeValue, AwsError> {
+pub(crate) fn attribute(data_type: &str, value: &str) -> Result<MessageAttributeValue, AwsError> {
     MessageAttributeValue::builder()
         .data_type(data_type)
         .string_value(value)

@@ -160,6 +160,8 @@ pub struct JobRecord {
     pub cost_usd: Option<f64>,
     /// Times it was held for its definition's spending limit.
     pub holds: u32,
+    /// An array's children, as it counts them (`None` for any other job).
+    pub children: Option<berth_core::array::Children>,
 }
 
 /// A job as the status index holds it ([`STATUS_INDEX_ATTRIBUTES`]): what
@@ -325,7 +327,7 @@ impl JobStore {
     }
 
     /// Records a valid job as `ACCEPTED`, with its first launch
-    /// ([`FIRST_LAUNCH`]) claimed.
+    /// ([`FIRST_LAUNCH`]) claimed (an array: at launch 0, none claimed).
     pub async fn accept(
         &self,
         job: &ResolvedJob,
@@ -356,7 +358,8 @@ impl JobStore {
         item.insert(attr::DEFINITION.into(), s(&job.definition));
         item.insert(attr::JOB.into(), s(&json));
         item.insert(attr::MAX_ATTEMPTS.into(), n(job.max_attempts));
-        if status == JobStatus::Pending {
+        // A job that waits, or an array, which never launches itself.
+        if status == JobStatus::Pending || job.array.is_some() {
             item.insert(attr::LAUNCH.into(), n(0));
         } else {
             item.insert(attr::LAUNCH.into(), n(FIRST_LAUNCH));
@@ -936,12 +939,14 @@ pub fn record(item: &Item) -> Option<JobRecord> {
             .and_then(|v| v.parse::<i64>().ok())
     };
     let small = |k: &str| num(k).and_then(|v| u32::try_from(v).ok());
+    let job: Option<ResolvedJob> = text(attr::JOB).and_then(|j| serde_json::from_str(&j).ok());
     Some(JobRecord {
+        children: crate::array::children(item, job.as_ref()),
         job_id: text(attr::JOB_ID)?,
         status: JobStatus::parse(&text(attr::STATUS)?)?,
         message_id: text(attr::MESSAGE_ID),
         definition: text(attr::DEFINITION),
-        job: text(attr::JOB).and_then(|j| serde_json::from_str(&j).ok()),
+        job,
         raw_body: text(attr::RAW_BODY),
         route: text(attr::ROUTE).and_then(|r| Route::parse(&r)),
         launch: small(attr::LAUNCH).unwrap_or(0),

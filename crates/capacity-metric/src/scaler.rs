@@ -825,6 +825,7 @@ mod tests {
             daily_limit_usd: None,
             retry_rules: Vec::new(),
             depends_on: Vec::new(),
+            array: None,
             job_id: "j".into(),
             definition: "d".into(),
             task_definition: if gpu > 0 { "graviton" } else { "td" }.into(),

@@ -62,6 +62,8 @@ pub struct Submission {
     pub tags: Vec<(String, String)>,
     /// The jobs it waits for, each with its condition.
     pub depends_on: Vec<Dependency>,
+    /// Its children, for an array.
+    pub array: Option<berth_core::array::ArraySpec>,
 }
 
 /// How long `berth submit` waits for a job it depends on to be recorded
@@ -115,6 +117,10 @@ impl Submission {
             let deps = serde_json::to_value(&self.depends_on)
                 .map_err(|e| CliError::Input(e.to_string()))?;
             m.insert("depends_on".into(), deps);
+        }
+        if let Some(array) = &self.array {
+            let array = serde_json::to_value(array).map_err(|e| CliError::Input(e.to_string()))?;
+            m.insert("array".into(), array);
         }
         Ok(serde_json::Value::Object(m).to_string())
     }
@@ -252,6 +258,73 @@ impl Berth {
             .get(job_id)
             .await?
             .ok_or_else(|| CliError::Failed(format!("no job `{job_id}`")))
+    }
+
+    /// An array's children counted by status, as AWS Batch's
+    /// `statusSummary` counts them: those not released yet are `PENDING`.
+    /// `None` for any other job.
+    pub async fn children_summary(
+        &self,
+        r: &JobRecord,
+    ) -> Result<Option<BTreeMap<String, u32>>, CliError> {
+        let Some(children) = &r.children else {
+            return Ok(None);
+        };
+        let ids: Vec<String> = (0..children.released)
+            .map(|i| berth_core::array::child_id(&r.job_id, i))
+            .collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let statuses = self.store().statuses(&refs).await?;
+        let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+        for status in statuses.values() {
+            *counts.entry(status.as_str().to_owned()).or_default() += 1;
+        }
+        // Released and not recorded yet (their messages not yet taken), or
+        // not released yet.
+        let unrecorded = children.size - u32::try_from(statuses.len()).unwrap_or(children.size);
+        if unrecorded > 0 {
+            *counts
+                .entry(JobStatus::Pending.as_str().to_owned())
+                .or_default() += unrecorded;
+        }
+        Ok(Some(counts))
+    }
+
+    /// The children of array `parent` by index, from `first`: at most
+    /// `limit`, in `status` and on `route` when given.
+    pub async fn list_array(
+        &self,
+        parent: &str,
+        status: Option<JobStatus>,
+        route: Option<Route>,
+        limit: usize,
+    ) -> Result<Vec<JobSummary>, CliError> {
+        let record = self.status(parent).await?;
+        let Some(children) = record.children else {
+            return Err(CliError::Input(format!("`{parent}` is not an array job")));
+        };
+        let store = self.store();
+        let mut jobs = Vec::new();
+        let ids: Vec<String> = (0..children.released)
+            .map(|i| berth_core::array::child_id(parent, i))
+            .collect();
+        for chunk in ids.chunks(100) {
+            let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let mut found = store.records_of(&refs).await?;
+            found.sort_by_key(|r| berth_core::array::parent_of(&r.job_id).map(|(_, i)| i));
+            jobs.extend(
+                found
+                    .into_iter()
+                    .filter(|r| status.is_none_or(|s| r.status == s))
+                    .filter(|r| route.is_none() || r.route == route)
+                    .map(JobSummary::from),
+            );
+            if jobs.len() >= limit {
+                break;
+            }
+        }
+        jobs.truncate(limit);
+        Ok(jobs)
     }
 
     /// Jobs, most recently changed first: in `status` (all when `None`),
@@ -464,6 +537,14 @@ pub fn describe_view(v: &view::JobView) -> String {
             .filter(|_| v.next_try_at.is_some() || v.waiting_since.is_some()),
     );
     add("reason", v.reason.clone());
+    add(
+        "children",
+        v.children.as_ref().map(|counts| {
+            let all: u32 = counts.values().sum();
+            let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+            format!("{all}: {}", parts.join(", "))
+        }),
+    );
     add("definition", v.definition.clone());
     add(
         "tags",

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use berth_aws::Settings;
-use berth_cli::{Berth, CliError, Submission, describe, largest, spot_price, table};
+use berth_cli::{Berth, CliError, Submission, largest, spot_price, table};
 use berth_core::capacity::{LargestContainer, Resources};
 use berth_core::dependency::{Condition, Dependency};
 use berth_core::{JobStatus, Route};
@@ -90,6 +90,15 @@ enum Command {
         /// no longer be met.
         #[arg(long = "depends-on", value_parser = dependency)]
         depends_on: Vec<Dependency>,
+        /// Make it an array of this many children, 2 to 10,000: one
+        /// submission; each child (`JOB_ID:INDEX`) sees BERTH_ARRAY_INDEX
+        /// and BERTH_ARRAY_SIZE.
+        #[arg(long)]
+        array_size: Option<u32>,
+        /// At most this many of the array's children under way at once
+        /// (default: all).
+        #[arg(long, requires = "array_size")]
+        max_running: Option<u32>,
         /// The command, after `--`.
         #[arg(last = true)]
         command: Vec<String>,
@@ -113,6 +122,9 @@ enum Command {
         /// At most this many jobs.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// The children of this array job instead, by index.
+        #[arg(long, value_name = "PARENT")]
+        array: Option<String>,
     },
     /// A live table of jobs until every one has ended: the jobs named, else
     /// every job not ended now. Exits 0 when every job SUCCEEDED, 1 when
@@ -577,6 +589,8 @@ async fn run(command: Command, stack: Option<&str>, json: bool) -> Result<String
             processor,
             max_attempts,
             depends_on,
+            array_size,
+            max_running,
             command,
         } => {
             let body = file.as_deref().map(berth_cli::read).transpose()?;
@@ -594,6 +608,7 @@ async fn run(command: Command, stack: Option<&str>, json: bool) -> Result<String
                 max_attempts,
                 tags,
                 depends_on,
+                array: array_size.map(|size| berth_core::array::ArraySpec { size, max_running }),
             };
             let job_id = connect().await?.submit(&submission).await?;
             if json {
@@ -603,19 +618,27 @@ async fn run(command: Command, stack: Option<&str>, json: bool) -> Result<String
             }
         }
         Command::Status { job_id } => {
-            let r = connect().await?.status(&job_id).await?;
+            let cli = connect().await?;
+            let r = cli.status(&job_id).await?;
+            let mut view = berth_cli::view::JobView::of(&r, berth_cli::now_ms());
+            view.children = cli.children_summary(&r).await?;
             if json {
-                to_json(&berth_cli::view::JobView::of(&r, berth_cli::now_ms()))
+                to_json(&view)
             } else {
-                Ok(describe(&r))
+                Ok(berth_cli::describe_view(&view))
             }
         }
         Command::List {
             status,
             route,
             limit,
+            array,
         } => {
-            let jobs = connect().await?.list(status, route, limit).await?;
+            let cli = connect().await?;
+            let jobs = match array {
+                Some(parent) => cli.list_array(&parent, status, route, limit).await?,
+                None => cli.list(status, route, limit).await?,
+            };
             if json {
                 let rows: Vec<_> = jobs.iter().map(berth_cli::view::JobRow::of).collect();
                 to_json(&rows)

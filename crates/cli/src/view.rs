@@ -63,6 +63,10 @@ pub struct JobView {
     pub costs: Vec<CostView>,
     /// The job as it runs (`None` for a rejected message).
     pub job: Option<ResolvedJob>,
+    /// An array's children, counted by status (`PENDING`: not released
+    /// yet); `None` for any other job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub children: Option<std::collections::BTreeMap<String, u32>>,
     /// The message as it was sent.
     pub message_id: Option<String>,
     pub body: Option<String>,
@@ -126,6 +130,7 @@ impl JobView {
             interruptions: r.interruptions,
             waits_for_capacity: r.waits,
             holds: r.holds,
+            children: None,
             task_arn: r.task_arn.clone(),
             request_id: r.request_id.clone(),
             exit_code: r.exit_code,

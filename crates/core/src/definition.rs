@@ -392,6 +392,9 @@ pub struct ResolvedJob {
     /// The jobs it waits for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<crate::dependency::Dependency>,
+    /// Its children, for an array job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array: Option<crate::array::ArraySpec>,
 }
 
 impl ResolvedJob {
@@ -479,6 +482,7 @@ pub fn resolve(
             .clone()
             .unwrap_or_else(|| def.retry_rules.clone()),
         depends_on: job.depends_on.clone(),
+        array: job.array,
     })
 }
 

@@ -68,10 +68,13 @@ pub struct JobRequest {
     /// The jobs it waits for (see [`crate::dependency`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<crate::dependency::Dependency>,
+    /// It is an array of this many children (see [`crate::array`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array: Option<crate::array::ArraySpec>,
 }
 
 /// The fields of a v1 job message, in the order the contract lists them.
-pub const FIELDS: [&str; 13] = [
+pub const FIELDS: [&str; 14] = [
     "job_id",
     "definition",
     "command",
@@ -85,6 +88,7 @@ pub const FIELDS: [&str; 13] = [
     "tags",
     "retry_rules",
     "depends_on",
+    "array",
 ];
 
 /// Why a job message was rejected.
@@ -312,6 +316,16 @@ const ENV_NAME_CHARS: &str =
 /// Parses and validates a job message body. `message_id` (the SQS message id)
 /// becomes the job id when the body has none.
 pub fn parse(body: &str, message_id: &str) -> Result<JobRequest, MessageError> {
+    parse_as(body, message_id, false)
+}
+
+/// [`parse`] of a message berth itself sent: a re-queued attempt or an
+/// array's child, whose job id may be a child's, `<parent>:<index>`.
+pub fn parse_internal(body: &str, message_id: &str) -> Result<JobRequest, MessageError> {
+    parse_as(body, message_id, true)
+}
+
+fn parse_as(body: &str, message_id: &str, child_ids: bool) -> Result<JobRequest, MessageError> {
     if body.len() > lim::MAX_BODY_BYTES {
         return Err(MessageError::BodyTooLarge {
             size: body.len(),
@@ -341,7 +355,11 @@ pub fn parse(body: &str, message_id: &str) -> Result<JobRequest, MessageError> {
         Some(v) => string(v, "job_id")?,
         None => message_id.to_owned(),
     };
-    validate_job_id(&job_id).map_err(|p| MessageError::invalid("job_id", p))?;
+    match crate::array::parent_of(&job_id) {
+        Some((parent, _)) if child_ids => validate_job_id(parent),
+        _ => validate_job_id(&job_id),
+    }
+    .map_err(|p| MessageError::invalid("job_id", p))?;
 
     let definition = match take(&mut obj, "definition") {
         Some(v) => string(v, "definition")?,
@@ -390,6 +408,7 @@ pub fn parse(body: &str, message_id: &str) -> Result<JobRequest, MessageError> {
         .map(|v| depends_on(v, &job_id))
         .transpose()?
         .unwrap_or_default();
+    let array = take(&mut obj, "array").map(array).transpose()?;
 
     Ok(JobRequest {
         job_id,
@@ -405,7 +424,27 @@ pub fn parse(body: &str, message_id: &str) -> Result<JobRequest, MessageError> {
         tags,
         retry_rules,
         depends_on,
+        array,
     })
+}
+
+/// `array`: `{"size": N, "max_running": K}`.
+fn array(v: Value) -> Result<crate::array::ArraySpec, MessageError> {
+    let field = "array";
+    if !v.is_object() {
+        return Err(MessageError::invalid(
+            field,
+            Problem::WrongType {
+                expected: "an object {size, max_running}",
+                found: json_type(&v).into(),
+            },
+        ));
+    }
+    let spec: crate::array::ArraySpec = serde_json::from_value(v)
+        .map_err(|e| MessageError::invalid(field, Problem::Invalid(quote(&e.to_string()))))?;
+    spec.validate()
+        .map_err(|p| MessageError::invalid(field, p))?;
+    Ok(spec)
 }
 
 /// `depends_on`: job ids (each `succeeded`), or `{"job_id", "condition"}`
@@ -1006,6 +1045,25 @@ mod tests {
                 json!({"depends_on": ["a", "a"]}),
                 "depends_on.invalid",
                 "`depends_on`: `a` is named more than once",
+            ),
+            // array
+            (
+                json!({"array": {"size": 10000, "max_running": 5}}),
+                json!({"array": {"size": 10001}}),
+                "array.invalid",
+                "`array`: `size` must be between 2 and 10000, found 10001",
+            ),
+            (
+                json!({"array": {"size": 2}}),
+                json!({"array": 5}),
+                "array.type",
+                "must be an object {size, max_running}, found a number",
+            ),
+            (
+                json!({"array": {"size": 3, "max_running": 3}}),
+                json!({"array": {"size": 3, "max_running": 4}}),
+                "array.invalid",
+                "`max_running` must be between 1 and the size, 3, found 4",
             ),
             // retry_rules
             (

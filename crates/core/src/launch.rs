@@ -224,16 +224,31 @@ pub fn client_token(job_id: &str, launch: LaunchNumber, scope: TokenScope) -> St
 
 /// RunTask's `startedBy`: `<job_id>/<launch>` (ECS allows letters, digits,
 /// `-`, `_` and `/`, up to 128 characters; a job id is at most 64).
+///
+/// ECS allows no `:` in `startedBy`: an array child's `<parent>:<index>`
+/// is written `<parent>/<index>`.
 pub fn started_by(job_id: &str, launch: LaunchNumber) -> String {
-    format!("{job_id}/{launch}")
+    format!("{}/{launch}", job_id.replace(':', "/"))
 }
 
 /// The job id and launch number of a task berth started, from its
 /// `startedBy`; `None` for any other task.
-pub fn parse_started_by(started_by: &str) -> Option<(&str, LaunchNumber)> {
-    let (job_id, launch) = started_by.rsplit_once('/')?;
-    crate::job::validate_job_id(job_id).ok()?;
-    Some((job_id, launch.parse().ok()?))
+pub fn parse_started_by(started_by: &str) -> Option<(String, LaunchNumber)> {
+    let (job, launch) = started_by.rsplit_once('/')?;
+    let launch = launch.parse().ok()?;
+    let job_id = match job.rsplit_once('/') {
+        Some((parent, index)) => {
+            let id = format!("{parent}:{index}");
+            crate::array::parent_of(&id)?;
+            crate::job::validate_job_id(parent).ok()?;
+            id
+        }
+        None => {
+            crate::job::validate_job_id(job).ok()?;
+            job.to_owned()
+        }
+    };
+    Some((job_id, launch))
 }
 
 /// First wait of a job that found no capacity, in seconds.
@@ -481,11 +496,25 @@ mod tests {
         let s = started_by("job_1-A", 3);
         assert_eq!(s, "job_1-A/3");
         assert!(s.len() <= ecs::MAX_STARTED_BY_CHARS);
-        assert_eq!(parse_started_by(&s), Some(("job_1-A", 3)));
-        assert_eq!(parse_started_by("ecs-svc/1234"), Some(("ecs-svc", 1234)));
+        assert_eq!(parse_started_by(&s), Some(("job_1-A".into(), 3)));
+        assert_eq!(
+            parse_started_by("ecs-svc/1234"),
+            Some(("ecs-svc".into(), 1234))
+        );
         assert_eq!(parse_started_by("someone else"), None);
         assert_eq!(parse_started_by("job/x"), None);
         assert_eq!(parse_started_by("/3"), None);
+        // An array's child: no `:` in what ECS takes.
+        let child = started_by("frames:9999", 2);
+        assert_eq!(child, "frames/9999/2");
+        assert!(
+            child
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_/".contains(c))
+        );
+        assert_eq!(parse_started_by(&child), Some(("frames:9999".into(), 2)));
+        assert_eq!(parse_started_by("frames/x/2"), None);
+        assert_eq!(parse_started_by("a b/1/2"), None);
     }
 
     #[test]

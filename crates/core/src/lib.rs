@@ -2,6 +2,7 @@
 //! functions feed it what they read from AWS and act on what it decides.
 //!
 //! - [`job`]: the v1 job message, parsed and validated;
+//! - [`array`]: array jobs: children, their release under a cap, the parent's end;
 //! - [`attempt`]: the end of an attempt, settled in one place;
 //! - [`dependency`]: jobs that wait for others, their conditions, cycles;
 //! - [`definition`]: job definitions (the allowlist) and resolving a job;
@@ -19,6 +20,7 @@
 //! - [`stop`]: what a stopped ECS task means for its job;
 //! - [`text`]: cutting text to a size; spans of time as people read them.
 
+pub mod array;
 pub mod attempt;
 pub mod capacity;
 pub mod cost;

@@ -89,6 +89,10 @@ impl JobStatus {
     /// - `PENDING` is only ever a job's first state: it leaves it for
     ///   `ACCEPTED` when its dependencies are met, `FAILED` when one can no
     ///   longer be, or `CANCELLED`.
+    ///
+    /// An array's parent launches nothing itself: it stays `ACCEPTED` while
+    /// its children run and then ends `SUCCEEDED` or `FAILED` by them
+    /// ([`crate::array`]), the one move outside these.
     pub fn sources(self) -> &'static [JobStatus] {
         match self {
             Rejected | Pending => &[],

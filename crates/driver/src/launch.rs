@@ -7,11 +7,12 @@
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsMessage;
+use berth_aws::array::{self, Advanced};
 use berth_aws::definitions::Lookup;
 use berth_aws::dependencies::{self, Checked};
 use berth_aws::ecs::{Placement, TaskChange};
 use berth_aws::operations;
-use berth_aws::queue::RELAUNCH_ATTRIBUTE;
+use berth_aws::queue::{ARRAY_CHILD_ATTRIBUTE, RELAUNCH_ATTRIBUTE};
 use berth_aws::spending::SpendKey;
 use berth_aws::store::{Change, Changed, Created, FIRST_LAUNCH, JobRecord, Rejection, now_ms};
 use berth_aws::{AwsError, LaunchError, metrics};
@@ -100,6 +101,12 @@ impl Driver {
                 raw_body: None,
             }
         }
+        if message
+            .message_attributes
+            .contains_key(ARRAY_CHILD_ATTRIBUTE)
+        {
+            return self.child(message, request).await;
+        }
         if let Some(after) = relaunch_after(message) {
             return self.relaunch(request, after, message).await;
         }
@@ -137,6 +144,7 @@ impl Driver {
             }
         }
         match self.store.accept(&job, message_id, now_ms()).await {
+            Ok(Created::New) if job.array.is_some() => self.advance_array(&job).await,
             Ok(Created::New) => {
                 let job = launch::at_attempt(&job, 0);
                 self.launch(message, &job, &decision, FIRST_LAUNCH).await
@@ -250,6 +258,117 @@ impl Driver {
         }
     }
 
+    /// Releases the children of array `job` that its cap allows, at most
+    /// [`array::DELIVERY_BUDGET`]; past that, its message goes back on the
+    /// queue for the rest.
+    async fn advance_array(&self, job: &ResolvedJob) -> Outcome {
+        let advanced = array::advance(
+            &self.store,
+            self.queue.as_ref(),
+            &job.job_id,
+            array::DELIVERY_BUDGET,
+        )
+        .await;
+        match advanced {
+            Ok(Advanced::Released(released)) => Outcome::Array {
+                released,
+                more: false,
+            },
+            Ok(Advanced::Budget(released)) => {
+                let Some(queue) = &self.queue else {
+                    return Outcome::Retry {
+                        reason: "more children to release, and no queue to come back on".into(),
+                    };
+                };
+                match queue.requeue(&job.job_id, &job.definition, 0, 0).await {
+                    Ok(()) => Outcome::Array {
+                        released,
+                        more: true,
+                    },
+                    Err(e) => Outcome::retry(e),
+                }
+            }
+            Ok(Advanced::Ended(status)) => {
+                dependencies::after_end(&self.store, self.queue.as_ref(), &job.job_id).await;
+                Outcome::Duplicate { status }
+            }
+            Ok(Advanced::Nothing) => Outcome::Ignored {
+                reason: format!("array `{}` has nothing to release", job.job_id),
+            },
+            Err(e) => Outcome::retry(e),
+        }
+    }
+
+    /// An array's child, released by its parent: recorded as the parent's
+    /// job with its index (once, whatever repeats the message), then
+    /// launched as any job.
+    async fn child(&self, message: &SqsMessage, request: &JobRequest) -> Outcome {
+        let message_id = message.message_id.as_deref().unwrap_or("");
+        let Some((parent_id, index)) = array::parent_of_child(&request.job_id) else {
+            return Outcome::Ignored {
+                reason: format!("`{}` is not an array's child", request.job_id),
+            };
+        };
+        match self.store.get(&request.job_id).await {
+            Ok(Some(record)) => return self.recorded(message, &record, Some(message_id)).await,
+            Ok(None) => {}
+            Err(e) => return Outcome::retry(e),
+        }
+        let parent = match self.store.get(parent_id).await {
+            Ok(Some(parent)) => parent,
+            Ok(None) => return gone(parent_id),
+            Err(e) => return Outcome::retry(e),
+        };
+        let Some(job) = parent
+            .job
+            .as_ref()
+            .filter(|j| j.array.is_some_and(|a| index < a.size))
+        else {
+            return Outcome::Ignored {
+                reason: format!("`{parent_id}` has no child {index}"),
+            };
+        };
+        if parent.status.is_final() {
+            return Outcome::Ignored {
+                reason: format!("its array `{parent_id}` has ended {}", parent.status),
+            };
+        }
+        let child = berth_core::array::child_job(job, index);
+        let decision = routing::route(&child, &self.routing(&child, 0));
+        match self.store.accept(&child, message_id, now_ms()).await {
+            Ok(Created::New) => {}
+            Ok(Created::Exists(record)) => {
+                return self.recorded(message, &record, Some(message_id)).await;
+            }
+            Err(e) => return Outcome::retry(e),
+        }
+        // A cancel of the array that listed its children before this one
+        // was recorded: it is cancelled here instead.
+        if let Ok(Some(now)) = self.store.get(parent_id).await
+            && now.status == JobStatus::Cancelled
+        {
+            let cancelled = operations::cancel(
+                &self.store,
+                &self.ecs,
+                self.queue.as_ref(),
+                &child.job_id,
+                Some("its array was cancelled"),
+            )
+            .await;
+            return match cancelled {
+                Ok(_) => Outcome::Duplicate {
+                    status: JobStatus::Cancelled,
+                },
+                Err(e) => Outcome::retry(e),
+            };
+        }
+        let child = launch::at_attempt(&child, 0);
+        match decision {
+            Ok(decision) => self.launch(message, &child, &decision, FIRST_LAUNCH).await,
+            Err(e) => self.fail(&child, FIRST_LAUNCH, e.to_string()).await,
+        }
+    }
+
     /// Another attempt of a recorded job, put back on the queue after
     /// launch `after` ended (see `berth_aws::queue`).
     async fn relaunch(
@@ -304,6 +423,9 @@ impl Driver {
             // it): tie it again, which adds nothing twice.
             let ids: Vec<String> = job.depends_on.iter().map(|d| d.job_id.clone()).collect();
             return Box::pin(self.tie(message, &record.job_id, &ids)).await;
+        }
+        if job.array.is_some() {
+            return self.advance_array(job).await;
         }
         let decision = match routing::route(job, &self.routing(job, record.interruptions)) {
             Ok(decision) => decision,

@@ -19,6 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use berth_aws::queue::{ARRAY_CHILD_ATTRIBUTE, RELAUNCH_ATTRIBUTE};
 use berth_aws::store::{Change, Changed, now_ms};
 use berth_aws::{
     Clients, DeadLetters, Definitions, EcsCluster, JobQueue, JobStore, LambdaLauncher, Settings,
@@ -131,6 +132,13 @@ pub enum Outcome {
     LaunchRetry {
         reason: String,
     },
+    /// An array: this many of its children were released (their messages
+    /// sent); `more` when the rest are left to the parent's message, put
+    /// back on the queue.
+    Array {
+        released: u32,
+        more: bool,
+    },
     /// It waits for its dependencies, `PENDING`: these have not ended.
     /// Whoever ends the last of them releases it; this message is done with.
     Pending {
@@ -163,6 +171,7 @@ impl Outcome {
             Self::Waiting { .. } => "waiting",
             Self::Held { .. } => "held",
             Self::Pending { .. } => "pending",
+            Self::Array { .. } => "array",
             Self::Rejected { .. } => "rejected",
             Self::DeadLettered { .. } => "dead-lettered",
             Self::Duplicate { .. } => "duplicate",
@@ -245,10 +254,17 @@ impl Driver {
         let parsed: Vec<(SqsMessage, Result<JobRequest, MessageError>)> = records
             .into_iter()
             .map(|m| {
-                let parsed = job::parse(
-                    m.body.as_deref().unwrap_or(""),
-                    m.message_id.as_deref().unwrap_or(""),
-                );
+                let body = m.body.as_deref().unwrap_or("");
+                let message_id = m.message_id.as_deref().unwrap_or("");
+                // berth's own messages may name an array's child.
+                let parsed = if [RELAUNCH_ATTRIBUTE, ARRAY_CHILD_ATTRIBUTE]
+                    .iter()
+                    .any(|a| m.message_attributes.contains_key(*a))
+                {
+                    job::parse_internal(body, message_id)
+                } else {
+                    job::parse(body, message_id)
+                };
                 (m, parsed)
             })
             .collect();
@@ -408,7 +424,7 @@ fn count(outcome: &Outcome) {
         Outcome::Failed { .. } => "LaunchFailed",
         Outcome::LaunchRetry { .. } => "LaunchRetries",
         Outcome::Retry { .. } => "Retries",
-        Outcome::Duplicate { .. } | Outcome::Ignored { .. } => return,
+        Outcome::Duplicate { .. } | Outcome::Ignored { .. } | Outcome::Array { .. } => return,
     };
     metrics::count(metric, None);
 }
@@ -451,6 +467,15 @@ fn log(message_id: &str, job_id: Option<&str>, outcome: &Outcome, elapsed: Durat
             decision,
             reason = reason.as_str(),
             until,
+            elapsed_ms,
+            "job decision"
+        ),
+        Outcome::Array { released, more } => tracing::info!(
+            job_id,
+            message_id,
+            decision,
+            released,
+            more,
             elapsed_ms,
             "job decision"
         ),

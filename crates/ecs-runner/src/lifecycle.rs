@@ -291,7 +291,7 @@ impl Lifecycle {
         if task.last_status == "STOPPED" {
             self.task_stopped_on(task).await;
         }
-        let Some(record) = self.store.get(job_id).await? else {
+        let Some(record) = self.store.get(&job_id).await? else {
             return ignored(format!("no job `{job_id}` is recorded"));
         };
         match task.last_status.as_str() {

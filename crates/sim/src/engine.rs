@@ -159,6 +159,7 @@ impl Plans {
                         daily_limit_usd: None,
                         retry_rules: Vec::new(),
                         depends_on: Vec::new(),
+                        array: None,
                         // A message id's length: what the payload limits see.
                         job_id: "00000000-0000-0000-0000-000000000000".into(),
                         definition: j.definition.clone(),

@@ -258,17 +258,6 @@ async fn a_job_failing_every_time_fails_after_exactly_max_attempts_launches() {
     assert!(stack.receive().await.is_empty(), "nothing more queued");
 }
 
-/// The value of `name` in the job container's environment overrides of
-/// `job_id`'s `launch`.
-async fn task_env(stack: &Stack, job_id: &str, launch: u32, name: &str) -> Option<String> {
-    let task = stack.tasks_of(job_id, launch).await.into_iter().next()?;
-    task.overrides()?.container_overrides()[0]
-        .environment()
-        .iter()
-        .find(|kv| kv.name() == Some(name))
-        .and_then(|kv| kv.value().map(str::to_owned))
-}
-
 #[tokio::test]
 async fn retry_rules_retry_137_and_end_2_at_once_the_first_match_deciding() {
     let stack = Stack::new(1).await;
@@ -281,7 +270,7 @@ async fn retry_rules_retry_137_and_end_2_at_once_the_first_match_deciding() {
         )
         .await;
         assert_eq!(
-            task_env(&stack, id, 1, "BERTH_ATTEMPT").await.as_deref(),
+            stack.task_env(id, 1, "BERTH_ATTEMPT").await.as_deref(),
             Some("1")
         );
     }
@@ -294,7 +283,7 @@ async fn retry_rules_retry_137_and_end_2_at_once_the_first_match_deciding() {
     ));
     deliver_all(&stack).await;
     assert_eq!(
-        task_env(&stack, "oom", 2, "BERTH_ATTEMPT").await.as_deref(),
+        stack.task_env("oom", 2, "BERTH_ATTEMPT").await.as_deref(),
         Some("2")
     );
     let spot = stack
@@ -312,7 +301,7 @@ async fn retry_rules_retry_137_and_end_2_at_once_the_first_match_deciding() {
     ));
     deliver_all(&stack).await;
     assert_eq!(
-        task_env(&stack, "oom", 3, "BERTH_ATTEMPT").await.as_deref(),
+        stack.task_env("oom", 3, "BERTH_ATTEMPT").await.as_deref(),
         Some("2")
     );
     let done = stack.task_exited("oom", 3, 0).await;

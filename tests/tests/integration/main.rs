@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod arrays;
 mod bad_input;
 mod capacity;
 mod cli;

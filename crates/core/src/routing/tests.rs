@@ -27,6 +27,7 @@ fn job() -> ResolvedJob {
         daily_limit_usd: None,
         retry_rules: Vec::new(),
         depends_on: Vec::new(),
+        array: None,
         job_id: "j".into(),
         definition: "render".into(),
         task_definition: "render:1".into(),

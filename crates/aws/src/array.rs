@@ -1,0 +1,368 @@
+//! Array jobs (berth-core's [`berth_core::array`]): releasing a parent's
+//! children onto the queue, counting their ends on the parent, and ending
+//! the parent once the last child has.
+//!
+//! The parent's record keeps `array_released` (children `0..released` have
+//! had their messages sent) and the number sets `array_succeeded` and
+//! `array_failed` of the indices that ended. The cursor moves in a write
+//! conditional on where it was, after the messages are sent: a function that
+//! stops between the two sends them again, and a child's message sent twice
+//! creates and launches nothing twice (its job id is its idempotency key).
+//! An end is added to a set once whatever repeats it (`ADD` to a set). A
+//! parent the driver or the sweep finds waiting is advanced again.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Range;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use berth_core::array::{self, Children};
+use berth_core::{JobStatus, ResolvedJob};
+
+use crate::queue::{ARRAY_CHILD_ATTRIBUTE, attribute};
+use crate::store::{Changed, attr, now_ms};
+use crate::{AwsError, JobQueue, JobStore};
+
+/// The parent's count of children released.
+pub const RELEASED: &str = "array_released";
+/// The parent's set of the indices of children that succeeded.
+pub const SUCCEEDED: &str = "array_succeeded";
+/// ... and of those that ended otherwise.
+pub const FAILED: &str = "array_failed";
+
+/// Children released between two writes of the cursor.
+const CHUNK: u32 = 100;
+
+/// The most children one child's end releases (under a cap, one or two).
+pub const END_BUDGET: u32 = 100;
+
+/// The most children one delivery of the parent's message releases; then
+/// it is put back on the queue for the rest (a Lambda invocation has a
+/// deadline).
+pub const DELIVERY_BUDGET: u32 = 1_000;
+
+/// The parent's counts of its children, from its item; `None` unless the
+/// job is an array.
+pub(crate) fn children(
+    item: &HashMap<String, AttributeValue>,
+    job: Option<&ResolvedJob>,
+) -> Option<Children> {
+    let spec = job?.array?;
+    let set = |k: &str| -> BTreeSet<u32> {
+        item.get(k)
+            .and_then(|v| v.as_ns().ok())
+            .map(|ns| ns.iter().filter_map(|n| n.parse().ok()).collect())
+            .unwrap_or_default()
+    };
+    Some(Children {
+        size: spec.size,
+        released: item
+            .get(RELEASED)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
+        succeeded: set(SUCCEEDED),
+        failed: set(FAILED),
+    })
+}
+
+impl JobQueue {
+    /// Sends the messages of children `indices` of array `parent` (of
+    /// `definition`), ten to a SendMessageBatch.
+    pub async fn release_children(
+        &self,
+        parent: &str,
+        definition: &str,
+        indices: Range<u32>,
+    ) -> Result<(), AwsError> {
+        let marker = attribute("String", parent)?;
+        let ids: Vec<u32> = indices.collect();
+        for batch in ids.chunks(10) {
+            let entries = batch
+                .iter()
+                .map(|i| {
+                    let body = serde_json::json!({
+                        "job_id": array::child_id(parent, *i),
+                        "definition": definition,
+                    });
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body.to_string())
+                        .message_attributes(ARRAY_CHILD_ATTRIBUTE, marker.clone())
+                        .build()
+                        .map_err(|e| AwsError {
+                            operation: "sqs:SendMessageBatch",
+                            code: None,
+                            message: e.to_string(),
+                            retryable: false,
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = self
+                .sqs
+                .send_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("sqs:SendMessageBatch", e))?;
+            if let Some(failed) = out.failed().first() {
+                return Err(AwsError {
+                    operation: "sqs:SendMessageBatch",
+                    code: Some(failed.code().to_owned()),
+                    message: failed.message().unwrap_or_default().to_owned(),
+                    retryable: !failed.sender_fault(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl JobStore {
+    /// Moves the parent's cursor from `from` to `to`, while the parent is
+    /// `ACCEPTED` and the cursor is at `from`.
+    pub async fn advance_released(
+        &self,
+        parent: &str,
+        from: u32,
+        to: u32,
+    ) -> Result<Changed, AwsError> {
+        let at = if from == 0 {
+            "(attribute_not_exists(#released) OR #released = :from)"
+        } else {
+            "#released = :from"
+        };
+        let req = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::JOB_ID, AttributeValue::S(parent.into()))
+            .update_expression("SET #released = :to, #updated = :now")
+            .condition_expression(format!("#status = :accepted AND {at}"))
+            .expression_attribute_names("#released", RELEASED)
+            .expression_attribute_names("#updated", attr::UPDATED_AT)
+            .expression_attribute_names("#status", attr::STATUS)
+            .expression_attribute_values(":from", AttributeValue::N(from.to_string()))
+            .expression_attribute_values(":to", AttributeValue::N(to.to_string()))
+            .expression_attribute_values(":now", AttributeValue::N(now_ms().to_string()))
+            .expression_attribute_values(
+                ":accepted",
+                AttributeValue::S(JobStatus::Accepted.as_str().into()),
+            );
+        self.conditional_update(req).await
+    }
+
+    /// Ends array `parent`, `ACCEPTED` while its children run, in `status`
+    /// (`SUCCEEDED` or `FAILED`) with `reason`: the one move of a parent,
+    /// which launches nothing itself, outside berth-core's state machine
+    /// (whose `SUCCEEDED` comes only from a launch).
+    pub async fn finish_array(
+        &self,
+        parent: &str,
+        status: JobStatus,
+        reason: Option<&str>,
+    ) -> Result<Changed, AwsError> {
+        let mut req = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::JOB_ID, AttributeValue::S(parent.into()))
+            .condition_expression("#status = :accepted AND attribute_exists(#released)")
+            .expression_attribute_names("#status", attr::STATUS)
+            .expression_attribute_names("#released", RELEASED)
+            .expression_attribute_names("#updated", attr::UPDATED_AT)
+            .expression_attribute_values(":status", AttributeValue::S(status.as_str().into()))
+            .expression_attribute_values(":now", AttributeValue::N(now_ms().to_string()))
+            .expression_attribute_values(
+                ":accepted",
+                AttributeValue::S(JobStatus::Accepted.as_str().into()),
+            );
+        req = match reason {
+            Some(reason) => req
+                .update_expression("SET #status = :status, #updated = :now, #reason = :reason")
+                .expression_attribute_names("#reason", attr::REASON)
+                .expression_attribute_values(":reason", AttributeValue::S(reason.into())),
+            None => req
+                .update_expression("SET #status = :status, #updated = :now REMOVE #reason")
+                .expression_attribute_names("#reason", attr::REASON),
+        };
+        self.conditional_update(req).await
+    }
+
+    /// Counts child `index`'s end on its parent, once: `false` when it was
+    /// counted already or the parent is gone.
+    pub async fn count_child_end(
+        &self,
+        parent: &str,
+        index: u32,
+        succeeded: bool,
+    ) -> Result<bool, AwsError> {
+        let set = if succeeded { SUCCEEDED } else { FAILED };
+        let req = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::JOB_ID, AttributeValue::S(parent.into()))
+            .update_expression("ADD #set :index SET #updated = :now")
+            .condition_expression(
+                "attribute_exists(#id) AND NOT contains(#succeeded, :i) AND NOT contains(#failed, :i)",
+            )
+            .expression_attribute_names("#set", set)
+            .expression_attribute_names("#id", attr::JOB_ID)
+            .expression_attribute_names("#succeeded", SUCCEEDED)
+            .expression_attribute_names("#failed", FAILED)
+            .expression_attribute_names("#updated", attr::UPDATED_AT)
+            .expression_attribute_values(":index", AttributeValue::Ns(vec![index.to_string()]))
+            .expression_attribute_values(":i", AttributeValue::N(index.to_string()))
+            .expression_attribute_values(":now", AttributeValue::N(now_ms().to_string()));
+        Ok(matches!(
+            self.conditional_update(req).await?,
+            Changed::Applied
+        ))
+    }
+}
+
+/// What advancing an array did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Advanced {
+    /// Every child has ended: the parent ended so (by this call or an
+    /// earlier one).
+    Ended(JobStatus),
+    /// This many children were released; all that the cap allows are.
+    Released(u32),
+    /// This many were released, and more may be: the caller's budget is
+    /// spent, so someone must advance it again.
+    Budget(u32),
+    /// Not an array waiting on its children (gone, `PENDING`, or ended).
+    Nothing,
+}
+
+/// Advances array `parent`: ends it once every child has ended; else
+/// releases the children its cap allows (at most `budget` in this call),
+/// through `queue` (without one, nothing is released).
+pub async fn advance(
+    store: &JobStore,
+    queue: Option<&JobQueue>,
+    parent: &str,
+    budget: u32,
+) -> Result<Advanced, AwsError> {
+    let mut sent = 0;
+    loop {
+        let Some(record) = store.get(parent).await? else {
+            return Ok(Advanced::Nothing);
+        };
+        let (Some(job), Some(children)) = (record.job.as_ref(), record.children.as_ref()) else {
+            return Ok(Advanced::Nothing);
+        };
+        if record.status.is_final() {
+            return Ok(Advanced::Ended(record.status));
+        }
+        if record.status != JobStatus::Accepted {
+            return Ok(Advanced::Nothing);
+        }
+        if let Some((status, reason)) = children.end() {
+            return match store
+                .finish_array(parent, status, reason.as_deref())
+                .await?
+            {
+                Changed::Applied => Ok(Advanced::Ended(status)),
+                Changed::Refused(now_is) => Ok(match now_is {
+                    Some(r) if r.status.is_final() => Advanced::Ended(r.status),
+                    _ => Advanced::Nothing,
+                }),
+            };
+        }
+        let range = children.to_release(job.array.and_then(|a| a.max_running));
+        let Some(queue) = queue.filter(|_| !range.is_empty()) else {
+            return Ok(Advanced::Released(sent));
+        };
+        if sent >= budget {
+            return Ok(Advanced::Budget(sent));
+        }
+        let chunk = range.start
+            ..range
+                .end
+                .min(range.start + CHUNK)
+                .min(range.start + budget - sent);
+        queue
+            .release_children(parent, &job.definition, chunk.clone())
+            .await?;
+        if let Changed::Applied = store
+            .advance_released(parent, chunk.start, chunk.end)
+            .await?
+        {
+            sent += chunk.end - chunk.start;
+        }
+    }
+}
+
+pub use berth_core::array::parent_of as parent_of_child;
+
+impl JobStore {
+    /// The records of `job_ids` that exist (at most 100), read
+    /// consistently, in no particular order.
+    pub async fn records_of(
+        &self,
+        job_ids: &[&str],
+    ) -> Result<Vec<crate::store::JobRecord>, AwsError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut records = Vec::new();
+        if job_ids.is_empty() {
+            return Ok(records);
+        }
+        let keys = job_ids
+            .iter()
+            .map(|id| HashMap::from([(attr::JOB_ID.to_owned(), AttributeValue::S((*id).into()))]))
+            .collect();
+        let mut wanted = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| AwsError {
+                    operation: "dynamodb:BatchGetItem",
+                    code: None,
+                    message: e.to_string(),
+                    retryable: false,
+                })?,
+        );
+        while let Some(asked) = wanted.take() {
+            let out = self
+                .ddb
+                .batch_get_item()
+                .request_items(&self.table, asked)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("dynamodb:BatchGetItem", e))?;
+            records.extend(
+                out.responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                    .filter_map(crate::store::record),
+            );
+            wanted = out
+                .unprocessed_keys()
+                .and_then(|u| u.get(&self.table))
+                .filter(|k| !k.keys().is_empty())
+                .cloned();
+        }
+        Ok(records)
+    }
+}
+
+/// The children of `parent` released and not ended, by their records.
+pub async fn open_children(
+    store: &JobStore,
+    parent: &str,
+    released: u32,
+) -> Result<Vec<String>, AwsError> {
+    let ids: Vec<String> = (0..released).map(|i| array::child_id(parent, i)).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let statuses = store.statuses(&refs).await?;
+    Ok(ids
+        .into_iter()
+        .filter(|id| statuses.get(id).is_some_and(|s| !s.is_final()))
+        .collect())
+}

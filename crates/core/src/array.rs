@@ -1,0 +1,243 @@
+//! Array jobs: one message asks for `size` children (2 to
+//! [`MAX_ARRAY_SIZE`]), each the parent's job with its index. A child's id
+//! is `<parent>:<index>`, index from 0; it sees `BERTH_ARRAY_INDEX` and
+//! `BERTH_ARRAY_SIZE`.
+//!
+//! The parent is one record. It releases its children in order, as many
+//! as its concurrency cap (`max_running`) allows: children released and not
+//! ended are never more than the cap. It ends as AWS Batch's arrays do:
+//! `SUCCEEDED` when every child succeeded, `FAILED` once every child has
+//! ended and one did not.
+
+use std::collections::BTreeSet;
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
+
+use crate::definition::ResolvedJob;
+use crate::{JobStatus, Problem};
+
+/// The most children an array may have (AWS Batch's limit).
+pub const MAX_ARRAY_SIZE: u32 = 10_000;
+
+/// The environment variable with a child's index.
+pub const ENV_INDEX: &str = "BERTH_ARRAY_INDEX";
+/// The environment variable with its array's size.
+pub const ENV_SIZE: &str = "BERTH_ARRAY_SIZE";
+
+/// What an array job asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArraySpec {
+    /// How many children.
+    pub size: u32,
+    /// At most this many children released and not ended at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_running: Option<u32>,
+}
+
+impl ArraySpec {
+    /// Checks the size and the cap.
+    pub fn validate(&self) -> Result<(), Problem> {
+        if !(2..=MAX_ARRAY_SIZE).contains(&self.size) {
+            return Err(Problem::Invalid(format!(
+                "`size` must be between 2 and {MAX_ARRAY_SIZE}, found {}",
+                self.size
+            )));
+        }
+        if let Some(k) = self.max_running
+            && !(1..=self.size).contains(&k)
+        {
+            return Err(Problem::Invalid(format!(
+                "`max_running` must be between 1 and the size, {}, found {k}",
+                self.size
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The id of child `index` of `parent`.
+pub fn child_id(parent: &str, index: u32) -> String {
+    format!("{parent}:{index}")
+}
+
+/// The parent and index of a child's id; `None` for any other id.
+pub fn parent_of(id: &str) -> Option<(&str, u32)> {
+    let (parent, index) = id.rsplit_once(':')?;
+    if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((parent, index.parse().ok()?))
+}
+
+/// Child `index` of the array `parent` (as it was resolved): the parent's
+/// job under the child's id, with its index and the array's size in its
+/// environment, and no array of its own.
+pub fn child_job(parent: &ResolvedJob, index: u32) -> ResolvedJob {
+    let mut child = parent.clone();
+    child.job_id = child_id(&parent.job_id, index);
+    child.array = None;
+    child.depends_on = Vec::new();
+    let size = parent.array.map_or(0, |a| a.size);
+    child
+        .environment
+        .insert(ENV_INDEX.into(), index.to_string());
+    child.environment.insert(ENV_SIZE.into(), size.to_string());
+    child
+}
+
+/// Where an array's children stand, as its parent's record counts them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Children {
+    pub size: u32,
+    /// Children `0..released` have been released (their messages sent).
+    pub released: u32,
+    /// The indices of those that ended `SUCCEEDED`.
+    pub succeeded: BTreeSet<u32>,
+    /// The indices of those that ended otherwise.
+    pub failed: BTreeSet<u32>,
+}
+
+impl Children {
+    /// Children that have ended.
+    pub fn ended(&self) -> u32 {
+        u32::try_from(self.succeeded.len() + self.failed.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The children to release now under a cap of `max_running`: released
+    /// and not ended stay at most the cap.
+    pub fn to_release(&self, max_running: Option<u32>) -> Range<u32> {
+        let limit = max_running
+            .map_or(self.size, |k| self.ended().saturating_add(k))
+            .min(self.size);
+        self.released..limit.max(self.released)
+    }
+
+    /// The parent's end, once every child has ended: `SUCCEEDED`, or
+    /// `FAILED` with how many failed and the first of them.
+    pub fn end(&self) -> Option<(JobStatus, Option<String>)> {
+        if self.ended() < self.size {
+            return None;
+        }
+        Some(match self.failed.first() {
+            None => (JobStatus::Succeeded, None),
+            Some(first) => (
+                JobStatus::Failed,
+                Some(format!(
+                    "{} of {} children did not succeed; the first is index {first}",
+                    self.failed.len(),
+                    self.size
+                )),
+            ),
+        })
+    }
+
+    /// The children's counts, for a parent that has not ended: those not
+    /// released yet, those under way, those that ended each way.
+    pub fn summary(&self) -> String {
+        let ended = self.ended();
+        format!(
+            "children: {} SUCCEEDED, {} not succeeded, {} under way, {} not released",
+            self.succeeded.len(),
+            self.failed.len(),
+            self.released.saturating_sub(ended),
+            self.size.saturating_sub(self.released)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn ids_of_children() {
+        assert_eq!(child_id("render", 7), "render:7");
+        assert_eq!(parent_of("render:7"), Some(("render", 7)));
+        assert_eq!(parent_of("a:b:12"), Some(("a:b", 12)));
+        for not_a_child in ["render", "render:", "render:x", "render:-1"] {
+            assert_eq!(parent_of(not_a_child), None, "{not_a_child}");
+        }
+    }
+
+    #[test]
+    fn sizes_and_caps_are_checked() {
+        let spec = |size, max_running| ArraySpec { size, max_running };
+        assert!(spec(2, None).validate().is_ok());
+        assert!(spec(10_000, Some(10_000)).validate().is_ok());
+        for (bad, why) in [
+            (spec(1, None), "`size` must be between 2 and 10000, found 1"),
+            (spec(10_001, None), "found 10001"),
+            (
+                spec(10, Some(0)),
+                "`max_running` must be between 1 and the size, 10, found 0",
+            ),
+            (spec(10, Some(11)), "found 11"),
+        ] {
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
+    }
+
+    #[test]
+    fn release_end_and_summary_by_the_counts() {
+        let mut c = Children {
+            size: 10,
+            ..Children::default()
+        };
+        assert_eq!(c.to_release(Some(3)), 0..3);
+        assert_eq!(c.to_release(None), 0..10);
+        c.released = 3;
+        assert_eq!(c.to_release(Some(3)), 3..3, "three under way");
+        c.succeeded.insert(1);
+        c.failed.insert(0);
+        assert_eq!(c.to_release(Some(3)), 3..5);
+        assert_eq!(c.end(), None);
+        assert_eq!(
+            c.summary(),
+            "children: 1 SUCCEEDED, 1 not succeeded, 1 under way, 7 not released"
+        );
+        c.released = 10;
+        c.succeeded.extend(2..9);
+        c.failed.insert(9);
+        assert_eq!(
+            c.end(),
+            Some((
+                JobStatus::Failed,
+                Some("2 of 10 children did not succeed; the first is index 0".into())
+            ))
+        );
+        c.failed = BTreeSet::new();
+        c.succeeded.extend([0, 9]);
+        assert_eq!(c.end(), Some((JobStatus::Succeeded, None)));
+    }
+
+    proptest! {
+        /// However the children end, released and not ended never pass the
+        /// cap, every child is released once, and the array ends when the
+        /// last child does.
+        #[test]
+        fn a_cap_holds_whatever_order_children_end_in(size in 2u32..60, cap in 1u32..8, picks in proptest::collection::vec((any::<u8>(), any::<bool>()), 0..200)) {
+            let cap = cap.min(size);
+            let mut c = Children { size, ..Children::default() };
+            let mut picks = picks.into_iter();
+            loop {
+                let r = c.to_release(Some(cap));
+                c.released = r.end;
+                let under_way: Vec<u32> = (0..c.released).filter(|i| !c.succeeded.contains(i) && !c.failed.contains(i)).collect();
+                prop_assert!(under_way.len() as u32 <= cap);
+                if under_way.is_empty() {
+                    break;
+                }
+                let (pick, ok) = picks.next().unwrap_or((0, true));
+                let i = under_way[pick as usize % under_way.len()];
+                if ok { c.succeeded.insert(i); } else { c.failed.insert(i); }
+            }
+            prop_assert_eq!(c.released, size);
+            prop_assert!(c.end().is_some());
+            prop_assert_eq!(c.end().unwrap().0 == JobStatus::Succeeded, c.failed.is_empty());
+        }
+    }
+}

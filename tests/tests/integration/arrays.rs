@@ -1,0 +1,314 @@
+//! Array jobs against the local AWS: children ending by their index under
+//! retry rules with the parent's summary and end, a concurrency cap, the
+//! fan-out of a large array from one submission, and cancel of a parent.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use berth_aws::array::{self, Advanced};
+use berth_core::JobStatus;
+use berth_core::array::child_id;
+use berth_driver::Outcome;
+use berth_tests::stack::Stack;
+
+/// Hands everything the queue delivers to the driver until it delivers
+/// nothing; returns each job's outcomes, in order.
+async fn drain(stack: &Stack) -> Vec<(String, Outcome)> {
+    let mut all = Vec::new();
+    loop {
+        let records = stack.receive().await;
+        if records.is_empty() {
+            return all;
+        }
+        let handled = stack.driver().handle_batch(records.clone()).await;
+        for r in records {
+            stack
+                .clients()
+                .sqs
+                .delete_message()
+                .queue_url(&stack.queue_url)
+                .receipt_handle(r.receipt_handle.unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+        all.extend(
+            handled
+                .into_iter()
+                .map(|h| (h.job_id.unwrap_or_default(), h.outcome)),
+        );
+    }
+}
+
+/// Ends `id`'s `launch` with `code`, through ecs-runner.
+async fn exit(stack: &Stack, id: &str, launch: u32, code: i32) {
+    let stopped = stack.task_exited(id, launch, code).await;
+    stack.lifecycle().task_changed(&stopped).await.unwrap();
+}
+
+async fn queued(stack: &Stack) -> u64 {
+    let out = stack
+        .clients()
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&stack.queue_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .unwrap();
+    out.attributes().unwrap()[&QueueAttributeName::ApproximateNumberOfMessages]
+        .parse()
+        .unwrap()
+}
+
+/// Children exit by their index: `i % 10 == 3` with 137 (a rule retries
+/// it; the retry succeeds), `i % 10 == 7` with 2 (a rule ends it at once),
+/// the rest 0.
+async fn children_end_by_the_rules(size: u32) {
+    let stack = Stack::new(2).await;
+    let body = format!(
+        r#"{{"job_id":"frames","definition":"render","max_attempts":3,"array":{{"size":{size}}},"retry_rules":[{{"on_exit_code":"137","action":"retry"}},{{"on_exit_code":"2","action":"exit"}}]}}"#
+    );
+    stack.send(&[&body]).await;
+    let first = drain(&stack).await;
+    let dispatched = first
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Dispatched { launch: 1, .. }))
+        .count();
+    assert_eq!(dispatched, size as usize, "every child launched once");
+    assert!(
+        first
+            .iter()
+            .any(|(id, o)| id == "frames" && matches!(o, Outcome::Array { .. }))
+    );
+    let parent = stack.record("frames").await;
+    assert_eq!(parent.status, JobStatus::Accepted);
+    assert_eq!(parent.children.as_ref().unwrap().released, size);
+
+    let code = |i: u32| match i % 10 {
+        3 => 137,
+        7 => 2,
+        _ => 0,
+    };
+    for i in 0..size {
+        exit(&stack, &child_id("frames", i), 1, code(i)).await;
+    }
+    // The 137s come back once, and succeed.
+    let retried = drain(&stack).await;
+    let expected_retries = (0..size).filter(|i| i % 10 == 3).count();
+    assert_eq!(retried.len(), expected_retries, "{retried:?}");
+    for (id, outcome) in &retried {
+        assert!(
+            matches!(outcome, Outcome::Dispatched { launch: 2, .. }),
+            "{id}: {outcome:?}"
+        );
+        exit(&stack, id, 2, 0).await;
+        assert_eq!(
+            stack.task_env(id, 2, "BERTH_ATTEMPT").await.as_deref(),
+            Some("2")
+        );
+    }
+    for i in 0..size {
+        let r = stack.record(&child_id("frames", i)).await;
+        let (status, launches) = match code(i) {
+            137 => (JobStatus::Succeeded, 2),
+            2 => (JobStatus::Failed, 1),
+            _ => (JobStatus::Succeeded, 1),
+        };
+        assert_eq!((r.status, r.launch), (status, launches), "child {i}");
+        if code(i) == 2 {
+            assert_eq!(
+                r.reason.as_deref(),
+                Some("exit code 2 (retry rule 2 (on_exit_code 2: exit))"),
+                "child {i}"
+            );
+        }
+    }
+    let env = stack.task_env("frames:5", 1, "BERTH_ARRAY_INDEX").await;
+    assert_eq!(env.as_deref(), Some("5"));
+    let env = stack.task_env("frames:5", 1, "BERTH_ARRAY_SIZE").await;
+    assert_eq!(env.as_deref(), Some(size.to_string().as_str()));
+
+    let failed = (0..size).filter(|i| i % 10 == 7).count() as u32;
+    let parent = stack.record("frames").await;
+    assert_eq!(parent.status, JobStatus::Failed);
+    assert_eq!(
+        parent.reason.as_deref(),
+        Some(format!("{failed} of {size} children did not succeed; the first is index 7").as_str())
+    );
+    let children = parent.children.unwrap();
+    assert_eq!(
+        (
+            children.succeeded.len() as u32,
+            children.failed.len() as u32
+        ),
+        (size - failed, failed)
+    );
+    // `berth status`'s summary, and `berth list --array`.
+    let cli = stack.cli();
+    let summary = cli
+        .children_summary(&stack.record("frames").await)
+        .await
+        .unwrap();
+    assert_eq!(
+        summary,
+        Some(BTreeMap::from([
+            ("FAILED".to_owned(), failed),
+            ("SUCCEEDED".to_owned(), size - failed)
+        ]))
+    );
+    let listed = cli
+        .list_array("frames", Some(JobStatus::Failed), None, 3)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed.iter().map(|j| j.job_id.as_str()).collect();
+    assert_eq!(ids, ["frames:7", "frames:17", "frames:27"]);
+    assert!(stack.receive().await.is_empty(), "nothing more queued");
+}
+
+#[tokio::test]
+async fn an_array_of_60_ends_child_by_child_as_its_retry_rules_say() {
+    children_end_by_the_rules(60).await;
+}
+
+/// The issue's size; minutes on the local AWS, so run on its own:
+/// `cargo test -p berth-tests --test integration -- --ignored arrays::`.
+#[tokio::test]
+#[ignore]
+async fn an_array_of_1000_ends_child_by_child_as_its_retry_rules_say() {
+    children_end_by_the_rules(1_000).await;
+}
+
+#[tokio::test]
+async fn a_cap_of_5_never_has_more_than_5_children_under_way() {
+    let stack = Stack::new(2).await;
+    stack
+        .send(&[r#"{"job_id":"capped","definition":"render","array":{"size":20,"max_running":5}}"#])
+        .await;
+    let mut launched: Vec<String> = Vec::new();
+    let mut ended = 0;
+    let mut most = 0;
+    loop {
+        for (id, outcome) in drain(&stack).await {
+            if let Outcome::Dispatched { .. } = outcome {
+                launched.push(id);
+            }
+        }
+        let under_way: Vec<&String> = launched.iter().skip(ended).collect();
+        most = most.max(under_way.len());
+        assert!(under_way.len() <= 5, "{under_way:?}");
+        let Some(next) = under_way.first().map(|s| s.to_string()) else {
+            break;
+        };
+        // End the oldest under way; the cap lets one more go.
+        exit(&stack, &next, 1, 0).await;
+        ended += 1;
+    }
+    assert_eq!(most, 5);
+    assert_eq!(launched.len(), 20, "each child once: {launched:?}");
+    let mut sorted = launched.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 20);
+    let parent = stack.record("capped").await;
+    assert_eq!(parent.status, JobStatus::Succeeded, "{:?}", parent.children);
+}
+
+async fn fanned_out(size: u32) {
+    let stack = Stack::new(1).await;
+    let body = format!(r#"{{"job_id":"big","definition":"render","array":{{"size":{size}}}}}"#);
+    stack.send(&[&body]).await;
+    // The driver takes the one message: the parent is recorded and its
+    // first children released; the rest is left to its message, put back.
+    let records = stack.receive().await;
+    assert_eq!(records.len(), 1);
+    let handled = stack.driver().handle_batch(records).await;
+    assert_eq!(
+        handled[0].outcome,
+        Outcome::Array {
+            released: array::DELIVERY_BUDGET,
+            more: true
+        }
+    );
+    // The parent's message, delivered again and again, as the queue would.
+    let queue = berth_aws::JobQueue::new(stack.clients().sqs.clone(), &stack.queue_url);
+    let mut released = array::DELIVERY_BUDGET;
+    while released < size {
+        match array::advance(&stack.store(), Some(&queue), "big", array::DELIVERY_BUDGET)
+            .await
+            .unwrap()
+        {
+            Advanced::Budget(n) | Advanced::Released(n) => released += n,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(released, size);
+    let parent = stack.record("big").await;
+    assert_eq!(parent.children.unwrap().released, size);
+    // One message a child, and the parent's own put back once.
+    assert_eq!(queued(&stack).await, u64::from(size) + 1);
+    // Nothing more to release.
+    assert_eq!(
+        array::advance(&stack.store(), Some(&queue), "big", array::DELIVERY_BUDGET)
+            .await
+            .unwrap(),
+        Advanced::Released(0)
+    );
+}
+
+#[tokio::test]
+async fn an_array_of_1200_is_one_submission_fanned_out_by_the_driver() {
+    fanned_out(1_200).await;
+}
+
+/// The largest array: run on its own (`--ignored arrays::`).
+#[tokio::test]
+#[ignore]
+async fn an_array_of_10000_is_one_submission_fanned_out_by_the_driver() {
+    fanned_out(10_000).await;
+}
+
+#[tokio::test]
+async fn cancel_of_a_parent_cancels_every_child_not_ended() {
+    let stack = Stack::new(2).await;
+    stack
+        .send(&[r#"{"job_id":"doomed","definition":"render","array":{"size":10}}"#])
+        .await;
+    drain(&stack).await;
+    for i in 0..3 {
+        exit(&stack, &child_id("doomed", i), 1, 0).await;
+    }
+    let queue = berth_aws::JobQueue::new(stack.clients().sqs.clone(), &stack.queue_url);
+    let cancelled = berth_aws::operations::cancel(
+        &stack.store(),
+        &stack.cluster(),
+        Some(&queue),
+        "doomed",
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        cancelled,
+        berth_aws::operations::Cancelled::Cancelled { stopped_task: None }
+    );
+    assert_eq!(stack.record("doomed").await.status, JobStatus::Cancelled);
+    for i in 0..10 {
+        let r = stack.record(&child_id("doomed", i)).await;
+        let want = if i < 3 {
+            JobStatus::Succeeded
+        } else {
+            JobStatus::Cancelled
+        };
+        assert_eq!(r.status, want, "child {i}");
+        if i >= 3 {
+            assert_eq!(
+                r.reason.as_deref(),
+                Some("berth: cancelled: its array doomed was cancelled")
+            );
+            let task = &stack.tasks_of(&r.job_id, 1).await[0];
+            assert_eq!(task.desired_status(), Some("STOPPED"), "child {i}'s task");
+        }
+    }
+    assert!(drain(&stack).await.is_empty());
+}
