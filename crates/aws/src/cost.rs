@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ecs::primitives::{DateTime, DateTimeFormat};
 use berth_core::Route;
 use berth_core::cost::{self, AttemptCost, Usage};
@@ -133,9 +133,6 @@ pub(crate) const INTO_MAP: &str = "SET #costs.#launch = :entry ADD #total :usd";
 pub(crate) const NOT_YET_RECORDED: &str =
     "attribute_exists(#id) AND attribute_not_exists(#costs.#launch)";
 
-/// Keys BatchGetItem takes at once.
-const BATCH_GET_MAX: usize = 100;
-
 /// An attempt's cost as the job's record keeps it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedCost {
@@ -245,60 +242,20 @@ impl JobStore {
     /// What each of `job_ids` cost so far (the jobs priced yet), read by
     /// key: the status index does not carry costs.
     pub async fn costs_of(&self, job_ids: &[&str]) -> Result<HashMap<String, f64>, AwsError> {
-        let mut costs = HashMap::new();
-        for chunk in job_ids.chunks(BATCH_GET_MAX) {
-            let keys: Vec<HashMap<String, AttributeValue>> = chunk
-                .iter()
-                .map(|id| {
-                    HashMap::from([(attr::JOB_ID.to_owned(), AttributeValue::S((*id).into()))])
-                })
-                .collect();
-            let mut wanted = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .projection_expression("#id, #total")
-                    .expression_attribute_names("#id", attr::JOB_ID)
-                    .expression_attribute_names("#total", attr::COST_USD)
-                    .build()
-                    .map_err(|e| AwsError {
-                        operation: "dynamodb:BatchGetItem",
-                        code: None,
-                        message: e.to_string(),
-                        retryable: false,
-                    })?,
-            );
-            // What DynamoDB leaves unprocessed is asked again.
-            while let Some(asked) = wanted.take() {
-                let out = self
-                    .ddb
-                    .batch_get_item()
-                    .request_items(&self.table, asked)
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::from_sdk("dynamodb:BatchGetItem", e))?;
-                for item in out
-                    .responses()
-                    .and_then(|r| r.get(&self.table))
-                    .into_iter()
-                    .flatten()
-                {
-                    let id = item.get(attr::JOB_ID).and_then(|v| v.as_s().ok());
-                    let usd = item
-                        .get(attr::COST_USD)
-                        .and_then(|v| v.as_n().ok())
-                        .and_then(|v| v.parse::<f64>().ok());
-                    if let (Some(id), Some(usd)) = (id, usd) {
-                        costs.insert(id.clone(), usd);
-                    }
-                }
-                wanted = out
-                    .unprocessed_keys()
-                    .and_then(|u| u.get(&self.table))
-                    .filter(|k| !k.keys().is_empty())
-                    .cloned();
-            }
-        }
-        Ok(costs)
+        let items = self
+            .batch_get(job_ids, &[attr::JOB_ID, attr::COST_USD])
+            .await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                let id = item.get(attr::JOB_ID).and_then(|v| v.as_s().ok())?;
+                let usd = item
+                    .get(attr::COST_USD)
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse::<f64>().ok())?;
+                Some((id.clone(), usd))
+            })
+            .collect())
     }
 
     /// Records what launch `launch` of `job_id` cost, once: its entry in

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::types::AttributeValue;
 use berth_core::dependency::{self, Decision};
 use berth_core::{JobStatus, ResolvedJob};
 
@@ -25,9 +25,6 @@ use crate::{AwsError, JobQueue, JobStore};
 
 /// The string set on a job of the jobs waiting on it.
 pub const DEPENDENTS: &str = "dependents";
-
-/// The most keys one BatchGetItem takes.
-const BATCH_GET_MAX: usize = 100;
 
 /// How many jobs one end moves on at most, down a chain of failures; the
 /// sweep moves on the rest.
@@ -157,61 +154,20 @@ impl JobStore {
 
     /// The status of each of `job_ids` that is recorded, read consistently.
     pub async fn statuses(&self, job_ids: &[&str]) -> Result<HashMap<String, JobStatus>, AwsError> {
-        let mut statuses = HashMap::new();
-        for chunk in job_ids.chunks(BATCH_GET_MAX) {
-            let keys = chunk
-                .iter()
-                .map(|id| {
-                    HashMap::from([(attr::JOB_ID.to_owned(), AttributeValue::S((*id).into()))])
-                })
-                .collect();
-            let mut wanted = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .projection_expression("#id, #status")
-                    .expression_attribute_names("#id", attr::JOB_ID)
-                    .expression_attribute_names("#status", attr::STATUS)
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| AwsError {
-                        operation: "dynamodb:BatchGetItem",
-                        code: None,
-                        message: e.to_string(),
-                        retryable: false,
-                    })?,
-            );
-            // What DynamoDB leaves unprocessed is asked again.
-            while let Some(asked) = wanted.take() {
-                let out = self
-                    .ddb
-                    .batch_get_item()
-                    .request_items(&self.table, asked)
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::from_sdk("dynamodb:BatchGetItem", e))?;
-                for item in out
-                    .responses()
-                    .and_then(|r| r.get(&self.table))
-                    .into_iter()
-                    .flatten()
-                {
-                    let id = item.get(attr::JOB_ID).and_then(|v| v.as_s().ok());
-                    let status = item
-                        .get(attr::STATUS)
-                        .and_then(|v| v.as_s().ok())
-                        .and_then(|s| JobStatus::parse(s));
-                    if let (Some(id), Some(status)) = (id, status) {
-                        statuses.insert(id.clone(), status);
-                    }
-                }
-                wanted = out
-                    .unprocessed_keys()
-                    .and_then(|u| u.get(&self.table))
-                    .filter(|k| !k.keys().is_empty())
-                    .cloned();
-            }
-        }
-        Ok(statuses)
+        let items = self
+            .batch_get(job_ids, &[attr::JOB_ID, attr::STATUS])
+            .await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                let id = item.get(attr::JOB_ID).and_then(|v| v.as_s().ok())?;
+                let status = item
+                    .get(attr::STATUS)
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|s| JobStatus::parse(s))?;
+                Some((id.clone(), status))
+            })
+            .collect())
     }
 }
 

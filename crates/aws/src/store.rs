@@ -24,6 +24,7 @@ pub use berth_core::attempt::AttemptEnd;
 
 use crate::AwsError;
 
+mod batch_get;
 mod history;
 use history::{history_entry, history_value};
 
