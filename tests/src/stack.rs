@@ -289,6 +289,28 @@ impl Stack {
         failed
     }
 
+    /// Hands what the queue delivers now to the driver, as the event
+    /// source mapping would, deletes those messages, and returns each
+    /// job's outcome.
+    pub async fn drive(&self) -> Vec<(String, berth_driver::Outcome)> {
+        let records = self.receive().await;
+        let handled = self.driver().handle_batch(records.clone()).await;
+        for r in records {
+            self.clients()
+                .sqs
+                .delete_message()
+                .queue_url(&self.queue_url)
+                .receipt_handle(r.receipt_handle.unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+        handled
+            .into_iter()
+            .map(|h| (h.job_id.unwrap_or_default(), h.outcome))
+            .collect()
+    }
+
     /// The messages on the dead-letter queue: (body, berth-reason).
     pub async fn dead_letters(&self) -> Vec<(String, String)> {
         let mut letters = Vec::new();

@@ -16,7 +16,7 @@ use std::ops::Range;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-use berth_core::array::{self, Children};
+use berth_core::array::{self, Children, Next};
 use berth_core::{JobStatus, ResolvedJob};
 
 use crate::queue::{ARRAY_CHILD_ATTRIBUTE, attribute};
@@ -190,6 +190,40 @@ impl JobStore {
         self.conditional_update(req).await
     }
 
+    /// Counts children `never` of a sequential array, which will never run,
+    /// as not succeeded, and moves the cursor past them, while it is at
+    /// their start.
+    pub async fn give_up_children(
+        &self,
+        parent: &str,
+        never: Range<u32>,
+    ) -> Result<Changed, AwsError> {
+        let indices: Vec<String> = never.clone().map(|i| i.to_string()).collect();
+        if indices.is_empty() {
+            return Ok(Changed::Applied);
+        }
+        let req = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::JOB_ID, AttributeValue::S(parent.into()))
+            .update_expression("SET #released = :to, #updated = :now ADD #failed :never")
+            .condition_expression("#status = :accepted AND #released = :from")
+            .expression_attribute_names("#released", RELEASED)
+            .expression_attribute_names("#updated", attr::UPDATED_AT)
+            .expression_attribute_names("#failed", FAILED)
+            .expression_attribute_names("#status", attr::STATUS)
+            .expression_attribute_values(":from", AttributeValue::N(never.start.to_string()))
+            .expression_attribute_values(":to", AttributeValue::N(never.end.to_string()))
+            .expression_attribute_values(":never", AttributeValue::Ns(indices))
+            .expression_attribute_values(":now", AttributeValue::N(now_ms().to_string()))
+            .expression_attribute_values(
+                ":accepted",
+                AttributeValue::S(JobStatus::Accepted.as_str().into()),
+            );
+        self.conditional_update(req).await
+    }
+
     /// Counts child `index`'s end on its parent, once: `false` when it was
     /// counted already or the parent is gone.
     pub async fn count_child_end(
@@ -273,7 +307,16 @@ pub async fn advance(
                 }),
             };
         }
-        let range = children.to_release(job.array.and_then(|a| a.max_running));
+        let Some(spec) = job.array else {
+            return Ok(Advanced::Nothing);
+        };
+        let range = match children.next(&spec) {
+            Next::Release(range) => range,
+            Next::GiveUp(never) => {
+                store.give_up_children(parent, never).await?;
+                continue;
+            }
+        };
         let Some(queue) = queue.filter(|_| !range.is_empty()) else {
             return Ok(Advanced::Released(sent));
         };
@@ -300,55 +343,14 @@ pub async fn advance(
 pub use berth_core::array::parent_of as parent_of_child;
 
 impl JobStore {
-    /// The records of `job_ids` that exist (at most 100), read
+    /// The records of `job_ids` that exist, read
     /// consistently, in no particular order.
     pub async fn records_of(
         &self,
         job_ids: &[&str],
     ) -> Result<Vec<crate::store::JobRecord>, AwsError> {
-        use aws_sdk_dynamodb::types::KeysAndAttributes;
-        let mut records = Vec::new();
-        if job_ids.is_empty() {
-            return Ok(records);
-        }
-        let keys = job_ids
-            .iter()
-            .map(|id| HashMap::from([(attr::JOB_ID.to_owned(), AttributeValue::S((*id).into()))]))
-            .collect();
-        let mut wanted = Some(
-            KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .consistent_read(true)
-                .build()
-                .map_err(|e| AwsError {
-                    operation: "dynamodb:BatchGetItem",
-                    code: None,
-                    message: e.to_string(),
-                    retryable: false,
-                })?,
-        );
-        while let Some(asked) = wanted.take() {
-            let out = self
-                .ddb
-                .batch_get_item()
-                .request_items(&self.table, asked)
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("dynamodb:BatchGetItem", e))?;
-            records.extend(
-                out.responses()
-                    .and_then(|r| r.get(&self.table))
-                    .into_iter()
-                    .flatten()
-                    .filter_map(crate::store::record),
-            );
-            wanted = out
-                .unprocessed_keys()
-                .and_then(|u| u.get(&self.table))
-                .filter(|k| !k.keys().is_empty())
-                .cloned();
-        }
-        Ok(records)
+        let items = self.batch_get(job_ids, &[]).await?;
+        Ok(items.iter().filter_map(crate::store::record).collect())
     }
 }
 

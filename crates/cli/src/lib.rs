@@ -153,7 +153,8 @@ impl Berth {
         Self { settings, clients }
     }
 
-    fn store(&self) -> JobStore {
+    /// The job store of this stack.
+    pub fn store(&self) -> JobStore {
         JobStore::new(self.clients.dynamodb.clone(), &self.settings.jobs_table)
     }
 

@@ -99,6 +99,12 @@ enum Command {
         /// (default: all).
         #[arg(long, requires = "array_size")]
         max_running: Option<u32>,
+        /// Run the array's children one at a time, in order: each once the
+        /// one before ended as CONDITION says (succeeded, the default;
+        /// failed; ended); after one that did not, the rest never run.
+        #[arg(long, requires = "array_size", conflicts_with = "max_running", value_name = "CONDITION",
+              num_args = 0..=1, default_missing_value = "succeeded", value_parser = condition)]
+        sequential: Option<Condition>,
         /// The command, after `--`.
         #[arg(last = true)]
         command: Vec<String>,
@@ -318,6 +324,11 @@ fn tag_pair(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .ok_or_else(|| format!("expected KEY=VALUE, found {s:?}"))
+}
+
+fn condition(s: &str) -> Result<Condition, String> {
+    Condition::parse(s)
+        .ok_or_else(|| format!("unknown condition {s:?}; one of succeeded, failed, ended"))
 }
 
 /// `ID[:CONDITION]`; an array child's id (`PARENT:INDEX`) may stand alone.
@@ -591,6 +602,7 @@ async fn run(command: Command, stack: Option<&str>, json: bool) -> Result<String
             depends_on,
             array_size,
             max_running,
+            sequential,
             command,
         } => {
             let body = file.as_deref().map(berth_cli::read).transpose()?;
@@ -608,7 +620,11 @@ async fn run(command: Command, stack: Option<&str>, json: bool) -> Result<String
                 max_attempts,
                 tags,
                 depends_on,
-                array: array_size.map(|size| berth_core::array::ArraySpec { size, max_running }),
+                array: array_size.map(|size| berth_core::array::ArraySpec {
+                    size,
+                    max_running,
+                    sequential,
+                }),
             };
             let job_id = connect().await?.submit(&submission).await?;
             if json {

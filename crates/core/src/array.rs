@@ -34,6 +34,11 @@ pub struct ArraySpec {
     /// At most this many children released and not ended at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_running: Option<u32>,
+    /// One child at a time, in order: child i runs once child i − 1 has
+    /// ended as this condition says; once one has not, the children after
+    /// it never run (AWS Batch's `SEQUENTIAL`, with Slurm's conditions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequential: Option<crate::dependency::Condition>,
 }
 
 impl ArraySpec {
@@ -44,6 +49,11 @@ impl ArraySpec {
                 "`size` must be between 2 and {MAX_ARRAY_SIZE}, found {}",
                 self.size
             )));
+        }
+        if self.sequential.is_some() && self.max_running.is_some() {
+            return Err(Problem::Invalid(
+                "`sequential` runs one child at a time: leave `max_running` out".into(),
+            ));
         }
         if let Some(k) = self.max_running
             && !(1..=self.size).contains(&k)
@@ -87,6 +97,15 @@ pub fn child_job(parent: &ResolvedJob, index: u32) -> ResolvedJob {
     child
 }
 
+/// What an array does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Release these children (none when the range is empty).
+    Release(Range<u32>),
+    /// These children will never run: count them as not succeeded.
+    GiveUp(Range<u32>),
+}
+
 /// Where an array's children stand, as its parent's record counts them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Children {
@@ -103,6 +122,32 @@ impl Children {
     /// Children that have ended.
     pub fn ended(&self) -> u32 {
         u32::try_from(self.succeeded.len() + self.failed.len()).unwrap_or(u32::MAX)
+    }
+
+    /// What to do next for an array of `spec`: release these children, or
+    /// (sequential, the last released child having ended otherwise than its
+    /// condition) give up on the children from `released` on.
+    pub fn next(&self, spec: &ArraySpec) -> Next {
+        let Some(condition) = spec.sequential else {
+            return Next::Release(self.to_release(spec.max_running));
+        };
+        if let Some(last) = self.released.checked_sub(1)
+            && self.released < self.size
+        {
+            let ended = if self.succeeded.contains(&last) {
+                Some(JobStatus::Succeeded)
+            } else if self.failed.contains(&last) {
+                Some(JobStatus::Failed)
+            } else {
+                None
+            };
+            if let Some(status) = ended
+                && condition.verdict(status) == crate::dependency::Verdict::Never
+            {
+                return Next::GiveUp(self.released..self.size);
+            }
+        }
+        Next::Release(self.to_release(Some(1)))
     }
 
     /// The children to release now under a cap of `max_running`: released
@@ -164,7 +209,11 @@ mod tests {
 
     #[test]
     fn sizes_and_caps_are_checked() {
-        let spec = |size, max_running| ArraySpec { size, max_running };
+        let spec = |size, max_running| ArraySpec {
+            size,
+            max_running,
+            sequential: None,
+        };
         assert!(spec(2, None).validate().is_ok());
         assert!(spec(10_000, Some(10_000)).validate().is_ok());
         for (bad, why) in [
@@ -175,6 +224,13 @@ mod tests {
                 "`max_running` must be between 1 and the size, 10, found 0",
             ),
             (spec(10, Some(11)), "found 11"),
+            (
+                ArraySpec {
+                    sequential: Some(crate::dependency::Condition::Succeeded),
+                    ..spec(10, Some(2))
+                },
+                "`sequential` runs one child at a time",
+            ),
         ] {
             let e = bad.validate().unwrap_err().to_string();
             assert!(e.contains(why), "{e}");
@@ -212,6 +268,38 @@ mod tests {
         c.failed = BTreeSet::new();
         c.succeeded.extend([0, 9]);
         assert_eq!(c.end(), Some((JobStatus::Succeeded, None)));
+    }
+
+    #[test]
+    fn a_sequential_array_runs_one_child_at_a_time_and_gives_up_after_a_failure() {
+        use crate::dependency::Condition;
+        let spec = |condition| ArraySpec {
+            size: 5,
+            max_running: None,
+            sequential: Some(condition),
+        };
+        let mut c = Children {
+            size: 5,
+            ..Children::default()
+        };
+        assert_eq!(c.next(&spec(Condition::Succeeded)), Next::Release(0..1));
+        c.released = 1;
+        assert_eq!(
+            c.next(&spec(Condition::Succeeded)),
+            Next::Release(1..1),
+            "0 under way"
+        );
+        c.succeeded.insert(0);
+        assert_eq!(c.next(&spec(Condition::Succeeded)), Next::Release(1..2));
+        c.released = 2;
+        c.failed.insert(1);
+        assert_eq!(c.next(&spec(Condition::Succeeded)), Next::GiveUp(2..5));
+        assert_eq!(c.next(&spec(Condition::Ended)), Next::Release(2..3));
+        assert_eq!(c.next(&spec(Condition::Failed)), Next::Release(2..3));
+        // Given up: every child counted, the array ends FAILED.
+        c.released = 5;
+        c.failed.extend(2..5);
+        assert_eq!(c.end().map(|(s, _)| s), Some(JobStatus::Failed));
     }
 
     proptest! {

@@ -16,7 +16,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// The most rules a definition or a job may carry (Batch's limit).
+/// The most rules a definition or a job may carry (AWS Batch takes 5).
 pub const MAX_RULES: usize = 10;
 
 /// The longest pattern, in characters (Batch's limit).

@@ -18,23 +18,7 @@ async fn submit(stack: &Stack, bodies: &[&str]) -> Vec<(String, Outcome)> {
 }
 
 async fn deliver(stack: &Stack) -> Vec<(String, Outcome)> {
-    let records = stack.receive().await;
-    let handled = stack.driver().handle_batch(records.clone()).await;
-    for r in records {
-        stack
-            .clients()
-            .sqs
-            .delete_message()
-            .queue_url(&stack.queue_url)
-            .receipt_handle(r.receipt_handle.unwrap())
-            .send()
-            .await
-            .unwrap();
-    }
-    handled
-        .into_iter()
-        .map(|h| (h.job_id.unwrap_or_default(), h.outcome))
-        .collect()
+    stack.drive().await
 }
 
 async fn status(stack: &Stack, id: &str) -> (JobStatus, String) {
