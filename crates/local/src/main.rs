@@ -1177,7 +1177,47 @@ async fn demo(local: &Local, mut glue: Glue) -> Fallible<bool> {
             "no instance: Fargate Spot, the cheapest route for it",
         ));
     }
+    // An array of three: one submission, its children released by the
+    // driver, the parent ending once they have.
+    first.push((
+        Submission {
+            array: Some(berth_core::array::ArraySpec {
+                size: 3,
+                max_running: None,
+                sequential: None,
+            }),
+            ..submit("frames", "thumbnail", &[("INPUT", "s3://demo/frames")])
+        },
+        JobStatus::Succeeded,
+        None,
+        "an array of 3: one submission, SUCCEEDED once every child has",
+    ));
     submit_wave(&cli, first, &mut expected).await?;
+    for i in 0..3 {
+        expected.push(Expect {
+            job_id: berth_core::array::child_id("frames", i),
+            status: JobStatus::Succeeded,
+            route: Some(Route::Lambda),
+            why: "a child of frames: BERTH_ARRAY_INDEX, on Lambda",
+        });
+    }
+    // A job that waits for the array, sent once the array is recorded.
+    let mut dependent = Some(vec![(
+        Submission {
+            depends_on: vec![berth_core::dependency::Dependency {
+                job_id: "frames".into(),
+                condition: berth_core::dependency::Condition::Succeeded,
+            }],
+            ..submit(
+                "frames-report",
+                "thumbnail",
+                &[("INPUT", "s3://demo/frames")],
+            )
+        },
+        JobStatus::Succeeded,
+        Some(Route::Lambda),
+        "depends on frames: PENDING until it succeeded",
+    )]);
     // An invalid message, sent as is: the CLI would refuse it.
     let sent = local
         .clients
@@ -1257,6 +1297,18 @@ async fn demo(local: &Local, mut glue: Glue) -> Fallible<bool> {
     let mut shown = String::new();
     loop {
         glue.tick(local).await?;
+        if dependent.is_some()
+            && cli
+                .store()
+                .get("frames")
+                .await
+                .map_err(|e| e.to_string())?
+                .is_some()
+            && let Some(wave) = dependent.take()
+        {
+            submit_wave(&cli, wave, &mut expected).await?;
+            glue.say("frames is recorded: submitted frames-report, which depends on it");
+        }
         if glue.instances > 0
             && let Some(wave) = second.take()
         {
@@ -1272,7 +1324,7 @@ async fn demo(local: &Local, mut glue: Glue) -> Fallible<bool> {
             println!("\n[{:>3} s]\n{table}", started.elapsed().as_secs());
             shown = table;
         }
-        if second.is_none() && berth_cli::settled(&jobs) {
+        if second.is_none() && dependent.is_none() && berth_cli::settled(&jobs) {
             break;
         }
         if started.elapsed() > Duration::from_secs(300) {

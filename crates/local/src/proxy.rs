@@ -319,10 +319,9 @@ fn run_task_job_of(body: &[u8]) -> String {
         .ok()
         .and_then(|v| v["startedBy"].as_str().map(str::to_owned))
         .unwrap_or_default();
-    started_by
-        .rsplit_once('/')
-        .map_or("", |(job, _)| job)
-        .to_owned()
+    berth_core::launch::parse_started_by(&started_by)
+        .map(|(job, _)| job)
+        .unwrap_or_default()
 }
 
 /// The job whose success an UpdateItem writes (its status set to

@@ -53,6 +53,20 @@ pub const SPENDING_DAY_SECONDS: u32 = 180;
 /// for the next.
 const CAPPED_LIMIT_USD: f64 = 0.000_001;
 
+/// The size of the soak's arrays.
+const ARRAY_SIZE: u32 = 4;
+
+/// The children of job `i` of the mix, when it is an array.
+fn children(i: usize) -> Vec<String> {
+    if i % 20 == 10 {
+        (0..ARRAY_SIZE)
+            .map(|c| berth_core::array::child_id(&format!("soak-{i}"), c))
+            .collect()
+    } else {
+        Vec::new()
+    }
+}
+
 /// How long a Lambda-route job to be cancelled runs, if it is not.
 const CANCELLED_JOB_SECONDS: u32 = 30;
 
@@ -103,7 +117,9 @@ fn valid(i: usize) -> bool {
 /// One job of the mix: every 20th invalid, three in 20 sent to Lambda, one in
 /// 20 EC2 only (it waits while EC2 is full), one in 20 interrupted once, one
 /// in 20 of a definition with a spending limit (held once the day's is
-/// spent), the rest on ECS (EC2 while there is room, then Fargate).
+/// spent), a chain of three in 20 (the last two waiting on the one
+/// before), one in 20 an array of [`ARRAY_SIZE`] under a cap of 2, the rest
+/// on ECS (EC2 while there is room, then Fargate).
 fn body(i: usize, runs: &str, faults: &LambdaFaults) -> String {
     match i % 20 {
         0 => format!(r#"{{"job_id":"soak-{i}","definition":"render","cpus":1}}"#),
@@ -126,6 +142,19 @@ fn body(i: usize, runs: &str, faults: &LambdaFaults) -> String {
         // attempt is queued (and sometimes lost, see the faults).
         5 => format!(
             r#"{{"job_id":"soak-{i}","definition":"render","environment":{{"PLAY_SECONDS":"1","PLAY_INTERRUPT":"1"}}}}"#
+        ),
+        // A chain: 8 waits for 7 to succeed, 9 for 8 to end (either way).
+        8 => format!(
+            r#"{{"job_id":"soak-{i}","definition":"render","environment":{{"PLAY_SECONDS":"1"}},"depends_on":["soak-{}"]}}"#,
+            i - 1
+        ),
+        9 => format!(
+            r#"{{"job_id":"soak-{i}","definition":"render","environment":{{"PLAY_SECONDS":"1"}},"depends_on":[{{"job_id":"soak-{}","condition":"ended"}}]}}"#,
+            i - 1
+        ),
+        // An array, two of its children under way at most.
+        10 => format!(
+            r#"{{"job_id":"soak-{i}","definition":"render","environment":{{"PLAY_SECONDS":"1"}},"array":{{"size":{ARRAY_SIZE},"max_running":2}}}}"#
         ),
         // Interrupted on its first launch: the day's limit is spent by
         // then, and its next attempt is held until the next day.
@@ -459,20 +488,44 @@ async fn reconcile(
         .unwrap_or_default();
     let mut by_outcome: BTreeMap<String, usize> = BTreeMap::new();
     let (mut unaccounted, mut twice, mut not_succeeded) = (Vec::new(), Vec::new(), Vec::new());
+    // Each job and each child of an array, with how it must end: FAILED
+    // where a RunTask was denied for good, and so a job waiting for it to
+    // succeed, or an array one of whose children did.
+    let mut all: Vec<(usize, String, bool)> = Vec::new();
     for i in 0..jobs {
         let id = format!("soak-{i}");
+        let kids = children(i);
+        let mut fails = denied.contains(&id);
+        if i % 20 == 8 {
+            fails |= denied.contains(&format!("soak-{}", i - 1));
+        }
+        if !kids.is_empty() {
+            fails = kids.iter().any(|c| denied.contains(c));
+        }
+        all.push((i, id, fails));
+        all.extend(
+            kids.into_iter()
+                .map(|c| (i, c.clone(), denied.contains(&c))),
+        );
+    }
+    let (mut chained, mut children_ended) = (0, 0);
+    for (i, id, fails) in all {
+        let i = &i;
         match (
             ended.get(&id).map(Vec::as_slice),
             dead_letters.contains_key(&id),
         ) {
             (Some([(status, route)]), false) if status.is_final() => {
-                let expected = if denied.contains(&id) {
+                let expected = if fails {
                     JobStatus::Failed
                 } else if lambda_faults.cancelled_running.contains(&id) {
                     JobStatus::Cancelled
                 } else {
                     JobStatus::Succeeded
                 };
+                chained += usize::from(matches!(i % 20, 8 | 9));
+                children_ended += usize::from(berth_core::array::parent_of(&id).is_some());
+                let i = *i;
                 if valid(i) && *status != expected {
                     not_succeeded.push(format!("{id} {}", status.as_str()));
                 }
@@ -485,7 +538,7 @@ async fn reconcile(
                     .or_default() += 1;
             }
             (None, true) => {
-                if valid(i) {
+                if valid(*i) {
                     not_succeeded.push(format!("{id} dead-lettered"));
                 }
                 *by_outcome.entry("dead-lettered".into()).or_default() += 1;
@@ -616,6 +669,9 @@ async fn reconcile(
     println!(
         "batches received for a driver held back (never handed to it): {}",
         local.throttled_batches.load(Ordering::Relaxed)
+    );
+    println!(
+        "dependencies and arrays: {chained} jobs of chains ended, {children_ended} children of arrays ended (a cap of 2 each)",
     );
     println!(
         "unaccounted: {}; in more than one end state: {}",
