@@ -254,7 +254,7 @@ fn sam_local_invoke_answers_every_sample_event_against_the_local_run() {
     let (answer, _) = invoke("EcsRunnerFunction", "ecs-runner-schedule.json");
     assert_eq!(
         answer,
-        serde_json::json!({"reconciled": [], "timed_out": [], "requeued": [], "released": [], "no_capacity": [], "errors": 0})
+        serde_json::json!({"reconciled": [], "timed_out": [], "requeued": [], "released": [], "no_capacity": [], "dependencies": [], "errors": 0})
     );
     assert!(calls().contains("dynamodb:Query"));
     invoked.push("ecs-runner-schedule.json");
