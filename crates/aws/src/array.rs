@@ -10,13 +10,24 @@
 //! creates and launches nothing twice (its job id is its idempotency key).
 //! An end is added to a set once whatever repeats it (`ADD` to a set). A
 //! parent the driver or the sweep finds waiting is advanced again.
+//!
+//! An array bound to others child by child (`N_TO_N`) releases out of
+//! order: it keeps the indices released or given up in `array_sent`, with
+//! `array_released` their count. It claims children in a write conditional
+//! on that count, then sends their messages, so concurrent advances never
+//! release more than its cap allows; a function that stops between the two
+//! leaves children claimed and unsent, which [`resend_unrecorded`] sends
+//! when the parent's own message comes again (the sweep puts it back once
+//! the parent has been quiet). Each array it follows names it in its
+//! `n_to_n_dependents`, and a child's end advances those.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-use berth_core::array::{self, Children, Next};
+use berth_core::array::{self, Children, Next, Upstream};
+use berth_core::dependency::{self, Dependency};
 use berth_core::{JobStatus, ResolvedJob};
 
 use crate::queue::{ARRAY_CHILD_ATTRIBUTE, attribute};
@@ -29,6 +40,10 @@ pub const RELEASED: &str = "array_released";
 pub const SUCCEEDED: &str = "array_succeeded";
 /// ... and of those that ended otherwise.
 pub const FAILED: &str = "array_failed";
+/// An array bound child by child: the indices released or given up.
+pub const SENT: &str = "array_sent";
+/// On an array, the arrays bound to it child by child.
+pub const EACH_DEPENDENTS: &str = "n_to_n_dependents";
 
 /// Children released between two writes of the cursor.
 const CHUNK: u32 = 100;
@@ -61,6 +76,7 @@ pub(crate) fn children(
             .and_then(|v| v.as_n().ok())
             .and_then(|n| n.parse().ok())
             .unwrap_or(0),
+        sent: set(SENT),
         succeeded: set(SUCCEEDED),
         failed: set(FAILED),
     })
@@ -73,10 +89,10 @@ impl JobQueue {
         &self,
         parent: &str,
         definition: &str,
-        indices: Range<u32>,
+        indices: impl IntoIterator<Item = u32>,
     ) -> Result<(), AwsError> {
         let marker = attribute("String", parent)?;
-        let ids: Vec<u32> = indices.collect();
+        let ids: Vec<u32> = indices.into_iter().collect();
         for batch in ids.chunks(10) {
             let entries = batch
                 .iter()
@@ -224,6 +240,66 @@ impl JobStore {
         self.conditional_update(req).await
     }
 
+    /// Claims children of an array bound child by child, while it is
+    /// `ACCEPTED` and has `from` sent or given up: adds `release` and
+    /// `never` to its sent set (and `never` to its not-succeeded set) and
+    /// sets the count. Refused when another advance came first.
+    pub async fn claim_children(
+        &self,
+        parent: &str,
+        from: u32,
+        release: &[u32],
+        never: &[u32],
+    ) -> Result<Changed, AwsError> {
+        let numbers = |v: &[u32]| AttributeValue::Ns(v.iter().map(u32::to_string).collect());
+        let claimed: Vec<u32> = release.iter().chain(never).copied().collect();
+        let to = from + u32::try_from(claimed.len()).unwrap_or(u32::MAX);
+        let at = if from == 0 {
+            "(attribute_not_exists(#released) OR #released = :from)"
+        } else {
+            "#released = :from"
+        };
+        let mut req = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::JOB_ID, AttributeValue::S(parent.into()))
+            .condition_expression(format!("#status = :accepted AND {at}"))
+            .expression_attribute_names("#released", RELEASED)
+            .expression_attribute_names("#sent", SENT)
+            .expression_attribute_names("#updated", attr::UPDATED_AT)
+            .expression_attribute_names("#status", attr::STATUS)
+            .expression_attribute_values(":from", AttributeValue::N(from.to_string()))
+            .expression_attribute_values(":to", AttributeValue::N(to.to_string()))
+            .expression_attribute_values(":claimed", numbers(&claimed))
+            .expression_attribute_values(":now", AttributeValue::N(now_ms().to_string()))
+            .expression_attribute_values(
+                ":accepted",
+                AttributeValue::S(JobStatus::Accepted.as_str().into()),
+            );
+        req = if never.is_empty() {
+            req.update_expression("SET #released = :to, #updated = :now ADD #sent :claimed")
+        } else {
+            req.update_expression(
+                "SET #released = :to, #updated = :now ADD #sent :claimed, #failed :never",
+            )
+            .expression_attribute_names("#failed", FAILED)
+            .expression_attribute_values(":never", numbers(never))
+        };
+        self.conditional_update(req).await
+    }
+
+    /// Names array `dependent` in array `upstream`'s `n_to_n_dependents`:
+    /// each end of one of `upstream`'s children then advances it. `false`
+    /// when `upstream` is not recorded.
+    pub async fn add_each_dependent(
+        &self,
+        upstream: &str,
+        dependent: &str,
+    ) -> Result<bool, AwsError> {
+        self.add_to_set(upstream, EACH_DEPENDENTS, dependent).await
+    }
+
     /// Counts child `index`'s end on its parent, once: `false` when it was
     /// counted already or the parent is gone.
     pub async fn count_child_end(
@@ -310,6 +386,37 @@ pub async fn advance(
         let Some(spec) = job.array else {
             return Ok(Advanced::Nothing);
         };
+        let each: Vec<&Dependency> = dependency::each_of(&job.depends_on).collect();
+        if !each.is_empty() {
+            let upstreams = upstreams(store, &each).await?;
+            let next = children.each(spec.max_running, &upstreams);
+            let release = match queue {
+                Some(_) if sent < budget => {
+                    let room = (budget - sent).min(CHUNK) as usize;
+                    &next.release[..next.release.len().min(room)]
+                }
+                _ => &[],
+            };
+            let never = &next.never[..next.never.len().min(CHUNK as usize * 10)];
+            if release.is_empty() && never.is_empty() {
+                return Ok(match queue {
+                    Some(_) if !next.release.is_empty() => Advanced::Budget(sent),
+                    _ => Advanced::Released(sent),
+                });
+            }
+            let claimed = store
+                .claim_children(parent, children.released, release, never)
+                .await?;
+            if let (Changed::Applied, Some(queue)) = (claimed, queue)
+                && !release.is_empty()
+            {
+                queue
+                    .release_children(parent, &job.definition, release.iter().copied())
+                    .await?;
+                sent += u32::try_from(release.len()).unwrap_or(u32::MAX);
+            }
+            continue;
+        }
         let range = match children.next(&spec) {
             Next::Release(range) => range,
             Next::GiveUp(never) => {
@@ -340,6 +447,71 @@ pub async fn advance(
     }
 }
 
+/// The arrays `each` names, as an array bound to them child by child sees
+/// them. One no longer recorded counts as ended without success.
+async fn upstreams(store: &JobStore, each: &[&Dependency]) -> Result<Vec<Upstream>, AwsError> {
+    let mut upstreams = Vec::with_capacity(each.len());
+    for d in each {
+        let record = store.get(&d.job_id).await?;
+        let (status, children) = match record {
+            Some(r) => (r.status, r.children.unwrap_or_default()),
+            None => (JobStatus::Failed, Children::default()),
+        };
+        upstreams.push(Upstream {
+            condition: d.condition,
+            status,
+            succeeded: children.succeeded,
+            failed: children.failed,
+        });
+    }
+    Ok(upstreams)
+}
+
+/// Sends again the messages of the children an array bound child by child
+/// claimed that have no record: the function that claimed them stopped
+/// before it sent them (a message sent twice creates nothing twice).
+/// Returns how many it sent.
+pub async fn resend_unrecorded(
+    store: &JobStore,
+    queue: &JobQueue,
+    parent: &str,
+) -> Result<u32, AwsError> {
+    let Some(record) = store.get(parent).await? else {
+        return Ok(0);
+    };
+    let (Some(job), Some(children)) = (record.job.as_ref(), record.children.as_ref()) else {
+        return Ok(0);
+    };
+    if record.status != JobStatus::Accepted {
+        return Ok(0);
+    }
+    let open: Vec<u32> = children
+        .sent
+        .iter()
+        .copied()
+        .filter(|i| !children.succeeded.contains(i) && !children.failed.contains(i))
+        .collect();
+    let mut lost = Vec::new();
+    for chunk in open.chunks(100) {
+        let ids: Vec<String> = chunk.iter().map(|i| array::child_id(parent, *i)).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let statuses = store.statuses(&refs).await?;
+        lost.extend(
+            chunk
+                .iter()
+                .zip(&ids)
+                .filter(|(_, id)| !statuses.contains_key(*id))
+                .map(|(i, _)| *i),
+        );
+    }
+    if !lost.is_empty() {
+        queue
+            .release_children(parent, &job.definition, lost.iter().copied())
+            .await?;
+    }
+    Ok(u32::try_from(lost.len()).unwrap_or(u32::MAX))
+}
+
 pub use berth_core::array::parent_of as parent_of_child;
 
 impl JobStore {
@@ -358,9 +530,12 @@ impl JobStore {
 pub async fn open_children(
     store: &JobStore,
     parent: &str,
-    released: u32,
+    children: &Children,
 ) -> Result<Vec<String>, AwsError> {
-    let ids: Vec<String> = (0..released).map(|i| array::child_id(parent, i)).collect();
+    let ids: Vec<String> = children
+        .released_indices()
+        .map(|i| array::child_id(parent, i))
+        .collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let statuses = store.statuses(&refs).await?;
     Ok(ids

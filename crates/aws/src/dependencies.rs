@@ -46,6 +46,15 @@ pub enum Checked {
     Waiting(Vec<String>),
 }
 
+/// What moving on from a job's end needs: its status, the jobs waiting on
+/// it, and the arrays bound to its children one to one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndFacts {
+    pub status: JobStatus,
+    pub dependents: Vec<String>,
+    pub each_dependents: Vec<String>,
+}
+
 impl JobStore {
     /// Records a valid job that waits on others as `PENDING`, with
     /// `reason`, no launch claimed (its launch number is 0: its first launch
@@ -64,16 +73,27 @@ impl JobStore {
     /// Ties `dependent` to `dependency`: names it in the dependency's
     /// `dependents`. `false` when the dependency is not recorded.
     pub async fn add_dependent(&self, dependency: &str, dependent: &str) -> Result<bool, AwsError> {
+        self.add_to_set(dependency, DEPENDENTS, dependent).await
+    }
+
+    /// Adds `member` to the string set `set` of recorded job `job_id`;
+    /// `false` when it is not recorded.
+    pub(crate) async fn add_to_set(
+        &self,
+        job_id: &str,
+        set: &str,
+        member: &str,
+    ) -> Result<bool, AwsError> {
         let req = self
             .ddb
             .update_item()
             .table_name(&self.table)
-            .key(attr::JOB_ID, AttributeValue::S(dependency.into()))
-            .update_expression("ADD #dependents :me")
+            .key(attr::JOB_ID, AttributeValue::S(job_id.into()))
+            .update_expression("ADD #set :member")
             .condition_expression("attribute_exists(#id)")
-            .expression_attribute_names("#dependents", DEPENDENTS)
+            .expression_attribute_names("#set", set)
             .expression_attribute_names("#id", attr::JOB_ID)
-            .expression_attribute_values(":me", AttributeValue::Ss(vec![dependent.into()]));
+            .expression_attribute_values(":member", AttributeValue::Ss(vec![member.into()]));
         Ok(matches!(
             self.conditional_update(req).await?,
             Changed::Applied
@@ -112,23 +132,21 @@ impl JobStore {
         Ok(self
             .end_facts(job_id)
             .await?
-            .map(|(_, dependents)| dependents)
+            .map(|facts| facts.dependents)
             .unwrap_or_default())
     }
 
     /// The status of `job_id` and the jobs waiting on it, read
     /// consistently; `None` when it is not recorded.
-    pub async fn end_facts(
-        &self,
-        job_id: &str,
-    ) -> Result<Option<(JobStatus, Vec<String>)>, AwsError> {
+    pub async fn end_facts(&self, job_id: &str) -> Result<Option<EndFacts>, AwsError> {
         let out = self
             .ddb
             .get_item()
             .table_name(&self.table)
             .key(attr::JOB_ID, AttributeValue::S(job_id.into()))
-            .projection_expression("#dependents, #status")
+            .projection_expression("#dependents, #each, #status")
             .expression_attribute_names("#dependents", DEPENDENTS)
+            .expression_attribute_names("#each", crate::array::EACH_DEPENDENTS)
             .expression_attribute_names("#status", attr::STATUS)
             .consistent_read(true)
             .send()
@@ -144,12 +162,17 @@ impl JobStore {
         else {
             return Ok(None);
         };
-        let dependents = item
-            .get(DEPENDENTS)
-            .and_then(|v| v.as_ss().ok())
-            .cloned()
-            .unwrap_or_default();
-        Ok(Some((status, dependents)))
+        let set = |k: &str| {
+            item.get(k)
+                .and_then(|v| v.as_ss().ok())
+                .cloned()
+                .unwrap_or_default()
+        };
+        Ok(Some(EndFacts {
+            status,
+            dependents: set(DEPENDENTS),
+            each_dependents: set(crate::array::EACH_DEPENDENTS),
+        }))
     }
 
     /// The status of each of `job_ids` that is recorded, read consistently.
@@ -292,23 +315,36 @@ pub async fn ended(
     let mut moved = Vec::new();
     let mut ends = vec![job_id.to_owned()];
     while let Some(end) = ends.pop() {
-        let Some((status, dependents)) = store.end_facts(&end).await? else {
+        let Some(facts) = store.end_facts(&end).await? else {
             continue;
         };
-        if !status.is_final() {
+        if !facts.status.is_final() {
             continue;
         }
+        let mut each_dependents = facts.each_dependents;
         if let Some((parent, index)) = berth_core::array::parent_of(&end) {
             store
-                .count_child_end(parent, index, status == JobStatus::Succeeded)
+                .count_child_end(parent, index, facts.status == JobStatus::Succeeded)
                 .await?;
             let advanced =
                 crate::array::advance(store, queue, parent, crate::array::END_BUDGET).await?;
             if let crate::array::Advanced::Ended(_) = advanced {
                 ends.push(parent.to_owned());
             }
+            // The arrays bound to the parent child by child: one of theirs
+            // may go now.
+            if let Some(parent_facts) = store.end_facts(parent).await? {
+                each_dependents.extend(parent_facts.each_dependents);
+            }
         }
-        for dependent in dependents {
+        for array in each_dependents {
+            let advanced =
+                crate::array::advance(store, queue, &array, crate::array::END_BUDGET).await?;
+            if let crate::array::Advanced::Ended(_) = advanced {
+                ends.push(array);
+            }
+        }
+        for dependent in facts.dependents {
             if moved.len() >= CASCADE_MAX {
                 return Ok(moved);
             }

@@ -246,13 +246,13 @@ pub async fn cancel(
         // `ACCEPTED`), and one recorded after this reading is cancelled by
         // the driver, which reads the parent again once it has recorded a
         // child.
-        let released = store
+        let children = store
             .get(job_id)
             .await?
             .and_then(|r| r.children)
-            .map_or(0, |c| c.released);
+            .unwrap_or_default();
         let why = format!("its array {job_id} was cancelled");
-        for child in crate::array::open_children(store, job_id, released).await? {
+        for child in crate::array::open_children(store, job_id, &children).await? {
             Box::pin(cancel(store, ecs, queue, &child, Some(&why))).await?;
         }
         return Ok(Cancelled::Cancelled { stopped_task: None });

@@ -271,22 +271,32 @@ impl Berth {
         let Some(children) = &r.children else {
             return Ok(None);
         };
-        let ids: Vec<String> = (0..children.released)
-            .map(|i| berth_core::array::child_id(&r.job_id, i))
+        let ids: Vec<(u32, String)> = children
+            .released_indices()
+            .map(|i| (i, berth_core::array::child_id(&r.job_id, i)))
             .collect();
-        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let refs: Vec<&str> = ids.iter().map(|(_, id)| id.as_str()).collect();
         let statuses = self.store().statuses(&refs).await?;
         let mut counts: BTreeMap<String, u32> = BTreeMap::new();
-        for status in statuses.values() {
+        let mut count = |status: JobStatus| {
             *counts.entry(status.as_str().to_owned()).or_default() += 1;
+        };
+        for (index, id) in &ids {
+            match statuses.get(id) {
+                Some(status) => count(*status),
+                // Given up (it never ran: what it followed did not end
+                // as it needed): counted as not succeeded.
+                None if children.failed.contains(index) => count(JobStatus::Failed),
+                // Released, its message not yet taken.
+                None => count(JobStatus::Pending),
+            }
         }
-        // Released and not recorded yet (their messages not yet taken), or
-        // not released yet.
-        let unrecorded = children.size - u32::try_from(statuses.len()).unwrap_or(children.size);
-        if unrecorded > 0 {
+        // Not released yet.
+        let unreleased = children.size - u32::try_from(ids.len()).unwrap_or(children.size);
+        if unreleased > 0 {
             *counts
                 .entry(JobStatus::Pending.as_str().to_owned())
-                .or_default() += unrecorded;
+                .or_default() += unreleased;
         }
         Ok(Some(counts))
     }
@@ -306,7 +316,8 @@ impl Berth {
         };
         let store = self.store();
         let mut jobs = Vec::new();
-        let ids: Vec<String> = (0..children.released)
+        let ids: Vec<String> = children
+            .released_indices()
             .map(|i| berth_core::array::child_id(parent, i))
             .collect();
         for chunk in ids.chunks(100) {

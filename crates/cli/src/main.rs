@@ -90,6 +90,13 @@ enum Command {
         /// no longer be met.
         #[arg(long = "depends-on", value_parser = dependency)]
         depends_on: Vec<Dependency>,
+        /// An array whose children this array's follow one to one,
+        /// ARRAY[:CONDITION] (AWS Batch's N_TO_N; repeat for more): child i
+        /// runs once child i of ARRAY has ended as CONDITION says, and
+        /// never once it has not. ARRAY must have the same size.
+        #[arg(long = "n-to-n", value_name = "ARRAY[:CONDITION]", requires = "array_size",
+              conflicts_with = "sequential", value_parser = each_dependency)]
+        n_to_n: Vec<Dependency>,
         /// Make it an array of this many children, 2 to 10,000: one
         /// submission; each child (`JOB_ID:INDEX`) sees BERTH_ARRAY_INDEX
         /// and BERTH_ARRAY_SIZE.
@@ -343,10 +350,19 @@ fn dependency(s: &str) -> Result<Dependency, String> {
         _ => (s, None),
     };
     berth_core::dependency::validate_reference(job_id)?;
-    Ok(Dependency {
-        job_id: job_id.to_owned(),
-        condition: condition.unwrap_or_default(),
-    })
+    Ok(Dependency::on(job_id, condition.unwrap_or_default()))
+}
+
+/// `ARRAY[:CONDITION]`, child by child.
+fn each_dependency(s: &str) -> Result<Dependency, String> {
+    let whole = dependency(s)?;
+    if berth_core::array::parent_of(&whole.job_id).is_some() {
+        return Err(format!(
+            "`{}` is an array's child; --n-to-n names an array",
+            whole.job_id
+        ));
+    }
+    Ok(Dependency::each(whole.job_id, whole.condition))
 }
 
 fn status(s: &str) -> Result<JobStatus, String> {
@@ -599,12 +615,14 @@ async fn run(command: Command, stack: Option<&str>, json: bool) -> Result<String
             timeout,
             processor,
             max_attempts,
-            depends_on,
+            mut depends_on,
+            n_to_n,
             array_size,
             max_running,
             sequential,
             command,
         } => {
+            depends_on.extend(n_to_n);
             let body = file.as_deref().map(berth_cli::read).transpose()?;
             let submission = Submission {
                 body,

@@ -15,6 +15,7 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 
 use crate::definition::ResolvedJob;
+use crate::dependency::{Condition, Verdict};
 use crate::{JobStatus, Problem};
 
 /// The most children an array may have (AWS Batch's limit).
@@ -38,7 +39,7 @@ pub struct ArraySpec {
     /// ended as this condition says; once one has not, the children after
     /// it never run (AWS Batch's `SEQUENTIAL`, with Slurm's conditions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sequential: Option<crate::dependency::Condition>,
+    pub sequential: Option<Condition>,
 }
 
 impl ArraySpec {
@@ -106,12 +107,53 @@ pub enum Next {
     GiveUp(Range<u32>),
 }
 
+/// Another array, as one bound to it child by child (`N_TO_N`) sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// What each of its children must do.
+    pub condition: Condition,
+    /// The array's own status.
+    pub status: JobStatus,
+    /// The indices of its children that ended `SUCCEEDED`, and otherwise.
+    pub succeeded: BTreeSet<u32>,
+    pub failed: BTreeSet<u32>,
+}
+
+impl Upstream {
+    /// How child `index` ended (any end but `SUCCEEDED` reads `FAILED`: the
+    /// conditions tell them apart no further), `None` while it has not. A
+    /// child of an array that ended without it (cancelled before it was
+    /// released) ended as the array did.
+    pub fn child(&self, index: u32) -> Option<JobStatus> {
+        if self.succeeded.contains(&index) {
+            Some(JobStatus::Succeeded)
+        } else if self.failed.contains(&index) {
+            Some(JobStatus::Failed)
+        } else {
+            Some(self.status).filter(|s| s.is_final())
+        }
+    }
+}
+
+/// What an array bound child by child does next.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Each {
+    /// Release these children.
+    pub release: Vec<u32>,
+    /// These will never run: count them as not succeeded.
+    pub never: Vec<u32>,
+}
+
 /// Where an array's children stand, as its parent's record counts them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Children {
     pub size: u32,
-    /// Children `0..released` have been released (their messages sent).
+    /// Children `0..released` have been released (their messages sent);
+    /// for an array bound child by child, how many are in `sent`.
     pub released: u32,
+    /// An array bound child by child (`N_TO_N`) releases its children out
+    /// of order: the indices released or given up.
+    pub sent: BTreeSet<u32>,
     /// The indices of those that ended `SUCCEEDED`.
     pub succeeded: BTreeSet<u32>,
     /// The indices of those that ended otherwise.
@@ -119,6 +161,15 @@ pub struct Children {
 }
 
 impl Children {
+    /// The indices of the children released (or given up).
+    pub fn released_indices(&self) -> Box<dyn Iterator<Item = u32> + '_> {
+        if self.sent.is_empty() {
+            Box::new(0..self.released)
+        } else {
+            Box::new(self.sent.iter().copied())
+        }
+    }
+
     /// Children that have ended.
     pub fn ended(&self) -> u32 {
         u32::try_from(self.succeeded.len() + self.failed.len()).unwrap_or(u32::MAX)
@@ -142,12 +193,45 @@ impl Children {
                 None
             };
             if let Some(status) = ended
-                && condition.verdict(status) == crate::dependency::Verdict::Never
+                && condition.verdict(status) == Verdict::Never
             {
                 return Next::GiveUp(self.released..self.size);
             }
         }
         Next::Release(self.to_release(Some(1)))
+    }
+
+    /// What an array bound child by child to `upstreams` (`N_TO_N`) does
+    /// next: gives up each child not yet sent for which one of them ended
+    /// otherwise than its condition, and releases, lowest index first and
+    /// as many as the cap `max_running` allows, each child for which every
+    /// one ended as its condition says.
+    pub fn each(&self, max_running: Option<u32>, upstreams: &[Upstream]) -> Each {
+        let sent = u32::try_from(self.sent.len()).unwrap_or(u32::MAX);
+        let under_way = sent.saturating_sub(self.ended());
+        let mut room = max_running.map_or(u32::MAX, |k| k.saturating_sub(under_way));
+        let mut each = Each::default();
+        for i in (0..self.size).filter(|i| !self.sent.contains(i)) {
+            let verdicts = upstreams
+                .iter()
+                .map(|u| u.child(i).map(|status| u.condition.verdict(status)));
+            let mut met = true;
+            let mut never = false;
+            for verdict in verdicts {
+                match verdict {
+                    Some(Verdict::Met) => {}
+                    Some(Verdict::Never) => never = true,
+                    _ => met = false,
+                }
+            }
+            if never {
+                each.never.push(i);
+            } else if met && room > 0 {
+                each.release.push(i);
+                room -= 1;
+            }
+        }
+        each
     }
 
     /// The children to release now under a cap of `max_running`: released
@@ -302,7 +386,93 @@ mod tests {
         assert_eq!(c.end().map(|(s, _)| s), Some(JobStatus::Failed));
     }
 
+    #[test]
+    fn a_child_by_child_array_follows_the_children_of_its_upstreams() {
+        let upstream = |condition, status, succeeded: &[u32], failed: &[u32]| Upstream {
+            condition,
+            status,
+            succeeded: succeeded.iter().copied().collect(),
+            failed: failed.iter().copied().collect(),
+        };
+        let mut c = Children {
+            size: 6,
+            ..Children::default()
+        };
+        let a = upstream(Condition::Succeeded, JobStatus::Accepted, &[0, 1, 4], &[2]);
+        assert_eq!(
+            c.each(None, std::slice::from_ref(&a)),
+            Each {
+                release: vec![0, 1, 4],
+                never: vec![2]
+            }
+        );
+        assert_eq!(c.each(Some(2), std::slice::from_ref(&a)).release, [0, 1]);
+        // 0 and 1 under way, 2 given up: a cap of 2 lets none go.
+        c.sent.extend([0, 1, 2]);
+        c.failed.insert(2);
+        assert_eq!(c.each(Some(2), std::slice::from_ref(&a)), Each::default());
+        c.succeeded.insert(0);
+        assert_eq!(c.each(Some(2), std::slice::from_ref(&a)).release, [4]);
+        // Every upstream must be met; one that is not gives the child up.
+        let b = upstream(Condition::Failed, JobStatus::Accepted, &[4], &[3]);
+        assert_eq!(
+            c.each(None, &[a.clone(), b]),
+            Each {
+                release: vec![],
+                never: vec![4]
+            }
+        );
+        // An upstream cancelled before it released 5: 5 ended so.
+        let cancelled = upstream(Condition::Ended, JobStatus::Cancelled, &[], &[]);
+        assert_eq!(cancelled.child(5), Some(JobStatus::Cancelled));
+        assert_eq!(c.each(None, &[cancelled]).release, [3, 4, 5]);
+        let gone = upstream(Condition::Succeeded, JobStatus::Cancelled, &[], &[]);
+        assert_eq!(c.each(None, &[gone]).never, [3, 4, 5]);
+    }
+
     proptest! {
+        /// However an upstream's children end, and whichever of this
+        /// array's end first, a child is released only once its upstream
+        /// child succeeded, given up only once it did not, never both nor
+        /// twice, the cap holds, and every child ends.
+        #[test]
+        fn child_by_child_holds_whatever_order_upstream_children_end_in(size in 2u32..40, cap in proptest::option::of(1u32..6), order in proptest::collection::vec((any::<u16>(), any::<bool>(), any::<bool>()), 0..300)) {
+            let mut up = Upstream { condition: Condition::Succeeded, status: JobStatus::Accepted, succeeded: BTreeSet::new(), failed: BTreeSet::new() };
+            let mut c = Children { size, ..Children::default() };
+            let mut steps = order.into_iter();
+            loop {
+                let each = c.each(cap, std::slice::from_ref(&up));
+                for i in &each.release {
+                    prop_assert!(up.succeeded.contains(i), "{} released before its upstream succeeded", i);
+                    prop_assert!(c.sent.insert(*i), "{} released twice", i);
+                }
+                for i in &each.never {
+                    prop_assert!(up.failed.contains(i));
+                    prop_assert!(c.sent.insert(*i), "{} given up after it was sent", i);
+                    c.failed.insert(*i);
+                }
+                c.released = c.sent.len() as u32;
+                let under_way: Vec<u32> = c.sent.iter().copied().filter(|i| !c.succeeded.contains(i) && !c.failed.contains(i)).collect();
+                if let Some(k) = cap { prop_assert!(under_way.len() as u32 <= k); }
+                let up_open: Vec<u32> = (0..size).filter(|i| up.child(*i).is_none()).collect();
+                if under_way.is_empty() && up_open.is_empty() {
+                    break;
+                }
+                let (pick, which, ok) = steps.next().unwrap_or((0, under_way.is_empty(), true));
+                // End one of ours, or one of the upstream's.
+                let (pool, set_of) = if (which && !up_open.is_empty()) || under_way.is_empty() { (up_open, 0) } else { (under_way, 1) };
+                let i = pool[pick as usize % pool.len()];
+                match (set_of, ok) {
+                    (0, true) => { up.succeeded.insert(i); }
+                    (0, false) => { up.failed.insert(i); }
+                    (_, true) => { c.succeeded.insert(i); }
+                    (_, false) => { c.failed.insert(i); }
+                }
+            }
+            prop_assert_eq!(c.ended(), size, "every child ended");
+            prop_assert!(c.failed.is_superset(&up.failed));
+        }
+
         /// However the children end, released and not ended never pass the
         /// cap, every child is released once, and the array ends when the
         /// last child does.

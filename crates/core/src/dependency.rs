@@ -82,6 +82,27 @@ pub enum Verdict {
     Never,
 }
 
+/// Whom a dependency binds: the whole job, or (AWS Batch's `N_TO_N`) each
+/// child of an array to the child with its index in another array of the
+/// same size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    /// The job waits for the whole dependency to end.
+    #[default]
+    #[serde(rename = "job")]
+    Job,
+    /// Child i of the array waits for child i of the dependency, an array of
+    /// the same size; the array itself does not wait.
+    #[serde(rename = "n_to_n", alias = "N_TO_N")]
+    NToN,
+}
+
+impl Kind {
+    pub fn is_job(&self) -> bool {
+        *self == Kind::Job
+    }
+}
+
 /// One dependency: a job and what it must do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,15 +110,44 @@ pub struct Dependency {
     pub job_id: String,
     #[serde(default)]
     pub condition: Condition,
+    /// `job` (the default) or `n_to_n`.
+    #[serde(default, rename = "type", skip_serializing_if = "Kind::is_job")]
+    pub kind: Kind,
+}
+
+impl Dependency {
+    /// A dependency on the whole of `job_id`.
+    pub fn on(job_id: impl Into<String>, condition: Condition) -> Self {
+        Dependency {
+            job_id: job_id.into(),
+            condition,
+            kind: Kind::Job,
+        }
+    }
+
+    /// Child by child on the array `job_id` (`N_TO_N`).
+    pub fn each(job_id: impl Into<String>, condition: Condition) -> Self {
+        Dependency {
+            job_id: job_id.into(),
+            condition,
+            kind: Kind::NToN,
+        }
+    }
 }
 
 impl fmt::Display for Dependency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.condition {
-            Condition::Succeeded => f.write_str(&self.job_id),
-            c => write!(f, "{} ({c})", self.job_id),
+        match (self.kind, self.condition) {
+            (Kind::Job, Condition::Succeeded) => f.write_str(&self.job_id),
+            (Kind::Job, c) => write!(f, "{} ({c})", self.job_id),
+            (Kind::NToN, c) => write!(f, "{} (n_to_n, {c})", self.job_id),
         }
     }
+}
+
+/// The arrays `dependencies` binds child by child (`N_TO_N`).
+pub fn each_of(dependencies: &[Dependency]) -> impl Iterator<Item = &Dependency> {
+    dependencies.iter().filter(|d| d.kind == Kind::NToN)
 }
 
 /// What becomes of a job waiting on its dependencies.
@@ -114,12 +164,14 @@ pub enum Decision {
 /// Decides for a job with `dependencies`, each dependency's status as
 /// `status_of` reads it (`None`: not recorded). A condition that can never
 /// be met decides before any that waits, so a failure cascades at once.
+/// `N_TO_N` dependencies bind the children, not the job: they are left to
+/// [`crate::array::Children::each`].
 pub fn decide(
     dependencies: &[Dependency],
     status_of: impl Fn(&str) -> Option<JobStatus>,
 ) -> Decision {
     let mut waiting = Vec::new();
-    for d in dependencies {
+    for d in dependencies.iter().filter(|d| d.kind.is_job()) {
         let Some(status) = status_of(&d.job_id) else {
             return Decision::Fail(format!("dependency {} is not recorded", d.job_id));
         };
@@ -174,6 +226,12 @@ pub fn validate(job_id: &str, dependencies: &[Dependency]) -> Result<(), String>
             .map_err(|why| format!("`{}`: {why}", crate::job::quote(&d.job_id)))?;
         if d.job_id == job_id {
             return Err(format!("`{job_id}` is the job itself"));
+        }
+        if d.kind == Kind::NToN && crate::array::parent_of(&d.job_id).is_some() {
+            return Err(format!(
+                "`{}` is an array's child; `n_to_n` names an array",
+                d.job_id
+            ));
         }
         if !seen.insert(d.job_id.as_str()) {
             return Err(format!("`{}` is named more than once", d.job_id));
@@ -280,10 +338,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn dep(id: &str, condition: Condition) -> Dependency {
-        Dependency {
-            job_id: id.into(),
-            condition,
-        }
+        Dependency::on(id, condition)
     }
 
     #[test]
@@ -342,6 +397,18 @@ mod tests {
                 Decision::Fail("dependency x is not recorded".into()),
             ),
             (vec![], Decision::Run),
+            // N_TO_N binds the children: the array itself does not wait.
+            (
+                vec![Dependency::each("c", Condition::Succeeded)],
+                Decision::Run,
+            ),
+            (
+                vec![
+                    Dependency::each("b", Condition::Succeeded),
+                    dep("c", Condition::Ended),
+                ],
+                Decision::Wait(vec!["c".into()]),
+            ),
         ];
         for (deps, want) in cases {
             assert_eq!(decide(&deps, of), want, "{deps:?}");
@@ -381,6 +448,10 @@ mod tests {
                 "index must be 0 to 99999",
             ),
             (many, "has 101 entries, more than the limit of 100"),
+            (
+                vec![Dependency::each("arr:3", Condition::Succeeded)],
+                "`arr:3` is an array's child; `n_to_n` names an array",
+            ),
         ] {
             let e = validate("j", &deps).unwrap_err();
             assert!(e.contains(why), "{e}");
@@ -402,6 +473,31 @@ mod tests {
         assert_eq!(cycle(&looped).unwrap(), vec!["a", "b", "c", "a"]);
         assert!(order(&looped).is_err());
         assert_eq!(cycle(&g(&[("s", &["s"])])).unwrap(), vec!["s", "s"]);
+    }
+
+    #[test]
+    fn a_dependency_reads_its_type_in_batch_spelling_too() {
+        for body in [
+            r#"{"job_id":"a","type":"n_to_n"}"#,
+            r#"{"job_id":"a","type":"N_TO_N"}"#,
+        ] {
+            let d: Dependency = serde_json::from_str(body).unwrap();
+            assert_eq!(d, Dependency::each("a", Condition::Succeeded));
+        }
+        let whole: Dependency = serde_json::from_str(r#"{"job_id":"a"}"#).unwrap();
+        assert_eq!(whole.kind, Kind::Job);
+        assert_eq!(
+            serde_json::to_string(&whole).unwrap(),
+            r#"{"job_id":"a","condition":"succeeded"}"#,
+            "a whole-job dependency is stored as before"
+        );
+        assert!(
+            serde_json::from_str::<Dependency>(r#"{"job_id":"a","type":"sequential"}"#).is_err()
+        );
+        assert_eq!(
+            Dependency::each("a", Condition::Ended).to_string(),
+            "a (n_to_n, ended)"
+        );
     }
 
     proptest! {

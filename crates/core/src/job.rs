@@ -409,6 +409,21 @@ fn parse_as(body: &str, message_id: &str, child_ids: bool) -> Result<JobRequest,
         .transpose()?
         .unwrap_or_default();
     let array = take(&mut obj, "array").map(array).transpose()?;
+    if let Some(each) = crate::dependency::each_of(&depends_on).next() {
+        let why = match array {
+            None => Some("binds an array's children: the job needs `array`"),
+            Some(a) if a.sequential.is_some() => {
+                Some("binds children one to one; a `sequential` array cannot have it")
+            }
+            Some(_) => None,
+        };
+        if let Some(why) = why {
+            return Err(MessageError::invalid(
+                "depends_on",
+                Problem::Invalid(format!("`{}` is `n_to_n`, which {why}", each.job_id)),
+            ));
+        }
+    }
 
     Ok(JobRequest {
         job_id,
@@ -464,10 +479,7 @@ fn depends_on(v: Value, job_id: &str) -> Result<Vec<crate::dependency::Dependenc
     let deps = items
         .into_iter()
         .map(|item| match item {
-            Value::String(job_id) => Ok(Dependency {
-                job_id,
-                condition: Condition::Succeeded,
-            }),
+            Value::String(job_id) => Ok(Dependency::on(job_id, Condition::Succeeded)),
             other => serde_json::from_value(other)
                 .map_err(|e| MessageError::invalid(field, Problem::Invalid(quote(&e.to_string())))),
         })
@@ -1045,6 +1057,18 @@ mod tests {
                 json!({"depends_on": ["a", "a"]}),
                 "depends_on.invalid",
                 "`depends_on`: `a` is named more than once",
+            ),
+            (
+                json!({"depends_on": [{"job_id": "a", "type": "N_TO_N"}], "array": {"size": 4}}),
+                json!({"depends_on": [{"job_id": "a", "type": "n_to_n"}]}),
+                "depends_on.invalid",
+                "`a` is `n_to_n`, which binds an array's children: the job needs `array`",
+            ),
+            (
+                json!({"depends_on": [{"job_id": "a", "type": "n_to_n", "condition": "ended"}], "array": {"size": 4, "max_running": 2}}),
+                json!({"depends_on": [{"job_id": "a", "type": "n_to_n"}], "array": {"size": 4, "sequential": "ended"}}),
+                "depends_on.invalid",
+                "a `sequential` array cannot have it",
             ),
             // array
             (

@@ -197,9 +197,46 @@ impl Driver {
                 .await
             });
         }
+        if let Some(reason) = self.not_matching(job).await.map_err(Outcome::retry)? {
+            let message_id = message.message_id.as_deref().unwrap_or("");
+            return Err(self
+                .reject(
+                    message,
+                    &Rejection {
+                        job_id: &job.job_id,
+                        message_id,
+                        reason: &reason,
+                        definition: Some(&job.definition),
+                        raw_body: None,
+                    },
+                )
+                .await);
+        }
         Ok(dependency::decide(&job.depends_on, |id| {
             statuses.get(id).copied()
         }))
+    }
+
+    /// Why array `job` cannot follow an array it names `n_to_n` child by
+    /// child: that job is no array, or not one of the same size.
+    async fn not_matching(&self, job: &ResolvedJob) -> Result<Option<String>, AwsError> {
+        let size = job.array.map_or(0, |a| a.size);
+        for d in dependency::each_of(&job.depends_on) {
+            let upstream = self.store.get(&d.job_id).await?;
+            let theirs = upstream
+                .as_ref()
+                .and_then(|r| r.job.as_ref())
+                .and_then(|j| j.array)
+                .map(|a| a.size);
+            if theirs != Some(size) {
+                let what = theirs.map_or("no array".to_owned(), |n| format!("an array of {n}"));
+                return Ok(Some(format!(
+                    "`depends_on`: `{}` is `n_to_n`, which needs an array of {size} as this one is; it is {what}",
+                    d.job_id
+                )));
+            }
+        }
+        Ok(None)
     }
 
     /// Records a job whose dependencies are not all met `PENDING`, ties it
@@ -262,6 +299,9 @@ impl Driver {
     /// [`array::DELIVERY_BUDGET`]; past that, its message goes back on the
     /// queue for the rest.
     async fn advance_array(&self, job: &ResolvedJob) -> Outcome {
+        if let Err(e) = self.follow(job).await {
+            return Outcome::retry(e);
+        }
         let advanced = array::advance(
             &self.store,
             self.queue.as_ref(),
@@ -297,6 +337,33 @@ impl Driver {
             },
             Err(e) => Outcome::retry(e),
         }
+    }
+
+    /// For an array bound to others child by child: names it in each of
+    /// theirs `n_to_n_dependents` (before it reads their children's ends,
+    /// so that no end goes unseen by both), and sends again the messages of
+    /// children it claimed and never sent.
+    async fn follow(&self, job: &ResolvedJob) -> Result<(), AwsError> {
+        let mut each = dependency::each_of(&job.depends_on).peekable();
+        if each.peek().is_none() {
+            return Ok(());
+        }
+        for d in each {
+            self.store
+                .add_each_dependent(&d.job_id, &job.job_id)
+                .await?;
+        }
+        if let Some(queue) = &self.queue {
+            let resent = array::resend_unrecorded(&self.store, queue, &job.job_id).await?;
+            if resent > 0 {
+                tracing::warn!(
+                    job_id = job.job_id,
+                    resent,
+                    "children claimed and never sent: sent now"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// An array's child, released by its parent: recorded as the parent's
@@ -421,7 +488,12 @@ impl Driver {
         if record.status == JobStatus::Pending {
             // Its message again (the driver stopped before it was done with
             // it): tie it again, which adds nothing twice.
-            let ids: Vec<String> = job.depends_on.iter().map(|d| d.job_id.clone()).collect();
+            let ids: Vec<String> = job
+                .depends_on
+                .iter()
+                .filter(|d| d.kind.is_job())
+                .map(|d| d.job_id.clone())
+                .collect();
             return Box::pin(self.tie(message, &record.job_id, &ids)).await;
         }
         if job.array.is_some() {

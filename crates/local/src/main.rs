@@ -1103,6 +1103,7 @@ struct Expect {
 }
 
 async fn demo(local: &Local, mut glue: Glue) -> Fallible<bool> {
+    use berth_core::dependency::{Condition, Dependency};
     let cli = Berth::new(local.settings.clone(), local.clients.clone());
     let mut expected: Vec<Expect> = Vec::new();
     let submit = |id: &str, definition: &str, env: &[(&str, &str)]| Submission {
@@ -1202,22 +1203,43 @@ async fn demo(local: &Local, mut glue: Glue) -> Fallible<bool> {
         });
     }
     // A job that waits for the array, sent once the array is recorded.
-    let mut dependent = Some(vec![(
-        Submission {
-            depends_on: vec![berth_core::dependency::Dependency {
-                job_id: "frames".into(),
-                condition: berth_core::dependency::Condition::Succeeded,
-            }],
-            ..submit(
-                "frames-report",
-                "thumbnail",
-                &[("INPUT", "s3://demo/frames")],
-            )
-        },
-        JobStatus::Succeeded,
-        Some(Route::Lambda),
-        "depends on frames: PENDING until it succeeded",
-    )]);
+    let mut dependent = Some(vec![
+        (
+            Submission {
+                depends_on: vec![Dependency::on("frames", Condition::Succeeded)],
+                ..submit(
+                    "frames-report",
+                    "thumbnail",
+                    &[("INPUT", "s3://demo/frames")],
+                )
+            },
+            JobStatus::Succeeded,
+            Some(Route::Lambda),
+            "depends on frames: PENDING until it succeeded",
+        ),
+        (
+            Submission {
+                depends_on: vec![Dependency::each("frames", Condition::Succeeded)],
+                array: Some(berth_core::array::ArraySpec {
+                    size: 3,
+                    max_running: None,
+                    sequential: None,
+                }),
+                ..submit("captions", "thumbnail", &[("INPUT", "s3://demo/frames")])
+            },
+            JobStatus::Succeeded,
+            None,
+            "n_to_n on frames: child i once frames:i succeeded",
+        ),
+    ]);
+    for i in 0..3 {
+        expected.push(Expect {
+            job_id: berth_core::array::child_id("captions", i),
+            status: JobStatus::Succeeded,
+            route: Some(Route::Lambda),
+            why: "a child of captions, after the child of frames with its index",
+        });
+    }
     // An invalid message, sent as is: the CLI would refuse it.
     let sent = local
         .clients
@@ -1307,7 +1329,9 @@ async fn demo(local: &Local, mut glue: Glue) -> Fallible<bool> {
             && let Some(wave) = dependent.take()
         {
             submit_wave(&cli, wave, &mut expected).await?;
-            glue.say("frames is recorded: submitted frames-report, which depends on it");
+            glue.say(
+                "frames is recorded: submitted frames-report, which depends on it, and captions, n_to_n on it",
+            );
         }
         if glue.instances > 0
             && let Some(wave) = second.take()

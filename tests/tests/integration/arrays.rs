@@ -358,3 +358,142 @@ async fn a_sequential_array_runs_its_children_in_order_and_stops_after_a_failure
         );
     }
 }
+
+/// The ids of the children `outcomes` launched.
+fn launched(outcomes: &[(String, Outcome)]) -> Vec<String> {
+    outcomes
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Dispatched { .. }))
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_n_to_n_array_runs_child_i_after_child_i_under_its_cap() {
+    let stack = Stack::new(2).await;
+    stack
+        .send(&[r#"{"job_id":"shots","definition":"render","max_attempts":1,"array":{"size":6}}"#])
+        .await;
+    assert_eq!(launched(&drain(&stack).await).len(), 6);
+    let grades = r#"{"job_id":"grades","definition":"render","array":{"size":6,"max_running":2},"depends_on":[{"job_id":"shots","type":"N_TO_N"}]}"#;
+    stack
+        .send(&[
+            grades,
+            r#"{"job_id":"odd","definition":"render","array":{"size":5},"depends_on":[{"job_id":"shots","type":"n_to_n"}]}"#,
+        ])
+        .await;
+    let first = drain(&stack).await;
+    assert!(
+        launched(&first).is_empty(),
+        "no child of shots ended: {first:?}"
+    );
+    let odd = stack.record("odd").await;
+    assert_eq!(odd.status, JobStatus::Rejected);
+    assert_eq!(
+        odd.reason.as_deref(),
+        Some(
+            "`depends_on`: `shots` is `n_to_n`, which needs an array of 5 as this one is; it is an array of 6"
+        )
+    );
+    let parent = stack.record("grades").await;
+    assert_eq!(
+        parent.status,
+        JobStatus::Accepted,
+        "it does not wait itself"
+    );
+    assert_eq!(
+        stack
+            .store()
+            .end_facts("shots")
+            .await
+            .unwrap()
+            .unwrap()
+            .each_dependents,
+        ["grades"]
+    );
+
+    // shots' children end out of order, 2 failing: each grades child goes
+    // once its own has succeeded and the cap of 2 lets it.
+    let mut ended_shots = Vec::new();
+    let mut under_way: Vec<String> = Vec::new();
+    let mut all = Vec::new();
+    let mut most = 0;
+    for (i, code) in [(3, 0), (2, 2), (0, 0), (1, 0), (4, 0), (5, 0)] {
+        exit(&stack, &child_id("shots", i), 1, code).await;
+        ended_shots.push(i);
+        for id in launched(&drain(&stack).await) {
+            let (_, index) = berth_core::array::parent_of(&id).unwrap();
+            assert!(ended_shots.contains(&index), "{id} before shots:{index}");
+            under_way.push(id.clone());
+            all.push(id);
+        }
+        most = most.max(under_way.len());
+    }
+    assert_eq!(all, ["grades:3", "grades:0"], "the cap holds the rest");
+    // Each end of a grades child lets the lowest waiting one go.
+    while let Some(next) = under_way.first().cloned() {
+        exit(&stack, &next, 1, 0).await;
+        under_way.remove(0);
+        let now = launched(&drain(&stack).await);
+        under_way.extend(now.iter().cloned());
+        all.extend(now);
+        most = most.max(under_way.len());
+    }
+    assert_eq!(most, 2);
+    assert_eq!(
+        all,
+        ["grades:3", "grades:0", "grades:1", "grades:4", "grades:5"]
+    );
+    assert!(
+        stack.store().get("grades:2").await.unwrap().is_none(),
+        "shots:2 failed: grades:2 never runs"
+    );
+    let parent = stack.record("grades").await;
+    assert_eq!(parent.status, JobStatus::Failed);
+    assert_eq!(
+        parent.reason.as_deref(),
+        Some("1 of 6 children did not succeed; the first is index 2")
+    );
+    let summary = stack.cli().children_summary(&parent).await.unwrap();
+    assert_eq!(
+        summary,
+        Some(BTreeMap::from([
+            ("FAILED".to_owned(), 1),
+            ("SUCCEEDED".to_owned(), 5)
+        ])),
+        "a child given up counts as FAILED"
+    );
+    assert!(stack.receive().await.is_empty(), "nothing more queued");
+}
+
+#[tokio::test]
+async fn children_claimed_and_never_sent_go_when_the_parent_comes_back() {
+    let stack = Stack::new(2).await;
+    stack
+        .send(&[r#"{"job_id":"cuts","definition":"render","max_attempts":1,"array":{"size":3}}"#])
+        .await;
+    drain(&stack).await;
+    let mixes = r#"{"job_id":"mixes","definition":"render","array":{"size":3},"depends_on":[{"job_id":"cuts","type":"n_to_n","condition":"ended"}]}"#;
+    stack.send(&[mixes]).await;
+    drain(&stack).await;
+    // A function that claimed mixes:1 and stopped before it sent it.
+    let store = stack.store();
+    assert!(matches!(
+        store.claim_children("mixes", 0, &[1], &[]).await.unwrap(),
+        berth_aws::store::Changed::Applied
+    ));
+    exit(&stack, "cuts:1", 1, 3).await;
+    assert!(
+        launched(&drain(&stack).await).is_empty(),
+        "claimed: not released again"
+    );
+    // The parent's message again (the sweep puts it back once it is
+    // quiet): the claimed child is sent.
+    stack.send(&[mixes]).await;
+    assert_eq!(launched(&drain(&stack).await), ["mixes:1"]);
+    exit(&stack, "cuts:0", 1, 0).await;
+    assert_eq!(launched(&drain(&stack).await), ["mixes:0"]);
+    // The upstream cancelled: cuts:2 ends CANCELLED, which meets `ended`.
+    stack.cli().cancel("cuts", None).await.unwrap();
+    assert_eq!(launched(&drain(&stack).await), ["mixes:2"]);
+}

@@ -397,6 +397,48 @@ async fn bad_input_gets_one_line_and_a_non_zero_exit() {
         stderr.contains("job `from-cli` exists already (DISPATCHED)"),
         "{stderr}"
     );
+    // `--n-to-n` sends the dependency child by child; the driver checks
+    // that it names an array of the same size.
+    let follows = [
+        "submit",
+        "--definition",
+        "render",
+        "--job-id",
+        "follows",
+        "--array-size",
+        "2",
+        "--n-to-n",
+        "from-cli:ended",
+    ];
+    let (code, stdout, stderr) = run_berth(&stack, &key, &follows);
+    assert_eq!((code, stdout.trim()), (0, "follows"), "{stderr}");
+    stack.deliver(&stack.driver(), stack.receive().await).await;
+    let r = stack.record("follows").await;
+    assert_eq!(r.status, JobStatus::Rejected);
+    assert_eq!(
+        r.reason.as_deref(),
+        Some(
+            "`depends_on`: `from-cli` is `n_to_n`, which needs an array of 2 as this one is; it is no array"
+        )
+    );
+    let (code, _, stderr) = run_berth(
+        &stack,
+        &key,
+        &[
+            "submit",
+            "--definition",
+            "render",
+            "--array-size",
+            "2",
+            "--n-to-n",
+            "a:1",
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("`a:1` is an array's child; --n-to-n names an array"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
