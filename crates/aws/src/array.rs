@@ -16,7 +16,7 @@
 //! `array_released` their count. It claims children in a write conditional
 //! on that count, then sends their messages, so concurrent advances never
 //! release more than its cap allows; a function that stops between the two
-//! leaves children claimed and unsent, which [`resend_unrecorded`] sends
+//! leaves children claimed and unsent, which [`catch_up`] sends
 //! when the parent's own message comes again (the sweep puts it back once
 //! the parent has been quiet). Each array it follows names it in its
 //! `n_to_n_dependents`, and a child's end advances those.
@@ -467,28 +467,39 @@ async fn upstreams(store: &JobStore, each: &[&Dependency]) -> Result<Vec<Upstrea
     Ok(upstreams)
 }
 
-/// Sends again the messages of the children an array bound child by child
-/// claimed that have no record: the function that claimed them stopped
-/// before it sent them (a message sent twice creates nothing twice).
-/// Returns how many it sent.
-pub async fn resend_unrecorded(
+/// What [`catch_up`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CaughtUp {
+    /// Children whose end was recorded and not counted, moved on now.
+    pub recounted: u32,
+    /// Children claimed and never sent, sent now.
+    pub resent: u32,
+}
+
+/// Catches array `parent` up with its children, for a delivery of its own
+/// message (the sweep puts it back once the parent has been quiet): a
+/// child whose end is recorded but not counted (the function that ended it
+/// stopped before it counted it) is moved on as its end would have been;
+/// and, for an array bound child by child, a child it claimed and never
+/// sent (the function stopped in between) is sent (a message sent twice
+/// creates nothing twice).
+pub async fn catch_up(
     store: &JobStore,
-    queue: &JobQueue,
+    queue: Option<&JobQueue>,
     parent: &str,
-) -> Result<u32, AwsError> {
+) -> Result<CaughtUp, AwsError> {
+    let mut caught = CaughtUp::default();
     let Some(record) = store.get(parent).await? else {
-        return Ok(0);
+        return Ok(caught);
     };
     let (Some(job), Some(children)) = (record.job.as_ref(), record.children.as_ref()) else {
-        return Ok(0);
+        return Ok(caught);
     };
     if record.status != JobStatus::Accepted {
-        return Ok(0);
+        return Ok(caught);
     }
     let open: Vec<u32> = children
-        .sent
-        .iter()
-        .copied()
+        .released_indices()
         .filter(|i| !children.succeeded.contains(i) && !children.failed.contains(i))
         .collect();
     let mut lost = Vec::new();
@@ -496,20 +507,26 @@ pub async fn resend_unrecorded(
         let ids: Vec<String> = chunk.iter().map(|i| array::child_id(parent, *i)).collect();
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         let statuses = store.statuses(&refs).await?;
-        lost.extend(
-            chunk
-                .iter()
-                .zip(&ids)
-                .filter(|(_, id)| !statuses.contains_key(*id))
-                .map(|(i, _)| *i),
-        );
+        for (index, id) in chunk.iter().zip(&ids) {
+            match statuses.get(id) {
+                Some(status) if status.is_final() => {
+                    crate::dependencies::ended(store, queue, id).await?;
+                    caught.recounted += 1;
+                }
+                Some(_) => {}
+                None => lost.push(*index),
+            }
+        }
     }
-    if !lost.is_empty() {
+    // Only an array bound child by child claims children before it sends
+    // them; any other's unrecorded children are messages on their way.
+    if let Some(queue) = queue.filter(|_| !children.sent.is_empty() && !lost.is_empty()) {
         queue
             .release_children(parent, &job.definition, lost.iter().copied())
             .await?;
+        caught.resent = u32::try_from(lost.len()).unwrap_or(u32::MAX);
     }
-    Ok(u32::try_from(lost.len()).unwrap_or(u32::MAX))
+    Ok(caught)
 }
 
 pub use berth_core::array::parent_of as parent_of_child;

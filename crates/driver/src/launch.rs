@@ -339,29 +339,24 @@ impl Driver {
         }
     }
 
-    /// For an array bound to others child by child: names it in each of
-    /// theirs `n_to_n_dependents` (before it reads their children's ends,
-    /// so that no end goes unseen by both), and sends again the messages of
-    /// children it claimed and never sent.
+    /// Before an array's advance: an array bound to others child by child
+    /// is named in each of theirs `n_to_n_dependents` (before it reads
+    /// their children's ends, so that no end goes unseen by both); then it
+    /// is caught up with its children ([`array::catch_up`]).
     async fn follow(&self, job: &ResolvedJob) -> Result<(), AwsError> {
-        let mut each = dependency::each_of(&job.depends_on).peekable();
-        if each.peek().is_none() {
-            return Ok(());
-        }
-        for d in each {
+        for d in dependency::each_of(&job.depends_on) {
             self.store
                 .add_each_dependent(&d.job_id, &job.job_id)
                 .await?;
         }
-        if let Some(queue) = &self.queue {
-            let resent = array::resend_unrecorded(&self.store, queue, &job.job_id).await?;
-            if resent > 0 {
-                tracing::warn!(
-                    job_id = job.job_id,
-                    resent,
-                    "children claimed and never sent: sent now"
-                );
-            }
+        let caught = array::catch_up(&self.store, self.queue.as_ref(), &job.job_id).await?;
+        if caught != array::CaughtUp::default() {
+            tracing::warn!(
+                job_id = job.job_id,
+                recounted = caught.recounted,
+                resent = caught.resent,
+                "children's ends counted, or claimed children sent, that were not"
+            );
         }
         Ok(())
     }

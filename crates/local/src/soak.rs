@@ -58,7 +58,7 @@ const ARRAY_SIZE: u32 = 4;
 
 /// The children of job `i` of the mix, when it is an array.
 fn children(i: usize) -> Vec<String> {
-    if i % 20 == 10 {
+    if matches!(i % 20, 10 | 11) {
         (0..ARRAY_SIZE)
             .map(|c| berth_core::array::child_id(&format!("soak-{i}"), c))
             .collect()
@@ -118,7 +118,8 @@ fn valid(i: usize) -> bool {
 /// 20 EC2 only (it waits while EC2 is full), one in 20 interrupted once, one
 /// in 20 of a definition with a spending limit (held once the day's is
 /// spent), a chain of three in 20 (the last two waiting on the one
-/// before), one in 20 an array of [`ARRAY_SIZE`] under a cap of 2, the rest
+/// before), one in 20 an array of [`ARRAY_SIZE`] under a cap of 2 and one
+/// following it child by child (`n_to_n`, each once the other's ended), the rest
 /// on ECS (EC2 while there is room, then Fargate).
 fn body(i: usize, runs: &str, faults: &LambdaFaults) -> String {
     match i % 20 {
@@ -155,6 +156,12 @@ fn body(i: usize, runs: &str, faults: &LambdaFaults) -> String {
         // An array, two of its children under way at most.
         10 => format!(
             r#"{{"job_id":"soak-{i}","definition":"render","environment":{{"PLAY_SECONDS":"1"}},"array":{{"size":{ARRAY_SIZE},"max_running":2}}}}"#
+        ),
+        // An array that follows the one before child by child: child c
+        // once that array's child c has ended.
+        11 => format!(
+            r#"{{"job_id":"soak-{i}","definition":"render","environment":{{"PLAY_SECONDS":"1"}},"array":{{"size":{ARRAY_SIZE}}},"depends_on":[{{"job_id":"soak-{}","type":"n_to_n","condition":"ended"}}]}}"#,
+            i - 1
         ),
         // Interrupted on its first launch: the day's limit is spent by
         // then, and its next attempt is held until the next day.

@@ -497,3 +497,39 @@ async fn children_claimed_and_never_sent_go_when_the_parent_comes_back() {
     stack.cli().cancel("cuts", None).await.unwrap();
     assert_eq!(launched(&drain(&stack).await), ["mixes:2"]);
 }
+
+#[tokio::test]
+async fn an_end_recorded_and_not_counted_is_counted_when_the_parent_comes_back() {
+    let stack = Stack::new(2).await;
+    let pair = r#"{"job_id":"pair","definition":"render","max_attempts":1,"array":{"size":2}}"#;
+    stack.send(&[pair]).await;
+    assert_eq!(launched(&drain(&stack).await).len(), 2);
+    exit(&stack, "pair:1", 1, 0).await;
+    // pair:0's end written by a function that stopped before it counted
+    // it on the parent.
+    let store = stack.store();
+    let change = berth_aws::store::Change {
+        reason: Some("stopped by hand".into()),
+        ..Default::default()
+    };
+    let written = store
+        .transition(
+            "pair:0",
+            JobStatus::Cancelled,
+            change,
+            berth_aws::store::now_ms(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(written, berth_aws::store::Changed::Applied));
+    assert_eq!(stack.record("pair").await.status, JobStatus::Accepted);
+    // The parent's message again: the end is counted, and the array ends.
+    stack.send(&[pair]).await;
+    drain(&stack).await;
+    let parent = stack.record("pair").await;
+    assert_eq!(parent.status, JobStatus::Failed);
+    assert_eq!(
+        parent.reason.as_deref(),
+        Some("1 of 2 children did not succeed; the first is index 0")
+    );
+}
