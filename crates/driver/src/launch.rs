@@ -183,38 +183,32 @@ impl Driver {
                     "`depends_on`: no job {named} is recorded ({} s after the job was sent)",
                     UNKNOWN_DEPENDENCY_GRACE.as_secs()
                 );
-                let message_id = message.message_id.as_deref().unwrap_or("");
-                self.reject(
-                    message,
-                    &Rejection {
-                        job_id: &job.job_id,
-                        message_id,
-                        reason: &reason,
-                        definition: Some(&job.definition),
-                        raw_body: None,
-                    },
-                )
-                .await
+                self.reject_resolved(message, job, &reason).await
             });
         }
         if let Some(reason) = self.not_matching(job).await.map_err(Outcome::retry)? {
-            let message_id = message.message_id.as_deref().unwrap_or("");
-            return Err(self
-                .reject(
-                    message,
-                    &Rejection {
-                        job_id: &job.job_id,
-                        message_id,
-                        reason: &reason,
-                        definition: Some(&job.definition),
-                        raw_body: None,
-                    },
-                )
-                .await);
+            return Err(self.reject_resolved(message, job, &reason).await);
         }
         Ok(dependency::decide(&job.depends_on, |id| {
             statuses.get(id).copied()
         }))
+    }
+
+    /// Rejects resolved `job`, its message's, with `reason`.
+    async fn reject_resolved(
+        &self,
+        message: &SqsMessage,
+        job: &ResolvedJob,
+        reason: &str,
+    ) -> Outcome {
+        let rejection = Rejection {
+            job_id: &job.job_id,
+            message_id: message.message_id.as_deref().unwrap_or(""),
+            reason,
+            definition: Some(&job.definition),
+            raw_body: None,
+        };
+        self.reject(message, &rejection).await
     }
 
     /// Why array `job` cannot follow an array it names `n_to_n` child by
