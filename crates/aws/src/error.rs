@@ -63,6 +63,16 @@ impl AwsError {
         }
     }
 
+    /// Whether the service throttled the call (RunTask's
+    /// `ThrottlingException`, Lambda's `TooManyRequestsException`,
+    /// DynamoDB's `ProvisionedThroughputExceededException`, ...): the SDK's
+    /// own list of throttling codes.
+    pub fn throttled(&self) -> bool {
+        self.code
+            .as_deref()
+            .is_some_and(|c| THROTTLING_ERRORS.contains(&c))
+    }
+
     pub fn is_code(&self, code: &str) -> bool {
         self.code.as_deref() == Some(code)
     }

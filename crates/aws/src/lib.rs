@@ -86,6 +86,19 @@ pub async fn load_sdk_config_with_attempts(max_attempts: u32) -> SdkConfig {
         .await
 }
 
+/// As [`load_sdk_config`], in the SDK's adaptive retry mode: after a
+/// throttled answer, the clients of that service in this execution
+/// environment send at the rate the service lets through (a client-side
+/// token bucket that measures it) instead of at once, before and after
+/// their own retries. For the driver, whose launches meet RunTask's and
+/// Lambda's rate limits in a burst.
+pub async fn load_sdk_config_adaptive() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(aws_config::retry::RetryConfig::adaptive())
+        .load()
+        .await
+}
+
 /// The AWS clients berth's functions use, built once per execution
 /// environment. Cloning is cheap: the clients share their connection pool.
 #[derive(Clone, Debug)]

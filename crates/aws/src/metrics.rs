@@ -9,7 +9,8 @@
 //! | `FargateFallbacks` | none | the driver, EC2 had no room and Fargate took the job |
 //! | `FargateSpotShortfalls` | none | the driver, Fargate Spot had no capacity and Fargate on demand was tried |
 //! | `WaitingForCapacity`, `Rejected`, `DeadLettered`, `LaunchFailed` | none | the driver |
-//! | `LaunchRetries` | none | the driver, a launch hit throttling or a 5xx and its message comes back |
+//! | `LaunchRetries` | none | the driver, a launch hit a 5xx or a lost connection and its message comes back |
+//! | `Throttled` | none | the driver, AWS throttled a job's launch or a write of its record; its message comes back spread out, or goes on in a new one |
 //! | `Retries` | none | the driver, any other retryable error (the tables, a launch in progress elsewhere) |
 //! | `JobsEnded` | `Status` | ecs-runner and the task processor, a job reached its end state |
 //! | `Requeued` | none | ecs-runner, an attempt ended and another was queued |

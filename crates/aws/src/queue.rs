@@ -112,6 +112,31 @@ impl JobQueue {
             .map_err(|e| AwsError::from_sdk("sqs:SendMessage", e))?;
         Ok(())
     }
+
+    /// Sends `body` again as a new message with the same string and number
+    /// `attributes`, delivered after `delay_seconds` (at most SQS's 900): a
+    /// message carried on past the queue's redrive count, which SQS counts
+    /// per message.
+    pub async fn resend(
+        &self,
+        body: &str,
+        attributes: &[(String, String, String)],
+        delay_seconds: u32,
+    ) -> Result<(), AwsError> {
+        let mut send = self
+            .sqs
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .delay_seconds(i32::try_from(delay_seconds.min(900)).unwrap_or(900));
+        for (name, data_type, value) in attributes {
+            send = send.message_attributes(name, attribute(data_type, value)?);
+        }
+        send.send()
+            .await
+            .map_err(|e| AwsError::from_sdk("sqs:SendMessage", e))?;
+        Ok(())
+    }
 }
 
 /// The dead-letter queue: messages that can never be jobs, each with why.

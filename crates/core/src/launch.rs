@@ -311,6 +311,49 @@ pub fn retry_backoff_seconds(receive_count: u32) -> u32 {
         .min(300)
 }
 
+/// The first throttled try's delay, in seconds, before its spread.
+pub const THROTTLE_BACKOFF_FIRST_SECONDS: u32 = 4;
+/// The longest delay after a throttled call: short enough that a job
+/// throttled in a burst's last moments launches soon after the limit
+/// frees, long enough that jobs cycling through a burst cost few receives.
+pub const THROTTLE_BACKOFF_MAX_SECONDS: u32 = 40;
+
+/// How long a message waits after its launch (RunTask, an Invoke) or a
+/// write of its record was throttled, by how many times it was received
+/// and a `draw` in [0, 1) that is its own: half the doubling base (4 s up
+/// to 40 s) and a share of the other half that the draw picks ("equal
+/// jitter"). Jobs throttled together come back spread over the half, so
+/// their retries meet the limit a few at a time instead of all at once.
+pub fn throttle_backoff_seconds(receive_count: u32, draw: f64) -> u32 {
+    let base = THROTTLE_BACKOFF_FIRST_SECONDS
+        .saturating_mul(
+            1u32.checked_shl(receive_count.saturating_sub(1).min(16))
+                .unwrap_or(u32::MAX),
+        )
+        .min(THROTTLE_BACKOFF_MAX_SECONDS);
+    let half = base / 2;
+    // The draw's share of the half, rounded down: at most `half`.
+    let spread = (f64::from(base - half) * draw.clamp(0.0, 1.0)).floor();
+    half + (spread as u32).min(base - half)
+}
+
+/// A draw in [0, 1) of its own for a message's `receive`-th receive: the
+/// same key and receive give the same draw (a retry is reproducible from
+/// the logs), different messages give draws spread evenly (FNV-1a, then
+/// SplitMix64's finaliser).
+pub fn draw_for(key: &str, receive: u32) -> f64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes().chain(receive.to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    // The top 53 bits, as a fraction.
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// What a delivery of a job that is already recorded does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resume {
@@ -577,6 +620,47 @@ mod tests {
         assert_eq!(waits, [10, 20, 40, 80, 160, 300, 300]);
         assert_eq!(retry_backoff_seconds(0), 10);
         assert_eq!(retry_backoff_seconds(u32::MAX), 300);
+    }
+
+    #[test]
+    fn a_throttled_retry_waits_half_its_base_and_a_drawn_share_of_the_rest() {
+        // The bounds: the draw's ends.
+        let low: Vec<u32> = (1..=6).map(|n| throttle_backoff_seconds(n, 0.0)).collect();
+        let high: Vec<u32> = (1..=6)
+            .map(|n| throttle_backoff_seconds(n, 0.999_999))
+            .collect();
+        assert_eq!(low, [2, 4, 8, 16, 20, 20]);
+        assert_eq!(high, [3, 7, 15, 31, 39, 39]);
+        assert_eq!(
+            throttle_backoff_seconds(0, 1.0),
+            4,
+            "a draw of 1 is the base"
+        );
+        assert_eq!(throttle_backoff_seconds(u32::MAX, 2.0), 40, "clamped");
+        assert_eq!(throttle_backoff_seconds(u32::MAX, f64::NAN), 20);
+    }
+
+    #[test]
+    fn draws_are_the_messages_own_and_spread_evenly() {
+        assert_eq!(draw_for("m-1", 3), draw_for("m-1", 3));
+        assert_ne!(draw_for("m-1", 3), draw_for("m-1", 4));
+        assert_ne!(draw_for("m-1", 3), draw_for("m-2", 3));
+        // 10,000 messages throttled together: each tenth of [0, 1) takes
+        // close to a tenth of them, so their retries come back evenly.
+        let mut deciles = [0u32; 10];
+        for i in 0..10_000 {
+            let d = draw_for(&format!("5f0c-{i}"), 1);
+            assert!((0.0..1.0).contains(&d), "{d}");
+            deciles[(d * 10.0) as usize] += 1;
+        }
+        for (k, n) in deciles.iter().enumerate() {
+            assert!((900..=1100).contains(n), "decile {k}: {n} of 10,000");
+        }
+        // And the delays they give cover the spread, not a few points.
+        let delays: std::collections::BTreeSet<u32> = (0..1_000)
+            .map(|i| throttle_backoff_seconds(5, draw_for(&format!("m-{i}"), 5)))
+            .collect();
+        assert_eq!(delays, (20..=39).collect());
     }
 
     #[test]

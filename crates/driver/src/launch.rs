@@ -555,7 +555,12 @@ impl Driver {
                         Err(e) => Err(Outcome::retry(e)),
                     };
                 }
-                Err(e) => return Err(Outcome::retry(e)),
+                Err(berth_aws::LaunchError::Retryable(e)) => return Err(Outcome::retry(e)),
+                Err(e @ berth_aws::LaunchError::Permanent(_)) => {
+                    return Err(Outcome::Retry {
+                        reason: e.to_string(),
+                    });
+                }
             },
             Resume::Claim => {}
         }
@@ -848,10 +853,14 @@ impl Driver {
                     .store
                     .expire_claim(&job.job_id, launch, &reason, now_ms())
                     .await;
-                if let Err(e) = expired {
-                    tracing::warn!(job_id = job.job_id, error = %e, "launch claim kept until its lease ends");
+                if let Err(err) = expired {
+                    tracing::warn!(job_id = job.job_id, error = %err, "launch claim kept until its lease ends");
                 }
-                Outcome::LaunchRetry { reason }
+                if e.throttled() {
+                    Outcome::Throttled { reason }
+                } else {
+                    Outcome::LaunchRetry { reason }
+                }
             }
             LaunchError::Permanent(reason) => self.fail(job, launch, reason).await,
         }

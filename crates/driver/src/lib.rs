@@ -26,7 +26,10 @@ use berth_aws::{
     metrics,
 };
 use berth_core::attempt::Policy;
-use berth_core::launch::{LaunchNumber, MAX_CAPACITY_WAIT_SECONDS, retry_backoff_seconds};
+use berth_core::launch::{
+    LaunchNumber, MAX_CAPACITY_WAIT_SECONDS, draw_for, retry_backoff_seconds,
+    throttle_backoff_seconds,
+};
 use berth_core::{JobRequest, JobStatus, MessageError, Route, job};
 use futures::StreamExt;
 use lambda_runtime::{Error, LambdaEvent};
@@ -144,6 +147,20 @@ pub enum Outcome {
     Pending {
         waiting: Vec<String>,
     },
+    /// AWS throttled a call for the job (its launch: RunTask, an Invoke; a
+    /// read or write of its record), past the SDK's retries: nothing was
+    /// launched and no attempt is counted. The message comes back after a
+    /// short delay of its own ([`berth_core::launch::throttle_backoff_seconds`]),
+    /// so that a burst's jobs meet the limit spread out, and a throttled
+    /// job is never given up for it.
+    Throttled {
+        reason: String,
+    },
+    /// Throttled at the job queue's last receive: the job goes on in a new
+    /// message (see [`Outcome::Throttled`]); this one is done with.
+    CarriedOn {
+        reason: String,
+    },
     /// Anything else retryable (the store or the definitions unreachable,
     /// a launch in progress elsewhere); the message comes back.
     Retry {
@@ -161,7 +178,10 @@ impl Outcome {
     pub fn redeliver(&self) -> bool {
         matches!(
             self,
-            Self::Waiting { .. } | Self::Retry { .. } | Self::LaunchRetry { .. }
+            Self::Waiting { .. }
+                | Self::Retry { .. }
+                | Self::LaunchRetry { .. }
+                | Self::Throttled { .. }
         )
     }
 
@@ -178,14 +198,23 @@ impl Outcome {
             Self::Failed { .. } => "failed",
             Self::LaunchRetry { .. } => "launch-retry",
             Self::Retry { .. } => "retry",
+            Self::Throttled { .. } => "throttled",
+            Self::CarriedOn { .. } => "carried-on",
             Self::Ignored { .. } => "ignored",
         }
     }
 
-    /// A retry for an error `e`.
-    fn retry(e: impl ToString) -> Self {
-        Self::Retry {
-            reason: e.to_string(),
+    /// A retry for an error `e`: [`Outcome::Throttled`] when AWS
+    /// throttled the call.
+    fn retry(e: berth_aws::AwsError) -> Self {
+        if e.throttled() {
+            Self::Throttled {
+                reason: e.to_string(),
+            }
+        } else {
+            Self::Retry {
+                reason: e.to_string(),
+            }
         }
     }
 }
@@ -290,19 +319,33 @@ impl Driver {
                         let outcome = self.valid(&message, &job, defs.get(&job.definition)).await;
                         (Some(job.job_id), outcome)
                     }
-                    (Ok(job), Err(e)) => (Some(job.job_id), Outcome::retry(e)),
+                    (Ok(job), Err(e)) => (Some(job.job_id), Outcome::retry(e.clone())),
                 };
                 let receives = receive_count(&message);
                 let outcome = match (&job_id, self.max_receives) {
+                    (Some(job_id), Some(max))
+                        if matches!(outcome, Outcome::Throttled { .. }) && receives >= max =>
+                    {
+                        self.carry_on(&message, job_id, outcome).await
+                    }
                     (Some(job_id), Some(max)) if outcome.redeliver() && receives >= max => {
                         self.give_up(job_id, receives, outcome).await
                     }
                     _ => outcome,
                 };
-                if let Outcome::Retry { .. } | Outcome::LaunchRetry { .. } = outcome {
-                    let backoff = retry_backoff_seconds(receives);
-                    self.set_visibility(&message, Duration::from_secs(u64::from(backoff)))
-                        .await;
+                match outcome {
+                    Outcome::Retry { .. } | Outcome::LaunchRetry { .. } => {
+                        let backoff = retry_backoff_seconds(receives);
+                        self.set_visibility(&message, Duration::from_secs(u64::from(backoff)))
+                            .await;
+                    }
+                    Outcome::Throttled { .. } => {
+                        let backoff =
+                            throttle_backoff_seconds(receives, draw_for(&message_id, receives));
+                        self.set_visibility(&message, Duration::from_secs(u64::from(backoff)))
+                            .await;
+                    }
+                    _ => {}
                 }
                 log(&message_id, job_id.as_deref(), &outcome, started.elapsed());
                 Handled {
@@ -381,6 +424,60 @@ impl Driver {
         }
     }
 
+    /// A job throttled at the job queue's last receive before its redrive:
+    /// the message is sent again as a new one (SQS counts receives per
+    /// message), delivered after the throttle's delay, and this one is done
+    /// with. A recorded job goes on as a re-queued attempt of the launch it
+    /// is at (nothing launched twice: the launch keeps its number); one not
+    /// yet recorded as a copy of its message. Should the send fail, the
+    /// message is left to come back as it is.
+    async fn carry_on(&self, message: &SqsMessage, job_id: &str, outcome: Outcome) -> Outcome {
+        let Some(queue) = self.queue.as_ref() else {
+            return outcome;
+        };
+        let message_id = message.message_id.as_deref().unwrap_or_default();
+        let receives = receive_count(message);
+        let delay = throttle_backoff_seconds(receives, draw_for(message_id, receives));
+        let sent = match self.store.get(job_id).await {
+            Ok(Some(record)) => match &record.job {
+                Some(job) => {
+                    queue
+                        .requeue(job_id, &job.definition, record.launch, delay)
+                        .await
+                }
+                // A rejection: it has ended.
+                None => return outcome,
+            },
+            Ok(None) => {
+                let attributes: Vec<(String, String, String)> = message
+                    .message_attributes
+                    .iter()
+                    .filter_map(|(name, a)| {
+                        Some((name.clone(), a.data_type.clone()?, a.string_value.clone()?))
+                    })
+                    .collect();
+                let body = message.body.as_deref().unwrap_or_default();
+                queue.resend(body, &attributes, delay).await
+            }
+            Err(_) => return outcome,
+        };
+        match sent {
+            Ok(()) => Outcome::CarriedOn {
+                reason: format!(
+                    "{}; carried on in a new message after {delay} s (this one was at the queue's last receive)",
+                    match &outcome {
+                        Outcome::Throttled { reason } => reason.as_str(),
+                        _ => "",
+                    }
+                ),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "throttled job not carried on");
+                outcome
+            }
+        }
+    }
+
     /// Sets when the message comes back; without the queue the queue's own
     /// visibility timeout applies.
     async fn set_visibility(&self, message: &SqsMessage, after: Duration) {
@@ -424,6 +521,7 @@ fn count(outcome: &Outcome) {
         Outcome::Failed { .. } => "LaunchFailed",
         Outcome::LaunchRetry { .. } => "LaunchRetries",
         Outcome::Retry { .. } => "Retries",
+        Outcome::Throttled { .. } | Outcome::CarriedOn { .. } => "Throttled",
         Outcome::Duplicate { .. } | Outcome::Ignored { .. } | Outcome::Array { .. } => return,
     };
     metrics::count(metric, None);
@@ -502,6 +600,8 @@ fn log(message_id: &str, job_id: Option<&str>, outcome: &Outcome, elapsed: Durat
         | Outcome::Failed { reason }
         | Outcome::LaunchRetry { reason }
         | Outcome::Retry { reason }
+        | Outcome::Throttled { reason }
+        | Outcome::CarriedOn { reason }
         | Outcome::Ignored { reason } => {
             tracing::warn!(
                 job_id,
@@ -529,6 +629,30 @@ mod tests {
     }
 
     #[test]
+    fn a_throttled_call_is_told_from_other_retries() {
+        let error = |code: &str| berth_aws::AwsError {
+            operation: "dynamodb:PutItem",
+            code: Some(code.into()),
+            message: format!("{code}: no"),
+            retryable: true,
+        };
+        for code in [
+            "ProvisionedThroughputExceededException",
+            "ThrottlingException",
+            "TooManyRequestsException",
+        ] {
+            assert!(
+                matches!(Outcome::retry(error(code)), Outcome::Throttled { .. }),
+                "{code}"
+            );
+        }
+        assert!(matches!(
+            Outcome::retry(error("InternalServerError")),
+            Outcome::Retry { .. }
+        ));
+    }
+
+    #[test]
     fn only_waits_and_retries_come_back() {
         let again = [
             Outcome::Waiting {
@@ -539,7 +663,10 @@ mod tests {
                 reason: "throttled".into(),
             },
             Outcome::LaunchRetry {
-                reason: "throttled".into(),
+                reason: "ecs:RunTask: ServerException".into(),
+            },
+            Outcome::Throttled {
+                reason: "ecs:RunTask: ThrottlingException: Rate exceeded".into(),
             },
         ];
         assert!(again.iter().all(Outcome::redeliver));
@@ -557,6 +684,7 @@ mod tests {
             },
             Outcome::Failed { reason: "x".into() },
             Outcome::Ignored { reason: "x".into() },
+            Outcome::CarriedOn { reason: "x".into() },
         ];
         assert!(done.iter().all(|o| !o.redeliver()), "{done:?}");
     }

@@ -16,7 +16,7 @@ use berth_driver::Driver;
 use berth_tests::stack::{CLUSTER, Stack};
 
 /// An ECS error answer as ECS sends it (AWS JSON 1.1).
-fn ecs_error(status: u16, code: &str, message: &str) -> HttpResponse {
+pub(crate) fn ecs_error(status: u16, code: &str, message: &str) -> HttpResponse {
     let body = serde_json::json!({ "__type": code, "message": message }).to_string();
     let mut response =
         HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::from(body));
@@ -26,7 +26,7 @@ fn ecs_error(status: u16, code: &str, message: &str) -> HttpResponse {
     response
 }
 
-fn task(arn: &str, launch_type: LaunchType) -> RunTaskOutput {
+pub(crate) fn task(arn: &str, launch_type: LaunchType) -> RunTaskOutput {
     RunTaskOutput::builder()
         .tasks(
             Task::builder()
@@ -39,7 +39,7 @@ fn task(arn: &str, launch_type: LaunchType) -> RunTaskOutput {
 
 /// DescribeTaskDefinition's answer for `render`: `awsvpc`, sized 1024 CPU
 /// units and 2048 MiB (it may run on Fargate).
-fn render_task_definition() -> aws_smithy_mocks::Rule {
+pub(crate) fn render_task_definition() -> aws_smithy_mocks::Rule {
     mock!(aws_sdk_ecs::Client::describe_task_definition).then_output(|| {
         task_definition(
             aws_sdk_ecs::types::NetworkMode::Awsvpc,
@@ -49,7 +49,7 @@ fn render_task_definition() -> aws_smithy_mocks::Rule {
 }
 
 /// The stack's driver with `ecs` in place of the local ECS.
-fn driver_with(stack: &Stack, ecs: aws_sdk_ecs::Client) -> Driver {
+pub(crate) fn driver_with(stack: &Stack, ecs: aws_sdk_ecs::Client) -> Driver {
     let network = FargateNetwork {
         subnets: vec!["subnet-1".into()],
         security_groups: vec!["sg-1".into()],

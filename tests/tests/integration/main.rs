@@ -22,5 +22,6 @@ mod smoke;
 mod stranded;
 mod task_processor;
 mod template;
+mod throttled;
 mod timing;
 mod watch;
