@@ -250,6 +250,15 @@ struct SimulateArgs {
     /// Write a plot of each policy's day here (SVG).
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Write a plot of each policy's launches per second against AWS's
+    /// rate limits here (SVG).
+    #[arg(long)]
+    plot_launches: Option<PathBuf>,
+    /// AWS's rate limits on launches, Lambda's starts and the driver's
+    /// trigger (`berth simulate --assumptions` lists each with its source);
+    /// `off`: every call succeeds at once.
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    limits: Switch,
     /// The seed of the built-in traces and of every draw.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -302,6 +311,12 @@ struct SimulateArgs {
     /// Print every figure the simulator uses, with its source, and stop.
     #[arg(long)]
     assumptions: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Switch {
+    On,
+    Off,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -574,6 +589,8 @@ async fn run(command: Command, stack: Option<&str>, json: bool) -> Result<String
                 instance_types: a.instance_types,
                 json: json || a.format == Format::Json,
                 plot: a.plot,
+                plot_launches: a.plot_launches,
+                limits: a.limits == Switch::On,
                 seed: a.seed,
                 jobs: a.jobs,
                 max_size: a.max_size,

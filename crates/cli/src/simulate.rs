@@ -19,6 +19,10 @@ pub struct Simulate {
     pub instance_types: Vec<String>,
     pub json: bool,
     pub plot: Option<PathBuf>,
+    /// Plot the launches per second against the limits here.
+    pub plot_launches: Option<PathBuf>,
+    /// AWS's rate limits on (see `berth_sim::limits`).
+    pub limits: bool,
     pub seed: u64,
     /// Jobs in a built-in trace.
     pub jobs: Option<usize>,
@@ -120,6 +124,7 @@ impl Simulate {
             always_on: self.always_on,
             headroom: self.headroom,
             scale_in_after_s: self.scale_in_after,
+            limits: self.limits,
             seed: self.seed,
             ..Settings::default()
         };
@@ -139,6 +144,18 @@ impl Simulate {
                 out.push_str(&format!("plot: {}\n", path.display()));
             }
         }
+        if let Some(path) = &self.plot_launches {
+            let title = format!(
+                "berth simulate --trace {} (seed {}): launches a second against AWS's limits",
+                trace.name, self.seed,
+            );
+            let svg = berth_sim::plot::launches_svg(&outcomes, &title).map_err(CliError::Failed)?;
+            std::fs::write(path, svg)
+                .map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
+            if !self.json {
+                out.push_str(&format!("plot of launches: {}\n", path.display()));
+            }
+        }
         if self.json {
             out.push_str(&report::json(&outcomes));
             return Ok(out);
@@ -146,6 +163,13 @@ impl Simulate {
         out.insert_str(0, &self.header(&trace, &settings));
         out.push_str(&report::table(&outcomes));
         out.push('\n');
+        if outcomes
+            .iter()
+            .any(|o| o.pace.as_ref().is_some_and(|p| p.throttled_calls > 0))
+        {
+            out.push_str(&report::pace_table(&outcomes));
+            out.push('\n');
+        }
         out.push_str(&notes(&outcomes));
         Ok(out)
     }
@@ -219,11 +243,12 @@ impl Simulate {
             }
         };
         format!(
-            "trace {}: {} jobs over {:.0} h (seed {}); group of {} (launches {}; berth's scaler launches the type that runs what waits for least among {} types), Spot at {}, at most {}; Fargate Spot {}; {largest}\n",
+            "trace {}: {} jobs over {:.0} h (seed {}); AWS's rate limits {}; group of {} (launches {}; berth's scaler launches the type that runs what waits for least among {} types), Spot at {}, at most {}; Fargate Spot {}; {largest}\n",
             trace.name,
             trace.jobs.len(),
             trace.span_s / 3600.0,
             self.seed,
+            if settings.limits { "on" } else { "off" },
             types.join(", "),
             types.first().unwrap_or(&"?"),
             settings.allowed.len(),

@@ -152,6 +152,7 @@ pub fn outcome(trace: &Trace, plans: &Plans, settings: &Settings) -> Outcome {
         peak_instances: 0,
         instances_30_min_after_last_job: 0,
         always_on_instances: None,
+        pace: None,
         metric_name: "",
         series: Vec::new(),
     }

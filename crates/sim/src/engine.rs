@@ -9,7 +9,9 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 
 use berth_core::capacity::{self, ContainerInstance, InstanceStatus, LargestContainer};
 use berth_core::definition::ResolvedJob;
-use berth_core::launch::{MAX_CAPACITY_WAIT_SECONDS, capacity_backoff_seconds};
+use berth_core::launch::{
+    MAX_CAPACITY_WAIT_SECONDS, capacity_backoff_seconds, draw_for, throttle_backoff_seconds,
+};
 use berth_core::prices::{Arch, Prices};
 use berth_core::routing::{self, Context, FargateSize, OnFargate, Plan, Runs};
 use berth_core::scaling::{self, Demand, Member as ScalingMember, MemberState, Room};
@@ -24,6 +26,7 @@ use crate::cloudwatch::{Alarm, AlarmState, Comparison, MissingData};
 use crate::cost::{self, Cost};
 use crate::ecs::{self, Strategy};
 use crate::figures::{self as f, InstanceType, ms};
+use crate::limits::{self, Buckets, Call, DriverGate, LambdaPool};
 use crate::policy::Policy;
 use crate::report::PricedAttempt;
 use crate::report::{self, Outcome, Sample, ScaleEvent, ScaleKind};
@@ -68,6 +71,9 @@ pub struct Settings {
     pub prices: Prices,
     /// The size of `always-on`; `None`: the cheapest size for the trace.
     pub always_on: Option<u32>,
+    /// AWS's rate limits ([`crate::limits`]) on the driver's calls, the
+    /// launches and Lambda's starts; off: every call succeeds at once.
+    pub limits: bool,
     pub seed: u64,
 }
 
@@ -90,6 +96,7 @@ impl Default for Settings {
             fargate_spot: true,
             prices: Prices::default(),
             always_on: None,
+            limits: true,
             seed: 1,
         }
     }
@@ -211,8 +218,15 @@ impl Plans {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {
     Submit(usize),
+    /// A delivery of a job's message becomes visible: the driver takes it
+    /// as its trigger's batches let it (limits on).
+    Arrive(usize, u32),
     /// A delivery of a job's message (its number, see `Job::delivery`).
     Dispatch(usize, u32),
+    /// The SDK's retry of a throttled launch of a delivery.
+    Retry(usize, u32),
+    /// Lambda's queue of asynchronous invocations tries its next.
+    LambdaPoll,
     TaskStart(usize),
     TaskEnd(usize),
     InService(usize),
@@ -292,6 +306,13 @@ struct Job {
     queued: bool,
     /// Counted in the ECS load (see [`ScaleEvent`]).
     in_ecs_load: bool,
+    /// The SDK's tries of the launch in hand (limits on).
+    tries: u32,
+    /// Receives of its message that ended throttled, since its last new
+    /// message.
+    throttled_receives: u32,
+    /// When it first launched: RunTask answered, or its invocation started.
+    launched: Option<(u64, Call)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,6 +332,8 @@ struct Task {
     launched: u64,
     started: Option<u64>,
     alive: bool,
+    /// A Lambda invocation holding one of the account's concurrency.
+    holding: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -430,6 +453,14 @@ struct Sim<'a> {
     released: u64,
     ecs_tasks: u64,
     minutes: u64,
+    // AWS's rate limits (limits on).
+    buckets: Buckets,
+    lambda: LambdaPool,
+    driver: DriverGate,
+    lambda_poll_at: Option<u64>,
+    throttled_calls: u64,
+    throttled_deliveries: u64,
+    carried_on: u64,
 }
 
 /// Runs `policy` on `trace`.
@@ -652,6 +683,13 @@ impl<'a> Sim<'a> {
             released: 0,
             ecs_tasks: 0,
             minutes: 0,
+            buckets: Buckets::default(),
+            lambda: LambdaPool::default(),
+            driver: DriverGate::new(f::DRIVER_CONCURRENCY.value as u32),
+            lambda_poll_at: None,
+            throttled_calls: 0,
+            throttled_deliveries: 0,
+            carried_on: 0,
         }
     }
 
@@ -691,12 +729,26 @@ impl<'a> Sim<'a> {
             self.now = t;
             match ev {
                 Ev::Submit(j) => self.submit(j),
+                Ev::Arrive(j, delivery) => {
+                    let at = self.driver.admit(self.now);
+                    self.at(at, Ev::Dispatch(j, delivery));
+                }
                 Ev::Dispatch(j, delivery) => {
                     if delivery == self.jobs[j].delivery {
                         self.dispatch(j);
                     } else {
                         self.jobs[j].pending -= 1;
                     }
+                }
+                Ev::Retry(j, delivery) => {
+                    self.jobs[j].pending -= 1;
+                    if delivery == self.jobs[j].delivery && self.jobs[j].end.is_none() {
+                        self.decide(j);
+                    }
+                }
+                Ev::LambdaPoll => {
+                    self.lambda_poll_at = None;
+                    self.start_queued_invocations();
                 }
                 Ev::TaskStart(t) => self.task_start(t),
                 Ev::TaskEnd(t) => self.task_end(t),
@@ -751,7 +803,12 @@ impl<'a> Sim<'a> {
     /// The job's message reaches the driver at `t`.
     fn deliver(&mut self, j: usize, t: u64) {
         self.jobs[j].pending += 1;
-        self.at(t, Ev::Dispatch(j, self.jobs[j].delivery));
+        let delivery = self.jobs[j].delivery;
+        if self.settings.limits {
+            self.at(t, Ev::Arrive(j, delivery));
+        } else {
+            self.at(t, Ev::Dispatch(j, delivery));
+        }
     }
 
     /// berth's ecs-runner on a container instance's event (it registered,
@@ -792,16 +849,27 @@ impl<'a> Sim<'a> {
         if self.jobs[j].dispatches > 1 {
             self.extra_dispatches += 1;
         }
+        // The record's accept and launch claim.
+        if self.settings.limits && !self.buckets.writes.try_take(self.now) {
+            self.throttled_calls += 1;
+            self.throttled(j);
+            return;
+        }
+        self.decide(j);
+    }
+
+    /// The driver routes the job and launches it.
+    fn decide(&mut self, j: usize) {
         let on_demand = |size| OnFargate { size, spot: false };
         match self.policy {
             Policy::AllFargate => match self.plans.fargate_anywhere[j] {
-                Some(size) => self.start_fargate(j, on_demand(size)),
+                Some(size) => self.launch_plan(j, Some(Plan::Fargate(on_demand(size)))),
                 None => self.end(j, End::Unrunnable),
             },
             Policy::AllFargateSpot => match self.plans.fargate_anywhere[j] {
                 Some(size) => {
                     let spot = self.jobs[j].interruptions < stop::DEFAULT_MAX_INTERRUPTIONS;
-                    self.start_fargate(j, OnFargate { size, spot })
+                    self.launch_plan(j, Some(Plan::Fargate(OnFargate { size, spot })));
                 }
                 None => self.end(j, End::Unrunnable),
             },
@@ -809,7 +877,7 @@ impl<'a> Sim<'a> {
                 if self.plans.lambda_anywhere[j] {
                     self.start_lambda(j);
                 } else if let Some(size) = self.plans.fargate_anywhere[j] {
-                    self.start_fargate(j, on_demand(size));
+                    self.launch_plan(j, Some(Plan::Fargate(on_demand(size))));
                 } else {
                     self.end(j, End::Unrunnable);
                 }
@@ -844,10 +912,16 @@ impl<'a> Sim<'a> {
         match plan {
             None => self.end(j, End::Unrunnable),
             Some(Plan::Lambda { .. }) => self.start_lambda(j),
-            Some(Plan::Fargate(on)) => self.start_fargate(j, on),
+            Some(Plan::Fargate(on)) => {
+                if self.call(j, Call::RunTaskFargate(on.spot)) {
+                    self.start_fargate(j, on);
+                }
+            }
             Some(Plan::Ec2 { fargate_fallback }) => {
                 if let Some(i) = self.find_room(j) {
-                    self.start_ec2(j, i, ms(f::EC2_TASK_START_SECONDS));
+                    if self.call(j, Call::RunTaskEc2) {
+                        self.start_ec2(j, i, ms(f::EC2_TASK_START_SECONDS));
+                    }
                 } else if self.policy == Policy::CapacityProvider {
                     if self.plans.need[j].fits(self.empty) {
                         self.enqueue(j);
@@ -855,6 +929,9 @@ impl<'a> Sim<'a> {
                         self.end(j, End::Failed);
                     }
                 } else if let Some(on) = fargate_fallback {
+                    if !self.call(j, Call::RunTaskFargate(on.spot)) {
+                        return;
+                    }
                     self.start_fargate(j, on);
                     if let Some(t) = self.jobs[j].task {
                         self.tasks[t].fallback = true;
@@ -865,6 +942,88 @@ impl<'a> Sim<'a> {
                 }
             }
         }
+    }
+
+    /// The driver's launch call for job `j` (limits on): made when its
+    /// buckets let it; else the SDK tries it again after its backoff, and
+    /// after its last try the job is throttled. Whether it was made.
+    fn call(&mut self, j: usize, call: Call) -> bool {
+        if !self.settings.limits {
+            return true;
+        }
+        if self.buckets.call(call, self.now) {
+            let job = &mut self.jobs[j];
+            job.tries = 0;
+            job.launched.get_or_insert((self.now, call));
+            return true;
+        }
+        self.throttled_calls += 1;
+        let job = &mut self.jobs[j];
+        job.tries += 1;
+        if job.tries < f::SDK_TRIES.value as u32 {
+            let retry = job.tries;
+            let delivery = job.delivery;
+            job.pending += 1;
+            let draw = self.draw(j, 0x5D4_0000 ^ u64::from(retry));
+            self.at(
+                self.now + limits::sdk_retry_ms(retry, draw),
+                Ev::Retry(j, delivery),
+            );
+        } else {
+            self.jobs[j].tries = 0;
+            self.throttled(j);
+        }
+        false
+    }
+
+    /// A throttled outcome (berth's `Outcome::Throttled`): the message
+    /// comes back after berth-core's spread delay, as the driver sets it;
+    /// at the queue's last receive it goes on in a new message.
+    fn throttled(&mut self, j: usize) {
+        self.throttled_deliveries += 1;
+        let job = &mut self.jobs[j];
+        job.throttled_receives += 1;
+        let receives = job.throttled_receives;
+        if receives >= f::QUEUE_MAX_RECEIVES.value as u32 {
+            job.throttled_receives = 0;
+            self.carried_on += 1;
+        }
+        let key = format!("{}:{j}", self.settings.seed);
+        let delay = u64::from(throttle_backoff_seconds(receives, draw_for(&key, receives)));
+        self.deliver(j, self.now + delay * SECOND + ms(f::SQS_TO_DRIVER_SECONDS));
+    }
+
+    /// Lambda starts the invocations waiting in its queue, in order, as its
+    /// concurrency and its pace of new environments let it; when only the
+    /// pace holds them, it looks again when the next environment may come.
+    fn start_queued_invocations(&mut self) {
+        while let Some(&t) = self.lambda.queue.front() {
+            if !self.tasks[t].alive {
+                self.lambda.queue.pop_front();
+                continue;
+            }
+            if !self.lambda.try_start(&mut self.buckets, self.now) {
+                if self.lambda.busy < self.lambda.concurrency {
+                    let at = self.buckets.new_environments.ready_at(self.now);
+                    if self.lambda_poll_at.is_none_or(|p| p > at) {
+                        self.lambda_poll_at = Some(at);
+                        self.at(at, Ev::LambdaPoll);
+                    }
+                }
+                return;
+            }
+            self.lambda.queue.pop_front();
+            self.invocation_started(t);
+        }
+    }
+
+    fn invocation_started(&mut self, t: usize) {
+        self.tasks[t].holding = true;
+        let j = self.tasks[t].job;
+        self.jobs[j]
+            .launched
+            .get_or_insert((self.now, Call::Invoke));
+        self.at(self.now + ms(f::LAMBDA_START_SECONDS), Ev::TaskStart(t));
     }
 
     /// A draw in [0, 1) for the job's current attempt: the same for every
@@ -939,6 +1098,7 @@ impl<'a> Sim<'a> {
             launched: self.now,
             started: None,
             alive: true,
+            holding: false,
         });
         self.jobs[j].task = Some(t);
         t
@@ -946,7 +1106,12 @@ impl<'a> Sim<'a> {
 
     fn start_lambda(&mut self, j: usize) {
         let t = self.new_task(j, Place::Lambda);
-        self.at(self.now + ms(f::LAMBDA_START_SECONDS), Ev::TaskStart(t));
+        if !self.settings.limits {
+            self.at(self.now + ms(f::LAMBDA_START_SECONDS), Ev::TaskStart(t));
+            return;
+        }
+        self.lambda.queue.push_back(t);
+        self.start_queued_invocations();
     }
 
     /// RunTask on Fargate; on Fargate Spot with no capacity, at once on
@@ -1052,6 +1217,14 @@ impl<'a> Sim<'a> {
     fn stop_task(&mut self, t: usize) {
         let task = &mut self.tasks[t];
         task.alive = false;
+        if std::mem::take(&mut task.holding) {
+            self.lambda.release();
+            if !self.lambda.queue.is_empty() && self.lambda_poll_at.is_none() {
+                self.lambda_poll_at = Some(self.now);
+                self.at(self.now, Ev::LambdaPoll);
+            }
+        }
+        let task = &self.tasks[t];
         let place = task.place;
         let job = task.job;
         let run_s = task.started.map_or(0.0, |s| (self.now - s) as f64 / 1000.0);
@@ -1315,6 +1488,11 @@ impl<'a> Sim<'a> {
         let count = self.live.len() as u32;
         if count < self.desired {
             for _ in count..self.desired {
+                // RunInstances over its bucket: the group tries again at
+                // its next look.
+                if self.settings.limits && !self.buckets.run_instances.try_take(self.now) {
+                    break;
+                }
                 let replacement = self.awaiting_replacement > 0;
                 self.awaiting_replacement = self.awaiting_replacement.saturating_sub(1);
                 self.launch(!replacement);
@@ -1853,7 +2031,69 @@ impl<'a> Sim<'a> {
                 _ => "",
             },
             series: std::mem::take(&mut self.series),
+            pace: self.pace(),
         }
+    }
+
+    /// The launches against the limits (limits on, berth's pipeline and
+    /// the other policies whose driver calls AWS itself).
+    fn pace(&self) -> Option<report::Pace> {
+        if !self.settings.limits
+            || matches!(self.policy, Policy::AwsBatch | Policy::AwsBatchFargate)
+        {
+            return None;
+        }
+        let first = self
+            .trace
+            .jobs
+            .iter()
+            .map(|j| (j.submit_s * 1000.0).round() as u64)
+            .min()?;
+        let mut launches = Vec::new();
+        let (mut ecs_per_s, mut lambda_per_s) = (Vec::new(), Vec::new());
+        let mut last = first;
+        for (i, job) in self.jobs.iter().enumerate() {
+            let Some((at, call)) = job.launched else {
+                continue;
+            };
+            let spec = &self.trace.jobs[i];
+            launches.push(limits::Launch {
+                ready_ms: (spec.submit_s * 1000.0).round() as u64 + ms(f::SQS_TO_DRIVER_SECONDS),
+                call,
+                run_ms: (spec.duration_s.min(f64::from(spec.timeout_s)) * 1000.0) as u64
+                    + ms(f::LAMBDA_START_SECONDS),
+            });
+            last = last.max(at);
+            let second = (at.saturating_sub(first) / SECOND) as usize;
+            let per_s = if call == Call::Invoke {
+                &mut lambda_per_s
+            } else {
+                &mut ecs_per_s
+            };
+            if per_s.len() <= second {
+                per_s.resize(second + 1, 0);
+            }
+            per_s[second] += 1;
+        }
+        let seconds = ecs_per_s.len().max(lambda_per_s.len());
+        ecs_per_s.resize(seconds, 0);
+        lambda_per_s.resize(seconds, 0);
+        Some(report::Pace {
+            floor_s: limits::floor(&launches) as f64 / 1000.0
+                + (launches.iter().map(|l| l.ready_ms).min().unwrap_or(first) - first) as f64
+                    / 1000.0,
+            launched_by_s: (last - first) as f64 / 1000.0,
+            throttled_calls: self.throttled_calls,
+            throttled_deliveries: self.throttled_deliveries,
+            carried_on: self.carried_on,
+            failed_after_throttling: self
+                .jobs
+                .iter()
+                .filter(|j| j.end == Some(End::Failed) && j.throttled_receives > 0)
+                .count(),
+            ecs_per_s,
+            lambda_per_s,
+        })
     }
 
     /// What berth's queue, functions, job store and CloudWatch cost.

@@ -101,6 +101,46 @@ berth_core::figures! {
     BATCH_IDLE_SCALE_DOWN_SECONDS = 600.0, "seconds",
         "assumed: AWS Batch terminates an instance idle this long (it documents no figure without a scale-down delay)";
 
+    // AWS's rate limits, as a burst meets them (berth simulate --limits on).
+    RUN_TASK_BURST = 100.0, "calls",
+        "Amazon ECS developer guide, Fargate throttling quotas: RunTask, a burst of 100 calls";
+    RUN_TASK_PER_SECOND = 20.0, "calls per second",
+        "Amazon ECS developer guide, Fargate throttling quotas: RunTask, 20 calls a second sustained (berth launches one task a call)";
+    FARGATE_LAUNCH_BURST = 100.0, "tasks",
+        "Amazon ECS developer guide, Fargate throttling quotas: task launches, a burst of 100, on demand and on Fargate Spot each";
+    FARGATE_LAUNCHES_PER_SECOND = 20.0, "tasks per second",
+        "Amazon ECS developer guide, Fargate throttling quotas: 20 task launches a second sustained, on demand and on Fargate Spot each";
+    LAMBDA_CONCURRENCY = 1000.0, "invocations at once",
+        "AWS Lambda developer guide, Lambda quotas: an account's concurrency, 1,000 by default";
+    LAMBDA_NEW_ENVIRONMENTS_PER_10_SECONDS = 1000.0, "execution environments",
+        "AWS Lambda developer guide, Lambda scaling behavior: each function adds up to 1,000 execution environments every 10 seconds";
+    SQS_TRIGGER_FIRST_BATCHES = 5.0, "batches at once",
+        "AWS Lambda developer guide, SQS scaling: the event source starts with five concurrent batches";
+    SQS_TRIGGER_BATCHES_PER_MINUTE = 300.0, "batches at once, added a minute",
+        "AWS Lambda developer guide, SQS scaling: up to 300 more concurrent invocations a minute while messages wait";
+    SQS_TRIGGER_MOST_BATCHES = 1000.0, "batches at once",
+        "AWS Lambda developer guide, SQS scaling: at most 1,000, or the mapping's MaximumConcurrency";
+    DRIVER_CONCURRENCY = 10.0, "batches at once",
+        "template.yaml: DriverConcurrency default, the driver's reserved concurrency and its trigger's MaximumConcurrency";
+    DRIVER_BATCH_SIZE = 10.0, "messages",
+        "template.yaml: the trigger's BatchSize";
+    DRIVER_BATCH_SECONDS = 0.2, "seconds",
+        "make bench-driver: a batch of 10 takes 0.1-0.2 s with AWS's latency on every call";
+    DYNAMODB_NEW_TABLE_WRITES_PER_SECOND = 4000.0, "write request units per second",
+        "Amazon DynamoDB developer guide, on-demand capacity: a new table serves up to 4,000 writes a second at once";
+    RUN_INSTANCES_BUCKET = 1000.0, "instances",
+        "Amazon EC2 API reference, request throttling: RunInstances resource rate limit, a bucket of 1,000 instances";
+    RUN_INSTANCES_REFILL_PER_SECOND = 2.0, "instances per second",
+        "Amazon EC2 API reference, request throttling: the RunInstances instance bucket refills at 2 a second";
+    SDK_TRIES = 3.0, "tries",
+        "AWS SDKs and Tools reference, retry behavior: the standard mode tries a call three times";
+    SDK_RETRY_BASE_SECONDS = 1.0, "seconds",
+        "AWS SDKs and Tools reference, retry behavior: exponential backoff with full jitter from a base of 1 s";
+    SDK_RETRY_MAX_SECONDS = 20.0, "seconds",
+        "AWS SDKs and Tools reference, retry behavior: the longest backoff, 20 s";
+    QUEUE_MAX_RECEIVES = 50.0, "receives",
+        "template.yaml: the job queue's maxReceiveCount (BERTH_MAX_RECEIVES): a job throttled at it goes on in a new message";
+
     // berth's own running costs.
     FUNCTION_MEMORY_GB = 0.25, "GB",
         "template.yaml: MemorySize 256 for berth's functions";

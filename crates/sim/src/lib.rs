@@ -11,6 +11,7 @@
 //! - [`policy`]: berth and the alternatives;
 //! - [`engine`]: the simulation;
 //! - [`cloudwatch`], [`autoscaling`], [`ecs`]: the models of AWS;
+//! - [`limits`]: AWS's rate limits, and the least time they allow a burst;
 //! - [`bound`]: `lower-bound`, every job at its cheapest exact price;
 //! - [`cost`], [`report`], [`plot`]: what a run costs and how it is shown.
 
@@ -21,6 +22,7 @@ pub mod cost;
 pub mod ecs;
 pub mod engine;
 pub mod figures;
+pub mod limits;
 pub mod plot;
 pub mod policy;
 pub mod report;
@@ -190,7 +192,11 @@ mod tests {
     #[test]
     fn berth_rests_at_zero_and_never_flaps_or_kills() {
         for seed in 1..=3 {
-            for b in Builtin::ALL.into_iter().filter(|b| *b != Builtin::Idle) {
+            // burst-10k: its own test, below.
+            for b in Builtin::ALL
+                .into_iter()
+                .filter(|b| !matches!(b, Builtin::Idle | Builtin::Burst10k))
+            {
                 let trace = b.generate(None, seed);
                 let o = &compare(&trace, &[Policy::Berth], &settings(seed))[0];
                 let what = format!(
@@ -206,6 +212,48 @@ mod tests {
                 assert_eq!(o.instances_30_min_after_last_job, 0, "{what}");
                 assert_eq!(o.jobs_lost + o.jobs_unfinished, 0, "{what}");
             }
+        }
+    }
+
+    /// 10,000 jobs in a minute, at AWS's rate limits with the template's
+    /// defaults: every job launched within 1.2 times the floor the limits
+    /// set for the launches made, none failed after throttling, none lost,
+    /// none carried on (a job throttled 50 times), and the cluster at rest
+    /// after. Without the limits the same day launches at once.
+    #[test]
+    fn a_burst_of_10000_launches_near_the_limits_floor_and_loses_nothing() {
+        for seed in 1..=2 {
+            let trace = Builtin::Burst10k.generate(None, seed);
+            let o = &compare(&trace, &[Policy::Berth], &settings(seed))[0];
+            let p = o.pace.as_ref().unwrap();
+            let what = format!("seed {seed}: {p:?}");
+            // 10,000 launches, two thirds or more of them on ECS at 20 a
+            // second: the floor is minutes.
+            assert!(p.floor_s > 300.0, "{what}");
+            assert!(p.over_floor() <= 1.2, "{what}");
+            assert!(p.throttled_calls > 0, "{what}");
+            assert_eq!((p.failed_after_throttling, p.carried_on), (0, 0), "{what}");
+            assert_eq!(o.jobs_succeeded + o.jobs_timed_out, 10_000, "{what}");
+            assert_eq!((o.jobs_lost, o.jobs_unfinished, o.jobs_failed), (0, 0, 0));
+            assert_eq!(o.instances_30_min_after_last_job, 0);
+            // The RunTask bucket: never more than its burst and a second's
+            // refill in one second.
+            let peak = p.ecs_per_s.iter().max().copied().unwrap_or(0);
+            assert!(peak <= 120, "{what}");
+            // Past the first seconds, ECS launches go at the limit while
+            // jobs wait: 20 a second, within a fifth, over the middle of
+            // the burst.
+            let middle = &p.ecs_per_s[60..(p.floor_s as usize * 3 / 4)];
+            let mean = f64::from(middle.iter().sum::<u32>()) / middle.len() as f64;
+            assert!((16.0..=20.5).contains(&mean), "{mean} a second; {what}");
+
+            let off = Settings {
+                limits: false,
+                ..settings(seed)
+            };
+            let o = &compare(&trace, &[Policy::Berth], &off)[0];
+            assert!(o.pace.is_none());
+            assert!(o.wait_max_s < 120.0, "{}", o.wait_max_s);
         }
     }
 

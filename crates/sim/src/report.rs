@@ -77,10 +77,49 @@ pub struct Outcome {
     /// Each attempt and its cost.
     #[serde(skip)]
     pub attempts: Vec<PricedAttempt>,
+    /// How the launches met AWS's rate limits (`None`: limits off, or the
+    /// policy makes no calls of its own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pace: Option<Pace>,
     /// What the policy scales on, as plotted.
     pub metric_name: &'static str,
     #[serde(skip)]
     pub series: Vec<Sample>,
+}
+
+/// The launches against AWS's rate limits: how soon the last job launched
+/// (its RunTask answered, its invocation started) after the first was
+/// submitted, against the least time the limits allow the same launches
+/// ([`crate::limits::floor`]), and what was throttled on the way.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pace {
+    pub floor_s: f64,
+    pub launched_by_s: f64,
+    /// Calls AWS refused for their rate (the SDK's tries each counted).
+    pub throttled_calls: u64,
+    /// Deliveries that ended throttled: the message came back.
+    pub throttled_deliveries: u64,
+    /// Throttled at the queue's last receive: went on in a new message.
+    pub carried_on: u64,
+    /// Jobs that ended failed after a throttled delivery.
+    pub failed_after_throttling: usize,
+    /// Launches in each second from the first submission: on ECS
+    /// (RunTask) and on Lambda (an invocation started).
+    #[serde(skip)]
+    pub ecs_per_s: Vec<u32>,
+    #[serde(skip)]
+    pub lambda_per_s: Vec<u32>,
+}
+
+impl Pace {
+    /// How far above the floor the last launch came (1 is the floor).
+    pub fn over_floor(&self) -> f64 {
+        if self.floor_s > 0.0 {
+            self.launched_by_s / self.floor_s
+        } else {
+            1.0
+        }
+    }
 }
 
 /// An attempt as the simulator ran it, and what it cost by berth-core's
@@ -157,6 +196,48 @@ pub fn quantile(sorted: &[f64], p: f64) -> f64 {
     }
     let rank = (p * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The launches against AWS's rate limits, one row per policy that makes
+/// its own calls.
+pub fn pace_table(outcomes: &[Outcome]) -> String {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED);
+    t.set_header([
+        "policy",
+        "floor s",
+        "last launch s",
+        "/ floor",
+        "ECS peak /s",
+        "throttled calls",
+        "throttled deliveries",
+        "carried on",
+        "failed after throttling",
+        "lost",
+    ]);
+    for o in outcomes {
+        let Some(p) = &o.pace else { continue };
+        t.add_row([
+            o.policy.clone(),
+            format!("{:.0}", p.floor_s),
+            format!("{:.0}", p.launched_by_s),
+            format!("{:.2}", p.over_floor()),
+            p.ecs_per_s.iter().max().copied().unwrap_or(0).to_string(),
+            p.throttled_calls.to_string(),
+            p.throttled_deliveries.to_string(),
+            p.carried_on.to_string(),
+            p.failed_after_throttling.to_string(),
+            o.jobs_lost.to_string(),
+        ]);
+    }
+    for i in 1..=9 {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    format!(
+        "launches against AWS's rate limits (floor: the least time the limits allow the same launches, from the first submission; a launch: RunTask answered, or an invocation started)\n{t}\n"
+    )
 }
 
 /// The outcomes as a table, one row per policy.

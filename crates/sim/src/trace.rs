@@ -199,16 +199,21 @@ pub enum Builtin {
     /// large jobs on weekdays, quiet nights and weekends
     /// (examples/week.csv is its seed 1).
     Week,
+    /// 10,000 jobs submitted within one minute at 10:00, as a Batch user
+    /// submits an array: a third small and short (Lambda can run them),
+    /// the rest rendering and transcoding; AWS's rate limits bind first.
+    Burst10k,
 }
 
 impl Builtin {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::SparseDay,
         Self::Steady,
         Self::Burst,
         Self::SeedMix,
         Self::Idle,
         Self::Week,
+        Self::Burst10k,
     ];
 
     pub fn name(self) -> &'static str {
@@ -219,6 +224,7 @@ impl Builtin {
             Self::SeedMix => "seed-mix",
             Self::Idle => "idle",
             Self::Week => "week",
+            Self::Burst10k => "burst-10k",
         }
     }
 
@@ -235,6 +241,7 @@ impl Builtin {
             Self::SeedMix => 600,
             Self::Idle => 0,
             Self::Week => 1645,
+            Self::Burst10k => 10_000,
         }
     }
 
@@ -273,6 +280,12 @@ impl Builtin {
             Self::Burst => g.burst(n, 10.0 * 3600.0, 120.0, &[(&RENDER, 6), (&TRANSCODE, 4)]),
             Self::SeedMix => g.poisson(n, 8.0 * 3600.0, 18.0 * 3600.0, &[(&CRUNCH, 1)]),
             Self::Idle => {}
+            Self::Burst10k => g.burst(
+                n,
+                10.0 * 3600.0,
+                60.0,
+                &[(&THUMBNAIL, 3), (&RENDER, 5), (&TRANSCODE, 2)],
+            ),
             Self::Week => {
                 // Per weekday: a trickle through office hours, two bursts,
                 // the nightly batch, two GPU jobs and one very large one;

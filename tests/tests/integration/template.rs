@@ -222,6 +222,19 @@ fn the_simulator_models_the_template_as_deployed() {
         number(value_of(&text, "MemorySize")) / 1024.0,
         f::FUNCTION_MEMORY_GB.value
     );
+    // The driver's trigger, as the rate limits' model runs it.
+    assert_eq!(
+        number(default_of(&text, "DriverConcurrency")),
+        f::DRIVER_CONCURRENCY.value
+    );
+    assert_eq!(
+        number(value_of(&text, "BatchSize")),
+        f::DRIVER_BATCH_SIZE.value
+    );
+    assert_eq!(
+        number(value_of(&text, "maxReceiveCount")),
+        f::QUEUE_MAX_RECEIVES.value
+    );
     assert_eq!(
         text.matches("Type: AWS::CloudWatch::Alarm\n").count() as f64,
         f::BERTH_ALARMS.value,
