@@ -8,7 +8,7 @@ TOOLS_STAMP := $(VENV)/.tools-requirements
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: soak fuzz demo test check hakari smoke-arm64 sam-build sam-local engine engine-stop unit integration template build tools local-aws local-aws-stop clean help bench-driver bench-capacity bench-sim bench-parse simulate
+.PHONY: soak fuzz demo test check hakari smoke-arm64 sam-build sam-local engine engine-stop unit integration template build tools local-aws local-aws-stop clean help bench-driver bench-capacity bench-sim bench-parse bench-burst simulate
 
 ## demo: berth's main job on the local AWS: a mixed set of jobs submitted, followed to their end
 ## and checked; real containers when a Docker engine with the job image answers (`make engine`),
@@ -151,6 +151,16 @@ bench-capacity:
 ## bench-sim: the simulator on a day of 100,000 jobs, every policy; prints jobs simulated per second
 bench-sim:
 	cargo bench -p berth-sim --bench simulate
+
+## bench-burst: BURST_JOBS (2,000) jobs submitted at once to the local run, RunTask and DynamoDB's
+## writes throttled at AWS's documented rates times BURST_SCALE (0.04: 4 at once, then 0.8 a
+## second, under the 1 launch a second the local AWS serves); prints the launches a second
+## against that limit, jobs launched twice, jobs failed by throttling and the time to launch all
+## against the floor (about 45 minutes at the defaults)
+BURST_JOBS ?= 2000
+BURST_SCALE ?= 0.04
+bench-burst: tools
+	cargo run --quiet -p berth-local -- burst --jobs $(BURST_JOBS) --scale $(BURST_SCALE) | grep -v '^{"_aws"'
 
 ## bench-parse: the job message parser on 256 KiB bodies, ordinary and adversarial (MB/s,
 ## and the size of the reason it gives)

@@ -314,3 +314,53 @@ fn notes(outcomes: &[Outcome]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn burst(limits: bool, plot_launches: Option<PathBuf>) -> Simulate {
+        Simulate {
+            trace: "burst-10k".into(),
+            policies: vec!["berth".into()],
+            instance_types: Vec::new(),
+            json: false,
+            plot: None,
+            plot_launches,
+            limits,
+            seed: 1,
+            jobs: Some(2_000),
+            max_size: 10,
+            largest: None,
+            spot_interruptions: figures::SPOT_INTERRUPTIONS_PER_INSTANCE_MONTH.value,
+            always_on: None,
+            headroom: 0,
+            scale_in_after: berth_core::scaling::DEFAULT_SCALE_IN_AFTER_SECONDS,
+            fargate_spot: true,
+            fargate_spot_interruptions: figures::FARGATE_SPOT_INTERRUPTIONS_PER_TASK_HOUR.value,
+            fargate_spot_shortfall: figures::FARGATE_SPOT_SHORTFALL.value,
+            spot_fraction: berth_core::prices::SPOT_PRICE_FRACTION.value,
+            spot_prices: Vec::new(),
+            write_trace: None,
+        }
+    }
+
+    /// 2,000 jobs in a minute are more than RunTask's 100 at once and 20 a
+    /// second let through: the pace table says so, and the launch plot is
+    /// drawn against the limits; with `--limits off` neither.
+    #[test]
+    fn a_burst_shows_its_pace_against_the_limits_unless_they_are_off() {
+        let plot = std::env::temp_dir().join(format!("berth-launches-{}.svg", std::process::id()));
+        let out = burst(true, Some(plot.clone())).run().unwrap();
+        assert!(out.contains("AWS's rate limits on"), "{out}");
+        assert!(out.contains("launches against AWS's rate limits"), "{out}");
+        let svg = std::fs::read_to_string(&plot).unwrap();
+        std::fs::remove_file(&plot).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("RunTask limit, 20/s"));
+        assert!(svg.contains("berth: last launch"));
+
+        let out = burst(false, None).run().unwrap();
+        assert!(out.contains("AWS's rate limits off"), "{out}");
+        assert!(!out.contains("launches against AWS's rate limits"), "{out}");
+    }
+}

@@ -219,6 +219,11 @@ impl Outcome {
     }
 }
 
+/// The driver function's SDK configuration, from its environment.
+pub async fn sdk_config() -> berth_aws::SdkConfig {
+    berth_aws::load_sdk_config_adaptive().await
+}
+
 /// A record's outcome and the job it was about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handled {

@@ -11,7 +11,7 @@ static ALLOCATOR: berth_aws::Allocator = berth_aws::Allocator;
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let settings = berth_aws::Settings::from_env()?;
-    let clients = berth_aws::Clients::new(&berth_aws::load_sdk_config_adaptive().await);
+    let clients = berth_aws::Clients::new(&berth_driver::sdk_config().await);
     let driver = Driver::new(&settings, &clients, Tuning::default());
     run(service_fn(|event| driver.handle(event))).await
 }

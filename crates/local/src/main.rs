@@ -9,6 +9,7 @@
 //! to their end and the cluster back to zero; `run` keeps going until
 //! interrupted.
 
+mod burst;
 mod glue;
 mod soak;
 
@@ -84,6 +85,25 @@ enum Mode {
         /// fixed cluster).
         #[arg(long, default_value_t = 2)]
         instances: usize,
+    },
+    /// N jobs submitted at once, the functions' RunTask and DynamoDB writes
+    /// limited at AWS's documented rates times `--scale`: the launches a
+    /// second against the limit, none launched twice, none failed by
+    /// throttling, and the time to launch all against the floor.
+    Burst {
+        /// Jobs to submit.
+        #[arg(long, default_value_t = 2_000)]
+        jobs: usize,
+        /// The share of AWS's rates the proxy lets through (RunTask: 100 at
+        /// once, then 20 a second; DynamoDB: 4,000 writes a second): the
+        /// default, 0.8 RunTasks a second, is under what the local AWS
+        /// serves of berth's calls (about 1 launch a second here).
+        #[arg(long, default_value_t = 0.04)]
+        scale: f64,
+        /// Give up after this many minutes (default: twice the floor, at
+        /// least 10 minutes).
+        #[arg(long)]
+        minutes: Option<u64>,
     },
     /// Provision and keep the glue running (submit with `berth`) until Ctrl-C.
     Run {
@@ -284,12 +304,20 @@ async fn run(args: &Args, processes: &mut Processes) -> Fallible<bool> {
         Mode::Soak { fault_rate, .. } => Some(berth_local::proxy::Faults {
             rate: fault_rate,
             applies: soak::faulted,
+            limits: None,
+        }),
+        Mode::Burst { scale, .. } => Some(berth_local::proxy::Faults {
+            rate: 0.0,
+            applies: burst::limited,
+            limits: Some(scale),
         }),
         _ => None,
     };
     let cluster = match args.command {
         Mode::Demo { capacity } | Mode::Run { capacity, .. } => Cluster::Group(capacity),
         Mode::Soak { instances, .. } => Cluster::Fixed(instances),
+        // No instance: every job a RunTask on Fargate.
+        Mode::Burst { .. } => Cluster::Fixed(0),
     };
     let reload = matches!(args.command, Mode::Run { reload: true, .. });
     // A run takes up the last run's account while the local AWS holds it.
@@ -359,6 +387,23 @@ async fn run(args: &Args, processes: &mut Processes) -> Fallible<bool> {
             let minutes = minutes.unwrap_or((jobs as u64 * 3 / 60).max(10));
             let mut glue = Glue::new(every, boot);
             soak::run(&local, &mut glue, jobs, Duration::from_secs(minutes * 60)).await
+        }
+        Mode::Burst {
+            jobs,
+            scale,
+            minutes,
+        } => {
+            let floor_s = jobs as f64 / (berth_sim::figures::RUN_TASK_PER_SECOND.value * scale);
+            let minutes = minutes.unwrap_or(((2.0 * floor_s / 60.0).ceil() as u64).max(10));
+            let mut glue = Glue::new(every, boot);
+            burst::run(
+                &local,
+                &mut glue,
+                jobs,
+                scale,
+                Duration::from_secs(minutes * 60),
+            )
+            .await
         }
         Mode::Run { .. } => {
             // Everything `berth` (or the AWS CLI) needs to reach this run,
@@ -727,7 +772,9 @@ async fn provision(
         berth_aws::settings::MAX_INTERRUPTIONS.into(),
         berth_aws::settings::DEFAULT_MAX_INTERRUPTIONS.to_string(),
     ));
-    if faults.is_some() {
+    // The soak's settings (not the burst's, which throttles and loses
+    // nothing, and whose jobs wait to launch for minutes on end).
+    if faults.is_some_and(|f| f.limits.is_none()) {
         // The soak loses next attempts' messages on purpose: the sweep puts
         // them back after two minutes of quiet, not twenty.
         vars.push((
@@ -952,6 +999,14 @@ pub struct Glue {
     /// While a live view owns the terminal, what the glue says is kept
     /// here for it to show (the newest last) instead of printed.
     said: Option<Vec<String>>,
+    /// The containers wait: each tick only hands the queue to the driver
+    /// and runs the schedules (the burst, while its jobs launch: on AWS
+    /// ecs-runner handles the tasks' events beside the driver, where here
+    /// one loop does both in turn).
+    pub hold_containers: bool,
+    /// Each tick hands the queue to the driver (the burst hands it over
+    /// itself, several batches at once).
+    pub hand_over_queue: bool,
 }
 
 impl Glue {
@@ -972,6 +1027,8 @@ impl Glue {
             timed_out: Vec::new(),
             requeued: Vec::new(),
             said: None,
+            hold_containers: false,
+            hand_over_queue: true,
         }
     }
 
@@ -993,11 +1050,13 @@ impl Glue {
         // A few batches a tick, so that a long queue does not hold up the
         // containers' events and the schedules.
         for _ in 0..5 {
-            if glue::deliver_queue(local).await? == 0 {
+            if !self.hand_over_queue || glue::deliver_queue(local).await? == 0 {
                 break;
             }
         }
-        self.containers.play(local).await?;
+        if !self.hold_containers {
+            self.containers.play(local).await?;
+        }
         if self.last_schedule.is_none_or(|t| t.elapsed() >= self.every) {
             self.last_schedule = Some(Instant::now());
             let report =

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use berth_sim::limits::Bucket;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
@@ -77,6 +78,7 @@ struct Shared {
     /// Jobs whose success cannot be written (`Fault::EndLost`): the writes
     /// still to fail.
     ends_lost: Mutex<HashMap<String, u32>>,
+    limits: Option<Mutex<Limits>>,
 }
 
 /// How long a next attempt whose queuing failed keeps failing: longer than
@@ -85,11 +87,55 @@ struct Shared {
 const DOOMED_FOR: Duration = Duration::from_secs(90);
 
 /// The faults to inject: each kind at `rate` (0–1) on the calls whose
-/// operation `applies` says.
+/// operation `applies` says; and, with `limits`, AWS's rate limits on
+/// RunTask and on DynamoDB's writes, scaled by that factor.
 #[derive(Debug, Clone, Copy)]
 pub struct Faults {
     pub rate: f64,
     pub applies: fn(&str) -> bool,
+    pub limits: Option<f64>,
+}
+
+/// AWS's rate limits at the proxy, scaled by `scale` (berth-sim's figures,
+/// each with its source): a call over its bucket gets the service's
+/// throttling answer, as AWS gives it.
+struct Limits {
+    since: Instant,
+    run_task: Bucket,
+    writes: Bucket,
+    /// Each RunTask ECS answered with a task, the first time for its client
+    /// token: when, and for which `startedBy`.
+    launched: Vec<(Instant, String)>,
+}
+
+impl Limits {
+    fn new(scale: f64) -> Self {
+        use berth_sim::figures as f;
+        Self {
+            since: Instant::now(),
+            run_task: Bucket::new(
+                f::RUN_TASK_BURST.value * scale,
+                f::RUN_TASK_PER_SECOND.value * scale,
+            ),
+            writes: Bucket::new(
+                f::DYNAMODB_NEW_TABLE_WRITES_PER_SECOND.value * scale,
+                f::DYNAMODB_NEW_TABLE_WRITES_PER_SECOND.value * scale,
+            ),
+            launched: Vec::new(),
+        }
+    }
+
+    /// Whether a call of `operation` gets through now.
+    fn admit(&mut self, operation: &str) -> bool {
+        let now = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match operation {
+            "ecs:RunTask" => self.run_task.try_take(now),
+            "dynamodb:PutItem" | "dynamodb:UpdateItem" | "dynamodb:DeleteItem" => {
+                self.writes.try_take(now)
+            }
+            _ => true,
+        }
+    }
 }
 
 /// One kind of injected fault.
@@ -254,6 +300,9 @@ impl LatencyProxy {
             denied: Mutex::new(BTreeSet::new()),
             ends_lost: Mutex::new(HashMap::new()),
             doomed: Mutex::new(HashMap::new()),
+            limits: faults
+                .and_then(|f| f.limits)
+                .map(|k| Mutex::new(Limits::new(k))),
         });
         let serving = shared.clone();
         tokio::spawn(async move {
@@ -293,6 +342,16 @@ impl LatencyProxy {
     /// The faults injected so far, by operation and kind.
     pub fn injected(&self) -> BTreeMap<(String, Fault), u64> {
         self.shared.injected.lock().expect(POISONED).clone()
+    }
+
+    /// Each RunTask answered with a task, the first time for its client
+    /// token, under the rate limits: when, and its `startedBy` (`<job
+    /// id>/<launch>`).
+    pub fn launched(&self) -> Vec<(Instant, String)> {
+        self.shared
+            .limits
+            .as_ref()
+            .map_or_else(Vec::new, |l| l.lock().expect(POISONED).launched.clone())
     }
 
     /// The jobs a RunTask was denied for, by their `startedBy` job id.
@@ -464,6 +523,13 @@ async fn forward(
         Some(job) if shared.denied.lock().expect(POISONED).contains(job) => Some(Fault::Denied),
         _ => fault,
     };
+    // Over AWS's rate limit: throttled.
+    let fault = match (&shared.limits, fault) {
+        (Some(limits), None) if !limits.lock().expect(POISONED).admit(&operation) => {
+            Some(Fault::Throttled)
+        }
+        (_, fault) => fault,
+    };
     if let Some(fault) = fault {
         *shared
             .injected
@@ -577,6 +643,15 @@ async fn forward(
             .lock()
             .expect(POISONED)
             .insert(t, recorded.clone());
+        if let Some(limits) = &shared.limits {
+            let started_by = serde_json::from_slice::<serde_json::Value>(&recorded.body)
+                .ok()
+                .and_then(|v| v["tasks"][0]["startedBy"].as_str().map(str::to_owned));
+            if let Some(started_by) = started_by {
+                let mut limits = limits.lock().expect(POISONED);
+                limits.launched.push((Instant::now(), started_by));
+            }
+        }
     }
     shared.counts.add(operation, started.elapsed());
     if fault == Some(Fault::Dropped) {
@@ -634,4 +709,76 @@ fn operation(parts: &hyper::http::request::Parts, body: &[u8]) -> String {
         .and_then(|c| c.split('/').nth(3))
         .unwrap_or("query");
     format!("{service}:{action}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A loopback upstream that answers every call 200 `{}`.
+    async fn upstream() -> String {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let service = service_fn(|_req: Request<Incoming>| async {
+                        Ok::<_, std::io::Error>(Response::new(Full::new(Bytes::from("{}"))))
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    /// At a twentieth of AWS's rates, RunTask takes 5 calls at once, then 1
+    /// a second; the call over it gets ECS's throttling answer, and other
+    /// operations are not metered.
+    #[tokio::test]
+    async fn the_limits_throttle_run_task_past_its_scaled_bucket() {
+        let faults = Faults {
+            rate: 0.0,
+            applies: |op| op == "ecs:RunTask",
+            limits: Some(0.05),
+        };
+        let proxy =
+            LatencyProxy::start_with(&upstream().await, None, Duration::ZERO, Some(faults)).await;
+        let client = reqwest::Client::new();
+        let call = |target: &'static str| {
+            client
+                .post(&proxy.endpoint)
+                .header("x-amz-target", target)
+                .body("{}")
+                .send()
+        };
+        let run_task = "AmazonEC2ContainerServiceV20141113.RunTask";
+        for i in 0..5 {
+            assert_eq!(call(run_task).await.unwrap().status(), 200, "call {i}");
+        }
+        let throttled = call(run_task).await.unwrap();
+        assert_eq!(throttled.status(), 400);
+        assert!(
+            throttled
+                .text()
+                .await
+                .unwrap()
+                .contains("ThrottlingException")
+        );
+        let other = call("AmazonEC2ContainerServiceV20141113.ListTasks");
+        assert_eq!(other.await.unwrap().status(), 200);
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        assert_eq!(call(run_task).await.unwrap().status(), 200, "refilled");
+        assert_eq!(
+            proxy
+                .injected()
+                .get(&("ecs:RunTask".to_owned(), Fault::Throttled)),
+            Some(&1)
+        );
+    }
 }
