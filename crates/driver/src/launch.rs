@@ -143,6 +143,17 @@ impl Driver {
                 Err(outcome) => return outcome,
             }
         }
+        // A message received before (a job waiting, throttled, or whose
+        // driver stopped) most likely has its record: a read finds it for
+        // less than the conditional write would (in a burst, each throttled
+        // job's message comes back several times).
+        if crate::receive_count(message) > 1 {
+            match self.store.get(&job.job_id).await {
+                Ok(Some(record)) => return self.recorded(message, &record, Some(message_id)).await,
+                Ok(None) => {}
+                Err(e) => return Outcome::retry(e),
+            }
+        }
         match self.store.accept(&job, message_id, now_ms()).await {
             Ok(Created::New) if job.array.is_some() => self.advance_array(&job).await,
             Ok(Created::New) => {

@@ -496,7 +496,7 @@ impl Driver {
 }
 
 /// How many times SQS has delivered `message`, this time included.
-fn receive_count(message: &SqsMessage) -> u32 {
+pub(crate) fn receive_count(message: &SqsMessage) -> u32 {
     message
         .attributes
         .get("ApproximateReceiveCount")

@@ -16,7 +16,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use berth_aws::JobStore;
 use berth_core::{JobDefinition, JobStatus};
 use berth_sim::figures as f;
@@ -93,37 +92,17 @@ pub async fn run(
 
     // Submitted straight to the queue, ten a call, as producers would.
     let started = Instant::now();
-    let sqs = &local.clients.sqs;
-    let body = |i: usize| {
-        serde_json::json!({
-            "job_id": format!("burst-{i}"),
-            "definition": "burst",
-            "environment": {"PLAY_SECONDS": PLAY_SECONDS.to_string()},
-        })
-        .to_string()
-    };
-    for chunk in (0..jobs).collect::<Vec<_>>().chunks(10) {
-        let entries = chunk
-            .iter()
-            .map(|&i| {
-                SendMessageBatchRequestEntry::builder()
-                    .id(format!("m{i}"))
-                    .message_body(body(i))
-                    .build()
-                    .map_err(|e| e.to_string())
+    let bodies: Vec<String> = (0..jobs)
+        .map(|i| {
+            serde_json::json!({
+                "job_id": format!("burst-{i}"),
+                "definition": "burst",
+                "environment": {"PLAY_SECONDS": PLAY_SECONDS.to_string()},
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        let out = sqs
-            .send_message_batch()
-            .queue_url(&local.queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|e| format!("send: {e}"))?;
-        if !out.failed().is_empty() {
-            return Err(format!("send: {:?}", out.failed()));
-        }
-    }
+            .to_string()
+        })
+        .collect();
+    crate::soak::submit_all(local, &bodies).await?;
     println!(
         "burst: submitted in {:.1} s",
         started.elapsed().as_secs_f64()

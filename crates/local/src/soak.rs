@@ -241,29 +241,10 @@ pub async fn run(local: &Local, glue: &mut Glue, jobs: usize, limit: Duration) -
     let mut lambda_faults = LambdaFaults::draw(jobs, rate);
 
     // Submitted straight to the queue, ten a call, as producers would.
-    let sqs = &local.clients.sqs;
-    for chunk in (0..jobs).collect::<Vec<_>>().chunks(10) {
-        let entries = chunk
-            .iter()
-            .map(|i| {
-                SendMessageBatchRequestEntry::builder()
-                    .id(format!("m{i}"))
-                    .message_body(body(*i, &runs_path, &lambda_faults))
-                    .build()
-                    .map_err(|e| e.to_string())
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let out = sqs
-            .send_message_batch()
-            .queue_url(&local.queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|e| format!("send: {e}"))?;
-        if !out.failed().is_empty() {
-            return Err(format!("send: {:?}", out.failed()));
-        }
-    }
+    let bodies: Vec<String> = (0..jobs)
+        .map(|i| body(i, &runs_path, &lambda_faults))
+        .collect();
+    submit_all(local, &bodies).await?;
     println!(
         "soak: {jobs} jobs submitted in {:.1} s; each fault kind at {:.1}% of the functions' calls to DynamoDB, SQS, RunTask and Invoke",
         started.elapsed().as_secs_f64(),
@@ -339,6 +320,37 @@ pub async fn run(local: &Local, glue: &mut Glue, jobs: usize, limit: Duration) -
         berth_core::cost::usd(CAPPED_LIMIT_USD),
     );
     reconcile(local, glue, &store, jobs, &runs, &lambda_faults, took).await
+}
+
+/// Sends `bodies` straight to the job queue, ten a call, as producers
+/// would.
+pub async fn submit_all(local: &Local, bodies: &[String]) -> Fallible<()> {
+    for (k, chunk) in bodies.chunks(10).enumerate() {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, body)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(format!("m{}", k * 10 + i))
+                    .message_body(body)
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = local
+            .clients
+            .sqs
+            .send_message_batch()
+            .queue_url(&local.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+        if !out.failed().is_empty() {
+            return Err(format!("send: {:?}", out.failed()));
+        }
+    }
+    Ok(())
 }
 
 /// Cancels each of `ids` once its record is RUNNING, polling until every

@@ -87,6 +87,21 @@ fn handles(records: &[SqsMessage]) -> Vec<String> {
         .collect()
 }
 
+/// Sends `body` (a job message) and hands its one delivery to `driver`,
+/// which must end it throttled with AWS's `code`; the message's receipt
+/// handle, for its next delivery.
+async fn throttled_first(stack: &Stack, driver: &Driver, body: &str, code: &str) -> Vec<String> {
+    stack.send(&[body]).await;
+    let first = stack.receive().await;
+    let handle = handles(&first);
+    let outcome = outcome(driver, first).await;
+    assert!(
+        matches!(&outcome, Outcome::Throttled { reason } if reason.contains(code)),
+        "{outcome:?}"
+    );
+    handle
+}
+
 /// Asserts the job was not failed and no attempt of it counted.
 async fn kept_without_an_attempt(stack: &Stack, job_id: &str) {
     let r = stack.record(job_id).await;
@@ -102,16 +117,13 @@ async fn a_throttled_run_task_comes_back_without_an_attempt_and_launches_once() 
     let stack = Stack::new(0).await;
     let (throttled, started, ecs) = ecs_throttling("burst");
     let driver = driver_with(&stack, ecs);
-    stack
-        .send(&[r#"{"job_id":"burst","definition":"render"}"#])
-        .await;
-    let first = stack.receive().await;
-    let handle = handles(&first);
-    let outcome = outcome(&driver, first).await;
-    assert!(
-        matches!(&outcome, Outcome::Throttled { reason } if reason.contains("ThrottlingException")),
-        "{outcome:?}"
-    );
+    let handle = throttled_first(
+        &stack,
+        &driver,
+        r#"{"job_id":"burst","definition":"render"}"#,
+        "ThrottlingException",
+    )
+    .await;
     assert_eq!(throttled.num_calls(), SDK_TRIES);
     assert_eq!(started.num_calls(), 0);
     kept_without_an_attempt(&stack, "burst").await;
@@ -171,16 +183,13 @@ async fn a_throttled_invoke_comes_back_without_an_attempt_and_runs_once() {
         lambda: LambdaLauncher::new(lambda),
         ..stack.driver()
     };
-    stack
-        .send(&[r#"{"job_id":"small","definition":"render","cpu":256,"memory":512,"timeout_seconds":60}"#])
-        .await;
-    let first = stack.receive().await;
-    let handle = handles(&first);
-    let outcome = outcome(&driver, first).await;
-    assert!(
-        matches!(&outcome, Outcome::Throttled { reason } if reason.contains("TooManyRequestsException")),
-        "{outcome:?}"
-    );
+    let handle = throttled_first(
+        &stack,
+        &driver,
+        r#"{"job_id":"small","definition":"render","cpu":256,"memory":512,"timeout_seconds":60}"#,
+        "TooManyRequestsException",
+    )
+    .await;
     assert_eq!(
         (throttled.num_calls(), accepted.num_calls()),
         (SDK_TRIES, 0)
@@ -285,16 +294,13 @@ async fn a_throttled_write_of_a_new_record_comes_back_and_launches_once() {
         store,
         ..driver_with(&stack, ecs)
     };
-    stack
-        .send(&[r#"{"job_id":"recorded-late","definition":"render"}"#])
-        .await;
-    let first = stack.receive().await;
-    let handle = handles(&first);
-    let outcome = outcome(&driver, first).await;
-    assert!(
-        matches!(&outcome, Outcome::Throttled { reason } if reason.contains("ProvisionedThroughputExceededException")),
-        "{outcome:?}"
-    );
+    let handle = throttled_first(
+        &stack,
+        &driver,
+        r#"{"job_id":"recorded-late","definition":"render"}"#,
+        "ProvisionedThroughputExceededException",
+    )
+    .await;
     assert_eq!(
         left.load(Ordering::SeqCst),
         0,
@@ -353,16 +359,13 @@ async fn a_throttled_write_of_a_launch_made_is_taken_over_not_launched_again() {
         },
         ..driver_with(&stack, ecs)
     };
-    stack
-        .send(&[r#"{"job_id":"claimed-late","definition":"render"}"#])
-        .await;
-    let first = stack.receive().await;
-    let handle = handles(&first);
-    let outcome = outcome(&driver, first).await;
-    assert!(
-        matches!(&outcome, Outcome::Throttled { reason } if reason.contains("ProvisionedThroughputExceededException")),
-        "{outcome:?}"
-    );
+    let handle = throttled_first(
+        &stack,
+        &driver,
+        r#"{"job_id":"claimed-late","definition":"render"}"#,
+        "ProvisionedThroughputExceededException",
+    )
+    .await;
     assert_eq!(
         left.load(Ordering::SeqCst),
         0,
