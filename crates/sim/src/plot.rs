@@ -17,11 +17,10 @@ pub fn svg(outcomes: &[Outcome], title: &str) -> Result<String, String> {
 
 type Result2<T> = Result<T, Box<dyn std::error::Error>>;
 
-/// A series of the left-hand chart: its label, colour and value.
-type Line = (&'static str, RGBColor, fn(&crate::report::Sample) -> u32);
+type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 
-fn draw(page: &mut String, size: (u32, u32), outcomes: &[Outcome], title: &str) -> Result2<()> {
-    let root = SVGBackend::with_string(page, size).into_drawing_area();
+/// Fills the page white and writes `title` across its top; the rest.
+fn titled<'a>(root: &Area<'a>, title: &str) -> Result2<Area<'a>> {
     root.fill(&WHITE)?;
     let (head, body) = root.split_vertically(50);
     head.draw_text(
@@ -29,6 +28,15 @@ fn draw(page: &mut String, size: (u32, u32), outcomes: &[Outcome], title: &str) 
         &("sans-serif", 22).into_font().color(&BLACK),
         (12, 14),
     )?;
+    Ok(body)
+}
+
+/// A series of the left-hand chart: its label, colour and value.
+type Line = (&'static str, RGBColor, fn(&crate::report::Sample) -> u32);
+
+fn draw(page: &mut String, size: (u32, u32), outcomes: &[Outcome], title: &str) -> Result2<()> {
+    let root = SVGBackend::with_string(page, size).into_drawing_area();
+    let body = titled(&root, title)?;
     let panels = body.split_evenly((outcomes.len().max(1), 2));
     for (k, o) in outcomes.iter().enumerate() {
         // At most about 720 points a line: a day's minutes, every other.
@@ -134,13 +142,7 @@ fn draw_launches(
 ) -> Result2<()> {
     use crate::figures as f;
     let root = SVGBackend::with_string(page, size).into_drawing_area();
-    root.fill(&WHITE)?;
-    let (head, body) = root.split_vertically(50);
-    head.draw_text(
-        title,
-        &("sans-serif", 22).into_font().color(&BLACK),
-        (12, 14),
-    )?;
+    let body = titled(&root, title)?;
     let panels = body.split_evenly((outcomes.len().max(1), 1));
     let run_task = f::RUN_TASK_PER_SECOND.value;
     let environments = f::LAMBDA_NEW_ENVIRONMENTS_PER_10_SECONDS.value / 10.0;
