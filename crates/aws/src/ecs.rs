@@ -113,7 +113,7 @@ const TASK_DEFINITION_TTL: Duration = Duration::from_secs(300);
 
 /// ECS's answer when a cluster has no container instance at all: for berth
 /// that is "no room", not a broken request.
-const NO_INSTANCES: &str = "No Container Instances were found in your cluster";
+pub const NO_INSTANCES: &str = "No Container Instances were found in your cluster";
 
 impl EcsCluster {
     pub fn new(ecs: Client, cluster: impl Into<String>, launching: Launching) -> Self {

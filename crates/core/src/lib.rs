@@ -11,6 +11,7 @@
 //! - [`cost`]: what one attempt cost, by the price model;
 //! - [`prices`]: the price model: each route's and each instance's price, with sources;
 //! - [`retry`]: retry rules: what a failed attempt does next, by exit code and reason;
+//! - [`room`]: where EC2 had no room a moment ago, as one driver remembers it;
 //! - [`routing`]: where a job runs (the cheapest route that meets its start), and why;
 //! - [`launch`]: idempotency tokens, `startedBy`, backoffs, resuming a recorded job;
 //! - [`capacity`]: `SchedulableContainers` and the scaling thresholds;
@@ -32,6 +33,7 @@ pub mod limits;
 pub mod logs;
 pub mod prices;
 pub mod retry;
+pub mod room;
 pub mod routing;
 pub mod scaling;
 pub mod spending;

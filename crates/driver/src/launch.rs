@@ -18,7 +18,9 @@ use berth_aws::store::{Change, Changed, Created, FIRST_LAUNCH, JobRecord, Reject
 use berth_aws::{AwsError, LaunchError, metrics};
 use berth_core::dependency::{self, Decision as Awaited};
 use berth_core::launch::{self, LaunchNumber, Recorded, Resume, capacity_backoff_seconds};
+use berth_core::room::Ask;
 use berth_core::routing::{self, Context, Decision, OnFargate, Plan};
+use berth_core::scaling::Room;
 use berth_core::spending;
 use berth_core::stop::CANCELLED_REASON;
 use berth_core::{JobRequest, JobStatus, ResolvedJob, Route, resolve};
@@ -668,7 +670,21 @@ impl Driver {
                 };
             }
             Plan::Ec2 { fargate_fallback } => {
-                let ec2 = Launched::of(Route::Ec2, self.ecs.run_on_ec2(job, launch).await, None);
+                let need = Room::new(job.cpu, job.memory, job.gpu);
+                // A job that can run only on EC2 always asks.
+                let ask = match fargate_fallback {
+                    Some(_) => self.remember_room(|m, now| m.ask(need, now)),
+                    None => Ask::Ec2,
+                };
+                let ec2 = match ask {
+                    Ask::Ec2 => self.ec2(job, launch, need).await,
+                    Ask::NoRoom => {
+                        metrics::count("StraightToFargate", None);
+                        Launched::NoRoom {
+                            reason: "EC2 had no room for it a moment ago".into(),
+                        }
+                    }
+                };
                 match (ec2, fargate_fallback) {
                     (Launched::NoRoom { reason }, Some(on)) => {
                         let fargate = self.fargate(job, launch, *on, Some(&reason)).await;
@@ -725,6 +741,21 @@ impl Driver {
         Ok(Some(
             moved_on(held, &job.job_id).unwrap_or(Outcome::Held { until, reason }),
         ))
+    }
+
+    /// A launch on the cluster's EC2 capacity; its answer is remembered
+    /// (berth-core's `room`).
+    async fn ec2(&self, job: &ResolvedJob, launch: LaunchNumber, need: Room) -> Launched {
+        let placed = self.ecs.run_on_ec2(job, launch).await;
+        match &placed {
+            Ok(Placement::Placed { .. }) => self.remember_room(|m, _| m.saw_room()),
+            Ok(Placement::NoRoom { reason }) => {
+                let no_instances = reason == berth_aws::ecs::NO_INSTANCES;
+                self.remember_room(|m, now| m.saw_no_room(need, no_instances, now));
+            }
+            Err(_) => {}
+        }
+        Launched::of(Route::Ec2, placed, None)
     }
 
     /// A launch on Fargate as `on` says. Fargate Spot with no capacity goes

@@ -16,6 +16,7 @@ pub mod launch;
 pub mod reject;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
@@ -92,6 +93,10 @@ pub struct Driver {
     /// (`BERTH_SCALER_FUNCTION`), so that the scaler starts what they need
     /// at once, not at its next minute, and from rest.
     pub waker: Option<berth_aws::schedule::Waker>,
+    /// Where EC2 had no room a moment ago, as this execution environment
+    /// remembers it (berth-core's `room`): a job it covers goes straight
+    /// to Fargate, not through a RunTask that would place nothing.
+    pub no_room: Arc<Mutex<berth_core::room::NoRoomMemory>>,
 }
 
 /// What became of one record.
@@ -262,6 +267,7 @@ impl Driver {
                 .scaler_function
                 .as_ref()
                 .map(|f| berth_aws::schedule::Waker::new(clients.lambda.clone(), f)),
+            no_room: Arc::default(),
         }
     }
 
@@ -368,12 +374,16 @@ impl Driver {
 
     /// Wakes the scaler, once for the batch, when jobs of it wait for
     /// capacity. A wake that fails is only logged: the job's next delivery
-    /// wakes it again.
+    /// wakes it again. Until the instance the scaler starts has had time to
+    /// register, every job asks EC2 first.
     async fn wake_for(&self, handled: &[Handled]) {
         let waiting = handled
             .iter()
             .filter(|h| matches!(h.outcome, Outcome::Waiting { .. }))
             .count();
+        if waiting > 0 {
+            self.remember_room(|m, now| m.expect_room(now));
+        }
         let Some(waker) = self.waker.as_ref().filter(|_| waiting > 0) else {
             return;
         };
@@ -383,6 +393,19 @@ impl Driver {
         {
             tracing::warn!(error = %e, "the scaler was not woken");
         }
+    }
+
+    /// Changes this environment's memory of where EC2 had no room, at the
+    /// time now.
+    pub(crate) fn remember_room<T>(
+        &self,
+        change: impl FnOnce(&mut berth_core::room::NoRoomMemory, u64) -> T,
+    ) -> T {
+        let now = u64::try_from(now_ms()).unwrap_or(0);
+        // A panic elsewhere cannot leave the memory half changed: each
+        // change is whole. Go on with it.
+        let mut memory = self.no_room.lock().unwrap_or_else(PoisonError::into_inner);
+        change(&mut memory, now)
     }
 
     /// The job's message is at the queue's last receive and would come back

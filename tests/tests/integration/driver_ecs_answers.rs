@@ -242,6 +242,71 @@ async fn an_empty_cluster_is_no_room_not_an_error() {
     );
 }
 
+/// berth-core's `room`: the driver remembers EC2's "no room", so that in a
+/// burst each job spends one RunTask, not two; a job that can run only on
+/// EC2 still asks, and once jobs wait for an instance every job asks.
+#[tokio::test]
+async fn after_ec2_had_no_room_the_next_jobs_go_straight_to_fargate() {
+    let stack = Stack::new(0).await;
+    let empty = mock!(aws_sdk_ecs::Client::run_task)
+        .match_requests(|r| r.launch_type() == Some(&LaunchType::Ec2))
+        .then_http_response(|| {
+            ecs_error(
+                400,
+                "InvalidParameterException",
+                "No Container Instances were found in your cluster.",
+            )
+        });
+    let fargate = mock!(aws_sdk_ecs::Client::run_task)
+        .match_requests(|r| r.launch_type() == Some(&LaunchType::Fargate))
+        .then_output(|| task("arn:aws:ecs:us-east-1:1:task/berth/f", LaunchType::Fargate));
+    let render_definition = render_task_definition();
+    let ecs = mock_client!(
+        aws_sdk_ecs,
+        RuleMode::MatchAny,
+        [&render_definition, &empty, &fargate]
+    );
+    let driver = driver_with(&stack, ecs);
+    for id in ["burst-1", "burst-2", "burst-3"] {
+        stack
+            .send(&[&format!(r#"{{"job_id":"{id}","definition":"render"}}"#)])
+            .await;
+        assert!(
+            stack
+                .deliver(&driver, stack.receive().await)
+                .await
+                .is_empty()
+        );
+        assert_eq!(stack.record(id).await.route, Some(Route::Fargate));
+    }
+    assert_eq!(
+        (empty.num_calls(), fargate.num_calls()),
+        (1, 3),
+        "EC2 asked once, for the first job"
+    );
+    // A GPU job can run only on EC2: it asks, and waits for an instance.
+    stack
+        .send(&[r#"{"job_id":"gpu-1","definition":"train"}"#])
+        .await;
+    stack.deliver(&driver, stack.receive().await).await;
+    assert_eq!(empty.num_calls(), 2);
+    assert_eq!(
+        stack.record("gpu-1").await.status,
+        JobStatus::WaitingForCapacity
+    );
+    // While the scaler starts its instance, every job asks EC2 first.
+    stack
+        .send(&[r#"{"job_id":"burst-4","definition":"render"}"#])
+        .await;
+    assert!(
+        stack
+            .deliver(&driver, stack.receive().await)
+            .await
+            .is_empty()
+    );
+    assert_eq!((empty.num_calls(), fargate.num_calls()), (3, 4));
+}
+
 #[tokio::test]
 async fn a_missing_task_definition_fails_the_job_with_the_reason() {
     let stack = Stack::new(0).await;
