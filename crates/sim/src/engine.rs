@@ -11,6 +11,7 @@ use berth_core::capacity::{self, ContainerInstance, InstanceStatus, LargestConta
 use berth_core::definition::ResolvedJob;
 use berth_core::launch::{MAX_CAPACITY_WAIT_SECONDS, capacity_backoff_seconds};
 use berth_core::prices::{Arch, Prices};
+use berth_core::room::{Ask, NoRoomMemory};
 use berth_core::routing::{self, Context, FargateSize, OnFargate, Plan, Runs};
 use berth_core::scaling::{self, Demand, Member as ScalingMember, MemberState, Room};
 use berth_core::stop::{self, EcsStop, Next, Tries};
@@ -313,6 +314,11 @@ struct Job {
     throttled_receives: u32,
     /// When it first launched: RunTask answered, or its invocation started.
     launched: Option<(u64, Call)>,
+    /// The driver's execution environment that has its current delivery.
+    environment: usize,
+    /// The dispatch in which the driver's RunTask on EC2 found no room:
+    /// the SDK's retries of its throttled Fargate call do not ask again.
+    ec2_had_no_room: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -461,6 +467,10 @@ struct Sim<'a> {
     throttled_calls: u64,
     throttled_deliveries: u64,
     carried_on: u64,
+    /// berth: each driver execution environment's memory of where EC2 had
+    /// no room, and the next to take a delivery.
+    no_room: Vec<NoRoomMemory>,
+    next_environment: usize,
 }
 
 /// Runs `policy` on `trace`.
@@ -690,6 +700,8 @@ impl<'a> Sim<'a> {
             throttled_calls: 0,
             throttled_deliveries: 0,
             carried_on: 0,
+            no_room: vec![NoRoomMemory::default(); f::DRIVER_CONCURRENCY.value as usize],
+            next_environment: 0,
         }
     }
 
@@ -846,6 +858,15 @@ impl<'a> Sim<'a> {
             return;
         }
         self.jobs[j].dispatches += 1;
+        // The batches the trigger runs at once, each its own environment.
+        let environments = if self.settings.limits {
+            self.driver.batches(self.now)
+        } else {
+            self.no_room.len()
+        };
+        self.jobs[j].environment =
+            self.next_environment % environments.clamp(1, self.no_room.len());
+        self.next_environment += 1;
         if self.jobs[j].dispatches > 1 {
             self.extra_dispatches += 1;
         }
@@ -918,17 +939,51 @@ impl<'a> Sim<'a> {
                 }
             }
             Some(Plan::Ec2 { fargate_fallback }) => {
-                if let Some(i) = self.find_room(j) {
+                let berth = self.policy == Policy::Berth;
+                let need = self.plans.need[j];
+                let environment = self.jobs[j].environment;
+                // berth's driver: EC2's "no room" of a moment ago spares the
+                // RunTask that would place nothing (berth-core's `room`).
+                let asked = self.jobs[j].ec2_had_no_room == Some(self.jobs[j].dispatches);
+                let ask = match fargate_fallback {
+                    _ if asked => Ask::NoRoom,
+                    Some(_) if berth => self.no_room[environment].ask(need, self.now),
+                    _ => Ask::Ec2,
+                };
+                let room = match ask {
+                    Ask::Ec2 => self.find_room(j),
+                    Ask::NoRoom => None,
+                };
+                if let Some(i) = room {
                     if self.call(j, Call::RunTaskEc2) {
+                        if berth {
+                            self.no_room[environment].saw_room();
+                        }
                         self.start_ec2(j, i, ms(f::EC2_TASK_START_SECONDS));
                     }
-                } else if self.policy == Policy::CapacityProvider {
+                    return;
+                }
+                if self.policy == Policy::CapacityProvider {
                     if self.plans.need[j].fits(self.empty) {
                         self.enqueue(j);
                     } else {
                         self.end(j, End::Failed);
                     }
-                } else if let Some(on) = fargate_fallback {
+                    return;
+                }
+                if ask == Ask::Ec2 {
+                    // The driver's RunTask on EC2 placed nothing: it spent
+                    // RunTask's limit all the same.
+                    if !self.spend(j, Call::RunTaskEc2) {
+                        return;
+                    }
+                    self.jobs[j].ec2_had_no_room = Some(self.jobs[j].dispatches);
+                    if berth {
+                        let no_instances = self.no_instances();
+                        self.no_room[environment].saw_no_room(need, no_instances, self.now);
+                    }
+                }
+                if let Some(on) = fargate_fallback {
                     if !self.call(j, Call::RunTaskFargate(on.spot)) {
                         return;
                     }
@@ -942,6 +997,14 @@ impl<'a> Sim<'a> {
                 }
             }
         }
+    }
+
+    /// Whether the cluster has no container instance registered (ECS's
+    /// "No Container Instances were found in your cluster").
+    fn no_instances(&self) -> bool {
+        self.live
+            .iter()
+            .all(|&i| self.instances[i].state == State::Pending)
     }
 
     /// A draw in [0, 1) for the job's current attempt: the same for every
@@ -958,6 +1021,11 @@ impl<'a> Sim<'a> {
     /// backoff; after berth's longest wait the job fails. berth's driver
     /// wakes the scaler, once for its batch.
     fn wait_for_capacity(&mut self, j: usize) {
+        if self.policy == Policy::Berth {
+            // Until the instance the scaler starts registers, the
+            // environment's jobs ask EC2 first.
+            self.no_room[self.jobs[j].environment].expect_room(self.now);
+        }
         if self.policy == Policy::Berth && !self.wake_pending {
             self.wake_pending = true;
             self.at(self.now + ms(f::LAMBDA_START_SECONDS), Ev::Wake);

@@ -257,6 +257,42 @@ mod tests {
         }
     }
 
+    /// The driver's RunTask on EC2 that places nothing spends RunTask's
+    /// limit: on an empty cluster the seed's driver, which asks EC2 for
+    /// every job, launches at half the limit or less, while berth's, which
+    /// remembers EC2's "no room" (berth-core's `room`), launches at it.
+    #[test]
+    fn asking_ec2_for_every_job_halves_a_burst_and_berth_does_not() {
+        let mut csv = String::from(
+            "submit_s,definition,cpu,memory,gpu,duration_s,timeout_s,lambda,fargate\n",
+        );
+        for i in 0..1_000 {
+            csv.push_str(&format!(
+                "{},render,1024,2048,0,300,3600,false,true\n",
+                f64::from(i) / 100.0
+            ));
+        }
+        let trace = Trace::from_csv("render", csv.as_bytes()).unwrap();
+        let out = compare(
+            &trace,
+            &[Policy::Berth, Policy::SchedulableAlarms],
+            &settings(1),
+        );
+        // ECS launches a second from the third second, when the bucket's
+        // burst is spent, to three quarters of the floor.
+        let middle = |o: &Outcome| {
+            let p = o.pace.as_ref().unwrap();
+            let middle = &p.ecs_per_s[2..(p.floor_s as usize * 3 / 4)];
+            f64::from(middle.iter().sum::<u32>()) / middle.len() as f64
+        };
+        let (berth, seed) = (middle(&out[0]), middle(&out[1]));
+        assert!((18.0..=20.5).contains(&berth), "berth: {berth} a second");
+        assert!(seed <= 10.5, "the seed's driver: {seed} a second");
+        for o in &out {
+            assert_eq!(o.jobs_succeeded, 1_000);
+        }
+    }
+
     /// At the list prices an instance never pays for work Fargate Spot
     /// runs: berth starts instances for the jobs only EC2 runs, and for
     /// nothing else; they go once idle past the break-even.

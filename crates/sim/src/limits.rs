@@ -259,15 +259,23 @@ impl DriverGate {
         if now > self.next_ms + 60_000.0 {
             self.ramp_from_ms = now_ms;
         }
-        let minutes = now_ms.saturating_sub(self.ramp_from_ms) as f64 / 60_000.0;
-        let batches = (f::SQS_TRIGGER_FIRST_BATCHES.value
-            + f::SQS_TRIGGER_BATCHES_PER_MINUTE.value * minutes)
-            .min(f::SQS_TRIGGER_MOST_BATCHES.value)
-            .min(self.max_batches);
+        let batches = self.ramped(now_ms);
         let per_message_ms = self.batch_ms / (batches * f::DRIVER_BATCH_SIZE.value);
         let at = self.next_ms.max(now);
         self.next_ms = at + per_message_ms;
         at.ceil() as u64
+    }
+
+    /// The batches the trigger runs at once at `now_ms`.
+    pub fn batches(&self, now_ms: u64) -> usize {
+        self.ramped(now_ms).floor() as usize
+    }
+
+    fn ramped(&self, now_ms: u64) -> f64 {
+        let minutes = now_ms.saturating_sub(self.ramp_from_ms) as f64 / 60_000.0;
+        (f::SQS_TRIGGER_FIRST_BATCHES.value + f::SQS_TRIGGER_BATCHES_PER_MINUTE.value * minutes)
+            .min(f::SQS_TRIGGER_MOST_BATCHES.value)
+            .min(self.max_batches)
     }
 }
 

@@ -15,13 +15,22 @@ impl Sim<'_> {
     /// buckets let it; else the SDK tries it again after its backoff, and
     /// after its last try the job is throttled. Whether it was made.
     pub(super) fn call(&mut self, j: usize, call: Call) -> bool {
+        let made = self.spend(j, call);
+        if made && self.settings.limits {
+            self.jobs[j].launched.get_or_insert((self.now, call));
+        }
+        made
+    }
+
+    /// A call of the driver's for job `j` that spends the limits as
+    /// [`Sim::call`] does but launches nothing (a RunTask on EC2 that
+    /// found no room). Whether it was made.
+    pub(super) fn spend(&mut self, j: usize, call: Call) -> bool {
         if !self.settings.limits {
             return true;
         }
         if self.buckets.call(call, self.now) {
-            let job = &mut self.jobs[j];
-            job.tries = 0;
-            job.launched.get_or_insert((self.now, call));
+            self.jobs[j].tries = 0;
             return true;
         }
         self.throttled_calls += 1;
