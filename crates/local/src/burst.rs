@@ -7,8 +7,9 @@
 //!
 //! The queue is handed to the driver as Lambda's SQS trigger does on AWS:
 //! up to `DriverConcurrency` (10) batches at once, each a driver built as
-//! its function builds it (berth's handler, its SDK configuration), its
-//! clients reaching the local AWS through the proxy. The local run's own
+//! its function builds it (berth's handler, its SDK configuration), in an
+//! execution environment of its own (its own memory of where EC2 had no
+//! room), its clients reaching the local AWS through the proxy. The local run's own
 //! loop hands over one batch at a time through `cargo lambda watch`, which
 //! would measure that loop rather than berth. The containers wait while
 //! the jobs launch, then run to their end.
@@ -51,6 +52,15 @@ pub async fn run(
         .faults
         .as_ref()
         .ok_or("the burst runs through the rate-limiting proxy")?;
+    let rate = f::RUN_TASK_PER_SECOND.value * scale;
+    let allowance = f::RUN_TASK_BURST.value * scale;
+    // Every job is one RunTask (no instance: Fargate, Spot where it may).
+    let floor = (jobs as f64 - allowance).max(0.0) / rate;
+    // A job's time counts from its launch, and its container is held until
+    // every job has launched: the last may wait about the floor, and twice
+    // that if berth falls behind.
+    let timeout_seconds =
+        (600.0 + 2.0 * floor).min(berth_core::limits::message::TIMEOUT_MAX as f64) as u32;
     let burst = JobDefinition {
         daily_limit_usd: None,
         retry_rules: Vec::new(),
@@ -62,7 +72,7 @@ pub async fn run(
         cpu: 256,
         memory: 512,
         gpu: 0,
-        timeout_seconds: 600,
+        timeout_seconds,
         max_attempts: 1,
         fargate: true,
         job_role: None,
@@ -79,10 +89,6 @@ pub async fn run(
     .put(&burst)
     .await
     .map_err(|e| e.to_string())?;
-    let rate = f::RUN_TASK_PER_SECOND.value * scale;
-    let allowance = f::RUN_TASK_BURST.value * scale;
-    // Every job is one RunTask (no instance: Fargate, Spot where it may).
-    let floor = (jobs as f64 - allowance).max(0.0) / rate;
     println!(
         "burst: {jobs} jobs at once; RunTask limited to {allowance:.0} at once then {rate:.1} a second ({scale} of AWS's {} and {}), DynamoDB's writes to {:.0} a second; the floor for {jobs} launches: {floor:.0} s",
         f::RUN_TASK_BURST.value,
@@ -116,11 +122,17 @@ pub async fn run(
     // until every job launched or none has for a minute.
     let mut last_launch = (0, Instant::now());
     glue.hand_over_queue = false;
-    let driver = std::sync::Arc::new(driver(local, &proxy.endpoint).await);
+    let driver = driver(local, &proxy.endpoint).await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let trigger: Vec<_> = (0..TRIGGER_BATCHES)
         .map(|_| {
-            let (driver, stop) = (driver.clone(), stop.clone());
+            // Each batch in its own execution environment, with its own
+            // memory of where EC2 had no room.
+            let driver = berth_driver::Driver {
+                no_room: Default::default(),
+                ..driver.clone()
+            };
+            let stop = stop.clone();
             let (sqs, url) = (local.clients.sqs.clone(), local.queue_url.clone());
             let (region, account) = (local.region.clone(), local.account.clone());
             tokio::spawn(async move {

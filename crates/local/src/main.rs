@@ -96,9 +96,9 @@ enum Mode {
         jobs: usize,
         /// The share of AWS's rates the proxy lets through (RunTask: 100 at
         /// once, then 20 a second; DynamoDB: 4,000 writes a second): the
-        /// default, 0.8 RunTasks a second, is under what the local AWS
-        /// serves of berth's calls (about 1 launch a second here).
-        #[arg(long, default_value_t = 0.04)]
+        /// default, 10 at once then 2 RunTasks a second, is what the local
+        /// AWS serves of berth's calls on two cores.
+        #[arg(long, default_value_t = 0.1)]
         scale: f64,
         /// Give up after this many minutes (default: twice the floor, at
         /// least 10 minutes).
