@@ -75,6 +75,9 @@ pub struct Settings {
     /// AWS's rate limits ([`crate::limits`]) on the driver's calls, the
     /// launches and Lambda's starts; off: every call succeeds at once.
     pub limits: bool,
+    /// The driver remembers where EC2 had no room (berth-core's `room`);
+    /// off: it asks EC2 for every job that may run there.
+    pub no_room_memory: bool,
     pub seed: u64,
 }
 
@@ -98,6 +101,7 @@ impl Default for Settings {
             prices: Prices::default(),
             always_on: None,
             limits: true,
+            no_room_memory: true,
             seed: 1,
         }
     }
@@ -467,8 +471,8 @@ struct Sim<'a> {
     throttled_calls: u64,
     throttled_deliveries: u64,
     carried_on: u64,
-    /// berth: each driver execution environment's memory of where EC2 had
-    /// no room, and the next to take a delivery.
+    /// Each driver execution environment's memory of where EC2 had no
+    /// room, and the next to take a delivery.
     no_room: Vec<NoRoomMemory>,
     next_environment: usize,
 }
@@ -939,15 +943,16 @@ impl<'a> Sim<'a> {
                 }
             }
             Some(Plan::Ec2 { fargate_fallback }) => {
-                let berth = self.policy == Policy::Berth;
                 let need = self.plans.need[j];
                 let environment = self.jobs[j].environment;
-                // berth's driver: EC2's "no room" of a moment ago spares the
+                // The driver: EC2's "no room" of a moment ago spares the
                 // RunTask that would place nothing (berth-core's `room`).
                 let asked = self.jobs[j].ec2_had_no_room == Some(self.jobs[j].dispatches);
                 let ask = match fargate_fallback {
                     _ if asked => Ask::NoRoom,
-                    Some(_) if berth => self.no_room[environment].ask(need, self.now),
+                    Some(_) if self.settings.no_room_memory => {
+                        self.no_room[environment].ask(need, self.now)
+                    }
                     _ => Ask::Ec2,
                 };
                 let room = match ask {
@@ -956,9 +961,7 @@ impl<'a> Sim<'a> {
                 };
                 if let Some(i) = room {
                     if self.call(j, Call::RunTaskEc2) {
-                        if berth {
-                            self.no_room[environment].saw_room();
-                        }
+                        self.no_room[environment].saw_room();
                         self.start_ec2(j, i, ms(f::EC2_TASK_START_SECONDS));
                     }
                     return;
@@ -978,10 +981,8 @@ impl<'a> Sim<'a> {
                         return;
                     }
                     self.jobs[j].ec2_had_no_room = Some(self.jobs[j].dispatches);
-                    if berth {
-                        let no_instances = self.no_instances();
-                        self.no_room[environment].saw_no_room(need, no_instances, self.now);
-                    }
+                    let no_instances = self.no_instances();
+                    self.no_room[environment].saw_no_room(need, no_instances, self.now);
                 }
                 if let Some(on) = fargate_fallback {
                     if !self.call(j, Call::RunTaskFargate(on.spot)) {
@@ -1021,11 +1022,9 @@ impl<'a> Sim<'a> {
     /// backoff; after berth's longest wait the job fails. berth's driver
     /// wakes the scaler, once for its batch.
     fn wait_for_capacity(&mut self, j: usize) {
-        if self.policy == Policy::Berth {
-            // Until the instance the scaler starts registers, the
-            // environment's jobs ask EC2 first.
-            self.no_room[self.jobs[j].environment].expect_room(self.now);
-        }
+        // Until an instance comes for it, the environment's jobs ask EC2
+        // first.
+        self.no_room[self.jobs[j].environment].expect_room(self.now);
         if self.policy == Policy::Berth && !self.wake_pending {
             self.wake_pending = true;
             self.at(self.now + ms(f::LAMBDA_START_SECONDS), Ev::Wake);
