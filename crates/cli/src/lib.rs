@@ -2,6 +2,7 @@
 //! is given (the local AWS or an account, by the usual AWS environment) and
 //! the `BERTH_*` settings the functions use. `main.rs` parses and prints.
 
+pub mod console;
 pub mod logs;
 pub mod simulate;
 pub mod spend;

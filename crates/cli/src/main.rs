@@ -198,6 +198,14 @@ enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// A web console of the stack on 127.0.0.1: the jobs, each job's
+    /// attempts and output, and Cancel. Prints its URL, with a token that
+    /// every request needs; runs until Ctrl-C.
+    Console {
+        /// The port to listen on (a free one when 0).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
     /// Job definitions: the allowlist of what may run.
     Definitions {
         #[command(subcommand)]
@@ -571,6 +579,25 @@ async fn logs(
     Ok(String::new())
 }
 
+/// `berth console`: serves the console on 127.0.0.1:`port` until Ctrl-C.
+async fn console(stack: Option<&str>, port: u16) -> Result<String, CliError> {
+    let (berth, config) = connect_with_config(stack).await?;
+    let reader = berth_aws::logs::JobLogs::from_config(&config);
+    let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port))
+        .await
+        .map_err(|e| CliError::Failed(format!("console: 127.0.0.1:{port}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CliError::Failed(format!("console: {e}")))?;
+    let token = berth_cli::console::token();
+    println!("berth console: {}", berth_cli::console::url(addr, &token));
+    tokio::select! {
+        served = berth_cli::console::serve(berth, reader, listener, &token) => served?,
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(String::new())
+}
+
 /// `value` as pretty JSON.
 fn to_json(value: &impl serde::Serialize) -> Result<String, CliError> {
     serde_json::to_string_pretty(value).map_err(|e| CliError::Failed(format!("JSON: {e}")))
@@ -739,6 +766,7 @@ async fn run(command: Command, stack: Option<&str>, json: bool) -> Result<String
         Command::Cancel { job_id, reason } => {
             connect().await?.cancel(&job_id, reason.as_deref()).await
         }
+        Command::Console { port } => console(stack, port).await,
         Command::Definitions { command } => match command {
             DefinitionsCommand::Put { file } => {
                 let (names, warnings) = connect().await?.put_definitions(&file).await?;

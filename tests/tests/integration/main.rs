@@ -7,6 +7,7 @@ mod arrays;
 mod bad_input;
 mod capacity;
 mod cli;
+mod console;
 mod cost;
 mod crash;
 mod dependencies;

@@ -1,0 +1,498 @@
+//! `berth console`: a web console of the stack, served on 127.0.0.1 by the
+//! CLI with the caller's own AWS credentials (no new AWS resource, no new
+//! IAM).
+//!
+//! Who may use it: the URL it prints carries a random token, as Jupyter's
+//! does. A request with the token gets a cookie (`HttpOnly`,
+//! `SameSite=Strict`) and is sent on to the same page without the token in
+//! its address; every other request needs the cookie and is refused (403)
+//! without it. The server listens on loopback only, answers only requests
+//! whose `Host` is its own address (no DNS rebinding), refuses cross-site
+//! requests (`Sec-Fetch-Site`), and takes a form only from its own
+//! `Origin`. Cancel is the one action that writes.
+
+mod pages;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use berth_aws::logs::JobLogs;
+use berth_aws::store::JobSummary;
+use berth_core::{JobStatus, Route};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use crate::view::JobView;
+use crate::{Berth, CliError};
+
+/// The cookie that carries the token.
+pub const COOKIE: &str = "berth_console";
+/// Jobs on a page of the list.
+pub const PAGE: usize = 50;
+/// Output lines shown of each launch.
+const OUTPUT_LINES: usize = 1_000;
+const STYLE: &str = include_str!("console/style.css");
+
+/// A new token: 256 random bits, in hex.
+pub fn token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// What the console's handlers share.
+#[derive(Clone)]
+struct Console {
+    berth: Berth,
+    logs: JobLogs,
+    token: Arc<str>,
+    /// The `Host` values it answers: its own address, by IP and by name.
+    hosts: Arc<[String]>,
+}
+
+/// The console on `addr` (a loopback address), its token `token`.
+pub fn router(berth: Berth, logs: JobLogs, addr: SocketAddr, token: &str) -> Router {
+    let port = addr.port();
+    let console = Console {
+        berth,
+        logs,
+        token: token.into(),
+        hosts: [format!("127.0.0.1:{port}"), format!("localhost:{port}")].into(),
+    };
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/jobs") }))
+        .route("/jobs", get(jobs))
+        .route("/jobs/{id}", get(job))
+        .route("/jobs/{id}/cancel", get(cancel_form).post(cancel))
+        .route("/style.css", get(style))
+        .layer(middleware::from_fn_with_state(console.clone(), guard))
+        .with_state(console)
+}
+
+/// Serves the console on `listener` (bound to loopback) until the process
+/// ends.
+pub async fn serve(
+    berth: Berth,
+    logs: JobLogs,
+    listener: tokio::net::TcpListener,
+    token: &str,
+) -> Result<(), CliError> {
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CliError::Failed(format!("console: {e}")))?;
+    if !addr.ip().is_loopback() {
+        return Err(CliError::Input(format!(
+            "the console listens on loopback only, not {addr}"
+        )));
+    }
+    axum::serve(listener, router(berth, logs, addr, token))
+        .await
+        .map_err(|e| CliError::Failed(format!("console: {e}")))
+}
+
+/// The URL to open: the console's jobs, with its token.
+pub fn url(addr: SocketAddr, token: &str) -> String {
+    format!("http://{addr}/jobs?token={token}")
+}
+
+/// Lets a request through only as the module's documentation says.
+async fn guard(State(console): State<Console>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let host = header_str(headers, header::HOST);
+    if !host.is_some_and(|h| console.hosts.iter().any(|own| own == h)) {
+        return refuse("this console answers only at its own address");
+    }
+    if let Some(site) = header_str(headers, "sec-fetch-site")
+        && !matches!(site, "same-origin" | "none")
+    {
+        return refuse("cross-site requests are refused");
+    }
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        let origin = header_str(headers, header::ORIGIN);
+        if !origin.is_some_and(|o| console.hosts.iter().any(|h| o == format!("http://{h}"))) {
+            return refuse("a form is taken only from this console's own pages");
+        }
+    }
+    let query = request.uri().query().unwrap_or("");
+    let given = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="));
+    if let Some(given) = given {
+        if !same(given, &console.token) {
+            return refuse("the token is not this console's");
+        }
+        // The token goes into the cookie, and out of the address.
+        let rest: Vec<&str> = query
+            .split('&')
+            .filter(|pair| !pair.starts_with("token=") && !pair.is_empty())
+            .collect();
+        let path = request.uri().path();
+        let to = if rest.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}?{}", rest.join("&"))
+        };
+        let cookie = format!(
+            "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
+            console.token
+        );
+        let mut response = Redirect::to(&to).into_response();
+        if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().insert(header::SET_COOKIE, cookie);
+        }
+        return response;
+    }
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            c.trim()
+                .strip_prefix(&format!("{COOKIE}="))
+                .map(str::to_owned)
+        });
+    if !cookie.is_some_and(|c| same(&c, &console.token)) {
+        return refuse(
+            "open the console with the URL `berth console` printed (it carries the token)",
+        );
+    }
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'; form-action 'self'"),
+    );
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Whether `given` is the token, in time that does not tell how much of it
+/// matched.
+fn same(given: &str, token: &str) -> bool {
+    given.as_bytes().ct_eq(token.as_bytes()).into()
+}
+
+fn refuse(why: &str) -> Response {
+    (StatusCode::FORBIDDEN, pages::refused(why)).into_response()
+}
+
+async fn style() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response()
+}
+
+/// The jobs list's filters and place, as its URL carries them.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq, Eq)]
+pub struct JobsQuery {
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub definition: String,
+    #[serde(default)]
+    pub route: String,
+    /// A job id to find.
+    #[serde(default)]
+    pub id: String,
+    /// Where the page begins: the last page's end ([`Cursor`]).
+    #[serde(default)]
+    pub after: String,
+}
+
+/// Where a page ends: the time of its last job's last change (ms) and the
+/// jobs of the page changed at that very time, which the next page skips.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub at_ms: i64,
+    pub seen: Vec<String>,
+}
+
+impl Cursor {
+    /// `1700000000000.id1/id2`: a job id holds letters, digits, `_`, `-`
+    /// and an array child's `:` (berth-core's job id grammar), never `/`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (at, seen) = s.split_once('.').unwrap_or((s, ""));
+        Some(Self {
+            at_ms: at.parse().ok()?,
+            seen: seen
+                .split('/')
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        })
+    }
+
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.at_ms, self.seen.join("/"))
+    }
+}
+
+/// One page of the jobs list: newest change first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobsPage {
+    pub jobs: Vec<JobSummary>,
+    /// Where the next page begins; `None` on the last page.
+    pub next: Option<Cursor>,
+}
+
+fn parse_filter<T>(
+    what: &str,
+    s: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Option<T>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    parse(s).map(Some).ok_or_else(|| format!("no {what} `{s}`"))
+}
+
+/// The page of jobs `query` asks for, through the store's status index:
+/// one query per status asked, each reading about a page.
+pub async fn jobs_page(berth: &Berth, query: &JobsQuery) -> Result<JobsPage, CliError> {
+    let status =
+        parse_filter("status", &query.status, JobStatus::parse).map_err(CliError::Input)?;
+    let route = parse_filter("route", &query.route, Route::parse).map_err(CliError::Input)?;
+    let cursor = match query.after.as_str() {
+        "" => None,
+        s => Some(Cursor::parse(s).ok_or_else(|| CliError::Input(format!("no page `{s}`")))?),
+    };
+    let definition = Some(query.definition.as_str()).filter(|d| !d.is_empty());
+    let statuses = status.map_or_else(|| JobStatus::ALL.to_vec(), |s| vec![s]);
+    let seen = cursor.as_ref().map_or(0, |c| c.seen.len());
+    let store = berth.store();
+    let mut jobs = Vec::new();
+    for status in statuses {
+        jobs.extend(
+            store
+                .page(
+                    status,
+                    cursor.as_ref().map(|c| c.at_ms),
+                    definition,
+                    route,
+                    PAGE + seen + 1,
+                )
+                .await?,
+        );
+    }
+    if let Some(c) = &cursor {
+        jobs.retain(|j| !(j.updated_at == Some(c.at_ms) && c.seen.contains(&j.job_id)));
+    }
+    jobs.sort_by(|a, b| {
+        b.updated_at
+            .cmp(&a.updated_at)
+            .then_with(|| a.job_id.cmp(&b.job_id))
+    });
+    let more = jobs.len() > PAGE;
+    jobs.truncate(PAGE);
+    let next = match (more, jobs.last()) {
+        (true, Some(last)) => {
+            let at_ms = last.updated_at.unwrap_or_default();
+            let mut seen: Vec<String> = cursor
+                .filter(|c| c.at_ms == at_ms)
+                .map(|c| c.seen)
+                .unwrap_or_default();
+            seen.extend(
+                jobs.iter()
+                    .filter(|j| j.updated_at == Some(at_ms))
+                    .map(|j| j.job_id.clone()),
+            );
+            Some(Cursor { at_ms, seen })
+        }
+        _ => None,
+    };
+    let ids: Vec<&str> = jobs.iter().map(|j| j.job_id.as_str()).collect();
+    let costs = store.costs_of(&ids).await?;
+    for j in &mut jobs {
+        j.cost_usd = costs.get(&j.job_id).copied();
+    }
+    Ok(JobsPage { jobs, next })
+}
+
+async fn jobs(State(console): State<Console>, Query(query): Query<JobsQuery>) -> Response {
+    if !query.id.is_empty() {
+        let id = query.id.trim();
+        return match console.berth.store().get(id).await {
+            Ok(Some(_)) => {
+                Redirect::to(&format!("/jobs/{}", pages::path_segment(id))).into_response()
+            }
+            Ok(None) => (
+                StatusCode::NOT_FOUND,
+                pages::jobs(
+                    &query,
+                    &JobsPage {
+                        jobs: Vec::new(),
+                        next: None,
+                    },
+                    Some(&format!("no job `{id}`")),
+                ),
+            )
+                .into_response(),
+            Err(e) => failed(&e.to_string()),
+        };
+    }
+    match jobs_page(&console.berth, &query).await {
+        Ok(page) => pages::jobs(&query, &page, None).into_response(),
+        Err(CliError::Input(why)) => (
+            StatusCode::BAD_REQUEST,
+            pages::jobs(
+                &query,
+                &JobsPage {
+                    jobs: Vec::new(),
+                    next: None,
+                },
+                Some(&why),
+            ),
+        )
+            .into_response(),
+        Err(e) => failed(&e.to_string()),
+    }
+}
+
+fn failed(why: &str) -> Response {
+    (StatusCode::BAD_GATEWAY, pages::failed(why)).into_response()
+}
+
+/// A job's output so far, launch by launch: `berth logs`'s reader, read
+/// once (the page reloads to follow it).
+pub async fn output(
+    berth: &Berth,
+    logs: &JobLogs,
+    job_id: &str,
+) -> Result<Vec<(String, Vec<String>)>, CliError> {
+    let mut launches: Vec<(String, Vec<String>)> = Vec::new();
+    let mut index: BTreeMap<u32, usize> = BTreeMap::new();
+    let (mut lines, mut headers) = (Vec::new(), Vec::new());
+    crate::logs::logs(
+        berth,
+        logs,
+        job_id,
+        None,
+        None,
+        |launch, line| lines.push((launch.launch, line.line.clone())),
+        |launch| headers.push((launch.launch, launch.title())),
+    )
+    .await?;
+    for (launch, title) in headers {
+        index.insert(launch, launches.len());
+        launches.push((title, Vec::new()));
+    }
+    for (launch, line) in lines {
+        if let Some(&i) = index.get(&launch)
+            && launches[i].1.len() < OUTPUT_LINES
+        {
+            launches[i].1.push(line);
+        }
+    }
+    Ok(launches)
+}
+
+async fn job(State(console): State<Console>, Path(id): Path<String>) -> Response {
+    let record = match console.berth.store().get(&id).await {
+        Ok(Some(record)) => record,
+        Ok(None) => {
+            return (
+                StatusCode::NOT_FOUND,
+                pages::failed(&format!("no job `{id}`")),
+            )
+                .into_response();
+        }
+        Err(e) => return failed(&e.to_string()),
+    };
+    let view = JobView::of(&record, crate::now_ms());
+    let output = output(&console.berth, &console.logs, &id)
+        .await
+        .map_err(|e| e.to_string());
+    pages::job(&view, record.status.is_final(), &output).into_response()
+}
+
+async fn cancel_form(State(console): State<Console>, Path(id): Path<String>) -> Response {
+    match console.berth.store().get(&id).await {
+        Ok(Some(record)) if !record.status.is_final() => {
+            pages::cancel(&id, record.status.as_str()).into_response()
+        }
+        Ok(Some(_)) => Redirect::to(&format!("/jobs/{}", pages::path_segment(&id))).into_response(),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            pages::failed(&format!("no job `{id}`")),
+        )
+            .into_response(),
+        Err(e) => failed(&e.to_string()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Confirm {
+    #[serde(default)]
+    confirm: String,
+}
+
+async fn cancel(
+    State(console): State<Console>,
+    Path(id): Path<String>,
+    Form(form): Form<Confirm>,
+) -> Response {
+    if form.confirm != "yes" {
+        return (
+            StatusCode::BAD_REQUEST,
+            pages::failed("cancel needs its confirmation"),
+        )
+            .into_response();
+    }
+    match console
+        .berth
+        .cancel(&id, Some("cancelled from berth console"))
+        .await
+    {
+        Ok(_) => Redirect::to(&format!("/jobs/{}", pages::path_segment(&id))).into_response(),
+        Err(CliError::Failed(why)) if why.starts_with("no job") => {
+            (StatusCode::NOT_FOUND, pages::failed(&why)).into_response()
+        }
+        Err(e) => failed(&e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_reads_back_what_it_wrote() {
+        let c = Cursor {
+            at_ms: 1_700_000_000_123,
+            seen: vec!["a.b".into(), "c".into()],
+        };
+        assert_eq!(Cursor::parse(&c.encode()), Some(c));
+        assert_eq!(
+            Cursor::parse("5"),
+            Some(Cursor {
+                at_ms: 5,
+                seen: Vec::new()
+            })
+        );
+        assert_eq!(Cursor::parse("x.a"), None);
+    }
+
+    #[test]
+    fn the_token_is_long_random_and_compared_whole() {
+        let (a, b) = (token(), token());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+        assert!(same(&a, &a.clone()));
+        assert!(!same(&a[..63], &a));
+        assert!(!same(&b, &a));
+    }
+}

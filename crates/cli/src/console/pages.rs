@@ -1,0 +1,283 @@
+//! The console's pages, as maud templates (checked at compile time; every
+//! value escaped). No script: links and forms only, so that every page
+//! works from the keyboard and reads in order to a screen reader.
+
+use maud::{DOCTYPE, Markup, html};
+
+use super::{JobsPage, JobsQuery};
+use crate::view::JobView;
+use berth_core::{JobStatus, Route};
+
+/// `id` as one segment of a path: letters, digits, `_`, `-`, `:` and `.`
+/// as they are, any other byte percent-encoded.
+pub fn path_segment(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':' | b'.') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `value` for a URL's query string.
+fn query_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn layout(title: &str, current: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · berth console" }
+                link rel="stylesheet" href="/style.css";
+            }
+            body {
+                a.skip href="#main" { "Skip to the content" }
+                header {
+                    nav aria-label="berth console" {
+                        span.brand { "berth" }
+                        a href="/jobs" aria-current=[(current == "jobs").then_some("page")] { "Jobs" }
+                    }
+                }
+                main #main {
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+/// A refused request's page.
+pub fn refused(why: &str) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head { meta charset="utf-8"; title { "Refused · berth console" } }
+            body { main { h1 { "Refused" } p { (why) } } }
+        }
+    }
+}
+
+/// A page that says what went wrong.
+pub fn failed(why: &str) -> Markup {
+    layout(
+        "Not shown",
+        "",
+        html! { p role="alert" { (why) } p { a href="/jobs" { "Back to the jobs" } } },
+    )
+}
+
+fn status_class(status: &str) -> &'static str {
+    match status {
+        "SUCCEEDED" => "ok",
+        "FAILED" | "TIMED_OUT" | "REJECTED" => "bad",
+        "CANCELLED" => "off",
+        _ => "live",
+    }
+}
+
+fn money(usd: Option<f64>) -> String {
+    usd.map_or_else(|| "-".to_owned(), |c| format!("${c:.6}"))
+}
+
+/// The jobs list: its filters, a page of jobs, the link to the next.
+pub fn jobs(query: &JobsQuery, page: &JobsPage, problem: Option<&str>) -> Markup {
+    let next = page.next.as_ref().map(|cursor| {
+        let mut parts = Vec::new();
+        for (key, value) in [
+            ("status", &query.status),
+            ("definition", &query.definition),
+            ("route", &query.route),
+        ] {
+            if !value.is_empty() {
+                parts.push(format!("{key}={}", query_value(value)));
+            }
+        }
+        parts.push(format!("after={}", query_value(&cursor.encode())));
+        format!("/jobs?{}", parts.join("&"))
+    });
+    let body = html! {
+        form.filters method="get" action="/jobs" role="search" aria-label="Filter the jobs" {
+            label { "Status "
+                select name="status" {
+                    option value="" selected[query.status.is_empty()] { "any" }
+                    @for s in JobStatus::ALL {
+                        option value=(s.as_str()) selected[query.status == s.as_str()] { (s.as_str()) }
+                    }
+                }
+            }
+            label { "Definition "
+                input type="text" name="definition" value=(query.definition) size="14";
+            }
+            label { "Route "
+                select name="route" {
+                    option value="" selected[query.route.is_empty()] { "any" }
+                    @for r in Route::ALL {
+                        option value=(r.as_str()) selected[query.route == r.as_str()] { (r.as_str()) }
+                    }
+                }
+            }
+            button type="submit" { "Filter" }
+        }
+        form.filters method="get" action="/jobs" role="search" aria-label="Find a job by its id" {
+            label { "Job id "
+                input type="search" name="id" value=(query.id) size="24";
+            }
+            button type="submit" { "Open" }
+        }
+        @if let Some(problem) = problem {
+            p role="alert" { (problem) }
+        }
+        div.scroll {
+            table {
+                caption { "Jobs, the most recently changed first" }
+                thead { tr {
+                    th scope="col" { "Job" } th scope="col" { "Status" } th scope="col" { "Definition" }
+                    th scope="col" { "Route" } th scope="col" { "Attempts" } th scope="col" { "Cost" }
+                    th scope="col" { "Changed" } th scope="col" { "Reason" }
+                } }
+                tbody {
+                    @for j in &page.jobs {
+                        tr {
+                            th scope="row" { a href={ "/jobs/" (path_segment(&j.job_id)) } { (j.job_id) } }
+                            td { span class={ "status " (status_class(j.status.as_str())) } { (j.status.as_str()) } }
+                            td { (j.definition.as_deref().unwrap_or("-")) }
+                            td { (j.route.map_or("-", |r| r.as_str())) }
+                            td.num { (j.attempts) }
+                            td.num { (money(j.cost_usd)) }
+                            td { (j.updated_at.and_then(crate::view::iso).unwrap_or_default()) }
+                            td.reason { (j.reason.as_deref().unwrap_or("")) }
+                        }
+                    }
+                }
+            }
+        }
+        @if page.jobs.is_empty() && problem.is_none() {
+            p { "No job matches." }
+        }
+        @if let Some(next) = next {
+            p { a rel="next" href=(next) { "Older jobs" } }
+        }
+    };
+    layout("Jobs", "jobs", body)
+}
+
+/// A job: what it is now, its attempts, its output, and Cancel.
+pub fn job(
+    view: &JobView,
+    ended: bool,
+    output: &Result<Vec<(String, Vec<String>)>, String>,
+) -> Markup {
+    let body = html! {
+        p.lead {
+            span class={ "status " (status_class(view.status)) } { (view.status) }
+            @if let Some(now) = &view.now { " " (now) }
+        }
+        dl.facts {
+            dt { "Definition" } dd { (view.definition.as_deref().unwrap_or("-")) }
+            dt { "Route" } dd { (view.route.unwrap_or("-")) }
+            dt { "Attempts" } dd { (view.attempts) @if let Some(max) = view.max_attempts { " of " (max) } }
+            dt { "Interruptions" } dd { (view.interruptions) }
+            dt { "Waits for capacity" } dd { (view.waits_for_capacity) }
+            @if let Some(at) = &view.next_try_at { dt { "Next try" } dd { (at) } }
+            @if let Some(at) = &view.created_at { dt { "Recorded" } dd { (at) } }
+            @if let Some(at) = &view.dispatched_at { dt { "Launched" } dd { (at) } }
+            @if let Some(at) = &view.ended_at { dt { "Ended" } dd { (at) } }
+            @if let Some(code) = view.exit_code { dt { "Exit code" } dd { (code) } }
+            dt { "Cost" } dd { (money(view.cost_usd)) }
+            @if let Some(reason) = &view.reason { dt { "Reason" } dd.reason { (reason) } }
+            @for (k, v) in &view.tags { dt { "Tag " (k) } dd { (v) } }
+        }
+        @if !ended {
+            p { a.button href={ "/jobs/" (path_segment(&view.job_id)) "/cancel" } { "Cancel this job…" } }
+        }
+        h2 #attempts { "Attempts" }
+        @if view.history.is_empty() {
+            p { "No attempt has ended yet." }
+        } @else {
+            div.scroll { table {
+                caption { "Each launch's end, oldest first" }
+                thead { tr {
+                    th scope="col" { "Launch" } th scope="col" { "Route" } th scope="col" { "Outcome" }
+                    th scope="col" { "Exit code" } th scope="col" { "Ended" } th scope="col" { "Cost" }
+                    th scope="col" { "Task or request" } th scope="col" { "Reason" }
+                } }
+                tbody { @for a in &view.history { tr {
+                    th scope="row" { (a.launch) }
+                    td { (a.route.unwrap_or("-")) }
+                    td { (a.outcome) }
+                    td.num { @if let Some(c) = a.exit_code { (c) } @else { "-" } }
+                    td { (a.ended_at.as_deref().unwrap_or("-")) }
+                    td.num { (money(a.cost_usd)) }
+                    td.id { (a.id.as_deref().unwrap_or("-")) }
+                    td.reason { (a.reason.as_deref().unwrap_or("")) }
+                } } }
+            } }
+        }
+        h2 #output { "Output" }
+        @match output {
+            Err(why) => p role="alert" { "The output cannot be read: " (why) },
+            Ok(launches) if launches.is_empty() => p { "The job has not started." },
+            Ok(launches) => {
+                @for (title, lines) in launches {
+                    h3 { (title) }
+                    @if lines.is_empty() {
+                        p { "No output in CloudWatch Logs yet." }
+                    } @else {
+                        pre tabindex="0" aria-label={ "output of " (title) } { @for l in lines { (l) "\n" } }
+                    }
+                }
+            }
+        }
+    };
+    layout(&format!("Job {}", view.job_id), "", body)
+}
+
+/// Cancel's confirmation.
+pub fn cancel(job_id: &str, status: &str) -> Markup {
+    let path = format!("/jobs/{}", path_segment(job_id));
+    let body = html! {
+        p { "Job " strong { (job_id) } " is " (status) ". Cancelling it stops its task or invocation, if it runs, and ends it CANCELLED; it does not run again." }
+        form method="post" action={ (path) "/cancel" } {
+            input type="hidden" name="confirm" value="yes";
+            button.danger type="submit" { "Yes, cancel " (job_id) }
+            " "
+            a href=(path) { "No, keep it" }
+        }
+    };
+    layout(&format!("Cancel job {job_id}?"), "", body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_values_are_encoded_for_urls() {
+        assert_eq!(path_segment("frames:2"), "frames:2");
+        assert_eq!(path_segment("a/b c"), "a%2Fb%20c");
+        assert_eq!(query_value("1.a/b"), "1.a%2Fb");
+    }
+
+    #[test]
+    fn text_from_jobs_is_escaped() {
+        let page = failed("<script>alert(1)</script>").into_string();
+        assert!(page.contains("&lt;script&gt;"));
+        assert!(!page.contains("<script>"));
+    }
+}

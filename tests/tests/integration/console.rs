@@ -1,0 +1,227 @@
+//! `berth console` over HTTP against the local AWS: who may use it, the
+//! jobs list with its filters and pages, a job's attempts, and Cancel.
+
+use berth_core::JobStatus;
+use berth_tests::stack::Stack;
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, HOST, LOCATION, ORIGIN, SET_COOKIE};
+
+/// The console of `stack` on a free loopback port: its address and token.
+async fn console(stack: &Stack) -> (std::net::SocketAddr, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let token = berth_cli::console::token();
+    let logs = berth_aws::logs::JobLogs::from_config(&stack.aws.sdk_config);
+    let (berth, t) = (stack.cli(), token.clone());
+    tokio::spawn(async move { berth_cli::console::serve(berth, logs, listener, &t).await });
+    (addr, token)
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The page at `path` with the console's cookie: its status and text.
+async fn get(addr: std::net::SocketAddr, cookie: &str, path: &str) -> (StatusCode, String) {
+    let r = client()
+        .get(format!("http://{addr}{path}"))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+/// The cookie the console sets for the URL it printed, after checking the
+/// redirect strips the token from the address.
+async fn sign_in(addr: std::net::SocketAddr, token: &str) -> String {
+    let url = berth_cli::console::url(addr, token);
+    let r = client()
+        .get(format!("{url}&status=FAILED"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/jobs?status=FAILED");
+    let cookie = r.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn only_the_printed_url_opens_it_and_never_from_another_site() {
+    let stack = Stack::new(0).await;
+    let (addr, token) = console(&stack).await;
+    let url = format!("http://{addr}/jobs");
+    // No token, a wrong one, a wrong cookie.
+    let r = client().get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.text().await.unwrap().contains("token"));
+    let wrong = format!("{url}?token={}", berth_cli::console::token());
+    assert_eq!(
+        client().get(&wrong).send().await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    let (status, _) = get(addr, "berth_console=guess", "/jobs").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // The token's cookie opens it...
+    let cookie = sign_in(addr, &token).await;
+    let (status, page) = get(addr, &cookie, "/jobs").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("<h1>Jobs</h1>"), "{page}");
+    // ...but not under another host name (DNS rebinding), nor from
+    // another site.
+    let r = client()
+        .get(&url)
+        .header(COOKIE, &cookie)
+        .header(HOST, "attacker.example:80")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = client()
+        .get(&url)
+        .header(COOKIE, &cookie)
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // A form only from its own pages.
+    let cancel = format!("http://{addr}/jobs/any/cancel");
+    for origin in [None, Some("http://attacker.example")] {
+        let mut r = client()
+            .post(&cancel)
+            .header(COOKIE, &cookie)
+            .form(&[("confirm", "yes")]);
+        if let Some(origin) = origin {
+            r = r.header(ORIGIN, origin);
+        }
+        assert_eq!(
+            r.send().await.unwrap().status(),
+            StatusCode::FORBIDDEN,
+            "{origin:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn jobs_filtered_and_paged_a_job_s_attempts_and_cancel() {
+    let stack = Stack::new(1).await;
+    // Jobs of every kind: one that succeeds, one that fails, one that
+    // waits for a GPU instance, and enough to fill more than a page.
+    stack
+        .send(&[
+            r#"{"job_id":"fine","definition":"render"}"#,
+            r#"{"job_id":"doomed","definition":"render","max_attempts":1}"#,
+            r#"{"job_id":"gpu-waits","definition":"train"}"#,
+        ])
+        .await;
+    stack.deliver(&stack.driver(), stack.receive().await).await;
+    let lifecycle = stack.lifecycle();
+    for (job, code) in [("fine", 0), ("doomed", 3)] {
+        lifecycle
+            .task_changed(&stack.task_exited(job, 1, code).await)
+            .await
+            .unwrap();
+    }
+    assert_eq!(stack.record("doomed").await.status, JobStatus::Failed);
+    assert_eq!(
+        stack.record("gpu-waits").await.status,
+        JobStatus::WaitingForCapacity
+    );
+    let more: Vec<String> = (0..55)
+        .map(|i| format!(r#"{{"job_id":"many-{i:02}","definition":"render"}}"#))
+        .collect();
+    for chunk in more.chunks(10) {
+        let bodies: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        stack.send(&bodies).await;
+        while !stack.drive().await.is_empty() {}
+    }
+
+    let (addr, token) = console(&stack).await;
+    let cookie = sign_in(addr, &token).await;
+
+    // FAILED only.
+    let (status, page) = get(addr, &cookie, "/jobs?status=FAILED").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(r#"href="/jobs/doomed""#), "{page}");
+    assert!(!page.contains(r#"href="/jobs/fine""#), "{page}");
+    assert!(page.contains("exit code 3"), "{page}");
+
+    // Every job, newest change first, a page at a time: none twice, none
+    // missed.
+    let mut seen = Vec::new();
+    let mut path = "/jobs".to_owned();
+    let mut pages = 0;
+    loop {
+        let (status, page) = get(addr, &cookie, &path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        pages += 1;
+        for row in page.split(r#"<th scope="row"><a href="/jobs/"#).skip(1) {
+            seen.push(row.split('"').next().unwrap().to_owned());
+        }
+        match page.split(r#"<a rel="next" href=""#).nth(1) {
+            Some(rest) => path = rest.split('"').next().unwrap().replace("&amp;", "&"),
+            None => break,
+        }
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!((pages, seen.len(), unique.len()), (2, 58, 58), "{seen:?}");
+    assert!(unique.iter().any(|id| id == "gpu-waits"));
+
+    // A bad filter says what is wrong; an id opens its job.
+    let (status, page) = get(addr, &cookie, "/jobs?status=DONE").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("no status `DONE`"), "{page}");
+    let r = client()
+        .get(format!("http://{addr}/jobs?id=doomed"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()[LOCATION], "/jobs/doomed");
+
+    // A job: its attempts, and no Cancel once it has ended.
+    let (status, page) = get(addr, &cookie, "/jobs/doomed").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("Attempts") && page.contains("exit code 3"),
+        "{page}"
+    );
+    assert!(!page.contains("/jobs/doomed/cancel"), "{page}");
+    let (status, _) = get(addr, &cookie, "/jobs/nobody").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Cancel a waiting job: asked first, then done.
+    let (_, page) = get(addr, &cookie, "/jobs/gpu-waits").await;
+    assert!(page.contains(r#"href="/jobs/gpu-waits/cancel""#), "{page}");
+    let (status, page) = get(addr, &cookie, "/jobs/gpu-waits/cancel").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Yes, cancel gpu-waits"), "{page}");
+    assert_eq!(
+        stack.record("gpu-waits").await.status,
+        JobStatus::WaitingForCapacity,
+        "asking is not cancelling"
+    );
+    let r = client()
+        .post(format!("http://{addr}/jobs/gpu-waits/cancel"))
+        .header(COOKIE, &cookie)
+        .header(ORIGIN, format!("http://{addr}"))
+        .form(&[("confirm", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(stack.record("gpu-waits").await.status, JobStatus::Cancelled);
+    let (_, page) = get(addr, &cookie, "/jobs/gpu-waits").await;
+    assert!(page.contains("CANCELLED"), "{page}");
+}
