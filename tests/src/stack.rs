@@ -256,6 +256,13 @@ impl Stack {
         }
     }
 
+    /// Sends `bodies` and hands what the queue delivers now to `driver`
+    /// ([`Stack::deliver`]): the message ids it named as failures.
+    pub async fn send_to(&self, driver: &Driver, bodies: &[&str]) -> Vec<String> {
+        self.send(bodies).await;
+        self.deliver(driver, self.receive().await).await
+    }
+
     /// Hands `records` to the driver's Lambda handler, deletes the messages
     /// it did not name as failures (as the event source mapping does), and
     /// returns the ids it named.

@@ -70,15 +70,8 @@ async fn a_full_cluster_sends_the_next_job_to_fargate() {
     let driver = stack.driver();
     // One container instance holds three render containers.
     for i in 0..3 {
-        stack
-            .send(&[&format!(r#"{{"job_id":"fill-{i}","definition":"render"}}"#)])
-            .await;
-        assert!(
-            stack
-                .deliver(&driver, stack.receive().await)
-                .await
-                .is_empty()
-        );
+        let body = format!(r#"{{"job_id":"fill-{i}","definition":"render"}}"#);
+        assert!(stack.send_to(&driver, &[&body]).await.is_empty());
         assert_eq!(
             stack.record(&format!("fill-{i}")).await.route,
             Some(Route::Ec2)

@@ -206,47 +206,12 @@ async fn a_resource_memory_failure_sends_the_job_to_fargate() {
     );
 }
 
-#[tokio::test]
-async fn an_empty_cluster_is_no_room_not_an_error() {
-    let stack = Stack::new(0).await;
-    let empty = mock!(aws_sdk_ecs::Client::run_task)
-        .match_requests(|r| r.launch_type() == Some(&LaunchType::Ec2))
-        .then_http_response(|| {
-            ecs_error(
-                400,
-                "InvalidParameterException",
-                "No Container Instances were found in your cluster.",
-            )
-        });
-    let fargate = mock!(aws_sdk_ecs::Client::run_task)
-        .match_requests(|r| r.launch_type() == Some(&LaunchType::Fargate))
-        .then_output(|| task("arn:aws:ecs:us-east-1:1:task/berth/f", LaunchType::Fargate));
-    let render_definition = render_task_definition();
-    let ecs = mock_client!(
-        aws_sdk_ecs,
-        RuleMode::MatchAny,
-        [&render_definition, &empty, &fargate]
-    );
-    stack
-        .send(&[r#"{"job_id":"first-of-the-day","definition":"render"}"#])
-        .await;
-    assert!(
-        stack
-            .deliver(&driver_with(&stack, ecs), stack.receive().await)
-            .await
-            .is_empty()
-    );
-    assert_eq!(
-        stack.record("first-of-the-day").await.route,
-        Some(Route::Fargate)
-    );
-}
-
-/// berth-core's `room`: the driver remembers EC2's "no room", so that in a
+/// An empty cluster is "no room", not an error: the job goes to Fargate.
+/// The driver remembers that answer (berth-core's `room`), so that in a
 /// burst each job spends one RunTask, not two; a job that can run only on
 /// EC2 still asks, and once jobs wait for an instance every job asks.
 #[tokio::test]
-async fn after_ec2_had_no_room_the_next_jobs_go_straight_to_fargate() {
+async fn an_empty_cluster_is_no_room_and_the_next_jobs_go_straight_to_fargate() {
     let stack = Stack::new(0).await;
     let empty = mock!(aws_sdk_ecs::Client::run_task)
         .match_requests(|r| r.launch_type() == Some(&LaunchType::Ec2))
@@ -267,16 +232,9 @@ async fn after_ec2_had_no_room_the_next_jobs_go_straight_to_fargate() {
         [&render_definition, &empty, &fargate]
     );
     let driver = driver_with(&stack, ecs);
-    for id in ["burst-1", "burst-2", "burst-3"] {
-        stack
-            .send(&[&format!(r#"{{"job_id":"{id}","definition":"render"}}"#)])
-            .await;
-        assert!(
-            stack
-                .deliver(&driver, stack.receive().await)
-                .await
-                .is_empty()
-        );
+    for id in ["first-of-the-day", "burst-2", "burst-3"] {
+        let body = format!(r#"{{"job_id":"{id}","definition":"render"}}"#);
+        assert!(stack.send_to(&driver, &[&body]).await.is_empty());
         assert_eq!(stack.record(id).await.route, Some(Route::Fargate));
     }
     assert_eq!(
@@ -286,24 +244,16 @@ async fn after_ec2_had_no_room_the_next_jobs_go_straight_to_fargate() {
     );
     // A GPU job can run only on EC2: it asks, and waits for an instance.
     stack
-        .send(&[r#"{"job_id":"gpu-1","definition":"train"}"#])
+        .send_to(&driver, &[r#"{"job_id":"gpu-1","definition":"train"}"#])
         .await;
-    stack.deliver(&driver, stack.receive().await).await;
     assert_eq!(empty.num_calls(), 2);
     assert_eq!(
         stack.record("gpu-1").await.status,
         JobStatus::WaitingForCapacity
     );
     // While the scaler starts its instance, every job asks EC2 first.
-    stack
-        .send(&[r#"{"job_id":"burst-4","definition":"render"}"#])
-        .await;
-    assert!(
-        stack
-            .deliver(&driver, stack.receive().await)
-            .await
-            .is_empty()
-    );
+    let body = r#"{"job_id":"burst-4","definition":"render"}"#;
+    assert!(stack.send_to(&driver, &[body]).await.is_empty());
     assert_eq!((empty.num_calls(), fargate.num_calls()), (3, 4));
 }
 

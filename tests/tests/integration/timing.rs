@@ -32,15 +32,8 @@ async fn a_lambda_job_is_not_timed_out_while_it_waits_in_lambda_s_queue() {
         lambda: LambdaLauncher::new(lambda),
         ..stack.driver()
     };
-    stack
-        .send(&[r#"{"job_id":"queued-fn","definition":"render","cpu":256,"memory":512,"timeout_seconds":60}"#])
-        .await;
-    assert!(
-        stack
-            .deliver(&driver, stack.receive().await)
-            .await
-            .is_empty()
-    );
+    let body = r#"{"job_id":"queued-fn","definition":"render","cpu":256,"memory":512,"timeout_seconds":60}"#;
+    assert!(stack.send_to(&driver, &[body]).await.is_empty());
     let r = stack.record("queued-fn").await;
     assert_eq!(
         (r.status, r.route),
