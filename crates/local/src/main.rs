@@ -10,6 +10,7 @@
 //! interrupted.
 
 mod burst;
+mod console;
 mod glue;
 mod soak;
 
@@ -425,6 +426,7 @@ async fn run(args: &Args, processes: &mut Processes) -> Fallible<bool> {
                 } => Some(serve_sam(&local, *address, &root().join(sam_env)).await?),
                 _ => None,
             };
+            println!("console: {}", console::start(&local).await?);
             println!("ready");
             let mut glue = Glue::new(every, boot);
             let mut activity = Activity::default();
@@ -1164,6 +1166,10 @@ struct Expect {
 async fn demo(local: &Local, mut glue: Glue) -> Fallible<bool> {
     use berth_core::dependency::{Condition, Dependency};
     let cli = Berth::new(local.settings.clone(), local.clients.clone());
+    println!(
+        "the jobs in a browser, while the demo runs: {}",
+        console::start(local).await?
+    );
     let mut expected: Vec<Expect> = Vec::new();
     let submit = |id: &str, definition: &str, env: &[(&str, &str)]| Submission {
         job_id: Some(id.into()),

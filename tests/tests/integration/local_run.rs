@@ -65,6 +65,26 @@ fn the_local_run_is_reached_with_what_it_prints_and_stopped_by_sigterm() {
     }
     assert!(activity.contains(&format!("job {id} ")), "{activity}");
 
+    // Its console: the URL it printed opens it and shows the job; without
+    // the token, nothing.
+    let url = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("console: "))
+        .unwrap_or_else(|| panic!("no console URL:\n{seen}"));
+    let (head, _) = http_get(url, None);
+    assert!(head.starts_with("HTTP/1.1 303"), "{head}");
+    let cookie = head
+        .lines()
+        .find(|l| l.to_lowercase().starts_with("set-cookie: "))
+        .and_then(|l| l["set-cookie: ".len()..].split(';').next())
+        .unwrap_or_else(|| panic!("no cookie: {head}"));
+    let jobs = url.split('?').next().unwrap();
+    let (head, page) = http_get(jobs, Some(cookie));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(page.contains(&format!(r#"href="/jobs/{id}""#)), "{page}");
+    let (head, _) = http_get(jobs, None);
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+
     // `berth logs`: the Lambda-route job's output, from its function's log
     // group, the launch's header on stderr.
     let (code, out, stderr) = berth(&["logs", id]);
@@ -549,4 +569,26 @@ fn processes_with(words: &[&str]) -> Vec<String> {
         }
     }
     found
+}
+
+/// A plain HTTP/1.1 GET of `url` (`http://127.0.0.1:PORT/...`), with the
+/// console's cookie when given: the head (its lines `\n`-separated) and
+/// the body.
+fn http_get(url: &str, cookie: Option<&str>) -> (String, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{cookie}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (head.replace("\r\n", "\n"), body.to_owned())
 }
