@@ -8,7 +8,7 @@ TOOLS_STAMP := $(VENV)/.tools-requirements
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: soak fuzz demo test check hakari smoke-arm64 sam-build sam-local engine engine-stop unit integration template build tools local-aws local-aws-stop clean help bench-driver bench-capacity bench-sim bench-parse bench-burst simulate
+.PHONY: soak fuzz demo test check browser hakari smoke-arm64 sam-build sam-local engine engine-stop unit integration template build tools local-aws local-aws-stop clean help bench-driver bench-capacity bench-sim bench-parse bench-burst simulate
 
 ## demo: berth's main job on the local AWS: a mixed set of jobs submitted, followed to their end
 ## and checked; real containers when a Docker engine with the job image answers (`make engine`),
@@ -19,7 +19,7 @@ demo: tools
 ## test: format, lints, unit and integration tests, template checks and the arm64 build (CI
 ## starts berth's Docker engine first, then runs this, `smoke-arm64`, the demo and a soak of 40
 ## jobs: .ci/run)
-test: check template build
+test: check template build browser
 	cargo test --workspace
 
 ## check: formatting, clippy, and the workspace-hack crate up to date
@@ -44,7 +44,7 @@ unit:
 		-p berth-lambda-task-processor -p berth-capacity-metric -p berth-cli
 
 ## integration: the tests against the local AWS
-integration:
+integration: browser
 	cargo test -p berth-tests
 
 ## template: sam validate --lint and cfn-lint on template.yaml
@@ -90,6 +90,13 @@ smoke-arm64:
 		apt-get install -y -q qemu-user-static libc6-arm64-cross || \
 		{ apt-get update -q && apt-get install -y -q qemu-user-static libc6-arm64-cross; }
 	scripts/arm64-smoke
+
+## browser: headless Chromium and its WebDriver from Debian's packages (chromium,
+## chromium-driver), for the console's browser tests; installed when missing, as root
+browser:
+	command -v chromedriver >/dev/null && command -v chromium >/dev/null || \
+		apt-get install -y -q chromium chromium-driver || \
+		{ apt-get update -q && apt-get install -y -q chromium chromium-driver; }
 
 ## tools: SAM CLI, cargo-lambda and cfn-lint, in .venv/
 tools: $(TOOLS_STAMP)

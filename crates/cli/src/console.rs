@@ -173,7 +173,8 @@ async fn guard(State(console): State<Console>, request: Request, next: Next) -> 
         "content-security-policy",
         HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'; form-action 'self'"),
     );
-    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: under it a browser sends a form's `Origin` as `null`.
+    headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

@@ -5,6 +5,7 @@
 
 mod arrays;
 mod bad_input;
+mod browser;
 mod capacity;
 mod cli;
 mod console;
