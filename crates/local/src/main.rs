@@ -11,6 +11,13 @@
 
 mod burst;
 mod console;
+
+/// The shortest soak, in minutes. A job whose messages the faults lose
+/// twice in a row (an array's child not sent, then its end not counted on
+/// its parent) is put back by the sweep twice, each time after
+/// `soak::STRANDED_AFTER_SECONDS` of quiet: a 40-job soak that met that
+/// was still waiting for the second when its 10 minutes ran out.
+const SOAK_MINUTES_AT_LEAST: u64 = 15;
 mod glue;
 mod soak;
 
@@ -79,7 +86,7 @@ enum Mode {
         #[arg(long, default_value_t = 0.05)]
         fault_rate: f64,
         /// Give up after this many minutes (default: 3 s a job, at least
-        /// 10 minutes; the local run takes about 2 s a job here).
+        /// 15 minutes; the local run takes about 2 s a job here).
         #[arg(long)]
         minutes: Option<u64>,
         /// Container instances, registered at the start (the soak runs on a
@@ -385,7 +392,7 @@ async fn run(args: &Args, processes: &mut Processes) -> Fallible<bool> {
     match args.command {
         Mode::Demo { .. } => demo(&local, Glue::new(every, boot)).await,
         Mode::Soak { jobs, minutes, .. } => {
-            let minutes = minutes.unwrap_or((jobs as u64 * 3 / 60).max(10));
+            let minutes = minutes.unwrap_or((jobs as u64 * 3 / 60).max(SOAK_MINUTES_AT_LEAST));
             let mut glue = Glue::new(every, boot);
             soak::run(&local, &mut glue, jobs, Duration::from_secs(minutes * 60)).await
         }
