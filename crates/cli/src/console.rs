@@ -13,7 +13,6 @@
 
 mod pages;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -24,7 +23,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Form, Router};
 use berth_aws::logs::JobLogs;
-use berth_aws::store::JobSummary;
+use berth_aws::store::{JobRecord, JobSummary};
 use berth_core::{JobStatus, Route};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
@@ -367,36 +366,24 @@ fn failed(why: &str) -> Response {
     (StatusCode::BAD_GATEWAY, pages::failed(why)).into_response()
 }
 
-/// A job's output so far, launch by launch: `berth logs`'s reader, read
-/// once (the page reloads to follow it).
+/// The output so far of the job `record` holds, launch by launch (each
+/// launch's title and its first [`OUTPUT_LINES`] lines): `berth logs`'s
+/// sources and reader, read once (the page reloads to follow it).
 pub async fn output(
     berth: &Berth,
     logs: &JobLogs,
-    job_id: &str,
+    record: &JobRecord,
 ) -> Result<Vec<(String, Vec<String>)>, CliError> {
-    let mut launches: Vec<(String, Vec<String>)> = Vec::new();
-    let mut index: BTreeMap<u32, usize> = BTreeMap::new();
-    let (mut lines, mut headers) = (Vec::new(), Vec::new());
-    crate::logs::logs(
-        berth,
-        logs,
-        job_id,
-        None,
-        None,
-        |launch, line| lines.push((launch.launch, line.line.clone())),
-        |launch| headers.push((launch.launch, launch.title())),
-    )
-    .await?;
-    for (launch, title) in headers {
-        index.insert(launch, launches.len());
-        launches.push((title, Vec::new()));
-    }
-    for (launch, line) in lines {
-        if let Some(&i) = index.get(&launch)
-            && launches[i].1.len() < OUTPUT_LINES
-        {
-            launches[i].1.push(line);
+    let mut launches = Vec::new();
+    for launch in berth.launches(record).await {
+        let mut lines = Vec::new();
+        if let Ok(source) = &launch.source {
+            let read = logs
+                .read(source, &mut berth_aws::logs::Cursor::default())
+                .await?;
+            lines.extend(read.into_iter().take(OUTPUT_LINES).map(|l| l.line));
         }
+        launches.push((launch.title(), lines));
     }
     Ok(launches)
 }
@@ -414,7 +401,7 @@ async fn job(State(console): State<Console>, Path(id): Path<String>) -> Response
         Err(e) => return failed(&e.to_string()),
     };
     let view = JobView::of(&record, crate::now_ms());
-    let output = output(&console.berth, &console.logs, &id)
+    let output = output(&console.berth, &console.logs, &record)
         .await
         .map_err(|e| e.to_string());
     pages::job(&view, record.status.is_final(), &output).into_response()

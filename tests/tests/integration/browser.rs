@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use berth_core::JobStatus;
 use berth_tests::stack::Stack;
+
+use crate::console::{console, three_jobs};
 use fantoccini::{Client, ClientBuilder, Locator};
 
 /// chromedriver on a free port, in a process group of its own with the
@@ -108,27 +110,8 @@ async fn text(client: &Client, css: &str, expected: &str) {
 #[tokio::test]
 async fn the_console_in_chromium_jobs_a_job_and_cancel() {
     let stack = Stack::new(1).await;
-    stack
-        .send(&[
-            r#"{"job_id":"fine","definition":"render"}"#,
-            r#"{"job_id":"doomed","definition":"render","max_attempts":1}"#,
-            r#"{"job_id":"gpu-waits","definition":"train"}"#,
-        ])
-        .await;
-    stack.deliver(&stack.driver(), stack.receive().await).await;
-    let lifecycle = stack.lifecycle();
-    for (job, code) in [("fine", 0), ("doomed", 3)] {
-        lifecycle
-            .task_changed(&stack.task_exited(job, 1, code).await)
-            .await
-            .unwrap();
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let token = berth_cli::console::token();
-    let logs = berth_aws::logs::JobLogs::from_config(&stack.aws.sdk_config);
-    let (berth, served) = (stack.cli(), token.clone());
-    tokio::spawn(async move { berth_cli::console::serve(berth, logs, listener, &served).await });
+    three_jobs(&stack).await;
+    let (addr, token) = console(&stack).await;
 
     let driver = Driver::start();
     let client = browser(&driver).await;

@@ -6,8 +6,28 @@ use berth_tests::stack::Stack;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, HOST, LOCATION, ORIGIN, SET_COOKIE};
 
+/// Jobs of every kind on a stack with one instance: `fine` succeeds,
+/// `doomed` fails (exit code 3), `gpu-waits` waits for a GPU instance.
+pub(crate) async fn three_jobs(stack: &Stack) {
+    stack
+        .send(&[
+            r#"{"job_id":"fine","definition":"render"}"#,
+            r#"{"job_id":"doomed","definition":"render","max_attempts":1}"#,
+            r#"{"job_id":"gpu-waits","definition":"train"}"#,
+        ])
+        .await;
+    stack.deliver(&stack.driver(), stack.receive().await).await;
+    let lifecycle = stack.lifecycle();
+    for (job, code) in [("fine", 0), ("doomed", 3)] {
+        lifecycle
+            .task_changed(&stack.task_exited(job, 1, code).await)
+            .await
+            .unwrap();
+    }
+}
+
 /// The console of `stack` on a free loopback port: its address and token.
-async fn console(stack: &Stack) -> (std::net::SocketAddr, String) {
+pub(crate) async fn console(stack: &Stack) -> (std::net::SocketAddr, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let token = berth_cli::console::token();
@@ -114,23 +134,8 @@ async fn only_the_printed_url_opens_it_and_never_from_another_site() {
 #[tokio::test]
 async fn jobs_filtered_and_paged_a_job_s_attempts_and_cancel() {
     let stack = Stack::new(1).await;
-    // Jobs of every kind: one that succeeds, one that fails, one that
-    // waits for a GPU instance, and enough to fill more than a page.
-    stack
-        .send(&[
-            r#"{"job_id":"fine","definition":"render"}"#,
-            r#"{"job_id":"doomed","definition":"render","max_attempts":1}"#,
-            r#"{"job_id":"gpu-waits","definition":"train"}"#,
-        ])
-        .await;
-    stack.deliver(&stack.driver(), stack.receive().await).await;
-    let lifecycle = stack.lifecycle();
-    for (job, code) in [("fine", 0), ("doomed", 3)] {
-        lifecycle
-            .task_changed(&stack.task_exited(job, 1, code).await)
-            .await
-            .unwrap();
-    }
+    // Jobs of every kind, and enough to fill more than a page.
+    three_jobs(&stack).await;
     assert_eq!(stack.record("doomed").await.status, JobStatus::Failed);
     assert_eq!(
         stack.record("gpu-waits").await.status,

@@ -82,6 +82,10 @@ fn the_local_run_is_reached_with_what_it_prints_and_stopped_by_sigterm() {
     let (head, page) = http_get(jobs, Some(cookie));
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(page.contains(&format!(r#"href="/jobs/{id}""#)), "{page}");
+    // The job's page: its output, as `berth logs` read it above.
+    let (head, page) = http_get(&jobs.replace("/jobs", &format!("/jobs/{id}")), Some(cookie));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(page.contains("thumbnail of x"), "{page}");
     let (head, _) = http_get(jobs, None);
     assert!(head.starts_with("HTTP/1.1 403"), "{head}");
 
