@@ -28,6 +28,7 @@
 pub mod array;
 pub mod batch;
 pub mod cost;
+pub mod decisions;
 pub mod definitions;
 pub mod dependencies;
 pub mod ecs;

@@ -156,6 +156,116 @@ impl ClusterMetrics {
     }
 }
 
+/// The capacity metric: how many of the largest containers the cluster can
+/// still place.
+pub const SCHEDULABLE_CONTAINERS: &str = "SchedulableContainers";
+/// How many jobs wait for capacity on the cluster (the scaler's count).
+pub const JOBS_WAITING: &str = "JobsWaitingForCapacity";
+
+/// One metric's values over a time, oldest first: (epoch ms, value).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct History {
+    pub metric: String,
+    pub points: Vec<(i64, f64)>,
+}
+
+impl ClusterMetrics {
+    /// Each of `names` over `[since_ms, until_ms)`, its maximum in each
+    /// `period_s`, for this cluster, whatever the stack named its `Stack`
+    /// dimension (ListMetrics finds it). A metric never published has no
+    /// points.
+    pub async fn history(
+        &self,
+        names: &[&str],
+        since_ms: i64,
+        until_ms: i64,
+        period_s: i32,
+    ) -> Result<Vec<History>, AwsError> {
+        use aws_sdk_cloudwatch::primitives::DateTime;
+        use aws_sdk_cloudwatch::types::{DimensionFilter, Metric, MetricDataQuery, MetricStat};
+        let mut queries = Vec::new();
+        for (k, name) in names.iter().enumerate() {
+            let listed = self
+                .cloudwatch
+                .list_metrics()
+                .namespace(NAMESPACE)
+                .metric_name(*name)
+                .dimensions(
+                    DimensionFilter::builder()
+                        .name("ClusterName")
+                        .value(&self.cluster)
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("cloudwatch:ListMetrics", e))?;
+            let Some(found) = listed.metrics().first() else {
+                continue;
+            };
+            let metric = Metric::builder()
+                .namespace(NAMESPACE)
+                .metric_name(*name)
+                .set_dimensions(found.dimensions.clone())
+                .build();
+            queries.push(
+                MetricDataQuery::builder()
+                    .id(format!("m{k}"))
+                    .label(*name)
+                    .metric_stat(
+                        MetricStat::builder()
+                            .metric(metric)
+                            .period(period_s)
+                            .stat("Maximum")
+                            .build(),
+                    )
+                    .build(),
+            );
+        }
+        let mut out: Vec<History> = names
+            .iter()
+            .map(|n| History {
+                metric: (*n).to_owned(),
+                points: Vec::new(),
+            })
+            .collect();
+        if queries.is_empty() {
+            return Ok(out);
+        }
+        let mut pages = self
+            .cloudwatch
+            .get_metric_data()
+            .set_metric_data_queries(Some(queries))
+            .start_time(DateTime::from_millis(since_ms))
+            .end_time(DateTime::from_millis(until_ms))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::from_sdk("cloudwatch:GetMetricData", e))?;
+            for result in page.metric_data_results() {
+                let Some(k) = result
+                    .id()
+                    .and_then(|id| id.strip_prefix('m'))
+                    .and_then(|k| k.parse::<usize>().ok())
+                    .filter(|k| *k < out.len())
+                else {
+                    continue;
+                };
+                let points = result
+                    .timestamps()
+                    .iter()
+                    .zip(result.values())
+                    .filter_map(|(t, v)| Some((t.to_millis().ok()?, *v)));
+                out[k].points.extend(points);
+            }
+        }
+        for h in &mut out {
+            h.points.sort_by_key(|(t, _)| *t);
+            h.points.dedup_by_key(|(t, _)| *t);
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,10 +20,13 @@ pub use scaler::{Scaler, Scaling};
 
 /// The metric's namespace and names.
 pub const NAMESPACE: &str = berth_aws::metrics::NAMESPACE;
-pub const SCHEDULABLE_CONTAINERS: &str = "SchedulableContainers";
+pub const SCHEDULABLE_CONTAINERS: &str = berth_aws::metrics::SCHEDULABLE_CONTAINERS;
 /// How many job definitions the group cannot always run (published while
 /// there are any).
 pub const UNPLACEABLE_DEFINITIONS: &str = "UnplaceableDefinitions";
+/// How many jobs wait for capacity on the cluster (published with the
+/// scaler, while the cluster has instances or jobs wait).
+pub const JOBS_WAITING: &str = berth_aws::metrics::JOBS_WAITING;
 
 #[derive(Debug, Clone)]
 pub struct CapacityMetric {
@@ -111,19 +114,23 @@ impl CapacityMetric {
         for problem in &unplaceable {
             tracing::warn!(cluster = self.cluster.cluster(), problem = %problem, "job definition");
         }
-        // An empty cluster has nothing to say: nothing is published (nor
-        // paid for) while it rests.
-        if !observed.is_empty() || !unplaceable.is_empty() {
-            let mut metrics = vec![(SCHEDULABLE_CONTAINERS, schedulable as f64)];
-            if !unplaceable.is_empty() {
-                metrics.push((UNPLACEABLE_DEFINITIONS, unplaceable.len() as f64));
-            }
-            self.metrics.publish(&metrics).await?;
-        }
         let scaling = match (&scaler, &types) {
             (Some(scaler), Some(types)) => Some(scaler.run(&observed, types, largest).await?),
             _ => None,
         };
+        // An empty cluster that no job waits for has nothing to say:
+        // nothing is published (nor paid for) while it rests.
+        let waiting = scaling.as_ref().map_or(0, |s| s.waiting);
+        if !observed.is_empty() || !unplaceable.is_empty() || waiting > 0 {
+            let mut metrics = vec![(SCHEDULABLE_CONTAINERS, schedulable as f64)];
+            if !unplaceable.is_empty() {
+                metrics.push((UNPLACEABLE_DEFINITIONS, unplaceable.len() as f64));
+            }
+            if scaling.is_some() {
+                metrics.push((JOBS_WAITING, f64::from(waiting)));
+            }
+            self.metrics.publish(&metrics).await?;
+        }
         // At rest, unless a definition's jobs on Fargate could fill an
         // instance that costs less: then the scaler keeps watching them.
         let at_rest = match &scaling {

@@ -56,6 +56,8 @@ pub struct Scaling {
     /// Jobs asking for EC2 room the group can give: waiting for capacity,
     /// fallen back to Fargate lately.
     pub demand: (u32, u32),
+    /// Jobs waiting for capacity, whether or not the group can run them.
+    pub waiting: u32,
     /// Why, one line per decision.
     pub reasons: Vec<String>,
     /// Nothing may need the scaler until something new asks (berth-core's
@@ -356,6 +358,7 @@ impl Scaler {
                         .collect::<Vec<_>>(),
                 ),
             ),
+            waiting: u32::try_from(asked.waiting.len()).unwrap_or(u32::MAX),
             reasons,
             at_rest: plan.at_rest,
         };
@@ -365,6 +368,14 @@ impl Scaler {
                 decision = reason.as_str(),
                 "scaling"
             );
+        }
+        // Kept for `berth console`; a decision not kept is still logged.
+        if let Err(e) = self
+            .store
+            .record_decisions(now_ms(), scaling.desired, &scaling.reasons)
+            .await
+        {
+            tracing::warn!(error = %e, "scaling decisions not kept");
         }
         // Counted only when something happened: a metric costs in the
         // hours it is emitted.

@@ -11,6 +11,7 @@
 //! requests (`Sec-Fetch-Site`), and takes a form only from its own
 //! `Origin`. Cancel is the one action that writes.
 
+pub mod cluster;
 mod pages;
 
 use std::net::SocketAddr;
@@ -72,6 +73,7 @@ pub fn router(berth: Berth, logs: JobLogs, addr: SocketAddr, token: &str) -> Rou
         .route("/jobs", get(jobs))
         .route("/jobs/{id}", get(job))
         .route("/jobs/{id}/cancel", get(cancel_form).post(cancel))
+        .route("/cluster", get(cluster))
         .route("/style.css", get(style))
         .layer(middleware::from_fn_with_state(console.clone(), guard))
         .with_state(console)
@@ -405,6 +407,13 @@ async fn job(State(console): State<Console>, Path(id): Path<String>) -> Response
         .await
         .map_err(|e| e.to_string());
     pages::job(&view, record.status.is_final(), &output).into_response()
+}
+
+async fn cluster(State(console): State<Console>) -> Response {
+    match cluster::read(&console.berth).await {
+        Ok(view) => pages::cluster(&view).into_response(),
+        Err(e) => failed(&e.to_string()),
+    }
 }
 
 async fn cancel_form(State(console): State<Console>, Path(id): Path<String>) -> Response {

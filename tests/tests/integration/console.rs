@@ -28,11 +28,19 @@ pub(crate) async fn three_jobs(stack: &Stack) {
 
 /// The console of `stack` on a free loopback port: its address and token.
 pub(crate) async fn console(stack: &Stack) -> (std::net::SocketAddr, String) {
+    console_of(stack, stack.cli()).await
+}
+
+/// As [`console`], with the CLI's view of the stack `berth`.
+pub(crate) async fn console_of(
+    stack: &Stack,
+    berth: berth_cli::Berth,
+) -> (std::net::SocketAddr, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let token = berth_cli::console::token();
     let logs = berth_aws::logs::JobLogs::from_config(&stack.aws.sdk_config);
-    let (berth, t) = (stack.cli(), token.clone());
+    let t = token.clone();
     tokio::spawn(async move { berth_cli::console::serve(berth, logs, listener, &t).await });
     (addr, token)
 }
@@ -45,7 +53,11 @@ fn client() -> reqwest::Client {
 }
 
 /// The page at `path` with the console's cookie: its status and text.
-async fn get(addr: std::net::SocketAddr, cookie: &str, path: &str) -> (StatusCode, String) {
+pub(crate) async fn get(
+    addr: std::net::SocketAddr,
+    cookie: &str,
+    path: &str,
+) -> (StatusCode, String) {
     let r = client()
         .get(format!("http://{addr}{path}"))
         .header(COOKIE, cookie)
@@ -57,7 +69,7 @@ async fn get(addr: std::net::SocketAddr, cookie: &str, path: &str) -> (StatusCod
 
 /// The cookie the console sets for the URL it printed, after checking the
 /// redirect strips the token from the address.
-async fn sign_in(addr: std::net::SocketAddr, token: &str) -> String {
+pub(crate) async fn sign_in(addr: std::net::SocketAddr, token: &str) -> String {
     let url = berth_cli::console::url(addr, token);
     let r = client()
         .get(format!("{url}&status=FAILED"))

@@ -308,6 +308,82 @@ async fn the_group_grows_from_zero_for_what_waits_and_for_work_an_instance_runs_
     }
 }
 
+/// The console's cluster view follows the scaler: the instance it starts
+/// shows as launching, then as an instance of the cluster; the jobs that
+/// wait, the decision and why, and the metrics it published.
+#[tokio::test]
+async fn the_console_shows_the_cluster_while_the_scaler_starts_an_instance() {
+    let mut s = scaled(5).await;
+    let mut berth = s.stack.cli();
+    berth.settings.scaling = Some(berth_aws::settings::ScalingSettings {
+        group: GROUP.into(),
+        instance_types: vec![INSTANCE_TYPE.into()],
+        launch_templates: None,
+        scale_in_after_seconds: 0,
+        headroom: 0,
+    });
+    let (addr, token) = crate::console::console_of(&s.stack, berth).await;
+    let cookie = crate::console::sign_in(addr, &token).await;
+    let cluster = || async { crate::console::get(addr, &cookie, "/cluster").await };
+
+    let (status, page) = cluster().await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("No container instance: the cluster is at rest"),
+        "{page}"
+    );
+    assert!(
+        page.contains("The scaler has decided nothing yet."),
+        "{page}"
+    );
+
+    s.submit("index", &["index-1", "index-2"]).await;
+    let grown = s.run().await.scaling.unwrap();
+    assert_eq!(grown.added, 1, "{grown:?}");
+    let group = fleet(&s.stack).group().await.unwrap();
+    let launching = &group.instances[0].id;
+    let (_, page) = cluster().await;
+    assert!(page.contains("desired <strong>1</strong>"), "{page}");
+    assert!(
+        page.contains(&format!(
+            "{launching} ({INSTANCE_TYPE}): started by the group, not yet registered"
+        )),
+        "{page}"
+    );
+    assert!(page.contains("2 job(s) waiting for capacity"), "{page}");
+    assert!(
+        page.contains("0 → 1") && page.contains(&grown.reasons[0]),
+        "{page}"
+    );
+    assert!(
+        page.contains("2 waiting at"),
+        "the waiting count as published: {page}"
+    );
+
+    // It registers: an instance of the cluster, no longer launching, and
+    // the chart has the capacity metric's line.
+    s.sync().await;
+    s.run().await;
+    let (_, page) = cluster().await;
+    assert!(!page.contains("not yet registered"), "{page}");
+    assert!(
+        page.contains(&format!(
+            "<th scope=\"row\">{launching}</th><td>{INSTANCE_TYPE}</td>"
+        )),
+        "{page}"
+    );
+    assert!(page.contains("3 schedulable at"), "{page}");
+    // The chart's line of it, and its legend's sample.
+    assert!(
+        page.contains("<svg")
+            && page
+                .matches(r##"stroke="#0B5CAD" stroke-width="2""##)
+                .count()
+                >= 2,
+        "{page}"
+    );
+}
+
 /// At rest the scaler turns its schedule off: a quiet deployment runs no
 /// scaler. A job waiting for capacity wakes it (the driver's asynchronous
 /// invoke): it launches for the job and turns its schedule on, and turns it

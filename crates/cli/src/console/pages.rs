@@ -4,8 +4,10 @@
 
 use maud::{DOCTYPE, Markup, html};
 
+use super::cluster::ClusterView;
 use super::{JobsPage, JobsQuery};
 use crate::view::JobView;
+use berth_core::capacity::InstanceStatus;
 use berth_core::{JobStatus, Route};
 
 /// `id` as one segment of a path: letters, digits, `_`, `-`, `:` and `.`
@@ -51,6 +53,7 @@ fn layout(title: &str, current: &str, body: Markup) -> Markup {
                     nav aria-label="berth console" {
                         span.brand { "berth" }
                         a href="/jobs" aria-current=[(current == "jobs").then_some("page")] { "Jobs" }
+                        a href="/cluster" aria-current=[(current == "cluster").then_some("page")] { "Cluster" }
                     }
                 }
                 main #main {
@@ -246,6 +249,126 @@ pub fn job(
         }
     };
     layout(&format!("Job {}", view.job_id), "", body)
+}
+
+fn at(ms: Option<i64>) -> String {
+    ms.and_then(crate::view::iso)
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+fn instance_state(o: &berth_aws::ecs::Observed) -> String {
+    let mut state = match o.instance.status {
+        InstanceStatus::Active => "ACTIVE",
+        InstanceStatus::Draining => "DRAINING",
+        InstanceStatus::Registering => "REGISTERING",
+        InstanceStatus::Other => "leaving",
+    }
+    .to_owned();
+    if !o.instance.agent_connected {
+        state.push_str(", agent disconnected");
+    }
+    if o.retiring.is_some() {
+        state.push_str(", retired by the scaler");
+    }
+    if o.reclaimed.is_some() {
+        state.push_str(", being reclaimed");
+    }
+    state
+}
+
+/// The cluster: its instances and group, its metrics, the scaler's last
+/// decisions.
+pub fn cluster(view: &ClusterView) -> Markup {
+    let latest = |metric: &str| {
+        view.history.as_ref().ok().and_then(|h| {
+            h.iter()
+                .find(|h| h.metric == metric)
+                .and_then(|h| h.points.last().copied())
+        })
+    };
+    let body = html! {
+        p.lead {
+            "Cluster " strong { (view.cluster) } ": "
+            (view.instances.len()) " container instance(s), "
+            (view.instances.iter().map(|o| o.tasks).sum::<u32>()) " task(s) on them; "
+            a href="/jobs?status=WAITING_FOR_CAPACITY" {
+                @if view.waiting > super::PAGE { "more than " (super::PAGE) } @else { (view.waiting) }
+                " job(s) waiting for capacity"
+            }
+            "."
+        }
+        @match &view.group {
+            None => p { "No scaler: the cluster's instances are not berth's to start or stop." },
+            Some(Err(why)) => p role="alert" { "The Auto Scaling group cannot be read: " (why) },
+            Some(Ok(g)) => p {
+                "Auto Scaling group: desired " strong { (g.desired) } " (minimum " (g.min) ", maximum " (g.max) "), "
+                (g.instances.len()) " instance(s) launching or in service."
+            },
+        }
+        @if !view.launching.is_empty() {
+            h2 #launching { "Launching" }
+            ul { @for (id, ty) in &view.launching {
+                li { (id) " (" (ty) "): started by the group, not yet registered with the cluster" }
+            } }
+        }
+        h2 #instances { "Instances" }
+        @if view.instances.is_empty() {
+            p { "No container instance: the cluster is at rest, and costs nothing." }
+        } @else {
+            div.scroll { table {
+                caption { "The cluster's container instances" }
+                thead { tr {
+                    th scope="col" { "EC2 instance" } th scope="col" { "Type" } th scope="col" { "Bought" }
+                    th scope="col" { "State" } th scope="col" { "Tasks" } th scope="col" { "Room left" }
+                    th scope="col" { "Idle since" } th scope="col" { "Last task stopped" }
+                } }
+                tbody { @for o in &view.instances { tr {
+                    th scope="row" { (o.ec2_instance_id) }
+                    td { (o.instance_type.as_deref().unwrap_or("-")) }
+                    td { @match o.market.as_deref() { Some("spot") => "Spot", Some("on-demand") => "on demand", Some(m) => (m), None => "-" } }
+                    td { (instance_state(o)) }
+                    td.num { (o.tasks) }
+                    td.num { (o.remaining.cpu) " CPU units, " (o.remaining.memory) " MiB" @if o.remaining.gpu > 0 { ", " (o.remaining.gpu) " GPU" } }
+                    td { (at(o.idle_since.as_deref().and_then(|s| s.parse().ok()))) }
+                    td { (at(o.task_stopped.and_then(|t| i64::try_from(t).ok()))) }
+                } } }
+            } }
+        }
+        h2 #metrics { "The last " (super::cluster::HOURS) " hours" }
+        @match &view.history {
+            Err(why) => p role="alert" { "The metrics cannot be read: " (why) },
+            Ok(history) => {
+                p {
+                    "SchedulableContainers (how many of the largest containers the cluster can still place) and JobsWaitingForCapacity, each minute's maximum, as the capacity metric published them; nothing is published while the cluster rests. Latest: "
+                    @match latest(berth_aws::metrics::SCHEDULABLE_CONTAINERS) { Some((t, v)) => { (v) " schedulable at " (at(Some(t))) }, None => "none published" }
+                    "; "
+                    @match latest(berth_aws::metrics::JOBS_WAITING) { Some((t, v)) => { (v) " waiting at " (at(Some(t))) }, None => "no waiting count published" }
+                    "."
+                }
+                @match super::cluster::chart(history, view.now_ms) {
+                    Ok(svg) => figure.chart role="img" aria-label="SchedulableContainers and JobsWaitingForCapacity over the last hours" {
+                        (maud::PreEscaped(svg))
+                    },
+                    Err(why) => p role="alert" { "The chart cannot be drawn: " (why) },
+                }
+            }
+        }
+        h2 #decisions { "The scaler's decisions" }
+        @match &view.decisions {
+            Err(why) => p role="alert" { "The decisions cannot be read: " (why) },
+            Ok(d) if d.is_empty() => p { "The scaler has decided nothing yet." },
+            Ok(d) => div.scroll { table {
+                caption { "The last " (d.len()) ", the newest first" }
+                thead { tr { th scope="col" { "When" } th scope="col" { "Desired" } th scope="col" { "Decision" } } }
+                tbody { @for x in d { tr {
+                    th scope="row" { (at(Some(x.at_ms))) }
+                    td.num { (x.desired.0) " → " (x.desired.1) }
+                    td.reason { (x.reason) }
+                } } }
+            } },
+        }
+    };
+    layout("Cluster", "cluster", body)
 }
 
 /// Cancel's confirmation.
