@@ -28,6 +28,7 @@ mod batch_get;
 mod history;
 mod page;
 use history::{history_entry, history_value};
+pub use page::PageOf;
 
 type Item = HashMap<String, AttributeValue>;
 

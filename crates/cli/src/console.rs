@@ -16,21 +16,23 @@ mod pages;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Form, Router};
 use berth_aws::logs::JobLogs;
-use berth_aws::store::{JobRecord, JobSummary};
+use berth_aws::store::{JobRecord, JobSummary, PageOf};
 use berth_core::{JobStatus, Route};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::view::JobView;
-use crate::{Berth, CliError};
+use crate::{Berth, CliError, spend};
 
 /// The cookie that carries the token.
 pub const COOKIE: &str = "berth_console";
@@ -39,6 +41,7 @@ pub const PAGE: usize = 50;
 /// Output lines shown of each launch.
 const OUTPUT_LINES: usize = 1_000;
 const STYLE: &str = include_str!("console/style.css");
+const SCRIPT: &str = include_str!("console/console.js");
 
 /// A new token: 256 random bits, in hex.
 pub fn token() -> String {
@@ -71,10 +74,13 @@ pub fn router(berth: Berth, logs: JobLogs, addr: SocketAddr, token: &str) -> Rou
     Router::new()
         .route("/", get(|| async { Redirect::to("/jobs") }))
         .route("/jobs", get(jobs))
+        .route("/jobs/events", get(jobs_events))
         .route("/jobs/{id}", get(job))
+        .route("/jobs/{id}/events", get(job_events))
         .route("/jobs/{id}/cancel", get(cancel_form).post(cancel))
-        .route("/cluster", get(cluster))
+        .route("/cluster", get(cluster_page))
         .route("/style.css", get(style))
+        .route("/console.js", get(script))
         .layer(middleware::from_fn_with_state(console.clone(), guard))
         .with_state(console)
 }
@@ -198,6 +204,14 @@ async fn style() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response()
 }
 
+async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        SCRIPT,
+    )
+        .into_response()
+}
+
 /// The jobs list's filters and place, as its URL carries them.
 #[derive(Debug, Default, Clone, Deserialize, PartialEq, Eq)]
 pub struct JobsQuery {
@@ -207,12 +221,39 @@ pub struct JobsQuery {
     pub definition: String,
     #[serde(default)]
     pub route: String,
+    /// `KEY=VALUE`: jobs with that tag.
+    #[serde(default)]
+    pub tag: String,
+    /// Changed at or after / at or before: as `berth cost --since` reads
+    /// them (7d, 12h, a date, a time).
+    #[serde(default)]
+    pub since: String,
+    #[serde(default)]
+    pub until: String,
     /// A job id to find.
     #[serde(default)]
     pub id: String,
     /// Where the page begins: the last page's end ([`Cursor`]).
     #[serde(default)]
     pub after: String,
+}
+
+impl JobsQuery {
+    /// The query's filters, without its place, for a URL.
+    pub fn filters(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("status", &self.status),
+            ("definition", &self.definition),
+            ("route", &self.route),
+            ("tag", &self.tag),
+            ("since", &self.since),
+            ("until", &self.until),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k, v.as_str()))
+        .collect()
+    }
 }
 
 /// Where a page ends: the time of its last job's last change (ms) and the
@@ -241,15 +282,39 @@ impl Cursor {
     pub fn encode(&self) -> String {
         format!("{}.{}", self.at_ms, self.seen.join("/"))
     }
+
+    /// The cursor past `jobs` (newest first, each after `from`), `None`
+    /// when there are none.
+    fn past(from: Option<&Cursor>, jobs: &[JobSummary]) -> Option<Cursor> {
+        let at_ms = jobs.last()?.updated_at.unwrap_or_default();
+        let mut seen: Vec<String> = from
+            .filter(|c| c.at_ms == at_ms)
+            .map(|c| c.seen.clone())
+            .unwrap_or_default();
+        seen.extend(
+            jobs.iter()
+                .filter(|j| j.updated_at == Some(at_ms))
+                .map(|j| j.job_id.clone()),
+        );
+        Some(Cursor { at_ms, seen })
+    }
 }
 
 /// One page of the jobs list: newest change first.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct JobsPage {
     pub jobs: Vec<JobSummary>,
     /// Where the next page begins; `None` on the last page.
     pub next: Option<Cursor>,
+    /// With a tag filter: the jobs read to find these, and whether the
+    /// search stopped at [`TAG_SEARCH`] before the page filled.
+    pub examined: usize,
+    pub stopped: bool,
 }
+
+/// The most jobs one page of a tag search reads (by key, since the status
+/// index does not carry tags) before it stops and offers to go on.
+pub const TAG_SEARCH: usize = 1_000;
 
 fn parse_filter<T>(
     what: &str,
@@ -262,35 +327,75 @@ fn parse_filter<T>(
     parse(s).map(Some).ok_or_else(|| format!("no {what} `{s}`"))
 }
 
-/// The page of jobs `query` asks for, through the store's status index:
-/// one query per status asked, each reading about a page.
-pub async fn jobs_page(berth: &Berth, query: &JobsQuery) -> Result<JobsPage, CliError> {
+/// The filters of `query`, as the store reads them, and the statuses.
+struct Filters<'q> {
+    statuses: Vec<JobStatus>,
+    of: PageOf<'q>,
+    tag: Option<(&'q str, &'q str)>,
+}
+
+fn filters(query: &JobsQuery, now_ms: i64) -> Result<Filters<'_>, CliError> {
     let status =
         parse_filter("status", &query.status, JobStatus::parse).map_err(CliError::Input)?;
     let route = parse_filter("route", &query.route, Route::parse).map_err(CliError::Input)?;
-    let cursor = match query.after.as_str() {
-        "" => None,
-        s => Some(Cursor::parse(s).ok_or_else(|| CliError::Input(format!("no page `{s}`")))?),
+    let time = |s: &str| -> Result<Option<i64>, CliError> {
+        match s.trim() {
+            "" => Ok(None),
+            s => spend::parse_time(s, now_ms).map(Some),
+        }
     };
-    let definition = Some(query.definition.as_str()).filter(|d| !d.is_empty());
-    let statuses = status.map_or_else(|| JobStatus::ALL.to_vec(), |s| vec![s]);
-    let seen = cursor.as_ref().map_or(0, |c| c.seen.len());
+    let (since_ms, until_ms) = (time(&query.since)?, time(&query.until)?);
+    if let (Some(since), Some(until)) = (since_ms, until_ms)
+        && since > until
+    {
+        return Err(CliError::Input(format!(
+            "`since` ({}) is after `until` ({})",
+            query.since, query.until
+        )));
+    }
+    let tag = match query.tag.trim() {
+        "" => None,
+        t => Some(
+            t.split_once('=')
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| CliError::Input(format!("tag `{t}`: give it as KEY=VALUE")))?,
+        ),
+    };
+    Ok(Filters {
+        statuses: status.map_or_else(|| JobStatus::ALL.to_vec(), |s| vec![s]),
+        of: PageOf {
+            at_or_before_ms: until_ms,
+            since_ms,
+            definition: Some(query.definition.as_str()).filter(|d| !d.is_empty()),
+            route,
+        },
+        tag,
+    })
+}
+
+/// The next `n` jobs `filters` describe after `cursor`, newest first
+/// (one query per status, each reading about `n`), and whether there are
+/// more.
+async fn next_jobs(
+    berth: &Berth,
+    filters: &Filters<'_>,
+    cursor: Option<&Cursor>,
+    n: usize,
+) -> Result<(Vec<JobSummary>, bool), CliError> {
+    let seen = cursor.map_or(0, |c| c.seen.len());
+    let of = PageOf {
+        at_or_before_ms: match (cursor.map(|c| c.at_ms), filters.of.at_or_before_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        },
+        ..filters.of
+    };
     let store = berth.store();
     let mut jobs = Vec::new();
-    for status in statuses {
-        jobs.extend(
-            store
-                .page(
-                    status,
-                    cursor.as_ref().map(|c| c.at_ms),
-                    definition,
-                    route,
-                    PAGE + seen + 1,
-                )
-                .await?,
-        );
+    for status in &filters.statuses {
+        jobs.extend(store.page(*status, of, n + seen + 1).await?);
     }
-    if let Some(c) = &cursor {
+    if let Some(c) = cursor {
         jobs.retain(|j| !(j.updated_at == Some(c.at_ms) && c.seen.contains(&j.job_id)));
     }
     jobs.sort_by(|a, b| {
@@ -298,30 +403,91 @@ pub async fn jobs_page(berth: &Berth, query: &JobsQuery) -> Result<JobsPage, Cli
             .cmp(&a.updated_at)
             .then_with(|| a.job_id.cmp(&b.job_id))
     });
-    let more = jobs.len() > PAGE;
-    jobs.truncate(PAGE);
-    let next = match (more, jobs.last()) {
-        (true, Some(last)) => {
-            let at_ms = last.updated_at.unwrap_or_default();
-            let mut seen: Vec<String> = cursor
-                .filter(|c| c.at_ms == at_ms)
-                .map(|c| c.seen)
-                .unwrap_or_default();
-            seen.extend(
-                jobs.iter()
-                    .filter(|j| j.updated_at == Some(at_ms))
-                    .map(|j| j.job_id.clone()),
-            );
-            Some(Cursor { at_ms, seen })
-        }
-        _ => None,
+    let more = jobs.len() > n;
+    jobs.truncate(n);
+    Ok((jobs, more))
+}
+
+/// The page of jobs `query` asks for, through the store's status index.
+/// With a tag filter, jobs are read in chunks and their tags by key, until
+/// the page fills or [`TAG_SEARCH`] jobs have been read.
+pub async fn jobs_page(berth: &Berth, query: &JobsQuery) -> Result<JobsPage, CliError> {
+    let filters = filters(query, crate::now_ms())?;
+    let mut cursor = match query.after.as_str() {
+        "" => None,
+        s => Some(Cursor::parse(s).ok_or_else(|| CliError::Input(format!("no page `{s}`")))?),
     };
-    let ids: Vec<&str> = jobs.iter().map(|j| j.job_id.as_str()).collect();
-    let costs = store.costs_of(&ids).await?;
-    for j in &mut jobs {
+    let store = berth.store();
+    let mut page = JobsPage::default();
+    let Some((key, value)) = filters.tag else {
+        let (jobs, more) = next_jobs(berth, &filters, cursor.as_ref(), PAGE).await?;
+        page.next = if more {
+            Cursor::past(cursor.as_ref(), &jobs)
+        } else {
+            None
+        };
+        page.jobs = jobs;
+        return with_costs(berth, page).await;
+    };
+    loop {
+        let chunk = (4 * PAGE).min(TAG_SEARCH - page.examined);
+        let (jobs, more) = next_jobs(berth, &filters, cursor.as_ref(), chunk).await?;
+        let ids: Vec<&str> = jobs.iter().map(|j| j.job_id.as_str()).collect();
+        let tags = store.tags_of(&ids).await?;
+        let wanted = PAGE - page.jobs.len();
+        // Up to and with the job that fills the page, or the whole chunk.
+        let mut took = 0;
+        let mut matched = Vec::new();
+        for j in &jobs {
+            took += 1;
+            if tags
+                .get(&j.job_id)
+                .and_then(|t| t.get(key))
+                .is_some_and(|v| v == value)
+            {
+                matched.push(j.clone());
+                if matched.len() == wanted {
+                    break;
+                }
+            }
+        }
+        page.examined += took;
+        let left = more || took < jobs.len();
+        cursor = Cursor::past(cursor.as_ref(), &jobs[..took]).or(cursor);
+        page.jobs.extend(matched);
+        if !left {
+            page.next = None;
+            break;
+        }
+        if page.jobs.len() == PAGE || page.examined >= TAG_SEARCH {
+            page.stopped = page.jobs.len() < PAGE;
+            page.next = cursor;
+            break;
+        }
+    }
+    with_costs(berth, page).await
+}
+
+/// `page` with each job's cost so far.
+async fn with_costs(berth: &Berth, mut page: JobsPage) -> Result<JobsPage, CliError> {
+    let ids: Vec<&str> = page.jobs.iter().map(|j| j.job_id.as_str()).collect();
+    let costs = berth.store().costs_of(&ids).await?;
+    for j in &mut page.jobs {
         j.cost_usd = costs.get(&j.job_id).copied();
     }
-    Ok(JobsPage { jobs, next })
+    Ok(page)
+}
+
+/// How many jobs of each status the filters of `query` describe (its tag
+/// and place aside): one counting query per status.
+pub async fn counts(berth: &Berth, query: &JobsQuery) -> Result<Vec<(JobStatus, u64)>, CliError> {
+    let filters = filters(query, crate::now_ms())?;
+    let store = berth.store();
+    let mut counts = Vec::new();
+    for status in JobStatus::ALL {
+        counts.push((status, store.count(status, filters.of).await?));
+    }
+    Ok(counts)
 }
 
 async fn jobs(State(console): State<Console>, Query(query): Query<JobsQuery>) -> Response {
@@ -335,10 +501,7 @@ async fn jobs(State(console): State<Console>, Query(query): Query<JobsQuery>) ->
                 StatusCode::NOT_FOUND,
                 pages::jobs(
                     &query,
-                    &JobsPage {
-                        jobs: Vec::new(),
-                        next: None,
-                    },
+                    &JobsPage::default(),
                     Some(&format!("no job `{id}`")),
                 ),
             )
@@ -350,14 +513,7 @@ async fn jobs(State(console): State<Console>, Query(query): Query<JobsQuery>) ->
         Ok(page) => pages::jobs(&query, &page, None).into_response(),
         Err(CliError::Input(why)) => (
             StatusCode::BAD_REQUEST,
-            pages::jobs(
-                &query,
-                &JobsPage {
-                    jobs: Vec::new(),
-                    next: None,
-                },
-                Some(&why),
-            ),
+            pages::jobs(&query, &JobsPage::default(), Some(&why)),
         )
             .into_response(),
         Err(e) => failed(&e.to_string()),
@@ -368,26 +524,68 @@ fn failed(why: &str) -> Response {
     (StatusCode::BAD_GATEWAY, pages::failed(why)).into_response()
 }
 
+/// A job's output as it is read: each launch's title, where reading it
+/// left off, and its first [`OUTPUT_LINES`] lines.
+#[derive(Debug, Default)]
+pub struct Follow {
+    launches: Vec<(String, berth_aws::logs::Cursor, Vec<String>)>,
+}
+
+impl Follow {
+    /// Reads what the launches of `record` wrote since the last read
+    /// (`berth logs`'s sources and reader); whether anything is new.
+    pub async fn read(
+        &mut self,
+        berth: &Berth,
+        logs: &JobLogs,
+        record: &JobRecord,
+    ) -> Result<bool, CliError> {
+        let mut changed = false;
+        for launch in berth.launches(record).await {
+            let title = launch.title();
+            let k = match self.launches.iter().position(|(t, ..)| *t == title) {
+                Some(k) => k,
+                None => {
+                    self.launches
+                        .push((title, berth_aws::logs::Cursor::default(), Vec::new()));
+                    changed = true;
+                    self.launches.len() - 1
+                }
+            };
+            let (_, cursor, lines) = &mut self.launches[k];
+            if let Ok(source) = &launch.source
+                && lines.len() < OUTPUT_LINES
+            {
+                let read = logs.read(source, cursor).await?;
+                if !read.is_empty() {
+                    changed = true;
+                    lines.extend(read.into_iter().map(|l| l.line));
+                    lines.truncate(OUTPUT_LINES);
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Each launch's title and lines, oldest launch first.
+    pub fn output(&self) -> Vec<(String, Vec<String>)> {
+        self.launches
+            .iter()
+            .map(|(title, _, lines)| (title.clone(), lines.clone()))
+            .collect()
+    }
+}
+
 /// The output so far of the job `record` holds, launch by launch (each
-/// launch's title and its first [`OUTPUT_LINES`] lines): `berth logs`'s
-/// sources and reader, read once (the page reloads to follow it).
+/// launch's title and its first [`OUTPUT_LINES`] lines).
 pub async fn output(
     berth: &Berth,
     logs: &JobLogs,
     record: &JobRecord,
 ) -> Result<Vec<(String, Vec<String>)>, CliError> {
-    let mut launches = Vec::new();
-    for launch in berth.launches(record).await {
-        let mut lines = Vec::new();
-        if let Ok(source) = &launch.source {
-            let read = logs
-                .read(source, &mut berth_aws::logs::Cursor::default())
-                .await?;
-            lines.extend(read.into_iter().take(OUTPUT_LINES).map(|l| l.line));
-        }
-        launches.push((launch.title(), lines));
-    }
-    Ok(launches)
+    let mut follow = Follow::default();
+    follow.read(berth, logs, record).await?;
+    Ok(follow.output())
 }
 
 async fn job(State(console): State<Console>, Path(id): Path<String>) -> Response {
@@ -409,7 +607,178 @@ async fn job(State(console): State<Console>, Path(id): Path<String>) -> Response
     pages::job(&view, record.status.is_final(), &output).into_response()
 }
 
-async fn cluster(State(console): State<Console>) -> Response {
+/// How often a live page looks for changes.
+const LIVE_EVERY: Duration = Duration::from_secs(2);
+/// How often, at most, the live jobs list counts the jobs again (a count
+/// reads the whole status index).
+const COUNT_EVERY: Duration = Duration::from_secs(10);
+
+/// The query of the jobs list's events: its filters and the rows it shows.
+#[derive(Debug, Default, Deserialize)]
+struct JobsEventsQuery {
+    #[serde(flatten)]
+    jobs: JobsQuery,
+    /// The shown rows' [`pages::signature`].
+    #[serde(default)]
+    sig: String,
+}
+
+/// The first page of the jobs list, live: `counts` (JSON: status to count)
+/// at once and again, at most every [`COUNT_EVERY`], after the rows
+/// change; `rows` (the table's rows, HTML) when the newest jobs change.
+async fn jobs_events(
+    State(console): State<Console>,
+    Query(query): Query<JobsEventsQuery>,
+) -> Response {
+    let JobsEventsQuery { mut jobs, sig } = query;
+    jobs.after.clear();
+    jobs.id.clear();
+    if let Err(e) = filters(&jobs, crate::now_ms()) {
+        return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
+    }
+    struct Live {
+        sig: String,
+        recount: bool,
+        counted: Option<tokio::time::Instant>,
+        first: bool,
+    }
+    let live = Live {
+        sig,
+        recount: true,
+        counted: None,
+        first: true,
+    };
+    let berth = console.berth.clone();
+    let stream = futures::stream::unfold(live, move |mut live| {
+        let (berth, jobs) = (berth.clone(), jobs.clone());
+        async move {
+            loop {
+                if !live.first {
+                    tokio::time::sleep(LIVE_EVERY).await;
+                }
+                live.first = false;
+                if live.recount && live.counted.is_none_or(|t| t.elapsed() >= COUNT_EVERY) {
+                    live.recount = false;
+                    live.counted = Some(tokio::time::Instant::now());
+                    let event = match counts(&berth, &jobs).await {
+                        Ok(counts) => {
+                            let map: serde_json::Map<String, serde_json::Value> = counts
+                                .into_iter()
+                                .map(|(s, n)| (s.as_str().to_owned(), n.into()))
+                                .collect();
+                            Event::default()
+                                .event("counts")
+                                .data(serde_json::Value::Object(map).to_string())
+                        }
+                        Err(e) => Event::default().event("problem").data(e.to_string()),
+                    };
+                    return Some((Ok::<_, std::convert::Infallible>(event), live));
+                }
+                match jobs_page(&berth, &jobs).await {
+                    Ok(page) => {
+                        let sig = pages::signature(&page);
+                        if sig != live.sig {
+                            live.sig = sig;
+                            live.recount = true;
+                            let rows = pages::rows(&page).into_string();
+                            return Some((Ok(Event::default().event("rows").data(rows)), live));
+                        }
+                    }
+                    Err(e) => {
+                        return Some((
+                            Ok(Event::default().event("problem").data(e.to_string())),
+                            live,
+                        ));
+                    }
+                }
+            }
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// A job, live: `job` (its facts and attempts, HTML) when its record
+/// changes, `output` (HTML) when its launches write, and `end` once it has
+/// ended and all it wrote is sent.
+async fn job_events(State(console): State<Console>, Path(id): Path<String>) -> Response {
+    struct Live {
+        updated: Option<i64>,
+        follow: Follow,
+        ended: bool,
+        first: bool,
+        /// Events read but not sent yet (one is sent at a time).
+        queued: std::collections::VecDeque<Event>,
+    }
+    let live = Live {
+        updated: None,
+        follow: Follow::default(),
+        ended: false,
+        first: true,
+        queued: std::collections::VecDeque::new(),
+    };
+    let stream = futures::stream::unfold(live, move |mut live| {
+        let (console, id) = (console.clone(), id.clone());
+        async move {
+            loop {
+                if let Some(event) = live.queued.pop_front() {
+                    return Some((Ok::<_, std::convert::Infallible>(event), live));
+                }
+                if live.ended {
+                    return None;
+                }
+                if !live.first {
+                    tokio::time::sleep(LIVE_EVERY).await;
+                }
+                live.first = false;
+                let record = match console.berth.store().get(&id).await {
+                    Ok(Some(record)) => record,
+                    Ok(None) => return None,
+                    Err(e) => {
+                        return Some((
+                            Ok(Event::default().event("problem").data(e.to_string())),
+                            live,
+                        ));
+                    }
+                };
+                let ended = record.status.is_final();
+                if live.updated != record.updated_at {
+                    live.updated = record.updated_at;
+                    let view = JobView::of(&record, crate::now_ms());
+                    let html = pages::job_facts(&view, ended).into_string();
+                    live.queued
+                        .push_back(Event::default().event("job").data(html));
+                }
+                match live
+                    .follow
+                    .read(&console.berth, &console.logs, &record)
+                    .await
+                {
+                    Ok(true) => {
+                        let html = pages::job_output(&Ok(live.follow.output())).into_string();
+                        live.queued
+                            .push_back(Event::default().event("output").data(html));
+                    }
+                    Ok(false) => {}
+                    Err(e) => live
+                        .queued
+                        .push_back(Event::default().event("problem").data(e.to_string())),
+                }
+                if ended {
+                    live.ended = true;
+                    live.queued
+                        .push_back(Event::default().event("end").data("ended"));
+                }
+            }
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+async fn cluster_page(State(console): State<Console>) -> Response {
     match cluster::read(&console.berth).await {
         Ok(view) => pages::cluster(&view).into_response(),
         Err(e) => failed(&e.to_string()),

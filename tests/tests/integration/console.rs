@@ -242,3 +242,143 @@ async fn jobs_filtered_and_paged_a_job_s_attempts_and_cancel() {
     let (_, page) = get(addr, &cookie, "/jobs/gpu-waits").await;
     assert!(page.contains("CANCELLED"), "{page}");
 }
+
+/// The next server-sent event named `name` on `events`: its data.
+async fn next_event(events: &mut reqwest::Response, buffer: &mut String, name: &str) -> String {
+    let wait = async {
+        loop {
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                let mut event = "message";
+                let mut data = Vec::new();
+                for line in block.lines() {
+                    if let Some(e) = line.strip_prefix("event: ") {
+                        event = e;
+                    } else if let Some(d) = line.strip_prefix("data: ") {
+                        data.push(d);
+                    }
+                }
+                if event == name {
+                    return data.join("\n");
+                }
+            }
+            let chunk = events.chunk().await.unwrap().expect("the events go on");
+            buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), wait)
+        .await
+        .unwrap_or_else(|_| panic!("no `{name}` event in 30 s; buffered: {buffer}"))
+}
+
+#[tokio::test]
+async fn tags_times_counts_and_the_live_list_and_job() {
+    let stack = Stack::new(1).await;
+    three_jobs(&stack).await;
+    stack
+        .send(&[
+            r#"{"job_id":"team-a-1","definition":"render","tags":{"team":"a"}}"#,
+            r#"{"job_id":"team-a-2","definition":"render","tags":{"team":"a","size":"big"}}"#,
+            r#"{"job_id":"team-b-1","definition":"render","tags":{"team":"b"}}"#,
+        ])
+        .await;
+    while !stack.drive().await.is_empty() {}
+    let (addr, token) = console(&stack).await;
+    let cookie = sign_in(addr, &token).await;
+    let rows = |page: &str| -> Vec<String> {
+        let mut ids: Vec<String> = page
+            .split(r#"<th scope="row"><a href="/jobs/"#)
+            .skip(1)
+            .map(|row| row.split('"').next().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+
+    // A tag, alone and with another filter.
+    let (status, page) = get(addr, &cookie, "/jobs?tag=team%3Da").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(rows(&page), ["team-a-1", "team-a-2"], "{page}");
+    let (_, page) = get(addr, &cookie, "/jobs?tag=size%3Dbig&definition=render").await;
+    assert_eq!(rows(&page), ["team-a-2"]);
+    let (status, page) = get(addr, &cookie, "/jobs?tag=team").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("give it as KEY=VALUE"), "{page}");
+
+    // Times: the last hour holds all six; until a day long past, none.
+    let (_, page) = get(addr, &cookie, "/jobs?since=1h").await;
+    assert_eq!(rows(&page).len(), 6, "{page}");
+    let (_, page) = get(addr, &cookie, "/jobs?until=2020-01-01").await;
+    assert!(
+        rows(&page).is_empty() && page.contains("No job matches."),
+        "{page}"
+    );
+    let (status, page) = get(addr, &cookie, "/jobs?since=soon").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+
+    // The list's first page is live: counts at once, then rows when a job
+    // changes.
+    let (_, page) = get(addr, &cookie, "/jobs").await;
+    let events_path = page
+        .split(r#"data-events=""#)
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    assert!(
+        page.contains(r#"<script src="/console.js" defer>"#),
+        "{page}"
+    );
+    let mut events = client()
+        .get(format!("http://{addr}{events_path}"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let mut buffer = String::new();
+    let counts: serde_json::Value =
+        serde_json::from_str(&next_event(&mut events, &mut buffer, "counts").await).unwrap();
+    assert_eq!(counts["FAILED"], 1, "{counts}");
+    assert_eq!(counts["SUCCEEDED"], 1, "{counts}");
+    assert_eq!(counts["WAITING_FOR_CAPACITY"], 1, "{counts}");
+    assert_eq!(counts["DISPATCHED"], 3, "{counts}");
+    let lifecycle = stack.lifecycle();
+    lifecycle
+        .task_changed(&stack.task_exited("team-b-1", 1, 0).await)
+        .await
+        .unwrap();
+    let rows_html = next_event(&mut events, &mut buffer, "rows").await;
+    assert!(
+        rows_html.starts_with("<tr>") && rows_html.contains(r#"href="/jobs/team-b-1""#),
+        "{rows_html}"
+    );
+    let counts: serde_json::Value =
+        serde_json::from_str(&next_event(&mut events, &mut buffer, "counts").await).unwrap();
+    assert_eq!(
+        (counts["SUCCEEDED"].as_u64(), counts["DISPATCHED"].as_u64()),
+        (Some(2), Some(2)),
+        "{counts}"
+    );
+
+    // A job's page follows it to its end.
+    let mut events = client()
+        .get(format!("http://{addr}/jobs/gpu-waits/events"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    let mut buffer = String::new();
+    let facts = next_event(&mut events, &mut buffer, "job").await;
+    assert!(facts.contains("WAITING_FOR_CAPACITY"), "{facts}");
+    stack.cli().cancel("gpu-waits", None).await.unwrap();
+    let facts = next_event(&mut events, &mut buffer, "job").await;
+    assert!(facts.contains("CANCELLED"), "{facts}");
+    next_event(&mut events, &mut buffer, "end").await;
+    assert!(
+        events.chunk().await.unwrap().is_none(),
+        "the events end with the job"
+    );
+}

@@ -7,6 +7,7 @@ use berth_aws::decisions::Decision;
 use berth_aws::ecs::Observed;
 use berth_aws::fleet::{Fleet, Group};
 use berth_aws::metrics::{ClusterMetrics, History, JOBS_WAITING, SCHEDULABLE_CONTAINERS};
+use berth_aws::store::PageOf;
 use berth_core::JobStatus;
 use plotters::prelude::*;
 
@@ -63,9 +64,7 @@ pub async fn read(berth: &Berth) -> Result<ClusterView, CliError> {
         .store()
         .page(
             JobStatus::WaitingForCapacity,
-            None,
-            None,
-            None,
+            PageOf::default(),
             super::PAGE + 1,
         )
         .await?

@@ -38,6 +38,11 @@ fn query_value(value: &str) -> String {
 }
 
 fn layout(title: &str, current: &str, body: Markup) -> Markup {
+    layout_with_script(title, current, body, false)
+}
+
+/// [`layout`], with the console's script when `script` (live pages).
+fn layout_with_script(title: &str, current: &str, body: Markup, script: bool) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -46,6 +51,7 @@ fn layout(title: &str, current: &str, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · berth console" }
                 link rel="stylesheet" href="/style.css";
+                @if script { script src="/console.js" defer {} }
             }
             body {
                 a.skip href="#main" { "Skip to the content" }
@@ -98,22 +104,80 @@ fn money(usd: Option<f64>) -> String {
     usd.map_or_else(|| "-".to_owned(), |c| format!("${c:.6}"))
 }
 
-/// The jobs list: its filters, a page of jobs, the link to the next.
-pub fn jobs(query: &JobsQuery, page: &JobsPage, problem: Option<&str>) -> Markup {
-    let next = page.next.as_ref().map(|cursor| {
-        let mut parts = Vec::new();
-        for (key, value) in [
-            ("status", &query.status),
-            ("definition", &query.definition),
-            ("route", &query.route),
-        ] {
-            if !value.is_empty() {
-                parts.push(format!("{key}={}", query_value(value)));
+/// `path?query` with `pairs` encoded.
+fn with_query(path: &str, pairs: &[(&str, &str)]) -> String {
+    if pairs.is_empty() {
+        return path.to_owned();
+    }
+    let q: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", query_value(v)))
+        .collect();
+    format!("{path}?{}", q.join("&"))
+}
+
+/// The jobs list with `filters`, its status `status`.
+fn status_link(filters: &[(&str, &str)], status: JobStatus) -> String {
+    let mut pairs: Vec<(&str, &str)> = filters
+        .iter()
+        .filter(|(k, _)| *k != "status")
+        .copied()
+        .collect();
+    pairs.push(("status", status.as_str()));
+    with_query("/jobs", &pairs)
+}
+
+/// A fingerprint of a page's rows: what the live list compares to tell a
+/// change.
+pub fn signature(page: &JobsPage) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for j in &page.jobs {
+        (
+            &j.job_id,
+            j.updated_at,
+            j.status.as_str(),
+            j.cost_usd.map(f64::to_bits),
+        )
+            .hash(&mut h);
+    }
+    format!("{:016x}", h.finish())
+}
+
+/// The rows of a page of jobs (the live list swaps them in).
+pub fn rows(page: &JobsPage) -> Markup {
+    html! {
+        @for j in &page.jobs {
+            tr {
+                th scope="row" { a href={ "/jobs/" (path_segment(&j.job_id)) } { (j.job_id) } }
+                td { span class={ "status " (status_class(j.status.as_str())) } { (j.status.as_str()) } }
+                td { (j.definition.as_deref().unwrap_or("-")) }
+                td { (j.route.map_or("-", |r| r.as_str())) }
+                td.num { (j.attempts) }
+                td.num { (money(j.cost_usd)) }
+                td { (j.updated_at.and_then(crate::view::iso).unwrap_or_default()) }
+                td.reason { (j.reason.as_deref().unwrap_or("")) }
             }
         }
-        parts.push(format!("after={}", query_value(&cursor.encode())));
-        format!("/jobs?{}", parts.join("&"))
+    }
+}
+
+/// The jobs list: its filters, counts by status, a page of jobs, the link
+/// to the next. The first page is live (its rows and counts follow the
+/// table, by server-sent events).
+pub fn jobs(query: &JobsQuery, page: &JobsPage, problem: Option<&str>) -> Markup {
+    let filters = query.filters();
+    let next = page.next.as_ref().map(|cursor| {
+        let encoded = cursor.encode();
+        let mut pairs = filters.clone();
+        pairs.push(("after", &encoded));
+        with_query("/jobs", &pairs)
     });
+    let live = query.after.is_empty() && problem.is_none();
+    let mut events = filters.clone();
+    let sig = signature(page);
+    events.push(("sig", &sig));
+    let events = with_query("/jobs/events", &events);
     let body = html! {
         form.filters method="get" action="/jobs" role="search" aria-label="Filter the jobs" {
             label { "Status "
@@ -125,7 +189,7 @@ pub fn jobs(query: &JobsQuery, page: &JobsPage, problem: Option<&str>) -> Markup
                 }
             }
             label { "Definition "
-                input type="text" name="definition" value=(query.definition) size="14";
+                input type="text" name="definition" value=(query.definition) size="12";
             }
             label { "Route "
                 select name="route" {
@@ -134,6 +198,15 @@ pub fn jobs(query: &JobsQuery, page: &JobsPage, problem: Option<&str>) -> Markup
                         option value=(r.as_str()) selected[query.route == r.as_str()] { (r.as_str()) }
                     }
                 }
+            }
+            label { "Tag (KEY=VALUE) "
+                input type="text" name="tag" value=(query.tag) size="14";
+            }
+            label { "Changed since "
+                input type="text" name="since" value=(query.since) size="12" placeholder="7d, 2026-12-01";
+            }
+            label { "Changed until "
+                input type="text" name="until" value=(query.until) size="12" placeholder="1h, 2026-12-02";
             }
             button type="submit" { "Filter" }
         }
@@ -146,7 +219,19 @@ pub fn jobs(query: &JobsQuery, page: &JobsPage, problem: Option<&str>) -> Markup
         @if let Some(problem) = problem {
             p role="alert" { (problem) }
         }
-        div.scroll {
+        @if live {
+            nav.counts aria-label="Jobs by status" {
+                ul {
+                    @for s in JobStatus::ALL {
+                        li { a href=(status_link(&filters, s)) aria-current=[(query.status == s.as_str()).then_some("page")] {
+                            (s.as_str()) " " span.count data-count=(s.as_str()) { "…" }
+                        } }
+                    }
+                }
+                p.muted #live-status aria-live="polite" { "Counts and the newest jobs follow the table while this page is open (it needs JavaScript)." }
+            }
+        }
+        div.scroll data-events=[live.then_some(&events)] {
             table {
                 caption { "Jobs, the most recently changed first" }
                 thead { tr {
@@ -154,39 +239,42 @@ pub fn jobs(query: &JobsQuery, page: &JobsPage, problem: Option<&str>) -> Markup
                     th scope="col" { "Route" } th scope="col" { "Attempts" } th scope="col" { "Cost" }
                     th scope="col" { "Changed" } th scope="col" { "Reason" }
                 } }
-                tbody {
-                    @for j in &page.jobs {
-                        tr {
-                            th scope="row" { a href={ "/jobs/" (path_segment(&j.job_id)) } { (j.job_id) } }
-                            td { span class={ "status " (status_class(j.status.as_str())) } { (j.status.as_str()) } }
-                            td { (j.definition.as_deref().unwrap_or("-")) }
-                            td { (j.route.map_or("-", |r| r.as_str())) }
-                            td.num { (j.attempts) }
-                            td.num { (money(j.cost_usd)) }
-                            td { (j.updated_at.and_then(crate::view::iso).unwrap_or_default()) }
-                            td.reason { (j.reason.as_deref().unwrap_or("")) }
-                        }
-                    }
-                }
+                tbody data-live="rows" { (rows(page)) }
             }
         }
-        @if page.jobs.is_empty() && problem.is_none() {
+        @if page.jobs.is_empty() && problem.is_none() && !page.stopped {
             p { "No job matches." }
         }
-        @if let Some(next) = next {
+        @if page.stopped {
+            p { "The tag search read " (page.examined) " jobs and stopped (tags are read job by job): "
+                @if let Some(next) = &next { a href=(next) { "search older jobs" } } }
+        } @else if let Some(next) = next {
             p { a rel="next" href=(next) { "Older jobs" } }
         }
     };
-    layout("Jobs", "jobs", body)
+    layout_with_script("Jobs", "jobs", body, live)
 }
 
-/// A job: what it is now, its attempts, its output, and Cancel.
-pub fn job(
-    view: &JobView,
-    ended: bool,
-    output: &Result<Vec<(String, Vec<String>)>, String>,
-) -> Markup {
+/// Output as the job page shows it: each launch's title and lines.
+pub type Output = Result<Vec<(String, Vec<String>)>, String>;
+
+/// A job: what it is now, its attempts, its output, and Cancel. While the
+/// job has not ended, its facts and output follow it (server-sent events).
+pub fn job(view: &JobView, ended: bool, output: &Output) -> Markup {
+    let events = format!("/jobs/{}/events", path_segment(&view.job_id));
     let body = html! {
+        div data-events=[(!ended).then_some(&events)] {
+            div data-live="job" { (job_facts(view, ended)) }
+            h2 #output { "Output" }
+            div data-live="output" { (job_output(output)) }
+        }
+    };
+    layout_with_script(&format!("Job {}", view.job_id), "", body, !ended)
+}
+
+/// What a job is now and its attempts, oldest first.
+pub fn job_facts(view: &JobView, ended: bool) -> Markup {
+    html! {
         p.lead {
             span class={ "status " (status_class(view.status)) } { (view.status) }
             @if let Some(now) = &view.now { " " (now) }
@@ -216,13 +304,14 @@ pub fn job(
             div.scroll { table {
                 caption { "Each launch's end, oldest first" }
                 thead { tr {
-                    th scope="col" { "Launch" } th scope="col" { "Route" } th scope="col" { "Outcome" }
-                    th scope="col" { "Exit code" } th scope="col" { "Ended" } th scope="col" { "Cost" }
-                    th scope="col" { "Task or request" } th scope="col" { "Reason" }
+                    th scope="col" { "Launch" } th scope="col" { "Route" } th scope="col" { "Ran on" }
+                    th scope="col" { "Outcome" } th scope="col" { "Exit code" } th scope="col" { "Ended" }
+                    th scope="col" { "Cost" } th scope="col" { "Task or request" } th scope="col" { "Reason" }
                 } }
                 tbody { @for a in &view.history { tr {
                     th scope="row" { (a.launch) }
                     td { (a.route.unwrap_or("-")) }
+                    td.reason { (view.costs.iter().find(|c| c.launch == a.launch).map_or("-", |c| c.basis.as_str())) }
                     td { (a.outcome) }
                     td.num { @if let Some(c) = a.exit_code { (c) } @else { "-" } }
                     td { (a.ended_at.as_deref().unwrap_or("-")) }
@@ -232,7 +321,12 @@ pub fn job(
                 } } }
             } }
         }
-        h2 #output { "Output" }
+    }
+}
+
+/// A job's output, launch by launch.
+pub fn job_output(output: &Output) -> Markup {
+    html! {
         @match output {
             Err(why) => p role="alert" { "The output cannot be read: " (why) },
             Ok(launches) if launches.is_empty() => p { "The job has not started." },
@@ -247,8 +341,7 @@ pub fn job(
                 }
             }
         }
-    };
-    layout(&format!("Job {}", view.job_id), "", body)
+    }
 }
 
 fn at(ms: Option<i64>) -> String {
