@@ -239,6 +239,31 @@ impl JobStore {
         Ok(jobs)
     }
 
+    /// Every job recorded in `[since_ms, until_ms)`, whole: a scan of the
+    /// jobs table (what `berth console` replays in the simulator).
+    pub async fn recorded_between(
+        &self,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<crate::store::JobRecord>, AwsError> {
+        let mut pages = self
+            .ddb
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("#created >= :since AND #created < :until")
+            .expression_attribute_names("#created", attr::CREATED_AT)
+            .expression_attribute_values(":since", AttributeValue::N(since_ms.to_string()))
+            .expression_attribute_values(":until", AttributeValue::N(until_ms.to_string()))
+            .into_paginator()
+            .send();
+        let mut jobs = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::from_sdk("dynamodb:Scan", e))?;
+            jobs.extend(page.items().iter().filter_map(crate::store::record));
+        }
+        Ok(jobs)
+    }
+
     /// What each of `job_ids` cost so far (the jobs priced yet), read by
     /// key: the status index does not carry costs.
     pub async fn costs_of(&self, job_ids: &[&str]) -> Result<HashMap<String, f64>, AwsError> {

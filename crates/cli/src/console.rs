@@ -12,13 +12,15 @@
 //! `Origin`. Cancel is the one action that writes.
 
 pub mod cluster;
+pub mod cost;
 mod pages;
+pub mod simulate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -79,8 +81,11 @@ pub fn router(berth: Berth, logs: JobLogs, addr: SocketAddr, token: &str) -> Rou
         .route("/jobs/{id}/events", get(job_events))
         .route("/jobs/{id}/cancel", get(cancel_form).post(cancel))
         .route("/cluster", get(cluster_page))
+        .route("/cost", get(cost_page))
+        .route("/simulate", get(simulate_page).post(simulate_upload))
         .route("/style.css", get(style))
         .route("/console.js", get(script))
+        .layer(DefaultBodyLimit::max(MOST_UPLOAD))
         .layer(middleware::from_fn_with_state(console.clone(), guard))
         .with_state(console)
 }
@@ -782,6 +787,104 @@ async fn cluster_page(State(console): State<Console>) -> Response {
     match cluster::read(&console.berth).await {
         Ok(view) => pages::cluster(&view).into_response(),
         Err(e) => failed(&e.to_string()),
+    }
+}
+
+async fn cost_page(
+    State(console): State<Console>,
+    Query(query): Query<cost::CostQuery>,
+) -> Response {
+    match cost::read(&console.berth, &query).await {
+        Ok(view) => pages::cost(&query, Ok(&view)).into_response(),
+        Err(CliError::Input(why)) => {
+            (StatusCode::BAD_REQUEST, pages::cost(&query, Err(&why))).into_response()
+        }
+        Err(e) => failed(&e.to_string()),
+    }
+}
+
+/// The simulate view: the form alone, or with a query, the simulator's
+/// answer for a built-in trace.
+async fn simulate_page(RawQuery(query): RawQuery) -> Response {
+    let Some(query) = query.filter(|q| !q.is_empty()) else {
+        return pages::simulate(&simulate::Asked::new_form(), None).into_response();
+    };
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&query).unwrap_or_default();
+    let asked = simulate::Asked::from_pairs(pairs);
+    simulated(asked, None).await
+}
+
+/// The most a trace uploaded to the simulate view may weigh.
+const MOST_UPLOAD: usize = 8 << 20;
+
+/// The simulate view's form with a CSV trace.
+async fn simulate_upload(mut form: Multipart) -> Response {
+    let mut pairs = Vec::new();
+    let mut csv = None;
+    loop {
+        match form.next_field().await {
+            Ok(Some(field)) => {
+                let name = field.name().unwrap_or_default().to_owned();
+                if name == "csv" {
+                    let file = field
+                        .file_name()
+                        .and_then(|f| {
+                            f.rsplit_once('.')
+                                .map(|(stem, _)| stem.to_owned())
+                                .or(Some(f.to_owned()))
+                        })
+                        .filter(|f| !f.is_empty())
+                        .unwrap_or_else(|| "uploaded".into());
+                    match field.bytes().await {
+                        Ok(bytes) if !bytes.is_empty() => csv = Some((file, bytes.to_vec())),
+                        Ok(_) => {}
+                        Err(e) => return bad_form(&e.to_string()),
+                    }
+                } else {
+                    match field.text().await {
+                        Ok(text) => pairs.push((name, text)),
+                        Err(e) => return bad_form(&e.to_string()),
+                    }
+                }
+            }
+            Ok(None) => break,
+            Err(e) => return bad_form(&e.to_string()),
+        }
+    }
+    let asked = simulate::Asked::from_pairs(pairs);
+    if csv.is_none() {
+        return bad_form("choose a CSV file to upload, or run a built-in trace");
+    }
+    simulated(asked, csv).await
+}
+
+fn bad_form(why: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        pages::simulate(&simulate::Asked::new_form(), Some(&Err(why.to_owned()))),
+    )
+        .into_response()
+}
+
+/// The simulate view with the simulator's answer (run off the async
+/// workers: seconds of work).
+async fn simulated(asked: simulate::Asked, csv: Option<(String, Vec<u8>)>) -> Response {
+    let form = asked.clone();
+    let ran = tokio::task::spawn_blocking(move || {
+        simulate::run(
+            &asked,
+            csv.as_ref().map(|(n, b)| (n.as_str(), b.as_slice())),
+        )
+    })
+    .await;
+    match ran {
+        Ok(Ok(ran)) => pages::simulate(&form, Some(&Ok(ran))).into_response(),
+        Ok(Err(e)) => (
+            StatusCode::BAD_REQUEST,
+            pages::simulate(&form, Some(&Err(e.to_string()))),
+        )
+            .into_response(),
+        Err(e) => failed(&format!("the simulator stopped: {e}")),
     }
 }
 

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use berth_aws::Settings;
-use berth_cli::{Berth, CliError, Submission, largest, spot_price, table};
+use berth_cli::simulate::{Format, SimulateArgs};
+use berth_cli::{Berth, CliError, Submission, largest, table};
 use berth_core::capacity::{LargestContainer, Resources};
 use berth_core::dependency::{Condition, Dependency};
 use berth_core::{JobStatus, Route};
@@ -233,104 +234,6 @@ enum Command {
         #[arg(long)]
         check: Option<u32>,
     },
-}
-
-/// `berth simulate`'s flags.
-#[derive(clap::Args)]
-struct SimulateArgs {
-    /// A CSV trace (see docs/simulator.md), or a built-in one: sparse-day, steady,
-    /// burst, seed-mix.
-    #[arg(long, default_value = "sparse-day")]
-    trace: String,
-    /// `all`, or any of berth, two-alarms, capacity-provider, aws-batch,
-    /// aws-batch-fargate, always-on, all-fargate, all-lambda-where-possible.
-    #[arg(long = "policy", num_args = 1.., default_value = "all")]
-    policies: Vec<String>,
-    /// The group's instance types (repeat): the other policies launch the
-    /// first, berth's scaler chooses among them. Default: m5.large,
-    /// m5a.large, m6i.large for the others, template.yaml's InstanceTypes for
-    /// berth.
-    #[arg(long = "instance-type")]
-    instance_types: Vec<String>,
-    /// table (for people) or json (for scripts); `--output json` does the same.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
-    /// Write a plot of each policy's day here (SVG).
-    #[arg(long)]
-    plot: Option<PathBuf>,
-    /// Write a plot of each policy's launches per second against AWS's
-    /// rate limits here (SVG).
-    #[arg(long)]
-    plot_launches: Option<PathBuf>,
-    /// AWS's rate limits on launches, Lambda's starts and the driver's
-    /// trigger (`berth simulate --assumptions` lists each with its source);
-    /// `off`: every call succeeds at once.
-    #[arg(long, value_enum, default_value_t = Switch::On)]
-    limits: Switch,
-    /// The seed of the built-in traces and of every draw.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// How many jobs a built-in trace has (default: its own).
-    #[arg(long)]
-    jobs: Option<usize>,
-    /// The group's maximum size (ClusterMaxSize).
-    #[arg(long, default_value_t = 10)]
-    max_size: u32,
-    /// The largest container, as CPU:MEMORY (LargestContainerCpu/Memory);
-    /// default: the largest of the trace's definitions.
-    #[arg(long, value_parser = largest)]
-    largest: Option<LargestContainer>,
-    /// Spot interruptions per instance-month.
-    #[arg(long, default_value_t = berth_sim::figures::SPOT_INTERRUPTIONS_PER_INSTANCE_MONTH.value)]
-    spot_interruptions: f64,
-    /// berth's scaler: largest containers kept schedulable while the
-    /// cluster runs tasks (Headroom).
-    #[arg(long, default_value_t = 0)]
-    headroom: u32,
-    /// berth's scaler: seconds an instance stays idle before it drains
-    /// (ScaleInAfterSeconds).
-    #[arg(long, default_value_t = berth_core::scaling::DEFAULT_SCALE_IN_AFTER_SECONDS)]
-    scale_in_after: u32,
-    /// The size of always-on (default: the cheapest size for the trace).
-    #[arg(long)]
-    always_on: Option<u32>,
-    /// berth never uses Fargate Spot (FargateSpot=false): jobs that
-    /// tolerate interruption go on Fargate on demand too.
-    #[arg(long)]
-    no_fargate_spot: bool,
-    /// Fargate Spot interruptions per task-hour (assumed; AWS publishes no rate).
-    #[arg(long, default_value_t = berth_sim::figures::FARGATE_SPOT_INTERRUPTIONS_PER_TASK_HOUR.value)]
-    fargate_spot_interruptions: f64,
-    /// The share of Fargate Spot launches that find no capacity (assumed).
-    #[arg(long, default_value_t = berth_sim::figures::FARGATE_SPOT_SHORTFALL.value)]
-    fargate_spot_shortfall: f64,
-    /// Instances' Spot price as a fraction of on demand, where no
-    /// --spot-price is given (the template's Prices, spot_fraction).
-    #[arg(long, default_value_t = berth_core::prices::SPOT_PRICE_FRACTION.value)]
-    spot_fraction: f64,
-    /// An instance type's Spot price, USD per hour, as TYPE=PRICE (as the
-    /// deployed scaler observes them with DescribeSpotPriceHistory);
-    /// repeatable.
-    #[arg(long = "spot-price", value_parser = spot_price)]
-    spot_prices: Vec<(String, f64)>,
-    /// Write the trace used as CSV here.
-    #[arg(long)]
-    write_trace: Option<PathBuf>,
-    /// Print every figure the simulator uses, with its source, and stop.
-    #[arg(long)]
-    assumptions: bool,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Switch {
-    On,
-    Off,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Format {
-    Table,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -610,30 +513,7 @@ async fn run(command: Command, stack: Option<&str>, json: bool) -> Result<String
             if a.assumptions {
                 return Ok(berth_cli::simulate::assumptions());
             }
-            berth_cli::simulate::Simulate {
-                trace: a.trace,
-                policies: a.policies,
-                instance_types: a.instance_types,
-                json: json || a.format == Format::Json,
-                plot: a.plot,
-                plot_launches: a.plot_launches,
-                limits: a.limits == Switch::On,
-                seed: a.seed,
-                jobs: a.jobs,
-                max_size: a.max_size,
-                largest: a.largest,
-                spot_interruptions: a.spot_interruptions,
-                always_on: a.always_on,
-                headroom: a.headroom,
-                scale_in_after: a.scale_in_after,
-                fargate_spot: !a.no_fargate_spot,
-                fargate_spot_interruptions: a.fargate_spot_interruptions,
-                fargate_spot_shortfall: a.fargate_spot_shortfall,
-                spot_fraction: a.spot_fraction,
-                spot_prices: a.spot_prices,
-                write_trace: a.write_trace,
-            }
-            .run()
+            a.into_simulate(json).run()
         }
         Command::Thresholds {
             instances,

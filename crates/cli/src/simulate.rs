@@ -7,7 +7,134 @@ use berth_core::capacity::LargestContainer;
 use berth_sim::figures::{self, InstanceType};
 use berth_sim::{Builtin, Outcome, Policy, Settings, Trace, report};
 
-use crate::CliError;
+use crate::{CliError, largest, spot_price};
+
+/// `berth simulate`'s flags.
+#[derive(clap::Args)]
+pub struct SimulateArgs {
+    /// A CSV trace (see docs/simulator.md), or a built-in one: sparse-day, steady,
+    /// burst, seed-mix.
+    #[arg(long, default_value = "sparse-day")]
+    pub trace: String,
+    /// `all`, or any of berth, two-alarms, capacity-provider, aws-batch,
+    /// aws-batch-fargate, always-on, all-fargate, all-lambda-where-possible.
+    #[arg(long = "policy", num_args = 1.., default_value = "all")]
+    pub policies: Vec<String>,
+    /// The group's instance types (repeat): the other policies launch the
+    /// first, berth's scaler chooses among them. Default: m5.large,
+    /// m5a.large, m6i.large for the others, template.yaml's InstanceTypes for
+    /// berth.
+    #[arg(long = "instance-type")]
+    pub instance_types: Vec<String>,
+    /// table (for people) or json (for scripts); `--output json` does the same.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Write a plot of each policy's day here (SVG).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Write a plot of each policy's launches per second against AWS's
+    /// rate limits here (SVG).
+    #[arg(long)]
+    pub plot_launches: Option<PathBuf>,
+    /// AWS's rate limits on launches, Lambda's starts and the driver's
+    /// trigger (`berth simulate --assumptions` lists each with its source);
+    /// `off`: every call succeeds at once.
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub limits: Switch,
+    /// The seed of the built-in traces and of every draw.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// How many jobs a built-in trace has (default: its own).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// The group's maximum size (ClusterMaxSize).
+    #[arg(long, default_value_t = 10)]
+    pub max_size: u32,
+    /// The largest container, as CPU:MEMORY (LargestContainerCpu/Memory);
+    /// default: the largest of the trace's definitions.
+    #[arg(long, value_parser = largest)]
+    pub largest: Option<LargestContainer>,
+    /// Spot interruptions per instance-month.
+    #[arg(long, default_value_t = berth_sim::figures::SPOT_INTERRUPTIONS_PER_INSTANCE_MONTH.value)]
+    pub spot_interruptions: f64,
+    /// berth's scaler: largest containers kept schedulable while the
+    /// cluster runs tasks (Headroom).
+    #[arg(long, default_value_t = 0)]
+    pub headroom: u32,
+    /// berth's scaler: seconds an instance stays idle before it drains
+    /// (ScaleInAfterSeconds).
+    #[arg(long, default_value_t = berth_core::scaling::DEFAULT_SCALE_IN_AFTER_SECONDS)]
+    pub scale_in_after: u32,
+    /// The size of always-on (default: the cheapest size for the trace).
+    #[arg(long)]
+    pub always_on: Option<u32>,
+    /// berth never uses Fargate Spot (FargateSpot=false): jobs that
+    /// tolerate interruption go on Fargate on demand too.
+    #[arg(long)]
+    pub no_fargate_spot: bool,
+    /// Fargate Spot interruptions per task-hour (assumed; AWS publishes no rate).
+    #[arg(long, default_value_t = berth_sim::figures::FARGATE_SPOT_INTERRUPTIONS_PER_TASK_HOUR.value)]
+    pub fargate_spot_interruptions: f64,
+    /// The share of Fargate Spot launches that find no capacity (assumed).
+    #[arg(long, default_value_t = berth_sim::figures::FARGATE_SPOT_SHORTFALL.value)]
+    pub fargate_spot_shortfall: f64,
+    /// Instances' Spot price as a fraction of on demand, where no
+    /// --spot-price is given (the template's Prices, spot_fraction).
+    #[arg(long, default_value_t = berth_core::prices::SPOT_PRICE_FRACTION.value)]
+    pub spot_fraction: f64,
+    /// An instance type's Spot price, USD per hour, as TYPE=PRICE (as the
+    /// deployed scaler observes them with DescribeSpotPriceHistory);
+    /// repeatable.
+    #[arg(long = "spot-price", value_parser = spot_price)]
+    pub spot_prices: Vec<(String, f64)>,
+    /// Write the trace used as CSV here.
+    #[arg(long)]
+    pub write_trace: Option<PathBuf>,
+    /// Print every figure the simulator uses, with its source, and stop.
+    #[arg(long)]
+    pub assumptions: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+impl SimulateArgs {
+    /// What the flags ask; `json`: the answer as JSON.
+    pub fn into_simulate(self, json: bool) -> Simulate {
+        Simulate {
+            trace: self.trace,
+            policies: self.policies,
+            instance_types: self.instance_types,
+            json: json || self.format == Format::Json,
+            plot: self.plot,
+            plot_launches: self.plot_launches,
+            limits: self.limits == Switch::On,
+            seed: self.seed,
+            jobs: self.jobs,
+            max_size: self.max_size,
+            largest: self.largest,
+            spot_interruptions: self.spot_interruptions,
+            always_on: self.always_on,
+            headroom: self.headroom,
+            scale_in_after: self.scale_in_after,
+            fargate_spot: !self.no_fargate_spot,
+            fargate_spot_interruptions: self.fargate_spot_interruptions,
+            fargate_spot_shortfall: self.fargate_spot_shortfall,
+            spot_fraction: self.spot_fraction,
+            spot_prices: self.spot_prices,
+            write_trace: self.write_trace,
+        }
+    }
+}
 
 /// What `berth simulate` was asked.
 #[derive(Debug, Clone)]
@@ -81,6 +208,12 @@ impl Simulate {
             std::fs::write(path, trace.to_csv())
                 .map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
         }
+        let (settings, outcomes) = self.outcomes(&trace)?;
+        self.finish(&trace, &settings, &outcomes)
+    }
+
+    /// Each policy's outcome on `trace`, and the settings they ran with.
+    pub fn outcomes(&self, trace: &Trace) -> Result<(Settings, Vec<Outcome>), CliError> {
         let policies = self.policies()?;
         let instance_types = self
             .instance_types
@@ -128,7 +261,16 @@ impl Simulate {
             seed: self.seed,
             ..Settings::default()
         };
-        let outcomes = berth_sim::compare(&trace, &policies, &settings);
+        let outcomes = berth_sim::compare(trace, &policies, &settings);
+        Ok((settings, outcomes))
+    }
+
+    fn finish(
+        &self,
+        trace: &Trace,
+        settings: &Settings,
+        outcomes: &[Outcome],
+    ) -> Result<String, CliError> {
         let mut out = String::new();
         if let Some(path) = &self.plot {
             let title = format!(
@@ -137,7 +279,7 @@ impl Simulate {
                 self.seed,
                 trace.jobs.len()
             );
-            let svg = berth_sim::plot::svg(&outcomes, &title).map_err(CliError::Failed)?;
+            let svg = berth_sim::plot::svg(outcomes, &title).map_err(CliError::Failed)?;
             std::fs::write(path, svg)
                 .map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
             if !self.json {
@@ -149,7 +291,7 @@ impl Simulate {
                 "berth simulate --trace {} (seed {}): launches a second against AWS's limits",
                 trace.name, self.seed,
             );
-            let svg = berth_sim::plot::launches_svg(&outcomes, &title).map_err(CliError::Failed)?;
+            let svg = berth_sim::plot::launches_svg(outcomes, &title).map_err(CliError::Failed)?;
             std::fs::write(path, svg)
                 .map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
             if !self.json {
@@ -157,24 +299,25 @@ impl Simulate {
             }
         }
         if self.json {
-            out.push_str(&report::json(&outcomes));
+            out.push_str(&report::json(outcomes));
             return Ok(out);
         }
-        out.insert_str(0, &self.header(&trace, &settings));
-        out.push_str(&report::table(&outcomes));
+        out.insert_str(0, &self.header(trace, settings));
+        out.push_str(&report::table(outcomes));
         out.push('\n');
         if outcomes
             .iter()
             .any(|o| o.pace.as_ref().is_some_and(|p| p.throttled_calls > 0))
         {
-            out.push_str(&report::pace_table(&outcomes));
+            out.push_str(&report::pace_table(outcomes));
             out.push('\n');
         }
-        out.push_str(&notes(&outcomes));
+        out.push_str(&notes(outcomes));
         Ok(out)
     }
 
-    fn trace(&self) -> Result<Trace, CliError> {
+    /// The trace `--trace` names: a built-in one, else a CSV file.
+    pub fn trace(&self) -> Result<Trace, CliError> {
         if let Some(builtin) = Builtin::parse(&self.trace) {
             return Ok(builtin.generate(self.jobs, self.seed));
         }

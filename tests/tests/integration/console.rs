@@ -382,3 +382,93 @@ async fn tags_times_counts_and_the_live_list_and_job() {
         "the events end with the job"
     );
 }
+
+#[tokio::test]
+async fn the_cost_view_replays_the_jobs_and_the_simulate_view_runs_a_trace() {
+    let stack = Stack::new(1).await;
+    three_jobs(&stack).await;
+    let (addr, token) = console(&stack).await;
+    let cookie = sign_in(addr, &token).await;
+
+    // What the attempts cost, by definition: the records' total.
+    let mut total = 0.0;
+    for id in ["fine", "doomed", "gpu-waits"] {
+        total += stack.record(id).await.cost_usd.unwrap_or(0.0);
+    }
+    let (status, page) = get(addr, &cookie, "/cost?since=1h&by=definition").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains(&format!("${total:.4} for ")),
+        "{total}: {page}"
+    );
+    assert!(page.contains(r#"name="replay" value="on""#), "{page}");
+    let (status, page) = get(addr, &cookie, "/cost?since=yesterday-ish").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+
+    // The same jobs in the simulator: the two that ran and ended, under
+    // each policy; the waiting one left out.
+    let (status, page) = get(addr, &cookie, "/cost?since=1h&by=day&replay=on").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("2 job(s) over 1 day(s)"), "{page}");
+    assert!(page.contains("1 left out"), "{page}");
+    for policy in berth_cli::console::cost::REPLAY_POLICIES {
+        assert!(
+            page.contains(&format!(r#"<th scope="row">{policy}</th>"#)),
+            "{policy}: {page}"
+        );
+    }
+
+    // A built-in trace by its URL: the table and the plot.
+    let (status, page) = get(addr, &cookie, "/simulate").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(r#"value="burst-10k""#), "{page}");
+    let (status, page) = get(
+        addr,
+        &cookie,
+        "/simulate?trace=sparse-day&jobs=30&policy=berth&policy=all-fargate-spot&seed=2&limits=on",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains("berth simulate --trace sparse-day (seed 2): 30 jobs"),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<th scope="row">all-fargate-spot</th>"#),
+        "{page}"
+    );
+    assert!(
+        !page.contains(r#"<th scope="row">aws-batch</th>"#),
+        "{page}"
+    );
+    assert!(page.contains("<svg"), "{page}");
+
+    // A CSV of one's own, uploaded; a bad one says its row.
+    let upload = |csv: &'static str| {
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "csv",
+                reqwest::multipart::Part::text(csv).file_name("mine.csv"),
+            )
+            .text("policy", "berth")
+            .text("seed", "1");
+        client()
+            .post(format!("http://{addr}/simulate"))
+            .header(COOKIE, &cookie)
+            .header(ORIGIN, format!("http://{addr}"))
+            .multipart(form)
+            .send()
+    };
+    let r = upload(
+        "submit_s,definition,cpu,memory,gpu,duration_s,timeout_s,lambda,fargate\n\
+         10,render,1024,2048,0,120,600,false,true\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("--trace mine (seed 1): 1 jobs"), "{page}");
+    let r = upload("submit_s,definition\nsoon,render\n").await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("row"));
+}

@@ -60,6 +60,8 @@ fn layout_with_script(title: &str, current: &str, body: Markup, script: bool) ->
                         span.brand { "berth" }
                         a href="/jobs" aria-current=[(current == "jobs").then_some("page")] { "Jobs" }
                         a href="/cluster" aria-current=[(current == "cluster").then_some("page")] { "Cluster" }
+                        a href="/cost" aria-current=[(current == "cost").then_some("page")] { "Cost" }
+                        a href="/simulate" aria-current=[(current == "simulate").then_some("page")] { "Simulate" }
                     }
                 }
                 main #main {
@@ -462,6 +464,182 @@ pub fn cluster(view: &ClusterView) -> Markup {
         }
     };
     layout("Cluster", "cluster", body)
+}
+
+/// The simulator's outcomes as a table.
+pub fn outcomes(outcomes: &[berth_sim::Outcome], caption: &str) -> Markup {
+    html! {
+        div.scroll { table {
+            caption { (caption) }
+            thead { tr {
+                th scope="col" { "Policy" } th scope="col" { "Cost" } th scope="col" { "EC2 and EBS" }
+                th scope="col" { "Fargate" } th scope="col" { "Lambda jobs" } th scope="col" { "berth itself" }
+                th scope="col" { "Wait p50 s" } th scope="col" { "p95 s" } th scope="col" { "max s" }
+                th scope="col" { "Instance hours" } th scope="col" { "idle" } th scope="col" { "On Fargate" }
+                th scope="col" { "Jobs ok / failed / unfinished / lost" }
+            } }
+            tbody { @for o in outcomes { tr {
+                th scope="row" { (o.policy) @if let Some(n) = o.always_on_instances { " (" (n) ")" } }
+                td.num { (format!("${:.2}", o.cost_usd)) }
+                td.num { (format!("${:.2}", o.cost.ec2 + o.cost.ebs)) }
+                td.num { (format!("${:.2}", o.cost.fargate)) }
+                td.num { (format!("${:.2}", o.cost.lambda_jobs)) }
+                td.num { (format!("${:.2}", o.cost.functions + o.cost.requests + o.cost.cloudwatch)) }
+                td.num { (format!("{:.1}", o.wait_p50_s)) }
+                td.num { (format!("{:.1}", o.wait_p95_s)) }
+                td.num { (format!("{:.0}", o.wait_max_s)) }
+                td.num { (format!("{:.1}", o.instance_hours)) }
+                td.num { (format!("{:.1}", o.idle_instance_hours)) }
+                td.num { (format!("{:.0}%", o.fargate_share * 100.0)) }
+                td.num { (o.jobs_succeeded) " / " (o.jobs_failed + o.jobs_timed_out) " / " (o.jobs_unfinished) " / " (o.jobs_lost) }
+            } } }
+        } }
+    }
+}
+
+/// The cost view: the form, the report and its limits, and the replay.
+pub fn cost(query: &super::cost::CostQuery, view: Result<&super::cost::CostView, &str>) -> Markup {
+    let body = html! {
+        form.filters method="get" action="/cost" aria-label="What the jobs cost" {
+            label { "Since "
+                input type="text" name="since" value=(query.since) size="12" placeholder="7d, 2026-12-01";
+            }
+            label { "Until (blank: now) "
+                input type="text" name="until" value=(query.until) size="12";
+            }
+            label { "By (day, definition, route or tag:KEY) "
+                input type="text" name="by" value=(query.by) size="14" list="cost-by";
+                datalist #cost-by {
+                    @for by in ["day", "definition", "route"] { option value=(by) {} }
+                }
+            }
+            button type="submit" { "Show" }
+        }
+        @match view {
+            Err(why) => p role="alert" { (why) },
+            Ok(view) => {
+                @let r = &view.report;
+                p.lead {
+                    (format!("${:.4}", r.total_usd)) " for " (r.attempts) " attempt(s) of " (r.jobs) " job(s), "
+                    (r.since.as_deref().unwrap_or("-")) " to " (r.until.as_deref().unwrap_or("-")) "."
+                }
+                p.muted { "This is " (r.note) "." }
+                @if r.groups.is_empty() {
+                    p { "No attempt ended in this time." }
+                } @else {
+                    div.scroll { table {
+                        caption { "By " (r.by) ", the costliest first" }
+                        thead { tr { th scope="col" { (r.by) } th scope="col" { "Jobs" } th scope="col" { "Attempts" } th scope="col" { "Cost" } } }
+                        tbody { @for g in &r.groups { tr {
+                            th scope="row" { (g.key) }
+                            td.num { (g.jobs) } td.num { (g.attempts) } td.num { (format!("${:.6}", g.usd)) }
+                        } } }
+                    } }
+                }
+                @if !r.limits.is_empty() {
+                    h2 #limits { "Spending limits today" }
+                    div.scroll { table {
+                        caption { "Each limited definition's spend of the day" }
+                        thead { tr { th scope="col" { "Definition" } th scope="col" { "Spent" } th scope="col" { "Limit" } th scope="col" { "Next day from" } } }
+                        tbody { @for l in &r.limits { tr {
+                            th scope="row" { (l.definition) }
+                            td.num { (format!("${:.4}", l.spent_today_usd)) }
+                            td.num { (format!("${:.2}", l.daily_limit_usd)) }
+                            td { (l.next_day_at.as_deref().unwrap_or("-")) }
+                        } } }
+                    } }
+                }
+                h2 #replay { "The same jobs in the simulator" }
+                @match &view.replay {
+                    None => form method="get" action="/cost" {
+                        input type="hidden" name="since" value=(query.since);
+                        input type="hidden" name="until" value=(query.until);
+                        input type="hidden" name="by" value=(query.by);
+                        input type="hidden" name="replay" value="on";
+                        p { "Replays the jobs recorded on these days (from the first day's midnight, UTC) under berth and its alternatives, with their sizes and run times as recorded. " button type="submit" { "Replay" } }
+                    },
+                    Some(Err(why)) => p role="alert" { (why) },
+                    Some(Ok(replay)) => {
+                        p {
+                            (replay.jobs) " job(s) over " (replay.days) " day(s) from " (replay.from)
+                            @if replay.left_out > 0 { "; " (replay.left_out) " left out (not ended, cancelled or never run)" }
+                            ". The simulator's cost is the whole deployment's (idle instance time and berth's own functions included), so it is above the attempts' cost."
+                        }
+                        (outcomes(&replay.outcomes, "Each policy on the recorded jobs"))
+                    }
+                }
+            }
+        }
+    };
+    layout("Cost", "cost", body)
+}
+
+/// The simulate view: the form, and the answer when there is one.
+pub fn simulate(
+    asked: &super::simulate::Asked,
+    ran: Option<&Result<super::simulate::Ran, String>>,
+) -> Markup {
+    let body = html! {
+        p { "The simulator (" code { "berth simulate" } ") runs a day of jobs through berth and its alternatives at AWS's published prices; no AWS account is involved. Its figures and their sources: " code { "berth simulate --assumptions" } "." }
+        form.sim method="get" action="/simulate" aria-label="Simulate a built-in trace" {
+            fieldset {
+                legend { "A built-in trace" }
+                label { "Trace "
+                    select name="trace" {
+                        @for (name, jobs) in super::simulate::traces() {
+                            option value=(name) selected[asked.trace == name] { (name) " (" (jobs) " jobs)" }
+                        }
+                    }
+                }
+                label { "Jobs (blank: the trace's own) "
+                    input type="text" name="jobs" inputmode="numeric" value=(asked.jobs) size="7";
+                }
+                (common_fields(asked))
+                button type="submit" { "Simulate" }
+            }
+        }
+        form.sim method="post" action="/simulate" enctype="multipart/form-data" aria-label="Simulate a CSV trace" {
+            fieldset {
+                legend { "Or a trace of your own" }
+                label { "CSV trace (docs/simulator.md gives its columns) "
+                    input type="file" name="csv" accept=".csv,text/csv";
+                }
+                (common_fields(asked))
+                button type="submit" { "Upload and simulate" }
+            }
+        }
+        @match ran {
+            None => {},
+            Some(Err(why)) => p role="alert" { (why) },
+            Some(Ok(ran)) => {
+                h2 #answer { (ran.title) }
+                (outcomes(&ran.outcomes, "Each policy on the same jobs"))
+                @match &ran.plot {
+                    Ok(svg) => figure.chart role="img" aria-label={ "Instances, tasks and waiting jobs over the day, per policy: " (ran.title) } {
+                        (maud::PreEscaped(svg))
+                    },
+                    Err(why) => p role="alert" { "The plot cannot be drawn: " (why) },
+                }
+            }
+        }
+    };
+    layout("Simulate", "simulate", body)
+}
+
+/// The policies, seed and limits of both simulate forms.
+fn common_fields(asked: &super::simulate::Asked) -> Markup {
+    html! {
+        fieldset.policies {
+            legend { "Policies" }
+            @for p in super::simulate::policies() {
+                label.check { input type="checkbox" name="policy" value=(p) checked[asked.policies.iter().any(|a| a == p)]; " " (p) }
+            }
+        }
+        label { "Seed "
+            input type="text" name="seed" inputmode="numeric" value=(asked.seed) size="5";
+        }
+        label.check { input type="checkbox" name="limits" value="on" checked[asked.limits]; " AWS's rate limits" }
+    }
 }
 
 /// Cancel's confirmation.
