@@ -572,6 +572,12 @@ impl Follow {
         Ok(changed)
     }
 
+    /// How much the job page shows of it: a line for each launch's title
+    /// and each line.
+    pub fn shown(&self) -> usize {
+        self.launches.iter().map(|(_, _, l)| l.len() + 1).sum()
+    }
+
     /// Each launch's title and lines, oldest launch first.
     pub fn output(&self) -> Vec<(String, Vec<String>)> {
         self.launches
@@ -609,7 +615,7 @@ async fn job(State(console): State<Console>, Path(id): Path<String>) -> Response
     let output = output(&console.berth, &console.logs, &record)
         .await
         .map_err(|e| e.to_string());
-    pages::job(&view, record.status.is_final(), &output).into_response()
+    pages::job(&view, record.updated_at, record.status.is_final(), &output).into_response()
 }
 
 /// How often a live page looks for changes.
@@ -704,21 +710,38 @@ async fn jobs_events(
         .into_response()
 }
 
+/// What the job page shows when it asks for its events: its record's last
+/// change and its output's lines and launches.
+#[derive(Debug, Default, Deserialize)]
+struct Shown {
+    #[serde(default)]
+    at: Option<i64>,
+    #[serde(default)]
+    lines: usize,
+}
+
 /// A job, live: `job` (its facts and attempts, HTML) when its record
 /// changes, `output` (HTML) when its launches write, and `end` once it has
-/// ended and all it wrote is sent.
-async fn job_events(State(console): State<Console>, Path(id): Path<String>) -> Response {
+/// ended and all it wrote is sent; each from what the page showed.
+async fn job_events(
+    State(console): State<Console>,
+    Path(id): Path<String>,
+    Query(shown): Query<Shown>,
+) -> Response {
     struct Live {
         updated: Option<i64>,
         follow: Follow,
+        /// The page's output lines (and launches), until the first read.
+        shown_lines: Option<usize>,
         ended: bool,
         first: bool,
         /// Events read but not sent yet (one is sent at a time).
         queued: std::collections::VecDeque<Event>,
     }
     let live = Live {
-        updated: None,
+        updated: shown.at,
         follow: Follow::default(),
+        shown_lines: Some(shown.lines),
         ended: false,
         first: true,
         queued: std::collections::VecDeque::new(),
@@ -755,11 +778,14 @@ async fn job_events(State(console): State<Console>, Path(id): Path<String>) -> R
                     live.queued
                         .push_back(Event::default().event("job").data(html));
                 }
-                match live
+                let read = live
                     .follow
                     .read(&console.berth, &console.logs, &record)
-                    .await
-                {
+                    .await;
+                // Sent unless the page shows it already.
+                let shown = live.shown_lines.take();
+                let read = read.map(|changed| changed && shown != Some(live.follow.shown()));
+                match read {
                     Ok(true) => {
                         let html = pages::job_output(&Ok(live.follow.output())).into_string();
                         live.queued

@@ -73,6 +73,11 @@ enum Mode {
     Demo {
         #[command(flatten)]
         capacity: Capacity,
+        /// After the check, keep the local run, its glue and its console
+        /// up until Ctrl-C, to look around (it prints what `berth` needs to
+        /// reach it, then `ready`).
+        #[arg(long)]
+        stay: bool,
     },
     /// N jobs end to end with faults injected between the functions and the
     /// local AWS; then every job accounted for, and no launch made twice.
@@ -322,7 +327,7 @@ async fn run(args: &Args, processes: &mut Processes) -> Fallible<bool> {
         _ => None,
     };
     let cluster = match args.command {
-        Mode::Demo { capacity } | Mode::Run { capacity, .. } => Cluster::Group(capacity),
+        Mode::Demo { capacity, .. } | Mode::Run { capacity, .. } => Cluster::Group(capacity),
         Mode::Soak { instances, .. } => Cluster::Fixed(instances),
         // No instance: every job a RunTask on Fargate.
         Mode::Burst { .. } => Cluster::Fixed(0),
@@ -390,7 +395,24 @@ async fn run(args: &Args, processes: &mut Processes) -> Fallible<bool> {
         Cluster::Fixed(_) => None,
     };
     match args.command {
-        Mode::Demo { .. } => demo(&local, Glue::new(every, boot)).await,
+        Mode::Demo { stay, .. } => {
+            let mut glue = Glue::new(every, boot);
+            let passed = demo(&local, &mut glue).await?;
+            if !stay {
+                return Ok(passed);
+            }
+            println!(
+                "the demo {}: the local run and its console stay up until Ctrl-C",
+                if passed {
+                    "passed"
+                } else {
+                    "found differences"
+                }
+            );
+            print_reach(&local);
+            println!("ready");
+            serve(&local, &mut glue, None).await
+        }
         Mode::Soak { jobs, minutes, .. } => {
             let minutes = minutes.unwrap_or((jobs as u64 * 3 / 60).max(SOAK_MINUTES_AT_LEAST));
             let mut glue = Glue::new(every, boot);
@@ -414,12 +436,7 @@ async fn run(args: &Args, processes: &mut Processes) -> Fallible<bool> {
             .await
         }
         Mode::Run { .. } => {
-            // Everything `berth` (or the AWS CLI) needs to reach this run,
-            // as lines a shell can evaluate.
-            println!("running: reach it with these variables, then use `berth`:");
-            for (k, v) in local.reach.iter().chain(&local.exports) {
-                println!("export {k}='{v}'");
-            }
+            print_reach(&local);
             println!(
                 "invoke a function with a sample event: cargo lambda invoke --invoke-address 127.0.0.1 --invoke-port {} berth-driver --data-file events/driver-sqs.json",
                 local.watch_port
@@ -436,26 +453,43 @@ async fn run(args: &Args, processes: &mut Processes) -> Fallible<bool> {
             println!("console: {}", console::start(&local).await?);
             println!("ready");
             let mut glue = Glue::new(every, boot);
-            let mut activity = Activity::default();
-            let store = berth_aws::JobStore::new(
-                local.clients.dynamodb.clone(),
-                &local.settings.jobs_table,
-            );
-            let mut looked = Instant::now();
-            loop {
-                glue.tick(&local).await?;
-                if looked.elapsed() >= Duration::from_secs(1) {
-                    for change in activity.changes(&store).await? {
-                        glue.say(&change);
-                    }
-                    if let Some(line) = sam.as_ref().and_then(|p| containers_calls(&p.calls)) {
-                        glue.say(&line);
-                    }
-                    looked = Instant::now();
-                }
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
+            serve(&local, &mut glue, sam.as_ref()).await
         }
+    }
+}
+
+/// Everything `berth` (or the AWS CLI) needs to reach this run, as lines a
+/// shell can evaluate.
+fn print_reach(local: &Local) {
+    println!("running: reach it with these variables, then use `berth`:");
+    for (k, v) in local.reach.iter().chain(&local.exports) {
+        println!("export {k}='{v}'");
+    }
+}
+
+/// Keeps the glue running and tells the jobs' changes, until the process
+/// is stopped.
+async fn serve(
+    local: &Local,
+    glue: &mut Glue,
+    sam: Option<&berth_local::proxy::LatencyProxy>,
+) -> Fallible<bool> {
+    let mut activity = Activity::default();
+    let store =
+        berth_aws::JobStore::new(local.clients.dynamodb.clone(), &local.settings.jobs_table);
+    let mut looked = Instant::now();
+    loop {
+        glue.tick(local).await?;
+        if looked.elapsed() >= Duration::from_secs(1) {
+            for change in activity.changes(&store).await? {
+                glue.say(&change);
+            }
+            if let Some(line) = sam.and_then(|p| containers_calls(&p.calls)) {
+                glue.say(&line);
+            }
+            looked = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
 
@@ -1170,7 +1204,7 @@ struct Expect {
     why: &'static str,
 }
 
-async fn demo(local: &Local, mut glue: Glue) -> Fallible<bool> {
+async fn demo(local: &Local, glue: &mut Glue) -> Fallible<bool> {
     use berth_core::dependency::{Condition, Dependency};
     let cli = Berth::new(local.settings.clone(), local.clients.clone());
     println!(

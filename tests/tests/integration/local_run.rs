@@ -440,9 +440,17 @@ pub(crate) struct Run {
 
 impl Run {
     pub(crate) fn start(state: &std::path::Path, args: &[&str]) -> Self {
+        let state = state.to_string_lossy();
+        let mut all = vec!["run", "--state", &state];
+        all.extend_from_slice(args);
+        let mut run = Self::spawn(&all);
+        run.read_until(|line| line == "ready", Duration::from_secs(300));
+        run
+    }
+
+    /// `berth-local ARGS`, its output read as it comes.
+    pub(crate) fn spawn(args: &[&str]) -> Self {
         let mut run = Command::new(berth_tests::built_binary("berth-local"))
-            .args(["run", "--state"])
-            .arg(state)
             .args(args)
             .current_dir(workspace_root())
             .env("CARGO_MANIFEST_DIR", workspace_root().join("crates/local"))
@@ -459,36 +467,62 @@ impl Run {
                 }
             }
         });
-        let mut port = None;
-        let deadline = Instant::now() + Duration::from_secs(300);
-        let mut seen = String::new();
-        while let Ok(line) = output.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        Self {
+            run,
+            output,
+            port: None,
+            seen: String::new(),
+            exports: Vec::new(),
+        }
+    }
+
+    /// Reads its lines into `seen` until one is what `until` asks, within
+    /// `within`; that line, or `None` when it never came. The `export`
+    /// lines read are its exports.
+    pub(crate) fn read_until(
+        &mut self,
+        until: impl Fn(&str) -> bool,
+        within: Duration,
+    ) -> Option<String> {
+        let deadline = Instant::now() + within;
+        let mut found = None;
+        while let Ok(line) = self
+            .output
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
         {
-            seen.push_str(&line);
-            seen.push('\n');
+            self.seen.push_str(&line);
+            self.seen.push('\n');
             if let Some(rest) = line.strip_prefix("cargo lambda watch on http://127.0.0.1:") {
-                port = rest
+                self.port = rest
                     .split_whitespace()
                     .next()
                     .and_then(|p| p.parse::<u16>().ok());
             }
-            if line == "ready" {
+            if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
+                self.exports
+                    .push((k.to_owned(), v.trim_matches('\'').to_owned()));
+            }
+            if until(&line) {
+                found = Some(line);
                 break;
             }
         }
-        let exports = seen
-            .lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
-            .collect();
-        Self {
-            run,
-            output,
-            port,
-            seen,
-            exports,
+        found
+    }
+
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.run.id()
+    }
+
+    /// Everything it has printed so far, as one text (what a failing test
+    /// shows).
+    pub(crate) fn said(&mut self) -> &str {
+        while let Ok(line) = self.output.try_recv() {
+            self.seen.push_str(&line);
+            self.seen.push('\n');
         }
+        &self.seen
     }
 
     /// SIGTERM, and its end.

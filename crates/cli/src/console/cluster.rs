@@ -116,11 +116,13 @@ fn draw(
     let root = SVGBackend::with_string(svg, (900, 260)).into_drawing_area();
     root.fill(&WHITE)?;
     let hours = |t: i64| (t - now_ms) as f64 / 3_600_000.0;
+    // Whole counts: one more than the most, each a label while they fit.
     let top = history
         .iter()
         .flat_map(|h| h.points.iter().map(|(_, v)| *v))
         .fold(1.0_f64, f64::max)
-        * 1.15;
+        .ceil()
+        + 1.0;
     let mut chart = ChartBuilder::on(&root)
         .margin(10)
         .x_label_area_size(30)
@@ -130,6 +132,7 @@ fn draw(
         .configure_mesh()
         .x_desc("hours ago")
         .x_label_formatter(&|h| format!("{:.0}", -h))
+        .y_labels((top as usize + 1).min(11))
         .y_label_formatter(&|v| format!("{v:.0}"))
         .light_line_style(WHITE.mix(0.0))
         .draw()?;

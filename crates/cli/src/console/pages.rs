@@ -102,6 +102,13 @@ fn status_class(status: &str) -> &'static str {
     }
 }
 
+/// A time to the second, for a table: `2026-12-05 11:00:26`, UTC.
+fn short_time(ms: i64) -> String {
+    crate::view::iso(ms).map_or_else(String::new, |t| {
+        t.replace('T', " ").chars().take(19).collect()
+    })
+}
+
 fn money(usd: Option<f64>) -> String {
     usd.map_or_else(|| "-".to_owned(), |c| format!("${c:.6}"))
 }
@@ -157,8 +164,8 @@ pub fn rows(page: &JobsPage) -> Markup {
                 td { (j.route.map_or("-", |r| r.as_str())) }
                 td.num { (j.attempts) }
                 td.num { (money(j.cost_usd)) }
-                td { (j.updated_at.and_then(crate::view::iso).unwrap_or_default()) }
-                td.reason { (j.reason.as_deref().unwrap_or("")) }
+                td.time { (j.updated_at.map(short_time).unwrap_or_default()) }
+                td.reason { (crate::view::shown_reason(j.status, j.reason.as_deref()).unwrap_or("")) }
             }
         }
     }
@@ -239,7 +246,7 @@ pub fn jobs(query: &JobsQuery, page: &JobsPage, problem: Option<&str>) -> Markup
                 thead { tr {
                     th scope="col" { "Job" } th scope="col" { "Status" } th scope="col" { "Definition" }
                     th scope="col" { "Route" } th scope="col" { "Attempts" } th scope="col" { "Cost" }
-                    th scope="col" { "Changed" } th scope="col" { "Reason" }
+                    th scope="col" { "Changed (UTC)" } th scope="col" { "Reason" }
                 } }
                 tbody data-live="rows" { (rows(page)) }
             }
@@ -262,8 +269,16 @@ pub type Output = Result<Vec<(String, Vec<String>)>, String>;
 
 /// A job: what it is now, its attempts, its output, and Cancel. While the
 /// job has not ended, its facts and output follow it (server-sent events).
-pub fn job(view: &JobView, ended: bool, output: &Output) -> Markup {
-    let events = format!("/jobs/{}/events", path_segment(&view.job_id));
+pub fn job(view: &JobView, updated_at: Option<i64>, ended: bool, output: &Output) -> Markup {
+    // What the page shows, so that the events begin with what changes.
+    let lines: usize = output
+        .as_ref()
+        .map_or(0, |o| o.iter().map(|(_, l)| l.len() + 1).sum());
+    let events = format!(
+        "/jobs/{}/events?at={}&lines={lines}",
+        path_segment(&view.job_id),
+        updated_at.unwrap_or_default()
+    );
     let body = html! {
         div data-events=[(!ended).then_some(&events)] {
             div data-live="job" { (job_facts(view, ended)) }
@@ -581,10 +596,10 @@ pub fn simulate(
 ) -> Markup {
     let body = html! {
         p { "The simulator (" code { "berth simulate" } ") runs a day of jobs through berth and its alternatives at AWS's published prices; no AWS account is involved. Its figures and their sources: " code { "berth simulate --assumptions" } "." }
-        form.sim method="get" action="/simulate" aria-label="Simulate a built-in trace" {
+        form.sim method="post" action="/simulate" enctype="multipart/form-data" aria-label="What to simulate" {
             fieldset {
-                legend { "A built-in trace" }
-                label { "Trace "
+                legend { "The jobs" }
+                label { "A built-in trace "
                     select name="trace" {
                         @for (name, jobs) in super::simulate::traces() {
                             option value=(name) selected[asked.trace == name] { (name) " (" (jobs) " jobs)" }
@@ -594,18 +609,24 @@ pub fn simulate(
                 label { "Jobs (blank: the trace's own) "
                     input type="text" name="jobs" inputmode="numeric" value=(asked.jobs) size="7";
                 }
-                (common_fields(asked))
-                button type="submit" { "Simulate" }
-            }
-        }
-        form.sim method="post" action="/simulate" enctype="multipart/form-data" aria-label="Simulate a CSV trace" {
-            fieldset {
-                legend { "Or a trace of your own" }
-                label { "CSV trace (docs/simulator.md gives its columns) "
+                label { "Or a CSV trace of your own (docs/simulator.md gives its columns) "
                     input type="file" name="csv" accept=".csv,text/csv";
                 }
-                (common_fields(asked))
-                button type="submit" { "Upload and simulate" }
+            }
+            fieldset.policies {
+                legend { "Policies" }
+                @for p in super::simulate::policies() {
+                    label.check { input type="checkbox" name="policy" value=(p) checked[asked.policies.iter().any(|a| a == p)]; " " (p) }
+                }
+            }
+            fieldset {
+                legend { "Settings" }
+                label { "Seed "
+                    input type="text" name="seed" inputmode="numeric" value=(asked.seed) size="5";
+                }
+                label.check { input type="checkbox" name="limits" value="on" checked[asked.limits]; " AWS's rate limits" }
+                button type="submit" formmethod="get" formenctype="application/x-www-form-urlencoded" { "Simulate the built-in trace" }
+                button type="submit" { "Upload the CSV and simulate" }
             }
         }
         @match ran {
@@ -624,22 +645,6 @@ pub fn simulate(
         }
     };
     layout("Simulate", "simulate", body)
-}
-
-/// The policies, seed and limits of both simulate forms.
-fn common_fields(asked: &super::simulate::Asked) -> Markup {
-    html! {
-        fieldset.policies {
-            legend { "Policies" }
-            @for p in super::simulate::policies() {
-                label.check { input type="checkbox" name="policy" value=(p) checked[asked.policies.iter().any(|a| a == p)]; " " (p) }
-            }
-        }
-        label { "Seed "
-            input type="text" name="seed" inputmode="numeric" value=(asked.seed) size="5";
-        }
-        label.check { input type="checkbox" name="limits" value="on" checked[asked.limits]; " AWS's rate limits" }
-    }
 }
 
 /// Cancel's confirmation.
