@@ -8,7 +8,7 @@ TOOLS_STAMP := $(VENV)/.tools-requirements
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: soak fuzz demo test check browser hakari smoke-arm64 sam-build sam-local engine engine-stop unit integration template build tools local-aws local-aws-stop clean help bench-driver bench-capacity bench-sim bench-parse bench-burst simulate
+.PHONY: soak fuzz demo test check browser hakari smoke-arm64 sam-build sam-local engine engine-stop unit integration template build tools local-aws local-aws-stop clean help bench-driver bench-capacity bench-sim bench-parse bench-burst bench-console screenshots simulate
 
 ## demo: berth's main job on the local AWS: a mixed set of jobs submitted, followed to their end
 ## and checked; real containers when a Docker engine with the job image answers (`make engine`),
@@ -154,6 +154,20 @@ bench-driver:
 ## bench-capacity: the capacity metric over 1,000 and 10,000 container instances, 20 ms per ECS call
 bench-capacity:
 	cargo bench -p berth-tests --bench capacity
+
+## screenshots: docs/console/*.png, what headless Chromium shows of berth-local demo's console
+## (the browser test, writing what it sees: the cluster launching and its metrics, the jobs, a
+## failed job, the cost view with its replay, the simulate view, the jobs at phone width)
+screenshots: tools browser
+	mkdir -p docs/console
+	BERTH_SCREENSHOTS=$(CURDIR)/docs/console cargo test -p berth-tests --test integration -- \
+		browser:: --nocapture
+
+## bench-console: berth console's jobs pages with 100,000 jobs in the table on the local AWS
+## (BERTH_BENCH_JOBS sets how many): median and slowest of ten requests each (target: the
+## first page under 200 ms; reported, not tested)
+bench-console:
+	cargo bench -p berth-tests --bench console
 
 ## bench-sim: the simulator on a day of 100,000 jobs, every policy; prints jobs simulated per second
 bench-sim:

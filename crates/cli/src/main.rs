@@ -199,9 +199,10 @@ enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
-    /// A web console of the stack on 127.0.0.1: the jobs, each job's
-    /// attempts and output, and Cancel. Prints its URL, with a token that
-    /// every request needs; runs until Ctrl-C.
+    /// A web console of the stack on 127.0.0.1: the jobs (live), each
+    /// job's attempts and output, Cancel, the cluster, the cost and the
+    /// simulator. Prints its URL, with a token that every request needs;
+    /// runs until Ctrl-C.
     Console {
         /// The port to listen on (a free one when 0).
         #[arg(long, default_value_t = 0)]

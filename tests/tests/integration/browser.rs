@@ -318,8 +318,14 @@ async fn the_console_in_chromium_on_the_demo() {
 
     // The other views, for the screenshots.
     if std::env::var_os("BERTH_SCREENSHOTS").is_some() {
-        client.goto(&format!("{origin}/cluster#metrics")).await.unwrap();
-        text_when(&client, "#decisions + div table", |t| t.contains("add 1 instance")).await;
+        client
+            .goto(&format!("{origin}/cluster#metrics"))
+            .await
+            .unwrap();
+        text_when(&client, "#decisions + div table", |t| {
+            t.contains("add 1 instance")
+        })
+        .await;
         screenshot(&client, "cluster-metrics").await;
         client
             .goto(&format!("{origin}/cost?since=1d&by=definition&replay=on"))

@@ -104,9 +104,17 @@ fn status_class(status: &str) -> &'static str {
 
 /// A time to the second, for a table: `2026-12-05 11:00:26`, UTC.
 fn short_time(ms: i64) -> String {
-    crate::view::iso(ms).map_or_else(String::new, |t| {
-        t.replace('T', " ").chars().take(19).collect()
-    })
+    crate::view::iso(ms).map_or_else(String::new, |t| short(&t))
+}
+
+/// An ISO 8601 time (UTC) to the second, for a table.
+fn short(iso: &str) -> String {
+    iso.replace('T', " ").chars().take(19).collect()
+}
+
+/// A table's head: a column header for each of `columns`.
+fn head(columns: &[&str]) -> Markup {
+    html! { thead { tr { @for c in columns { th scope="col" { (c) } } } } }
 }
 
 fn money(usd: Option<f64>) -> String {
@@ -243,11 +251,7 @@ pub fn jobs(query: &JobsQuery, page: &JobsPage, problem: Option<&str>) -> Markup
         div.scroll data-events=[live.then_some(&events)] {
             table {
                 caption { "Jobs, the most recently changed first" }
-                thead { tr {
-                    th scope="col" { "Job" } th scope="col" { "Status" } th scope="col" { "Definition" }
-                    th scope="col" { "Route" } th scope="col" { "Attempts" } th scope="col" { "Cost" }
-                    th scope="col" { "Changed (UTC)" } th scope="col" { "Reason" }
-                } }
+                (head(&["Job", "Status", "Definition", "Route", "Attempts", "Cost", "Changed (UTC)", "Reason"]))
                 tbody data-live="rows" { (rows(page)) }
             }
         }
@@ -320,18 +324,14 @@ pub fn job_facts(view: &JobView, ended: bool) -> Markup {
         } @else {
             div.scroll { table {
                 caption { "Each launch's end, oldest first" }
-                thead { tr {
-                    th scope="col" { "Launch" } th scope="col" { "Route" } th scope="col" { "Ran on" }
-                    th scope="col" { "Outcome" } th scope="col" { "Exit code" } th scope="col" { "Ended" }
-                    th scope="col" { "Cost" } th scope="col" { "Task or request" } th scope="col" { "Reason" }
-                } }
+                (head(&["Launch", "Route", "Ran on", "Outcome", "Exit code", "Ended", "Cost", "Task or request", "Reason"]))
                 tbody { @for a in &view.history { tr {
                     th scope="row" { (a.launch) }
                     td { (a.route.unwrap_or("-")) }
                     td.reason { (view.costs.iter().find(|c| c.launch == a.launch).map_or("-", |c| c.basis.as_str())) }
                     td { (a.outcome) }
                     td.num { @if let Some(c) = a.exit_code { (c) } @else { "-" } }
-                    td { (a.ended_at.as_deref().unwrap_or("-")) }
+                    td.time { (a.ended_at.as_deref().map_or_else(|| "-".to_owned(), short)) }
                     td.num { (money(a.cost_usd)) }
                     td.id { (a.id.as_deref().unwrap_or("-")) }
                     td.reason { (a.reason.as_deref().unwrap_or("")) }
@@ -427,11 +427,7 @@ pub fn cluster(view: &ClusterView) -> Markup {
         } @else {
             div.scroll { table {
                 caption { "The cluster's container instances" }
-                thead { tr {
-                    th scope="col" { "EC2 instance" } th scope="col" { "Type" } th scope="col" { "Bought" }
-                    th scope="col" { "State" } th scope="col" { "Tasks" } th scope="col" { "Room left" }
-                    th scope="col" { "Idle since" } th scope="col" { "Last task stopped" }
-                } }
+                (head(&["EC2 instance", "Type", "Bought", "State", "Tasks", "Room left", "Idle since", "Last task stopped"]))
                 tbody { @for o in &view.instances { tr {
                     th scope="row" { (o.ec2_instance_id) }
                     td { (o.instance_type.as_deref().unwrap_or("-")) }
@@ -469,7 +465,7 @@ pub fn cluster(view: &ClusterView) -> Markup {
             Ok(d) if d.is_empty() => p { "The scaler has decided nothing yet." },
             Ok(d) => div.scroll { table {
                 caption { "The last " (d.len()) ", the newest first" }
-                thead { tr { th scope="col" { "When" } th scope="col" { "Desired" } th scope="col" { "Decision" } } }
+                (head(&["When", "Desired", "Decision"]))
                 tbody { @for x in d { tr {
                     th scope="row" { (at(Some(x.at_ms))) }
                     td.num { (x.desired.0) " → " (x.desired.1) }
@@ -486,13 +482,7 @@ pub fn outcomes(outcomes: &[berth_sim::Outcome], caption: &str) -> Markup {
     html! {
         div.scroll { table {
             caption { (caption) }
-            thead { tr {
-                th scope="col" { "Policy" } th scope="col" { "Cost" } th scope="col" { "EC2 and EBS" }
-                th scope="col" { "Fargate" } th scope="col" { "Lambda jobs" } th scope="col" { "berth itself" }
-                th scope="col" { "Wait p50 s" } th scope="col" { "p95 s" } th scope="col" { "max s" }
-                th scope="col" { "Instance hours" } th scope="col" { "idle" } th scope="col" { "On Fargate" }
-                th scope="col" { "Jobs ok / failed / unfinished / lost" }
-            } }
+            (head(&["Policy", "Cost", "EC2 and EBS", "Fargate", "Lambda jobs", "berth itself", "Wait p50 s", "p95 s", "max s", "Instance hours", "idle", "On Fargate", "Jobs ok / failed / unfinished / lost"]))
             tbody { @for o in outcomes { tr {
                 th scope="row" { (o.policy) @if let Some(n) = o.always_on_instances { " (" (n) ")" } }
                 td.num { (format!("${:.2}", o.cost_usd)) }
@@ -538,13 +528,13 @@ pub fn cost(query: &super::cost::CostQuery, view: Result<&super::cost::CostView,
                     (format!("${:.4}", r.total_usd)) " for " (r.attempts) " attempt(s) of " (r.jobs) " job(s), "
                     (r.since.as_deref().unwrap_or("-")) " to " (r.until.as_deref().unwrap_or("-")) "."
                 }
-                p.muted { "This is " (r.note) "." }
+                p.muted { "This is " (r.note.replace('`', "")) "." }
                 @if r.groups.is_empty() {
                     p { "No attempt ended in this time." }
                 } @else {
                     div.scroll { table {
                         caption { "By " (r.by) ", the costliest first" }
-                        thead { tr { th scope="col" { (r.by) } th scope="col" { "Jobs" } th scope="col" { "Attempts" } th scope="col" { "Cost" } } }
+                        (head(&[r.by.as_str(), "Jobs", "Attempts", "Cost"]))
                         tbody { @for g in &r.groups { tr {
                             th scope="row" { (g.key) }
                             td.num { (g.jobs) } td.num { (g.attempts) } td.num { (format!("${:.6}", g.usd)) }
@@ -555,7 +545,7 @@ pub fn cost(query: &super::cost::CostQuery, view: Result<&super::cost::CostView,
                     h2 #limits { "Spending limits today" }
                     div.scroll { table {
                         caption { "Each limited definition's spend of the day" }
-                        thead { tr { th scope="col" { "Definition" } th scope="col" { "Spent" } th scope="col" { "Limit" } th scope="col" { "Next day from" } } }
+                        (head(&["Definition", "Spent", "Limit", "Next day from"]))
                         tbody { @for l in &r.limits { tr {
                             th scope="row" { (l.definition) }
                             td.num { (format!("${:.4}", l.spent_today_usd)) }

@@ -30,7 +30,7 @@ pub struct Asked {
 
 impl Asked {
     /// The form as a query string's (or a multipart form's) pairs give it.
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (String, String)> + 'a) -> Self {
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
         let mut asked = Self::default();
         for (k, v) in pairs {
             match k.as_str() {
