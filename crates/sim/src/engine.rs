@@ -2064,9 +2064,9 @@ impl<'a> Sim<'a> {
             + cost::monthly(f::CLOUDWATCH_METRIC_MONTH.value, busy_hours)
                 * f::EMF_METRICS_WHILE_BUSY.value;
         if on_schedulable {
-            // SchedulableContainers and ScaleInThresholdLoops, in the
-            // minutes they are published (berth's scaler: while the
-            // cluster has instances).
+            // SchedulableContainers and (berth's scaler)
+            // JobsWaitingForCapacity, in the hours they are published
+            // (berth's scaler: while the cluster has instances).
             let metric_hours = self.metric_hours.len() as f64;
             c.cloudwatch += cost::monthly(f::CLOUDWATCH_METRIC_MONTH.value, metric_hours) * 2.0
                 + self.metric_minutes as f64 * f::CLOUDWATCH_PUT_METRIC_DATA.value;

@@ -108,6 +108,7 @@ fn the_dashboard_shows_every_metric_the_functions_emit() {
     let mut emitted = BTreeSet::from([
         berth_capacity_metric::SCHEDULABLE_CONTAINERS.to_owned(),
         berth_capacity_metric::UNPLACEABLE_DEFINITIONS.to_owned(),
+        berth_capacity_metric::JOBS_WAITING.to_owned(),
     ]);
     for source in [
         "crates/driver/src/lib.rs",
