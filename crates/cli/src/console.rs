@@ -627,10 +627,13 @@ async fn job(State(console): State<Console>, Path(id): Path<String>) -> Response
 
 /// How often a live page looks for changes.
 const LIVE_EVERY: Duration = Duration::from_secs(2);
-/// How often, at most, the live jobs list counts the jobs again: a count
-/// reads the whole status index (on DynamoDB about 0.5 read units for each
-/// 4 KB of it), so an open list of a large table counts once a minute.
-const COUNT_EVERY: Duration = Duration::from_secs(60);
+/// How often, at most, the live jobs list counts the jobs again: every
+/// 10 s, and no more often than every 60 times as long as the last count
+/// took. A count reads the whole status index (on DynamoDB 0.5 read units
+/// for each 4 KB of it), so a large table, whose count takes longer, is
+/// counted less often.
+const COUNT_EVERY: Duration = Duration::from_secs(10);
+const COUNT_SPACING: u32 = 60;
 
 /// The query of the jobs list's events: its filters and the rows it shows.
 #[derive(Debug, Default, Deserialize)]
@@ -643,8 +646,8 @@ struct JobsEventsQuery {
 }
 
 /// The first page of the jobs list, live: `counts` (JSON: status to count)
-/// at once and again, at most every [`COUNT_EVERY`], after the rows
-/// change; `rows` (the table's rows, HTML) when the newest jobs change.
+/// at once and again after the rows change, spaced as [`COUNT_EVERY`]
+/// says; `rows` (the table's rows, HTML) when the newest jobs change.
 async fn jobs_events(
     State(console): State<Console>,
     Query(query): Query<JobsEventsQuery>,
@@ -658,7 +661,8 @@ async fn jobs_events(
     struct Live {
         sig: String,
         recount: bool,
-        counted: Option<tokio::time::Instant>,
+        /// When the last count began, and when the next may.
+        counted: Option<(tokio::time::Instant, Duration)>,
         first: bool,
     }
     let live = Live {
@@ -676,10 +680,16 @@ async fn jobs_events(
                     tokio::time::sleep(LIVE_EVERY).await;
                 }
                 live.first = false;
-                if live.recount && live.counted.is_none_or(|t| t.elapsed() >= COUNT_EVERY) {
+                if live.recount
+                    && live
+                        .counted
+                        .is_none_or(|(at, spacing)| at.elapsed() >= spacing)
+                {
                     live.recount = false;
-                    live.counted = Some(tokio::time::Instant::now());
-                    let event = match counts(&berth, &jobs).await {
+                    let began = tokio::time::Instant::now();
+                    let counted = counts(&berth, &jobs).await;
+                    live.counted = Some((began, COUNT_EVERY.max(began.elapsed() * COUNT_SPACING)));
+                    let event = match counted {
                         Ok(counts) => {
                             let map: serde_json::Map<String, serde_json::Value> = counts
                                 .into_iter()
