@@ -249,7 +249,7 @@ pub fn jobs(query: &JobsQuery, page: &JobsPage, problem: Option<&str>) -> Markup
             }
         }
         div.scroll data-events=[live.then_some(&events)] {
-            table {
+            table.jobs {
                 caption { "Jobs, the most recently changed first" }
                 (head(&["Job", "Status", "Definition", "Route", "Attempts", "Cost", "Changed (UTC)", "Reason"]))
                 tbody data-live="rows" { (rows(page)) }
