@@ -87,7 +87,7 @@ impl JobStore {
             all.sort_by_key(|d| std::cmp::Reverse(d.at_ms));
             all.truncate(DECISIONS_KEPT);
             let json = serde_json::to_string(&all).unwrap_or_else(|_| "[]".into());
-            let written_at = read_at.map_or(at_ms, |r| r.max(at_ms).max(r + 1));
+            let written_at = read_at.map_or(at_ms, |r| at_ms.max(r + 1));
             let put = self
                 .ddb
                 .put_item()

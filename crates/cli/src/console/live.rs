@@ -110,7 +110,7 @@ pub(super) async fn jobs_events(
     struct Live {
         sig: String,
         recount: bool,
-        /// When the last count began, and when the next may.
+        /// When the last count began, and how long after that the next may.
         counted: Option<(tokio::time::Instant, Duration)>,
         first: bool,
     }
